@@ -1,0 +1,15 @@
+// Subcommands of the `mxq` CLI. Each registers itself on the CLI11 app and runs through a
+// callback returning the process exit code; no math lives here (it is all in the library).
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace mxq::cli {
+
+// Exit code a subcommand reports; set by the subcommand's callback.
+int& exit_code();
+
+void add_demo(CLI::App& app);   // the numerics demo on an embedded sample (main job for now)
+void add_codes(CLI::App& app);  // decode tables / element encodes, the test interface
+
+}  // namespace mxq::cli
