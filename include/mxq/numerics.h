@@ -209,8 +209,10 @@ MXQ_HD_INLINE constexpr float decode_elem(ElemType t, uint8_t code) {
 }
 
 // Element value times block scale, exact in FP32 (both factors are short significands),
-// except that values beyond FLT_MAX become Inf. A 0xFF scale makes the result NaN.
-MXQ_HD constexpr float dequantize_elem(ElemType t, uint8_t code, uint8_t scale) {
+// except that values beyond FLT_MAX become Inf. A 0xFF scale gives the canonical quiet NaN
+// 0x7FC00000 for every element (decided here, not by the FPU's NaN-operand order).
+MXQ_HD_INLINE constexpr float dequantize_elem(ElemType t, uint8_t code, uint8_t scale) {
+  if (scale == kScaleNaN) return f32_from_bits(kF32QuietNaN);
   return decode_elem(t, code) * e8m0_to_f32(scale);
 }
 

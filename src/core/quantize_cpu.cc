@@ -165,8 +165,12 @@ MXQ_TARGET_CLONES void dequantize_blocks(const DequantJob& job, int64_t b0, int6
   alignas(64) float v[kBlockSize];
   for (int64_t b = b0; b < b1; ++b) {
     pack::unpack_codes(job.elem, job.packed + b * block_bytes, kBlockSize, codes);
-    const float s = num::e8m0_to_f32(job.scales[b]);
-    for (int i = 0; i < kBlockSize; ++i) v[i] = table[codes[i]] * s;
+    if (job.scales[b] == num::kScaleNaN) {  // canonical NaN, as num::dequantize_elem
+      for (int i = 0; i < kBlockSize; ++i) v[i] = num::f32_from_bits(num::kF32QuietNaN);
+    } else {
+      const float s = num::e8m0_to_f32(job.scales[b]);
+      for (int i = 0; i < kBlockSize; ++i) v[i] = table[codes[i]] * s;
+    }
     const int64_t o = b * kBlockSize;  // k is a multiple of 32: blocks tile the output
     switch (job.out_dtype) {
       case DType::kF32: std::memcpy(static_cast<float*>(job.out) + o, v, sizeof v); break;
