@@ -11,5 +11,7 @@ int& exit_code();
 
 void add_demo(CLI::App& app);   // the numerics demo on an embedded sample (main job for now)
 void add_codes(CLI::App& app);  // decode tables / element encodes, the test interface
+// Checkpoint commands: sample, quantize, inspect, convert, verify (cli/model_cmds.cc).
+void add_model_commands(CLI::App& app);
 
 }  // namespace mxq::cli
