@@ -8,6 +8,7 @@ APT_PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libcli11-dev nlohmann-json3-dev libfmt-dev
   python3 python3-pip
+  clang libclang-rt-14-dev
 )
 PIP_PACKAGES=(numpy ml_dtypes pytest)
 
