@@ -1,0 +1,706 @@
+// Format adapters (gpt-oss, Quark, ModelOpt, DeepSeek): each test writes a small checkpoint in
+// the format's exact tensor layout and config, with packed bytes made by mxq::quantize, then
+// checks read_model()'s view of it byte for byte.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <initializer_list>
+#include <optional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "io/formats/common.h"
+#include "mxq/model.h"
+#include "mxq/quantize.h"
+#include "mxq/safetensors.h"
+
+namespace mxq::io {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+// Random data with per-row magnitudes spread over several binades, quantized with `rule`.
+MXMatrix make_mx(ElemType elem, int64_t rows, int64_t k, uint32_t seed,
+                 ScaleRule rule = ScaleRule::kFloor) {
+  std::mt19937 g(seed);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  std::vector<float> x(size_t(rows * k));
+  for (int64_t r = 0; r < rows; ++r) {
+    const float mag = std::ldexp(1.0f, int(r % 9) - 4);
+    for (int64_t c = 0; c < k; ++c) x[size_t(r * k + c)] = nd(g) * mag;
+  }
+  QuantOptions o;
+  o.elem = elem;
+  o.scale_rule = rule;
+  return quantize(x, rows, k, o).value();
+}
+
+std::vector<uint8_t> random_bytes(size_t n, uint32_t seed) {
+  std::mt19937 g(seed);
+  std::vector<uint8_t> b(n);
+  for (auto& v : b) v = uint8_t(g() >> 24);
+  return b;
+}
+
+std::vector<uint8_t> f32_scalar(float v) {
+  std::vector<uint8_t> b(4);
+  std::memcpy(b.data(), &v, 4);
+  return b;
+}
+
+// `s` contains every one of `parts`.
+::testing::AssertionResult has_all(const Status& s, StatusCode code,
+                                   std::initializer_list<std::string> parts) {
+  if (s.ok()) return ::testing::AssertionFailure() << "expected an error, got OK";
+  if (s.code() != code)
+    return ::testing::AssertionFailure()
+           << "code " << status_code_name(s.code()) << ", expected " << status_code_name(code)
+           << ": " << s.message();
+  for (const std::string& p : parts)
+    if (s.message().find(p) == std::string::npos)
+      return ::testing::AssertionFailure() << "message lacks \"" << p << "\": " << s.message();
+  return ::testing::AssertionSuccess();
+}
+
+class FormatsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    dir_ = fs::temp_directory_path() /
+           ("mxq_formats_" + std::to_string(::getpid()) + "_" + info->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+  }
+  void TearDown() override {
+    ckpt_.reset();
+    fs::remove_all(dir_);
+  }
+
+  void add(std::string name, StDType dt, std::vector<int64_t> shape, std::vector<uint8_t> bytes) {
+    tensors_.push_back({std::move(name), dt, std::move(shape), std::move(bytes)});
+  }
+  // A packed/scale pair from `m`, with the given stored shapes.
+  void add_mx(const std::string& packed, StDType packed_dt, std::vector<int64_t> packed_shape,
+              const std::string& scale, StDType scale_dt, std::vector<int64_t> scale_shape,
+              const MXMatrix& m) {
+    add(packed, packed_dt, std::move(packed_shape), m.packed);
+    add(scale, scale_dt, std::move(scale_shape), m.scales);
+  }
+  void write_json(const char* file, const json& j) {
+    std::ofstream(dir_ / file) << j.dump(2);
+  }
+
+  StatusOr<ModelInfo> read() {
+    ckpt_.reset();
+    std::vector<SafetensorsWriter::Decl> decls;
+    for (const auto& t : tensors_) decls.push_back({t.name, t.dtype, t.shape});
+    auto w = SafetensorsWriter::create((dir_ / "model.safetensors").string(), decls);
+    EXPECT_TRUE(w.ok()) << w.status().to_string();
+    for (const auto& t : tensors_) EXPECT_TRUE(w.value()->write(t.bytes).ok()) << t.name;
+    EXPECT_TRUE(w.value()->finish().ok());
+    auto c = Checkpoint::open(dir_.string());
+    EXPECT_TRUE(c.ok()) << c.status().to_string();
+    ckpt_.emplace(std::move(c).value());
+    return read_model(*ckpt_);
+  }
+
+  // Checks one weight against the matrix its bytes came from.
+  static void expect_weight(const MXWeight& w, const std::string& module, ElemType elem,
+                            const std::vector<int64_t>& shape, const MXMatrix& m,
+                            GateUpLayout gate_up = GateUpLayout::kNone,
+                            const std::string& bias = "", const std::string& input_scale = "") {
+    SCOPED_TRACE(module);
+    EXPECT_EQ(w.module, module);
+    EXPECT_EQ(w.elem, elem);
+    EXPECT_EQ(w.shape, shape);
+    EXPECT_EQ(w.gate_up, gate_up);
+    EXPECT_EQ(w.bias_name, bias);
+    EXPECT_EQ(w.input_scale_name, input_scale);
+    ASSERT_EQ(w.packed.size(), m.packed.size());
+    ASSERT_EQ(w.scales.size(), m.scales.size());
+    EXPECT_EQ(std::memcmp(w.packed.data(), m.packed.data(), m.packed.size()), 0);
+    EXPECT_EQ(std::memcmp(w.scales.data(), m.scales.data(), m.scales.size()), 0);
+    auto got = dequantize_weight(w);
+    ASSERT_TRUE(got.ok()) << got.status().to_string();
+    auto want = dequantize(m);
+    ASSERT_TRUE(want.ok());
+    ASSERT_EQ(got.value().size(), want.value().size());
+    EXPECT_EQ(std::memcmp(got.value().data(), want.value().data(), want.value().size() * 4), 0);
+  }
+
+  struct Tensor {
+    std::string name;
+    StDType dtype;
+    std::vector<int64_t> shape;
+    std::vector<uint8_t> bytes;
+  };
+  fs::path dir_;
+  std::vector<Tensor> tensors_;
+  std::optional<Checkpoint> ckpt_;
+};
+
+// ---- gpt-oss -------------------------------------------------------------------------------
+
+json gpt_oss_config() {
+  return {{"architectures", {"GptOssForCausalLM"}},
+          {"quantization_config",
+           {{"quant_method", "mxfp4"},
+            {"modules_to_not_convert",
+             {"model.layers.*.self_attn", "model.layers.*.mlp.router", "model.embed_tokens",
+              "lm_head"}}}}};
+}
+
+// E = 2 experts, H = 64, I = 32: gate_up [E, 2I, H/32, 16], down [E, H, I/32, 16].
+constexpr int64_t kE = 2, kH = 64, kI = 32;
+
+TEST_F(FormatsTest, GptOssInterleavedExperts) {
+  write_json("config.json", gpt_oss_config());
+  const std::string p = "model.layers.0.mlp.experts.";
+  const MXMatrix gu = make_mx(ElemType::kE2M1, kE * 2 * kI, kH, 1, ScaleRule::kRoundUp);
+  const MXMatrix down = make_mx(ElemType::kE2M1, kE * kH, kI, 2, ScaleRule::kRoundUp);
+  add(p + "down_proj_bias", StDType::kBF16, {kE, kH}, random_bytes(kE * kH * 2, 3));
+  add_mx(p + "down_proj_blocks", StDType::kU8, {kE, kH, kI / 32, 16}, p + "down_proj_scales",
+         StDType::kU8, {kE, kH, kI / 32}, down);
+  add(p + "gate_up_proj_bias", StDType::kBF16, {kE, 2 * kI}, random_bytes(kE * 2 * kI * 2, 4));
+  add_mx(p + "gate_up_proj_blocks", StDType::kU8, {kE, 2 * kI, kH / 32, 16},
+         p + "gate_up_proj_scales", StDType::kU8, {kE, 2 * kI, kH / 32}, gu);
+  add("model.layers.0.mlp.router.weight", StDType::kBF16, {kE, kH}, random_bytes(kE * kH * 2, 5));
+  add("model.layers.0.mlp.router.bias", StDType::kBF16, {kE}, random_bytes(kE * 2, 6));
+
+  auto r = read();
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  const ModelInfo& info = r.value();
+  EXPECT_EQ(info.format, "gpt-oss");
+  EXPECT_EQ(info.scheme, "mxfp4");
+  EXPECT_EQ(info.act, ActScheme::kNone);
+  EXPECT_EQ(info.scale_rule, ScaleRule::kRoundUp);
+  EXPECT_EQ(info.ignored, (std::vector<std::string>{"lm_head", "model.embed_tokens",
+                                                    "model.layers.*.mlp.router",
+                                                    "model.layers.*.self_attn"}));
+  ASSERT_EQ(info.weights.size(), 2u);
+  expect_weight(info.weights[0], p + "down_proj", ElemType::kE2M1, {kE, kH, kI}, down,
+                GateUpLayout::kNone, p + "down_proj_bias");
+  expect_weight(info.weights[1], p + "gate_up_proj", ElemType::kE2M1, {kE, 2 * kI, kH}, gu,
+                GateUpLayout::kInterleaved, p + "gate_up_proj_bias");
+  EXPECT_EQ(info.weights[1].batch(), kE);
+  for (const char* n : {"model.layers.0.mlp.router.weight", "model.layers.0.mlp.router.bias"})
+    EXPECT_NE(std::find(info.passthrough.begin(), info.passthrough.end(), n),
+              info.passthrough.end())
+        << n;
+}
+
+TEST_F(FormatsTest, GptOssBlocksWithoutScales) {
+  write_json("config.json", gpt_oss_config());
+  const MXMatrix gu = make_mx(ElemType::kE2M1, kE * 2 * kI, kH, 1);
+  add("model.layers.0.mlp.experts.gate_up_proj_blocks", StDType::kU8, {kE, 2 * kI, kH / 32, 16},
+      gu.packed);
+  auto r = read();
+  EXPECT_TRUE(has_all(r.status(), StatusCode::kDataLoss,
+                      {"model.layers.0.mlp.experts.gate_up_proj_blocks",
+                       "model.layers.0.mlp.experts.gate_up_proj_scales", "U8 [2, 64, 2]"}));
+}
+
+TEST_F(FormatsTest, GptOssWrongScaleShape) {
+  write_json("config.json", gpt_oss_config());
+  const std::string p = "model.layers.0.mlp.experts.";
+  const MXMatrix gu = make_mx(ElemType::kE2M1, kE * 2 * kI, kH, 1);
+  // Scales claim K = 32 while the blocks hold K = 64.
+  add(p + "gate_up_proj_blocks", StDType::kU8, {kE, 2 * kI, kH / 32, 16}, gu.packed);
+  add(p + "gate_up_proj_scales", StDType::kU8, {kE, 4 * kI, 1}, gu.scales);
+  auto r = read();
+  EXPECT_TRUE(has_all(r.status(), StatusCode::kDataLoss,
+                      {p + "gate_up_proj_blocks", "[2, 64, 2, 16]", "expected [2, 128, 1, 16]"}));
+}
+
+TEST_F(FormatsTest, GptOssWrongDtypeAndBias) {
+  write_json("config.json", gpt_oss_config());
+  const std::string p = "model.layers.0.mlp.experts.";
+  const MXMatrix down = make_mx(ElemType::kE2M1, kE * kH, kI, 2);
+  add(p + "down_proj_blocks", StDType::kI16, {kE, kH, kI / 32, 8}, down.packed);
+  add(p + "down_proj_scales", StDType::kU8, {kE, kH, kI / 32}, down.scales);
+  auto r = read();
+  EXPECT_TRUE(has_all(r.status(), StatusCode::kDataLoss, {p + "down_proj_blocks", "I16", "U8"}));
+
+  tensors_.clear();
+  add_mx(p + "down_proj_blocks", StDType::kU8, {kE, kH, kI / 32, 16}, p + "down_proj_scales",
+         StDType::kU8, {kE, kH, kI / 32}, down);
+  add(p + "down_proj_bias", StDType::kBF16, {kE, kH + 1}, random_bytes(kE * (kH + 1) * 2, 3));
+  r = read();
+  EXPECT_TRUE(has_all(r.status(), StatusCode::kDataLoss,
+                      {p + "down_proj_bias", "[2, 65]", "expected BF16, F16 or F32 [2, 64]"}));
+}
+
+TEST_F(FormatsTest, GptOssScalesWithoutBlocks) {
+  write_json("config.json", gpt_oss_config());
+  const MXMatrix down = make_mx(ElemType::kE2M1, kE * kH, kI, 2);
+  add("model.layers.0.mlp.experts.down_proj_scales", StDType::kU8, {kE, kH, 1}, down.scales);
+  auto r = read();
+  EXPECT_TRUE(has_all(r.status(), StatusCode::kDataLoss,
+                      {"down_proj_scales", "model.layers.0.mlp.experts.down_proj_blocks",
+                       "U8 [2, 64, 1, 16]"}));
+}
+
+// ---- Quark ---------------------------------------------------------------------------------
+
+json quark_spec(const std::string& dtype) {
+  return {{"dtype", dtype},         {"qscheme", "per_group"},     {"group_size", 32},
+          {"ch_axis", -1},          {"is_dynamic", false},         {"scale_format", "e8m0"},
+          {"scale_type", "float"},  {"scale_calculation_mode", "even"},
+          {"round_method", "half_even"}, {"symmetric", nullptr},
+          {"observer_cls", "PerBlockMXObserver"}, {"mx_element_dtype", nullptr}};
+}
+json quark_fp8_static() {
+  return {{"dtype", "fp8_e4m3"}, {"qscheme", "per_tensor"}, {"is_dynamic", false},
+          {"ch_axis", nullptr},  {"group_size", nullptr},   {"symmetric", true},
+          {"round_method", "half_even"}, {"scale_type", "float"},
+          {"observer_cls", "PerTensorMinMaxObserver"}};
+}
+json quark_config(json weight, json input, json layer = json::object(),
+                  json exclude = json::array({"lm_head"})) {
+  return {{"architectures", {"LlamaForCausalLM"}},
+          {"quantization_config",
+           {{"quant_method", "quark"},
+            {"quant_mode", "eager_mode"},
+            {"version", "0.9"},
+            {"export", {{"kv_cache_group", json::array()}, {"pack_method", "reorder"}}},
+            {"global_quant_config",
+             {{"weight", std::move(weight)},
+              {"input_tensors", std::move(input)},
+              {"output_tensors", nullptr},
+              {"bias", nullptr},
+              {"target_device", nullptr}}},
+            {"layer_quant_config", std::move(layer)},
+            {"layer_type_quant_config", json::object()},
+            {"exclude", std::move(exclude)},
+            {"algo_config", nullptr}}}};
+}
+
+// w_mxfp4_a_fp8 globally, an fp6_e2m3 override for "*.mlp.*", a re: exclude for the router.
+TEST_F(FormatsTest, QuarkW4A8WithOverrideAndExclude) {
+  json layer = {{"*.mlp.*", {{"weight", quark_spec("fp6_e2m3")},
+                             {"input_tensors", quark_fp8_static()},
+                             {"output_tensors", nullptr},
+                             {"bias", nullptr}}}};
+  write_json("config.json", quark_config(quark_spec("fp4"), quark_fp8_static(), layer,
+                                         {"lm_head", "re:.*\\.mlp\\.gate$"}));
+  const MXMatrix q = make_mx(ElemType::kE2M1, 64, 64, 10, ScaleRule::kEven);
+  const MXMatrix d = make_mx(ElemType::kE2M3, 32, 64, 11, ScaleRule::kEven);
+  const std::string a = "model.layers.0.self_attn.q_proj", m = "model.layers.0.mlp.down_proj";
+  add_mx(a + ".weight", StDType::kU8, {64, 32}, a + ".weight_scale", StDType::kU8, {64, 2}, q);
+  add(a + ".input_scale", StDType::kF32, {}, f32_scalar(0.125f));
+  add_mx(m + ".weight", StDType::kU8, {32, 48}, m + ".weight_scale", StDType::kU8, {32, 2}, d);
+  add(m + ".input_scale", StDType::kF32, {1}, f32_scalar(0.5f));
+  add("model.layers.0.mlp.gate.weight", StDType::kBF16, {4, 64}, random_bytes(512, 12));
+  add("lm_head.weight", StDType::kBF16, {8, 64}, random_bytes(1024, 13));
+
+  auto r = read();
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  const ModelInfo& info = r.value();
+  EXPECT_EQ(info.format, "quark");
+  EXPECT_EQ(info.scheme, "w_mxfp4_a_fp8");
+  EXPECT_EQ(info.act, ActScheme::kFp8Static);
+  EXPECT_EQ(info.scale_rule, ScaleRule::kEven);
+  EXPECT_EQ(info.ignored, (std::vector<std::string>{"lm_head", "re:.*\\.mlp\\.gate$"}));
+  ASSERT_EQ(info.weights.size(), 2u);
+  expect_weight(info.weights[0], m, ElemType::kE2M3, {32, 64}, d, GateUpLayout::kNone, "",
+                m + ".input_scale");
+  expect_weight(info.weights[1], a, ElemType::kE2M1, {64, 64}, q, GateUpLayout::kNone, "",
+                a + ".input_scale");
+}
+
+TEST_F(FormatsTest, QuarkMxfp4A4AndLegacyMxDtype) {
+  json act = quark_spec("fp4");
+  act["is_dynamic"] = true;
+  json w = quark_spec("mx");
+  w["mx_element_dtype"] = "fp4";
+  w.erase("scale_format");
+  w["scale_calculation_mode"] = "floor";
+  write_json("config.json", quark_config(w, act));
+  const MXMatrix q = make_mx(ElemType::kE2M1, 16, 96, 20);
+  const std::string a = "model.layers.3.self_attn.o_proj";
+  add_mx(a + ".weight", StDType::kU8, {16, 48}, a + ".weight_scale", StDType::kU8, {16, 3}, q);
+  add(a + ".bias", StDType::kBF16, {16}, random_bytes(32, 21));
+  auto r = read();
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  EXPECT_EQ(r.value().scheme, "w_mxfp4_a_mxfp4");
+  EXPECT_EQ(r.value().act, ActScheme::kMxfp4);
+  EXPECT_EQ(r.value().scale_rule, ScaleRule::kFloor);
+  ASSERT_EQ(r.value().weights.size(), 1u);
+  expect_weight(r.value().weights[0], a, ElemType::kE2M1, {16, 96}, q, GateUpLayout::kNone,
+                a + ".bias");
+}
+
+TEST_F(FormatsTest, QuarkFp6WeightOnly) {
+  write_json("config.json", quark_config(quark_spec("fp6_e3m2"), nullptr));
+  const MXMatrix q = make_mx(ElemType::kE3M2, 8, 128, 30, ScaleRule::kEven);
+  const std::string a = "model.layers.0.mlp.up_proj";
+  add_mx(a + ".weight", StDType::kU8, {8, 96}, a + ".weight_scale", StDType::kU8, {8, 4}, q);
+  auto r = read();
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  EXPECT_EQ(r.value().scheme, "w_mxfp6_e3m2");
+  EXPECT_EQ(r.value().act, ActScheme::kNone);
+  ASSERT_EQ(r.value().weights.size(), 1u);
+  expect_weight(r.value().weights[0], a, ElemType::kE3M2, {8, 128}, q);
+}
+
+// Global weight null: everything quantized comes from name patterns.
+TEST_F(FormatsTest, QuarkLayerOnlySpecsAndConflicts) {
+  json act = quark_spec("fp4");
+  act["is_dynamic"] = true;
+  json layer = {{"*.self_attn.*", {{"weight", quark_spec("fp4")}, {"input_tensors", act}}},
+                {"*.mlp.*", {{"weight", quark_spec("fp6_e2m3")}, {"input_tensors", act}}}};
+  write_json("config.json", quark_config(nullptr, nullptr, layer));
+  const MXMatrix q = make_mx(ElemType::kE2M1, 8, 64, 130);
+  const MXMatrix d = make_mx(ElemType::kE2M3, 8, 64, 131);
+  add_mx("l.self_attn.k_proj.weight", StDType::kU8, {8, 32}, "l.self_attn.k_proj.weight_scale",
+         StDType::kU8, {8, 2}, q);
+  add_mx("l.mlp.up_proj.weight", StDType::kU8, {8, 48}, "l.mlp.up_proj.weight_scale",
+         StDType::kU8, {8, 2}, d);
+  auto r = read();
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  EXPECT_EQ(r.value().scheme, "w_mxfp4_a_mxfp4+w_mxfp6_e2m3_a_mxfp4");
+  EXPECT_EQ(r.value().act, ActScheme::kMxfp4);
+  EXPECT_EQ(r.value().scale_rule, ScaleRule::kEven);
+  ASSERT_EQ(r.value().weights.size(), 2u);
+  expect_weight(r.value().weights[0], "l.mlp.up_proj", ElemType::kE2M3, {8, 64}, d);
+  expect_weight(r.value().weights[1], "l.self_attn.k_proj", ElemType::kE2M1, {8, 64}, q);
+
+  // Two patterns matching one module with different specs.
+  layer["l.mlp.*"] = {{"weight", quark_spec("fp4")}, {"input_tensors", act}};
+  write_json("config.json", quark_config(nullptr, nullptr, layer));
+  r = read();
+  EXPECT_TRUE(has_all(r.status(), StatusCode::kDataLoss,
+                      {"l.mlp.up_proj", "\"*.mlp.*\"", "\"l.mlp.*\""}));
+
+  // Different activation schemes per layer cannot be recorded.
+  layer.erase("l.mlp.*");
+  layer["*.mlp.*"]["input_tensors"] = quark_fp8_static();
+  write_json("config.json", quark_config(nullptr, nullptr, layer));
+  add("l.mlp.up_proj.input_scale", StDType::kF32, {}, f32_scalar(1.0f));
+  r = read();
+  EXPECT_TRUE(has_all(r.status(), StatusCode::kUnimplemented,
+                      {"l.self_attn.k_proj", "fp8-static", "mxfp4", "one activation scheme"}));
+}
+
+TEST_F(FormatsTest, QuarkConfigErrors) {
+  const MXMatrix q = make_mx(ElemType::kE2M1, 8, 64, 40);
+  add_mx("m.weight", StDType::kU8, {8, 32}, "m.weight_scale", StDType::kU8, {8, 2}, q);
+  struct Case {
+    const char* key;
+    json value;
+    std::vector<std::string> parts;
+  };
+  const Case cases[] = {
+      {"scale_format", "e4m3", {"global_quant_config.weight.scale_format", "\"e8m0\""}},
+      {"group_size", 16, {"global_quant_config.weight.group_size is 16", "expected 32"}},
+      {"qscheme", "per_channel", {"global_quant_config.weight.qscheme", "\"per_group\""}},
+      {"scale_calculation_mode", "stochastic",
+       {"global_quant_config.weight.scale_calculation_mode", "stochastic", "\"even\""}},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.key);
+    json w = quark_spec("fp4");
+    w[c.key] = c.value;
+    write_json("config.json", quark_config(w, nullptr));
+    auto r = read();
+    ASSERT_FALSE(r.ok());
+    for (const std::string& p : c.parts)
+      EXPECT_NE(r.status().message().find(p), std::string::npos) << r.status().message();
+  }
+  write_json("config.json", quark_config(quark_spec("int4"), nullptr));
+  auto r = read();
+  EXPECT_TRUE(has_all(r.status(), StatusCode::kUnimplemented,
+                      {"global_quant_config.weight.dtype", "int4", "fp4"}));
+}
+
+TEST_F(FormatsTest, QuarkMalformedTensors) {
+  write_json("config.json", quark_config(quark_spec("fp4"), quark_fp8_static()));
+  const MXMatrix q = make_mx(ElemType::kE2M1, 8, 64, 50);
+  // Missing input_scale for static FP8 activations.
+  add_mx("m.weight", StDType::kU8, {8, 32}, "m.weight_scale", StDType::kU8, {8, 2}, q);
+  auto r = read();
+  EXPECT_TRUE(has_all(r.status(), StatusCode::kNotFound, {"m.input_scale", "F32 scalar"}));
+  // Wrong scale shape: [8, 3] claims K = 96, the weight holds 64.
+  tensors_.clear();
+  add("m.weight", StDType::kU8, {8, 32}, q.packed);
+  add("m.weight_scale", StDType::kU8, {8, 3}, random_bytes(24, 1));
+  add("m.input_scale", StDType::kF32, {}, f32_scalar(1.0f));
+  r = read();
+  EXPECT_TRUE(has_all(r.status(), StatusCode::kDataLoss,
+                      {"'m.weight'", "[8, 32]", "expected [8, 48]", "m.weight_scale"}));
+  // Wrong scale dtype.
+  tensors_.clear();
+  add("m.weight", StDType::kU8, {8, 32}, q.packed);
+  add("m.weight_scale", StDType::kBF16, {8, 2}, random_bytes(32, 1));
+  add("m.input_scale", StDType::kF32, {}, f32_scalar(1.0f));
+  r = read();
+  EXPECT_TRUE(has_all(r.status(), StatusCode::kDataLoss, {"m.weight_scale", "BF16", "U8"}));
+  // Packed weight without its scale partner.
+  tensors_.clear();
+  add("m.weight", StDType::kU8, {8, 32}, q.packed);
+  r = read();
+  EXPECT_TRUE(
+      has_all(r.status(), StatusCode::kDataLoss, {"'m.weight'", "'m.weight_scale' U8 [8, 2]"}));
+  // Scale without its packed partner.
+  tensors_.clear();
+  add("m.weight_scale", StDType::kU8, {8, 2}, q.scales);
+  r = read();
+  EXPECT_TRUE(
+      has_all(r.status(), StatusCode::kDataLoss, {"m.weight_scale", "'m.weight' U8 [8, 32]"}));
+  // input_scale of the wrong dtype.
+  tensors_.clear();
+  add_mx("m.weight", StDType::kU8, {8, 32}, "m.weight_scale", StDType::kU8, {8, 2}, q);
+  add("m.input_scale", StDType::kBF16, {}, random_bytes(2, 1));
+  r = read();
+  EXPECT_TRUE(has_all(r.status(), StatusCode::kDataLoss, {"m.input_scale", "BF16", "F32"}));
+}
+
+TEST_F(FormatsTest, QuarkExcludedModuleWithScalesIsAnError) {
+  write_json("config.json",
+             quark_config(quark_spec("fp4"), nullptr, json::object(), {"re:.*\\.q_proj"}));
+  const MXMatrix q = make_mx(ElemType::kE2M1, 8, 64, 60);
+  add_mx("a.q_proj.weight", StDType::kU8, {8, 32}, "a.q_proj.weight_scale", StDType::kU8,
+         {8, 2}, q);
+  auto r = read();
+  EXPECT_TRUE(has_all(r.status(), StatusCode::kDataLoss, {"a.q_proj", "exclude"}));
+}
+
+TEST(FormatsHelpers, GlobAndExcludePatterns) {
+  using formats::glob_match;
+  EXPECT_TRUE(glob_match("*.mlp.*", "model.layers.0.mlp.down_proj"));
+  EXPECT_FALSE(glob_match("*.mlp.*", "model.layers.0.self_attn.q_proj"));
+  EXPECT_TRUE(glob_match("model.layers.?.mlp.gate", "model.layers.7.mlp.gate"));
+  EXPECT_FALSE(glob_match("model.layers.?.mlp.gate", "model.layers.17.mlp.gate"));
+  EXPECT_TRUE(glob_match("*", ""));
+  EXPECT_TRUE(glob_match("a*b*c", "aXbYbZc"));
+  EXPECT_FALSE(glob_match("a*b*c", "aXbYbZ"));
+  EXPECT_TRUE(glob_match("lm_head", "lm_head"));
+  EXPECT_FALSE(glob_match("lm_head", "lm_head2"));
+  EXPECT_TRUE(glob_match("*lm_head", "model.lm_head"));
+  const std::vector<std::string> ex = {"lm_head", "re:.*\\.gate$", "*.router"};
+  EXPECT_TRUE(formats::matches_pattern(ex, "lm_head"));
+  EXPECT_TRUE(formats::matches_pattern(ex, "model.layers.0.mlp.gate"));
+  EXPECT_FALSE(formats::matches_pattern(ex, "model.layers.0.mlp.gate_proj"));
+  EXPECT_TRUE(formats::matches_pattern(ex, "model.layers.0.mlp.router"));
+  EXPECT_FALSE(formats::matches_pattern(ex, "model.layers.0.mlp.experts"));
+}
+
+// ---- ModelOpt -----------------------------------------------------------------------------
+
+json modelopt_hf(const std::string& algo, int group = 32) {
+  return {{"producer", {{"name", "modelopt"}, {"version", "0.37.0"}}},
+          {"quantization",
+           {{"quant_algo", algo},
+            {"kv_cache_quant_algo", nullptr},
+            {"group_size", group},
+            {"exclude_modules", {"lm_head", "model.layers.*.mlp.gate"}}}}};
+}
+
+TEST_F(FormatsTest, ModelOptMxfp8TwoAndThreeD) {
+  write_json("config.json", {{"architectures", {"Qwen3MoeForCausalLM"}}});
+  write_json("hf_quant_config.json", modelopt_hf("MXFP8"));
+  const MXMatrix o = make_mx(ElemType::kE4M3, 32, 64, 70, ScaleRule::kRceil);
+  const MXMatrix e = make_mx(ElemType::kE4M3, 2 * 16, 96, 71, ScaleRule::kRceil);
+  const std::string a = "model.layers.0.self_attn.o_proj", x = "model.layers.0.mlp.experts.down";
+  add_mx(a + ".weight", StDType::kF8_E4M3, {32, 64}, a + ".weight_scale", StDType::kU8, {32, 2},
+         o);
+  add_mx(x + ".weight", StDType::kF8_E4M3, {2, 16, 96}, x + ".weight_scale", StDType::kU8,
+         {2, 16, 3}, e);
+  add("model.layers.0.mlp.gate.weight", StDType::kBF16, {2, 64}, random_bytes(256, 72));
+  auto r = read();
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  const ModelInfo& info = r.value();
+  EXPECT_EQ(info.format, "modelopt");
+  EXPECT_EQ(info.scheme, "MXFP8");
+  EXPECT_EQ(info.act, ActScheme::kMxfp8);
+  EXPECT_EQ(info.scale_rule, ScaleRule::kRceil);
+  EXPECT_EQ(info.ignored, (std::vector<std::string>{"lm_head", "model.layers.*.mlp.gate"}));
+  ASSERT_EQ(info.weights.size(), 2u);
+  expect_weight(info.weights[0], x, ElemType::kE4M3, {2, 16, 96}, e);
+  expect_weight(info.weights[1], a, ElemType::kE4M3, {32, 64}, o);
+  EXPECT_EQ(info.passthrough, std::vector<std::string>{"model.layers.0.mlp.gate.weight"});
+}
+
+TEST_F(FormatsTest, ModelOptConfigJsonW4A8) {
+  write_json("config.json", {{"quantization_config",
+                              {{"quant_method", "modelopt"},
+                               {"quant_algo", "W4A8_MXFP4_FP8"},
+                               {"exclude_modules", {"lm_head"}}}}});
+  const MXMatrix q = make_mx(ElemType::kE2M1, 16, 64, 80, ScaleRule::kRceil);
+  add_mx("l.weight", StDType::kU8, {16, 32}, "l.weight_scale", StDType::kU8, {16, 2}, q);
+  add("l.input_scale", StDType::kF32, {}, f32_scalar(2.0f));
+  auto r = read();
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  EXPECT_EQ(r.value().scheme, "W4A8_MXFP4_FP8");
+  EXPECT_EQ(r.value().act, ActScheme::kFp8Static);
+  ASSERT_EQ(r.value().weights.size(), 1u);
+  expect_weight(r.value().weights[0], "l", ElemType::kE2M1, {16, 64}, q, GateUpLayout::kNone, "",
+                "l.input_scale");
+}
+
+TEST_F(FormatsTest, ModelOptNvfp4Unimplemented) {
+  write_json("hf_quant_config.json", modelopt_hf("NVFP4", 16));
+  add("l.weight", StDType::kU8, {16, 32}, random_bytes(512, 1));
+  add("l.weight_scale", StDType::kF8_E4M3, {16, 4}, random_bytes(64, 2));
+  add("l.weight_scale_2", StDType::kF32, {}, f32_scalar(1.0f));
+  auto r = read();
+  EXPECT_TRUE(has_all(r.status(), StatusCode::kUnimplemented,
+                      {"quant_algo \"NVFP4\"", "not MX", "MXFP8", "W4A8_MXFP4_FP8"}));
+}
+
+TEST_F(FormatsTest, ModelOptMalformed) {
+  write_json("hf_quant_config.json", modelopt_hf("MXFP8"));
+  const MXMatrix o = make_mx(ElemType::kE4M3, 8, 64, 90);
+  add_mx("l.weight", StDType::kBF16, {8, 32}, "l.weight_scale", StDType::kU8, {8, 2}, o);
+  auto r = read();
+  EXPECT_TRUE(has_all(r.status(), StatusCode::kDataLoss, {"'l.weight'", "BF16", "F8_E4M3"}));
+  tensors_.clear();
+  add_mx("l.weight", StDType::kF8_E4M3, {8, 64}, "l.weight_scale", StDType::kU8, {4, 4}, o);
+  r = read();
+  EXPECT_TRUE(has_all(r.status(), StatusCode::kDataLoss, {"'l.weight'", "[8, 64]", "[4, 128]"}));
+  tensors_.clear();
+  add("l.weight_scale", StDType::kU8, {8, 2}, o.scales);
+  r = read();
+  EXPECT_TRUE(has_all(r.status(), StatusCode::kDataLoss,
+                      {"l.weight_scale", "'l.weight' F8_E4M3 [8, 64]"}));
+  tensors_.clear();
+  add("l.weight", StDType::kF8_E4M3, {8, 64}, o.packed);
+  r = read();
+  EXPECT_TRUE(has_all(r.status(), StatusCode::kDataLoss,
+                      {"'l.weight'", "'l.weight_scale' U8 [8, 2]"}));
+  tensors_.clear();
+  write_json("hf_quant_config.json", modelopt_hf("MXFP8", 16));
+  add_mx("l.weight", StDType::kF8_E4M3, {8, 64}, "l.weight_scale", StDType::kU8, {8, 2}, o);
+  r = read();
+  EXPECT_TRUE(has_all(r.status(), StatusCode::kDataLoss, {"group_size is 16", "expected 32"}));
+}
+
+// ---- DeepSeek -----------------------------------------------------------------------------
+
+TEST_F(FormatsTest, DeepSeekV4ScaleNamesAndAliases) {
+  write_json("config.json", {{"architectures", {"DeepseekV4ForCausalLM"}}});
+  const std::string e0 = "layers.0.ffn.experts.0.";
+  const MXMatrix w1 = make_mx(ElemType::kE2M1, 32, 64, 100);
+  const MXMatrix w2 = make_mx(ElemType::kE2M1, 64, 32, 101);
+  const MXMatrix w3 = make_mx(ElemType::kE2M1, 32, 64, 102);
+  const MXMatrix f8 = make_mx(ElemType::kE4M3, 16, 64, 103);
+  const MXMatrix w13 = make_mx(ElemType::kE2M1, 2 * 2 * 16, 64, 104);
+  add_mx(e0 + "w1.weight", StDType::kI8, {32, 32}, e0 + "w1.scale", StDType::kF8_E8M0, {32, 2},
+         w1);
+  add_mx(e0 + "w2.weight", StDType::kU8, {64, 16}, e0 + "w2.scale", StDType::kF8_E8M0, {64, 1},
+         w2);
+  // The historical alias: "_inv" holds E8M0 multipliers, not inverses.
+  add_mx(e0 + "w3.weight", StDType::kU8, {32, 32}, e0 + "w3.weight_scale_inv", StDType::kU8,
+         {32, 2}, w3);
+  add_mx("layers.0.ffn.shared_experts.w2.weight", StDType::kF8_E4M3, {16, 64},
+         "layers.0.ffn.shared_experts.w2.weight_scale", StDType::kF8_E8M0, {16, 2}, f8);
+  add_mx("layers.1.ffn.experts.w13_weight", StDType::kU8, {2, 32, 32},
+         "layers.1.ffn.experts.w13_weight_scale_inv", StDType::kU8, {2, 32, 2}, w13);
+  add("layers.0.attn_norm.weight", StDType::kBF16, {64}, random_bytes(128, 105));
+  auto r = read();
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  const ModelInfo& info = r.value();
+  EXPECT_EQ(info.format, "deepseek");
+  EXPECT_EQ(info.scheme, "mxfp4+mxfp8");
+  EXPECT_EQ(info.act, ActScheme::kNone);
+  EXPECT_FALSE(info.scale_rule.has_value());
+  ASSERT_EQ(info.weights.size(), 5u);
+  expect_weight(info.weights[0], e0 + "w1", ElemType::kE2M1, {32, 64}, w1,
+                GateUpLayout::kSeparate);
+  expect_weight(info.weights[1], e0 + "w2", ElemType::kE2M1, {64, 32}, w2);
+  expect_weight(info.weights[2], e0 + "w3", ElemType::kE2M1, {32, 64}, w3,
+                GateUpLayout::kSeparate);
+  expect_weight(info.weights[3], "layers.0.ffn.shared_experts.w2", ElemType::kE4M3, {16, 64},
+                f8);
+  expect_weight(info.weights[4], "layers.1.ffn.experts.w13", ElemType::kE2M1, {2, 32, 64}, w13,
+                GateUpLayout::kChunked);
+  EXPECT_EQ(info.weights[2].scale_name, e0 + "w3.weight_scale_inv");
+  EXPECT_EQ(info.passthrough, std::vector<std::string>{"layers.0.attn_norm.weight"});
+}
+
+TEST_F(FormatsTest, DeepSeekNoScaleListsNamesTried) {
+  const std::string e0 = "layers.0.ffn.experts.0.";
+  const MXMatrix w = make_mx(ElemType::kE2M1, 32, 64, 110);
+  add_mx(e0 + "w2.weight", StDType::kU8, {32, 32}, e0 + "w2.scale", StDType::kF8_E8M0, {32, 2},
+         w);
+  add(e0 + "w1.weight", StDType::kU8, {32, 32}, w.packed);
+  add(e0 + "w1.scales", StDType::kF8_E8M0, {32, 2}, w.scales);  // not a known alias
+  auto r = read();
+  EXPECT_TRUE(has_all(r.status(), StatusCode::kNotFound,
+                      {e0 + "w1", e0 + "w1.scale, " + e0 + "w1.weight_scale, " + e0 +
+                                      "w1.weight_scale_inv",
+                       e0 + "w1.weight"}));
+}
+
+TEST_F(FormatsTest, DeepSeekMalformed) {
+  const MXMatrix w = make_mx(ElemType::kE2M1, 32, 64, 120);
+  // Scale says K = 96; packed rows hold 64.
+  add("x.w1.weight", StDType::kU8, {32, 32}, w.packed);
+  add("x.w1.scale", StDType::kF8_E8M0, {32, 3}, random_bytes(96, 1));
+  auto r = read();
+  EXPECT_TRUE(has_all(r.status(), StatusCode::kDataLoss,
+                      {"'x.w1.weight'", "[32, 32]", "x.w1.scale", "U8/I8 [32, 48]"}));
+  // FP32 scales for a packed FP4 weight.
+  tensors_.clear();
+  write_json("config.json", {{"quantization_config", {{"quant_method", "deepseek"}}}});
+  add("x.w1.weight", StDType::kU8, {32, 32}, w.packed);
+  add("x.w1.weight_scale", StDType::kF32, {32, 2}, random_bytes(256, 1));
+  r = read();
+  EXPECT_TRUE(has_all(r.status(), StatusCode::kDataLoss, {"x.w1.weight_scale", "F32", "F8_E8M0"}));
+  // An E8M0 scale without its packed partner.
+  tensors_.clear();
+  add("x.w2.scale", StDType::kF8_E8M0, {32, 2}, w.scales);
+  r = read();
+  EXPECT_TRUE(has_all(r.status(), StatusCode::kDataLoss,
+                      {"x.w2.scale", "'x.w2.weight' U8/I8 [32, 32]", "F8_E4M3 [32, 64]"}));
+}
+
+TEST_F(FormatsTest, DeepSeekV3BlockFp8Unimplemented) {
+  write_json("config.json", {{"architectures", {"DeepseekV3ForCausalLM"}},
+                             {"quantization_config",
+                              {{"quant_method", "fp8"},
+                               {"activation_scheme", "dynamic"},
+                               {"fmt", "e4m3"},
+                               {"weight_block_size", {128, 128}}}}});
+  const std::string o = "model.layers.0.self_attn.o_proj";
+  add(o + ".weight", StDType::kF8_E4M3, {256, 200}, random_bytes(256 * 200, 1));
+  add(o + ".weight_scale_inv", StDType::kF32, {2, 2}, random_bytes(16, 2));
+  auto r = read();
+  EXPECT_TRUE(has_all(r.status(), StatusCode::kUnimplemented,
+                      {o + ".weight", "weight_block_size [128, 128]", "not MX",
+                       o + ".weight_scale_inv"}));
+  // V3.1: power-of-two values (scale_fmt ue8m0), same 128x128 blocks, still not MX; here the
+  // scales are even stored as E8M0 bytes, and the block shape alone identifies them.
+  tensors_.clear();
+  write_json("config.json", {{"quantization_config",
+                              {{"quant_method", "fp8"},
+                               {"scale_fmt", "ue8m0"},
+                               {"weight_block_size", {128, 128}}}}});
+  add(o + ".weight", StDType::kF8_E4M3, {256, 256}, random_bytes(256 * 256, 1));
+  add(o + ".weight_scale_inv", StDType::kF8_E8M0, {2, 2}, random_bytes(4, 2));
+  r = read();
+  EXPECT_TRUE(has_all(r.status(), StatusCode::kUnimplemented,
+                      {o + ".weight", "ue8m0", "weight_block_size [128, 128]", "not MX"}));
+}
+
+TEST_F(FormatsTest, ScaleNamedTensorsWithoutQuantizationAreUnquantized) {
+  add("norm.scale", StDType::kBF16, {64}, random_bytes(128, 1));
+  add("proj.weight", StDType::kBF16, {4, 64}, random_bytes(512, 2));
+  auto r = read();
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  EXPECT_EQ(r.value().format, "unquantized");
+  EXPECT_TRUE(r.value().weights.empty());
+  EXPECT_EQ(r.value().passthrough.size(), 2u);
+}
+
+}  // namespace
+}  // namespace mxq::io
