@@ -207,6 +207,19 @@ void add_model_commands(CLI::App& app) {
     });
   }
   {
+    static std::string in, out, dtype = "bf16";
+    static bool overwrite = false;
+    auto* c = app.add_subcommand("dequantize", "Decode an MX checkpoint to a dense model");
+    c->add_option("input", in, "MX model directory or safetensors file")->required();
+    c->add_option("-o,--output", out, "output model directory")->required();
+    c->add_option("--dtype", dtype, "bf16 | f16 | f32");
+    c->add_flag("--overwrite", overwrite, "replace an existing output directory");
+    c->callback([] {
+      print_report("dequantize", get(io::dequantize_model(in, out, get(parse_dtype(dtype)), overwrite)),
+                   out);
+    });
+  }
+  {
     static std::string path, against;
     static bool as_json = false;
     auto* c = app.add_subcommand("verify", "Decode every MX weight and check the checkpoint");

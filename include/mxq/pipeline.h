@@ -65,6 +65,12 @@ struct VerifyReport {
 StatusOr<VerifyReport> verify_model(const std::string& path, const std::string& original = "",
                                     int threads = 0);
 
+// Decodes every MX weight of `input` to a dense model at `outdir` ("<module>.weight" in
+// `dtype`, everything else copied, quantization_config removed): exactly the values mxq's
+// kernels see, for comparison with other decoders and for tools that need dense weights.
+StatusOr<QuantizeReport> dequantize_model(const std::string& input, const std::string& outdir,
+                                          DType dtype = DType::kBF16, bool overwrite = false);
+
 // Writes the embedded sample model: a small deterministic BF16 checkpoint in two shards
 // (embeddings, two dense decoder layers, one gpt-oss-shaped MoE layer whose fused experts
 // [E, 2I, H] interleave gate and up rows, router, norms, lm_head; about 7 MB). The main job

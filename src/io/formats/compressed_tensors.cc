@@ -20,7 +20,7 @@ constexpr FormatEntry kFormats[] = {
     {ElemType::kE2M1, "mxfp4-pack-quantized"},
     {ElemType::kE4M3, "mxfp8-quantized"},
     {ElemType::kE5M2, "mxfp8-e5m2-quantized"},
-    {ElemType::kE2M3, "mxfp6-e2m3-pack-quantized"},
+    {ElemType::kE2M3, "mxfp6-pack-quantized"},  // compressed-tensors >= 0.20: E2M3
     {ElemType::kE3M2, "mxfp6-e3m2-pack-quantized"},
     {ElemType::kInt8, "mxint8-quantized"},
 };

@@ -11,9 +11,10 @@
 
 namespace mxq::io::formats::ct {
 
-// The compressed-tensors `format` string for an element type. mxfp4-pack-quantized and
-// mxfp8-quantized are the ecosystem's; the others are mxq extensions in the same spirit
-// (documented in docs/formats.md) that vLLM does not load.
+// The compressed-tensors `format` string for an element type. mxfp4-pack-quantized,
+// mxfp6-pack-quantized (E2M3, four codes in three little-endian bytes) and mxfp8-quantized are
+// the ecosystem's; the E3M2, E5M2 and MXINT8 names are mxq extensions in the same spirit
+// (docs/formats.md) that other readers do not load.
 const char* format_name(ElemType t);
 StatusOr<ElemType> parse_format(std::string_view format);
 
