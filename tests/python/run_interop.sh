@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs the compressed-tensors interop test where torch is installed (the GPU host), installing
 # compressed-tensors from wheels in $WHEELS (default: build/wheels, filled on a machine with
-# PyPI by `pip download compressed-tensors loguru --no-deps -d build/wheels`), and writes the
-# output to $1 (default tests/python/results/interop.txt).
+# PyPI by scripts/fetch_interop_wheels.sh), and writes the output to $1
+# (default tests/python/results/interop.txt).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 out=${1:-tests/python/results/interop.txt}
