@@ -19,6 +19,7 @@
 
 #include "io/formats/common.h"
 #include "mxq/model.h"
+#include "mxq/pipeline.h"
 #include "mxq/quantize.h"
 #include "mxq/safetensors.h"
 
@@ -700,6 +701,67 @@ TEST_F(FormatsTest, ScaleNamedTensorsWithoutQuantizationAreUnquantized) {
   EXPECT_EQ(r.value().format, "unquantized");
   EXPECT_TRUE(r.value().weights.empty());
   EXPECT_EQ(r.value().passthrough.size(), 2u);
+}
+
+}  // namespace
+}  // namespace mxq::io
+
+// ---- convert: gpt-oss -> compressed-tensors -------------------------------------------------
+
+namespace mxq::io {
+namespace {
+
+// Row r of a [batch, rows, row_bytes] buffer after de-interleaving: gate rows first.
+std::vector<uint8_t> chunked(const std::vector<uint8_t>& b, int64_t batch, int64_t rows) {
+  const size_t row = b.size() / size_t(batch * rows);
+  std::vector<uint8_t> out(b.size());
+  for (int64_t e = 0; e < batch; ++e)
+    for (int64_t j = 0; j < rows; ++j) {
+      const int64_t src = j < rows / 2 ? 2 * j : 2 * (j - rows / 2) + 1;
+      std::memcpy(&out[size_t(e * rows + j) * row], &b[size_t(e * rows + src) * row], row);
+    }
+  return out;
+}
+
+TEST_F(FormatsTest, ConvertGptOssDeinterleavesAndKeepsEveryBit) {
+  write_json("config.json", gpt_oss_config());
+  const std::string p = "model.layers.0.mlp.experts.";
+  const MXMatrix gu = make_mx(ElemType::kE2M1, kE * 2 * kI, kH, 11, ScaleRule::kRoundUp);
+  const MXMatrix down = make_mx(ElemType::kE2M1, kE * kH, kI, 12, ScaleRule::kRoundUp);
+  const std::vector<uint8_t> gu_bias = random_bytes(kE * 2 * kI * 2, 13);
+  add_mx(p + "gate_up_proj_blocks", StDType::kU8, {kE, 2 * kI, kH / 32, 16},
+         p + "gate_up_proj_scales", StDType::kU8, {kE, 2 * kI, kH / 32}, gu);
+  add(p + "gate_up_proj_bias", StDType::kBF16, {kE, 2 * kI}, gu_bias);
+  add_mx(p + "down_proj_blocks", StDType::kU8, {kE, kH, kI / 32, 16}, p + "down_proj_scales",
+         StDType::kU8, {kE, kH, kI / 32}, down);
+  add("model.norm.weight", StDType::kBF16, {kH}, random_bytes(kH * 2, 14));
+  ASSERT_TRUE(read().ok());
+  const std::string out = (dir_ / "ct").string();
+  auto rep = convert_model(dir_.string(), out);
+  ASSERT_TRUE(rep.ok()) << rep.status().to_string();
+  EXPECT_EQ(rep.value().quantized, 2);
+
+  auto ck = Checkpoint::open(out);
+  ASSERT_TRUE(ck.ok()) << ck.status().to_string();
+  auto info = read_model(ck.value());
+  ASSERT_TRUE(info.ok()) << info.status().to_string();
+  EXPECT_EQ(info.value().format, "compressed-tensors");
+  EXPECT_EQ(info.value().scale_rule, ScaleRule::kRoundUp);  // carried in the mxq section
+  EXPECT_EQ(info.value().ignored.size(), 4u);
+  ASSERT_EQ(info.value().weights.size(), 2u);
+  MXMatrix gu_chunked = gu;
+  gu_chunked.packed = chunked(gu.packed, kE, 2 * kI);
+  gu_chunked.scales = chunked(gu.scales, kE, 2 * kI);
+  expect_weight(info.value().weights[0], p + "down_proj", ElemType::kE2M1, {kE, kH, kI}, down);
+  expect_weight(info.value().weights[1], p + "gate_up_proj", ElemType::kE2M1, {kE, 2 * kI, kH},
+                gu_chunked, GateUpLayout::kChunked, p + "gate_up_proj.bias");
+  const auto* bias = ck.value().find(p + "gate_up_proj.bias");
+  ASSERT_NE(bias, nullptr);
+  const std::vector<uint8_t> want_bias = chunked(gu_bias, kE, 2 * kI);
+  EXPECT_EQ(std::memcmp(bias->bytes().data(), want_bias.data(), want_bias.size()), 0);
+  const auto* norm = ck.value().find("model.norm.weight");
+  ASSERT_NE(norm, nullptr);
+  EXPECT_EQ(norm->info->dtype, StDType::kBF16);
 }
 
 }  // namespace
