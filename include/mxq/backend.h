@@ -1,0 +1,94 @@
+// The backend contract. Every kernel family (cpu-reference, cpu, cuda-mma, ...) is a Backend:
+//   supports(device)     -> can it run on this machine at all (capability, build);
+//   can_implement(prob)  -> can it compute this problem (format, act key, shape, layout);
+//   prepare_*(weights)   -> its own layout of the canonical weights (explicit, tested repack);
+//   run_*(prepared, ...) -> the computation.
+// Views are raw pointers plus shapes: no torch, no ownership. See docs/adding-a-backend.md.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string_view>
+
+#include "mxq/device.h"
+#include "mxq/problem.h"
+#include "mxq/status.h"
+
+namespace mxq {
+
+// Canonical MX weights: packed [batch, n, k * bits / 8] and E8M0 scales [batch, n, k / 32].
+struct MXWeightView {
+  ElemType elem = ElemType::kE2M1;
+  int64_t batch = 1, n = 0, k = 0;
+  const uint8_t* packed = nullptr;
+  const uint8_t* scales = nullptr;
+};
+
+// A dense matrix/vector view, row-major, contiguous rows of `cols` elements.
+struct DenseView {
+  const void* data = nullptr;
+  DType dtype = DType::kF32;
+  int64_t rows = 0, cols = 0;
+};
+struct DenseMutView {
+  void* data = nullptr;
+  DType dtype = DType::kF32;
+  int64_t rows = 0, cols = 0;
+};
+
+struct LinearWeights {
+  MXWeightView w;              // batch 1, [N, K]
+  DenseView bias;              // [1, N] or data == nullptr
+  float input_scale = 1.0f;    // ActKey::kFP8StaticTensor: x is divided by it before FP8
+};
+
+struct MoEWeights {
+  // Fused gate/up [E, 2I, H] (layout chunked or interleaved), or separate w1 = gate and
+  // w3 = up [E, I, H] (layout separate).
+  MXWeightView w13, w1, w3;
+  MXWeightView w2;             // down [E, H, I]
+  DenseView bias13;            // [E, 2I] (same row order as w13) or nullptr
+  DenseView bias1, bias3;      // [E, I] for separate layout, or nullptr
+  DenseView bias2;             // [E, H] or nullptr
+};
+
+// Per-call MoE inputs beyond x.
+struct MoERouting {
+  DenseView router_logits;     // [M, E] (F32/BF16/F16)
+  DenseView correction_bias;   // [1, E] F32, kSigmoidGroupedTopK only, or nullptr
+  const int32_t* expert_map = nullptr;  // [E] global -> local index, -1 if not local
+};
+
+class PreparedWeights {
+ public:
+  virtual ~PreparedWeights() = default;
+  virtual size_t bytes() const = 0;  // memory the prepared form holds beyond the canonical one
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string_view name() const = 0;
+  // Ranking among backends that can run a problem: higher wins (see docs/architecture.md).
+  virtual int priority() const = 0;
+  // Reference/emulation backends: choosing one on the automatic path warns (or fails in
+  // strict mode) because it is slow.
+  virtual bool is_reference() const { return false; }
+
+  virtual Verdict supports(const Device& d) const = 0;
+  virtual Verdict can_implement(const Problem& p) const = 0;
+
+  virtual StatusOr<std::unique_ptr<PreparedWeights>> prepare_linear(const Problem& p,
+                                                                    const LinearWeights& w) const;
+  // y [M, N] in p.out; x [M, K] in act_input_dtype(p.act).
+  virtual Status run_linear(const Problem& p, const PreparedWeights& w, const DenseView& x,
+                            const DenseMutView& y, void* stream = nullptr) const;
+
+  virtual StatusOr<std::unique_ptr<PreparedWeights>> prepare_moe(const Problem& p,
+                                                                 const MoEWeights& w) const;
+  // y [M, H] in p.out; x [M, H] in act_input_dtype(p.act).
+  virtual Status run_moe(const Problem& p, const PreparedWeights& w, const DenseView& x,
+                         const MoERouting& r, const DenseMutView& y, void* stream = nullptr) const;
+};
+
+}  // namespace mxq
