@@ -1,0 +1,163 @@
+// Backend selection: enumerate, filter by hard constraints, rank by priority, explain.
+//
+// Rules (docs/architecture.md):
+//  1. An explicit override (SelectOptions::override_backend, else the env variable of the op)
+//     always wins; if that backend cannot run the problem the result is an error carrying its
+//     reason. Never a silent fallback.
+//  2. Otherwise every backend is checked: supports(device), then can_implement(problem); the
+//     eligible one with the highest priority is chosen (ties: registration order).
+//  3. If the choice is a reference backend while faster ones exist, that is a fallback: one
+//     warning per process on stderr naming why the others were rejected, or an error in strict
+//     mode.
+#include "oracle.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <mutex>
+#include <set>
+#include <sstream>
+
+namespace mxq::detail {
+
+const char* override_env(const Problem& p) {
+  return p.op == Op::kMoE ? "MXQ_MOE_BACKEND" : "MXQ_LINEAR_BACKEND";
+}
+
+namespace {
+
+Candidate check(const Backend* b, const Problem& p, const Device& d) {
+  Candidate c{b, false, ""};
+  const Verdict s = b->supports(d);
+  if (!s) {
+    c.reason = "device: " + s.reason;
+    return c;
+  }
+  const Verdict v = b->can_implement(p);
+  if (!v) {
+    c.reason = v.reason;
+    return c;
+  }
+  c.eligible = true;
+  return c;
+}
+
+std::string names(const std::vector<const Backend*>& all) {
+  std::string s;
+  for (const Backend* b : all) s += (s.empty() ? "" : ", ") + std::string(b->name());
+  return s;
+}
+
+std::string rejected_summary(const std::vector<Candidate>& cs, const Backend* chosen) {
+  std::string s;
+  for (const Candidate& c : cs)
+    if (c.backend != chosen && !c.eligible)
+      s += (s.empty() ? "" : "; ") + std::string(c.backend->name()) + ": " + c.reason;
+  return s;
+}
+
+void warn_once(const std::string& msg) {
+  static std::mutex mu;
+  static std::set<std::string> seen;
+  std::lock_guard<std::mutex> lock(mu);
+  if (seen.insert(msg).second) std::fprintf(stderr, "mxq: warning: %s\n", msg.c_str());
+}
+
+}  // namespace
+
+StatusOr<Selection> select_from(const std::vector<const Backend*>& all, const Problem& p,
+                                const Device& d, const SelectOptions& o) {
+  MXQ_RETURN_IF_ERROR(p.validate());
+  Selection sel;
+  std::vector<const Backend*> ranked = all;
+  std::stable_sort(ranked.begin(), ranked.end(),
+                   [](const Backend* a, const Backend* b) { return a->priority() > b->priority(); });
+  for (const Backend* b : ranked) sel.candidates.push_back(check(b, p, d));
+
+  std::string override_name = o.override_backend, source = "API override";
+  if (override_name.empty() && o.use_env) {
+    if (const char* e = std::getenv(override_env(p)); e != nullptr && *e != '\0') {
+      override_name = e;
+      source = std::string("override (") + override_env(p) + ")";
+    }
+  }
+  if (!override_name.empty()) {
+    const auto it = std::find_if(sel.candidates.begin(), sel.candidates.end(),
+                                 [&](const Candidate& c) { return c.backend->name() == override_name; });
+    if (it == sel.candidates.end())
+      return invalid_argument(source + ": unknown backend '" + override_name +
+                              "' (built-in backends: " + names(ranked) + ")");
+    if (!it->eligible)
+      return unimplemented(source + ": backend '" + override_name + "' cannot run " +
+                           p.to_string() + ": " + it->reason);
+    sel.backend = it->backend;
+    sel.how = source;
+    return sel;
+  }
+  for (const Candidate& c : sel.candidates)
+    if (c.eligible) {
+      sel.backend = c.backend;
+      break;
+    }
+  if (sel.backend == nullptr)
+    return unimplemented("no backend can run " + p.to_string() + ": " +
+                         rejected_summary(sel.candidates, nullptr));
+  sel.how = "automatic";
+  const bool faster_exist = std::any_of(sel.candidates.begin(), sel.candidates.end(), [](const Candidate& c) {
+    return !c.backend->is_reference();
+  });
+  if (sel.backend->is_reference() && faster_exist) {
+    sel.fallback = true;
+    const std::string why = "falling back to reference backend " + std::string(sel.backend->name()) +
+                            " for " + p.to_string() + " (" +
+                            rejected_summary(sel.candidates, sel.backend) + ")";
+    if (o.strict) return unimplemented("strict mode: " + why);
+    if (o.warn) warn_once(why);
+    sel.how = "automatic (fallback to reference)";
+  }
+  return sel;
+}
+
+std::string explain_from(const std::vector<const Backend*>& all, const Problem& p,
+                         const Device& d, const SelectOptions& o) {
+  std::ostringstream s;
+  s << "problem  " << p.to_string() << "\n";
+  std::istringstream dev(d.to_string());
+  std::string line;
+  bool first = true;
+  while (std::getline(dev, line)) {
+    s << (first ? "device   " : "         ") << line << "\n";
+    first = false;
+  }
+  SelectOptions quiet = o;
+  quiet.warn = false;
+  quiet.strict = false;
+  const StatusOr<Selection> sel = select_from(all, p, d, quiet);
+  std::vector<Candidate> cs;
+  if (sel.ok()) {
+    cs = sel.value().candidates;
+  } else {
+    std::vector<const Backend*> ranked = all;
+    std::stable_sort(ranked.begin(), ranked.end(),
+                     [](const Backend* a, const Backend* b) { return a->priority() > b->priority(); });
+    for (const Backend* b : ranked) cs.push_back(check(b, p, d));
+  }
+  s << "backends (rank order)\n";
+  for (const Candidate& c : cs) {
+    char head[64];
+    std::snprintf(head, sizeof head, "  %-14s prio %3d  ", std::string(c.backend->name()).c_str(),
+                  c.backend->priority());
+    s << head << (c.eligible ? "ok" : "rejected: " + c.reason);
+    if (sel.ok() && sel.value().backend == c.backend) s << "   <- chosen";
+    s << "\n";
+  }
+  if (sel.ok()) {
+    s << "choice   " << sel.value().backend->name() << " (" << sel.value().how << ")\n";
+    if (sel.value().fallback && o.strict) s << "         strict mode would refuse this fallback\n";
+  } else {
+    s << "choice   none: " << sel.status().message() << "\n";
+  }
+  return s.str();
+}
+
+}  // namespace mxq::detail

@@ -1,0 +1,214 @@
+// The oracle's rules, driven by fake backends so each rule is isolated: capability gating,
+// activation-key gating, shape gating, overrides (API and env) that work or cannot run, strict
+// mode, fallback, explain output.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <functional>
+
+#include "select/oracle.h"
+
+namespace mxq {
+namespace {
+
+class FakeBackend : public Backend {
+ public:
+  FakeBackend(std::string name, int prio, bool reference,
+              std::function<Verdict(const Device&)> sup,
+              std::function<Verdict(const Problem&)> impl)
+      : name_(std::move(name)), prio_(prio), ref_(reference), sup_(std::move(sup)),
+        impl_(std::move(impl)) {}
+  std::string_view name() const override { return name_; }
+  int priority() const override { return prio_; }
+  bool is_reference() const override { return ref_; }
+  Verdict supports(const Device& d) const override { return sup_(d); }
+  Verdict can_implement(const Problem& p) const override { return impl_(p); }
+
+ private:
+  std::string name_;
+  int prio_;
+  bool ref_;
+  std::function<Verdict(const Device&)> sup_;
+  std::function<Verdict(const Problem&)> impl_;
+};
+
+Verdict any_device(const Device&) { return Verdict::yes(); }
+Verdict needs_gpu(const Device& d) {
+  return d.gpus.empty() ? Verdict::no("no CUDA device (needs sm_80+)") : Verdict::yes();
+}
+Verdict bf16_only(const Problem& p) {
+  return p.act == ActKey::kBF16 ? Verdict::yes()
+                                : Verdict::no(std::string("activation key ") + act_key_name(p.act) +
+                                              " not supported (bf16 only)");
+}
+Verdict k_multiple_of_128(const Problem& p) {
+  return p.k % 128 == 0 ? Verdict::yes() : Verdict::no("K = " + std::to_string(p.k) +
+                                                          " is not a multiple of 128");
+}
+Verdict anything(const Problem&) { return Verdict::yes(); }
+
+struct Fixture : ::testing::Test {
+  Fixture()
+      : gpu("fake-gpu", 100, false, needs_gpu, bf16_only),
+        cpu("fake-cpu", 10, false, any_device, k_multiple_of_128),
+        ref("fake-ref", 0, true, any_device, anything),
+        all{&ref, &cpu, &gpu} {  // registration order differs from rank order on purpose
+    with_gpu.gpus.push_back({0, "Fake H100", 9, 0, size_t(80) << 30, 132});
+    ::unsetenv("MXQ_LINEAR_BACKEND");
+    ::unsetenv("MXQ_MOE_BACKEND");
+  }
+  ~Fixture() override {
+    ::unsetenv("MXQ_LINEAR_BACKEND");
+    ::unsetenv("MXQ_MOE_BACKEND");
+  }
+  FakeBackend gpu, cpu, ref;
+  std::vector<const Backend*> all;
+  Device no_gpu, with_gpu;
+  SelectOptions quiet() {
+    SelectOptions o;
+    o.warn = false;
+    return o;
+  }
+};
+
+const Problem kBf16 = Problem::linear(ElemType::kE2M1, ActKey::kBF16, 1, 4096, 4096);
+
+TEST_F(Fixture, CapabilityGatingPicksHighestPriorityThatRuns) {
+  auto s = detail::select_from(all, kBf16, with_gpu, quiet());
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(s.value().backend, &gpu);
+  EXPECT_EQ(s.value().how, "automatic");
+  auto t = detail::select_from(all, kBf16, no_gpu, quiet());
+  ASSERT_TRUE(t.ok());
+  EXPECT_EQ(t.value().backend, &cpu);
+  EXPECT_FALSE(t.value().fallback);
+  // Candidates are listed in rank order with the GPU's device reason.
+  ASSERT_EQ(t.value().candidates.size(), 3u);
+  EXPECT_EQ(t.value().candidates[0].backend, &gpu);
+  EXPECT_EQ(t.value().candidates[0].reason, "device: no CUDA device (needs sm_80+)");
+}
+
+TEST_F(Fixture, ActivationKeyGating) {
+  Problem p = kBf16;
+  p.act = ActKey::kMXFP8Dynamic;
+  auto s = detail::select_from(all, p, with_gpu, quiet());
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(s.value().backend, &cpu);
+  EXPECT_NE(s.value().candidates[0].reason.find("mxfp8-dynamic"), std::string::npos);
+}
+
+TEST_F(Fixture, ShapeGatingAndFallbackToReference) {
+  Problem p = kBf16;
+  p.k = 2880;  // not a multiple of 64
+  auto s = detail::select_from(all, p, no_gpu, quiet());
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(s.value().backend, &ref);
+  EXPECT_TRUE(s.value().fallback);
+  EXPECT_EQ(s.value().how, "automatic (fallback to reference)");
+  EXPECT_EQ(s.value().candidates[1].reason, "K = 2880 is not a multiple of 128");
+}
+
+TEST_F(Fixture, StrictModeRefusesFallbackAndNamesWhy) {
+  Problem p = kBf16;
+  p.k = 2880;
+  SelectOptions o = quiet();
+  o.strict = true;
+  auto s = detail::select_from(all, p, no_gpu, o);
+  ASSERT_FALSE(s.ok());
+  const std::string m = s.status().message();
+  EXPECT_NE(m.find("strict mode"), std::string::npos) << m;
+  EXPECT_NE(m.find("fake-ref"), std::string::npos) << m;
+  EXPECT_NE(m.find("fake-cpu: K = 2880 is not a multiple of 128"), std::string::npos) << m;
+  EXPECT_NE(m.find("fake-gpu: device: no CUDA device"), std::string::npos) << m;
+  // Strict mode does not affect a non-fallback choice.
+  EXPECT_TRUE(detail::select_from(all, kBf16, no_gpu, o).ok());
+}
+
+TEST_F(Fixture, OverrideByApiAndEnvWins) {
+  SelectOptions o = quiet();
+  o.override_backend = "fake-ref";
+  auto s = detail::select_from(all, kBf16, with_gpu, o);
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(s.value().backend, &ref);
+  EXPECT_EQ(s.value().how, "API override");
+  EXPECT_FALSE(s.value().fallback);  // asked for: not a fallback
+  ::setenv("MXQ_LINEAR_BACKEND", "fake-cpu", 1);
+  auto e = detail::select_from(all, kBf16, with_gpu, quiet());
+  ASSERT_TRUE(e.ok());
+  EXPECT_EQ(e.value().backend, &cpu);
+  EXPECT_EQ(e.value().how, "override (MXQ_LINEAR_BACKEND)");
+  // The MoE variable does not affect linear problems, and vice versa.
+  ::unsetenv("MXQ_LINEAR_BACKEND");
+  ::setenv("MXQ_MOE_BACKEND", "fake-ref", 1);
+  EXPECT_EQ(detail::select_from(all, kBf16, with_gpu, quiet()).value().backend, &gpu);
+  Problem moe = Problem::moe_problem(ElemType::kE2M1, ActKey::kBF16, 4, 256, 128, 8, 2);
+  EXPECT_EQ(detail::select_from(all, moe, with_gpu, quiet()).value().backend, &ref);
+  // API beats env.
+  o.override_backend = "fake-gpu";
+  EXPECT_EQ(detail::select_from(all, moe, with_gpu, o).value().backend, &gpu);
+}
+
+TEST_F(Fixture, OverrideThatCannotRunIsAnErrorWithTheReason) {
+  SelectOptions o = quiet();
+  o.override_backend = "fake-gpu";
+  auto s = detail::select_from(all, kBf16, no_gpu, o);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.status().code(), StatusCode::kUnimplemented);
+  EXPECT_NE(s.status().message().find("backend 'fake-gpu' cannot run linear mxfp4 x bf16"),
+            std::string::npos)
+      << s.status().message();
+  EXPECT_NE(s.status().message().find("no CUDA device (needs sm_80+)"), std::string::npos);
+  ::setenv("MXQ_LINEAR_BACKEND", "nonexistent", 1);
+  auto u = detail::select_from(all, kBf16, no_gpu, quiet());
+  ASSERT_FALSE(u.ok());
+  EXPECT_NE(u.status().message().find("MXQ_LINEAR_BACKEND"), std::string::npos);
+  EXPECT_NE(u.status().message().find("unknown backend 'nonexistent'"), std::string::npos);
+  EXPECT_NE(u.status().message().find("fake-gpu, fake-cpu, fake-ref"), std::string::npos);
+}
+
+TEST_F(Fixture, NoBackendAtAll) {
+  std::vector<const Backend*> only_gpu{&gpu};
+  auto s = detail::select_from(only_gpu, kBf16, no_gpu, quiet());
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.status().message().find("no backend can run"), std::string::npos);
+}
+
+TEST_F(Fixture, InvalidProblemIsRejectedBeforeSelection) {
+  Problem p = Problem::moe_problem(ElemType::kE2M1, ActKey::kBF16, 4, 256, 128, 8, 9);
+  auto s = detail::select_from(all, p, no_gpu, quiet());
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.status().message().find("topk <= experts"), std::string::npos);
+}
+
+TEST_F(Fixture, ExplainListsEveryBackendItsVerdictAndTheChoice) {
+  Problem p = kBf16;
+  p.k = 2880;
+  const std::string e = detail::explain_from(all, p, no_gpu, quiet());
+  EXPECT_NE(e.find("problem  linear mxfp4 x bf16 -> bf16, M=1 N=4096 K=2880"), std::string::npos) << e;
+  EXPECT_NE(e.find("fake-gpu       prio 100  rejected: device: no CUDA device"), std::string::npos) << e;
+  EXPECT_NE(e.find("fake-cpu       prio  10  rejected: K = 2880"), std::string::npos) << e;
+  EXPECT_NE(e.find("fake-ref       prio   0  ok   <- chosen"), std::string::npos) << e;
+  EXPECT_NE(e.find("choice   fake-ref (automatic (fallback to reference))"), std::string::npos) << e;
+  SelectOptions strict = quiet();
+  strict.strict = true;
+  EXPECT_NE(detail::explain_from(all, p, no_gpu, strict).find("strict mode would refuse"),
+            std::string::npos);
+}
+
+TEST(ProblemText, PrintsEveryMoEField) {
+  Problem p = Problem::moe_problem(ElemType::kE4M3, ActKey::kMXFP8Dynamic, 16, 7168, 2048, 256, 8);
+  p.moe.routing = Routing::kSigmoidGroupedTopK;
+  p.moe.n_group = 8;
+  p.moe.topk_group = 4;
+  p.moe.layout = io::GateUpLayout::kSeparate;
+  p.moe.expert_map = true;
+  EXPECT_EQ(p.to_string(),
+            "moe mxfp8 x mxfp8-dynamic -> bf16, M=16 H=7168 I=2048 E=256 top8, silu, separate, "
+            "sigmoid-grouped-topk (groups 4/8), expert map");
+  EXPECT_TRUE(p.validate().ok());
+  p.moe.n_group = 7;
+  EXPECT_FALSE(p.validate().ok());
+}
+
+}  // namespace
+}  // namespace mxq
