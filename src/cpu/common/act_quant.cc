@@ -1,0 +1,95 @@
+// Activation quantization per ActKey; the semantics are spelled out in act_quant.h.
+#include "cpu/common/act_quant.h"
+
+#include <cmath>
+#include <string>
+
+namespace mxq::cpu {
+
+namespace {
+
+constexpr float kE4M3Max = 448.0f;
+
+// E4M3 round trip of x / s, times s (fp8-static-tensor and fp8-dynamic-token).
+float fp8_round_trip(float x, float s) {
+  const float q = x / s;
+  if (std::isnan(q)) return q;
+  uint8_t code = 0;
+  if (std::isinf(q)) {  // saturation: +-Inf (or a finite x over a tiny s) becomes +-448
+    code = uint8_t(elem_info(ElemType::kE4M3).max_mag | (q < 0 ? 0x80u : 0u));
+  } else {
+    code = num::encode_elem(ElemType::kE4M3, num::f32_bits(q), 0, Rounding::kRne,
+                            Saturation::kSaturate);
+  }
+  return num::decode_elem(ElemType::kE4M3, code) * s;
+}
+
+}  // namespace
+
+void load_row(const DenseView& v, int64_t r, float* out) {
+  for (int64_t c = 0; c < v.cols; ++c) out[c] = load_f32(v.data, v.dtype, r * v.cols + c);
+}
+
+Status act_quantize_row(ActKey key, const float* x, int64_t k, float input_scale, float* out) {
+  switch (key) {
+    case ActKey::kBF16:
+    case ActKey::kFP16:
+      for (int64_t i = 0; i < k; ++i) out[i] = x[i];
+      return Status::Ok();
+
+    case ActKey::kFP8StaticTensor:
+      if (!(input_scale > 0.0f) || !std::isfinite(input_scale))
+        return invalid_argument("fp8-static-tensor: input_scale must be positive and finite, got " +
+                                std::to_string(input_scale));
+      for (int64_t i = 0; i < k; ++i) out[i] = fp8_round_trip(x[i], input_scale);
+      return Status::Ok();
+
+    case ActKey::kFP8DynamicToken: {
+      float amax = 0.0f;
+      bool finite = true;
+      for (int64_t i = 0; i < k; ++i) {
+        finite = finite && std::isfinite(x[i]);
+        amax = std::fmax(amax, std::fabs(x[i]));
+      }
+      if (!finite) {
+        for (int64_t i = 0; i < k; ++i) out[i] = std::nanf("");
+        return Status::Ok();
+      }
+      const float s = amax == 0.0f ? 1.0f : amax / kE4M3Max;
+      for (int64_t i = 0; i < k; ++i) out[i] = fp8_round_trip(x[i], s);
+      return Status::Ok();
+    }
+
+    case ActKey::kMXFP8Dynamic:
+    case ActKey::kMXFP4Dynamic: {
+      if (k % kBlockSize != 0)
+        return invalid_argument(std::string(act_key_name(key)) + ": the row length K = " +
+                                std::to_string(k) + " is not a multiple of 32");
+      const ElemType t = key == ActKey::kMXFP8Dynamic ? ElemType::kE4M3 : ElemType::kE2M1;
+      const num::BlockRules rules{};  // floor, RNE, saturate: mxq::quantize's defaults
+      uint32_t bits[kBlockSize];
+      uint8_t codes[kBlockSize];
+      for (int64_t b = 0; b < k; b += kBlockSize) {
+        for (int i = 0; i < kBlockSize; ++i) bits[i] = num::f32_bits(x[b + i]);
+        const uint8_t scale = num::quantize_block(t, rules, bits, kBlockSize, codes);
+        for (int i = 0; i < kBlockSize; ++i) out[b + i] = num::dequantize_elem(t, codes[i], scale);
+      }
+      return Status::Ok();
+    }
+  }
+  return invalid_argument("unknown activation key");
+}
+
+Status act_quantize(ActKey key, const DenseView& x, float input_scale, std::vector<float>& out) {
+  if (x.rows < 0 || x.cols < 0 || (x.data == nullptr && x.rows * x.cols > 0))
+    return invalid_argument("act_quantize: bad input view");
+  out.resize(size_t(x.rows * x.cols));
+  for (int64_t r = 0; r < x.rows; ++r) {
+    float* row = out.data() + r * x.cols;
+    load_row(x, r, row);
+    MXQ_RETURN_IF_ERROR(act_quantize_row(key, row, x.cols, input_scale, row));
+  }
+  return Status::Ok();
+}
+
+}  // namespace mxq::cpu

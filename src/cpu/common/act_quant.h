@@ -1,0 +1,88 @@
+// Activation quantization and dense-dtype helpers shared by every CPU backend.
+//
+// This file is the definition of how an activation row enters a matmul under each ActKey
+// (problem.h). Inputs arrive in act_input_dtype(key) (BF16, or FP16 for kFP16) and are widened
+// exactly to FP32; the functions return the FP32 values the matmul then multiplies with:
+//
+//   bf16, fp16          unchanged.
+//   fp8-static-tensor   q = float(x) / input_scale            (one FP32 division, RN)
+//                       code = E4M3(q), round to nearest even, saturating at +-448
+//                              (num::encode_elem with c = 0)
+//                       value = decode(code) * input_scale     (one FP32 product, RN)
+//   fp8-dynamic-token   as fp8-static-tensor with a per-row s = amax_row / 448 (FP32 division;
+//                       s = 1 when the row is all zeros).
+//   mxfp8-dynamic       the row is quantized as MXFP8 E4M3 / MXFP4 E2M1 per 32-block with the
+//   mxfp4-dynamic       floor scale rule, RNE, saturation (exactly mxq::quantize with default
+//                       QuantOptions), then dequantized (exact in FP32). K % 32 == 0 required.
+//
+// Non-finite inputs: fp8-static maps NaN to NaN and +-Inf to +-448 * input_scale (saturation);
+// fp8-dynamic makes the whole row NaN when the row holds a NaN or Inf (s would be Inf or NaN,
+// the analogue of the MX formats' NaN scale); the MX keys follow numerics.h (a block holding a
+// NaN or Inf gets the NaN scale, so every value in that block is NaN).
+//
+// The final product decode(code) * s is rounded to FP32. It is exact when s is a power of two
+// (always for the MX keys) and otherwise off by at most half an FP32 ulp — far below any
+// comparison tolerance; backends that keep (code, s) separately match it to that precision.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "mxq/backend.h"
+#include "mxq/numerics.h"
+#include "mxq/problem.h"
+#include "mxq/status.h"
+
+namespace mxq::cpu {
+
+// ---- dense dtype helpers ----------------------------------------------------------------------
+
+// Element i of a contiguous buffer of `dt`, widened exactly to FP32.
+inline float load_f32(const void* data, DType dt, int64_t i) {
+  switch (dt) {
+    case DType::kF32: return static_cast<const float*>(data)[i];
+    case DType::kBF16: return num::bf16_to_f32(static_cast<const uint16_t*>(data)[i]);
+    case DType::kF16: return num::f16_to_f32(static_cast<const uint16_t*>(data)[i]);
+  }
+  return 0.0f;
+}
+
+// Writes v to element i of a `dt` buffer: F32 stores it; BF16/F16 round it to nearest even.
+inline void store_f32(void* data, DType dt, int64_t i, float v) {
+  switch (dt) {
+    case DType::kF32: static_cast<float*>(data)[i] = v; break;
+    case DType::kBF16: static_cast<uint16_t*>(data)[i] = num::f32_to_bf16(v); break;
+    case DType::kF16: static_cast<uint16_t*>(data)[i] = num::f32_to_f16(v); break;
+  }
+}
+
+// v rounded to `dt` (nearest even) and widened back: the value a `dt` tensor would hold.
+inline float round_to_dtype(float v, DType dt) {
+  switch (dt) {
+    case DType::kF32: return v;
+    case DType::kBF16: return num::bf16_to_f32(num::f32_to_bf16(v));
+    case DType::kF16: return num::f16_to_f32(num::f32_to_f16(v));
+  }
+  return v;
+}
+
+// Row r of a dense view, widened to FP32 into out[0, cols).
+void load_row(const DenseView& v, int64_t r, float* out);
+
+// ---- activation quantization --------------------------------------------------------------------
+
+// True for the keys that quantize per 32-block along K (the row length must be a multiple of 32).
+constexpr bool act_key_is_mx(ActKey a) {
+  return a == ActKey::kMXFP8Dynamic || a == ActKey::kMXFP4Dynamic;
+}
+
+// Quantizes one row of k FP32 values (already widened from the input dtype) under `key` and
+// writes the dequantized values to out[0, k) (out may alias x). `input_scale` is used by
+// kFP8StaticTensor only and must be positive and finite there.
+Status act_quantize_row(ActKey key, const float* x, int64_t k, float input_scale, float* out);
+
+// The whole view: x [rows, cols] in any DType (normally act_input_dtype(key)) -> out
+// [rows * cols] row-major FP32.
+Status act_quantize(ActKey key, const DenseView& x, float input_scale, std::vector<float>& out);
+
+}  // namespace mxq::cpu

@@ -1,0 +1,345 @@
+// The cpu-reference backend and the shared CPU pieces (activation quantization, routing).
+// Expected values are derived independently here: hand-computed small cases, and brute-force
+// double loops over decoded weights written in this file (not calls into the code under test).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <numeric>
+#include <random>
+#include <type_traits>
+#include <vector>
+
+#include "cpu/common/act_quant.h"
+#include "cpu/common/routing.h"
+#include "mxq/numerics.h"
+#include "mxq/quantize.h"
+
+namespace mxq {
+namespace {
+
+using cpu::TopK;
+
+std::vector<uint16_t> to_bf16(const std::vector<float>& v) {
+  std::vector<uint16_t> out;
+  for (float f : v) out.push_back(num::f32_to_bf16(f));
+  return out;
+}
+
+// Nearest E4M3 value by brute force over every finite code (ties to the even code, i.e. the
+// even mantissa), saturating: independent of num::encode_elem.
+float e4m3_nearest(float q) {
+  float best = 0.0f;
+  double best_d = INFINITY;
+  int best_code = 0;
+  for (int code = 0; code < 256; ++code) {
+    if ((code & 0x7F) == 0x7F) continue;  // NaN
+    const float v = num::decode_elem(ElemType::kE4M3, uint8_t(code));
+    const double d = std::fabs(double(v) - double(q));
+    if (d < best_d || (d == best_d && (code & 1) == 0 && (best_code & 1) == 1)) {
+      best = v;
+      best_d = d;
+      best_code = code;
+    }
+  }
+  return best;
+}
+
+std::vector<float> quantize_f32(ActKey key, const std::vector<float>& x, int64_t rows,
+                                float input_scale = 1.0f) {
+  std::vector<float> out;
+  const DenseView v{x.data(), DType::kF32, rows, int64_t(x.size()) / rows};
+  EXPECT_TRUE(cpu::act_quantize(key, v, input_scale, out).ok());
+  return out;
+}
+
+// ---- activation quantization ------------------------------------------------------------------
+
+TEST(ActQuant, Bf16AndFp16PassThroughExactly) {
+  const std::vector<float> x = {1.0f, -2.5f, 0.1f, 3e-5f};
+  const std::vector<uint16_t> xb = to_bf16(x);
+  std::vector<float> out;
+  ASSERT_TRUE(cpu::act_quantize(ActKey::kBF16, {xb.data(), DType::kBF16, 1, 4}, 1.0f, out).ok());
+  for (size_t i = 0; i < x.size(); ++i) EXPECT_EQ(out[i], num::bf16_to_f32(xb[i]));
+  std::vector<uint16_t> xh;
+  for (float f : x) xh.push_back(num::f32_to_f16(f));
+  ASSERT_TRUE(cpu::act_quantize(ActKey::kFP16, {xh.data(), DType::kF16, 2, 2}, 1.0f, out).ok());
+  for (size_t i = 0; i < x.size(); ++i) EXPECT_EQ(out[i], num::f16_to_f32(xh[i]));
+  EXPECT_NE(out[2], 0.1f);  // FP16 really rounded 0.1 (the test would be vacuous otherwise)
+}
+
+TEST(ActQuant, Fp8StaticHandValues) {
+  // E4M3 around 400 has step 32: 384 (mantissa 100b) and 416 (101b); 400 is a tie -> 384.
+  // 500 saturates to 448; Inf saturates; 17 -> 16 or 18 (step 2), a tie -> 16.
+  const float inf = std::numeric_limits<float>::infinity();
+  std::vector<float> out = quantize_f32(ActKey::kFP8StaticTensor, {400, 500, -inf, 17, 0}, 1);
+  EXPECT_EQ(out, (std::vector<float>{384, 448, -448, 16, 0}));
+  // input_scale 2: 400 / 2 = 200, a tie between 192 and 208 -> 192 -> 384; 1000 -> 448 -> 896;
+  // -2.3 / 2 = -1.15 -> -1.125 (step 1/8) -> -2.25.
+  out = quantize_f32(ActKey::kFP8StaticTensor, {400, 1000, -2.3f}, 1, 2.0f);
+  EXPECT_EQ(out, (std::vector<float>{384, 896, -2.25f}));
+  // NaN stays NaN.
+  out = quantize_f32(ActKey::kFP8StaticTensor, {std::nanf("")}, 1);
+  EXPECT_TRUE(std::isnan(out[0]));
+  // A bad scale is an error.
+  const std::vector<float> x = {1.0f};
+  EXPECT_FALSE(cpu::act_quantize(ActKey::kFP8StaticTensor, {x.data(), DType::kF32, 1, 1}, 0.0f,
+                                 out).ok());
+}
+
+TEST(ActQuant, Fp8DynamicPerRowScale) {
+  // Row 0: amax 4 -> s = 4/448; row 1: all zeros -> s = 1; row 2: a large amax.
+  const std::vector<float> x = {1.0f, -2.0f, 0.3f, 4.0f,  0, 0, 0, 0,  1000, 3.7f, -55, 0.01f};
+  const std::vector<float> out = quantize_f32(ActKey::kFP8DynamicToken, x, 3);
+  for (int r = 0; r < 3; ++r) {
+    float amax = 0;
+    for (int c = 0; c < 4; ++c) amax = std::max(amax, std::fabs(x[size_t(r * 4 + c)]));
+    const float s = amax == 0 ? 1.0f : amax / 448.0f;
+    for (int c = 0; c < 4; ++c) {
+      const size_t i = size_t(r * 4 + c);
+      EXPECT_EQ(out[i], e4m3_nearest(x[i] / s) * s) << r << "," << c;
+    }
+  }
+  EXPECT_EQ(out[4], 0.0f);
+  // The amax element maps to 448 * s, within an FP32 rounding of itself.
+  EXPECT_NEAR(out[8], 1000.0f, 1e-3f);
+  // A row holding Inf becomes NaN.
+  const std::vector<float> bad = quantize_f32(ActKey::kFP8DynamicToken,
+                                              {1.0f, std::numeric_limits<float>::infinity()}, 1);
+  EXPECT_TRUE(std::isnan(bad[0]) && std::isnan(bad[1]));
+}
+
+TEST(ActQuant, Mxfp4KnownBlocks) {
+  // Block 0: amax 6 -> floor scale 2^(2-2) = 1; E2M1 grid 0 .5 1 1.5 2 3 4 6, ties to even:
+  // .25 -> 0, .75 -> 1, 1.25 -> 1, 2.5 -> 2, 3.5 -> 4, 5 -> 4, 6 -> 6, -6 -> -6.
+  // Block 1: the same values times 2^-3 (amax .75 -> scale 2^-3): the same codes, scaled.
+  std::vector<float> x(64, 0.0f), want(64, 0.0f);
+  const float in[8] = {0.25f, 0.75f, 1.25f, 2.5f, 3.5f, 5.0f, 6.0f, -6.0f};
+  const float q[8] = {0.0f, 1.0f, 1.0f, 2.0f, 4.0f, 4.0f, 6.0f, -6.0f};
+  for (int i = 0; i < 8; ++i) {
+    x[size_t(i)] = in[i];
+    want[size_t(i)] = q[i];
+    x[size_t(32 + i)] = in[i] / 8;
+    want[size_t(32 + i)] = q[i] / 8;
+  }
+  EXPECT_EQ(quantize_f32(ActKey::kMXFP4Dynamic, x, 1), want);
+}
+
+TEST(ActQuant, Mxfp8FloorRuleSaturates) {
+  // amax 1000: floor(log2 1000) = 9, scale 2^(9-8) = 2; 1000 / 2 = 500 > 448 saturates -> 896.
+  // 3: 3 / 2 = 1.5 is an E4M3 value -> 3; 100 / 2 = 50 -> 48 or 52 (step 4), a tie -> 48 -> 96.
+  std::vector<float> x(32, 0.0f);
+  x[0] = 1000;
+  x[1] = 3;
+  x[2] = -100;
+  const std::vector<float> out = quantize_f32(ActKey::kMXFP8Dynamic, x, 1);
+  EXPECT_EQ(out[0], 896.0f);
+  EXPECT_EQ(out[1], 3.0f);
+  EXPECT_EQ(out[2], -96.0f);
+}
+
+TEST(ActQuant, MxKeysMatchTheTensorQuantizer) {
+  std::mt19937 rng(7);
+  std::normal_distribution<float> nd(0.0f, 3.0f);
+  const int64_t rows = 5, k = 96;
+  std::vector<float> x(size_t(rows * k));
+  for (float& v : x) v = nd(rng) * std::exp2(float(uint32_t(rng()) % 9) - 4.0f);
+  const std::vector<uint16_t> xb = to_bf16(x);
+  for (ActKey key : {ActKey::kMXFP8Dynamic, ActKey::kMXFP4Dynamic}) {
+    QuantOptions o;
+    o.elem = key == ActKey::kMXFP8Dynamic ? ElemType::kE4M3 : ElemType::kE2M1;
+    std::vector<uint8_t> packed(size_t(rows * packed_bytes(o.elem, k))), scales(size_t(rows * k / 32));
+    ASSERT_TRUE(quantize(xb.data(), DType::kBF16, rows, k, o, packed.data(), scales.data()).ok());
+    std::vector<float> want(x.size()), got;
+    ASSERT_TRUE(dequantize(packed.data(), scales.data(), o.elem, rows, k, DType::kF32,
+                           want.data(), 1).ok());
+    ASSERT_TRUE(cpu::act_quantize(key, {xb.data(), DType::kBF16, rows, k}, 1.0f, got).ok());
+    EXPECT_EQ(got, want) << act_key_name(key);
+  }
+}
+
+TEST(ActQuant, MxKeysNeedWholeBlocks) {
+  const std::vector<float> x(48, 1.0f);
+  std::vector<float> out;
+  const Status s = cpu::act_quantize(ActKey::kMXFP4Dynamic, {x.data(), DType::kF32, 1, 48}, 1.0f,
+                                     out);
+  EXPECT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("48"), std::string::npos) << s.message();
+}
+
+// ---- routing -------------------------------------------------------------------------------------
+
+TopK route_f32(const MoEParams& p, const std::vector<float>& logits,
+               const std::vector<float>* bias = nullptr) {
+  TopK out;
+  const DenseView lv{logits.data(), DType::kF32, int64_t(logits.size()) / p.experts, p.experts};
+  DenseView bv;
+  if (bias) bv = {bias->data(), DType::kF32, 1, p.experts};
+  const Status s = cpu::route(p, lv, bv, out);
+  EXPECT_TRUE(s.ok()) << s.message();
+  return out;
+}
+
+MoEParams params(Routing r, int64_t e, int64_t k, bool renorm = true) {
+  MoEParams p;
+  p.routing = r;
+  p.experts = e;
+  p.topk = k;
+  p.renormalize = renorm;
+  return p;
+}
+
+TEST(Routing, WeightsAreFloat32) {
+  static_assert(std::is_same_v<decltype(TopK::weights)::value_type, float>);
+  static_assert(std::is_same_v<decltype(TopK::ids)::value_type, int32_t>);
+}
+
+TEST(Routing, SoftmaxTopK) {
+  // logits 1 3 2 0, k = 2 -> experts 1, 2.
+  const std::vector<float> l = {1, 3, 2, 0};
+  const double z = std::exp(1.0) + std::exp(3.0) + std::exp(2.0) + 1.0;
+  TopK t = route_f32(params(Routing::kSoftmaxTopK, 4, 2, false), l);
+  EXPECT_EQ(t.ids, (std::vector<int32_t>{1, 2}));
+  EXPECT_FLOAT_EQ(t.weights[0], float(std::exp(3.0) / z));
+  EXPECT_FLOAT_EQ(t.weights[1], float(std::exp(2.0) / z));
+  t = route_f32(params(Routing::kSoftmaxTopK, 4, 2, true), l);
+  EXPECT_EQ(t.ids, (std::vector<int32_t>{1, 2}));
+  EXPECT_FLOAT_EQ(t.weights[0], float(1.0 / (1.0 + std::exp(-1.0))));
+  EXPECT_FLOAT_EQ(t.weights[1], float(1.0 / (1.0 + std::exp(1.0))));
+  // Ties go to the lower expert index.
+  t = route_f32(params(Routing::kSoftmaxTopK, 4, 2, false), {5, 5, 5, 5});
+  EXPECT_EQ(t.ids, (std::vector<int32_t>{0, 1}));
+  EXPECT_EQ(t.weights, (std::vector<float>{0.25f, 0.25f}));
+}
+
+TEST(Routing, TopKSoftmaxGptOss) {
+  // Two tokens. Token 0: logits .5 2 -1 2 1, k = 3 -> 1, 3 (tie, lower first), 4; softmax over
+  // {2, 2, 1}. renormalize does not matter.
+  const std::vector<float> l = {0.5f, 2, -1, 2, 1,  -3, -2, -1, 0, 9};
+  for (bool renorm : {false, true}) {
+    const TopK t = route_f32(params(Routing::kTopKSoftmax, 5, 3, renorm), l);
+    EXPECT_EQ(t.ids, (std::vector<int32_t>{1, 3, 4, 4, 3, 2}));
+    const double z0 = 2 * std::exp(2.0) + std::exp(1.0);
+    EXPECT_FLOAT_EQ(t.weights[0], float(std::exp(2.0) / z0));
+    EXPECT_FLOAT_EQ(t.weights[1], float(std::exp(2.0) / z0));
+    EXPECT_FLOAT_EQ(t.weights[2], float(std::exp(1.0) / z0));
+    const double z1 = std::exp(9.0) + std::exp(0.0) + std::exp(-1.0);
+    EXPECT_FLOAT_EQ(t.weights[3], float(std::exp(9.0) / z1));
+    EXPECT_FLOAT_EQ(t.weights[5], float(std::exp(-1.0) / z1));
+  }
+}
+
+// DeepSeek-V3-style: 8 experts in 4 groups of 2, keep 2 groups, top-2, scaling 2.5.
+MoEParams deepseek_params(bool renorm = true) {
+  MoEParams p = params(Routing::kSigmoidGroupedTopK, 8, 2, renorm);
+  p.n_group = 4;
+  p.topk_group = 2;
+  p.routed_scaling = 2.5f;
+  return p;
+}
+double logit(double s) { return std::log(s / (1 - s)); }
+
+TEST(Routing, DeepSeekGroupRestrictionChangesTheChoice) {
+  // Sigmoid scores: group0 {.9, .1} sum 1.0; group1 {.7, .5} 1.2; group2 {.6, .5} 1.1;
+  // group3 {.2, .2} .4. Kept: groups 1 and 2, so expert 0 (the best score, .9) is NOT chosen:
+  // top-2 among experts 2..5 are 2 (.7) and 4 (.6).
+  const double s[8] = {.9, .1, .7, .5, .6, .5, .2, .2};
+  std::vector<float> l;
+  for (double v : s) l.push_back(float(logit(v)));
+  std::vector<double> sf;  // the sigmoid of the FP32 logits actually passed
+  for (float v : l) sf.push_back(1.0 / (1.0 + std::exp(-double(v))));
+  TopK t = route_f32(deepseek_params(), l);
+  EXPECT_EQ(t.ids, (std::vector<int32_t>{2, 4}));
+  EXPECT_FLOAT_EQ(t.weights[0], float(sf[2] / (sf[2] + sf[4]) * 2.5));
+  EXPECT_FLOAT_EQ(t.weights[1], float(sf[4] / (sf[2] + sf[4]) * 2.5));
+  // Without groups (one group) expert 0 wins.
+  MoEParams flat = deepseek_params();
+  flat.n_group = 1;
+  flat.topk_group = 1;
+  EXPECT_EQ(route_f32(flat, l).ids, (std::vector<int32_t>{0, 2}));
+  // Without renormalisation: s times the scaling.
+  t = route_f32(deepseek_params(false), l);
+  EXPECT_FLOAT_EQ(t.weights[0], float(sf[2] * 2.5));
+  EXPECT_FLOAT_EQ(t.weights[1], float(sf[4] * 2.5));
+
+  // A correction bias of +.3 on expert 5: group 2 becomes {.6, .8} (1.4), still kept; the
+  // selection is now 5 (.8 corrected) then 2 (.7), but the weights use the uncorrected .5, .7.
+  MoEParams pb = deepseek_params();
+  pb.correction_bias = true;
+  const std::vector<float> bias = {0, 0, 0, 0, 0, 0.3f, 0, 0};
+  t = route_f32(pb, l, &bias);
+  EXPECT_EQ(t.ids, (std::vector<int32_t>{5, 2}));
+  EXPECT_FLOAT_EQ(t.weights[0], float(sf[5] / (sf[5] + sf[2]) * 2.5));
+  EXPECT_FLOAT_EQ(t.weights[1], float(sf[2] / (sf[5] + sf[2]) * 2.5));
+}
+
+TEST(Routing, DeepSeekMatchesBruteForce) {
+  // Random logits and biases; an independent implementation by sorting.
+  std::mt19937 rng(11);
+  std::normal_distribution<float> nd(0.0f, 2.0f);
+  MoEParams p = params(Routing::kSigmoidGroupedTopK, 16, 3);
+  p.n_group = 4;
+  p.topk_group = 2;
+  p.correction_bias = true;
+  p.routed_scaling = 1.5f;
+  const int64_t tokens = 20;
+  std::vector<float> l(size_t(tokens * 16)), bias(16);
+  for (float& v : l) v = nd(rng);
+  for (float& v : bias) v = nd(rng) * 0.1f;
+  const TopK t = route_f32(p, l, &bias);
+  for (int64_t tok = 0; tok < tokens; ++tok) {
+    std::vector<double> s(16), c(16);
+    for (int e = 0; e < 16; ++e) {
+      s[size_t(e)] = 1.0 / (1.0 + std::exp(-double(l[size_t(tok * 16 + e)])));
+      c[size_t(e)] = s[size_t(e)] + double(bias[size_t(e)]);
+    }
+    auto desc = [](const std::vector<double>& v) {
+      std::vector<int> idx(v.size());
+      std::iota(idx.begin(), idx.end(), 0);
+      std::stable_sort(idx.begin(), idx.end(), [&](int a, int b) { return v[size_t(a)] > v[size_t(b)]; });
+      return idx;
+    };
+    std::vector<double> gs(4);
+    for (int g = 0; g < 4; ++g) {
+      std::vector<double> m(c.begin() + 4 * g, c.begin() + 4 * g + 4);
+      std::sort(m.rbegin(), m.rend());
+      gs[size_t(g)] = m[0] + m[1];
+    }
+    const std::vector<int> go = desc(gs);
+    std::vector<double> masked(16, -1e300);
+    for (int j = 0; j < 2; ++j)
+      for (int e = 4 * go[size_t(j)]; e < 4 * go[size_t(j)] + 4; ++e) masked[size_t(e)] = c[size_t(e)];
+    const std::vector<int> eo = desc(masked);
+    const double sum = s[size_t(eo[0])] + s[size_t(eo[1])] + s[size_t(eo[2])];
+    for (int j = 0; j < 3; ++j) {
+      EXPECT_EQ(t.ids[size_t(tok * 3 + j)], eo[size_t(j)]);
+      EXPECT_FLOAT_EQ(t.weights[size_t(tok * 3 + j)], float(s[size_t(eo[size_t(j)])] / sum * 1.5));
+    }
+  }
+}
+
+TEST(Routing, Bf16LogitsAndErrors) {
+  const std::vector<uint16_t> lb = to_bf16({0.0f, 1.0f, 3.0f});
+  TopK t;
+  MoEParams p = params(Routing::kTopKSoftmax, 3, 1);
+  ASSERT_TRUE(cpu::route(p, {lb.data(), DType::kBF16, 1, 3}, {}, t).ok());
+  EXPECT_EQ(t.ids, (std::vector<int32_t>{2}));
+  EXPECT_EQ(t.weights, (std::vector<float>{1.0f}));
+  // Wrong expert count.
+  Status s = cpu::route(p, {lb.data(), DType::kBF16, 1, 2}, {}, t);
+  EXPECT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("[M, 3]"), std::string::npos) << s.message();
+  // A correction bias the problem does not use.
+  const std::vector<float> bias(3, 0.0f);
+  EXPECT_FALSE(cpu::route(p, {lb.data(), DType::kBF16, 1, 3}, {bias.data(), DType::kF32, 1, 3},
+                          t).ok());
+  // A correction bias the problem needs but was not passed.
+  p = deepseek_params();
+  p.correction_bias = true;
+  const std::vector<float> l8(8, 0.0f);
+  EXPECT_FALSE(cpu::route(p, {l8.data(), DType::kF32, 1, 8}, {}, t).ok());
+}
+
+}  // namespace
+}  // namespace mxq
