@@ -49,6 +49,11 @@ class SafetensorsFile {
   const std::vector<TensorInfo>& tensors() const { return tensors_; }  // ordered by offset
   const TensorInfo* find(std::string_view name) const;                 // nullptr if absent
   std::span<const uint8_t> data(const TensorInfo& t) const;
+  // Tells the kernel that `bytes` (a part of data(t) of this file) are done with: their pages
+  // leave this process's resident set (they stay in the page cache; a later read maps them
+  // back). Streaming pipelines call it after each chunk so peak memory stays near one chunk,
+  // not the file. No-op for parse() and for spans outside the mapping.
+  void release(std::span<const uint8_t> bytes) const;
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
 
  private:

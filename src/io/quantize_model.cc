@@ -164,6 +164,7 @@ StatusOr<QuantizeReport> quantize_model(const std::string& input, const std::str
         for (uint64_t off = 0; off < src.size(); off += kChunkBytes) {
           const uint64_t n = std::min<uint64_t>(kChunkBytes, src.size() - off);
           MXQ_RETURN_IF_ERROR(writer.write(src.subspan(off, n)));
+          file->release(src.subspan(off, n));
           progress.advance(n);
         }
         ++rep.copied;
@@ -181,6 +182,7 @@ StatusOr<QuantizeReport> quantize_model(const std::string& input, const std::str
                             packed.data(), scales.data() + r0 * kb);
         if (!s.ok()) return Status(s.code(), "tensor '" + t.name + "': " + s.message());
         MXQ_RETURN_IF_ERROR(writer.write(packed));
+        file->release(src.subspan(size_t(r0 * row_in), size_t(nr * row_in)));
         progress.advance(uint64_t(nr * row_in));
       }
       MXQ_RETURN_IF_ERROR(writer.write(scales));

@@ -329,6 +329,7 @@ StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::open(const std::stri
   }
   f.value()->map_ = map;
   f.value()->map_size_ = size_t(size);
+  ::madvise(map, size_t(size), MADV_SEQUENTIAL);  // streaming readers: read ahead, drop behind
   return f;
 }
 
@@ -340,6 +341,21 @@ const TensorInfo* SafetensorsFile::find(std::string_view name) const {
 std::span<const uint8_t> SafetensorsFile::data(const TensorInfo& t) const {
   if (t.end < t.begin || t.end > buffer_size_) return {};
   return {buffer_ + t.begin, size_t(t.nbytes())};
+}
+
+}  // namespace mxq::io
+
+namespace mxq::io {
+
+void SafetensorsFile::release(std::span<const uint8_t> bytes) const {
+  if (map_ == nullptr || bytes.empty()) return;
+  const uintptr_t page = uintptr_t(::sysconf(_SC_PAGESIZE));
+  const uintptr_t base = uintptr_t(map_), end = base + map_size_;
+  const uintptr_t b = uintptr_t(bytes.data()), e = b + bytes.size();
+  if (b < base || e > end) return;
+  // Whole pages inside the span only: a page shared with a neighbour may still be in use.
+  const uintptr_t lo = (b + page - 1) & ~(page - 1), hi = e & ~(page - 1);
+  if (hi > lo) ::madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_DONTNEED);
 }
 
 }  // namespace mxq::io
