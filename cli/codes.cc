@@ -38,7 +38,10 @@ void add_codes(CLI::App& app) {
       for (unsigned c = 0; c < 256; ++c) print_bits(c, num::e8m0_to_f32(uint8_t(c)));
       return;
     }
-    const ElemType t = value_or_throw(parse_elem_type(dec_type));
+    const auto parsed = parse_elem_type(dec_type);
+    if (!parsed.ok())  // decode also takes the scale type; say so in the error
+      throw Error(invalid_argument(parsed.status().message() + " or e8m0"));
+    const ElemType t = parsed.value();
     for (unsigned c = 0; c < (1u << elem_info(t).bits); ++c)
       print_bits(c, num::decode_elem(t, uint8_t(c)));
   });
