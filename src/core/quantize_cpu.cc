@@ -148,6 +148,21 @@ constexpr DecodeTable kTables[] = {make_table(ElemType::kE2M1), make_table(ElemT
                                    make_table(ElemType::kE3M2), make_table(ElemType::kE4M3),
                                    make_table(ElemType::kE5M2), make_table(ElemType::kInt8)};
 
+// FP4: one packed byte -> two decoded values, so the decode is one load per byte instead of
+// an unpack and two lookups (dequantize was 2-4x slower for FP4 than FP8 without it).
+struct Fp4PairTable {
+  float v[256][2];
+};
+constexpr Fp4PairTable make_fp4_pairs() {
+  Fp4PairTable t{};
+  for (int b = 0; b < 256; ++b) {
+    t.v[b][0] = num::decode_elem(ElemType::kE2M1, uint8_t(b & 0xF));
+    t.v[b][1] = num::decode_elem(ElemType::kE2M1, uint8_t(b >> 4));
+  }
+  return t;
+}
+constexpr Fp4PairTable kFp4Pairs = make_fp4_pairs();
+
 struct DequantJob {
   const uint8_t* packed;
   const uint8_t* scales;
@@ -164,10 +179,17 @@ MXQ_TARGET_CLONES void dequantize_blocks(const DequantJob& job, int64_t b0, int6
   alignas(64) uint8_t codes[kBlockSize];
   alignas(64) float v[kBlockSize];
   for (int64_t b = b0; b < b1; ++b) {
-    pack::unpack_codes(job.elem, job.packed + b * block_bytes, kBlockSize, codes);
+    const uint8_t* src = job.packed + b * block_bytes;
     if (job.scales[b] == num::kScaleNaN) {  // canonical NaN, as num::dequantize_elem
       for (int i = 0; i < kBlockSize; ++i) v[i] = num::f32_from_bits(num::kF32QuietNaN);
+    } else if (ei.bits == 4) {
+      const float s = num::e8m0_to_f32(job.scales[b]);
+      for (int i = 0; i < kBlockSize / 2; ++i) {
+        v[2 * i] = kFp4Pairs.v[src[i]][0] * s;
+        v[2 * i + 1] = kFp4Pairs.v[src[i]][1] * s;
+      }
     } else {
+      pack::unpack_codes(job.elem, src, kBlockSize, codes);
       const float s = num::e8m0_to_f32(job.scales[b]);
       for (int i = 0; i < kBlockSize; ++i) v[i] = table[codes[i]] * s;
     }
