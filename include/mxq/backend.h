@@ -50,6 +50,11 @@ struct MoEWeights {
   DenseView bias13;            // [E, 2I] (same row order as w13) or nullptr
   DenseView bias1, bias3;      // [E, I] for separate layout, or nullptr
   DenseView bias2;             // [E, H] or nullptr
+  // ActKey::kFP8StaticTensor: static per-tensor scales of x before the gate/up GEMM and of the
+  // intermediate activation before the down GEMM (engines reduce per-expert scales to one, the
+  // max). Ignored by the other activation keys.
+  float input_scale13 = 1.0f;
+  float input_scale2 = 1.0f;
 };
 
 // Per-call MoE inputs beyond x.

@@ -13,38 +13,18 @@
 
 #include "cpu/common/act_quant.h"
 #include "cpu/common/routing.h"
+#include "cpu/backends.h"
+#include "cpu/reference/reference_backend.h"
 #include "mxq/numerics.h"
 #include "mxq/quantize.h"
+#include "ref_test_util.h"
 
 namespace mxq {
 namespace {
 
 using cpu::TopK;
-
-std::vector<uint16_t> to_bf16(const std::vector<float>& v) {
-  std::vector<uint16_t> out;
-  for (float f : v) out.push_back(num::f32_to_bf16(f));
-  return out;
-}
-
-// Nearest E4M3 value by brute force over every finite code (ties to the even code, i.e. the
-// even mantissa), saturating: independent of num::encode_elem.
-float e4m3_nearest(float q) {
-  float best = 0.0f;
-  double best_d = INFINITY;
-  int best_code = 0;
-  for (int code = 0; code < 256; ++code) {
-    if ((code & 0x7F) == 0x7F) continue;  // NaN
-    const float v = num::decode_elem(ElemType::kE4M3, uint8_t(code));
-    const double d = std::fabs(double(v) - double(q));
-    if (d < best_d || (d == best_d && (code & 1) == 0 && (best_code & 1) == 1)) {
-      best = v;
-      best_d = d;
-      best_code = code;
-    }
-  }
-  return best;
-}
+using reftest::e4m3_nearest;
+using reftest::to_bf16;
 
 std::vector<float> quantize_f32(ActKey key, const std::vector<float>& x, int64_t rows,
                                 float input_scale = 1.0f) {
@@ -339,6 +319,221 @@ TEST(Routing, Bf16LogitsAndErrors) {
   p.correction_bias = true;
   const std::vector<float> l8(8, 0.0f);
   EXPECT_FALSE(cpu::route(p, {l8.data(), DType::kF32, 1, 8}, {}, t).ok());
+}
+
+// ---- the backend ----------------------------------------------------------------------------------
+
+using reftest::Dense;
+using reftest::TestMX;
+
+TEST(ReferenceBackend, IdentityAndVerdicts) {
+  const std::unique_ptr<Backend> b = make_cpu_reference_backend();
+  EXPECT_EQ(b->name(), "cpu-reference");
+  EXPECT_EQ(b->priority(), 0);
+  EXPECT_TRUE(b->is_reference());
+  EXPECT_TRUE(b->supports(Device{}).ok);
+  for (ElemType t : kAllElemTypes) {
+    for (ActKey a : kAllActKeys) {
+      EXPECT_TRUE(b->can_implement(Problem::linear(t, a, 1, 3, 64, true)).ok);
+      for (auto layout : {io::GateUpLayout::kChunked, io::GateUpLayout::kInterleaved,
+                          io::GateUpLayout::kSeparate}) {
+        for (Routing r : {Routing::kSoftmaxTopK, Routing::kTopKSoftmax,
+                          Routing::kSigmoidGroupedTopK}) {
+          Problem p = Problem::moe_problem(t, a, 3, 64, 32, 8, 2);
+          p.moe.layout = layout;
+          p.moe.routing = r;
+          p.moe.n_group = 4;
+          p.moe.topk_group = 2;
+          p.moe.activation = layout == io::GateUpLayout::kInterleaved ? MoEActivation::kSwigluOAI
+                                                                       : MoEActivation::kSiluAndMul;
+          EXPECT_TRUE(b->can_implement(p).ok) << p.to_string();
+        }
+      }
+    }
+  }
+  // Non-MX keys take any K; MX keys need whole 32-blocks; invalid problems and quantize are no.
+  EXPECT_TRUE(b->can_implement(Problem::linear(ElemType::kE2M1, ActKey::kBF16, 1, 3, 40)).ok);
+  const Verdict v = b->can_implement(Problem::linear(ElemType::kE2M1, ActKey::kMXFP4Dynamic, 1, 3, 40));
+  EXPECT_FALSE(v.ok);
+  EXPECT_NE(v.reason.find("K = 40"), std::string::npos) << v.reason;
+  EXPECT_FALSE(b->can_implement(Problem::moe_problem(ElemType::kE2M1, ActKey::kMXFP8Dynamic, 1,
+                                                     64, 48, 4, 2)).ok);
+  EXPECT_FALSE(b->can_implement(Problem::linear(ElemType::kE2M1, ActKey::kBF16, 0, 3, 64)).ok);
+  Problem q = Problem::linear(ElemType::kE2M1, ActKey::kBF16, 1, 3, 64);
+  q.op = Op::kQuantize;
+  EXPECT_FALSE(b->can_implement(q).ok);
+}
+
+// y[m][n] = sum_k xq[m][k] * W[n][k] + bias[n], W from the core dequantizer, k ascending.
+std::vector<double> naive_linear(const std::vector<float>& xq, const TestMX& w,
+                                 const Dense* bias, int64_t m, int64_t n, int64_t k) {
+  std::vector<double> y(size_t(m * n));
+  for (int64_t i = 0; i < m; ++i) {
+    for (int64_t j = 0; j < n; ++j) {
+      double acc = 0;
+      for (int64_t c = 0; c < k; ++c) acc += double(xq[size_t(i * k + c)]) * double(w.at(0, j, c));
+      y[size_t(i * n + j)] = acc + (bias ? double(bias->at(size_t(j))) : 0.0);
+    }
+  }
+  return y;
+}
+
+// Runs the backend on a linear problem; returns y widened to FP32.
+std::vector<float> run_linear(const Problem& p, const LinearWeights& lw, const Dense& x) {
+  const std::unique_ptr<Backend> b = make_cpu_reference_backend();
+  auto prepared = b->prepare_linear(p, lw);
+  EXPECT_TRUE(prepared.ok()) << prepared.status().message();
+  if (!prepared.ok()) return {};
+  EXPECT_EQ(prepared.value()->bytes(), 0u);
+  Dense y(p.out, p.m, p.n);
+  const Status s = b->run_linear(p, *prepared.value(), x.view(), y.mut());
+  EXPECT_TRUE(s.ok()) << s.message();
+  return y.values();
+}
+
+TEST(ReferenceLinear, EveryElemTypeBiasDtypeAndOutDtype) {
+  const int64_t m = 3, n = 5, k = 64;
+  uint32_t seed = 100;
+  for (ElemType t : kAllElemTypes) {
+    const TestMX w = reftest::make_mx(t, 1, n, k, ++seed);
+    const Dense x(DType::kBF16, m, k, reftest::random_floats(size_t(m * k), ++seed));
+    for (DType out : {DType::kF32, DType::kBF16, DType::kF16}) {
+      for (int bias_kind = 0; bias_kind < 4; ++bias_kind) {  // none, F32, BF16, F16
+        const DType bdt = bias_kind == 1 ? DType::kF32 : (bias_kind == 2 ? DType::kBF16 : DType::kF16);
+        const Dense bias(bdt, 1, n, reftest::random_floats(size_t(n), ++seed));
+        Problem p = Problem::linear(t, ActKey::kBF16, m, n, k, bias_kind != 0);
+        p.out = out;
+        LinearWeights lw;
+        lw.w = w.view();
+        if (bias_kind != 0) lw.bias = bias.view();
+        const std::vector<float> got = run_linear(p, lw, x);
+        const std::vector<double> want =
+            naive_linear(x.values(), w, bias_kind != 0 ? &bias : nullptr, m, n, k);
+        ASSERT_EQ(got.size(), want.size());
+        for (size_t i = 0; i < got.size(); ++i)
+          EXPECT_EQ(got[i], reftest::convert_out(want[i], out))
+              << p.to_string() << " bias " << bias_kind << " at " << i;
+      }
+    }
+  }
+}
+
+TEST(ReferenceLinear, EveryActKey) {
+  const int64_t m = 4, n = 6, k = 96;
+  for (ActKey key : kAllActKeys) {
+    const TestMX w = reftest::make_mx(ElemType::kE4M3, 1, n, k, 7);
+    std::vector<float> xv = reftest::random_floats(size_t(m * k), 8, 3.0f);
+    xv[5] = 0.0f;  // a few exact zeros, a large value
+    xv[17] = 60.0f;
+    const Dense x(act_input_dtype(key), m, k, xv);
+    const Dense bias(DType::kF32, 1, n, reftest::random_floats(size_t(n), 9));
+    Problem p = Problem::linear(ElemType::kE4M3, key, m, n, k, true);
+    p.out = DType::kF32;
+    LinearWeights lw{w.view(), bias.view(), 0.05f};
+    const std::vector<float> got = run_linear(p, lw, x);
+    // The activations the matmul must see, re-derived from the definitions row by row.
+    std::vector<float> xq;
+    const std::vector<float> xs = x.values();
+    for (int64_t r = 0; r < m; ++r) {
+      const std::vector<float> row(xs.begin() + r * k, xs.begin() + (r + 1) * k);
+      const std::vector<float> q = reftest::expected_act(key, row, 0.05f);
+      xq.insert(xq.end(), q.begin(), q.end());
+    }
+    if (key != ActKey::kBF16 && key != ActKey::kFP16) {
+      EXPECT_NE(xq, xs) << act_key_name(key);
+    }
+    const std::vector<double> want = naive_linear(xq, w, &bias, m, n, k);
+    for (size_t i = 0; i < got.size(); ++i)
+      EXPECT_EQ(got[i], float(want[i])) << act_key_name(key) << " at " << i;
+  }
+}
+
+TEST(ReferenceLinear, UnalignedKIgnoresThePaddedColumns) {
+  // K = 40: the canonical weights hold 64 columns; columns 40..63 must not matter.
+  const int64_t m = 2, n = 3, k = 40;
+  TestMX w = reftest::make_mx(ElemType::kE4M3, 1, n, k, 21);
+  ASSERT_EQ(w.k, 64);
+  for (int64_t r = 0; r < n; ++r)
+    for (int64_t c = k; c < 64; ++c) w.q.packed[size_t(r * 64 + c)] = 0x7E;  // 448 * scale
+  const Dense x(DType::kBF16, m, k, reftest::random_floats(size_t(m * k), 22));
+  Problem p = Problem::linear(ElemType::kE4M3, ActKey::kBF16, m, n, k);
+  p.out = DType::kF32;
+  const std::vector<float> got = run_linear(p, {w.view(), {}, 1.0f}, x);
+  const std::vector<double> want = naive_linear(x.values(), w, nullptr, m, n, k);
+  for (size_t i = 0; i < got.size(); ++i) EXPECT_EQ(got[i], float(want[i]));
+}
+
+TEST(ReferenceLinear, RealShapeKEquals2880) {
+  // gpt-oss hidden size: 2880 = 90 blocks, not a multiple of 64 or 128.
+  const int64_t m = 2, n = 3, k = 2880;
+  const TestMX w = reftest::make_mx(ElemType::kE2M1, 1, n, k, 31);
+  const Dense x(DType::kBF16, m, k, reftest::random_floats(size_t(m * k), 32));
+  const Problem p = Problem::linear(ElemType::kE2M1, ActKey::kMXFP4Dynamic, m, n, k);
+  const std::vector<float> got = run_linear(p, {w.view(), {}, 1.0f}, x);
+  std::vector<float> xq;
+  const std::vector<float> xs = x.values();
+  for (int64_t r = 0; r < m; ++r) {
+    const std::vector<float> q = reftest::expected_act(
+        ActKey::kMXFP4Dynamic, std::vector<float>(xs.begin() + r * k, xs.begin() + (r + 1) * k), 1.0f);
+    xq.insert(xq.end(), q.begin(), q.end());
+  }
+  const std::vector<double> want = naive_linear(xq, w, nullptr, m, n, k);
+  for (size_t i = 0; i < got.size(); ++i) EXPECT_EQ(got[i], reftest::convert_out(want[i], DType::kBF16));
+}
+
+void expect_error(const Status& s, const std::string& needle) {
+  EXPECT_FALSE(s.ok());
+  EXPECT_NE(s.message().find(needle), std::string::npos) << s.message();
+}
+
+TEST(ReferenceLinear, ErrorsNameExpectedAndGot) {
+  const std::unique_ptr<Backend> b = make_cpu_reference_backend();
+  const int64_t m = 3, n = 5, k = 64;
+  const TestMX w = reftest::make_mx(ElemType::kE2M1, 1, n, k, 41);
+  const Dense bias(DType::kBF16, 1, n);
+  const Problem p = Problem::linear(ElemType::kE2M1, ActKey::kBF16, m, n, k, true);
+  LinearWeights lw{w.view(), bias.view(), 1.0f};
+
+  LinearWeights bad = lw;
+  bad.w.n = 6;
+  expect_error(b->prepare_linear(p, bad).status(), "expected shape [1, 5, 64], got [1, 6, 64]");
+  bad = lw;
+  bad.w.elem = ElemType::kE4M3;
+  expect_error(b->prepare_linear(p, bad).status(), "expected mxfp4 elements, got mxfp8");
+  bad = lw;
+  bad.bias = {};
+  expect_error(b->prepare_linear(p, bad).status(), "linear bias: missing");
+  expect_error(b->prepare_linear(Problem::linear(ElemType::kE2M1, ActKey::kBF16, m, n, k), lw)
+                   .status(),
+               "the problem has no bias");
+  const Dense wrong_bias(DType::kF32, 1, 4);
+  bad = lw;
+  bad.bias = wrong_bias.view();
+  expect_error(b->prepare_linear(p, bad).status(), "expected shape [1, 5], got [1, 4]");
+  Problem fp8 = p;
+  fp8.act = ActKey::kFP8StaticTensor;
+  bad = lw;
+  bad.input_scale = 0.0f;
+  expect_error(b->prepare_linear(fp8, bad).status(), "input_scale");
+
+  auto prepared = b->prepare_linear(p, lw);
+  ASSERT_TRUE(prepared.ok());
+  const Dense x32(DType::kF32, m, k), x(DType::kBF16, m, k), xshort(DType::kBF16, m, k - 1);
+  Dense y(DType::kBF16, m, n), y4(DType::kBF16, m, 4), y32(DType::kF32, m, n);
+  expect_error(b->run_linear(p, *prepared.value(), x32.view(), y.mut()),
+               "linear x: expected dtype bf16, got f32");
+  expect_error(b->run_linear(p, *prepared.value(), xshort.view(), y.mut()),
+               "linear x: expected shape [3, 64], got [3, 63]");
+  expect_error(b->run_linear(p, *prepared.value(), x.view(), y4.mut()),
+               "linear y: expected shape [3, 5], got [3, 4]");
+  expect_error(b->run_linear(p, *prepared.value(), x.view(), y32.mut()),
+               "linear y: expected dtype bf16, got f32");
+  EXPECT_TRUE(b->run_linear(p, *prepared.value(), x.view(), y.mut()).ok());
+  // Prepared weights of another kind.
+  struct Foreign : PreparedWeights {
+    size_t bytes() const override { return 0; }
+  } foreign;
+  expect_error(b->run_linear(p, foreign, x.view(), y.mut()), "do not come from cpu-reference");
 }
 
 }  // namespace

@@ -1,0 +1,194 @@
+// cpu-reference MoE: routing, gate/up, activation, intermediate rounding + act quantization,
+// down, weighted combine. The semantics (and why) are in reference_backend.h.
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "cpu/common/act_quant.h"
+#include "cpu/common/routing.h"
+#include "cpu/reference/reference_backend.h"
+#include "cpu/reference/reference_util.h"
+
+namespace mxq::cpu {
+
+namespace {
+
+using io::GateUpLayout;
+
+// Where gate (or up) row i comes from: a weight row and the matching bias element.
+struct RowSource {
+  const MXWeightView* w;
+  int64_t row;
+  const DenseView* bias;  // [E_local, cols]
+  int64_t bias_col;
+};
+
+RowSource gate_row(const MoEWeights& w, GateUpLayout layout, int64_t i) {
+  switch (layout) {
+    case GateUpLayout::kInterleaved: return {&w.w13, 2 * i, &w.bias13, 2 * i};
+    case GateUpLayout::kSeparate: return {&w.w1, i, &w.bias1, i};
+    default: return {&w.w13, i, &w.bias13, i};  // chunked
+  }
+}
+
+RowSource up_row(const MoEWeights& w, GateUpLayout layout, int64_t inter, int64_t i) {
+  switch (layout) {
+    case GateUpLayout::kInterleaved: return {&w.w13, 2 * i + 1, &w.bias13, 2 * i + 1};
+    case GateUpLayout::kSeparate: return {&w.w3, i, &w.bias3, i};
+    default: return {&w.w13, inter + i, &w.bias13, inter + i};  // chunked
+  }
+}
+
+double sigmoid(double v) { return 1.0 / (1.0 + std::exp(-v)); }
+
+double activation(const MoEParams& p, double g, double u) {
+  if (p.activation == MoEActivation::kSiluAndMul) return g * sigmoid(g) * u;
+  const double limit = double(p.swiglu_limit), alpha = double(p.swiglu_alpha);
+  g = std::min(g, limit);
+  u = std::clamp(u, -limit, limit);
+  return g * sigmoid(alpha * g) * (u + 1.0);
+}
+
+// One (token, routing weight) pair routed to a local expert.
+struct Pair {
+  int64_t token;
+  float weight;
+};
+
+bool given(const DenseView& v) { return v.data != nullptr; }
+bool given(const MXWeightView& w) { return w.packed != nullptr || w.scales != nullptr; }
+
+}  // namespace
+
+Status check_moe_weights(const Problem& p, const MoEWeights& w) {
+  MXQ_RETURN_IF_ERROR(ref::check_problem(p, Op::kMoE));
+  const MoEParams& q = p.moe;
+  const int64_t h = p.n, inter = p.k, e_local = w.w2.batch;
+  if (q.expert_map ? (e_local < 1 || e_local > q.experts) : e_local != q.experts)
+    return invalid_argument(
+        "moe w2: expected " +
+        (q.expert_map ? "1.." + std::to_string(q.experts) + " local experts (expert map)"
+                      : std::to_string(q.experts) + " experts (no expert map)") +
+        ", got " + std::to_string(e_local));
+
+  const bool fused = q.layout != GateUpLayout::kSeparate;
+  const std::string layout = io::gate_up_layout_name(q.layout);
+  if (fused) {
+    MXQ_RETURN_IF_ERROR(ref::check_mx("moe w13", w.w13, p, e_local, 2 * inter, ref::round_up_32(h)));
+    if (given(w.w1) || given(w.w3) || given(w.bias1) || given(w.bias3))
+      return invalid_argument("moe w1/w3: given, but the " + layout +
+                              " layout takes the fused w13 (and bias13)");
+  } else {
+    MXQ_RETURN_IF_ERROR(ref::check_mx("moe w1", w.w1, p, e_local, inter, ref::round_up_32(h)));
+    MXQ_RETURN_IF_ERROR(ref::check_mx("moe w3", w.w3, p, e_local, inter, ref::round_up_32(h)));
+    if (given(w.w13) || given(w.bias13))
+      return invalid_argument("moe w13: given, but the separate layout takes w1 and w3 "
+                              "(and bias1/bias3)");
+  }
+  MXQ_RETURN_IF_ERROR(ref::check_mx("moe w2", w.w2, p, e_local, h, ref::round_up_32(inter)));
+
+  // Biases: any of the layout's biases may be given when p.bias, none otherwise.
+  const bool any_bias = given(w.bias13) || given(w.bias1) || given(w.bias3) || given(w.bias2);
+  if (!p.bias && any_bias)
+    return invalid_argument("moe bias: given, but the problem has no bias (" + p.to_string() + ")");
+  if (p.bias && !any_bias)
+    return invalid_argument("moe bias: the problem has a bias, but no bias view was given");
+  if (given(w.bias13)) MXQ_RETURN_IF_ERROR(ref::check_bias("moe bias13", w.bias13, e_local, 2 * inter));
+  if (given(w.bias1)) MXQ_RETURN_IF_ERROR(ref::check_bias("moe bias1", w.bias1, e_local, inter));
+  if (given(w.bias3)) MXQ_RETURN_IF_ERROR(ref::check_bias("moe bias3", w.bias3, e_local, inter));
+  if (given(w.bias2)) MXQ_RETURN_IF_ERROR(ref::check_bias("moe bias2", w.bias2, e_local, h));
+
+  if (p.act == ActKey::kFP8StaticTensor)
+    for (float s : {w.input_scale13, w.input_scale2})
+      if (!(s > 0.0f && std::isfinite(s)))
+        return invalid_argument("moe input_scale13/input_scale2: fp8-static-tensor needs "
+                                "positive finite scales, got " + std::to_string(s));
+  return Status::Ok();
+}
+
+Status reference_moe(const Problem& p, const MoEWeights& w, const DenseView& x,
+                     const MoERouting& r, const DenseMutView& y) {
+  MXQ_RETURN_IF_ERROR(check_moe_weights(p, w));
+  const MoEParams& q = p.moe;
+  const int64_t m = p.m, h = p.n, inter = p.k, e_local = w.w2.batch;
+  MXQ_RETURN_IF_ERROR(ref::check_in("moe x", x, act_input_dtype(p.act), m, h));
+  MXQ_RETURN_IF_ERROR(ref::check_out("moe y", y, p.out, m, h));
+  if (r.router_logits.rows != m)
+    return invalid_argument("moe router_logits: expected " + ref::shape_str(m, q.experts) +
+                            ", got " + ref::shape_str(r.router_logits.rows, r.router_logits.cols));
+  if (q.expert_map != (r.expert_map != nullptr))
+    return invalid_argument(q.expert_map ? "moe expert_map: the problem says one is given, but "
+                                           "it is null"
+                                         : "moe expert_map: given, but the problem has none");
+
+  TopK topk;
+  MXQ_RETURN_IF_ERROR(route(q, r.router_logits, r.correction_bias, topk));
+
+  // The (token, weight) pairs of each local expert, in token order.
+  std::vector<std::vector<Pair>> pairs(static_cast<size_t>(e_local));
+  for (int64_t t = 0; t < m; ++t) {
+    for (int64_t j = 0; j < q.topk; ++j) {
+      const int32_t e = topk.ids[size_t(t * q.topk + j)];
+      const int64_t local = r.expert_map ? r.expert_map[e] : e;
+      if (local < 0) continue;  // another rank's expert
+      if (local >= e_local)
+        return invalid_argument("moe expert_map: expert " + std::to_string(e) + " maps to local " +
+                                std::to_string(local) + ", but only " + std::to_string(e_local) +
+                                " local experts were prepared");
+      pairs[size_t(local)].push_back({t, topk.weights[size_t(t * q.topk + j)]});
+    }
+  }
+
+  std::vector<float> xq;  // [M, H]
+  MXQ_RETURN_IF_ERROR(act_quantize(p.act, x, w.input_scale13, xq));
+  const DType inter_dtype = act_input_dtype(p.act);
+  std::vector<double> acc(size_t(m * h), 0.0);  // [M, H]
+  std::vector<double> wrow, wrow2;
+  std::vector<uint8_t> codes;
+
+  for (int64_t le = 0; le < e_local; ++le) {
+    const std::vector<Pair>& ps = pairs[size_t(le)];
+    const int64_t np = int64_t(ps.size());
+    if (np == 0) continue;
+
+    // Gate/up and activation: a [np, I], rounded to the activation dtype, then act-quantized.
+    std::vector<double> gate(size_t(np * inter)), up(size_t(np * inter));
+    for (int64_t i = 0; i < inter; ++i) {
+      const RowSource gs = gate_row(w, q.layout, i), us = up_row(w, q.layout, inter, i);
+      ref::decode_row(*gs.w, le, gs.row, wrow, codes);
+      ref::decode_row(*us.w, le, us.row, wrow2, codes);
+      const double gb = ref::bias_at(*gs.bias, le * gs.bias->cols + gs.bias_col);
+      const double ub = ref::bias_at(*us.bias, le * us.bias->cols + us.bias_col);
+      for (int64_t pi = 0; pi < np; ++pi) {
+        const float* xt = xq.data() + ps[size_t(pi)].token * h;
+        gate[size_t(pi * inter + i)] = ref::dot(xt, wrow.data(), h) + gb;
+        up[size_t(pi * inter + i)] = ref::dot(xt, wrow2.data(), h) + ub;
+      }
+    }
+    std::vector<float> aq(size_t(np * inter));
+    for (int64_t pi = 0; pi < np; ++pi) {
+      float* a = aq.data() + pi * inter;
+      for (int64_t i = 0; i < inter; ++i) {
+        const size_t k = size_t(pi * inter + i);
+        a[i] = round_to_dtype(float(activation(q, gate[k], up[k])), inter_dtype);
+      }
+      MXQ_RETURN_IF_ERROR(act_quantize_row(p.act, a, inter, w.input_scale2, a));
+    }
+
+    // Down and weighted combine.
+    for (int64_t c = 0; c < h; ++c) {
+      ref::decode_row(w.w2, le, c, wrow, codes);
+      const double b = ref::bias_at(w.bias2, le * h + c);
+      for (int64_t pi = 0; pi < np; ++pi) {
+        const double o = ref::dot(aq.data() + pi * inter, wrow.data(), inter) + b;
+        acc[size_t(ps[size_t(pi)].token * h + c)] += double(ps[size_t(pi)].weight) * o;
+      }
+    }
+  }
+
+  for (int64_t i = 0; i < m * h; ++i) store_f32(y.data, y.dtype, i, float(acc[size_t(i)]));
+  return Status::Ok();
+}
+
+}  // namespace mxq::cpu
