@@ -71,6 +71,13 @@ MXQ_HD_INLINE constexpr uint16_t f32_to_f16(float f) {
   return uint16_t(sign | ((b + 0xFFFu + ((b >> 13) & 1u)) >> 13));
 }
 
+// Element i of a dense F32 / BF16 / F16 buffer, widened exactly to FP32.
+MXQ_HD_INLINE float load_dense(const void* data, DType d, int64_t i) {
+  if (d == DType::kF32) return static_cast<const float*>(data)[i];
+  const uint16_t h = static_cast<const uint16_t*>(data)[i];
+  return d == DType::kBF16 ? bf16_to_f32(h) : f16_to_f32(h);
+}
+
 // ---- E8M0 scales --------------------------------------------------------------------------
 
 inline constexpr uint8_t kScaleNaN = 0xFF;

@@ -41,12 +41,10 @@ std::vector<uint8_t> deinterleave_rows(std::span<const uint8_t> src, int64_t bat
 StatusOr<QuantizeReport> convert_model(const std::string& input, const std::string& outdir,
                                        bool overwrite, bool progress_on) {
   const auto t0 = std::chrono::steady_clock::now();
-  auto ck_or = Checkpoint::open(input);
-  if (!ck_or.ok()) return ck_or.status();
-  const Checkpoint& ck = ck_or.value();
-  auto info_or = read_model(ck);
-  if (!info_or.ok()) return info_or.status();
-  const ModelInfo& info = info_or.value();
+  auto opened = detail::open_model(input);
+  if (!opened.ok()) return opened.status();
+  const Checkpoint& ck = *opened.value().ck;
+  const ModelInfo& info = opened.value().info;
   if (info.weights.empty())
     return invalid_argument("'" + input + "' has no MX weights (format " + info.format +
                             "); use `mxq quantize` for a dense model");
@@ -58,9 +56,7 @@ StatusOr<QuantizeReport> convert_model(const std::string& input, const std::stri
     return unimplemented("'" + input + "' mixes MX formats (" + list +
                          "); a compressed-tensors model holds one weight format");
   }
-  auto cfg = detail::parse_config(ck);
-  if (!cfg.ok()) return cfg.status();
-  json config = cfg.value();
+  json config = opened.value().config;
 
   std::map<std::string, Use, std::less<>> uses;
   for (const MXWeight& w : info.weights) {

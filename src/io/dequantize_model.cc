@@ -13,15 +13,11 @@ using formats::json;
 StatusOr<QuantizeReport> dequantize_model(const std::string& input, const std::string& outdir,
                                           DType dtype, bool overwrite) {
   const auto t0 = std::chrono::steady_clock::now();
-  auto ck_or = Checkpoint::open(input);
-  if (!ck_or.ok()) return ck_or.status();
-  const Checkpoint& ck = ck_or.value();
-  auto info_or = read_model(ck);
-  if (!info_or.ok()) return info_or.status();
-  const ModelInfo& info = info_or.value();
-  auto cfg = detail::parse_config(ck);
-  if (!cfg.ok()) return cfg.status();
-  json config = cfg.value();
+  auto opened = detail::open_model(input);
+  if (!opened.ok()) return opened.status();
+  const Checkpoint& ck = *opened.value().ck;
+  const ModelInfo& info = opened.value().info;
+  json config = opened.value().config;
   config.erase("quantization_config");
 
   std::map<std::string, const MXWeight*, std::less<>> by_packed;

@@ -24,6 +24,20 @@ StatusOr<json> parse_config(const Checkpoint& ck) {
   }
 }
 
+StatusOr<OpenedModel> open_model(const std::string& path) {
+  auto ck = Checkpoint::open(path);
+  if (!ck.ok()) return ck.status();
+  OpenedModel m;
+  m.ck = std::make_unique<Checkpoint>(std::move(ck).value());
+  auto info = read_model(*m.ck);
+  if (!info.ok()) return info.status();
+  m.info = std::move(info).value();
+  auto cfg = parse_config(*m.ck);
+  if (!cfg.ok()) return cfg.status();
+  m.config = std::move(cfg).value();
+  return m;
+}
+
 std::string shard_name(const Checkpoint& ck, const SafetensorsFile& f) {
   if (!ck.is_directory()) return "model.safetensors";
   return fs::path(f.path()).filename().string();

@@ -3,16 +3,27 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "formats/common.h"
+#include "mxq/model.h"
 #include "mxq/safetensors.h"
 
 namespace mxq::io::detail {
 
 // config.json parsed (an empty object when the checkpoint has none).
 StatusOr<formats::json> parse_config(const Checkpoint& ck);
+
+// A checkpoint opened with its canonical view and config, for the pipelines that read MX
+// models (convert, dequantize). `info` holds views into `ck`'s mappings.
+struct OpenedModel {
+  std::unique_ptr<Checkpoint> ck;
+  ModelInfo info;
+  formats::json config;
+};
+StatusOr<OpenedModel> open_model(const std::string& path);
 
 // Output file name for an input shard: the same name ("model.safetensors" for a single file).
 std::string shard_name(const Checkpoint& ck, const SafetensorsFile& f);
