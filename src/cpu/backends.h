@@ -8,5 +8,6 @@
 namespace mxq {
 
 std::unique_ptr<Backend> make_cpu_reference_backend();
+std::unique_ptr<Backend> make_cpu_backend();
 
 }  // namespace mxq

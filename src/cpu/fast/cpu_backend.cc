@@ -1,0 +1,256 @@
+// The cpu backend: verdicts, prepare, the linear layer, and the helpers shared with cpu_moe.cc.
+// Semantics in cpu_backend.h.
+#include "cpu/fast/cpu_backend.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "core/parallel.h"
+#include "cpu/backends.h"
+#include "cpu/common/act_quant.h"
+#include "cpu/fast/cpu_backend_internal.h"
+#include "mxq/numerics.h"
+#include "mxq/packing.h"
+
+namespace mxq {
+
+std::unique_ptr<Backend> make_cpu_backend() { return cpu::fast::make_cpu_backend({}); }
+
+namespace cpu::fast {
+
+std::unique_ptr<Backend> make_cpu_backend(const CpuBackendOptions& opts) {
+  return std::make_unique<CpuBackend>(opts);
+}
+
+namespace internal {
+
+std::string shape_str(int64_t rows, int64_t cols) {
+  std::string s = "[";
+  s += std::to_string(rows);
+  s += ", ";
+  s += std::to_string(cols);
+  s += "]";
+  return s;
+}
+
+Status check_mx(const char* name, const MXWeightView& w, const Problem& p, int64_t batch,
+                int64_t n, int64_t k) {
+  const std::string what = std::string("cpu: ") + name + ": ";
+  if (w.packed == nullptr || w.scales == nullptr)
+    return invalid_argument(what + "missing (null packed or scales pointer)");
+  if (w.elem != p.weight)
+    return invalid_argument(what + "expected " + mx_format_name(p.weight) + " elements, got " +
+                            mx_format_name(w.elem));
+  if (w.batch != batch || w.n != n || w.k != k)
+    return invalid_argument(what + "expected shape [" + std::to_string(batch) + ", " +
+                            std::to_string(n) + ", " + std::to_string(k) + "], got [" +
+                            std::to_string(w.batch) + ", " + std::to_string(w.n) + ", " +
+                            std::to_string(w.k) + "] (K rounded up to a multiple of 32)");
+  return Status::Ok();
+}
+
+Status check_bias(const char* name, const DenseView& b, int64_t rows, int64_t cols) {
+  const std::string what = std::string("cpu: ") + name + ": ";
+  if (b.data == nullptr) return invalid_argument(what + "missing (null data)");
+  if (b.rows != rows || b.cols != cols)
+    return invalid_argument(what + "expected shape " + shape_str(rows, cols) + ", got " +
+                            shape_str(b.rows, b.cols));
+  if (int(b.dtype) > int(DType::kF16)) return invalid_argument(what + "unknown dtype");
+  return Status::Ok();
+}
+
+Status check_dense(const char* name, const void* data, DType got_dtype, int64_t got_rows,
+                   int64_t got_cols, DType dtype, int64_t rows, int64_t cols) {
+  const std::string what = std::string("cpu: ") + name + ": ";
+  if (data == nullptr) return invalid_argument(what + "missing (null data)");
+  if (got_dtype != dtype)
+    return invalid_argument(what + "expected dtype " + dtype_name(dtype) + ", got " +
+                            dtype_name(got_dtype));
+  if (got_rows != rows || got_cols != cols)
+    return invalid_argument(what + "expected shape " + shape_str(rows, cols) + ", got " +
+                            shape_str(got_rows, got_cols));
+  return Status::Ok();
+}
+
+OwnedWeight sanitize_padding(const MXWeightView& w, int64_t k_valid) {
+  OwnedWeight o{w, {}};
+  // Only FP8 has non-finite element codes (E4M3 NaN, E5M2 Inf/NaN); a NaN scale is per block
+  // and also covers the block's valid columns, where cpu-reference sees it too.
+  if (k_valid == w.k || (w.elem != ElemType::kE4M3 && w.elem != ElemType::kE5M2)) return o;
+  const auto nonfinite = [&](uint8_t c) {
+    return w.elem == ElemType::kE4M3 ? (c & 0x7F) == 0x7F : (c & 0x7C) == 0x7C;
+  };
+  const int64_t rows = w.batch * w.n;  // 8-bit codes: one byte per element
+  bool any = false;
+  for (int64_t r = 0; r < rows && !any; ++r)
+    for (int64_t i = k_valid; i < w.k; ++i) any = any || nonfinite(w.packed[r * w.k + i]);
+  if (!any) return o;
+  o.copy.assign(w.packed, w.packed + rows * w.k);
+  for (int64_t r = 0; r < rows; ++r)
+    std::memset(o.copy.data() + r * w.k + k_valid, 0, size_t(w.k - k_valid));
+  o.view.packed = o.copy.data();
+  return o;
+}
+
+Status quantize_activations(ActKey key, const DenseView& x, float input_scale, int64_t kq,
+                            std::vector<float>& out) {
+  MXQ_RETURN_IF_ERROR(act_quantize(key, x, input_scale, out));
+  if (kq == x.cols) return Status::Ok();
+  std::vector<float> padded(size_t(x.rows * kq), 0.0f);
+  for (int64_t r = 0; r < x.rows; ++r)
+    std::copy_n(out.data() + r * x.cols, x.cols, padded.data() + r * kq);
+  out.swap(padded);
+  return Status::Ok();
+}
+
+int64_t min_rows_per_thread(const CpuBackendOptions& o, int64_t row_bytes) {
+  if (o.min_rows_per_thread > 0) return o.min_rows_per_thread;
+  return std::max<int64_t>(1, CpuBackendOptions::kMinBytesPerThread / std::max<int64_t>(1, row_bytes));
+}
+
+}  // namespace internal
+
+namespace {
+
+using internal::OwnedWeight;
+
+struct PreparedLinear final : PreparedWeights {
+  LinearWeights w;
+  OwnedWeight weight;
+  size_t bytes() const override { return weight.copy.size(); }
+};
+
+Status check_problem(const CpuBackend& b, const Problem& p, Op op) {
+  if (p.op != op)
+    return invalid_argument("cpu: expected a " + std::string(op_name(op)) + " problem, got " +
+                            p.to_string());
+  const Verdict v = b.can_implement(p);
+  if (!v.ok) return invalid_argument("cpu cannot run " + p.to_string() + ": " + v.reason);
+  return Status::Ok();
+}
+
+// Adds the bias and stores rows [0, m) x columns [n0, n1) of the FP32 result.
+void store_rows(const float* yf, int64_t ldf, const DenseView& bias, const DenseMutView& y,
+                int64_t m, int64_t n0, int64_t n1) {
+  std::vector<float> b(size_t(n1 - n0), 0.0f);
+  if (bias.data != nullptr)
+    for (int64_t j = n0; j < n1; ++j) b[size_t(j - n0)] = load_f32(bias.data, bias.dtype, j);
+  for (int64_t r = 0; r < m; ++r) {
+    const float* src = yf + r * ldf;
+    switch (y.dtype) {
+      case DType::kF32: {
+        float* dst = static_cast<float*>(y.data) + r * y.cols;
+        for (int64_t j = n0; j < n1; ++j) dst[j] = src[j] + b[size_t(j - n0)];
+        break;
+      }
+      case DType::kBF16: {
+        uint16_t* dst = static_cast<uint16_t*>(y.data) + r * y.cols;
+        for (int64_t j = n0; j < n1; ++j) dst[j] = num::f32_to_bf16(src[j] + b[size_t(j - n0)]);
+        break;
+      }
+      case DType::kF16: {
+        uint16_t* dst = static_cast<uint16_t*>(y.data) + r * y.cols;
+        for (int64_t j = n0; j < n1; ++j) dst[j] = num::f32_to_f16(src[j] + b[size_t(j - n0)]);
+        break;
+      }
+    }
+  }
+}
+
+}  // namespace
+
+Verdict CpuBackend::supports(const Device& d) const {
+  // The kernels this device gets: the requested ISA, lowered to what the device has (VL is
+  // probed at run time; every CPU with AVX-512F but Xeon Phi has it).
+  const bool avx2 = d.avx2 && d.fma && d.f16c;
+  Isa isa = opts_.isa;
+  if (isa == Isa::kAvx512 && !(avx2 && d.avx512f && isa_available(Isa::kAvx512))) isa = Isa::kAvx2;
+  if (isa == Isa::kAvx2 && !avx2) isa = Isa::kScalar;
+  std::string why = std::string(isa_name(isa)) + " kernels";
+  if (isa == Isa::kScalar)
+    why += avx2 ? " (forced by the backend options)" : " (the CPU lacks AVX2, FMA or F16C)";
+  return {true, why + ", " + std::to_string(opts_.threads > 0 ? opts_.threads : d.cpu_threads) +
+                    " threads"};
+}
+
+Verdict CpuBackend::can_implement(const Problem& p) const {
+  if (Status s = p.validate(); !s.ok()) return Verdict::no(s.message());
+  if (p.op == Op::kQuantize)
+    return Verdict::no("cpu runs linear and MoE layers (quantize is mxq::quantize)");
+  if (act_key_is_mx(p.act)) {
+    const char* key = act_key_name(p.act);
+    if (p.op == Op::kLinear && p.k % kBlockSize != 0)
+      return Verdict::no(std::string(key) + " quantizes 32-blocks along K, but K = " +
+                         std::to_string(p.k) + " is not a multiple of 32");
+    if (p.op == Op::kMoE && (p.n % kBlockSize != 0 || p.k % kBlockSize != 0))
+      return Verdict::no(std::string(key) + " quantizes 32-blocks along H and I, but H = " +
+                         std::to_string(p.n) + ", I = " + std::to_string(p.k) +
+                         " are not both multiples of 32");
+  }
+  return Verdict::yes();
+}
+
+StatusOr<std::unique_ptr<PreparedWeights>> CpuBackend::prepare_linear(
+    const Problem& p, const LinearWeights& w) const {
+  MXQ_RETURN_IF_ERROR(check_problem(*this, p, Op::kLinear));
+  MXQ_RETURN_IF_ERROR(
+      internal::check_mx("linear weight", w.w, p, 1, p.n, internal::round_up_32(p.k)));
+  if (p.bias) {
+    MXQ_RETURN_IF_ERROR(internal::check_bias("linear bias", w.bias, 1, p.n));
+  } else if (w.bias.data != nullptr) {
+    return invalid_argument("cpu: linear bias: given, but the problem has no bias (" +
+                            p.to_string() + ")");
+  }
+  if (p.act == ActKey::kFP8StaticTensor && !(w.input_scale > 0.0f && std::isfinite(w.input_scale)))
+    return invalid_argument("cpu: linear input_scale: fp8-static-tensor needs a positive finite "
+                            "scale, got " + std::to_string(w.input_scale));
+  auto prepared = std::make_unique<PreparedLinear>();
+  prepared->w = w;
+  prepared->weight = internal::sanitize_padding(w.w, p.k);
+  return std::unique_ptr<PreparedWeights>(std::move(prepared));
+}
+
+Status CpuBackend::run_linear(const Problem& p, const PreparedWeights& pw, const DenseView& x,
+                              const DenseMutView& y, void*) const {
+  const auto* prepared = dynamic_cast<const PreparedLinear*>(&pw);
+  if (prepared == nullptr)
+    return invalid_argument("cpu: the prepared weights do not come from cpu prepare_linear");
+  MXQ_RETURN_IF_ERROR(check_problem(*this, p, Op::kLinear));
+  const MXWeightView& wv = prepared->weight.view;
+  if (wv.n != p.n || wv.k != internal::round_up_32(p.k) || wv.elem != p.weight)
+    return invalid_argument("cpu: the prepared weights were prepared for another problem than " +
+                            p.to_string());
+  MXQ_RETURN_IF_ERROR(internal::check_dense("linear x", x.data, x.dtype, x.rows, x.cols,
+                                            act_input_dtype(p.act), p.m, p.k));
+  MXQ_RETURN_IF_ERROR(
+      internal::check_dense("linear y", y.data, y.dtype, y.rows, y.cols, p.out, p.m, p.n));
+
+  const int64_t kq = wv.k;
+  std::vector<float> xq;  // [M, kq]
+  MXQ_RETURN_IF_ERROR(
+      internal::quantize_activations(p.act, x, prepared->w.input_scale, kq, xq));
+
+  // FP32 results go straight into y when it is F32; otherwise through a [M, N] buffer.
+  std::vector<float> tmp;
+  float* yf = nullptr;
+  if (y.dtype == DType::kF32) {
+    yf = static_cast<float*>(y.data);
+  } else {
+    tmp.resize(size_t(p.m * p.n));
+    yf = tmp.data();
+  }
+  const MXMatrixRef w = internal::matrix(wv, 0);
+  const int64_t min_rows = internal::min_rows_per_thread(opts_, packed_bytes(wv.elem, kq));
+  const Isa isa = opts_.isa;
+  mxq::detail::parallel_for(p.n, opts_.threads, min_rows, [&](int64_t n0, int64_t n1) {
+    mx_gemm_rows(isa, w, xq.data(), p.m, kq, yf, p.n, n0, n1);
+    store_rows(yf, p.n, prepared->w.bias, y, p.m, n0, n1);
+  });
+  return Status::Ok();
+}
+
+}  // namespace cpu::fast
+}  // namespace mxq

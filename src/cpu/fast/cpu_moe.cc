@@ -1,0 +1,308 @@
+// The cpu backend's fused MoE layer. Semantics in cpu_backend.h; the per-expert GEMMs are the
+// fused kernels of mx_gemv.h.
+//
+// Work layout for P = sum over active local experts of their routed (token, slot) pairs:
+//   xg [P, Hq]   the act-quantized x rows of each active expert's tokens, expert by expert
+//   h  [P, 2I]   gate/up outputs (chunked order: gate columns 0..I, up columns I..2I, except
+//                interleaved weights, whose rows give gate/up alternately and stay that way)
+//   a  [P, Iq]   activation, rounded to the activation dtype and act-quantized (zero past I)
+//   o  [P, H]    down outputs + bias2
+// Phases 1 (gate/up) and 3 (down) split the concatenated weight rows of all active experts
+// into contiguous per-thread ranges, so every expert's weights stream once per call and the
+// threads stay busy however the tokens are spread over experts. Phase 4 sums each token's
+// pairs in ascending local-expert order.
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "core/parallel.h"
+#include "cpu/common/act_quant.h"
+#include "cpu/common/routing.h"
+#include "cpu/fast/cpu_backend.h"
+#include "cpu/fast/cpu_backend_internal.h"
+
+namespace mxq::cpu::fast {
+
+namespace {
+
+using internal::OwnedWeight;
+using io::GateUpLayout;
+
+struct PreparedMoE final : PreparedWeights {
+  MoEWeights w;  // the caller's views, with sanitized copies substituted where made
+  OwnedWeight w13, w1, w3, w2;
+  size_t bytes() const override {
+    return w13.copy.size() + w1.copy.size() + w3.copy.size() + w2.copy.size();
+  }
+};
+
+bool given(const DenseView& v) { return v.data != nullptr; }
+bool given(const MXWeightView& w) { return w.packed != nullptr || w.scales != nullptr; }
+
+float bias_at(const DenseView& b, int64_t i) {
+  return b.data == nullptr ? 0.0f : load_f32(b.data, b.dtype, i);
+}
+
+// Evaluated in double like cpu-reference, on the FP32 gate/up values.
+float activation(const MoEParams& q, float gf, float uf) {
+  double g = gf, u = uf;
+  if (q.activation == MoEActivation::kSiluAndMul) return float(g * (1.0 / (1.0 + std::exp(-g))) * u);
+  const double limit = double(q.swiglu_limit), alpha = double(q.swiglu_alpha);
+  g = std::min(g, limit);
+  u = std::clamp(u, -limit, limit);
+  return float(g * (1.0 / (1.0 + std::exp(-alpha * g))) * (u + 1.0));
+}
+
+// Calls fn(a, lo, hi) for the part of each active expert a's rows [0, rows) inside the
+// flattened range [r0, r1) of n_active * rows rows.
+template <typename Fn>
+void for_expert_rows(int64_t r0, int64_t r1, int64_t rows, Fn&& fn) {
+  for (int64_t a = r0 / rows; a * rows < r1; ++a) {
+    const int64_t lo = std::max(r0, a * rows) - a * rows;
+    const int64_t hi = std::min(r1, (a + 1) * rows) - a * rows;
+    fn(a, lo, hi);
+  }
+}
+
+}  // namespace
+
+namespace internal {
+
+Status check_moe(const Problem& p, const MoEWeights& w) {
+  const MoEParams& q = p.moe;
+  const int64_t h = p.n, inter = p.k, e_local = w.w2.batch;
+  if (q.expert_map ? (e_local < 1 || e_local > q.experts) : e_local != q.experts)
+    return invalid_argument(
+        "cpu: moe w2: expected " +
+        (q.expert_map ? "1.." + std::to_string(q.experts) + " local experts (expert map)"
+                      : std::to_string(q.experts) + " experts (no expert map)") +
+        ", got " + std::to_string(e_local));
+  const std::string layout = io::gate_up_layout_name(q.layout);
+  if (q.layout != GateUpLayout::kSeparate) {
+    MXQ_RETURN_IF_ERROR(check_mx("moe w13", w.w13, p, e_local, 2 * inter, round_up_32(h)));
+    if (given(w.w1) || given(w.w3) || given(w.bias1) || given(w.bias3))
+      return invalid_argument("cpu: moe w1/w3: given, but the " + layout +
+                              " layout takes the fused w13 (and bias13)");
+  } else {
+    MXQ_RETURN_IF_ERROR(check_mx("moe w1", w.w1, p, e_local, inter, round_up_32(h)));
+    MXQ_RETURN_IF_ERROR(check_mx("moe w3", w.w3, p, e_local, inter, round_up_32(h)));
+    if (given(w.w13) || given(w.bias13))
+      return invalid_argument("cpu: moe w13: given, but the separate layout takes w1 and w3 "
+                              "(and bias1/bias3)");
+  }
+  MXQ_RETURN_IF_ERROR(check_mx("moe w2", w.w2, p, e_local, h, round_up_32(inter)));
+  const bool any_bias = given(w.bias13) || given(w.bias1) || given(w.bias3) || given(w.bias2);
+  if (!p.bias && any_bias)
+    return invalid_argument("cpu: moe bias: given, but the problem has no bias (" +
+                            p.to_string() + ")");
+  if (p.bias && !any_bias)
+    return invalid_argument("cpu: moe bias: the problem has a bias, but no bias view was given");
+  if (given(w.bias13)) MXQ_RETURN_IF_ERROR(check_bias("moe bias13", w.bias13, e_local, 2 * inter));
+  if (given(w.bias1)) MXQ_RETURN_IF_ERROR(check_bias("moe bias1", w.bias1, e_local, inter));
+  if (given(w.bias3)) MXQ_RETURN_IF_ERROR(check_bias("moe bias3", w.bias3, e_local, inter));
+  if (given(w.bias2)) MXQ_RETURN_IF_ERROR(check_bias("moe bias2", w.bias2, e_local, h));
+  if (p.act == ActKey::kFP8StaticTensor)
+    for (float s : {w.input_scale13, w.input_scale2})
+      if (!(s > 0.0f && std::isfinite(s)))
+        return invalid_argument("cpu: moe input_scale13/input_scale2: fp8-static-tensor needs "
+                                "positive finite scales, got " + std::to_string(s));
+  return Status::Ok();
+}
+
+Status run_moe_impl(const CpuBackendOptions& o, const Problem& p, const MoEWeights& w,
+                    const DenseView& x, const MoERouting& r, const DenseMutView& y) {
+  const MoEParams& q = p.moe;
+  const int64_t m = p.m, h = p.n, inter = p.k, e_local = w.w2.batch;
+  const int64_t hq = round_up_32(h), iq = round_up_32(inter);
+  MXQ_RETURN_IF_ERROR(
+      check_dense("moe x", x.data, x.dtype, x.rows, x.cols, act_input_dtype(p.act), m, h));
+  MXQ_RETURN_IF_ERROR(check_dense("moe y", y.data, y.dtype, y.rows, y.cols, p.out, m, h));
+  if (r.router_logits.rows != m || r.router_logits.cols != q.experts)
+    return invalid_argument("cpu: moe router_logits: expected " + shape_str(m, q.experts) +
+                            ", got " + shape_str(r.router_logits.rows, r.router_logits.cols));
+  if (q.expert_map != (r.expert_map != nullptr))
+    return invalid_argument(q.expert_map
+                                ? "cpu: moe expert_map: the problem says one is given, but it is null"
+                                : "cpu: moe expert_map: given, but the problem has none");
+
+  TopK topk;
+  MXQ_RETURN_IF_ERROR(route(q, r.router_logits, r.correction_bias, topk));
+
+  // Pairs per local expert in token order; then each token's pairs by ascending local expert.
+  std::vector<std::vector<int64_t>> tokens_of(static_cast<size_t>(e_local));
+  std::vector<std::vector<float>> weights_of(static_cast<size_t>(e_local));
+  for (int64_t t = 0; t < m; ++t) {
+    for (int64_t j = 0; j < q.topk; ++j) {
+      const int32_t e = topk.ids[size_t(t * q.topk + j)];
+      const int64_t local = r.expert_map != nullptr ? r.expert_map[e] : e;
+      if (local < 0) continue;  // another rank's expert
+      if (local >= e_local)
+        return invalid_argument("cpu: moe expert_map: expert " + std::to_string(e) +
+                                " maps to local " + std::to_string(local) + ", but only " +
+                                std::to_string(e_local) + " local experts were prepared");
+      tokens_of[size_t(local)].push_back(t);
+      weights_of[size_t(local)].push_back(topk.weights[size_t(t * q.topk + j)]);
+    }
+  }
+  std::vector<int64_t> active, offset;  // active local experts (ascending), first pair index
+  int64_t n_pairs = 0;
+  for (int64_t le = 0; le < e_local; ++le) {
+    if (tokens_of[size_t(le)].empty()) continue;
+    active.push_back(le);
+    offset.push_back(n_pairs);
+    n_pairs += int64_t(tokens_of[size_t(le)].size());
+  }
+  offset.push_back(n_pairs);
+  const int64_t n_active = int64_t(active.size());
+  const auto np_of = [&](int64_t a) { return offset[size_t(a + 1)] - offset[size_t(a)]; };
+
+  std::vector<float> xq;  // [M, Hq]
+  MXQ_RETURN_IF_ERROR(quantize_activations(p.act, x, w.input_scale13, hq, xq));
+  std::vector<float> xg(size_t(n_pairs * hq));
+  for (int64_t a = 0; a < n_active; ++a) {
+    const auto& toks = tokens_of[size_t(active[size_t(a)])];
+    for (size_t i = 0; i < toks.size(); ++i)
+      std::copy_n(xq.data() + toks[i] * hq, hq, xg.data() + (offset[size_t(a)] + int64_t(i)) * hq);
+  }
+
+  // Phase 1: gate/up. Rows [0, 2I) of each active expert: w13's rows, or w1's then w3's.
+  const bool separate = q.layout == GateUpLayout::kSeparate;
+  std::vector<float> hbuf(size_t(n_pairs * 2 * inter));
+  const int64_t min_rows1 = min_rows_per_thread(o, packed_bytes(p.weight, hq));
+  mxq::detail::parallel_for(n_active * 2 * inter, o.threads, min_rows1, [&](int64_t r0, int64_t r1) {
+    for_expert_rows(r0, r1, 2 * inter, [&](int64_t a, int64_t lo, int64_t hi) {
+      const int64_t le = active[size_t(a)], np = np_of(a);
+      const float* xa = xg.data() + offset[size_t(a)] * hq;
+      float* ha = hbuf.data() + offset[size_t(a)] * 2 * inter;
+      if (!separate) {
+        mx_gemm_rows(o.isa, matrix(w.w13, le), xa, np, hq, ha, 2 * inter, lo, hi);
+        return;
+      }
+      if (lo < inter)
+        mx_gemm_rows(o.isa, matrix(w.w1, le), xa, np, hq, ha, 2 * inter, lo, std::min(hi, inter));
+      if (hi > inter)
+        mx_gemm_rows(o.isa, matrix(w.w3, le), xa, np, hq, ha + inter, 2 * inter,
+                     std::max(lo, inter) - inter, hi - inter);
+    });
+  });
+
+  // Phase 2: bias, activation, rounding to the activation dtype, act quantization per pair.
+  const DType inter_dtype = act_input_dtype(p.act);
+  std::vector<float> abuf(size_t(n_pairs * iq), 0.0f);
+  std::vector<int64_t> expert_of_pair(static_cast<size_t>(n_pairs));
+  for (int64_t a = 0; a < n_active; ++a)
+    std::fill(expert_of_pair.begin() + offset[size_t(a)], expert_of_pair.begin() + offset[size_t(a + 1)],
+              a);
+  std::vector<uint8_t> failed(size_t(n_pairs), 0);
+  mxq::detail::parallel_for(n_pairs, o.threads, std::max<int64_t>(1, 8192 / inter),
+                       [&](int64_t p0, int64_t p1) {
+    std::vector<float> gb(static_cast<size_t>(inter)), ub(static_cast<size_t>(inter));
+    int64_t bias_expert = -1;
+    for (int64_t pi = p0; pi < p1; ++pi) {
+      const int64_t le = active[size_t(expert_of_pair[size_t(pi)])];
+      if (le != bias_expert) {  // this expert's gate and up biases, in gate/up order
+        for (int64_t i = 0; i < inter; ++i) {
+          switch (q.layout) {
+            case GateUpLayout::kInterleaved:
+              gb[size_t(i)] = bias_at(w.bias13, le * 2 * inter + 2 * i);
+              ub[size_t(i)] = bias_at(w.bias13, le * 2 * inter + 2 * i + 1);
+              break;
+            case GateUpLayout::kSeparate:
+              gb[size_t(i)] = bias_at(w.bias1, le * inter + i);
+              ub[size_t(i)] = bias_at(w.bias3, le * inter + i);
+              break;
+            default:
+              gb[size_t(i)] = bias_at(w.bias13, le * 2 * inter + i);
+              ub[size_t(i)] = bias_at(w.bias13, le * 2 * inter + inter + i);
+          }
+        }
+        bias_expert = le;
+      }
+      const float* hr = hbuf.data() + pi * 2 * inter;
+      float* ar = abuf.data() + pi * iq;
+      const bool il = q.layout == GateUpLayout::kInterleaved;
+      for (int64_t i = 0; i < inter; ++i) {
+        const float g = (il ? hr[2 * i] : hr[i]) + gb[size_t(i)];
+        const float u = (il ? hr[2 * i + 1] : hr[inter + i]) + ub[size_t(i)];
+        ar[i] = round_to_dtype(activation(q, g, u), inter_dtype);
+      }
+      failed[size_t(pi)] = act_quantize_row(p.act, ar, inter, w.input_scale2, ar).ok() ? 0 : 1;
+    }
+  });
+  if (std::find(failed.begin(), failed.end(), 1) != failed.end())
+    return invalid_argument("cpu: moe: activation quantization of the intermediate failed (" +
+                            p.to_string() + ")");
+
+  // Phase 3: down, + bias2.
+  std::vector<float> obuf(size_t(n_pairs * h));
+  const int64_t min_rows3 = min_rows_per_thread(o, packed_bytes(p.weight, iq));
+  mxq::detail::parallel_for(n_active * h, o.threads, min_rows3, [&](int64_t r0, int64_t r1) {
+    for_expert_rows(r0, r1, h, [&](int64_t a, int64_t lo, int64_t hi) {
+      const int64_t le = active[size_t(a)], np = np_of(a);
+      float* oa = obuf.data() + offset[size_t(a)] * h;
+      mx_gemm_rows(o.isa, matrix(w.w2, le), abuf.data() + offset[size_t(a)] * iq, np, iq, oa, h,
+                   lo, hi);
+      if (!given(w.bias2)) return;
+      for (int64_t pi = 0; pi < np; ++pi)
+        for (int64_t c = lo; c < hi; ++c) oa[pi * h + c] += bias_at(w.bias2, le * h + c);
+    });
+  });
+
+  // Phase 4: weighted combine per token, ascending local expert (pairs were built that way).
+  std::vector<std::vector<std::pair<int64_t, float>>> pairs_of(static_cast<size_t>(m));  // (pair, weight)
+  for (int64_t a = 0; a < n_active; ++a) {
+    const int64_t le = active[size_t(a)];
+    for (int64_t i = 0; i < np_of(a); ++i)
+      pairs_of[size_t(tokens_of[size_t(le)][size_t(i)])].push_back(
+          {offset[size_t(a)] + i, weights_of[size_t(le)][size_t(i)]});
+  }
+  mxq::detail::parallel_for(m, o.threads, std::max<int64_t>(1, 8192 / h), [&](int64_t t0, int64_t t1) {
+    std::vector<float> acc(static_cast<size_t>(h));
+    for (int64_t t = t0; t < t1; ++t) {
+      std::fill(acc.begin(), acc.end(), 0.0f);
+      for (const auto& [pi, wt] : pairs_of[size_t(t)]) {
+        const float* orow = obuf.data() + pi * h;
+        for (int64_t c = 0; c < h; ++c) acc[size_t(c)] += wt * orow[c];
+      }
+      for (int64_t c = 0; c < h; ++c) store_f32(y.data, y.dtype, t * h + c, acc[size_t(c)]);
+    }
+  });
+  return Status::Ok();
+}
+
+}  // namespace internal
+
+StatusOr<std::unique_ptr<PreparedWeights>> CpuBackend::prepare_moe(const Problem& p,
+                                                                   const MoEWeights& w) const {
+  if (p.op != Op::kMoE)
+    return invalid_argument("cpu: expected a moe problem, got " + p.to_string());
+  if (const Verdict v = can_implement(p); !v.ok)
+    return invalid_argument("cpu cannot run " + p.to_string() + ": " + v.reason);
+  MXQ_RETURN_IF_ERROR(internal::check_moe(p, w));
+  auto prepared = std::make_unique<PreparedMoE>();
+  prepared->w = w;
+  const auto sanitize = [&](const MXWeightView& v, int64_t k, OwnedWeight& own, MXWeightView& dst) {
+    if (!given(v)) return;
+    own = internal::sanitize_padding(v, k);
+    dst = own.view;
+  };
+  sanitize(w.w13, p.n, prepared->w13, prepared->w.w13);
+  sanitize(w.w1, p.n, prepared->w1, prepared->w.w1);
+  sanitize(w.w3, p.n, prepared->w3, prepared->w.w3);
+  sanitize(w.w2, p.k, prepared->w2, prepared->w.w2);
+  return std::unique_ptr<PreparedWeights>(std::move(prepared));
+}
+
+Status CpuBackend::run_moe(const Problem& p, const PreparedWeights& pw, const DenseView& x,
+                           const MoERouting& r, const DenseMutView& y, void*) const {
+  const auto* prepared = dynamic_cast<const PreparedMoE*>(&pw);
+  if (prepared == nullptr)
+    return invalid_argument("cpu: the prepared weights do not come from cpu prepare_moe");
+  if (p.op != Op::kMoE)
+    return invalid_argument("cpu: expected a moe problem, got " + p.to_string());
+  MXQ_RETURN_IF_ERROR(internal::check_moe(p, prepared->w));
+  return internal::run_moe_impl(opts_, p, prepared->w, x, r, y);
+}
+
+}  // namespace mxq::cpu::fast

@@ -1,0 +1,66 @@
+// Fused dequantize-and-multiply kernels of the `cpu` backend: y[m, n] = x[m, :] . dequant(W[n, :])
+// for canonical MX weights (packed [N, K * bits / 8], E8M0 scales [N, K / 32]) and FP32
+// activations. The dequantized matrix is never materialised: each 32-element block is decoded
+// in registers and multiplied straight away.
+//
+// Arithmetic (identical on every ISA path, so the scalar and AVX2 kernels agree bit for bit):
+//   decode:  each element code becomes the FP32 value d * elem, exactly, where d is a power of
+//            two per format (mx_gemv_common.h: the AVX2 path decodes E2M3/E3M2/E4M3 through FP16
+//            bit patterns, which carry elem * 2^(bias - 15); INT8 through the integer q).
+//   block:   p[l] = w[l]*x[l] (rounded), then p[l] = fma(w[8j+l], x[8j+l], p[l]) for j = 1..3,
+//            for the 8 lanes l of the block (FP32).
+//   row:     acc[l] = fma(p[l], S[scale code], acc[l]) over the blocks in order, with
+//            S[c] = 2^(c - 127) / d (exact; S[255] = NaN).
+//   result:  ((acc0+acc4) + (acc2+acc6)) + ((acc1+acc5) + (acc3+acc7)).
+// A row's result depends only on that row of W and that row of x: not on M, the row tiling, the
+// cache blocking or the thread count (tests check this bitwise).
+//
+// Rows the factored form cannot take are recomputed in float64 exactly like cpu-reference
+// (element * 2^(scale - 127) * x summed in ascending k, rounded once to FP32): rows with a block
+// whose S[c] exceeds 2^64 (weights beyond ~1e19, where an FP32 lane partial could overflow
+// though the row total does not), with an E4M3 NaN element code (the FP16 route would decode it
+// as a finite value), or with a nonzero block whose S[c] would be subnormal (c = 0 for
+// E2M1/E5M2, c <= 6 for INT8; all-zero blocks stay on the fast path). Real checkpoints have none
+// of these, so the slow loop's speed does not matter. On the fast path, products and block
+// contributions below FLT_MIN round to the FP32 subnormal grid, as in any FP32 dot product.
+#pragma once
+
+#include <cstdint>
+
+#include "mxq/formats.h"
+
+namespace mxq::cpu::fast {
+
+enum class Isa : uint8_t {
+  kScalar,  // portable C++ (std::fma): any x86-64 or other CPU
+  kAvx2,    // AVX2 + FMA + F16C intrinsics (Haswell and later, Zen)
+  kAvx512,  // the AVX2 kernels plus AVX-512F/VL on 256-bit vectors (Skylake-X and later, Zen 4)
+};
+const char* isa_name(Isa isa);  // "scalar", "avx2+fma+f16c", "avx2+avx512vl"
+// Whether this CPU (and build) can run `isa`.
+bool isa_available(Isa isa);
+// The fastest path this CPU runs (probed once).
+Isa best_isa();
+
+// One weight matrix (or one expert's slice) in the canonical layout.
+struct MXMatrixRef {
+  ElemType elem = ElemType::kE2M1;
+  int64_t n = 0, k = 0;            // k % 32 == 0
+  const uint8_t* packed = nullptr;  // [n, packed_bytes(elem, k)]
+  const uint8_t* scales = nullptr;  // [n, k / 32]
+};
+
+// x: [m, k] FP32 with row stride ldx; y: FP32 with row stride ldy. Writes y[r * ldy + j] for
+// r in [0, m) and weight rows j in [n0, n1). Single-threaded; callers split [0, n) over threads.
+void mx_gemm_rows(Isa isa, const MXMatrixRef& w, const float* x, int64_t m, int64_t ldx, float* y,
+                  int64_t ldy, int64_t n0, int64_t n1);
+
+namespace detail {
+// d (see above): the decoded value of element code c is d * decode_elem(c).
+float decode_factor(ElemType t);
+// The float64 loop for rows [n0, n1).
+void mx_gemm_rows_exact(const MXMatrixRef& w, const float* x, int64_t m, int64_t ldx, float* y,
+                        int64_t ldy, int64_t n0, int64_t n1);
+}  // namespace detail
+
+}  // namespace mxq::cpu::fast

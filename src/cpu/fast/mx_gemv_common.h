@@ -1,0 +1,71 @@
+// Internal to src/cpu/fast: per-format constants shared by the scalar and AVX2 kernels of
+// mx_gemv.h (decode factor d, the block-scale table S, the exact-path trigger).
+#pragma once
+
+#include <cstdint>
+
+#include "cpu/fast/mx_gemv.h"
+#include "mxq/numerics.h"
+
+namespace mxq::cpu::fast::detail {
+
+// log2 of d per element type: E2M1 and E5M2 decode exactly (d = 1); E2M3, E3M2 and E4M3 go
+// through FP16 patterns whose exponent field holds the element's own biased exponent
+// (d = 2^(bias - 15)); INT8 converts the integer q itself (d = 64).
+constexpr int decode_log2_factor(ElemType t) {
+  switch (t) {
+    case ElemType::kE2M1: return 0;
+    case ElemType::kE2M3: return -14;
+    case ElemType::kE3M2: return -12;
+    case ElemType::kE4M3: return -8;
+    case ElemType::kE5M2: return 0;
+    case ElemType::kInt8: return 6;
+  }
+  return 0;
+}
+
+// Per element type: decoded values (d * elem for every code), the block-scale multipliers S[c],
+// and which scale codes need care.
+//
+// S[c] = 2^(c - 127) / d where that lies in [FLT_MIN, 2^64]. Above (huge weights), the block
+// sets `exact`: the row is recomputed by the float64 loop. Where it would be subnormal (c = 0
+// with d = 1, c <= 6 for INT8), S[c] is 0 and the block sets `zero_check`: the kernel then looks
+// at the block's decoded values, and any nonzero one sends the row to the float64 loop. All-zero
+// blocks (the quantizer gives them scale code 0) stay on the fast path, where p * 0 is their
+// exact contribution (0, or NaN when x holds NaN/Inf, as 0 * x would be).
+// Why not keep subnormal multipliers: an FMA with a subnormal operand takes a microcode assist
+// (measured ~100x slower here; mxq never sets DAZ/FTZ).
+struct FormatTables {
+  float decoded[256];       // indexed by the (unpacked) element code
+  float scale[256];         // S[c] as above; NaN for c = 255 (every product becomes NaN)
+  uint8_t exact[256];       // 1: a block with this code sends the row to the float64 loop
+  uint8_t zero_check[256];  // 1: ... unless all of the block's elements are zero
+};
+
+const FormatTables& format_tables(ElemType t);
+
+// The 8 FP32 lanes of a row accumulator summed in the documented fixed order.
+MXQ_HD_INLINE float hsum8(const float* a) {
+  return ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]));
+}
+
+// Activation rows per super-tile of the SIMD kernels (their x layout, below).
+inline constexpr int64_t kSuperTile = 16;
+
+// x [m, k] (row stride ldx) -> xi: for each super-tile of kSuperTile rows starting at row m0,
+// at xi + m0 * k, the rows' blocks interleaved: element (r, 32 b + j) at (b * mc + r) * 32 + j
+// (mc = the super-tile's row count). For m = 1 this is x itself.
+void interleave_x(const float* x, int64_t m, int64_t ldx, int64_t k, float* xi);
+
+// Kernels per ISA (mx_gemv.cc, mx_gemv_avx2.cc, mx_gemv_avx512.cc): weight rows [n0, n1), all
+// m activation rows. The SIMD kernels read the interleaved xi; x/ldx serve the float64 loop.
+void gemm_rows_scalar(const MXMatrixRef& w, const float* x, int64_t m, int64_t ldx, float* y,
+                      int64_t ldy, int64_t n0, int64_t n1);
+void gemm_rows_avx2(const MXMatrixRef& w, const float* x, int64_t m, int64_t ldx, const float* xi,
+                    float* y, int64_t ldy, int64_t n0, int64_t n1);
+void gemm_rows_avx512(const MXMatrixRef& w, const float* x, int64_t m, int64_t ldx,
+                      const float* xi, float* y, int64_t ldy, int64_t n0, int64_t n1);
+bool avx2_compiled();    // false where the SIMD kernels are not built (non-x86 hosts)
+bool avx512_compiled();
+
+}  // namespace mxq::cpu::fast::detail
