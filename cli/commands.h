@@ -13,5 +13,8 @@ void add_demo(CLI::App& app);   // the numerics demo on an embedded sample (main
 void add_codes(CLI::App& app);  // decode tables / element encodes, the test interface
 // Checkpoint commands: sample, quantize, inspect, convert, verify (cli/model_cmds.cc).
 void add_model_commands(CLI::App& app);
+// Backend commands: explain (cli/backend_cmds.cc), run (cli/run_cmd.cc).
+void add_backend_commands(CLI::App& app);
+void add_run_command(CLI::App& app);
 
 }  // namespace mxq::cli

@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
   mxq::cli::add_demo(app);
   mxq::cli::add_codes(app);
   mxq::cli::add_model_commands(app);
+  mxq::cli::add_backend_commands(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

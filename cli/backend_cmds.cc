@@ -1,0 +1,125 @@
+// mxq explain | run: which backend each problem or layer gets, and running layers on it.
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <string>
+
+#include "commands.h"
+#include "mxq/numerics.h"
+#include "mxq/pipeline.h"
+#include "mxq/layers.h"
+#include "mxq/select.h"
+
+namespace mxq::cli {
+namespace {
+
+template <typename T>
+T get(StatusOr<T> v) {
+  return std::move(v).value();
+}
+
+struct ProblemArgs {
+  std::string op = "linear", weights = "mxfp4", act = "bf16", out, activation = "silu",
+              layout = "chunked", routing = "softmax-topk";
+  int64_t m = 1, n = 4096, k = 4096, experts = 8, topk = 2, n_group = 1, topk_group = 1;
+  bool bias = false;
+};
+
+Problem make_problem(const ProblemArgs& a) {
+  const ElemType w = get(parse_elem_type(a.weights));
+  const ActKey act = get(parse_act_key(a.act));
+  Problem p = a.op == "moe" ? Problem::moe_problem(w, act, a.m, a.n, a.k, a.experts, a.topk)
+                            : Problem::linear(w, act, a.m, a.n, a.k, a.bias);
+  if (a.op != "linear" && a.op != "moe")
+    throw Error(invalid_argument("--op " + a.op + " (expected linear or moe)"));
+  p.bias = a.bias;
+  if (!a.out.empty()) p.out = get(parse_dtype(a.out));
+  if (p.op == Op::kMoE) {
+    p.moe.activation = get(parse_moe_activation(a.activation));
+    p.moe.layout = get(io::parse_gate_up_layout(a.layout));
+    p.moe.routing = get(parse_routing(a.routing));
+    p.moe.n_group = a.n_group;
+    p.moe.topk_group = a.topk_group;
+  }
+  return p;
+}
+
+int explain_model(const std::string& path, int64_t tokens, const SelectOptions& o) {
+  const io::Checkpoint ck = get(io::Checkpoint::open(path));
+  const io::ModelInfo info = get(io::read_model(ck));
+  std::printf("model    %s (%s, %s)\n", path.c_str(), info.format.c_str(), info.scheme.c_str());
+  std::string dev = this_device().to_string();
+  for (size_t i = dev.find('\n'); i != std::string::npos && i + 1 < dev.size(); i = dev.find('\n', i + 1))
+    dev.insert(i + 1, "         ");
+  std::printf("device   %s", dev.c_str());
+  std::printf("%-40s %-7s %-14s %s\n", "layer", "op", "backend", "how; rejected backends");
+  int rc = 0;
+  for (const LayerSpec& l : get(model_layers(ck, info, tokens))) {
+    const auto sel = select_backend(l.problem, this_device(), o);
+    std::string why;
+    if (sel.ok()) {
+      why = sel.value().how;
+      for (const Candidate& c : sel.value().candidates)
+        if (!c.eligible) why += "; " + std::string(c.backend->name()) + ": " + c.reason;
+    } else {
+      why = sel.status().message();
+      rc = 1;
+    }
+    std::printf("%-40s %-7s %-14s %s\n", l.name.c_str(), op_name(l.problem.op),
+                sel.ok() ? std::string(sel.value().backend->name()).c_str() : "-", why.c_str());
+  }
+  return rc;
+}
+
+}  // namespace
+
+void add_backend_commands(CLI::App& app) {
+  static ProblemArgs a;
+  static std::string model, backend;
+  static bool strict = false;
+  static int64_t tokens = 1;
+  auto* e = app.add_subcommand("explain", "Which backend runs a problem (or each layer of a "
+                                          "model) on this machine, and why");
+  e->add_option("model", model, "model directory (instead of --op ...)");
+  e->add_option("--op", a.op, "linear | moe");
+  e->add_option("--weights", a.weights, "mxfp4 | mxfp8 | mxfp8-e5m2 | mxfp6-e2m3 | ...");
+  e->add_option("--act", a.act, "bf16 | fp16 | fp8-static-tensor | fp8-dynamic-token | "
+                                "mxfp8-dynamic | mxfp4-dynamic");
+  e->add_option("--out", a.out, "output dtype (default: the activations')");
+  e->add_option("--m", a.m, "tokens");
+  e->add_option("--n", a.n, "output features (MoE: hidden size)");
+  e->add_option("--k", a.k, "input features (MoE: intermediate size)");
+  e->add_option("--experts", a.experts, "MoE experts");
+  e->add_option("--topk", a.topk, "MoE experts per token");
+  e->add_option("--activation", a.activation, "MoE: silu | swigluoai");
+  e->add_option("--layout", a.layout, "MoE gate/up: chunked | interleaved | separate");
+  e->add_option("--routing", a.routing, "softmax-topk | topk-softmax | sigmoid-grouped-topk");
+  e->add_option("--n-group", a.n_group, "grouped top-k: groups");
+  e->add_option("--topk-group", a.topk_group, "grouped top-k: groups kept");
+  e->add_flag("--bias", a.bias, "with bias");
+  e->add_option("--tokens", tokens, "tokens per layer call (model mode)");
+  e->add_option("--backend", backend, "force a backend (an override that cannot run is an error)");
+  e->add_flag("--strict", strict, "a fallback to a reference backend is an error");
+  e->callback([] {
+    SelectOptions o;
+    o.override_backend = backend;
+    o.strict = strict;
+    if (!model.empty()) {
+      exit_code() = explain_model(model, tokens, o);
+      return;
+    }
+    const Problem p = make_problem(a);
+    std::printf("%s", explain(p, this_device(), o).c_str());
+    exit_code() = select_backend(p, this_device(), [&] {
+                    SelectOptions q = o;
+                    q.warn = false;
+                    return q;
+                  }()).ok() ? 0 : 1;
+  });
+  add_run_command(app);
+}
+
+}  // namespace mxq::cli

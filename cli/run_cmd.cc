@@ -1,0 +1,130 @@
+// mxq run MODEL: every MX layer of a model on the chosen backend, with seeded random
+// activations, compared with cpu-reference; prints error and throughput per layer.
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <string>
+
+#include "commands.h"
+#include "mxq/layers.h"
+#include "mxq/numerics.h"
+#include "mxq/pipeline.h"
+#include "mxq/select.h"
+
+namespace mxq::cli {
+namespace {
+
+template <typename T>
+T get(StatusOr<T> v) {
+  return std::move(v).value();
+}
+
+double out_value(const std::vector<uint8_t>& y, DType d, size_t i) {
+  return num::load_dense(y.data(), d, int64_t(i));
+}
+
+// Runs `l` on `b` (prepared once, run `iters` times, timed) and returns its output.
+template <typename Prep, typename Run>
+std::vector<uint8_t> timed(const Problem& p, int64_t out_cols, int iters, Prep prep, Run run,
+                           double* seconds) {
+  auto w = prep();
+  std::vector<uint8_t> y(size_t(p.m * out_cols * dtype_bytes(p.out)));
+  throw_if_error(run(*w, y));  // warm-up, also the result
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < iters; ++i) throw_if_error(run(*w, y));
+  *seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / iters;
+  return y;
+}
+
+int run_model(const std::string& path, int64_t tokens, const std::string& backend, int iters,
+              uint32_t seed) {
+  const io::Checkpoint ck = get(io::Checkpoint::open(path));
+  const io::ModelInfo info = get(io::read_model(ck));
+  const Backend* ref = find_backend("cpu-reference");
+  SelectOptions o;
+  o.override_backend = backend;
+  std::printf("run %s: %zu MX weights, %lld tokens, seed %u\n", path.c_str(), info.weights.size(),
+              (long long)tokens, seed);
+  std::printf("%-40s %-6s %-14s %11s %10s %10s\n", "layer", "op", "backend", "rel.err", "us/call",
+              "weight GB/s");
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  int bad = 0;
+  for (const LayerSpec& l : get(model_layers(ck, info, tokens))) {
+    const Problem& p = l.problem;
+    const Backend* b = get(select_backend(p, this_device(), o)).backend;
+    const int64_t in_cols = p.op == Op::kMoE ? p.n : p.k;
+    const int64_t out_cols = p.n;
+    std::vector<uint16_t> x(size_t(p.m * in_cols));
+    for (auto& v : x) v = num::f32_to_bf16(nd(rng));
+    const DenseView xv{x.data(), DType::kBF16, p.m, in_cols};
+    double secs = 0, ref_secs = 0;
+    std::vector<uint8_t> got, want;
+    uint64_t weight_bytes = l.w->bytes() + (l.w2 ? l.w2->bytes() : 0);
+    if (p.op == Op::kLinear) {
+      const LinearWeights lw = get(linear_weights(ck, l));
+      auto prep_for = [&](const Backend* be) {
+        return [&, be] { return get(be->prepare_linear(p, lw)); };
+      };
+      auto run_for = [&](const Backend* be) {
+        return [&, be](const PreparedWeights& w, std::vector<uint8_t>& y) {
+          return be->run_linear(p, w, xv, {y.data(), p.out, p.m, out_cols});
+        };
+      };
+      got = timed(p, out_cols, iters, prep_for(b), run_for(b), &secs);
+      want = timed(p, out_cols, 0, prep_for(ref), run_for(ref), &ref_secs);
+    } else {
+      const MoEWeights mw = get(moe_weights(ck, l));
+      const std::vector<float> logits = get(router_logits(ck, l, x));
+      const MoERouting rt{{logits.data(), DType::kF32, p.m, p.moe.experts}, {}, nullptr};
+      auto prep_for = [&](const Backend* be) {
+        return [&, be] { return get(be->prepare_moe(p, mw)); };
+      };
+      auto run_for = [&](const Backend* be) {
+        return [&, be](const PreparedWeights& w, std::vector<uint8_t>& y) {
+          return be->run_moe(p, w, xv, rt, {y.data(), p.out, p.m, out_cols});
+        };
+      };
+      got = timed(p, out_cols, iters, prep_for(b), run_for(b), &secs);
+      want = timed(p, out_cols, 0, prep_for(ref), run_for(ref), &ref_secs);
+    }
+    double se = 0, ss = 0;
+    for (size_t i = 0; i < size_t(p.m * out_cols); ++i) {
+      const double a = out_value(got, p.out, i), r = out_value(want, p.out, i);
+      se += (a - r) * (a - r);
+      ss += r * r;
+    }
+    const double rel = std::sqrt(se / std::max(ss, 1e-300));
+    if (!(rel <= 2e-2)) ++bad;
+    std::printf("%-40s %-6s %-14s %11.2e %10.1f %10.2f\n", l.name.c_str(), op_name(p.op),
+                std::string(b->name()).c_str(), rel, secs * 1e6,
+                secs > 0 ? double(weight_bytes) / secs / 1e9 : 0.0);
+  }
+  if (bad > 0) {
+    std::printf("%d layer(s) differ from cpu-reference by more than 2e-2 (norm-wise)\n", bad);
+    return 2;
+  }
+  std::printf("ok: every layer matches cpu-reference within 2e-2 (norm-wise relative)\n");
+  return 0;
+}
+
+}  // namespace
+
+void add_run_command(CLI::App& app) {
+  static std::string model, backend;
+  static int64_t tokens = 1;
+  static int iters = 5;
+  static uint32_t seed = 1;
+  auto* c = app.add_subcommand("run", "Run every MX layer of a model on the selected backend "
+                                      "and compare with cpu-reference");
+  c->add_option("model", model, "quantized model directory or safetensors file")->required();
+  c->add_option("--tokens", tokens, "tokens (M) per call")->check(CLI::PositiveNumber);
+  c->add_option("--backend", backend, "force a backend (default: the oracle's choice)");
+  c->add_option("--iters", iters, "timed calls per layer")->check(CLI::Range(1, 100000));
+  c->add_option("--seed", seed, "seed of the random activations");
+  c->callback([] { exit_code() = run_model(model, tokens, backend, iters, seed); });
+}
+
+}  // namespace mxq::cli
