@@ -6,7 +6,7 @@ set -euo pipefail
 APT_PACKAGES=(
   cmake ninja-build g++ make pkg-config
   libgtest-dev libgmock-dev libbenchmark-dev
-  libcli11-dev nlohmann-json3-dev libfmt-dev
+  libcli11-dev nlohmann-json3-dev libfmt-dev libopenblas-dev
   python3 python3-pip
   clang libclang-rt-14-dev
 )
