@@ -244,9 +244,9 @@ Status CpuBackend::run_linear(const Problem& p, const PreparedWeights& pw, const
   }
   const MXMatrixRef w = internal::matrix(wv, 0);
   const int64_t min_rows = internal::min_rows_per_thread(opts_, packed_bytes(wv.elem, kq));
-  const Isa isa = opts_.isa;
-  mxq::detail::parallel_for(p.n, opts_.threads, min_rows, [&](int64_t n0, int64_t n1) {
-    mx_gemm_rows(isa, w, xq.data(), p.m, kq, yf, p.n, n0, n1);
+  const PackedX xp(opts_.isa, wv.elem, xq.data(), p.m, kq, kq);
+  internal::parallel_chunks(p.n, opts_.threads, min_rows, [&](int64_t n0, int64_t n1) {
+    mx_gemm_rows(w, xp, yf, p.n, n0, n1);
     store_rows(yf, p.n, prepared->w.bias, y, p.m, n0, n1);
   });
   return Status::Ok();

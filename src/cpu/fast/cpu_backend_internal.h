@@ -2,9 +2,14 @@
 // halves of the cpu backend.
 #pragma once
 
+#include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <string>
+#include <thread>
 #include <vector>
+
+#include "core/parallel.h"
 
 #include "cpu/fast/cpu_backend.h"
 #include "cpu/fast/mx_gemv.h"
@@ -40,8 +45,31 @@ std::string shape_str(int64_t rows, int64_t cols);
 Status quantize_activations(ActKey key, const DenseView& x, float input_scale, int64_t kq,
                             std::vector<float>& out);
 
-// Rows [0, n) split over threads in contiguous chunks of at least `min_rows` rows.
+// Rows per work chunk of the weight-streaming loops: `min_rows_per_thread` when set, else
+// enough rows for CpuBackendOptions::kMinBytesPerThread of weights.
 int64_t min_rows_per_thread(const CpuBackendOptions& o, int64_t row_bytes);
+
+// Calls fn(begin, end) over chunks of `chunk` rows covering [0, n), handed out dynamically to
+// min(threads, chunks) threads (the caller is one of them). Dynamic rather than one contiguous
+// part per thread: on a shared VM one core is often slowed for a while, and with fixed parts
+// the call waits for it. Which thread runs a chunk never changes its results.
+template <typename Fn>
+void parallel_chunks(int64_t n, int threads, int64_t chunk, Fn&& fn) {
+  if (n <= 0) return;
+  const int64_t chunks = (n + chunk - 1) / chunk;
+  const int t = int(std::min<int64_t>(mxq::detail::resolve_threads(threads), chunks));
+  std::atomic<int64_t> next{0};
+  const auto work = [&] {
+    for (int64_t c = next.fetch_add(1); c < chunks; c = next.fetch_add(1))
+      fn(c * chunk, std::min(n, (c + 1) * chunk));
+  };
+  if (t <= 1) return work();
+  std::vector<std::thread> pool;
+  pool.reserve(size_t(t - 1));
+  for (int i = 1; i < t; ++i) pool.emplace_back(work);
+  work();
+  for (auto& th : pool) th.join();
+}
 
 Status run_moe_impl(const CpuBackendOptions& o, const Problem& p, const MoEWeights& w,
                     const DenseView& x, const MoERouting& r, const DenseMutView& y);

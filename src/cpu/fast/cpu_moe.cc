@@ -168,24 +168,28 @@ Status run_moe_impl(const CpuBackendOptions& o, const Problem& p, const MoEWeigh
 
   // Phase 1: gate/up. Rows [0, 2I) of each active expert: w13's rows, or w1's then w3's.
   const bool separate = q.layout == GateUpLayout::kSeparate;
-  std::vector<float> hbuf(size_t(n_pairs * 2 * inter));
+  std::vector<float> hbuf(static_cast<size_t>(n_pairs * 2 * inter));
+  std::vector<PackedX> xp;  // each active expert's rows of x, packed once for all threads
+  xp.reserve(size_t(n_active));
+  for (int64_t a = 0; a < n_active; ++a)
+    xp.emplace_back(o.isa, p.weight, xg.data() + offset[size_t(a)] * hq, np_of(a), hq, hq);
   const int64_t min_rows1 = min_rows_per_thread(o, packed_bytes(p.weight, hq));
-  mxq::detail::parallel_for(n_active * 2 * inter, o.threads, min_rows1, [&](int64_t r0, int64_t r1) {
+  parallel_chunks(n_active * 2 * inter, o.threads, min_rows1, [&](int64_t r0, int64_t r1) {
     for_expert_rows(r0, r1, 2 * inter, [&](int64_t a, int64_t lo, int64_t hi) {
-      const int64_t le = active[size_t(a)], np = np_of(a);
-      const float* xa = xg.data() + offset[size_t(a)] * hq;
+      const int64_t le = active[size_t(a)];
       float* ha = hbuf.data() + offset[size_t(a)] * 2 * inter;
       if (!separate) {
-        mx_gemm_rows(o.isa, matrix(w.w13, le), xa, np, hq, ha, 2 * inter, lo, hi);
+        mx_gemm_rows(matrix(w.w13, le), xp[size_t(a)], ha, 2 * inter, lo, hi);
         return;
       }
       if (lo < inter)
-        mx_gemm_rows(o.isa, matrix(w.w1, le), xa, np, hq, ha, 2 * inter, lo, std::min(hi, inter));
+        mx_gemm_rows(matrix(w.w1, le), xp[size_t(a)], ha, 2 * inter, lo, std::min(hi, inter));
       if (hi > inter)
-        mx_gemm_rows(o.isa, matrix(w.w3, le), xa, np, hq, ha + inter, 2 * inter,
+        mx_gemm_rows(matrix(w.w3, le), xp[size_t(a)], ha + inter, 2 * inter,
                      std::max(lo, inter) - inter, hi - inter);
     });
   });
+  xp.clear();
 
   // Phase 2: bias, activation, rounding to the activation dtype, act quantization per pair.
   const DType inter_dtype = act_input_dtype(p.act);
@@ -237,12 +241,13 @@ Status run_moe_impl(const CpuBackendOptions& o, const Problem& p, const MoEWeigh
   // Phase 3: down, + bias2.
   std::vector<float> obuf(size_t(n_pairs * h));
   const int64_t min_rows3 = min_rows_per_thread(o, packed_bytes(p.weight, iq));
-  mxq::detail::parallel_for(n_active * h, o.threads, min_rows3, [&](int64_t r0, int64_t r1) {
+  for (int64_t a = 0; a < n_active; ++a)
+    xp.emplace_back(o.isa, p.weight, abuf.data() + offset[size_t(a)] * iq, np_of(a), iq, iq);
+  parallel_chunks(n_active * h, o.threads, min_rows3, [&](int64_t r0, int64_t r1) {
     for_expert_rows(r0, r1, h, [&](int64_t a, int64_t lo, int64_t hi) {
       const int64_t le = active[size_t(a)], np = np_of(a);
       float* oa = obuf.data() + offset[size_t(a)] * h;
-      mx_gemm_rows(o.isa, matrix(w.w2, le), abuf.data() + offset[size_t(a)] * iq, np, iq, oa, h,
-                   lo, hi);
+      mx_gemm_rows(matrix(w.w2, le), xp[size_t(a)], oa, h, lo, hi);
       if (!given(w.bias2)) return;
       for (int64_t pi = 0; pi < np; ++pi)
         for (int64_t c = lo; c < hi; ++c) oa[pi * h + c] += bias_at(w.bias2, le * h + c);

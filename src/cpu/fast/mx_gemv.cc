@@ -33,10 +33,10 @@ FormatTables make_tables(ElemType t) {
       tb.scale[c] = std::numeric_limits<float>::quiet_NaN();
     } else if (s > kMaxFastScale) {
       tb.scale[c] = float(std::min(s, double(std::numeric_limits<float>::max())));
-      tb.exact[c] = 1;
+      tb.flags[c] = kFlagExact;
     } else if (s < double(std::numeric_limits<float>::min())) {
       tb.scale[c] = 0.0f;
-      tb.zero_check[c] = 1;
+      tb.flags[c] = kFlagZeroCheck;
     } else {
       tb.scale[c] = float(s);
     }
@@ -68,17 +68,19 @@ void gemm_row_scalar(const MXMatrixRef& w, const FormatTables& tb, const float* 
     if (t == ElemType::kE4M3)
       for (int i = 0; i < kBlockSize; ++i) exact = exact || (codes[i] & 0x7F) == 0x7F;
     const uint8_t c = srow[b];
-    exact = exact || tb.exact[c] != 0;
-    if (tb.zero_check[c] != 0)
+    exact = exact || (tb.flags[c] & kFlagExact) != 0;
+    if ((tb.flags[c] & kFlagZeroCheck) != 0)
       for (int i = 0; i < kBlockSize; ++i) exact = exact || tb.decoded[codes[i]] != 0.0f;
     const float s = tb.scale[c];
     for (int64_t r = 0; r < m; ++r) {
       const float* xr = x + r * ldx + b * kBlockSize;
       for (int l = 0; l < 8; ++l) {
-        float p = wv[l] * xr[l];
-        p = std::fma(wv[8 + l], xr[8 + l], p);
-        p = std::fma(wv[16 + l], xr[16 + l], p);
-        p = std::fma(wv[24 + l], xr[24 + l], p);
+        const int e0 = lane_elem(t, 0, l), e1 = lane_elem(t, 1, l), e2 = lane_elem(t, 2, l),
+                  e3 = lane_elem(t, 3, l);
+        float p = wv[e0] * xr[e0];
+        p = std::fma(wv[e1], xr[e1], p);
+        p = std::fma(wv[e2], xr[e2], p);
+        p = std::fma(wv[e3], xr[e3], p);
         acc[r][l] = std::fma(p, s, acc[r][l]);
       }
     }
@@ -103,15 +105,21 @@ void gemm_rows_scalar(const MXMatrixRef& w, const float* x, int64_t m, int64_t l
                       y + r0 * ldy, ldy, n);
 }
 
-void interleave_x(const float* x, int64_t m, int64_t ldx, int64_t k, float* xi) {
+void interleave_x(ElemType t, const float* x, int64_t m, int64_t ldx, int64_t k, float* xi) {
   const int64_t kb = k / kBlockSize;
+  int perm[kBlockSize];  // destination slot 8j + l <- source element lane_elem(t, j, l)
+  for (int j = 0; j < 4; ++j)
+    for (int l = 0; l < 8; ++l) perm[8 * j + l] = lane_elem(t, j, l);
   for (int64_t m0 = 0; m0 < m; m0 += kSuperTile) {
     const int64_t mc = std::min(kSuperTile, m - m0);
     float* base = xi + m0 * k;
-    for (int64_t r = 0; r < mc; ++r)
-      for (int64_t b = 0; b < kb; ++b)
-        std::memcpy(base + (b * mc + r) * kBlockSize, x + (m0 + r) * ldx + b * kBlockSize,
-                    kBlockSize * sizeof(float));
+    for (int64_t r = 0; r < mc; ++r) {
+      for (int64_t b = 0; b < kb; ++b) {
+        const float* src = x + (m0 + r) * ldx + b * kBlockSize;
+        float* dst = base + (b * mc + r) * kBlockSize;
+        for (int i = 0; i < kBlockSize; ++i) dst[i] = src[perm[i]];
+      }
+    }
   }
 }
 
@@ -176,21 +184,34 @@ Isa best_isa() {
   return isa;
 }
 
+PackedX::PackedX(Isa isa, ElemType t, const float* x, int64_t m, int64_t ldx, int64_t k)
+    : isa_(isa), elem_(t), x_(x), m_(m), ldx_(ldx) {
+  // A path the CPU lacks falls back to the next one down (same results, bit for bit).
+  if (isa_ == Isa::kAvx512 && !isa_available(Isa::kAvx512)) isa_ = Isa::kAvx2;
+  if (isa_ == Isa::kAvx2 && !isa_available(Isa::kAvx2)) isa_ = Isa::kScalar;
+  // The SIMD kernels read a copy unless it would equal x (one row, natural lanes).
+  if (isa_ != Isa::kScalar && m > 0 && (m > 1 || t == ElemType::kE2M1)) {
+    buf_.resize(static_cast<size_t>(m * k));
+    detail::interleave_x(t, x, m, ldx, k, buf_.data());
+  }
+}
+
+void mx_gemm_rows(const MXMatrixRef& w, const PackedX& x, float* y, int64_t ldy, int64_t n0,
+                  int64_t n1) {
+  if (n1 <= n0 || x.m() <= 0) return;
+  switch (x.isa()) {
+    case Isa::kAvx512:
+      return detail::gemm_rows_avx512(w, x.rows(), x.m(), x.ldx(), x.simd(), y, ldy, n0, n1);
+    case Isa::kAvx2:
+      return detail::gemm_rows_avx2(w, x.rows(), x.m(), x.ldx(), x.simd(), y, ldy, n0, n1);
+    case Isa::kScalar:
+      return detail::gemm_rows_scalar(w, x.rows(), x.m(), x.ldx(), y, ldy, n0, n1);
+  }
+}
+
 void mx_gemm_rows(Isa isa, const MXMatrixRef& w, const float* x, int64_t m, int64_t ldx, float* y,
                   int64_t ldy, int64_t n0, int64_t n1) {
-  // A path the CPU lacks falls back to the next one down (same results, bit for bit).
-  if (isa == Isa::kAvx512 && !isa_available(Isa::kAvx512)) isa = Isa::kAvx2;
-  if (isa == Isa::kAvx2 && !isa_available(Isa::kAvx2)) isa = Isa::kScalar;
-  if (isa == Isa::kScalar || n1 <= n0 || m <= 0)
-    return detail::gemm_rows_scalar(w, x, m, ldx, y, ldy, n0, n1);
-  std::vector<float> xi;  // the SIMD kernels' block-interleaved copy of x (M > 1 only)
-  if (m > 1) {
-    xi.resize(static_cast<size_t>(m * w.k));
-    detail::interleave_x(x, m, ldx, w.k, xi.data());
-  }
-  const float* xs = m > 1 ? xi.data() : x;
-  if (isa == Isa::kAvx512) return detail::gemm_rows_avx512(w, x, m, ldx, xs, y, ldy, n0, n1);
-  detail::gemm_rows_avx2(w, x, m, ldx, xs, y, ldy, n0, n1);
+  mx_gemm_rows(w, PackedX(isa, w.elem, x, m, ldx, w.k), y, ldy, n0, n1);
 }
 
 }  // namespace mxq::cpu::fast

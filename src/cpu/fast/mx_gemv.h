@@ -7,8 +7,10 @@
 //   decode:  each element code becomes the FP32 value d * elem, exactly, where d is a power of
 //            two per format (mx_gemv_common.h: the AVX2 path decodes E2M3/E3M2/E4M3 through FP16
 //            bit patterns, which carry elem * 2^(bias - 15); INT8 through the integer q).
-//   block:   p[l] = w[l]*x[l] (rounded), then p[l] = fma(w[8j+l], x[8j+l], p[l]) for j = 1..3,
-//            for the 8 lanes l of the block (FP32).
+//   block:   for each of 8 lanes l, with e_j = lane_elem(j, l) (8j + l; for E2M1 the even then
+//            the odd elements of each 16-element half, 16(j/2) + 2l + j%2, the order its SIMD
+//            decoder yields): p[l] = w[e_0]*x[e_0] (rounded), then p[l] = fma(w[e_j], x[e_j],
+//            p[l]) for j = 1..3 (FP32).
 //   row:     acc[l] = fma(p[l], S[scale code], acc[l]) over the blocks in order, with
 //            S[c] = 2^(c - 127) / d (exact; S[255] = NaN).
 //   result:  ((acc0+acc4) + (acc2+acc6)) + ((acc1+acc5) + (acc3+acc7)).
@@ -26,6 +28,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "mxq/formats.h"
 
@@ -50,8 +53,32 @@ struct MXMatrixRef {
   const uint8_t* scales = nullptr;  // [n, k / 32]
 };
 
-// x: [m, k] FP32 with row stride ldx; y: FP32 with row stride ldy. Writes y[r * ldy + j] for
-// r in [0, m) and weight rows j in [n0, n1). Single-threaded; callers split [0, n) over threads.
+// Activation rows x [m, k] (FP32, row stride ldx) in the layout the kernels of one ISA read
+// (mx_gemv_common.h: block-interleaved, lane-permuted for E2M1). Made once per call and shared
+// by every thread; x itself must outlive it (the float64 fallback reads it).
+class PackedX {
+ public:
+  PackedX(Isa isa, ElemType t, const float* x, int64_t m, int64_t ldx, int64_t k);
+  Isa isa() const { return isa_; }  // the ISA it was made for, lowered to what the CPU has
+  ElemType elem() const { return elem_; }
+  const float* rows() const { return x_; }
+  int64_t m() const { return m_; }
+  int64_t ldx() const { return ldx_; }
+  const float* simd() const { return buf_.empty() ? x_ : buf_.data(); }
+
+ private:
+  Isa isa_;
+  ElemType elem_;
+  const float* x_;
+  int64_t m_, ldx_;
+  std::vector<float> buf_;
+};
+
+// y[r * ldy + j] = x[r] . dequant(W[j]) for r in [0, m) and weight rows j in [n0, n1).
+// Single-threaded; callers split [0, n) over threads. x.elem() must be w.elem.
+void mx_gemm_rows(const MXMatrixRef& w, const PackedX& x, float* y, int64_t ldy, int64_t n0,
+                  int64_t n1);
+// Convenience: packs x for this one call.
 void mx_gemm_rows(Isa isa, const MXMatrixRef& w, const float* x, int64_t m, int64_t ldx, float* y,
                   int64_t ldy, int64_t n0, int64_t n1);
 

@@ -28,21 +28,28 @@ constexpr int decode_log2_factor(ElemType t) {
 // and which scale codes need care.
 //
 // S[c] = 2^(c - 127) / d where that lies in [FLT_MIN, 2^64]. Above (huge weights), the block
-// sets `exact`: the row is recomputed by the float64 loop. Where it would be subnormal (c = 0
-// with d = 1, c <= 6 for INT8), S[c] is 0 and the block sets `zero_check`: the kernel then looks
+// sets kFlagExact: the row is recomputed by the float64 loop. Where it would be subnormal (c = 0
+// with d = 1, c <= 6 for INT8), S[c] is 0 and the block sets kFlagZeroCheck: the kernel then looks
 // at the block's decoded values, and any nonzero one sends the row to the float64 loop. All-zero
 // blocks (the quantizer gives them scale code 0) stay on the fast path, where p * 0 is their
 // exact contribution (0, or NaN when x holds NaN/Inf, as 0 * x would be).
 // Why not keep subnormal multipliers: an FMA with a subnormal operand takes a microcode assist
 // (measured ~100x slower here; mxq never sets DAZ/FTZ).
+inline constexpr uint8_t kFlagExact = 1;      // a block with this code: float64 loop
+inline constexpr uint8_t kFlagZeroCheck = 2;  // ... unless all of the block's elements are zero
 struct FormatTables {
-  float decoded[256];       // indexed by the (unpacked) element code
-  float scale[256];         // S[c] as above; NaN for c = 255 (every product becomes NaN)
-  uint8_t exact[256];       // 1: a block with this code sends the row to the float64 loop
-  uint8_t zero_check[256];  // 1: ... unless all of the block's elements are zero
+  float decoded[256];  // indexed by the (unpacked) element code
+  float scale[256];    // S[c] as above; NaN for c = 255 (every product becomes NaN)
+  uint8_t flags[256];  // kFlag* per scale code
 };
 
 const FormatTables& format_tables(ElemType t);
+
+// The element of a 32-block that lane l of the j-th 8-lane vector holds (mx_gemv.h): 8j + l,
+// except E2M1, whose decoder yields each 16-element half as its even then its odd elements.
+MXQ_HD_INLINE constexpr int lane_elem(ElemType t, int j, int l) {
+  return t == ElemType::kE2M1 ? 16 * (j / 2) + 2 * l + (j % 2) : 8 * j + l;
+}
 
 // The 8 FP32 lanes of a row accumulator summed in the documented fixed order.
 MXQ_HD_INLINE float hsum8(const float* a) {
@@ -52,10 +59,11 @@ MXQ_HD_INLINE float hsum8(const float* a) {
 // Activation rows per super-tile of the SIMD kernels (their x layout, below).
 inline constexpr int64_t kSuperTile = 16;
 
-// x [m, k] (row stride ldx) -> xi: for each super-tile of kSuperTile rows starting at row m0,
-// at xi + m0 * k, the rows' blocks interleaved: element (r, 32 b + j) at (b * mc + r) * 32 + j
-// (mc = the super-tile's row count). For m = 1 this is x itself.
-void interleave_x(const float* x, int64_t m, int64_t ldx, int64_t k, float* xi);
+// x [m, k] (row stride ldx) -> xi in the SIMD kernels' order: for each super-tile of
+// kSuperTile rows starting at row m0, at xi + m0 * k, the rows' blocks interleaved: element
+// (r, 32 b + lane_elem(t, j, l)) at (b * mc + r) * 32 + 8 j + l (mc = the super-tile's rows).
+// For m = 1 and natural lanes this is x itself, and no copy is needed.
+void interleave_x(ElemType t, const float* x, int64_t m, int64_t ldx, int64_t k, float* xi);
 
 // Kernels per ISA (mx_gemv.cc, mx_gemv_avx2.cc, mx_gemv_avx512.cc): weight rows [n0, n1), all
 // m activation rows. The SIMD kernels read the interleaved xi; x/ldx serve the float64 loop.

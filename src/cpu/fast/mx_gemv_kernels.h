@@ -5,12 +5,12 @@
 // MXQ_KERNELS_AVX512VL selects AVX-512VL's two-register permute for E2M1 and the 32 vector
 // registers for 16-row tiles; the arithmetic is the same either way (mx_gemv.h).
 //
-// Decoding, per 32-element block, into four __m256 of 8 consecutive elements (w0..w3):
-//   E2M1  (16 B)  per 8 elements: broadcast one 32-bit word, shift lane i right by 4i
-//                 (vpsrlvd). AVX2: vpermps looks up the magnitude from the low 3 bits, and one
-//                 XOR with (index << 28) sets the sign; the table entries are pre-XORed with
-//                 (j << 28) so that the same XOR also cancels the index bits it drags into bits
-//                 28..30 (4 ALU uops per 8 elements). AVX-512VL: vpermi2ps, 2 uops. d = 1.
+// Decoding, per 32-element block, into four __m256 w0..w3 of 8 elements each (lane l of w_j
+// holds element lane_elem(T, j, l), mx_gemv_common.h):
+//   E2M1  (16 B)  per 16 elements: vpmovzxbd of 8 bytes; the low nibbles are the even elements,
+//                 the high nibbles (>> 4) the odd ones. AVX2: vpermps on the low 3 bits + one
+//                 XOR for the sign (3 ALU uops per 8 elements); AVX-512VL: vpermi2ps on all 4
+//                 bits (1-2 uops). d = 1.
 //   E2M3, E3M2 (24 B)  per 16 elements: vpshufb gathers the two bytes holding each 6-bit code
 //                 into a 16-bit lane, vpmullw by 2^(10 - bit offset) left-aligns the code at
 //                 bit 15, vpsraw + vpand move exponent and mantissa under the FP16 fields
@@ -34,7 +34,6 @@ namespace {
 constexpr int kMaxTile = MXQ_KERNELS_AVX512VL ? 16 : 8;
 
 MXQ_KI int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
-
 
 // The primary template is the FP6 decoder (E2M3, E3M2); the other formats specialise it.
 // FP6: byte-gather controls and left-align multipliers for the two 16-element halves.
@@ -81,50 +80,56 @@ struct Decoder {
   }
 };
 
+// E2M1 lanes (mx_gemv.h): w[2h] holds the even elements 16h + 2l of the block's half h (the low
+// nibbles of its 8 bytes), w[2h + 1] the odd ones (the high nibbles). vpmovzxbd puts byte l of
+// the half in lane l; the low nibble is the code, the high one is shifted down for the odd
+// elements. Table lookups use only the index's low bits, so the other nibble never matters.
 #if MXQ_KERNELS_AVX512VL
 // AVX-512VL: vpermi2ps looks the whole 4-bit code (sign included) up in a 16-entry table held
-// in two registers: 2 ALU uops per 8 elements.
+// in two registers.
 template <>
 struct Decoder<ElemType::kE2M1> {
   static constexpr int kBlockBytes = 16;
   __m256 lo, hi;
-  __m256i shifts;
   MXQ_KI Decoder() {
     alignas(32) float t[16];
     for (int j = 0; j < 16; ++j) t[j] = num::decode_elem(ElemType::kE2M1, uint8_t(j));
     lo = _mm256_load_ps(t);
     hi = _mm256_load_ps(t + 8);
-    shifts = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);
   }
   MXQ_KI void operator()(const uint8_t* p, __m256* w, int&) const {
-    for (int j = 0; j < 4; ++j) {
-      int32_t word;
-      __builtin_memcpy(&word, p + 4 * j, 4);
-      const __m256i idx = _mm256_srlv_epi32(_mm256_set1_epi32(word), shifts);
-      w[j] = _mm256_permutex2var_ps(lo, idx, hi);
+    for (int h = 0; h < 2; ++h) {
+      const __m256i v =
+          _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p + 8 * h)));
+      w[2 * h] = _mm256_permutex2var_ps(lo, v, hi);
+      w[2 * h + 1] = _mm256_permutex2var_ps(lo, _mm256_srli_epi32(v, 4), hi);
     }
   }
 };
 #else
+// AVX2: vpermps looks the magnitude up from the low 3 bits, and one XOR with (index << 28) sets
+// the sign; the table entries are pre-XORed with (j << 28) so that the same XOR also cancels
+// the index bits it drags into bits 28..30.
 template <>
 struct Decoder<ElemType::kE2M1> {
   static constexpr int kBlockBytes = 16;
   __m256 lut;
-  __m256i shifts;
   MXQ_KI Decoder() {
     alignas(32) uint32_t t[8];
     for (uint32_t j = 0; j < 8; ++j)
       t[j] = num::f32_bits(num::decode_elem(ElemType::kE2M1, uint8_t(j))) ^ (j << 28);
     lut = _mm256_castsi256_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(t)));
-    shifts = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);
+  }
+  MXQ_KI __m256 lookup(__m256i idx) const {
+    return _mm256_xor_ps(_mm256_permutevar8x32_ps(lut, idx),
+                         _mm256_castsi256_ps(_mm256_slli_epi32(idx, 28)));
   }
   MXQ_KI void operator()(const uint8_t* p, __m256* w, int&) const {
-    for (int j = 0; j < 4; ++j) {
-      int32_t word;
-      __builtin_memcpy(&word, p + 4 * j, 4);
-      const __m256i idx = _mm256_srlv_epi32(_mm256_set1_epi32(word), shifts);
-      const __m256 mag = _mm256_permutevar8x32_ps(lut, idx);
-      w[j] = _mm256_xor_ps(mag, _mm256_castsi256_ps(_mm256_slli_epi32(idx, 28)));
+    for (int h = 0; h < 2; ++h) {
+      const __m256i v =
+          _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p + 8 * h)));
+      w[2 * h] = lookup(v);
+      w[2 * h + 1] = lookup(_mm256_srli_epi32(v, 4));
     }
   }
 };
@@ -175,12 +180,26 @@ struct Decoder<ElemType::kInt8> {
   }
 };
 
+// The rare-path checks of a block with scale code c (mx_gemv_common.h, FormatTables): sets
+// `exact` when the row must be recomputed by the float64 loop.
+MXQ_KI void check_block(const uint8_t* flags, uint8_t c, const __m256* w, int& exact) {
+  if (__builtin_expect(flags[c] != 0, 0)) {
+    exact |= flags[c] & kFlagExact;
+    if (flags[c] & kFlagZeroCheck) {  // subnormal multiplier: only an all-zero block is fine
+      const __m256 any = _mm256_or_ps(_mm256_or_ps(w[0], w[1]), _mm256_or_ps(w[2], w[3]));
+      exact |= _mm256_movemask_ps(_mm256_cmp_ps(any, _mm256_setzero_ps(), _CMP_NEQ_UQ));
+    }
+  }
+}
+
 // One weight row, blocks [b0, b1), times MT activation rows: acc (MT x 8 lanes, in memory)
-// += the blocks' contributions. Returns nonzero when the row needs the exact path.
+// += the blocks' contributions. Returns nonzero when the row needs the float64 path.
 template <ElemType T, int MT>
 MXQ_KI int row_tile(const Decoder<T>& dec, const FormatTables& tb, const uint8_t* prow,
-                             const uint8_t* srow, int64_t b0, int64_t b1, const float* x,
-                             int64_t bstride, float* acc_io) {
+                    const uint8_t* srow, int64_t b0, int64_t b1, const float* x, int64_t bstride,
+                    float* acc_io) {
+  const float* scale = tb.scale;
+  const uint8_t* flags = tb.flags;
   __m256 acc[MT];
   for (int r = 0; r < MT; ++r) acc[r] = _mm256_load_ps(acc_io + 8 * r);
   int exact = 0;
@@ -188,12 +207,8 @@ MXQ_KI int row_tile(const Decoder<T>& dec, const FormatTables& tb, const uint8_t
     __m256 w[4];
     dec(prow + b * Decoder<T>::kBlockBytes, w, exact);
     const uint8_t c = srow[b];
-    exact |= tb.exact[c];
-    if (__builtin_expect(tb.zero_check[c] != 0, 0)) {  // subnormal multiplier: block must be 0
-      const __m256 any = _mm256_or_ps(_mm256_or_ps(w[0], w[1]), _mm256_or_ps(w[2], w[3]));
-      exact |= _mm256_movemask_ps(_mm256_cmp_ps(any, _mm256_setzero_ps(), _CMP_NEQ_UQ));
-    }
-    const __m256 s = _mm256_broadcast_ss(&tb.scale[c]);
+    check_block(flags, c, w, exact);
+    const __m256 s = _mm256_broadcast_ss(scale + c);
     const float* xb = x + b * bstride;
     for (int r = 0; r < MT; ++r) {
       const float* xr = xb + r * kBlockSize;
@@ -211,8 +226,8 @@ MXQ_KI int row_tile(const Decoder<T>& dec, const FormatTables& tb, const uint8_t
 // mc activation rows in tiles of 16 (AVX-512VL), 8, 4, 2, 1: every row gets the same arithmetic.
 template <ElemType T>
 MXQ_KI int row_tiles(const Decoder<T>& dec, const FormatTables& tb, const uint8_t* prow,
-                              const uint8_t* srow, int64_t b0, int64_t b1, const float* x,
-                              int64_t mc, float* acc) {
+                     const uint8_t* srow, int64_t b0, int64_t b1, const float* x, int64_t mc,
+                     float* acc) {
   const int64_t bs = mc * kBlockSize;  // x is block-interleaved: [block][row][32]
   int exact = 0;
   int64_t r = 0;
@@ -233,7 +248,67 @@ MXQ_KI int row_tiles(const Decoder<T>& dec, const FormatTables& tb, const uint8_
   return exact;
 }
 
-// Cache blocking for M > 1 (M = 1 is one pass per weight row). The activations arrive
+// M = 1: kStreams weight rows from kStreams far-apart parts of [n0, n1) advance block by block
+// in lockstep. One sequential stream per core is as fast as the L2 prefetcher runs (~10 GB/s
+// here, and less while the core is busy decoding); several streams keep more misses in flight.
+// Each x block is loaded once for all of them. Every row's arithmetic is row_tile<T, 1>'s.
+constexpr int kStreams = 4;
+
+template <ElemType T>
+MXQ_KI void gemv_streams(const Decoder<T>& dec, const FormatTables& tb, const MXMatrixRef& w,
+                         const float* x, int64_t ldx, const float* xi, float* y, int64_t n0,
+                         int64_t n1) {
+  const int64_t kb = w.k / kBlockSize;
+  const int64_t row_bytes = kb * Decoder<T>::kBlockBytes;
+  const float* scale = tb.scale;
+  const uint8_t* flags = tb.flags;
+  const int64_t part = (n1 - n0) / kStreams;  // rows per stream; the rest go one by one
+  for (int64_t i = 0; i < part; ++i) {
+    const uint8_t* prow[kStreams];
+    const uint8_t* srow[kStreams];
+    int64_t row[kStreams];
+    __m256 acc[kStreams];
+    int exact[kStreams];
+    for (int s = 0; s < kStreams; ++s) {
+      row[s] = n0 + s * part + i;
+      prow[s] = w.packed + row[s] * row_bytes;
+      srow[s] = w.scales + row[s] * kb;
+      acc[s] = _mm256_setzero_ps();
+      exact[s] = 0;
+    }
+    for (int64_t b = 0; b < kb; ++b) {
+      const float* xb = xi + b * kBlockSize;
+      const __m256 x0 = _mm256_loadu_ps(xb), x1 = _mm256_loadu_ps(xb + 8),
+                   x2 = _mm256_loadu_ps(xb + 16), x3 = _mm256_loadu_ps(xb + 24);
+      for (int s = 0; s < kStreams; ++s) {
+        __m256 wv[4];
+        dec(prow[s] + b * Decoder<T>::kBlockBytes, wv, exact[s]);
+        const uint8_t c = srow[s][b];
+        check_block(flags, c, wv, exact[s]);
+        __m256 p = _mm256_mul_ps(wv[0], x0);
+        p = _mm256_fmadd_ps(wv[1], x1, p);
+        p = _mm256_fmadd_ps(wv[2], x2, p);
+        p = _mm256_fmadd_ps(wv[3], x3, p);
+        acc[s] = _mm256_fmadd_ps(p, _mm256_broadcast_ss(scale + c), acc[s]);
+      }
+    }
+    for (int s = 0; s < kStreams; ++s) {
+      alignas(32) float a[8];
+      _mm256_store_ps(a, acc[s]);
+      y[row[s]] = hsum8(a);
+      if (exact[s] != 0) mx_gemm_rows_exact(w, x, 1, ldx, y, 1, row[s], row[s] + 1);
+    }
+  }
+  for (int64_t n = n0 + kStreams * part; n < n1; ++n) {  // the remaining rows
+    alignas(32) float a[8] = {};
+    const int e = row_tile<T, 1>(dec, tb, w.packed + n * row_bytes, w.scales + n * kb, 0, kb, xi,
+                                 kBlockSize, a);
+    y[n] = hsum8(a);
+    if (e != 0) mx_gemm_rows_exact(w, x, 1, ldx, y, 1, n, n + 1);
+  }
+}
+
+// Cache blocking for M > 1. The activations arrive
 // block-interleaved per super-tile of kMc rows (interleave_x in mx_gemv_common.h): one chunk
 // of kcb blocks x mc rows is one contiguous piece that fits L1 (<= kXChunkBytes; with plain
 // rows, 16 rows 16 KiB apart would all map to the same L1 sets). Every chunk serves a group of
@@ -249,12 +324,10 @@ void gemm_rows(const MXMatrixRef& w, const float* x, int64_t m, int64_t ldx, con
                float* y, int64_t ldy, int64_t n0, int64_t n1) {
   const Decoder<T> dec;
   const FormatTables& tb = format_tables(T);
+  if (m == 1) return gemv_streams<T>(dec, tb, w, x, ldx, xi, y, n0, n1);
   const int64_t kb = w.k / kBlockSize;
   const int64_t row_bytes = kb * Decoder<T>::kBlockBytes;
-  // M = 1: whole rows (x comes from L1/L2 at 4 bytes per element, the weights from DRAM at
-  // 0.5-1; splitting rows would only break the weight stream into strided pieces).
-  const int64_t kcb =
-      m == 1 ? kb : kXChunkBytes / (imin(m, kMc) * kBlockSize * int64_t(sizeof(float)));
+  const int64_t kcb = kXChunkBytes / (imin(m, kMc) * kBlockSize * int64_t(sizeof(float)));
   alignas(32) float acc[kGroup * kMc * 8];
   int exact[kGroup];
   for (int64_t g0 = n0; g0 < n1; g0 += kGroup) {
