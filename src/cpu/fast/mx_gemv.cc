@@ -58,7 +58,7 @@ void gemm_row_scalar(const MXMatrixRef& w, const FormatTables& tb, const float* 
   const int64_t block_bytes = packed_bytes(t, kBlockSize);
   const uint8_t* prow = w.packed + n * kb * block_bytes;
   const uint8_t* srow = w.scales + n * kb;
-  float acc[kScalarTile][8] = {};
+  float acc[kScalarTile][kLanes] = {};
   bool exact = false;
   uint8_t codes[kBlockSize];
   float wv[kBlockSize];
@@ -74,18 +74,15 @@ void gemm_row_scalar(const MXMatrixRef& w, const FormatTables& tb, const float* 
     const float s = tb.scale[c];
     for (int64_t r = 0; r < m; ++r) {
       const float* xr = x + r * ldx + b * kBlockSize;
-      for (int l = 0; l < 8; ++l) {
-        const int e0 = lane_elem(t, 0, l), e1 = lane_elem(t, 1, l), e2 = lane_elem(t, 2, l),
-                  e3 = lane_elem(t, 3, l);
-        float p = wv[e0] * xr[e0];
-        p = std::fma(wv[e1], xr[e1], p);
-        p = std::fma(wv[e2], xr[e2], p);
-        p = std::fma(wv[e3], xr[e3], p);
-        acc[r][l] = std::fma(p, s, acc[r][l]);
+      for (int l = 0; l < kLanes; ++l) {
+        const int e0 = block_elem(t, l, 0), e1 = block_elem(t, l, 1);
+        float q = wv[e0] * xr[e0];
+        q = std::fma(wv[e1], xr[e1], q);
+        acc[r][l] = std::fma(q, s, acc[r][l]);
       }
     }
   }
-  for (int64_t r = 0; r < m; ++r) y[r * ldy + n] = hsum8(acc[r]);
+  for (int64_t r = 0; r < m; ++r) y[r * ldy + n] = hsum16(acc[r]);
   if (exact) mx_gemm_rows_exact(w, x, m, ldx, y, ldy, n, n + 1);
 }
 

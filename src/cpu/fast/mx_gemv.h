@@ -3,17 +3,20 @@
 // activations. The dequantized matrix is never materialised: each 32-element block is decoded
 // in registers and multiplied straight away.
 //
-// Arithmetic (identical on every ISA path, so the scalar and AVX2 kernels agree bit for bit):
+// Arithmetic (identical on every ISA path, so the scalar, AVX2 and AVX-512 kernels agree bit
+// for bit):
 //   decode:  each element code becomes the FP32 value d * elem, exactly, where d is a power of
-//            two per format (mx_gemv_common.h: the AVX2 path decodes E2M3/E3M2/E4M3 through FP16
+//            two per format (mx_gemv_common.h: the SIMD paths decode E2M3/E3M2/E4M3 through FP16
 //            bit patterns, which carry elem * 2^(bias - 15); INT8 through the integer q).
-//   block:   for each of 8 lanes l, with e_j = lane_elem(j, l) (8j + l; for E2M1 the even then
-//            the odd elements of each 16-element half, 16(j/2) + 2l + j%2, the order its SIMD
-//            decoder yields): p[l] = w[e_0]*x[e_0] (rounded), then p[l] = fma(w[e_j], x[e_j],
-//            p[l]) for j = 1..3 (FP32).
-//   row:     acc[l] = fma(p[l], S[scale code], acc[l]) over the blocks in order, with
+//   block:   for each of 16 lanes L, with e0 = block_elem(L, 0), e1 = block_elem(L, 1) (lane L
+//            takes elements L and 16 + L; for E2M1 the two nibbles of byte L, elements 2L and
+//            2L + 1, the order its SIMD decoders yield): q = w[e0]*x[e0] (rounded), then
+//            q = fma(w[e1], x[e1], q) (FP32).
+//   row:     acc[L] = fma(q, S[scale code], acc[L]) over the blocks in order, with
 //            S[c] = 2^(c - 127) / d (exact; S[255] = NaN).
-//   result:  ((acc0+acc4) + (acc2+acc6)) + ((acc1+acc5) + (acc3+acc7)).
+//   result:  t[l] = acc[l] + acc[l + 8] for l < 8, then
+//            ((t0+t4) + (t2+t6)) + ((t1+t5) + (t3+t7)).
+// (AVX2 keeps the 16 lanes in two 8-lane registers, AVX-512 E2M1 in one 16-lane register.)
 // A row's result depends only on that row of W and that row of x: not on M, the row tiling, the
 // cache blocking or the thread count (tests check this bitwise).
 //
@@ -37,7 +40,7 @@ namespace mxq::cpu::fast {
 enum class Isa : uint8_t {
   kScalar,  // portable C++ (std::fma): any x86-64 or other CPU
   kAvx2,    // AVX2 + FMA + F16C intrinsics (Haswell and later, Zen)
-  kAvx512,  // the AVX2 kernels plus AVX-512F/VL on 256-bit vectors (Skylake-X and later, Zen 4)
+  kAvx512,  // the AVX2 kernels plus AVX-512F/VL: E2M1 on 512-bit vectors (Skylake-X+, Zen 4)
 };
 const char* isa_name(Isa isa);  // "scalar", "avx2+fma+f16c", "avx2+avx512vl"
 // Whether this CPU (and build) can run `isa`.

@@ -45,15 +45,33 @@ struct FormatTables {
 
 const FormatTables& format_tables(ElemType t);
 
-// The element of a 32-block that lane l of the j-th 8-lane vector holds (mx_gemv.h): 8j + l,
-// except E2M1, whose decoder yields each 16-element half as its even then its odd elements.
+// Lanes of a row accumulator (mx_gemv.h): each block adds two elements' products to each lane.
+inline constexpr int kLanes = 16;
+
+// The SIMD kernels see a block as four 8-element vectors; lane l of the j-th holds element
+// lane_elem(t, j, l). Vectors 0 and 2 feed accumulator lanes 0..7, vectors 1 and 3 lanes 8..15:
+// accumulator lane L = 8h + l takes the elements block_elem(t, L, 0) = lane_elem(t, h, l) and
+// block_elem(t, L, 1) = lane_elem(t, 2 + h, l). Natural order for every format (8j + l, so lane
+// L takes elements L and 16 + L) but E2M1, whose byte L holds elements 2L (low nibble) and
+// 2L + 1 (high nibble): lane L takes those two (its decoder yields the even elements of each
+// 16-element half, then the odd ones).
 MXQ_HD_INLINE constexpr int lane_elem(ElemType t, int j, int l) {
-  return t == ElemType::kE2M1 ? 16 * (j / 2) + 2 * l + (j % 2) : 8 * j + l;
+  return t == ElemType::kE2M1 ? 16 * (j % 2) + 2 * l + j / 2 : 8 * j + l;
+}
+MXQ_HD_INLINE constexpr int block_elem(ElemType t, int lane, int term) {
+  return lane_elem(t, 2 * term + lane / 8, lane % 8);
 }
 
 // The 8 FP32 lanes of a row accumulator summed in the documented fixed order.
 MXQ_HD_INLINE float hsum8(const float* a) {
   return ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]));
+}
+// The 16 lanes: a[l] + a[l + 8] first (the two halves of the AVX2 accumulator, the two 256-bit
+// halves of the AVX-512 one), then hsum8.
+MXQ_HD_INLINE float hsum16(const float* a) {
+  const float t[8] = {a[0] + a[8],  a[1] + a[9],  a[2] + a[10], a[3] + a[11],
+                      a[4] + a[12], a[5] + a[13], a[6] + a[14], a[7] + a[15]};
+  return hsum8(t);
 }
 
 // Activation rows per super-tile of the SIMD kernels (their x layout, below).
@@ -65,7 +83,7 @@ inline constexpr int64_t kSuperTile = 16;
 // For m = 1 and natural lanes this is x itself, and no copy is needed.
 void interleave_x(ElemType t, const float* x, int64_t m, int64_t ldx, int64_t k, float* xi);
 
-// Kernels per ISA (mx_gemv.cc, mx_gemv_avx2.cc, mx_gemv_avx512.cc): weight rows [n0, n1), all
+// Kernels per ISA (mx_gemv.cc; mx_gemv_kernels.h through mx_gemv_avx2.cc, mx_gemv_avx512.cc): weight rows [n0, n1), all
 // m activation rows. The SIMD kernels read the interleaved xi; x/ldx serve the float64 loop.
 void gemm_rows_scalar(const MXMatrixRef& w, const float* x, int64_t m, int64_t ldx, float* y,
                       int64_t ldy, int64_t n0, int64_t n1);

@@ -1,16 +1,21 @@
-// Internal to src/cpu/fast: the SIMD kernels of mx_gemv.h as templates, compiled once per ISA.
-// Included only by mx_gemv_avx2.cc and mx_gemv_avx512.cc, each inside its own
-// `#pragma GCC target` region (so every function here gets that ISA) and after every standard
-// header (so no std:: template is instantiated with the wider ISA and shared through COMDAT).
-// MXQ_KERNELS_AVX512VL selects AVX-512VL's two-register permute for E2M1 and the 32 vector
-// registers for 16-row tiles; the arithmetic is the same either way (mx_gemv.h).
+// Internal to src/cpu/fast: the SIMD kernels of mx_gemv.h, one source compiled twice:
+// mx_gemv_avx2.cc includes it with MXQ_KERNELS_AVX512 = 0 (AVX2 + FMA + F16C), mx_gemv_avx512.cc
+// with 1 (adds AVX-512F/VL). Everything below the standard headers sits in one
+// `#pragma GCC target` region (so every function gets that ISA, and no std:: template is
+// instantiated with the wider ISA and shared through COMDAT). The arithmetic is the same on both
+// (mx_gemv.h): every row accumulator is 16 FP32 lanes, held as two __m256 (lanes 0..7, 8..15) or,
+// for E2M1 on AVX-512, one __m512.
 //
 // Decoding, per 32-element block, into four __m256 w0..w3 of 8 elements each (lane l of w_j
-// holds element lane_elem(T, j, l), mx_gemv_common.h):
-//   E2M1  (16 B)  per 16 elements: vpmovzxbd of 8 bytes; the low nibbles are the even elements,
-//                 the high nibbles (>> 4) the odd ones. AVX2: vpermps on the low 3 bits + one
-//                 XOR for the sign (3 ALU uops per 8 elements); AVX-512VL: vpermi2ps on all 4
-//                 bits (1-2 uops). d = 1.
+// holds element lane_elem(T, j, l), mx_gemv_common.h; lanes 0..7 of the accumulator take
+// w0 * x0 + w2 * x2, lanes 8..15 w1 * x1 + w3 * x3):
+//   E2M1  (16 B)  per 16 elements (8 bytes): vpmovzxbd; the low nibbles are the even elements,
+//                 the high nibbles (>> 4) the odd ones; vpermps on the low 3 bits + one XOR
+//                 for the sign (3 ALU uops per 8 elements). d = 1.
+//                 AVX-512: the whole block in two __m512: one vpmovzxbd of the 16 bytes, then
+//                 vpermps on the 16-entry table (low 4 bits: the low nibble needs no mask) for
+//                 the even elements and vpsrld 4 + vpermps for the odd ones (3 shuffle uops per
+//                 block instead of 6).
 //   E2M3, E3M2 (24 B)  per 16 elements: vpshufb gathers the two bytes holding each 6-bit code
 //                 into a 16-bit lane, vpmullw by 2^(10 - bit offset) left-aligns the code at
 //                 bit 15, vpsraw + vpand move exponent and mantissa under the FP16 fields
@@ -21,19 +26,43 @@
 //   E5M2  (32 B)  per 16: the code is the high byte of the FP16 pattern (exact, Inf/NaN too).
 //   INT8  (32 B)  per 8: vpmovsxbd + vcvtdq2ps (the integer q = 64 * value).
 // FP16 subnormals are widened exactly by vcvtph2ps, so element subnormals need no special case.
-//
-// (No #pragma once: each including file wants its own copy.)
+
+#include "cpu/fast/mx_gemv_common.h"
+
+#ifndef MXQ_KERNELS_AVX512
+#error "define MXQ_KERNELS_AVX512 (0 or 1) before including mx_gemv_kernels.h"
+#endif
+
+#if MXQ_KERNELS_AVX512
+#define MXQ_KERNELS_ENTRY gemm_rows_avx512
+#define MXQ_KERNELS_COMPILED avx512_compiled
+#else
+#define MXQ_KERNELS_ENTRY gemm_rows_avx2
+#define MXQ_KERNELS_COMPILED avx2_compiled
+#endif
+
+#if defined(__x86_64__)
+
+#include <immintrin.h>
+
+#include <cstdint>
+#include <type_traits>
+
+#pragma GCC push_options
+#if MXQ_KERNELS_AVX512
+#pragma GCC target("avx2,fma,f16c,avx512f,avx512vl,prefer-vector-width=256")
+#else
+#pragma GCC target("avx2,fma,f16c")
+#endif
 
 #define MXQ_KI __attribute__((always_inline)) inline
 
 namespace mxq::cpu::fast::detail {
 namespace {
 
-// Rows of x per register tile: 8 accumulators fit the 16 AVX2 registers next to the 4 decoded
-// weight vectors; AVX-512VL's 32 registers take 16.
-constexpr int kMaxTile = MXQ_KERNELS_AVX512VL ? 16 : 8;
-
 MXQ_KI int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
+
+// ---- decoders: one 32-element block -> four __m256 --------------------------------------------
 
 // The primary template is the FP6 decoder (E2M3, E3M2); the other formats specialise it.
 // FP6: byte-gather controls and left-align multipliers for the two 16-element halves.
@@ -80,36 +109,12 @@ struct Decoder {
   }
 };
 
-// E2M1 lanes (mx_gemv.h): w[2h] holds the even elements 16h + 2l of the block's half h (the low
-// nibbles of its 8 bytes), w[2h + 1] the odd ones (the high nibbles). vpmovzxbd puts byte l of
-// the half in lane l; the low nibble is the code, the high one is shifted down for the odd
-// elements. Table lookups use only the index's low bits, so the other nibble never matters.
-#if MXQ_KERNELS_AVX512VL
-// AVX-512VL: vpermi2ps looks the whole 4-bit code (sign included) up in a 16-entry table held
-// in two registers.
-template <>
-struct Decoder<ElemType::kE2M1> {
-  static constexpr int kBlockBytes = 16;
-  __m256 lo, hi;
-  MXQ_KI Decoder() {
-    alignas(32) float t[16];
-    for (int j = 0; j < 16; ++j) t[j] = num::decode_elem(ElemType::kE2M1, uint8_t(j));
-    lo = _mm256_load_ps(t);
-    hi = _mm256_load_ps(t + 8);
-  }
-  MXQ_KI void operator()(const uint8_t* p, __m256* w, int&) const {
-    for (int h = 0; h < 2; ++h) {
-      const __m256i v =
-          _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p + 8 * h)));
-      w[2 * h] = _mm256_permutex2var_ps(lo, v, hi);
-      w[2 * h + 1] = _mm256_permutex2var_ps(lo, _mm256_srli_epi32(v, 4), hi);
-    }
-  }
-};
-#else
-// AVX2: vpermps looks the magnitude up from the low 3 bits, and one XOR with (index << 28) sets
-// the sign; the table entries are pre-XORed with (j << 28) so that the same XOR also cancels
-// the index bits it drags into bits 28..30.
+// E2M1 (mx_gemv_common.h lane_elem): w[h] holds the even elements 16h + 2l of the block's half
+// h (the low nibbles of its 8 bytes), w[2 + h] the odd ones (the high nibbles). vpmovzxbd puts
+// byte l of the half in lane l. vpermps looks the magnitude up from the low 3 bits (the other
+// nibble never matters), and one XOR with (index << 28) sets the sign; the table entries are
+// pre-XORed with (j << 28) so that the same XOR also cancels the index bits it drags into bits
+// 28..30.
 template <>
 struct Decoder<ElemType::kE2M1> {
   static constexpr int kBlockBytes = 16;
@@ -128,12 +133,11 @@ struct Decoder<ElemType::kE2M1> {
     for (int h = 0; h < 2; ++h) {
       const __m256i v =
           _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p + 8 * h)));
-      w[2 * h] = lookup(v);
-      w[2 * h + 1] = lookup(_mm256_srli_epi32(v, 4));
+      w[h] = lookup(v);
+      w[2 + h] = lookup(_mm256_srli_epi32(v, 4));
     }
   }
 };
-#endif
 
 template <>
 struct Decoder<ElemType::kE4M3> {
@@ -180,178 +184,288 @@ struct Decoder<ElemType::kInt8> {
   }
 };
 
+// ---- block arithmetic: one policy per register shape ---------------------------------------------
+//
+// A policy P has: kBlockBytes; kMaxTile (activation rows per register tile); W (a decoded block),
+// X (an activation block), S (a broadcast block multiplier), Acc (one row's 16 lanes);
+// decode(p, w, exact); nonzero(w) (any decoded value != 0); load_x, bcast, zero, load, store;
+// fma_block(w, x, s, acc): the block step of mx_gemv.h,
+//   q = w[e_0(L)] * x[e_0(L)];  q = fma(w[e_1(L)], x[e_1(L)], q);  acc[L] = fma(q, s, acc[L]).
+
+// Any format on __m256: lanes 0..7 from w0/x0 and w2/x2, lanes 8..15 from w1/x1 and w3/x3.
+template <ElemType T>
+struct Ymm {
+  static constexpr int kBlockBytes = Decoder<T>::kBlockBytes;
+  // Two accumulators per row: 8 rows fill 16 of AVX-512VL's 32 registers, 4 rows 8 of AVX2's 16.
+  static constexpr int kMaxTile = MXQ_KERNELS_AVX512 ? 8 : 4;
+  struct W { __m256 v[4]; };
+  struct X { __m256 v[4]; };
+  struct Acc { __m256 lo, hi; };
+  using S = __m256;
+  Decoder<T> dec;
+  MXQ_KI Ymm() {}  // explicit: an implicit one would be compiled outside the target region
+  MXQ_KI void decode(const uint8_t* p, W& w, int& exact) const { dec(p, w.v, exact); }
+  MXQ_KI static int nonzero(const W& w) {
+    const __m256 any = _mm256_or_ps(_mm256_or_ps(w.v[0], w.v[1]), _mm256_or_ps(w.v[2], w.v[3]));
+    return _mm256_movemask_ps(_mm256_cmp_ps(any, _mm256_setzero_ps(), _CMP_NEQ_UQ));
+  }
+  MXQ_KI static X load_x(const float* xb) {
+    return {{_mm256_loadu_ps(xb), _mm256_loadu_ps(xb + 8), _mm256_loadu_ps(xb + 16),
+             _mm256_loadu_ps(xb + 24)}};
+  }
+  MXQ_KI static S bcast(const float* s) { return _mm256_broadcast_ss(s); }
+  MXQ_KI static Acc zero() { return {_mm256_setzero_ps(), _mm256_setzero_ps()}; }
+  MXQ_KI static Acc load(const float* a) { return {_mm256_loadu_ps(a), _mm256_loadu_ps(a + 8)}; }
+  MXQ_KI static void store(float* a, const Acc& acc) {
+    _mm256_storeu_ps(a, acc.lo);
+    _mm256_storeu_ps(a + 8, acc.hi);
+  }
+  MXQ_KI static void fma_block(const W& w, const X& x, S s, Acc& acc) {
+    __m256 lo = _mm256_mul_ps(w.v[0], x.v[0]);
+    __m256 hi = _mm256_mul_ps(w.v[1], x.v[1]);
+    lo = _mm256_fmadd_ps(w.v[2], x.v[2], lo);
+    hi = _mm256_fmadd_ps(w.v[3], x.v[3], hi);
+    acc.lo = _mm256_fmadd_ps(lo, s, acc.lo);
+    acc.hi = _mm256_fmadd_ps(hi, s, acc.hi);
+  }
+};
+
+#if MXQ_KERNELS_AVX512
+// E2M1 on __m512: lane L = byte L of the block: even element 2L (w.e), odd 2L + 1 (w.o); the
+// same lanes as Ymm<kE2M1>'s lo | hi.
+struct ZmmE2M1 {
+  static constexpr int kBlockBytes = 16;
+  static constexpr int kMaxTile = 16;  // 16 accumulators of the 32 registers
+  struct W { __m512 e, o; };
+  using X = W;  // x.e = the even elements' activations, x.o the odd ones'
+  using Acc = __m512;
+  using S = __m512;
+  __m512 lut;
+  MXQ_KI ZmmE2M1() {
+    alignas(64) float t[16];
+    for (int j = 0; j < 16; ++j) t[j] = num::decode_elem(ElemType::kE2M1, uint8_t(j));
+    lut = _mm512_load_ps(t);
+  }
+  // (The all-lanes maskz forms compile to the plain instructions; the plain intrinsics trip
+  // GCC 12's -Wmaybe-uninitialized on their undefined pass-through operand.)
+  MXQ_KI void decode(const uint8_t* p, W& w, int&) const {
+    const __mmask16 all = 0xFFFF;
+    const __m512i v =
+        _mm512_maskz_cvtepu8_epi32(all, _mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    w.e = _mm512_maskz_permutexvar_ps(all, v, lut);  // vpermps reads the index's low 4 bits
+    w.o = _mm512_maskz_permutexvar_ps(all, _mm512_maskz_srli_epi32(all, v, 4), lut);
+  }
+  MXQ_KI static int nonzero(const W& w) {
+    const __m512 any = _mm512_castsi512_ps(
+        _mm512_or_si512(_mm512_castps_si512(w.e), _mm512_castps_si512(w.o)));
+    return int(_mm512_cmp_ps_mask(any, _mm512_setzero_ps(), _CMP_NEQ_UQ));
+  }
+  MXQ_KI static X load_x(const float* xb) { return {_mm512_loadu_ps(xb), _mm512_loadu_ps(xb + 16)}; }
+  MXQ_KI static S bcast(const float* s) { return _mm512_set1_ps(*s); }
+  MXQ_KI static Acc zero() { return _mm512_setzero_ps(); }
+  MXQ_KI static Acc load(const float* a) { return _mm512_loadu_ps(a); }
+  MXQ_KI static void store(float* a, const Acc& acc) { _mm512_storeu_ps(a, acc); }
+  MXQ_KI static void fma_block(const W& w, const X& x, S s, Acc& acc) {
+    const __m512 q = _mm512_fmadd_ps(w.o, x.o, _mm512_mul_ps(w.e, x.e));
+    acc = _mm512_fmadd_ps(q, s, acc);
+  }
+};
+#endif
+
+// ---- kernels --------------------------------------------------------------------------------------
+
 // The rare-path checks of a block with scale code c (mx_gemv_common.h, FormatTables): sets
 // `exact` when the row must be recomputed by the float64 loop.
-MXQ_KI void check_block(const uint8_t* flags, uint8_t c, const __m256* w, int& exact) {
+template <typename P>
+MXQ_KI void check_block(const uint8_t* flags, uint8_t c, const typename P::W& w, int& exact) {
   if (__builtin_expect(flags[c] != 0, 0)) {
     exact |= flags[c] & kFlagExact;
-    if (flags[c] & kFlagZeroCheck) {  // subnormal multiplier: only an all-zero block is fine
-      const __m256 any = _mm256_or_ps(_mm256_or_ps(w[0], w[1]), _mm256_or_ps(w[2], w[3]));
-      exact |= _mm256_movemask_ps(_mm256_cmp_ps(any, _mm256_setzero_ps(), _CMP_NEQ_UQ));
-    }
+    if (flags[c] & kFlagZeroCheck) exact |= P::nonzero(w);  // subnormal multiplier: all-zero only
   }
 }
 
-// One weight row, blocks [b0, b1), times MT activation rows: acc (MT x 8 lanes, in memory)
+// One weight row, blocks [b0, b1), times MT activation rows: acc (MT x 16 lanes, in memory)
 // += the blocks' contributions. Returns nonzero when the row needs the float64 path.
-template <ElemType T, int MT>
-MXQ_KI int row_tile(const Decoder<T>& dec, const FormatTables& tb, const uint8_t* prow,
-                    const uint8_t* srow, int64_t b0, int64_t b1, const float* x, int64_t bstride,
-                    float* acc_io) {
-  const float* scale = tb.scale;
-  const uint8_t* flags = tb.flags;
-  __m256 acc[MT];
-  for (int r = 0; r < MT; ++r) acc[r] = _mm256_load_ps(acc_io + 8 * r);
+template <typename P, int MT>
+MXQ_KI int row_tile(const P& pol, const FormatTables& tb, const uint8_t* prow, const uint8_t* srow,
+                    int64_t b0, int64_t b1, const float* x, int64_t bstride, float* acc_io) {
+  typename P::Acc acc[MT];
+  for (int r = 0; r < MT; ++r) acc[r] = P::load(acc_io + kLanes * r);
   int exact = 0;
   for (int64_t b = b0; b < b1; ++b) {
-    __m256 w[4];
-    dec(prow + b * Decoder<T>::kBlockBytes, w, exact);
+    typename P::W w;
+    pol.decode(prow + b * P::kBlockBytes, w, exact);
     const uint8_t c = srow[b];
-    check_block(flags, c, w, exact);
-    const __m256 s = _mm256_broadcast_ss(scale + c);
+    check_block<P>(tb.flags, c, w, exact);
+    const typename P::S s = P::bcast(tb.scale + c);
     const float* xb = x + b * bstride;
-    for (int r = 0; r < MT; ++r) {
-      const float* xr = xb + r * kBlockSize;
-      __m256 p = _mm256_mul_ps(w[0], _mm256_loadu_ps(xr));
-      p = _mm256_fmadd_ps(w[1], _mm256_loadu_ps(xr + 8), p);
-      p = _mm256_fmadd_ps(w[2], _mm256_loadu_ps(xr + 16), p);
-      p = _mm256_fmadd_ps(w[3], _mm256_loadu_ps(xr + 24), p);
-      acc[r] = _mm256_fmadd_ps(p, s, acc[r]);
-    }
+    for (int r = 0; r < MT; ++r) P::fma_block(w, P::load_x(xb + r * kBlockSize), s, acc[r]);
   }
-  for (int r = 0; r < MT; ++r) _mm256_store_ps(acc_io + 8 * r, acc[r]);
+  for (int r = 0; r < MT; ++r) P::store(acc_io + kLanes * r, acc[r]);
   return exact;
 }
 
-// mc activation rows in tiles of 16 (AVX-512VL), 8, 4, 2, 1: every row gets the same arithmetic.
-template <ElemType T>
-MXQ_KI int row_tiles(const Decoder<T>& dec, const FormatTables& tb, const uint8_t* prow,
+// mc activation rows in tiles of P::kMaxTile, 8, 4, 2, 1: every row gets the same arithmetic.
+template <typename P>
+MXQ_KI int row_tiles(const P& pol, const FormatTables& tb, const uint8_t* prow,
                      const uint8_t* srow, int64_t b0, int64_t b1, const float* x, int64_t mc,
                      float* acc) {
   const int64_t bs = mc * kBlockSize;  // x is block-interleaved: [block][row][32]
   int exact = 0;
   int64_t r = 0;
-  if constexpr (kMaxTile >= 16)
-    for (; r + 16 <= mc; r += 16)
-      exact |= row_tile<T, 16>(dec, tb, prow, srow, b0, b1, x + r * kBlockSize, bs, acc + 8 * r);
-  for (; r + 8 <= mc; r += 8)
-    exact |= row_tile<T, 8>(dec, tb, prow, srow, b0, b1, x + r * kBlockSize, bs, acc + 8 * r);
-  if (r + 4 <= mc) {
-    exact |= row_tile<T, 4>(dec, tb, prow, srow, b0, b1, x + r * kBlockSize, bs, acc + 8 * r);
-    r += 4;
-  }
-  if (r + 2 <= mc) {
-    exact |= row_tile<T, 2>(dec, tb, prow, srow, b0, b1, x + r * kBlockSize, bs, acc + 8 * r);
-    r += 2;
-  }
-  if (r < mc) exact |= row_tile<T, 1>(dec, tb, prow, srow, b0, b1, x + r * kBlockSize, bs, acc + 8 * r);
+  const auto tile = [&](auto rows) {
+    constexpr int kRows = decltype(rows)::value;
+    exact |= row_tile<P, kRows>(pol, tb, prow, srow, b0, b1, x + r * kBlockSize, bs,
+                                acc + kLanes * r);
+    r += kRows;
+  };
+  if constexpr (P::kMaxTile >= 16)
+    while (r + 16 <= mc) tile(std::integral_constant<int, 16>());
+  if constexpr (P::kMaxTile >= 8)
+    while (r + 8 <= mc) tile(std::integral_constant<int, 8>());
+  while (r + 4 <= mc) tile(std::integral_constant<int, 4>());
+  if (r + 2 <= mc) tile(std::integral_constant<int, 2>());
+  if (r < mc) tile(std::integral_constant<int, 1>());
   return exact;
 }
 
 // M = 1: kStreams weight rows from kStreams far-apart parts of [n0, n1) advance block by block
 // in lockstep. One sequential stream per core is as fast as the L2 prefetcher runs (~10 GB/s
 // here, and less while the core is busy decoding); several streams keep more misses in flight.
-// Each x block is loaded once for all of them. Every row's arithmetic is row_tile<T, 1>'s.
-constexpr int kStreams = 4;
+// Each x block is loaded once for all of them. Every row's arithmetic is row_tile<P, 1>'s.
+constexpr int kStreams = 8;
 
-template <ElemType T>
-MXQ_KI void gemv_streams(const Decoder<T>& dec, const FormatTables& tb, const MXMatrixRef& w,
+template <typename P>
+MXQ_KI void gemv_streams(const P& pol, const FormatTables& tb, const MXMatrixRef& w,
                          const float* x, int64_t ldx, const float* xi, float* y, int64_t n0,
                          int64_t n1) {
   const int64_t kb = w.k / kBlockSize;
-  const int64_t row_bytes = kb * Decoder<T>::kBlockBytes;
-  const float* scale = tb.scale;
-  const uint8_t* flags = tb.flags;
+  const int64_t row_bytes = kb * P::kBlockBytes;
   const int64_t part = (n1 - n0) / kStreams;  // rows per stream; the rest go one by one
+  alignas(64) float a[kLanes];
   for (int64_t i = 0; i < part; ++i) {
     const uint8_t* prow[kStreams];
     const uint8_t* srow[kStreams];
     int64_t row[kStreams];
-    __m256 acc[kStreams];
+    typename P::Acc acc[kStreams];
     int exact[kStreams];
     for (int s = 0; s < kStreams; ++s) {
       row[s] = n0 + s * part + i;
       prow[s] = w.packed + row[s] * row_bytes;
       srow[s] = w.scales + row[s] * kb;
-      acc[s] = _mm256_setzero_ps();
+      acc[s] = P::zero();
       exact[s] = 0;
     }
     for (int64_t b = 0; b < kb; ++b) {
-      const float* xb = xi + b * kBlockSize;
-      const __m256 x0 = _mm256_loadu_ps(xb), x1 = _mm256_loadu_ps(xb + 8),
-                   x2 = _mm256_loadu_ps(xb + 16), x3 = _mm256_loadu_ps(xb + 24);
+      const typename P::X xb = P::load_x(xi + b * kBlockSize);
       for (int s = 0; s < kStreams; ++s) {
-        __m256 wv[4];
-        dec(prow[s] + b * Decoder<T>::kBlockBytes, wv, exact[s]);
+        typename P::W wv;
+        pol.decode(prow[s] + b * P::kBlockBytes, wv, exact[s]);
         const uint8_t c = srow[s][b];
-        check_block(flags, c, wv, exact[s]);
-        __m256 p = _mm256_mul_ps(wv[0], x0);
-        p = _mm256_fmadd_ps(wv[1], x1, p);
-        p = _mm256_fmadd_ps(wv[2], x2, p);
-        p = _mm256_fmadd_ps(wv[3], x3, p);
-        acc[s] = _mm256_fmadd_ps(p, _mm256_broadcast_ss(scale + c), acc[s]);
+        check_block<P>(tb.flags, c, wv, exact[s]);
+        P::fma_block(wv, xb, P::bcast(tb.scale + c), acc[s]);
       }
     }
     for (int s = 0; s < kStreams; ++s) {
-      alignas(32) float a[8];
-      _mm256_store_ps(a, acc[s]);
-      y[row[s]] = hsum8(a);
+      P::store(a, acc[s]);
+      y[row[s]] = hsum16(a);
       if (exact[s] != 0) mx_gemm_rows_exact(w, x, 1, ldx, y, 1, row[s], row[s] + 1);
     }
   }
   for (int64_t n = n0 + kStreams * part; n < n1; ++n) {  // the remaining rows
-    alignas(32) float a[8] = {};
-    const int e = row_tile<T, 1>(dec, tb, w.packed + n * row_bytes, w.scales + n * kb, 0, kb, xi,
+    for (float& v : a) v = 0.0f;
+    const int e = row_tile<P, 1>(pol, tb, w.packed + n * row_bytes, w.scales + n * kb, 0, kb, xi,
                                  kBlockSize, a);
-    y[n] = hsum8(a);
+    y[n] = hsum16(a);
     if (e != 0) mx_gemm_rows_exact(w, x, 1, ldx, y, 1, n, n + 1);
   }
 }
 
-// Cache blocking for M > 1. The activations arrive
-// block-interleaved per super-tile of kMc rows (interleave_x in mx_gemv_common.h): one chunk
-// of kcb blocks x mc rows is one contiguous piece that fits L1 (<= kXChunkBytes; with plain
-// rows, 16 rows 16 KiB apart would all map to the same L1 sets). Every chunk serves a group of
-// kGroup weight rows (<= 64 KiB of weights at K = 4096 FP8, kept in L2) before the next; the
-// 8-lane row accumulators live in `acc` between chunks. Only the order in which whole blocks
-// are visited changes, never a row's arithmetic.
+// Cache blocking for M > 1. The activations arrive block-interleaved per super-tile of kMc rows
+// (interleave_x in mx_gemv_common.h): one chunk of kcb blocks x mc rows is one contiguous piece
+// that fits L1 (<= kXChunkBytes; with plain rows, 16 rows 16 KiB apart would all map to the same
+// L1 sets). Every chunk serves a group of kGroup weight rows (<= 64 KiB of weights at K = 4096
+// FP8, kept in L2) before the next; the 16-lane row accumulators live in `acc` between chunks.
+// Only the order in which whole blocks are visited changes, never a row's arithmetic.
 constexpr int64_t kGroup = 16;
 constexpr int64_t kMc = kSuperTile;
 constexpr int64_t kXChunkBytes = 24 * 1024;
 
-template <ElemType T>
-void gemm_rows(const MXMatrixRef& w, const float* x, int64_t m, int64_t ldx, const float* xi,
-               float* y, int64_t ldy, int64_t n0, int64_t n1) {
-  const Decoder<T> dec;
-  const FormatTables& tb = format_tables(T);
-  if (m == 1) return gemv_streams<T>(dec, tb, w, x, ldx, xi, y, n0, n1);
+template <typename P>
+void gemm_rows_with(const MXMatrixRef& w, const float* x, int64_t m, int64_t ldx, const float* xi,
+                    float* y, int64_t ldy, int64_t n0, int64_t n1) {
+  const P pol;
+  const FormatTables& tb = format_tables(w.elem);
+  if (m == 1) return gemv_streams<P>(pol, tb, w, x, ldx, xi, y, n0, n1);
   const int64_t kb = w.k / kBlockSize;
-  const int64_t row_bytes = kb * Decoder<T>::kBlockBytes;
+  const int64_t row_bytes = kb * P::kBlockBytes;
   const int64_t kcb = kXChunkBytes / (imin(m, kMc) * kBlockSize * int64_t(sizeof(float)));
-  alignas(32) float acc[kGroup * kMc * 8];
+  alignas(64) float acc[kGroup * kMc * kLanes];
   int exact[kGroup];
   for (int64_t g0 = n0; g0 < n1; g0 += kGroup) {
     const int64_t g1 = imin(n1, g0 + kGroup);
     for (int64_t n = g0; n < g1; ++n) exact[n - g0] = 0;
     for (int64_t m0 = 0; m0 < m; m0 += kMc) {
       const int64_t mc = imin(kMc, m - m0);
-      for (int64_t i = 0; i < (g1 - g0) * mc * 8; ++i) acc[i] = 0.0f;
+      for (int64_t i = 0; i < (g1 - g0) * mc * kLanes; ++i) acc[i] = 0.0f;
       for (int64_t c0 = 0; c0 < kb; c0 += kcb) {
         const int64_t c1 = imin(kb, c0 + kcb);
         for (int64_t n = g0; n < g1; ++n)
-          exact[n - g0] |= row_tiles<T>(dec, tb, w.packed + n * row_bytes, w.scales + n * kb, c0,
-                                        c1, xi + m0 * w.k, mc, acc + (n - g0) * mc * 8);
+          exact[n - g0] |= row_tiles<P>(pol, tb, w.packed + n * row_bytes, w.scales + n * kb, c0,
+                                        c1, xi + m0 * w.k, mc, acc + (n - g0) * mc * kLanes);
       }
       for (int64_t n = g0; n < g1; ++n)
         for (int64_t r = 0; r < mc; ++r)
-          y[(m0 + r) * ldy + n] = hsum8(acc + ((n - g0) * mc + r) * 8);
+          y[(m0 + r) * ldy + n] = hsum16(acc + ((n - g0) * mc + r) * kLanes);
     }
     for (int64_t n = g0; n < g1; ++n)
       if (exact[n - g0] != 0) mx_gemm_rows_exact(w, x, m, ldx, y, ldy, n, n + 1);
   }
 }
 
+template <ElemType T>
+void gemm_rows(const MXMatrixRef& w, const float* x, int64_t m, int64_t ldx, const float* xi,
+               float* y, int64_t ldy, int64_t n0, int64_t n1) {
+#if MXQ_KERNELS_AVX512
+  if constexpr (T == ElemType::kE2M1)
+    return gemm_rows_with<ZmmE2M1>(w, x, m, ldx, xi, y, ldy, n0, n1);
+#endif
+  return gemm_rows_with<Ymm<T>>(w, x, m, ldx, xi, y, ldy, n0, n1);
+}
+
 }  // namespace
+
+bool MXQ_KERNELS_COMPILED() { return true; }
+
+void MXQ_KERNELS_ENTRY(const MXMatrixRef& w, const float* x, int64_t m, int64_t ldx,
+                       const float* xi, float* y, int64_t ldy, int64_t n0, int64_t n1) {
+  switch (w.elem) {
+    case ElemType::kE2M1: return gemm_rows<ElemType::kE2M1>(w, x, m, ldx, xi, y, ldy, n0, n1);
+    case ElemType::kE2M3: return gemm_rows<ElemType::kE2M3>(w, x, m, ldx, xi, y, ldy, n0, n1);
+    case ElemType::kE3M2: return gemm_rows<ElemType::kE3M2>(w, x, m, ldx, xi, y, ldy, n0, n1);
+    case ElemType::kE4M3: return gemm_rows<ElemType::kE4M3>(w, x, m, ldx, xi, y, ldy, n0, n1);
+    case ElemType::kE5M2: return gemm_rows<ElemType::kE5M2>(w, x, m, ldx, xi, y, ldy, n0, n1);
+    case ElemType::kInt8: return gemm_rows<ElemType::kInt8>(w, x, m, ldx, xi, y, ldy, n0, n1);
+  }
+}
+
 }  // namespace mxq::cpu::fast::detail
 
 #undef MXQ_KI
+#pragma GCC pop_options
+
+#else  // not x86-64: the scalar kernel is the only one
+
+namespace mxq::cpu::fast::detail {
+bool MXQ_KERNELS_COMPILED() { return false; }
+void MXQ_KERNELS_ENTRY(const MXMatrixRef& w, const float* x, int64_t m, int64_t ldx,
+                       const float* xi, float* y, int64_t ldy, int64_t n0, int64_t n1) {
+  (void)xi;
+  gemm_rows_scalar(w, x, m, ldx, y, ldy, n0, n1);
+}
+}  // namespace mxq::cpu::fast::detail
+
+#endif
+
+#undef MXQ_KERNELS_ENTRY
+#undef MXQ_KERNELS_COMPILED
