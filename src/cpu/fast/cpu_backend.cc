@@ -12,6 +12,7 @@
 #include "cpu/backends.h"
 #include "cpu/common/act_quant.h"
 #include "cpu/fast/cpu_backend_internal.h"
+#include "cpu/reference/reference_backend.h"
 #include "mxq/numerics.h"
 #include "mxq/packing.h"
 
@@ -36,30 +37,18 @@ std::string shape_str(int64_t rows, int64_t cols) {
   return s;
 }
 
-Status check_mx(const char* name, const MXWeightView& w, const Problem& p, int64_t batch,
-                int64_t n, int64_t k) {
-  const std::string what = std::string("cpu: ") + name + ": ";
-  if (w.packed == nullptr || w.scales == nullptr)
-    return invalid_argument(what + "missing (null packed or scales pointer)");
-  if (w.elem != p.weight)
-    return invalid_argument(what + "expected " + mx_format_name(p.weight) + " elements, got " +
-                            mx_format_name(w.elem));
-  if (w.batch != batch || w.n != n || w.k != k)
-    return invalid_argument(what + "expected shape [" + std::to_string(batch) + ", " +
-                            std::to_string(n) + ", " + std::to_string(k) + "], got [" +
-                            std::to_string(w.batch) + ", " + std::to_string(w.n) + ", " +
-                            std::to_string(w.k) + "] (K rounded up to a multiple of 32)");
+Status check_problem(const CpuBackend& b, const Problem& p, Op op) {
+  if (p.op != op)
+    return invalid_argument("cpu: expected a " + std::string(op_name(op)) + " problem, got " +
+                            p.to_string());
+  const Verdict v = b.can_implement(p);
+  if (!v.ok) return invalid_argument("cpu cannot run " + p.to_string() + ": " + v.reason);
   return Status::Ok();
 }
 
-Status check_bias(const char* name, const DenseView& b, int64_t rows, int64_t cols) {
-  const std::string what = std::string("cpu: ") + name + ": ";
-  if (b.data == nullptr) return invalid_argument(what + "missing (null data)");
-  if (b.rows != rows || b.cols != cols)
-    return invalid_argument(what + "expected shape " + shape_str(rows, cols) + ", got " +
-                            shape_str(b.rows, b.cols));
-  if (int(b.dtype) > int(DType::kF16)) return invalid_argument(what + "unknown dtype");
-  return Status::Ok();
+Status ours(Status s) {
+  if (s.ok()) return s;
+  return {s.code(), "cpu: " + s.message()};
 }
 
 Status check_dense(const char* name, const void* data, DType got_dtype, int64_t got_rows,
@@ -122,15 +111,6 @@ struct PreparedLinear final : PreparedWeights {
   OwnedWeight weight;
   size_t bytes() const override { return weight.copy.size(); }
 };
-
-Status check_problem(const CpuBackend& b, const Problem& p, Op op) {
-  if (p.op != op)
-    return invalid_argument("cpu: expected a " + std::string(op_name(op)) + " problem, got " +
-                            p.to_string());
-  const Verdict v = b.can_implement(p);
-  if (!v.ok) return invalid_argument("cpu cannot run " + p.to_string() + ": " + v.reason);
-  return Status::Ok();
-}
 
 // Adds the bias and stores rows [0, m) x columns [n0, n1) of the FP32 result.
 void store_rows(const float* yf, int64_t ldf, const DenseView& bias, const DenseMutView& y,
@@ -195,18 +175,8 @@ Verdict CpuBackend::can_implement(const Problem& p) const {
 
 StatusOr<std::unique_ptr<PreparedWeights>> CpuBackend::prepare_linear(
     const Problem& p, const LinearWeights& w) const {
-  MXQ_RETURN_IF_ERROR(check_problem(*this, p, Op::kLinear));
-  MXQ_RETURN_IF_ERROR(
-      internal::check_mx("linear weight", w.w, p, 1, p.n, internal::round_up_32(p.k)));
-  if (p.bias) {
-    MXQ_RETURN_IF_ERROR(internal::check_bias("linear bias", w.bias, 1, p.n));
-  } else if (w.bias.data != nullptr) {
-    return invalid_argument("cpu: linear bias: given, but the problem has no bias (" +
-                            p.to_string() + ")");
-  }
-  if (p.act == ActKey::kFP8StaticTensor && !(w.input_scale > 0.0f && std::isfinite(w.input_scale)))
-    return invalid_argument("cpu: linear input_scale: fp8-static-tensor needs a positive finite "
-                            "scale, got " + std::to_string(w.input_scale));
+  MXQ_RETURN_IF_ERROR(internal::check_problem(*this, p, Op::kLinear));
+  MXQ_RETURN_IF_ERROR(internal::ours(check_linear_weights(p, w)));  // cpu-reference's checks
   auto prepared = std::make_unique<PreparedLinear>();
   prepared->w = w;
   prepared->weight = internal::sanitize_padding(w.w, p.k);
@@ -218,7 +188,7 @@ Status CpuBackend::run_linear(const Problem& p, const PreparedWeights& pw, const
   const auto* prepared = dynamic_cast<const PreparedLinear*>(&pw);
   if (prepared == nullptr)
     return invalid_argument("cpu: the prepared weights do not come from cpu prepare_linear");
-  MXQ_RETURN_IF_ERROR(check_problem(*this, p, Op::kLinear));
+  MXQ_RETURN_IF_ERROR(internal::check_problem(*this, p, Op::kLinear));
   const MXWeightView& wv = prepared->weight.view;
   if (wv.n != p.n || wv.k != internal::round_up_32(p.k) || wv.elem != p.weight)
     return invalid_argument("cpu: the prepared weights were prepared for another problem than " +

@@ -33,10 +33,13 @@ struct OwnedWeight {
 // K = the problem's dimension, w.k = K rounded up to 32 (checked before).
 OwnedWeight sanitize_padding(const MXWeightView& w, int64_t k_valid);
 
-// Shape / dtype / presence checks with messages that say expected vs got.
-Status check_mx(const char* name, const MXWeightView& w, const Problem& p, int64_t batch,
-                int64_t n, int64_t k);
-Status check_bias(const char* name, const DenseView& b, int64_t rows, int64_t cols);
+// The op and can_implement as a Status ("cpu cannot run ...: why").
+Status check_problem(const CpuBackend& b, const Problem& p, Op op);
+// `s` with "cpu: " before its message: the weight checks are cpu-reference's
+// (check_linear_weights, check_moe_weights in cpu/reference/reference_backend.h), which accept
+// exactly what this backend accepts; the prefix says which backend refused.
+Status ours(Status s);
+// x / y views: data, dtype and shape, with messages that say expected vs got.
 Status check_dense(const char* name, const void* data, DType got_dtype, int64_t got_rows,
                    int64_t got_cols, DType dtype, int64_t rows, int64_t cols);
 std::string shape_str(int64_t rows, int64_t cols);
@@ -73,6 +76,5 @@ void parallel_chunks(int64_t n, int threads, int64_t chunk, Fn&& fn) {
 
 Status run_moe_impl(const CpuBackendOptions& o, const Problem& p, const MoEWeights& w,
                     const DenseView& x, const MoERouting& r, const DenseMutView& y);
-Status check_moe(const Problem& p, const MoEWeights& w);
 
 }  // namespace mxq::cpu::fast::internal

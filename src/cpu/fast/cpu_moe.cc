@@ -21,6 +21,7 @@
 #include "cpu/common/routing.h"
 #include "cpu/fast/cpu_backend.h"
 #include "cpu/fast/cpu_backend_internal.h"
+#include "cpu/reference/reference_backend.h"
 
 namespace mxq::cpu::fast {
 
@@ -68,47 +69,6 @@ void for_expert_rows(int64_t r0, int64_t r1, int64_t rows, Fn&& fn) {
 }  // namespace
 
 namespace internal {
-
-Status check_moe(const Problem& p, const MoEWeights& w) {
-  const MoEParams& q = p.moe;
-  const int64_t h = p.n, inter = p.k, e_local = w.w2.batch;
-  if (q.expert_map ? (e_local < 1 || e_local > q.experts) : e_local != q.experts)
-    return invalid_argument(
-        "cpu: moe w2: expected " +
-        (q.expert_map ? "1.." + std::to_string(q.experts) + " local experts (expert map)"
-                      : std::to_string(q.experts) + " experts (no expert map)") +
-        ", got " + std::to_string(e_local));
-  const std::string layout = io::gate_up_layout_name(q.layout);
-  if (q.layout != GateUpLayout::kSeparate) {
-    MXQ_RETURN_IF_ERROR(check_mx("moe w13", w.w13, p, e_local, 2 * inter, round_up_32(h)));
-    if (given(w.w1) || given(w.w3) || given(w.bias1) || given(w.bias3))
-      return invalid_argument("cpu: moe w1/w3: given, but the " + layout +
-                              " layout takes the fused w13 (and bias13)");
-  } else {
-    MXQ_RETURN_IF_ERROR(check_mx("moe w1", w.w1, p, e_local, inter, round_up_32(h)));
-    MXQ_RETURN_IF_ERROR(check_mx("moe w3", w.w3, p, e_local, inter, round_up_32(h)));
-    if (given(w.w13) || given(w.bias13))
-      return invalid_argument("cpu: moe w13: given, but the separate layout takes w1 and w3 "
-                              "(and bias1/bias3)");
-  }
-  MXQ_RETURN_IF_ERROR(check_mx("moe w2", w.w2, p, e_local, h, round_up_32(inter)));
-  const bool any_bias = given(w.bias13) || given(w.bias1) || given(w.bias3) || given(w.bias2);
-  if (!p.bias && any_bias)
-    return invalid_argument("cpu: moe bias: given, but the problem has no bias (" +
-                            p.to_string() + ")");
-  if (p.bias && !any_bias)
-    return invalid_argument("cpu: moe bias: the problem has a bias, but no bias view was given");
-  if (given(w.bias13)) MXQ_RETURN_IF_ERROR(check_bias("moe bias13", w.bias13, e_local, 2 * inter));
-  if (given(w.bias1)) MXQ_RETURN_IF_ERROR(check_bias("moe bias1", w.bias1, e_local, inter));
-  if (given(w.bias3)) MXQ_RETURN_IF_ERROR(check_bias("moe bias3", w.bias3, e_local, inter));
-  if (given(w.bias2)) MXQ_RETURN_IF_ERROR(check_bias("moe bias2", w.bias2, e_local, h));
-  if (p.act == ActKey::kFP8StaticTensor)
-    for (float s : {w.input_scale13, w.input_scale2})
-      if (!(s > 0.0f && std::isfinite(s)))
-        return invalid_argument("cpu: moe input_scale13/input_scale2: fp8-static-tensor needs "
-                                "positive finite scales, got " + std::to_string(s));
-  return Status::Ok();
-}
 
 Status run_moe_impl(const CpuBackendOptions& o, const Problem& p, const MoEWeights& w,
                     const DenseView& x, const MoERouting& r, const DenseMutView& y) {
@@ -280,11 +240,8 @@ Status run_moe_impl(const CpuBackendOptions& o, const Problem& p, const MoEWeigh
 
 StatusOr<std::unique_ptr<PreparedWeights>> CpuBackend::prepare_moe(const Problem& p,
                                                                    const MoEWeights& w) const {
-  if (p.op != Op::kMoE)
-    return invalid_argument("cpu: expected a moe problem, got " + p.to_string());
-  if (const Verdict v = can_implement(p); !v.ok)
-    return invalid_argument("cpu cannot run " + p.to_string() + ": " + v.reason);
-  MXQ_RETURN_IF_ERROR(internal::check_moe(p, w));
+  MXQ_RETURN_IF_ERROR(internal::check_problem(*this, p, Op::kMoE));
+  MXQ_RETURN_IF_ERROR(internal::ours(check_moe_weights(p, w)));  // cpu-reference's checks
   auto prepared = std::make_unique<PreparedMoE>();
   prepared->w = w;
   const auto sanitize = [&](const MXWeightView& v, int64_t k, OwnedWeight& own, MXWeightView& dst) {
@@ -304,9 +261,8 @@ Status CpuBackend::run_moe(const Problem& p, const PreparedWeights& pw, const De
   const auto* prepared = dynamic_cast<const PreparedMoE*>(&pw);
   if (prepared == nullptr)
     return invalid_argument("cpu: the prepared weights do not come from cpu prepare_moe");
-  if (p.op != Op::kMoE)
-    return invalid_argument("cpu: expected a moe problem, got " + p.to_string());
-  MXQ_RETURN_IF_ERROR(internal::check_moe(p, prepared->w));
+  MXQ_RETURN_IF_ERROR(internal::check_problem(*this, p, Op::kMoE));
+  MXQ_RETURN_IF_ERROR(internal::ours(check_moe_weights(p, prepared->w)));
   return internal::run_moe_impl(opts_, p, prepared->w, x, r, y);
 }
 

@@ -82,6 +82,7 @@ Status check_bias(const char* name, const DenseView& b, int64_t rows, int64_t co
   if (b.rows != rows || b.cols != cols)
     return invalid_argument(std::string(name) + ": expected shape " + shape_str(rows, cols) +
                             ", got " + shape_str(b.rows, b.cols));
+  if (int(b.dtype) > int(DType::kF16)) return invalid_argument(std::string(name) + ": unknown dtype");
   return Status::Ok();
 }
 
