@@ -13,28 +13,9 @@
 #include "mxq/device.h"
 #include "mxq/problem.h"
 #include "mxq/status.h"
+#include "mxq/views.h"
 
 namespace mxq {
-
-// Canonical MX weights: packed [batch, n, k * bits / 8] and E8M0 scales [batch, n, k / 32].
-struct MXWeightView {
-  ElemType elem = ElemType::kE2M1;
-  int64_t batch = 1, n = 0, k = 0;
-  const uint8_t* packed = nullptr;
-  const uint8_t* scales = nullptr;
-};
-
-// A dense matrix/vector view, row-major, contiguous rows of `cols` elements.
-struct DenseView {
-  const void* data = nullptr;
-  DType dtype = DType::kF32;
-  int64_t rows = 0, cols = 0;
-};
-struct DenseMutView {
-  void* data = nullptr;
-  DType dtype = DType::kF32;
-  int64_t rows = 0, cols = 0;
-};
 
 struct LinearWeights {
   MXWeightView w;              // batch 1, [N, K]

@@ -27,11 +27,14 @@ Device probe() {
 #if defined(MXQ_WITH_CUDA)
   d.cuda_built = true;
   {
-    // CMAKE_CUDA_ARCHITECTURES, e.g. "80-real;90a-real" -> {80, 90}
+    // CMAKE_CUDA_ARCHITECTURES with ',' for ';' (CMakeLists.txt), e.g. "80-real,90a-real"
+    // -> {80, 90}
     std::string archs = MXQ_CUDA_ARCHS;
+    for (char& c : archs)
+      if (c == ';') c = ',';
     std::stringstream ss(archs);
     std::string a;
-    while (std::getline(ss, a, ';')) {
+    while (std::getline(ss, a, ',')) {
       int v = 0;
       for (char c : a) {
         if (c < '0' || c > '9') break;

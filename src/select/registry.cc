@@ -1,6 +1,9 @@
 // The built-in backends, registered explicitly (see select.h for why not by static objects).
 // Adding a backend: construct it here, in any order; priority() decides the ranking.
 #include "cpu/backends.h"
+#if defined(MXQ_WITH_CUDA_BACKENDS)
+#include "cuda/backends.h"
+#endif
 #include "oracle.h"
 
 namespace mxq {

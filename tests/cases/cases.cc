@@ -32,12 +32,13 @@ std::vector<Case> linear_cases(Tier tier) {
     f32.out = DType::kF32;
     add(f32);
   }
-  // Awkward shapes for the two formats that matter most today.
+  // Awkward shapes for the two formats that matter most today, BF16 and FP16 activations.
   for (ElemType w : {ElemType::kE2M1, ElemType::kE4M3})
-    for (int64_t m : {1, 3, 17, 118})
-      for (auto [n, k] : std::initializer_list<std::pair<int64_t, int64_t>>{
-               {32, 32}, {96, 2880}, {2880, 96}, {160, 5760}})
-        add(Problem::linear(w, ActKey::kBF16, m, n, k, m == 17));
+    for (ActKey a : {ActKey::kBF16, ActKey::kFP16})
+      for (int64_t m : {1, 3, 17, 118})
+        for (auto [n, k] : std::initializer_list<std::pair<int64_t, int64_t>>{
+                 {32, 32}, {96, 2880}, {2880, 96}, {160, 5760}})
+          add(Problem::linear(w, a, m, n, k, m == 17));
   if (tier == Tier::kFull) {
     // Real model shapes (FORMATS.md / PERFORMANCE.md).
     for (ElemType w : {ElemType::kE2M1, ElemType::kE4M3})

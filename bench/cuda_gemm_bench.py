@@ -1,0 +1,202 @@
+#!/usr/bin/env python3
+"""cuda-mma GEMM benchmark against its peers, all in one process (run on the GPU host).
+
+Usage: python3 bench/cuda_gemm_bench.py --shim build/cuda/bench/libmxq_bench_cuda_shim.so \
+           --out results.json [--quick] [--formats mxfp4,mxfp8] [--reps 50]
+
+Per case (N x K, M, weight format): mxq's time (median of CUDA-event timings, the L2 flushed
+before every run so the weights come from HBM), weight TB/s, % of the device-to-device copy
+bandwidth measured in this process, TFLOP/s, and the time ratio against peers measured the same
+way: cuBLAS BF16 (torch.matmul), cuBLASLt FP8 rowwise (torch._scaled_mm) and humming-kernels
+when importable. Before timing, mxq's output is checked against a float32 torch reference on the
+dequantized weights (relative Frobenius error must be < 1e-2).
+"""
+import argparse
+import ctypes
+import json
+import math
+import statistics
+import sys
+
+import torch
+
+SHAPES = [(4096, 4096), (8192, 8192), (28672, 8192), (8192, 28672), (5760, 2880), (2880, 2880)]
+MS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 2048, 8192]
+QUICK_MS = [1, 16, 128, 2048]
+E2M1 = [0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0]
+
+
+class Shim:
+    def __init__(self, path):
+        self.lib = ctypes.CDLL(path)
+        self.lib.mxq_shim_prepare.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64,
+                                              ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p,
+                                              ctypes.POINTER(ctypes.c_void_p), ctypes.c_char_p,
+                                              ctypes.c_int]
+        self.lib.mxq_shim_run.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p,
+                                          ctypes.c_void_p, ctypes.c_void_p, ctypes.c_char_p,
+                                          ctypes.c_int]
+        self.lib.mxq_shim_free.argtypes = [ctypes.c_void_p]
+        self.lib.mxq_shim_config.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64,
+                                             ctypes.c_int64, ctypes.c_char_p, ctypes.c_int]
+        self.err = ctypes.create_string_buffer(1024)
+
+    def prepare(self, elem, n, k, packed, scales):
+        h = ctypes.c_void_p()
+        if self.lib.mxq_shim_prepare(elem, 0, n, k, packed.data_ptr(), scales.data_ptr(),
+                                     ctypes.byref(h), self.err, 1024):
+            raise RuntimeError(self.err.value.decode())
+        return h
+
+    def run(self, h, m, x, y):
+        stream = torch.cuda.current_stream().cuda_stream
+        if self.lib.mxq_shim_run(h, m, x.data_ptr(), y.data_ptr(), stream, self.err, 1024):
+            raise RuntimeError(self.err.value.decode())
+
+    def config(self, elem, m, n, k):
+        buf = ctypes.create_string_buffer(256)
+        self.lib.mxq_shim_config(elem, m, n, k, buf, 256)
+        return buf.value.decode()
+
+
+def dequant(elem, packed, scales, n, k):
+    """Canonical MX weights -> float32 [n, k] (torch, on the GPU)."""
+    if elem == 0:
+        lut = torch.tensor(E2M1 + [-v for v in E2M1], device=packed.device)
+        codes = torch.stack([packed & 15, packed >> 4], dim=-1).reshape(n, k).long()
+        vals = lut[codes]
+    else:
+        vals = packed.view(torch.float8_e4m3fn).float().reshape(n, k)
+    s = torch.exp2(scales.float() - 127.0).repeat_interleave(32, dim=1)
+    return vals * s
+
+
+class Timer:
+    def __init__(self, reps):
+        self.reps = reps
+        self.flush = torch.empty(256 * 1024 * 1024, dtype=torch.int8, device="cuda")
+
+    def median_us(self, fn):
+        for _ in range(3):
+            fn()
+        torch.cuda.synchronize()
+        ts = []
+        for _ in range(self.reps):
+            self.flush.zero_()  # evict the weights from L2 (50 MB)
+            a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            a.record()
+            fn()
+            b.record()
+            torch.cuda.synchronize()
+            ts.append(a.elapsed_time(b) * 1e3)
+        return statistics.median(ts)
+
+
+def copy_bandwidth(timer):
+    src = torch.empty(1 << 30, dtype=torch.uint8, device="cuda")
+    dst = torch.empty_like(src)
+    us = timer.median_us(lambda: dst.copy_(src))
+    return 2 * src.numel() / (us * 1e-6)  # bytes read + written per second
+
+
+def peers(m, n, k, x, timer):
+    out = {}
+    w = torch.randn(n, k, device="cuda", dtype=torch.bfloat16)
+    out["cublas_bf16_us"] = timer.median_us(lambda: torch.matmul(x, w.t()))
+    try:
+        xf = x.to(torch.float8_e4m3fn)
+        wf = w.to(torch.float8_e4m3fn)
+        sa = torch.ones(m, 1, device="cuda", dtype=torch.float32)
+        sb = torch.ones(1, n, device="cuda", dtype=torch.float32)
+        torch._scaled_mm(xf, wf.t(), scale_a=sa, scale_b=sb, out_dtype=torch.bfloat16)
+        out["cublaslt_fp8_rowwise_us"] = timer.median_us(
+            lambda: torch._scaled_mm(xf, wf.t(), scale_a=sa, scale_b=sb, out_dtype=torch.bfloat16))
+    except Exception as e:  # shape limits of _scaled_mm (e.g. M not a multiple of 16)
+        out["cublaslt_fp8_rowwise_error"] = str(e).splitlines()[0][:160]
+    del w
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--shim", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--formats", default="mxfp4,mxfp8")
+    ap.add_argument("--shapes", default="")
+    ap.add_argument("--ms", default="")
+    ap.add_argument("--reps", type=int, default=50)
+    ap.add_argument("--no-peers", action="store_true")
+    args = ap.parse_args()
+
+    shim = Shim(args.shim)
+    timer = Timer(args.reps)
+    torch.manual_seed(0)
+    props = torch.cuda.get_device_properties(0)
+    bw = copy_bandwidth(timer)
+    try:
+        import humming  # noqa: F401  (humming-kernels)
+        humming_note = "importable (not yet wired into this harness)"
+    except Exception as e:
+        humming_note = f"not available: {type(e).__name__}: {e}"
+    result = {"device": props.name, "sms": props.multi_processor_count,
+              "copy_bandwidth_Bps": bw, "torch": torch.__version__, "humming": humming_note,
+              "cases": []}
+    print(f"# {props.name}: copy bandwidth {bw / 1e12:.2f} TB/s; humming-kernels {humming_note}",
+          flush=True)
+
+    shapes = SHAPES if not args.shapes else [tuple(map(int, s.split("x")))
+                                             for s in args.shapes.split(",")]
+    ms = [int(v) for v in args.ms.split(",")] if args.ms else (QUICK_MS if args.quick else MS)
+    formats = [f for f in args.formats.split(",") if f]
+    print("| format | N x K | M | mxq us | TB/s | % copy BW | TFLOP/s | cuBLAS BF16 us | "
+          "vs BF16 | FP8 rowwise us | vs FP8 | rel err |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for fmt in formats:
+        elem = 0 if fmt == "mxfp4" else 1
+        for (n, k) in shapes:
+            kb = k // 2 if elem == 0 else k
+            packed = torch.randint(0, 256, (n, kb), dtype=torch.uint8, device="cuda")
+            if elem == 1:  # no NaN codes
+                nan = (packed & 0x7F) == 0x7F
+                packed[nan] ^= 1
+            scales = torch.randint(118, 124, (n, k // 32), dtype=torch.uint8, device="cuda")
+            h = shim.prepare(elem, n, k, packed, scales)
+            wref = dequant(elem, packed, scales, n, k)
+            wbytes = n * k * (0.5 if elem == 0 else 1.0) + n * k / 32
+            for m in ms:
+                x = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
+                y = torch.full((m, n), float("nan"), device="cuda", dtype=torch.bfloat16)
+                shim.run(h, m, x, y)
+                torch.cuda.synchronize()
+                ref = x.float() @ wref.t()
+                err = ((y.float() - ref).norm() / ref.norm()).item()
+                if not math.isfinite(err) or err > 1e-2:
+                    raise SystemExit(f"{fmt} {n}x{k} M={m}: relative error {err} (want < 1e-2)")
+                us = timer.median_us(lambda: shim.run(h, m, x, y))
+                case = {"format": fmt, "n": n, "k": k, "m": m, "us": us, "rel_err": err,
+                        "weight_TBps": wbytes / (us * 1e-6) / 1e12,
+                        "pct_copy_bw": 100 * wbytes / (us * 1e-6) / bw,
+                        "tflops": 2 * m * n * k / (us * 1e-6) / 1e12,
+                        "config": shim.config(elem, m, n, k)}
+                if not args.no_peers:
+                    case.update(peers(m, n, k, x, timer))
+                result["cases"].append(case)
+                b16 = case.get("cublas_bf16_us")
+                f8 = case.get("cublaslt_fp8_rowwise_us")
+                print(f"| {fmt} | {n}x{k} | {m} | {us:.1f} | {case['weight_TBps']:.2f} | "
+                      f"{case['pct_copy_bw']:.0f}% | {case['tflops']:.1f} | "
+                      f"{b16 if b16 is None else round(b16, 1)} | "
+                      f"{'' if b16 is None else f'{b16 / us:.2f}x'} | "
+                      f"{'n/a' if f8 is None else round(f8, 1)} | "
+                      f"{'' if f8 is None else f'{f8 / us:.2f}x'} | {err:.1e} |", flush=True)
+                del x, y, ref
+            shim.lib.mxq_shim_free(h)
+            del packed, scales, wref
+            torch.cuda.empty_cache()
+    with open(args.out, "w") as f:
+        json.dump(result, f, indent=1)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

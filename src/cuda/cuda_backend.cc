@@ -1,0 +1,257 @@
+// The cuda-mma backend: MX linear layers on SM80+ GPUs through the mixed-input tensor-core GEMM
+// (gemm/mx_gemm.cuh). Weights are repacked on the GPU into the fragment layout at prepare time.
+//
+// Memory: prepare accepts canonical weights in host or device memory (copied to the current
+// device). run_linear takes device pointers for x and y and is asynchronous on the given stream
+// (no allocation, no synchronisation: graph-capturable). For tests and the CLI it also accepts
+// host pointers: then it stages them through temporary device buffers and synchronises, which
+// is slow and documented as a convenience only.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "cpu/reference/reference_backend.h"
+#include "cuda/backends.h"
+#include "cuda/common/cuda_check.h"
+#include "cuda/gemm/frag_layout.h"
+#include "cuda/gemm/mx_gemm.h"
+#include "cuda/gemm/repack.h"
+#include "mxq/numerics.h"
+
+namespace mxq {
+namespace cuda {
+namespace {
+
+// A device allocation freed on scope exit (and on every error path).
+class DeviceBuffer {
+ public:
+  DeviceBuffer() = default;
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+  DeviceBuffer(DeviceBuffer&& o) noexcept : p_(o.p_), bytes_(o.bytes_) { o.p_ = nullptr; }
+  ~DeviceBuffer() {
+    if (p_ != nullptr) cudaFree(p_);
+  }
+  Status allocate(size_t bytes) {
+    bytes_ = bytes;
+    return cuda_status(cudaMalloc(&p_, std::max<size_t>(bytes, 1)), "cudaMalloc");
+  }
+  template <typename T = uint8_t>
+  T* get() const {
+    return static_cast<T*>(p_);
+  }
+  size_t bytes() const { return bytes_; }
+
+ private:
+  void* p_ = nullptr;
+  size_t bytes_ = 0;
+};
+
+bool is_device_pointer(const void* p) {
+  cudaPointerAttributes a{};
+  if (cudaPointerGetAttributes(&a, p) != cudaSuccess) {
+    cudaGetLastError();  // clear the sticky-free error of an unregistered host pointer
+    return false;
+  }
+  return a.type == cudaMemoryTypeDevice || a.type == cudaMemoryTypeManaged;
+}
+
+// `bytes` at `p` (host or device) as a device pointer: `p` itself, or a copy in `tmp`.
+Status to_device(const void* p, size_t bytes, DeviceBuffer& tmp, const void** out) {
+  if (is_device_pointer(p)) {
+    *out = p;
+    return Status::Ok();
+  }
+  MXQ_RETURN_IF_ERROR(tmp.allocate(bytes));
+  MXQ_CUDA_TRY(cudaMemcpy(tmp.get(), p, bytes, cudaMemcpyHostToDevice));
+  *out = tmp.get();
+  return Status::Ok();
+}
+
+struct PreparedLinear final : PreparedWeights {
+  int device = 0;
+  FragLayout layout;
+  DeviceBuffer w, scales, bias;  // bias: FP32 [N] or empty
+  size_t bytes() const override { return w.bytes() + scales.bytes() + bias.bytes(); }
+};
+
+class CudaMmaBackend final : public Backend {
+ public:
+  std::string_view name() const override { return "cuda-mma"; }
+  int priority() const override { return 100; }
+
+  Verdict supports(const Device& d) const override {
+    if (!d.cuda_built) return Verdict::no("mxq was built without its CUDA part");
+    if (d.gpus.empty()) return Verdict::no(d.cuda_status.empty() ? "no CUDA device" : d.cuda_status);
+    int dev = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess) dev = 0;
+    const CudaDeviceInfo* g = nullptr;
+    for (const auto& info : d.gpus)
+      if (info.index == dev) g = &info;
+    if (g == nullptr) g = &d.gpus.front();
+    const int cc = 10 * g->cc_major + g->cc_minor;
+    if (cc < 80)
+      return Verdict::no("GPU " + g->name + " is sm_" + std::to_string(cc) +
+                         "; cuda-mma needs sm_80 or newer (mma.sync BF16)");
+    // Machine code runs only on the major version it was built for (no PTX is embedded).
+    const int need = g->cc_major == 8 ? 80 : g->cc_major == 9 ? 90 : -1;
+    const auto& built = d.cuda_archs_compiled;
+    if (need < 0 || std::find(built.begin(), built.end(), need) == built.end()) {
+      std::string archs;
+      for (int a : built) archs += (archs.empty() ? "" : ", ") + std::to_string(a);
+      return Verdict::no("no cuda-mma machine code for sm_" + std::to_string(cc) +
+                         " in this build (built: " + archs + ")");
+    }
+    return Verdict::yes();
+  }
+
+  Verdict can_implement(const Problem& p) const override {
+    if (p.op != Op::kLinear)
+      return Verdict::no(std::string("cuda-mma implements linear layers only (") + op_name(p.op) +
+                         " is not implemented yet)");
+    if (p.weight != ElemType::kE2M1 && p.weight != ElemType::kE4M3)
+      return Verdict::no(std::string("weights ") + mx_format_name(p.weight) +
+                         ": cuda-mma runs MXFP4 (E2M1) and MXFP8 (E4M3) weights");
+    if (p.act != ActKey::kBF16 && p.act != ActKey::kFP16)
+      return Verdict::no(std::string("activation key ") + act_key_name(p.act) +
+                         ": cuda-mma runs BF16 and FP16 activations (W4A16 / W8A16)");
+    const DType a = act_input_dtype(p.act);
+    if (p.out != a && p.out != DType::kF32)
+      return Verdict::no(std::string("output ") + dtype_name(p.out) + ": cuda-mma writes " +
+                         dtype_name(a) + " or F32");
+    if (p.n % 16 != 0 || p.k % 32 != 0)
+      return Verdict::no("N = " + std::to_string(p.n) + ", K = " + std::to_string(p.k) +
+                         ": cuda-mma needs N a multiple of 16 and K a multiple of 32");
+    if (p.m > 65535LL * 64 || p.n > (1LL << 30) || p.k > (1LL << 30))
+      return Verdict::no("shape too large for one launch");
+    return Verdict::yes();
+  }
+
+  StatusOr<std::unique_ptr<PreparedWeights>> prepare_linear(const Problem& p,
+                                                            const LinearWeights& lw) const override {
+    if (Verdict v = can_implement(p); !v)
+      return invalid_argument("cuda-mma cannot run " + p.to_string() + ": " + v.reason);
+    MXQ_RETURN_IF_ERROR(cpu::check_linear_weights(p, lw));
+    MXQ_RETURN_IF_ERROR(check_frag_layout(lw.w));
+    auto out = std::make_unique<PreparedLinear>();
+    MXQ_CUDA_TRY(cudaGetDevice(&out->device));
+    out->layout = FragLayout{lw.w.elem, 1, lw.w.n, lw.w.k};
+    const FragLayout& l = out->layout;
+
+    // Canonical weights on the device (a temporary copy when they live on the host).
+    const size_t pbytes = size_t(l.n) * size_t(packed_bytes(l.elem, l.k));
+    const size_t sbytes = size_t(l.n) * size_t(l.k / 32);
+    DeviceBuffer tmp_p, tmp_s, flag;
+    MXWeightView dv = lw.w;
+    MXQ_RETURN_IF_ERROR(to_device(lw.w.packed, pbytes, tmp_p, reinterpret_cast<const void**>(&dv.packed)));
+    MXQ_RETURN_IF_ERROR(to_device(lw.w.scales, sbytes, tmp_s, reinterpret_cast<const void**>(&dv.scales)));
+
+    MXQ_RETURN_IF_ERROR(out->w.allocate(l.packed_bytes()));
+    MXQ_RETURN_IF_ERROR(out->scales.allocate(l.scale_bytes()));
+    MXQ_RETURN_IF_ERROR(flag.allocate(sizeof(int)));
+    MXQ_CUDA_TRY(cudaMemset(flag.get(), 0, sizeof(int)));
+    MXQ_RETURN_IF_ERROR(repack_frag(dv, out->w.get(), out->scales.get(), flag.get<int>(), nullptr));
+    int nan = 0;
+    MXQ_CUDA_TRY(cudaMemcpy(&nan, flag.get(), sizeof(int), cudaMemcpyDeviceToHost));
+    if (nan != 0)
+      return invalid_argument("cuda-mma: the E4M3 weights contain NaN codes (0x7F / 0xFF); "
+                              "cuda-mma's decode has no NaN, refusing (the cpu backends "
+                              "propagate NaN)");
+
+    if (lw.bias.data != nullptr) {
+      std::vector<float> b(size_t(l.n));
+      DeviceBuffer tmp_b;
+      const void* src = lw.bias.data;
+      std::vector<uint8_t> host(size_t(l.n) * size_t(dtype_bytes(lw.bias.dtype)));
+      if (is_device_pointer(src)) {
+        MXQ_CUDA_TRY(cudaMemcpy(host.data(), src, host.size(), cudaMemcpyDeviceToHost));
+        src = host.data();
+      }
+      for (int64_t i = 0; i < l.n; ++i) b[size_t(i)] = float(num::load_dense(src, lw.bias.dtype, i));
+      MXQ_RETURN_IF_ERROR(out->bias.allocate(b.size() * sizeof(float)));
+      MXQ_CUDA_TRY(cudaMemcpy(out->bias.get(), b.data(), b.size() * sizeof(float),
+                              cudaMemcpyHostToDevice));
+    }
+    MXQ_CUDA_TRY(cudaDeviceSynchronize());
+    return std::unique_ptr<PreparedWeights>(std::move(out));
+  }
+
+  Status run_linear(const Problem& p, const PreparedWeights& pw, const DenseView& x,
+                    const DenseMutView& y, void* stream) const override {
+    const auto* w = dynamic_cast<const PreparedLinear*>(&pw);
+    if (w == nullptr)
+      return invalid_argument("cuda-mma: weights were not prepared by cuda-mma");
+    if (Verdict v = can_implement(p); !v)
+      return invalid_argument("cuda-mma cannot run " + p.to_string() + ": " + v.reason);
+    if (w->layout.n != p.n || w->layout.k != p.k || w->layout.elem != p.weight)
+      return invalid_argument("cuda-mma: prepared weights are " + std::string(mx_format_name(w->layout.elem)) +
+                              " [" + std::to_string(w->layout.n) + ", " + std::to_string(w->layout.k) +
+                              "], the problem asks for " + p.to_string());
+    const DType act = act_input_dtype(p.act);
+    if (x.data == nullptr || x.dtype != act || x.rows != p.m || x.cols != p.k)
+      return invalid_argument("cuda-mma: x must be " + std::string(dtype_name(act)) + " [" +
+                              std::to_string(p.m) + ", " + std::to_string(p.k) + "], got " +
+                              dtype_name(x.dtype) + " [" + std::to_string(x.rows) + ", " +
+                              std::to_string(x.cols) + "]");
+    if (y.data == nullptr || y.dtype != p.out || y.rows != p.m || y.cols != p.n)
+      return invalid_argument("cuda-mma: y must be " + std::string(dtype_name(p.out)) + " [" +
+                              std::to_string(p.m) + ", " + std::to_string(p.n) + "], got " +
+                              dtype_name(y.dtype) + " [" + std::to_string(y.rows) + ", " +
+                              std::to_string(y.cols) + "]");
+    int dev = 0;
+    MXQ_CUDA_TRY(cudaGetDevice(&dev));
+    if (dev != w->device)
+      return invalid_argument("cuda-mma: weights were prepared on GPU " + std::to_string(w->device) +
+                              ", the current device is GPU " + std::to_string(dev));
+
+    GemmArgs a;
+    a.elem = p.weight;
+    a.act = act;
+    a.out = p.out;
+    a.w = w->w.get();
+    a.w_scales = w->scales.get();
+    a.bias = w->bias.bytes() ? w->bias.get<float>() : nullptr;
+    a.m = p.m;
+    a.n = p.n;
+    a.k = p.k;
+    a.ldx = p.k;
+    a.ldy = p.n;
+    auto* s = static_cast<cudaStream_t>(stream);
+
+    const bool x_dev = is_device_pointer(x.data), y_dev = is_device_pointer(y.data);
+    if (x_dev && y_dev) {
+      a.x = x.data;
+      a.y = y.data;
+      return mx_gemm(a, s);
+    }
+    // Host memory: the staged convenience path (synchronous).
+    const size_t xb = size_t(p.m * p.k) * size_t(dtype_bytes(act));
+    const size_t yb = size_t(p.m * p.n) * size_t(dtype_bytes(p.out));
+    DeviceBuffer tx, ty;
+    MXQ_RETURN_IF_ERROR(to_device(x.data, xb, tx, &a.x));
+    if (y_dev) {
+      a.y = y.data;
+    } else {
+      MXQ_RETURN_IF_ERROR(ty.allocate(yb));
+      a.y = ty.get();
+    }
+    MXQ_RETURN_IF_ERROR(mx_gemm(a, s));
+    if (!y_dev) MXQ_CUDA_TRY(cudaMemcpyAsync(y.data, a.y, yb, cudaMemcpyDeviceToHost, s));
+    MXQ_CUDA_TRY(cudaStreamSynchronize(s));
+    return Status::Ok();
+  }
+};
+
+}  // namespace
+}  // namespace cuda
+
+std::vector<std::unique_ptr<Backend>> make_cuda_backends() {
+  std::vector<std::unique_ptr<Backend>> v;
+  v.push_back(std::make_unique<cuda::CudaMmaBackend>());
+  return v;
+}
+
+}  // namespace mxq

@@ -1,0 +1,77 @@
+// One lane's words of the fragment layout (frag_layout.h), computed from canonical MX weights.
+// Shared by the CPU definition (frag_layout.cc) and the GPU repack kernel (repack.cu), so the
+// two cannot drift apart; compiled as host and device code.
+#pragma once
+
+#include <cstdint>
+
+#if defined(__CUDACC__)
+#define MXQ_FRAG_FN __host__ __device__ __forceinline__
+#else
+#define MXQ_FRAG_FN inline
+#endif
+
+namespace mxq::cuda::frag {
+
+// Canonical source: codes [batch * n, k] (E2M1: 2 per byte, low nibble first; E4M3: 1 per
+// byte), scales [batch * n, k / 32].
+struct Source {
+  const uint8_t* packed;
+  const uint8_t* scales;
+  int64_t n, k;  // per batch entry
+};
+
+MXQ_FRAG_FN uint32_t fp4_code(const Source& s, int64_t row, int64_t k) {
+  if (k >= s.k) return 0;
+  const uint8_t b = s.packed[row * (s.k / 2) + k / 2];
+  return (k & 1) ? uint32_t(b >> 4) : uint32_t(b & 15);
+}
+MXQ_FRAG_FN uint32_t fp8_code(const Source& s, int64_t row, int64_t k) {
+  return k < s.k ? uint32_t(s.packed[row * s.k + k]) : 0u;
+}
+
+// Row of lane `lane` in 16-row tile tn: r0 (half 0) or r0 + 8 (half 1); first K of sub-step.
+MXQ_FRAG_FN int64_t lane_row(int64_t batch_index, const Source& s, int64_t tn, int lane, int half) {
+  return batch_index * s.n + 16 * tn + (lane >> 2) + 8 * half;
+}
+MXQ_FRAG_FN int64_t lane_k(int64_t tk, int lane, int sub) { return 64 * tk + 16 * sub + 4 * (lane & 3); }
+
+// E2M1: the 32-bit word of sub-step `sub` (nibble order in frag_layout.h).
+MXQ_FRAG_FN uint32_t fp4_word(const Source& s, int64_t b, int64_t tn, int64_t tk, int lane, int sub) {
+  const int64_t r0 = lane_row(b, s, tn, lane, 0), r1 = lane_row(b, s, tn, lane, 1);
+  const int64_t k = lane_k(tk, lane, sub);
+  // nibble position of (row half, element j)
+  constexpr int kPos[2][4] = {{3, 7, 1, 5}, {2, 6, 0, 4}};
+  uint32_t w = 0;
+  for (int j = 0; j < 4; ++j) {
+    w |= fp4_code(s, r0, k + j) << (4 * kPos[0][j]);
+    w |= fp4_code(s, r1, k + j) << (4 * kPos[1][j]);
+  }
+  return w;
+}
+
+// E4M3: word `half` (0: row r0, 1: row r1) of sub-step `sub`: elements e0..e3 in bytes 0..3.
+MXQ_FRAG_FN uint32_t fp8_word(const Source& s, int64_t b, int64_t tn, int64_t tk, int lane, int sub,
+                         int half) {
+  const int64_t r = lane_row(b, s, tn, lane, half);
+  const int64_t k = lane_k(tk, lane, sub);
+  uint32_t w = 0;
+  for (int j = 0; j < 4; ++j) w |= fp8_code(s, r, k + j) << (8 * j);
+  return w;
+}
+
+// Scales: (r0, 2tk), (r0, 2tk + 1), (r1, 2tk), (r1, 2tk + 1); padded blocks get 127 (1.0).
+MXQ_FRAG_FN uint32_t scale_word(const Source& s, int64_t b, int64_t tn, int64_t tk, int lane) {
+  const int64_t blocks = s.k / 32;
+  uint32_t w = 0;
+  for (int half = 0; half < 2; ++half)
+    for (int j = 0; j < 2; ++j) {
+      const int64_t blk = 2 * tk + j;
+      const uint32_t c =
+          blk < blocks ? uint32_t(s.scales[lane_row(b, s, tn, lane, half) * blocks + blk]) : 127u;
+      w |= c << (8 * (2 * half + j));
+    }
+  return w;
+}
+
+}  // namespace mxq::cuda::frag

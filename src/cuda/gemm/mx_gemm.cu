@@ -1,0 +1,109 @@
+// Launch heuristic and the explicit set of kernel instances of the cuda-mma GEMM.
+//
+// Instances: activation {BF16, FP16} x weights {E2M1, E4M3} x tokens per block {8, 16, 32, 64}
+// x output {activation dtype, FP32} = 32 kernels per architecture.
+#include <cstdio>
+#include <string>
+
+#include "cuda/common/cuda_check.h"
+#include "cuda/gemm/mx_gemm.cuh"
+
+namespace mxq::cuda {
+
+std::string GemmConfig::to_string() const {
+  return "split-k mma.sync: " + std::to_string(tokens_per_block) + " tokens x 16 rows per block, " +
+         std::to_string(warps) + " warps over K, " + std::to_string(prefetch) +
+         " k64 tiles in flight per warp";
+}
+
+namespace {
+
+constexpr int kWarps = 8;
+
+// Tokens per block: the smallest of 8/16/32/64 that holds M (up to 64; larger M runs several
+// token blocks, each re-reading the weights from L2).
+int tokens_per_block(int64_t m) {
+  if (m <= 8) return 8;
+  if (m <= 16) return 16;
+  if (m <= 32) return 32;
+  return 64;
+}
+// Weights in flight per warp: ~2 KiB (4 tiles of E2M1 or 2 of E4M3) keeps HBM busy with 4
+// blocks per SM; at 64 tokens the accumulators need the registers, so one tile fewer.
+int prefetch_tiles(ElemType e, int tokens) {
+  const int p = e == ElemType::kE2M1 ? 4 : 2;
+  return tokens >= 64 ? (p > 2 ? p - 1 : p) : p;
+}
+
+template <typename T, bool kFp4, int NT, int P, typename TOut>
+void launch(const GemmArgs& a, cudaStream_t stream) {
+  const dim3 grid(unsigned(a.n / 16), unsigned((a.m + 8 * NT - 1) / (8 * NT)));
+  gemm::mx_gemm_splitk_kernel<T, kFp4, NT, kWarps, P, TOut><<<grid, kWarps * 32, 0, stream>>>(
+      a.w, a.w_scales, a.bias, static_cast<const T*>(a.x), a.y, int(a.m), int(a.n), int(a.k),
+      int((a.k + 63) / 64), a.ldx, a.ldy);
+}
+
+template <typename T, bool kFp4, int NT>
+void dispatch_out(const GemmArgs& a, cudaStream_t stream) {
+  constexpr int P = kFp4 ? (NT == 8 ? 3 : 4) : 2;
+  if (a.out == DType::kF32)
+    launch<T, kFp4, NT, P, float>(a, stream);
+  else
+    launch<T, kFp4, NT, P, T>(a, stream);
+}
+
+template <typename T, bool kFp4>
+void dispatch_tokens(const GemmArgs& a, cudaStream_t stream) {
+  switch (tokens_per_block(a.m)) {
+    case 8: return dispatch_out<T, kFp4, 1>(a, stream);
+    case 16: return dispatch_out<T, kFp4, 2>(a, stream);
+    case 32: return dispatch_out<T, kFp4, 4>(a, stream);
+    default: return dispatch_out<T, kFp4, 8>(a, stream);
+  }
+}
+
+}  // namespace
+
+GemmConfig choose_gemm_config(const GemmArgs& a) {
+  GemmConfig c;
+  c.tokens_per_block = tokens_per_block(a.m);
+  c.warps = kWarps;
+  c.prefetch = prefetch_tiles(a.elem, c.tokens_per_block);
+  return c;
+}
+
+Status mx_gemm(const GemmArgs& a, cudaStream_t stream) {
+  if (a.elem != ElemType::kE2M1 && a.elem != ElemType::kE4M3)
+    return unimplemented(std::string("cuda-mma GEMM: weights must be E2M1 or E4M3, got ") +
+                         elem_type_name(a.elem));
+  if (a.act != DType::kBF16 && a.act != DType::kF16)
+    return unimplemented(std::string("cuda-mma GEMM: activations must be BF16 or F16, got ") +
+                         dtype_name(a.act));
+  if (a.out != a.act && a.out != DType::kF32)
+    return unimplemented(std::string("cuda-mma GEMM: output must be ") + dtype_name(a.act) +
+                         " (the activation dtype) or F32, got " + dtype_name(a.out));
+  if (a.m < 1 || a.n < 16 || a.k < 32 || a.n % 16 != 0 || a.k % 32 != 0)
+    return invalid_argument("cuda-mma GEMM: need M >= 1, N a multiple of 16, K a multiple of 32; "
+                            "got M=" + std::to_string(a.m) + " N=" + std::to_string(a.n) +
+                            " K=" + std::to_string(a.k));
+  if (a.m > 0x7FFFFFFF || a.n > 0x7FFFFFFF || a.k > 0x7FFFFFFF || a.m > 65535LL * 64)
+    return invalid_argument("cuda-mma GEMM: M, N or K too large for one launch");
+  if (a.ldx < a.k || a.ldy < a.n)
+    return invalid_argument("cuda-mma GEMM: row strides ldx=" + std::to_string(a.ldx) +
+                            " / ldy=" + std::to_string(a.ldy) + " smaller than K / N");
+  if (reinterpret_cast<uintptr_t>(a.x) % 8 != 0 || a.ldx % 4 != 0)
+    return invalid_argument("cuda-mma GEMM: activation rows must be 8-byte aligned (x pointer "
+                            "and row stride a multiple of 4 elements)");
+  if (a.w == nullptr || a.w_scales == nullptr || a.x == nullptr || a.y == nullptr)
+    return invalid_argument("cuda-mma GEMM: null weight, activation or output pointer");
+  const bool fp4 = a.elem == ElemType::kE2M1;
+  if (a.act == DType::kBF16)
+    fp4 ? dispatch_tokens<__nv_bfloat16, true>(a, stream)
+        : dispatch_tokens<__nv_bfloat16, false>(a, stream);
+  else
+    fp4 ? dispatch_tokens<__half, true>(a, stream) : dispatch_tokens<__half, false>(a, stream);
+  MXQ_CUDA_TRY(cudaGetLastError());
+  return Status::Ok();
+}
+
+}  // namespace mxq::cuda

@@ -1,0 +1,203 @@
+// The cuda-mma GEMM kernel family (SM80+ mma.sync, dequantization in registers).
+//
+// Work split. Block (tn, tm) owns 16 weight rows (one k64-tile stripe of the fragment layout)
+// and 8*NT tokens; its WARPS warps split K (warp w takes k64 tiles w, w + WARPS, ...), so the
+// block reads one contiguous 512*WARPS-byte run of its stripe at a time, and the warps' partial
+// sums are added in shared memory in a fixed order: deterministic, no workspace, no second
+// launch. Small M is weight-streaming: each warp keeps P k64 tiles of weights in flight in a
+// register ring (16-byte loads that skip L1); activations are small and go through L1.
+//
+// Numerics. Elements are decoded to their exact BF16/FP16 values (every E2M1 and E4M3 value is
+// exact in both); the MMA of one 32-element block (two k16 steps) starts from zero, and its
+// FP32 result is multiplied by the block's E8M0 scale in FP32 and added to the accumulator:
+//   acc += 2^(c-127) * sum_k w_k x_k       (per weight row, per 32-block)
+// so no scale ever has to fit the 16-bit type (FP16 activations are correct for every scale,
+// the extreme codes 0 -> 2^-127 and 255 -> NaN included), and the result differs from the
+// float64 reference only by the FP32 accumulation order.
+//
+// Decode (frag_layout.h gives the bit positions): E2M1 code s.eem at bits 12..15 of a 16-bit
+// half becomes (s << 15) | (eem << 6) for BF16 (the value times 2^-126) or (eem << 9) for FP16
+// (times 2^-14), and one packed multiply by 2^126 / 2^14 makes it exact (HMUL2 keeps the one
+// subnormal intermediate, 0.5 * 2^-126). E4M3 bytes are spread into the high byte of each half
+// with a byte permute and shifted the same way (times 2^-120 / 2^-8). E4M3 NaN codes have no
+// decode here: the backend refuses such weights at prepare time.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <cstdint>
+#include <type_traits>
+
+#include "cuda/common/ptx.cuh"
+#include "cuda/gemm/mx_gemm.h"
+
+namespace mxq::cuda::gemm {
+
+template <typename T>
+constexpr bool kIsBF16 = std::is_same_v<T, __nv_bfloat16>;
+
+// E2M1: A register i from (q << 4i) (frag_layout.h).
+template <typename T>
+__device__ __forceinline__ void decode_e2m1(uint32_t q, uint32_t (&a)[4]) {
+  constexpr int kShift = kIsBF16<T> ? 6 : 3;
+  constexpr uint32_t kExact = kIsBF16<T> ? 0x7E807E80u : 0x74007400u;  // 2^126 / 2^14 (x2)
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const uint32_t v = q << (4 * i);
+    a[i] = ptx::mul2<T>((v & 0x80008000u) | ((v & 0x70007000u) >> kShift), kExact);
+  }
+}
+
+// E4M3: row r0's word w0 and row r1's word w1 of one sub-step (bytes e0..e3).
+template <typename T>
+__device__ __forceinline__ uint32_t e4m3_pair(uint32_t w, uint32_t sel) {
+  constexpr int kShift = kIsBF16<T> ? 4 : 1;
+  constexpr uint32_t kExact = kIsBF16<T> ? 0x7B807B80u : 0x5C005C00u;  // 2^120 / 2^8 (x2)
+  const uint32_t v = ptx::prmt(w, 0u, sel);  // [0, e_a, 0, e_b]
+  return ptx::mul2<T>((v & 0x80008000u) | ((v & 0x7F007F00u) >> kShift), kExact);
+}
+template <typename T>
+__device__ __forceinline__ void decode_e4m3(uint32_t w0, uint32_t w1, uint32_t (&a)[4]) {
+  a[0] = e4m3_pair<T>(w0, 0x1404u);  // (r0, e0 e1)
+  a[1] = e4m3_pair<T>(w1, 0x1404u);  // (r1, e0 e1)
+  a[2] = e4m3_pair<T>(w0, 0x3424u);  // (r0, e2 e3)
+  a[3] = e4m3_pair<T>(w1, 0x3424u);  // (r1, e2 e3)
+}
+
+// E8M0 code -> FP32 2^(c-127); 0 -> 2^-127 (an FP32 subnormal), 255 -> NaN.
+__device__ __forceinline__ float e8m0_to_f32(uint32_t c) {
+  uint32_t bits = c << 23;
+  bits = c == 0 ? 0x00400000u : bits;
+  bits = c == 255 ? 0x7FC00000u : bits;
+  return __uint_as_float(bits);
+}
+
+template <typename TOut>
+__device__ __forceinline__ void store_out(void* y, int64_t i, float v) {
+  if constexpr (std::is_same_v<TOut, float>)
+    static_cast<float*>(y)[i] = v;
+  else if constexpr (std::is_same_v<TOut, __half>)
+    static_cast<__half*>(y)[i] = __float2half_rn(v);
+  else
+    static_cast<__nv_bfloat16*>(y)[i] = __float2bfloat16_rn(v);
+}
+
+// LW: 32-bit words per lane per k64 tile (4 for E2M1, 8 for E4M3).
+template <bool kFp4>
+struct TileRegs {
+  static constexpr int kVec = kFp4 ? 1 : 2;  // 16-byte vectors per lane per tile
+  uint4 w[kVec];
+  uint32_t s;
+};
+
+template <typename T, bool kFp4, int NT, int WARPS, int P, typename TOut>
+__global__ void __launch_bounds__(WARPS * 32)
+    mx_gemm_splitk_kernel(const uint8_t* __restrict__ wq, const uint8_t* __restrict__ wsc,
+                          const float* __restrict__ bias, const T* __restrict__ x, void* y,
+                          int m, int n, int k, int k64, int64_t ldx, int64_t ldy) {
+  constexpr int kVec = TileRegs<kFp4>::kVec;
+  __shared__ float red[WARPS][NT * 4 * 32];
+
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int g = lane >> 2, t = lane & 3;
+  const int tn = blockIdx.x;
+  const int tok0 = blockIdx.y * 8 * NT;
+
+  const uint4* wbase = reinterpret_cast<const uint4*>(wq) + (int64_t(tn) * k64 * 32 + lane) * kVec;
+  const uint32_t* sbase = reinterpret_cast<const uint32_t*>(wsc) + int64_t(tn) * k64 * 32 + lane;
+
+  // Activation rows of this lane's B fragments (token g of each 8-token group), or null.
+  const T* xrow[NT];
+#pragma unroll
+  for (int nt = 0; nt < NT; ++nt) {
+    const int tok = tok0 + nt * 8 + g;
+    xrow[nt] = tok < m ? x + int64_t(tok) * ldx + 4 * t : nullptr;
+  }
+
+  float acc[NT][4];
+#pragma unroll
+  for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+    for (int i = 0; i < 4; ++i) acc[nt][i] = 0.0f;
+
+  TileRegs<kFp4> ring[P];
+  auto load = [&](TileRegs<kFp4>& r, int kt) {
+#pragma unroll
+    for (int v = 0; v < kVec; ++v) r.w[v] = ptx::ldg_stream_16(wbase + int64_t(kt) * 32 * kVec + v);
+    r.s = ptx::ldg_stream_4(sbase + int64_t(kt) * 32);
+  };
+#pragma unroll
+  for (int p = 0; p < P; ++p)
+    if (warp + p * WARPS < k64) load(ring[p], warp + p * WARPS);
+
+  const float zero[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+  for (int kt0 = warp; kt0 < k64; kt0 += P * WARPS) {
+#pragma unroll
+    for (int p = 0; p < P; ++p) {
+      const int kt = kt0 + p * WARPS;
+      if (kt >= k64) break;
+      const TileRegs<kFp4> cur = ring[p];
+      if (kt + P * WARPS < k64) load(ring[p], kt + P * WARPS);
+
+#pragma unroll
+      for (int blk = 0; blk < 2; ++blk) {
+        // B fragments of the block's two k16 steps: 4 consecutive activations per lane.
+        uint32_t b[2][NT][2];
+#pragma unroll
+        for (int s = 0; s < 2; ++s) {
+          const int kk = kt * 64 + (2 * blk + s) * 16;
+#pragma unroll
+          for (int nt = 0; nt < NT; ++nt) {
+            uint2 v = make_uint2(0u, 0u);
+            if (xrow[nt] != nullptr && kk + 4 * t < k) v = ptx::ldg_cached_8(xrow[nt] + kk);
+            b[s][nt][0] = v.x;
+            b[s][nt][1] = v.y;
+          }
+        }
+        uint32_t a[2][4];
+        if constexpr (kFp4) {
+          decode_e2m1<T>(blk == 0 ? cur.w[0].x : cur.w[0].z, a[0]);
+          decode_e2m1<T>(blk == 0 ? cur.w[0].y : cur.w[0].w, a[1]);
+        } else {
+          const uint4 v = cur.w[blk];
+          decode_e4m3<T>(v.x, v.y, a[0]);
+          decode_e4m3<T>(v.z, v.w, a[1]);
+        }
+        const float s0 = e8m0_to_f32((cur.s >> (8 * blk)) & 0xFF);
+        const float s1 = e8m0_to_f32((cur.s >> (16 + 8 * blk)) & 0xFF);
+#pragma unroll
+        for (int nt = 0; nt < NT; ++nt) {
+          float d[4];
+          ptx::mma_16816<T>(d, a[0], b[0][nt], zero);
+          ptx::mma_16816<T>(d, a[1], b[1][nt], d);
+          acc[nt][0] = fmaf(d[0], s0, acc[nt][0]);
+          acc[nt][1] = fmaf(d[1], s0, acc[nt][1]);
+          acc[nt][2] = fmaf(d[2], s1, acc[nt][2]);
+          acc[nt][3] = fmaf(d[3], s1, acc[nt][3]);
+        }
+      }
+    }
+  }
+
+  // Fixed-order reduction of the warps' partial sums, then bias and the output conversion.
+#pragma unroll
+  for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+    for (int i = 0; i < 4; ++i) red[warp][(nt * 4 + i) * 32 + lane] = acc[nt][i];
+  __syncthreads();
+  for (int idx = threadIdx.x; idx < NT * 4 * 32; idx += WARPS * 32) {
+    const int nt = idx / 128, i = (idx / 32) % 4, ln = idx % 32;
+    const int tok = tok0 + nt * 8 + 2 * (ln & 3) + (i & 1);
+    if (tok >= m) continue;
+    const int row = tn * 16 + (ln >> 2) + 8 * (i >> 1);
+    float sum = 0.0f;
+#pragma unroll
+    for (int w = 0; w < WARPS; ++w) sum += red[w][idx];
+    if (bias != nullptr) sum += bias[row];
+    store_out<TOut>(y, int64_t(tok) * ldy + row, sum);
+  }
+  (void)n;
+}
+
+}  // namespace mxq::cuda::gemm

@@ -1,0 +1,41 @@
+// The cuda-mma mixed-input GEMM: y[M, N] = x[M, K] . dequant(W[N, K])^T (+ bias), with MX
+// weights (E2M1 / E4M3 + E8M0 scales) in the fragment layout (frag_layout.h) and BF16 or FP16
+// activations; FP32 accumulation; BF16 / FP16 / FP32 output. Host interface of mx_gemm.cu.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <string>
+
+#include "mxq/formats.h"
+#include "mxq/status.h"
+
+namespace mxq::cuda {
+
+struct GemmArgs {
+  ElemType elem = ElemType::kE2M1;  // weight elements (E2M1 or E4M3)
+  DType act = DType::kBF16;         // x dtype: BF16 or F16
+  DType out = DType::kBF16;         // y dtype: BF16, F16 or F32
+  const uint8_t* w = nullptr;       // fragment-layout elements (device)
+  const uint8_t* w_scales = nullptr;  // fragment-layout scales (device)
+  const float* bias = nullptr;      // [N] FP32 (device) or null
+  const void* x = nullptr;          // [M, K], row stride ldx elements, 8-byte aligned rows
+  void* y = nullptr;                // [M, N], row stride ldy elements
+  int64_t m = 0, n = 0, k = 0, ldx = 0, ldy = 0;
+};
+
+// The launch a problem gets (the tile heuristic, mx_gemm.cu); printable for explain/bench.
+struct GemmConfig {
+  int tokens_per_block = 8;  // 8 * NT
+  int warps = 8;             // warps per block, splitting K
+  int prefetch = 4;          // k64 tiles of weights in flight per warp
+  std::string to_string() const;
+};
+GemmConfig choose_gemm_config(const GemmArgs& a);
+
+// Checks the arguments and launches on `stream`. Asynchronous, allocates nothing, no host
+// synchronisation: safe inside CUDA graph capture.
+Status mx_gemm(const GemmArgs& a, cudaStream_t stream);
+
+}  // namespace mxq::cuda

@@ -1,0 +1,267 @@
+// cuda-mma on the GPU: the repack kernel against its CPU definition, and the GEMM through the
+// backend against cpu-reference with device pointers, poisoned outputs, extreme E8M0 scales,
+// FP16 activations, every token-block size, and CUDA-graph capture. (The shared case list in
+// tests/cases runs cuda-mma on every case it can implement as well, through host pointers.)
+// Skipped with a printed reason when no GPU is present.
+#include <cuda_runtime.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "cpu/reference/reference_backend.h"
+#include "cuda/gemm/frag_layout.h"
+#include "cuda/gemm/mx_gemm.h"
+#include "cuda/gemm/repack.h"
+#include "mxq/numerics.h"
+#include "mxq/quantize.h"
+#include "mxq/select.h"
+
+namespace mxq {
+namespace {
+
+bool have_gpu(std::string* why) {
+  int n = 0;
+  const cudaError_t e = cudaGetDeviceCount(&n);
+  if (e != cudaSuccess) {
+    *why = std::string("no usable CUDA device: ") + cudaGetErrorString(e);
+    return false;
+  }
+  if (n == 0) {
+    *why = "no CUDA device present";
+    return false;
+  }
+  return true;
+}
+
+#define SKIP_WITHOUT_GPU()                                          \
+  do {                                                              \
+    std::string why_;                                               \
+    if (!have_gpu(&why_)) {                                         \
+      std::printf("[ SKIPPED  ] GPU test: %s\n", why_.c_str());     \
+      GTEST_SKIP() << why_;                                         \
+    }                                                               \
+  } while (0)
+#define CUDA_OK(expr) ASSERT_EQ((expr), cudaSuccess) << #expr
+
+template <typename T>
+struct Dev {
+  T* p = nullptr;
+  size_t n = 0;
+  explicit Dev(size_t count) : n(count) { cudaMalloc(&p, std::max<size_t>(count, 1) * sizeof(T)); }
+  Dev(const std::vector<T>& h) : Dev(h.size()) {
+    cudaMemcpy(p, h.data(), h.size() * sizeof(T), cudaMemcpyHostToDevice);
+  }
+  ~Dev() { cudaFree(p); }
+  std::vector<T> get() const {
+    std::vector<T> h(n);
+    cudaMemcpy(h.data(), p, n * sizeof(T), cudaMemcpyDeviceToHost);
+    return h;
+  }
+};
+
+struct Weights {
+  std::vector<uint8_t> packed, scales;
+  MXWeightView view;
+};
+// Random codes (no E4M3 NaN) with scale codes drawn from [smin, smax].
+Weights random_weights(ElemType e, int64_t batch, int64_t n, int64_t k, uint32_t seed, int smin,
+                       int smax) {
+  std::mt19937 g(seed);
+  Weights w;
+  w.packed.resize(size_t(batch * n * packed_bytes(e, k)));
+  w.scales.resize(size_t(batch * n * k / 32));
+  for (auto& b : w.packed) {
+    b = uint8_t(g());
+    if (e == ElemType::kE4M3 && (b & 0x7F) == 0x7F) b ^= 1;
+  }
+  std::uniform_int_distribution<int> sc(smin, smax);
+  for (auto& s : w.scales) s = uint8_t(sc(g));
+  w.view = {e, batch, n, k, w.packed.data(), w.scales.data()};
+  return w;
+}
+
+TEST(CudaRepack, GpuEqualsCpuDefinition) {
+  SKIP_WITHOUT_GPU();
+  for (ElemType e : {ElemType::kE2M1, ElemType::kE4M3})
+    for (auto [batch, n, k] : {std::tuple<int64_t, int64_t, int64_t>{1, 16, 32}, {3, 48, 96},
+                               {2, 64, 2880}}) {
+      Weights w = random_weights(e, batch, n, k, uint32_t(k + n), 0, 255);
+      const cuda::FragLayout l{e, batch, n, k};
+      std::vector<uint8_t> want_p(l.packed_bytes()), want_s(l.scale_bytes());
+      cuda::repack_frag_cpu(w.view, want_p.data(), want_s.data());
+      Dev<uint8_t> dp(w.packed), ds(w.scales), op(l.packed_bytes()), os(l.scale_bytes());
+      Dev<int> flag(1);
+      CUDA_OK(cudaMemset(flag.p, 0, sizeof(int)));
+      MXWeightView dv = w.view;
+      dv.packed = dp.p;
+      dv.scales = ds.p;
+      ASSERT_TRUE(cuda::repack_frag(dv, op.p, os.p, flag.p, nullptr).ok());
+      CUDA_OK(cudaDeviceSynchronize());
+      EXPECT_EQ(op.get(), want_p) << elem_type_name(e) << " " << batch << "x" << n << "x" << k;
+      EXPECT_EQ(os.get(), want_s);
+      EXPECT_EQ(flag.get()[0], 0);
+    }
+}
+
+TEST(CudaRepack, FlagsE4M3NaNCodes) {
+  SKIP_WITHOUT_GPU();
+  Weights w = random_weights(ElemType::kE4M3, 1, 16, 64, 7, 127, 127);
+  w.packed[100] = 0xFF;
+  const cuda::FragLayout l{ElemType::kE4M3, 1, 16, 64};
+  Dev<uint8_t> dp(w.packed), ds(w.scales), op(l.packed_bytes()), os(l.scale_bytes());
+  Dev<int> flag(1);
+  CUDA_OK(cudaMemset(flag.p, 0, sizeof(int)));
+  MXWeightView dv = w.view;
+  dv.packed = dp.p;
+  dv.scales = ds.p;
+  ASSERT_TRUE(cuda::repack_frag(dv, op.p, os.p, flag.p, nullptr).ok());
+  EXPECT_EQ(flag.get()[0], 1);
+  // ...and the backend refuses such weights with a message that says why.
+  const Backend* b = find_backend("cuda-mma");
+  ASSERT_NE(b, nullptr);
+  const Problem p = Problem::linear(ElemType::kE4M3, ActKey::kBF16, 1, 16, 64);
+  auto prep = b->prepare_linear(p, {w.view, {}, 1.0f});
+  ASSERT_FALSE(prep.ok());
+  EXPECT_NE(prep.status().message().find("NaN"), std::string::npos) << prep.status().message();
+}
+
+// Runs cuda-mma with device pointers on a poisoned output and compares with cpu-reference.
+void check_gemm(ElemType e, ActKey act, DType out, int64_t m, int64_t n, int64_t k, bool bias,
+                int smin, int smax, double tol) {
+  const Problem p = [&] {
+    Problem q = Problem::linear(e, act, m, n, k, bias);
+    q.out = out;
+    return q;
+  }();
+  const std::string what = p.to_string() + " scales [" + std::to_string(smin) + ", " +
+                           std::to_string(smax) + "]";
+  Weights w = random_weights(e, 1, n, k, uint32_t(m * 7 + n * 3 + k), smin, smax);
+  std::mt19937 g(uint32_t(m + n + k));
+  std::normal_distribution<float> nd;
+  const DType xd = act_input_dtype(act);
+  std::vector<uint16_t> x(size_t(m * k));
+  std::vector<uint16_t> bvec(static_cast<size_t>(n));
+  for (auto& v : x) v = xd == DType::kBF16 ? num::f32_to_bf16(nd(g)) : num::f32_to_f16(nd(g));
+  for (auto& v : bvec) v = num::f32_to_bf16(0.1f * nd(g));
+  const LinearWeights lw{w.view, {bias ? bvec.data() : nullptr, DType::kBF16, 1, n}, 1.0f};
+
+  const size_t ybytes = size_t(m * n * dtype_bytes(out));
+  std::vector<uint8_t> want(ybytes);
+  ASSERT_TRUE(cpu::reference_linear(p, lw, {x.data(), xd, m, k}, {want.data(), out, m, n}).ok());
+
+  const Backend* b = find_backend("cuda-mma");
+  ASSERT_NE(b, nullptr);
+  ASSERT_TRUE(b->can_implement(p)) << b->can_implement(p).reason;
+  auto prep = b->prepare_linear(p, lw);
+  ASSERT_TRUE(prep.ok()) << prep.status().to_string();
+  Dev<uint16_t> dx(x);
+  Dev<uint8_t> dy(ybytes);
+  CUDA_OK(cudaMemset(dy.p, 0xFF, ybytes));  // NaN in every output dtype
+  ASSERT_TRUE(b->run_linear(p, *prep.value(), {dx.p, xd, m, k}, {dy.p, out, m, n}).ok());
+  CUDA_OK(cudaDeviceSynchronize());
+  const std::vector<uint8_t> got = dy.get();
+  double se = 0, ss = 0;
+  for (int64_t i = 0; i < m * n; ++i) {
+    const double a = num::load_dense(got.data(), out, i), r = num::load_dense(want.data(), out, i);
+    ASSERT_TRUE(std::isfinite(a)) << what << ": output " << i << " not written or not finite";
+    se += (a - r) * (a - r);
+    ss += r * r;
+  }
+  EXPECT_LE(std::sqrt(se / std::max(ss, 1e-300)), tol) << what;
+}
+
+TEST(CudaMmaGemm, EveryTokenBlockSizeFormatAndDtype) {
+  SKIP_WITHOUT_GPU();
+  for (ElemType e : {ElemType::kE2M1, ElemType::kE4M3})
+    for (ActKey a : {ActKey::kBF16, ActKey::kFP16})
+      for (int64_t m : {1, 5, 8, 9, 16, 31, 64, 65, 130}) {
+        const DType xd = act_input_dtype(a);
+        check_gemm(e, a, xd, m, 96, 2880, m % 2 == 1, 112, 124, 6e-3);
+        check_gemm(e, a, DType::kF32, m, 48, 160, true, 112, 130, 1e-5);
+      }
+}
+
+TEST(CudaMmaGemm, ExtremeScalesAreExactWithFp16Activations) {
+  SKIP_WITHOUT_GPU();
+  // 2^-127 .. 2^-120 and 2^20 .. 2^27: no 16-bit type holds these scales; cuda-mma applies
+  // them in FP32, so the FP32 output matches the float64 reference to FP32 accumulation error.
+  for (ElemType e : {ElemType::kE2M1, ElemType::kE4M3}) {
+    check_gemm(e, ActKey::kFP16, DType::kF32, 3, 32, 256, false, 0, 7, 1e-5);
+    check_gemm(e, ActKey::kFP16, DType::kF32, 3, 32, 256, false, 147, 154, 1e-5);
+    check_gemm(e, ActKey::kBF16, DType::kF32, 3, 32, 256, false, 0, 7, 1e-5);
+  }
+}
+
+TEST(CudaMmaGemm, RealShapes) {
+  SKIP_WITHOUT_GPU();
+  for (ElemType e : {ElemType::kE2M1, ElemType::kE4M3})
+    for (auto [n, k] : {std::pair<int64_t, int64_t>{5760, 2880}, {2880, 2880}, {4096, 4096}})
+      for (int64_t m : {1, 128}) check_gemm(e, ActKey::kBF16, DType::kBF16, m, n, k, true, 115, 125, 6e-3);
+}
+
+TEST(CudaMmaGemm, CapturedInACudaGraphGivesTheSameBits) {
+  SKIP_WITHOUT_GPU();
+  const int64_t m = 4, n = 256, k = 1024;
+  Weights w = random_weights(ElemType::kE2M1, 1, n, k, 11, 120, 128);
+  const cuda::FragLayout l{ElemType::kE2M1, 1, n, k};
+  std::vector<uint8_t> fp(l.packed_bytes()), fs(l.scale_bytes());
+  cuda::repack_frag_cpu(w.view, fp.data(), fs.data());
+  std::vector<uint16_t> x(size_t(m * k));
+  std::mt19937 g(3);
+  std::normal_distribution<float> nd;
+  for (auto& v : x) v = num::f32_to_bf16(nd(g));
+  Dev<uint8_t> dw(fp), ds(fs), y1(size_t(m * n * 2)), y2(size_t(m * n * 2));
+  Dev<uint16_t> dx(x);
+  cuda::GemmArgs a;
+  a.w = dw.p;
+  a.w_scales = ds.p;
+  a.x = dx.p;
+  a.m = m;
+  a.n = n;
+  a.k = k;
+  a.ldx = k;
+  a.ldy = n;
+  a.y = y1.p;
+  ASSERT_TRUE(cuda::mx_gemm(a, nullptr).ok());
+  CUDA_OK(cudaDeviceSynchronize());
+
+  cudaStream_t s;
+  CUDA_OK(cudaStreamCreate(&s));
+  cudaGraph_t graph;
+  cudaGraphExec_t exec;
+  a.y = y2.p;
+  CUDA_OK(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal));
+  ASSERT_TRUE(cuda::mx_gemm(a, s).ok());
+  CUDA_OK(cudaStreamEndCapture(s, &graph));
+  CUDA_OK(cudaGraphInstantiate(&exec, graph, 0));
+  for (int i = 0; i < 3; ++i) CUDA_OK(cudaGraphLaunch(exec, s));
+  CUDA_OK(cudaStreamSynchronize(s));
+  EXPECT_EQ(y1.get(), y2.get());  // deterministic: fixed-order reduction, no atomics
+  cudaGraphExecDestroy(exec);
+  cudaGraphDestroy(graph);
+  cudaStreamDestroy(s);
+}
+
+TEST(CudaMmaGemm, RejectsMisalignedActivations) {
+  SKIP_WITHOUT_GPU();
+  cuda::GemmArgs a;
+  Dev<uint8_t> buf(4096);
+  a.w = a.w_scales = buf.p;
+  a.x = buf.p + 2;
+  a.y = buf.p;
+  a.m = 1;
+  a.n = 16;
+  a.k = 32;
+  a.ldx = 32;
+  a.ldy = 16;
+  const Status s = cuda::mx_gemm(a, nullptr);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("8-byte aligned"), std::string::npos) << s.message();
+}
+
+}  // namespace
+}  // namespace mxq
