@@ -597,6 +597,10 @@ TEST(CudaQuantHost, SiluMulIsAccurate) {
   EXPECT_EQ(cuda::act::exp_f32(-std::numeric_limits<float>::infinity()), 0.0f);
   EXPECT_TRUE(std::isinf(cuda::act::exp_f32(100.0f)));
   EXPECT_TRUE(std::isnan(cuda::act::silu_mul_f32(std::nanf(""), 1.0f)));
+  EXPECT_TRUE(std::isnan(cuda::act::silu_mul_f32(1.0f, std::nanf(""))));
+  EXPECT_TRUE(std::isnan(cuda::act::silu_mul_f32(-std::numeric_limits<float>::infinity(), 1.0f)));
+  EXPECT_EQ(cuda::act::silu_mul_f32(std::numeric_limits<float>::infinity(), 2.0f),
+            std::numeric_limits<float>::infinity());
   EXPECT_EQ(num::f32_bits(cuda::act::silu_mul_f32(-200.0f, 3.0f)), 0x80000000u);  // -0 * 3
   std::printf("  exp_f32 worst %.3f ulp, silu_mul_f32 worst %.3f ulp\n", worst_exp, worst);
 }
@@ -651,7 +655,7 @@ TEST(CudaQuant, CapturesIntoACudaGraph) {
   o.elem = ElemType::kE4M3;
   const std::vector<uint8_t> gu = as_dtype(make_gate_up(rows, inter, 4u, false), DType::kBF16);
   const size_t pb = size_t(rows * inter), sb = size_t(rows * inter / 32);
-  DevBuf dgu(gu.size()), dp(pb), ds(sb), dp_ref(pb), ds_ref(sb), dq(pb), dqs(sb);
+  DevBuf dgu(gu.size()), dp(pb), ds(sb), dp_ref(pb), ds_ref(sb), dq(2 * pb), dqs(2 * sb);
   CUDA_OK(cudaMemcpy(dgu.p, gu.data(), gu.size(), cudaMemcpyHostToDevice));
   cudaStream_t st;
   CUDA_OK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
