@@ -1,0 +1,181 @@
+"""Prepared layers (mxq.Linear / mxq.MoE): oracle choice, results against cpu-reference and
+against a float64 computation from dequantized weights, errors."""
+
+import numpy as np
+import pytest
+
+import mxq
+
+ml_dtypes = pytest.importorskip("ml_dtypes", reason="bfloat16 numpy arrays need ml_dtypes")
+BF16 = ml_dtypes.bfloat16
+
+
+def rel(a, b):
+    a = np.asarray(a, np.float64)
+    b = np.asarray(b, np.float64)
+    return np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-300)
+
+
+def weights(n, k, fmt="mxfp4", seed=0):
+    w = np.random.default_rng(seed).standard_normal((n, k)).astype(np.float32)
+    return mxq.quantize(w, fmt)
+
+
+@pytest.mark.parametrize("fmt", ["mxfp4", "mxfp6-e2m3", "mxfp8", "mxint8"])
+def test_linear_reference_is_float64_definition(fmt):
+    q = weights(96, 128, fmt)
+    bias = np.linspace(-1, 1, 96).astype(np.float32)
+    ref = mxq.Linear.prepare(q.packed, q.scales, fmt, bias=bias, backend="cpu-reference",
+                             out_dtype="f32")
+    assert ref.backend == "cpu-reference" and ref.how.startswith("override")
+    x = np.random.default_rng(1).standard_normal((5, 128)).astype(BF16)
+    y = ref(x)
+    assert y.dtype == np.float32 and y.shape == (5, 96)
+    w = mxq.dequantize(q).astype(np.float64)
+    want = x.astype(np.float64) @ w.T + bias
+    assert rel(y, want) < 1e-6
+
+
+def test_linear_cpu_backend_matches_reference_and_oracle_picks_it():
+    q = weights(256, 512)
+    fast = mxq.Linear.prepare(q.packed, q.scales, "mxfp4")
+    ref = mxq.Linear.prepare(q.packed, q.scales, "mxfp4", backend="cpu-reference")
+    assert fast.backend == "cpu" and fast.how == "automatic"
+    assert "cpu-reference" in fast.explain() and "chosen" in fast.explain()
+    for m in (1, 3, 17):
+        x = np.random.default_rng(m).standard_normal((m, 512)).astype(BF16)
+        y, yr = fast(x), ref(x)
+        assert y.dtype == BF16 and y.shape == (m, 256)
+        assert rel(y, yr) < 2e-2
+        out = np.empty((m, 256), BF16)
+        assert fast(x, out=out) is out
+        np.testing.assert_array_equal(out.view(np.uint16), y.view(np.uint16))
+    # leading dimensions
+    x3 = np.random.default_rng(9).standard_normal((2, 3, 512)).astype(BF16)
+    np.testing.assert_array_equal(fast(x3).reshape(6, 256).view(np.uint16),
+                                  fast(x3.reshape(6, 512)).view(np.uint16))
+
+
+def test_linear_fp16_and_dynamic_act_keys():
+    q = weights(64, 64, "mxfp8")
+    h = mxq.Linear.prepare(q.packed, q.scales, "mxfp8", act="fp16")
+    x = np.random.default_rng(0).standard_normal((2, 64)).astype(np.float16)
+    assert h(x).dtype == np.float16
+    for act in ("mxfp8-dynamic", "mxfp4-dynamic", "fp8-dynamic-token"):
+        a = mxq.Linear.prepare(q.packed, q.scales, "mxfp8", act=act)
+        r = mxq.Linear.prepare(q.packed, q.scales, "mxfp8", act=act, backend="cpu-reference")
+        xb = x.astype(BF16)
+        assert rel(a(xb), r(xb)) < 2e-2, act
+
+
+def test_linear_errors():
+    q = weights(64, 128)
+    lin = mxq.Linear.prepare(q.packed, q.scales, "mxfp4")
+    with pytest.raises(ValueError, match=r"expected \[..., K=128\]"):
+        lin(np.zeros((2, 64), BF16))
+    with pytest.raises(ValueError, match="x has dtype f32; this layer expects bf16"):
+        lin(np.zeros((2, 128), np.float32))
+    with pytest.raises(ValueError, match="out is 2 x 63"):
+        lin(np.zeros((2, 128), BF16), out=np.empty((2, 63), BF16))
+    with pytest.raises(ValueError, match="K = 256.*expected|scales has shape"):
+        mxq.Linear.prepare(q.packed, q.scales[:, :2], "mxfp4")
+    with pytest.raises(ValueError, match="unknown backend 'nope'.*cpu-reference"):
+        mxq.Linear.prepare(q.packed, q.scales, "mxfp4", backend="nope")
+    with pytest.raises(ValueError, match="dtype int32"):
+        mxq.Linear.prepare(q.packed.astype(np.int32), q.scales, "mxfp4")
+
+
+def test_cuda_arrays_without_a_cuda_backend_are_a_clear_error():
+    if any(b["device"] == "cuda" for b in mxq.backends()):
+        pytest.skip("this build has a CUDA backend")
+    p = mxq.make_problem(n=256, k=256)
+    with pytest.raises(NotImplementedError, match="this build has no CUDA backend for linear mxfp4"):
+        mxq._core.select(p, "cuda")
+    q = weights(64, 64)
+    with pytest.raises(NotImplementedError, match="no CUDA backend"):
+        mxq.Linear.prepare(q.packed, q.scales, "mxfp4", device="cuda")
+
+
+def test_strict_and_env_override(monkeypatch):
+    q = weights(64, 64)
+    monkeypatch.setenv("MXQ_LINEAR_BACKEND", "cpu-reference")
+    assert mxq.Linear.prepare(q.packed, q.scales).backend == "cpu-reference"
+    assert mxq.Linear.prepare(q.packed, q.scales, use_env=False).backend == "cpu"
+    monkeypatch.delenv("MXQ_LINEAR_BACKEND")
+    # fp8-static is implemented by cpu-reference only? Either way strict never silently falls back.
+    for act in ("bf16", "fp8-static-tensor"):
+        try:
+            layer = mxq.Linear.prepare(q.packed, q.scales, act=act, strict=True, input_scale=0.5)
+        except NotImplementedError as e:
+            assert "strict" in str(e)
+        else:
+            assert layer.backend != "cpu-reference"
+
+
+def moe_weights(e=4, h=64, i=32, fmt="mxfp4", seed=0):
+    rng = np.random.default_rng(seed)
+    w13 = mxq.quantize(rng.standard_normal((e, 2 * i, h)).astype(np.float32), fmt)
+    w2 = mxq.quantize(rng.standard_normal((e, h, i)).astype(np.float32), fmt)
+    return w13, w2
+
+
+@pytest.mark.parametrize("routing,activation,layout", [
+    ("softmax-topk", "silu", "chunked"),
+    ("topk-softmax", "swigluoai", "interleaved"),
+])
+def test_moe_from_arrays_matches_reference(routing, activation, layout):
+    w13, w2 = moe_weights()
+    kw = dict(topk=2, routing=routing, activation=activation, layout=layout)
+    fast = mxq.MoE.prepare(w13.packed, w13.scales, w2.packed, w2.scales, "mxfp4", **kw)
+    ref = mxq.MoE.prepare(w13.packed, w13.scales, w2.packed, w2.scales, "mxfp4",
+                          backend="cpu-reference", **kw)
+    assert fast.backend == "cpu" and fast.experts == 4 and fast.hidden == 64
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((7, 64)).astype(BF16)
+    logits = rng.standard_normal((7, 4)).astype(np.float32)
+    y = fast(x, logits)
+    assert y.shape == (7, 64) and y.dtype == BF16
+    assert rel(y, ref(x, logits)) < 2e-2
+
+
+def test_moe_grouped_routing_and_errors():
+    w13, w2 = moe_weights(e=8)
+    layer = mxq.MoE.prepare(w13.packed, w13.scales, w2.packed, w2.scales, "mxfp4", topk=2,
+                            routing="sigmoid-grouped-topk", n_group=4, topk_group=2,
+                            correction_bias=True, routed_scaling=2.5, backend="cpu-reference")
+    x = np.random.default_rng(0).standard_normal((3, 64)).astype(BF16)
+    logits = np.random.default_rng(1).standard_normal((3, 8)).astype(np.float32)
+    cb = np.zeros(8, np.float32)
+    assert layer(x, logits, correction_bias=cb).shape == (3, 64)
+    with pytest.raises(ValueError, match="correction_bias=True"):
+        layer(x, logits)
+    with pytest.raises(ValueError, match="router_logits is 3 x 4"):
+        layer(x, logits[:, :4], correction_bias=cb)
+    with pytest.raises(ValueError, match="w13 packed has shape.*expected K = 32"):
+        mxq.MoE.prepare(w13.packed, w13.scales, w2.packed[:, :32], w2.scales[:, :32], "mxfp4", topk=2)
+    with pytest.raises(ValueError, match="separate"):
+        mxq.MoE.prepare(None, None, w2.packed, w2.scales, "mxfp4", topk=2, layout="separate")
+
+
+def test_model_layers_match_reference(sample):
+    """Every layer of the quantized sample model, prepared from the checkpoint, on the oracle's
+    backend vs cpu-reference (what `mxq run` checks)."""
+    m = mxq.load(sample / "mxfp4")
+    rng = np.random.default_rng(0)
+    for spec in m.layers(tokens=3):
+        if spec["op"] == "linear":
+            fast = m.linear(spec["name"])
+            ref = m.linear(spec["name"], backend="cpu-reference")
+            x = rng.standard_normal((3, fast.k)).astype(BF16)
+            assert rel(fast(x), ref(x)) < 2e-2, spec["name"]
+        else:
+            fast = m.moe(spec["name"])
+            ref = m.moe(spec["name"], backend="cpu-reference")
+            x = rng.standard_normal((3, fast.hidden)).astype(BF16)
+            logits = m.router_logits(spec["name"], x)
+            assert logits.shape == (3, fast.experts) and logits.dtype == np.float32
+            assert rel(fast(x, logits), ref(x, logits)) < 2e-2, spec["name"]
+    with pytest.raises(LookupError, match="no MX layer 'nope'.*model.layers.0"):
+        m.linear("nope")
+    with pytest.raises(ValueError, match="is an MoE layer"):
+        m.linear("model.layers.2.mlp")
