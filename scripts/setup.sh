@@ -7,10 +7,10 @@ APT_PACKAGES=(
   cmake ninja-build g++ make pkg-config
   libgtest-dev libgmock-dev libbenchmark-dev
   libcli11-dev nlohmann-json3-dev libfmt-dev libopenblas-dev
-  python3 python3-pip
+  python3 python3-pip python3-dev
   clang libclang-rt-14-dev
 )
-PIP_PACKAGES=(numpy ml_dtypes pytest)
+PIP_PACKAGES=(numpy ml_dtypes pytest nanobind)  # nanobind: the Python package's binding (python/)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -25,7 +25,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 PY=${PYTHON:-python3}
-if ! "$PY" -c "import numpy, ml_dtypes, pytest" 2>/dev/null; then
+if ! "$PY" -c "import numpy, ml_dtypes, pytest, nanobind" 2>/dev/null; then
   echo "[setup] pip install ${PIP_PACKAGES[*]}"
   "$PY" -m pip install -q "${PIP_PACKAGES[@]}" 2>/dev/null \
     || "$PY" -m pip install -q --break-system-packages "${PIP_PACKAGES[@]}"

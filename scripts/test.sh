@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
 # Sets everything up and runs every test: the release build (C++ tests, the Python
-# cross-check, CUDA code compiled when nvcc exists and GPU tests skipped without a GPU),
-# then the AddressSanitizer + UBSan build of the host tests.
+# cross-check, the Python package built into build/release/python and its numpy tests, CUDA
+# code compiled when nvcc exists and GPU tests skipped without a GPU), then the
+# AddressSanitizer + UBSan build of the host tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 jobs=$(nproc 2>/dev/null || echo 2)
 
 echo "== release build and tests =="
-cmake --preset release >/dev/null
+# The Python package is built by this CMake build (not a separate pip build) for the Python
+# that setup.sh installed nanobind for; tests/python/package runs against it (ctest label python).
+py=$("${PYTHON:-python3}" -c 'import sys; print(sys.executable)')
+cmake --preset release -DMXQ_BUILD_PYTHON=ON -DPython_EXECUTABLE="$py" >/dev/null
 cmake --build --preset release -j "$jobs"
 ctest --preset release -j "$jobs"
 
