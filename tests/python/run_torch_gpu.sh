@@ -27,7 +27,7 @@ py=$(python3 -c 'import sys; print(sys.executable)')
   echo "## build (cmake: MXQ_BUILD_PYTHON=ON, MXQ_CUDA=ON, sm_90a)"
   start=$SECONDS
   cmake -S . -B build/gpu-py -G Ninja -DCMAKE_BUILD_TYPE=Release -DMXQ_BUILD_PYTHON=ON \
-    -DMXQ_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90a-real -DMXQ_BUILD_BENCH=OFF \
+    -DMXQ_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90a-real -DMXQ_BUILD_BENCH=OFF -DMXQ_BUILD_TESTS=OFF \
     -DCMAKE_PREFIX_PATH="$prefix/usr" -DPython_EXECUTABLE="$py" > /tmp/mxq-configure.log 2>&1 \
     || { tail -40 /tmp/mxq-configure.log; echo "rc=configure-failed"; exit 1; }
   cmake --build build/gpu-py -j "$(nproc)" --target _core mxq > /tmp/mxq-build.log 2>&1 \
