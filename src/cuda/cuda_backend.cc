@@ -75,6 +75,7 @@ struct PreparedLinear final : PreparedWeights {
   int device = 0;
   FragLayout layout;
   DeviceBuffer w, scales, bias;  // bias: FP32 [N] or empty
+  int scale_min = 0, scale_max = 255;  // the E8M0 codes seen by the repack
   size_t bytes() const override { return w.bytes() + scales.bytes() + bias.bytes(); }
 };
 
@@ -151,12 +152,15 @@ class CudaMmaBackend final : public Backend {
 
     MXQ_RETURN_IF_ERROR(out->w.allocate(l.packed_bytes()));
     MXQ_RETURN_IF_ERROR(out->scales.allocate(l.scale_bytes()));
-    MXQ_RETURN_IF_ERROR(flag.allocate(sizeof(int)));
-    MXQ_CUDA_TRY(cudaMemset(flag.get(), 0, sizeof(int)));
-    MXQ_RETURN_IF_ERROR(repack_frag(dv, out->w.get(), out->scales.get(), flag.get<int>(), nullptr));
-    int nan = 0;
-    MXQ_CUDA_TRY(cudaMemcpy(&nan, flag.get(), sizeof(int), cudaMemcpyDeviceToHost));
-    if (nan != 0)
+    RepackStats stats;
+    MXQ_RETURN_IF_ERROR(flag.allocate(sizeof(RepackStats)));
+    MXQ_CUDA_TRY(cudaMemcpy(flag.get(), &stats, sizeof stats, cudaMemcpyHostToDevice));
+    MXQ_RETURN_IF_ERROR(
+        repack_frag(dv, out->w.get(), out->scales.get(), flag.get<RepackStats>(), nullptr));
+    MXQ_CUDA_TRY(cudaMemcpy(&stats, flag.get(), sizeof stats, cudaMemcpyDeviceToHost));
+    out->scale_min = stats.scale_min;
+    out->scale_max = stats.scale_max;
+    if (stats.nan != 0)
       return invalid_argument("cuda-mma: the E4M3 weights contain NaN codes (0x7F / 0xFF); "
                               "cuda-mma's decode has no NaN, refusing (the cpu backends "
                               "propagate NaN)");
@@ -219,6 +223,8 @@ class CudaMmaBackend final : public Backend {
     a.k = p.k;
     a.ldx = p.k;
     a.ldy = p.n;
+    const ScaleRange r = scale_in_weights_range(p.weight, act);
+    a.scale_in_weights = w->scale_min >= r.lo && w->scale_max <= r.hi;
     auto* s = static_cast<cudaStream_t>(stream);
 
     const bool x_dev = is_device_pointer(x.data), y_dev = is_device_pointer(y.data);

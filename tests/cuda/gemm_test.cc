@@ -6,6 +6,7 @@
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -94,16 +95,24 @@ TEST(CudaRepack, GpuEqualsCpuDefinition) {
       std::vector<uint8_t> want_p(l.packed_bytes()), want_s(l.scale_bytes());
       cuda::repack_frag_cpu(w.view, want_p.data(), want_s.data());
       Dev<uint8_t> dp(w.packed), ds(w.scales), op(l.packed_bytes()), os(l.scale_bytes());
-      Dev<int> flag(1);
-      CUDA_OK(cudaMemset(flag.p, 0, sizeof(int)));
+      Dev<cuda::RepackStats> stats(std::vector<cuda::RepackStats>(1));
       MXWeightView dv = w.view;
       dv.packed = dp.p;
       dv.scales = ds.p;
-      ASSERT_TRUE(cuda::repack_frag(dv, op.p, os.p, flag.p, nullptr).ok());
+      ASSERT_TRUE(cuda::repack_frag(dv, op.p, os.p, stats.p, nullptr).ok());
       CUDA_OK(cudaDeviceSynchronize());
       EXPECT_EQ(op.get(), want_p) << elem_type_name(e) << " " << batch << "x" << n << "x" << k;
       EXPECT_EQ(os.get(), want_s);
-      EXPECT_EQ(flag.get()[0], 0);
+      const cuda::RepackStats st = stats.get()[0];
+      EXPECT_EQ(st.nan, 0);
+      int lo = 255, hi = 0;
+      for (uint8_t c : w.scales) {
+        lo = std::min<int>(lo, c);
+        hi = std::max<int>(hi, c);
+      }
+      if (k % 64 != 0) hi = std::max(hi, 127), lo = std::min(lo, 127);  // padded blocks
+      EXPECT_EQ(st.scale_min, lo);
+      EXPECT_EQ(st.scale_max, hi);
     }
 }
 
@@ -113,13 +122,12 @@ TEST(CudaRepack, FlagsE4M3NaNCodes) {
   w.packed[100] = 0xFF;
   const cuda::FragLayout l{ElemType::kE4M3, 1, 16, 64};
   Dev<uint8_t> dp(w.packed), ds(w.scales), op(l.packed_bytes()), os(l.scale_bytes());
-  Dev<int> flag(1);
-  CUDA_OK(cudaMemset(flag.p, 0, sizeof(int)));
+  Dev<cuda::RepackStats> stats(std::vector<cuda::RepackStats>(1));
   MXWeightView dv = w.view;
   dv.packed = dp.p;
   dv.scales = ds.p;
-  ASSERT_TRUE(cuda::repack_frag(dv, op.p, os.p, flag.p, nullptr).ok());
-  EXPECT_EQ(flag.get()[0], 1);
+  ASSERT_TRUE(cuda::repack_frag(dv, op.p, os.p, stats.p, nullptr).ok());
+  EXPECT_EQ(stats.get()[0].nan, 1);
   // ...and the backend refuses such weights with a message that says why.
   const Backend* b = find_backend("cuda-mma");
   ASSERT_NE(b, nullptr);
@@ -225,6 +233,7 @@ TEST(CudaMmaGemm, CapturedInACudaGraphGivesTheSameBits) {
   a.k = k;
   a.ldx = k;
   a.ldy = n;
+  a.scale_in_weights = true;  // codes 120..128 are inside the range for E2M1 x BF16
   a.y = y1.p;
   ASSERT_TRUE(cuda::mx_gemm(a, nullptr).ok());
   CUDA_OK(cudaDeviceSynchronize());

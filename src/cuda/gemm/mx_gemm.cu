@@ -1,7 +1,8 @@
 // Launch heuristic and the explicit set of kernel instances of the cuda-mma GEMM.
 //
 // Instances: activation {BF16, FP16} x weights {E2M1, E4M3} x tokens per block {8, 16, 32, 64}
-// x output {activation dtype, FP32} = 32 kernels per architecture.
+// x scale path {in weights, FP32} x output {activation dtype, FP32} = 64 kernels per
+// architecture.
 #include <cstdio>
 #include <string>
 
@@ -11,14 +12,13 @@
 namespace mxq::cuda {
 
 std::string GemmConfig::to_string() const {
-  return "split-k mma.sync: " + std::to_string(tokens_per_block) + " tokens x 16 rows per block, " +
+  return "mma.sync: " + std::to_string(tokens_per_block) + " tokens x 16 rows per block, " +
          std::to_string(warps) + " warps over K, " + std::to_string(prefetch) +
-         " k64 tiles in flight per warp";
+         " k64 tiles in flight per warp, scales in " +
+         (scale_in_weights ? "the 16-bit weights" : "FP32");
 }
 
 namespace {
-
-constexpr int kWarps = 8;
 
 // Tokens per block: the smallest of 8/16/32/64 that holds M (up to 64; larger M runs several
 // token blocks, each re-reading the weights from L2).
@@ -28,28 +28,39 @@ int tokens_per_block(int64_t m) {
   if (m <= 32) return 32;
   return 64;
 }
-// Weights in flight per warp: ~2 KiB (4 tiles of E2M1 or 2 of E4M3) keeps HBM busy with 4
-// blocks per SM; at 64 tokens the accumulators need the registers, so one tile fewer.
-int prefetch_tiles(ElemType e, int tokens) {
-  const int p = e == ElemType::kE2M1 ? 4 : 2;
-  return tokens >= 64 ? (p > 2 ? p - 1 : p) : p;
+
+// Warps per block and k64 tiles of weights in flight per warp, per tokens-per-block (NT = 8-token
+// groups). Up to 16 tokens the kernel streams weights: 4 warps per block keep an 8192-row layer
+// in one wave of blocks (512 blocks, 5-6 resident per SM), and 8 E2M1 tiles (4 KiB) or 4 E4M3
+// tiles per warp keep ~80 KiB per SM in flight. With more tokens the accumulators need the
+// registers: 8 warps, fewer tiles.
+constexpr int warps_for(int nt) { return nt <= 2 ? 4 : 8; }
+constexpr int prefetch_for(bool fp4, int nt) {
+  return nt <= 2 ? (fp4 ? 8 : 4) : nt == 4 ? (fp4 ? 4 : 2) : (fp4 ? 3 : 2);
 }
 
-template <typename T, bool kFp4, int NT, int P, typename TOut>
+template <typename T, bool kFp4, int NT, bool kFast, typename TOut>
 void launch(const GemmArgs& a, cudaStream_t stream) {
+  constexpr int W = warps_for(NT), P = prefetch_for(kFp4, NT);
   const dim3 grid(unsigned(a.n / 16), unsigned((a.m + 8 * NT - 1) / (8 * NT)));
-  gemm::mx_gemm_splitk_kernel<T, kFp4, NT, kWarps, P, TOut><<<grid, kWarps * 32, 0, stream>>>(
+  gemm::mx_gemm_splitk_kernel<T, kFp4, NT, W, P, kFast, TOut><<<grid, W * 32, 0, stream>>>(
       a.w, a.w_scales, a.bias, static_cast<const T*>(a.x), a.y, int(a.m), int(a.n), int(a.k),
       int((a.k + 63) / 64), a.ldx, a.ldy);
 }
 
 template <typename T, bool kFp4, int NT>
 void dispatch_out(const GemmArgs& a, cudaStream_t stream) {
-  constexpr int P = kFp4 ? (NT == 8 ? 3 : 4) : 2;
-  if (a.out == DType::kF32)
-    launch<T, kFp4, NT, P, float>(a, stream);
-  else
-    launch<T, kFp4, NT, P, T>(a, stream);
+  if (a.scale_in_weights) {
+    if (a.out == DType::kF32)
+      launch<T, kFp4, NT, true, float>(a, stream);
+    else
+      launch<T, kFp4, NT, true, T>(a, stream);
+  } else {
+    if (a.out == DType::kF32)
+      launch<T, kFp4, NT, false, float>(a, stream);
+    else
+      launch<T, kFp4, NT, false, T>(a, stream);
+  }
 }
 
 template <typename T, bool kFp4>
@@ -67,9 +78,17 @@ void dispatch_tokens(const GemmArgs& a, cudaStream_t stream) {
 GemmConfig choose_gemm_config(const GemmArgs& a) {
   GemmConfig c;
   c.tokens_per_block = tokens_per_block(a.m);
-  c.warps = kWarps;
-  c.prefetch = prefetch_tiles(a.elem, c.tokens_per_block);
+  const int nt = c.tokens_per_block / 8;
+  c.warps = warps_for(nt);
+  c.prefetch = prefetch_for(a.elem == ElemType::kE2M1, nt);
+  c.scale_in_weights = a.scale_in_weights;
   return c;
+}
+
+ScaleRange scale_in_weights_range(ElemType elem, DType act) {
+  const bool fp4 = elem == ElemType::kE2M1;
+  if (act == DType::kBF16) return fp4 ? ScaleRange{0, 128} : ScaleRange{12, 134};
+  return fp4 ? ScaleRange{104, 128} : ScaleRange{112, 134};
 }
 
 Status mx_gemm(const GemmArgs& a, cudaStream_t stream) {

@@ -7,13 +7,16 @@
 // launch. Small M is weight-streaming: each warp keeps P k64 tiles of weights in flight in a
 // register ring (16-byte loads that skip L1); activations are small and go through L1.
 //
-// Numerics. Elements are decoded to their exact BF16/FP16 values (every E2M1 and E4M3 value is
-// exact in both); the MMA of one 32-element block (two k16 steps) starts from zero, and its
-// FP32 result is multiplied by the block's E8M0 scale in FP32 and added to the accumulator:
-//   acc += 2^(c-127) * sum_k w_k x_k       (per weight row, per 32-block)
-// so no scale ever has to fit the 16-bit type (FP16 activations are correct for every scale,
-// the extreme codes 0 -> 2^-127 and 255 -> NaN included), and the result differs from the
-// float64 reference only by the FP32 accumulation order.
+// Numerics, two exact paths chosen per weight tensor at prepare time (mx_gemm.cu):
+// - scale in weights (kFast): when every scale code c keeps element * 2^(c-127) exact in the
+//   16-bit activation type (true of real checkpoints), the decode multiplier includes the scale
+//   and the MMAs accumulate straight into the FP32 accumulators;
+// - scale in FP32: otherwise elements are decoded to their exact values, the MMA of one
+//   32-element block (two k16 steps) starts from zero, and its FP32 result is multiplied by
+//   2^(c-127) in FP32 and added to the accumulator, so no scale has to fit the 16-bit type
+//   (FP16 activations are correct for every code, 0 -> 2^-127 and 255 -> NaN included).
+// Either way the products are exact and the result differs from the float64 reference only by
+// the FP32 accumulation order.
 //
 // Decode (frag_layout.h gives the bit positions): E2M1 code s.eem at bits 12..15 of a 16-bit
 // half becomes (s << 15) | (eem << 6) for BF16 (the value times 2^-126) or (eem << 9) for FP16
@@ -65,6 +68,43 @@ __device__ __forceinline__ void decode_e4m3(uint32_t w0, uint32_t w1, uint32_t (
   a[3] = e4m3_pair<T>(w1, 0x3424u);  // (r1, e2 e3)
 }
 
+// The packed multiplier that turns a raw decode (value * 2^-r, r = 126 / 120 for E2M1 / E4M3
+// into BF16, 14 / 8 into FP16) into value * 2^(c-127): 2^(c - 127 + r) in both halves. Valid
+// for the codes of scale_in_weights_range (mx_gemm.cu).
+template <typename T, bool kFp4>
+__device__ __forceinline__ uint32_t scale_multiplier(uint32_t c) {
+  uint32_t bits;
+  if constexpr (kIsBF16<T>)
+    bits = (c + (kFp4 ? 126u : 120u)) << 7;  // BF16 exponent field of 2^(c - 127 + r)
+  else
+    bits = (c - (kFp4 ? 98u : 104u)) << 10;  // FP16: field = c - 127 + r + 15
+  return bits | (bits << 16);
+}
+template <typename T>
+__device__ __forceinline__ void decode_e2m1_scaled(uint32_t q, uint32_t m0, uint32_t m1,
+                                                   uint32_t (&a)[4]) {
+  constexpr int kShift = kIsBF16<T> ? 6 : 3;
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const uint32_t v = q << (4 * i);
+    a[i] = ptx::mul2<T>((v & 0x80008000u) | ((v & 0x70007000u) >> kShift), (i & 1) ? m1 : m0);
+  }
+}
+template <typename T>
+__device__ __forceinline__ uint32_t e4m3_pair_scaled(uint32_t w, uint32_t sel, uint32_t m) {
+  constexpr int kShift = kIsBF16<T> ? 4 : 1;
+  const uint32_t v = ptx::prmt(w, 0u, sel);
+  return ptx::mul2<T>((v & 0x80008000u) | ((v & 0x7F007F00u) >> kShift), m);
+}
+template <typename T>
+__device__ __forceinline__ void decode_e4m3_scaled(uint32_t w0, uint32_t w1, uint32_t m0,
+                                                   uint32_t m1, uint32_t (&a)[4]) {
+  a[0] = e4m3_pair_scaled<T>(w0, 0x1404u, m0);
+  a[1] = e4m3_pair_scaled<T>(w1, 0x1404u, m1);
+  a[2] = e4m3_pair_scaled<T>(w0, 0x3424u, m0);
+  a[3] = e4m3_pair_scaled<T>(w1, 0x3424u, m1);
+}
+
 // E8M0 code -> FP32 2^(c-127); 0 -> 2^-127 (an FP32 subnormal), 255 -> NaN.
 __device__ __forceinline__ float e8m0_to_f32(uint32_t c) {
   uint32_t bits = c << 23;
@@ -91,7 +131,7 @@ struct TileRegs {
   uint32_t s;
 };
 
-template <typename T, bool kFp4, int NT, int WARPS, int P, typename TOut>
+template <typename T, bool kFp4, int NT, int WARPS, int P, bool kFast, typename TOut>
 __global__ void __launch_bounds__(WARPS * 32)
     mx_gemm_splitk_kernel(const uint8_t* __restrict__ wq, const uint8_t* __restrict__ wsc,
                           const float* __restrict__ bias, const T* __restrict__ x, void* y,
@@ -156,25 +196,43 @@ __global__ void __launch_bounds__(WARPS * 32)
           }
         }
         uint32_t a[2][4];
-        if constexpr (kFp4) {
-          decode_e2m1<T>(blk == 0 ? cur.w[0].x : cur.w[0].z, a[0]);
-          decode_e2m1<T>(blk == 0 ? cur.w[0].y : cur.w[0].w, a[1]);
-        } else {
-          const uint4 v = cur.w[blk];
-          decode_e4m3<T>(v.x, v.y, a[0]);
-          decode_e4m3<T>(v.z, v.w, a[1]);
-        }
-        const float s0 = e8m0_to_f32((cur.s >> (8 * blk)) & 0xFF);
-        const float s1 = e8m0_to_f32((cur.s >> (16 + 8 * blk)) & 0xFF);
+        const uint32_t c0 = (cur.s >> (8 * blk)) & 0xFF, c1 = (cur.s >> (16 + 8 * blk)) & 0xFF;
+        if constexpr (kFast) {
+          // Scale folded into the exact 16-bit weights: the MMAs accumulate straight into acc.
+          const uint32_t m0 = scale_multiplier<T, kFp4>(c0), m1 = scale_multiplier<T, kFp4>(c1);
+          if constexpr (kFp4) {
+            decode_e2m1_scaled<T>(blk == 0 ? cur.w[0].x : cur.w[0].z, m0, m1, a[0]);
+            decode_e2m1_scaled<T>(blk == 0 ? cur.w[0].y : cur.w[0].w, m0, m1, a[1]);
+          } else {
+            const uint4 v = cur.w[blk];
+            decode_e4m3_scaled<T>(v.x, v.y, m0, m1, a[0]);
+            decode_e4m3_scaled<T>(v.z, v.w, m0, m1, a[1]);
+          }
 #pragma unroll
-        for (int nt = 0; nt < NT; ++nt) {
-          float d[4];
-          ptx::mma_16816<T>(d, a[0], b[0][nt], zero);
-          ptx::mma_16816<T>(d, a[1], b[1][nt], d);
-          acc[nt][0] = fmaf(d[0], s0, acc[nt][0]);
-          acc[nt][1] = fmaf(d[1], s0, acc[nt][1]);
-          acc[nt][2] = fmaf(d[2], s1, acc[nt][2]);
-          acc[nt][3] = fmaf(d[3], s1, acc[nt][3]);
+          for (int nt = 0; nt < NT; ++nt) {
+            ptx::mma_16816<T>(acc[nt], a[0], b[0][nt], acc[nt]);
+            ptx::mma_16816<T>(acc[nt], a[1], b[1][nt], acc[nt]);
+          }
+        } else {
+          if constexpr (kFp4) {
+            decode_e2m1<T>(blk == 0 ? cur.w[0].x : cur.w[0].z, a[0]);
+            decode_e2m1<T>(blk == 0 ? cur.w[0].y : cur.w[0].w, a[1]);
+          } else {
+            const uint4 v = cur.w[blk];
+            decode_e4m3<T>(v.x, v.y, a[0]);
+            decode_e4m3<T>(v.z, v.w, a[1]);
+          }
+          const float s0 = e8m0_to_f32(c0), s1 = e8m0_to_f32(c1);
+#pragma unroll
+          for (int nt = 0; nt < NT; ++nt) {
+            float d[4];
+            ptx::mma_16816<T>(d, a[0], b[0][nt], zero);
+            ptx::mma_16816<T>(d, a[1], b[1][nt], d);
+            acc[nt][0] = fmaf(d[0], s0, acc[nt][0]);
+            acc[nt][1] = fmaf(d[1], s0, acc[nt][1]);
+            acc[nt][2] = fmaf(d[2], s1, acc[nt][2]);
+            acc[nt][3] = fmaf(d[3], s1, acc[nt][3]);
+          }
         }
       }
     }

@@ -23,13 +23,26 @@ struct GemmArgs {
   const void* x = nullptr;          // [M, K], row stride ldx elements, 8-byte aligned rows
   void* y = nullptr;                // [M, N], row stride ldy elements
   int64_t m = 0, n = 0, k = 0, ldx = 0, ldy = 0;
+  // Every scale code of W lies in scale_in_weights_range(elem, act): the kernel folds the scale
+  // into the 16-bit weights (exact there) instead of scaling each block's FP32 partial sum.
+  bool scale_in_weights = false;
 };
+
+// Scale codes c for which every element times 2^(c-127) is exact in the activation dtype and
+// the decode multiplier fits it: E2M1 x BF16 [0, 128], E4M3 x BF16 [12, 134], E2M1 x FP16
+// [104, 128], E4M3 x FP16 [112, 134]. Real checkpoints' scales lie inside; the FP32 path
+// handles every other code.
+struct ScaleRange {
+  int lo, hi;
+};
+ScaleRange scale_in_weights_range(ElemType elem, DType act);
 
 // The launch a problem gets (the tile heuristic, mx_gemm.cu); printable for explain/bench.
 struct GemmConfig {
   int tokens_per_block = 8;  // 8 * NT
   int warps = 8;             // warps per block, splitting K
   int prefetch = 4;          // k64 tiles of weights in flight per warp
+  bool scale_in_weights = false;
   std::string to_string() const;
 };
 GemmConfig choose_gemm_config(const GemmArgs& a);

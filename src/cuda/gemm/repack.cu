@@ -9,7 +9,7 @@ namespace {
 // definition and writes them with 16-byte stores.
 template <bool kFp4>
 __global__ void repack_kernel(frag::Source src, int64_t n16, int64_t k64, int64_t tiles,
-                              uint8_t* packed, uint8_t* scales, int* nan_flag) {
+                              uint8_t* packed, uint8_t* scales, RepackStats* stats) {
   const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= tiles * 32) return;
   const int lane = int(i % 32);
@@ -30,16 +30,34 @@ __global__ void repack_kernel(frag::Source src, int64_t n16, int64_t k64, int64_
         w[2 * s + h] = frag::fp8_word(src, b, tn, tk, lane, s, h);
         for (int j = 0; j < 4; ++j) nan |= ((w[2 * s + h] >> (8 * j)) & 0x7F) == 0x7F;
       }
-    if (nan && nan_flag != nullptr) atomicOr(nan_flag, 1);
+    if (nan && stats != nullptr) atomicOr(&stats->nan, 1);
     reinterpret_cast<uint4*>(packed)[2 * i] = make_uint4(w[0], w[1], w[2], w[3]);
     reinterpret_cast<uint4*>(packed)[2 * i + 1] = make_uint4(w[4], w[5], w[6], w[7]);
   }
-  reinterpret_cast<uint32_t*>(scales)[i] = frag::scale_word(src, b, tn, tk, lane);
+  const uint32_t sw = frag::scale_word(src, b, tn, tk, lane);
+  reinterpret_cast<uint32_t*>(scales)[i] = sw;
+  if (stats != nullptr) {
+    int lo = 255, hi = 0;
+    for (int j = 0; j < 4; ++j) {
+      const int c = int((sw >> (8 * j)) & 0xFF);
+      lo = min(lo, c);
+      hi = max(hi, c);
+    }
+    // One atomic per warp and bound: the warp's extremes first.
+    for (int off = 16; off > 0; off >>= 1) {
+      lo = min(lo, __shfl_xor_sync(__activemask(), lo, off));
+      hi = max(hi, __shfl_xor_sync(__activemask(), hi, off));
+    }
+    if (lane == 0) {
+      atomicMin(&stats->scale_min, lo);
+      atomicMax(&stats->scale_max, hi);
+    }
+  }
 }
 
 }  // namespace
 
-Status repack_frag(const MXWeightView& w, uint8_t* packed, uint8_t* scales, int* nan_flag,
+Status repack_frag(const MXWeightView& w, uint8_t* packed, uint8_t* scales, RepackStats* stats,
                    cudaStream_t stream) {
   if (Status s = check_frag_layout(w); !s.ok()) return s;
   const FragLayout l{w.elem, w.batch, w.n, w.k};
@@ -49,10 +67,10 @@ Status repack_frag(const MXWeightView& w, uint8_t* packed, uint8_t* scales, int*
   const auto grid = static_cast<unsigned>((threads + block - 1) / block);
   if (w.elem == ElemType::kE2M1)
     repack_kernel<true><<<grid, block, 0, stream>>>(src, l.n16(), l.k64(), l.tiles(), packed,
-                                                    scales, nan_flag);
+                                                    scales, stats);
   else
     repack_kernel<false><<<grid, block, 0, stream>>>(src, l.n16(), l.k64(), l.tiles(), packed,
-                                                     scales, nan_flag);
+                                                     scales, stats);
   MXQ_CUDA_TRY(cudaGetLastError());
   return Status::Ok();
 }
