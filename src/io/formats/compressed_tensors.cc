@@ -121,7 +121,8 @@ StatusOr<ModelInfo> read_compressed_tensors(const Checkpoint& ckpt, const json& 
   if (groups.size() > 1)
     return unimplemented(where + ": " + std::to_string(groups.size()) +
                          " config_groups; mxq reads single-group (uniform) MX checkpoints");
-  const json& g = groups.begin().value();
+  const auto first_group = groups.begin();  // kept alive: g refers into the config
+  const json& g = first_group.value();
   if (g.contains("format") && g["format"].is_string()) format = g["format"].get<std::string>();
   auto elem = ct::parse_format(format);
   if (!elem.ok()) return Status(elem.status().code(), where + ": " + elem.status().message());
