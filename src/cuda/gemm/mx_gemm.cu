@@ -36,7 +36,7 @@ int tokens_per_block(int64_t m) {
 // registers: 8 warps, fewer tiles.
 constexpr int warps_for(int nt) { return nt <= 2 ? 4 : 8; }
 constexpr int prefetch_for(bool fp4, int nt) {
-  return nt <= 2 ? (fp4 ? 8 : 4) : nt == 4 ? (fp4 ? 4 : 2) : (fp4 ? 3 : 2);
+  return nt == 1 ? (fp4 ? 8 : 4) : nt == 2 ? (fp4 ? 6 : 3) : nt == 4 ? (fp4 ? 4 : 2) : (fp4 ? 3 : 2);
 }
 
 template <typename T, bool kFp4, int NT, bool kFast, typename TOut>

@@ -131,7 +131,8 @@ struct TileRegs {
   uint32_t s;
 };
 
-template <typename T, bool kFp4, int NT, int WARPS, int P, bool kFast, typename TOut>
+template <typename T, bool kFp4, int NT, int WARPS, int P, bool kFast, typename TOut,
+          int XD = (NT == 1 ? 2 : NT <= 4 ? 1 : 0)>
 __global__ void __launch_bounds__(WARPS * 32)
     mx_gemm_splitk_kernel(const uint8_t* __restrict__ wq, const uint8_t* __restrict__ wsc,
                           const float* __restrict__ bias, const T* __restrict__ x, void* y,
@@ -171,6 +172,28 @@ __global__ void __launch_bounds__(WARPS * 32)
   for (int p = 0; p < P; ++p)
     if (warp + p * WARPS < k64) load(ring[p], warp + p * WARPS);
 
+  // Activations of a tile (4 k16 steps x NT token groups, 4 values per lane each), loaded XD
+  // tiles ahead into a register ring (XD = 0: at use): an activation load is an L2 round trip
+  // (the blocks of an SM ask for the same lines at the same time, so L1 rarely hits), which
+  // otherwise stalls every tile (ncu: long-scoreboard stalls, 40% of the cycles).
+  constexpr int kXSlots = XD > 0 ? XD : 1;
+  static_assert(P % kXSlots == 0, "the x ring slot of a tile must be p % XD");
+  auto load_x = [&](uint2 (&xb)[4][NT], int kt) {
+#pragma unroll
+    for (int s = 0; s < 4; ++s) {
+      const int kk = kt * 64 + s * 16;
+#pragma unroll
+      for (int nt = 0; nt < NT; ++nt) {
+        xb[s][nt] = make_uint2(0u, 0u);
+        if (xrow[nt] != nullptr && kk + 4 * t < k) xb[s][nt] = ptx::ldg_cached_8(xrow[nt] + kk);
+      }
+    }
+  };
+  uint2 xring[kXSlots][4][NT];
+#pragma unroll
+  for (int d = 0; d < XD; ++d)
+    if (warp + d * WARPS < k64) load_x(xring[d], warp + d * WARPS);
+
   const float zero[4] = {0.0f, 0.0f, 0.0f, 0.0f};
   for (int kt0 = warp; kt0 < k64; kt0 += P * WARPS) {
 #pragma unroll
@@ -179,22 +202,28 @@ __global__ void __launch_bounds__(WARPS * 32)
       if (kt >= k64) break;
       const TileRegs<kFp4> cur = ring[p];
       if (kt + P * WARPS < k64) load(ring[p], kt + P * WARPS);
+      uint2 xcur[4][NT];
+      if constexpr (XD > 0) {
+#pragma unroll
+        for (int s = 0; s < 4; ++s)
+#pragma unroll
+          for (int nt = 0; nt < NT; ++nt) xcur[s][nt] = xring[p % kXSlots][s][nt];
+        if (kt + XD * WARPS < k64) load_x(xring[p % kXSlots], kt + XD * WARPS);
+      } else {
+        load_x(xcur, kt);
+      }
 
 #pragma unroll
       for (int blk = 0; blk < 2; ++blk) {
         // B fragments of the block's two k16 steps: 4 consecutive activations per lane.
         uint32_t b[2][NT][2];
 #pragma unroll
-        for (int s = 0; s < 2; ++s) {
-          const int kk = kt * 64 + (2 * blk + s) * 16;
+        for (int s = 0; s < 2; ++s)
 #pragma unroll
           for (int nt = 0; nt < NT; ++nt) {
-            uint2 v = make_uint2(0u, 0u);
-            if (xrow[nt] != nullptr && kk + 4 * t < k) v = ptx::ldg_cached_8(xrow[nt] + kk);
-            b[s][nt][0] = v.x;
-            b[s][nt][1] = v.y;
+            b[s][nt][0] = xcur[2 * blk + s][nt].x;
+            b[s][nt][1] = xcur[2 * blk + s][nt].y;
           }
-        }
         uint32_t a[2][4];
         const uint32_t c0 = (cur.s >> (8 * blk)) & 0xFF, c1 = (cur.s >> (16 + 8 * blk)) & 0xFF;
         if constexpr (kFast) {
