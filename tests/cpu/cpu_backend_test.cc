@@ -4,10 +4,11 @@
 // proves nothing new there).
 //
 // Tolerances (why each number):
-//  - Linear, per element: |y - y_ref| <= kDotUlps(K) * u * sum_k |xq_k * w_k| + output rounding.
-//    The kernel's FP32 result for one element passes each term through at most K/32 + 10
-//    roundings (1 product, 3 block fmas, one fma per block, 3 horizontal adds, the bias add),
-//    so the standard bound gamma_n = n * u with u = 2^-24 applies; the reference itself is
+//  - Linear, per element: |y - y_ref| <= dot_tol(format, K) * sum_k |xq_k * w_k| + output
+//    rounding. The kernel's FP32 result for one element passes each term through at most
+//    K/32 + 7 roundings (1 product, 1 block fma, one fma per block, 4 horizontal adds, the bias
+//    add; E2M1: K/16 + 5, two fmas per block into the lane), so the standard bound
+//    gamma_n = n * u with u = 2^-24 applies; the reference itself is
 //    float64, rounded once to FP32 (half an ulp of |y|, covered by the one extra rounding).
 //    BF16/F16 outputs: both sides round the FP32 value once more; they may land one output ulp
 //    apart (ulp of the larger magnitude; F16's subnormal ulp 2^-24 as the floor).
@@ -100,7 +101,7 @@ void expect_matches_reference(const LinearCase& c, const Dense& y) {
             << want;
         continue;
       }
-      const double tol = dot_tol(c.p.k) * mag + out_ulp(std::max(std::fabs(got), std::fabs(want)), c.p.out);
+      const double tol = dot_tol(c.p.weight, c.p.k) * mag + out_ulp(std::max(std::fabs(got), std::fabs(want)), c.p.out);
       if (!(std::fabs(got - want) <= tol) && ++bad <= 5)
         ADD_FAILURE() << c.p.to_string() << " at m=" << m << " n=" << n << ": got " << got
                       << ", reference " << want << ", tolerance " << tol;
@@ -211,7 +212,7 @@ TEST(MxGemmKernel, EveryCodeMatchesExactDotOnBothIsas) {
         if (std::isnan(want) || std::isinf(want)) {
           EXPECT_TRUE(std::isnan(got) || got == want) << mx_format_name(t) << " " << r << "," << j;
         } else {
-          EXPECT_LE(std::fabs(got - want), dot_tol(k) * mag) << mx_format_name(t) << " " << r << "," << j;
+          EXPECT_LE(std::fabs(got - want), dot_tol(t, k) * mag) << mx_format_name(t) << " " << r << "," << j;
         }
       }
     }
@@ -272,6 +273,9 @@ TEST(CpuEdgeCases, ScalesAndCodesOffTheFastPath) {
     // Scale code 0 (2^-127): the multiplier is subnormal for E2M1/E5M2/INT8.
     expect_row_matches_reference(t, codes_of(t, false), {0, 120}, (f + " nonzero block, scale 0").c_str());
     expect_row_matches_reference(t, codes_of(t, true), {0, 120}, (f + " zero block, scale 0").c_str());
+    // E2M1's scaled table: 0.5 * 2^(c-127) is subnormal for c = 1, normal from c = 2.
+    expect_row_matches_reference(t, codes_of(t, false), {1, 2}, (f + " scales 1, 2").c_str());
+    expect_row_matches_reference(t, codes_of(t, true), {1, 2}, (f + " zero block, scale 1").c_str());
     // INT8's multiplier 2^(c-133) is subnormal up to c = 6.
     expect_row_matches_reference(t, codes_of(t, false), {5, 3}, (f + " scales 5, 3").c_str());
     // Huge scales: S = 2^(c-127)/d overflows for FP6 / E4M3 near the top of the range.

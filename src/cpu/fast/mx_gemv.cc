@@ -29,8 +29,13 @@ FormatTables make_tables(ElemType t) {
     // number or zero (E2M3 subnormals times 2^-14 are >= 2^-17).
     tb.decoded[c] = c < n ? std::ldexp(num::decode_elem(t, uint8_t(c)), ld) : 0.0f;
     const double s = std::ldexp(1.0, c - 127 - ld);
+    tb.scale_bits[c] = (c - 127 - ld) * (1 << 23);
     if (c == num::kScaleNaN) {
       tb.scale[c] = std::numeric_limits<float>::quiet_NaN();
+      if (t == ElemType::kE2M1) tb.flags[c] = kFlagExact;  // the scaled table cannot hold NaN
+    } else if (t == ElemType::kE2M1 && 0.5 * s < double(std::numeric_limits<float>::min())) {
+      tb.scale[c] = c == 0 ? 0.0f : float(s);  // c = 1: 0.5 * S would be subnormal
+      tb.flags[c] = kFlagZeroCheck;
     } else if (s > kMaxFastScale) {
       tb.scale[c] = float(std::min(s, double(std::numeric_limits<float>::max())));
       tb.flags[c] = kFlagExact;
@@ -72,6 +77,18 @@ void gemm_row_scalar(const MXMatrixRef& w, const FormatTables& tb, const float* 
     if ((tb.flags[c] & kFlagZeroCheck) != 0)
       for (int i = 0; i < kBlockSize; ++i) exact = exact || tb.decoded[codes[i]] != 0.0f;
     const float s = tb.scale[c];
+    if (t == ElemType::kE2M1) {  // scaled elements (exact), accumulated one by one
+      for (int i = 0; i < kBlockSize; ++i) wv[i] *= s;
+      for (int64_t r = 0; r < m; ++r) {
+        const float* xr = x + r * ldx + b * kBlockSize;
+        for (int l = 0; l < kLanes; ++l) {
+          const int e0 = block_elem(t, l, 0), e1 = block_elem(t, l, 1);
+          acc[r][l] = std::fma(wv[e0], xr[e0], acc[r][l]);
+          acc[r][l] = std::fma(wv[e1], xr[e1], acc[r][l]);
+        }
+      }
+      continue;
+    }
     for (int64_t r = 0; r < m; ++r) {
       const float* xr = x + r * ldx + b * kBlockSize;
       for (int l = 0; l < kLanes; ++l) {

@@ -10,10 +10,13 @@
 //            bit patterns, which carry elem * 2^(bias - 15); INT8 through the integer q).
 //   block:   for each of 16 lanes L, with e0 = block_elem(L, 0), e1 = block_elem(L, 1) (lane L
 //            takes elements L and 16 + L; for E2M1 the two nibbles of byte L, elements 2L and
-//            2L + 1, the order its SIMD decoders yield): q = w[e0]*x[e0] (rounded), then
-//            q = fma(w[e1], x[e1], q) (FP32).
-//   row:     acc[L] = fma(q, S[scale code], acc[L]) over the blocks in order, with
-//            S[c] = 2^(c - 127) / d (exact; S[255] = NaN).
+//            2L + 1, the order its SIMD decoders yield), and S = S[scale code] (below):
+//            every format but E2M1: q = w[e0]*x[e0] (rounded), q = fma(w[e1], x[e1], q), then
+//              acc[L] = fma(q, S, acc[L]);
+//            E2M1: the element table is scaled first (v = w * S, exact: its 16 values per block
+//              are shared by every activation row, so M rows cost 2 FMAs each per 16 lanes), then
+//              acc[L] = fma(v[e0], x[e0], acc[L]); acc[L] = fma(v[e1], x[e1], acc[L]).
+//   row:     the blocks in order, with S[c] = 2^(c - 127) / d (exact; S[255] = NaN).
 //   result:  t[l] = acc[l] + acc[l + 8] for l < 8, then
 //            ((t0+t4) + (t2+t6)) + ((t1+t5) + (t3+t7)).
 // (AVX2 keeps the 16 lanes in two 8-lane registers, AVX-512 E2M1 in one 16-lane register.)
@@ -24,8 +27,9 @@
 // (element * 2^(scale - 127) * x summed in ascending k, rounded once to FP32): rows with a block
 // whose S[c] exceeds 2^64 (weights beyond ~1e19, where an FP32 lane partial could overflow
 // though the row total does not), with an E4M3 NaN element code (the FP16 route would decode it
-// as a finite value), or with a nonzero block whose S[c] would be subnormal (c = 0 for
-// E2M1/E5M2, c <= 6 for INT8; all-zero blocks stay on the fast path). Real checkpoints have none
+// as a finite value), with an E2M1 NaN scale (code 255), or with a nonzero block whose S[c]
+// would be subnormal (c = 0 for E5M2, c <= 6 for INT8; c <= 1 for E2M1, whose scaled table must
+// stay normal; all-zero blocks stay on the fast path). Real checkpoints have none
 // of these, so the slow loop's speed does not matter. On the fast path, products and block
 // contributions below FLT_MIN round to the FP32 subnormal grid, as in any FP32 dot product.
 #pragma once

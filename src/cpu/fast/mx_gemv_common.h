@@ -30,17 +30,21 @@ constexpr int decode_log2_factor(ElemType t) {
 // S[c] = 2^(c - 127) / d where that lies in [FLT_MIN, 2^64]. Above (huge weights), the block
 // sets kFlagExact: the row is recomputed by the float64 loop. Where it would be subnormal (c = 0
 // with d = 1, c <= 6 for INT8), S[c] is 0 and the block sets kFlagZeroCheck: the kernel then looks
-// at the block's decoded values, and any nonzero one sends the row to the float64 loop. All-zero
-// blocks (the quantizer gives them scale code 0) stay on the fast path, where p * 0 is their
-// exact contribution (0, or NaN when x holds NaN/Inf, as 0 * x would be).
+// at the block's element codes, and any nonzero value sends the row to the float64 loop. All-zero
+// blocks (the quantizer gives them scale code 0) stay on the fast path, where their
+// contribution is exactly 0 (or NaN when x holds NaN/Inf, as 0 * x would be).
+// E2M1 multiplies its element table by S (mx_gemv.h), which must stay exact and normal for every
+// nonzero element (|elem| >= 0.5): c = 1 sets kFlagZeroCheck too, and c = 255 (NaN) kFlagExact
+// (the SIMD kernels scale the table by adding scale_bits[c] to the exponent fields).
 // Why not keep subnormal multipliers: an FMA with a subnormal operand takes a microcode assist
 // (measured ~100x slower here; mxq never sets DAZ/FTZ).
 inline constexpr uint8_t kFlagExact = 1;      // a block with this code: float64 loop
 inline constexpr uint8_t kFlagZeroCheck = 2;  // ... unless all of the block's elements are zero
 struct FormatTables {
-  float decoded[256];  // indexed by the (unpacked) element code
-  float scale[256];    // S[c] as above; NaN for c = 255 (every product becomes NaN)
-  uint8_t flags[256];  // kFlag* per scale code
+  float decoded[256];        // indexed by the (unpacked) element code
+  float scale[256];          // S[c] as above; NaN for c = 255 (every product becomes NaN)
+  int32_t scale_bits[256];   // log2(S[c]) << 23: S[c] * v for a normal v, as an integer add
+  uint8_t flags[256];        // kFlag* per scale code
 };
 
 const FormatTables& format_tables(ElemType t);

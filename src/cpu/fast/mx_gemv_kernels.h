@@ -9,13 +9,15 @@
 // Decoding, per 32-element block, into four __m256 w0..w3 of 8 elements each (lane l of w_j
 // holds element lane_elem(T, j, l), mx_gemv_common.h; lanes 0..7 of the accumulator take
 // w0 * x0 + w2 * x2, lanes 8..15 w1 * x1 + w3 * x3):
-//   E2M1  (16 B)  per 16 elements (8 bytes): vpmovzxbd; the low nibbles are the even elements,
-//                 the high nibbles (>> 4) the odd ones; vpermps on the low 3 bits + one XOR
-//                 for the sign (3 ALU uops per 8 elements). d = 1.
-//                 AVX-512: the whole block in two __m512: one vpmovzxbd of the 16 bytes, then
-//                 vpermps on the 16-entry table (low 4 bits: the low nibble needs no mask) for
-//                 the even elements and vpsrld 4 + vpermps for the odd ones (3 shuffle uops per
-//                 block instead of 6).
+//   E2M1  (16 B)  the element table is scaled per block first (mx_gemv.h), then looked up.
+//                 AVX2: per 16 elements (8 bytes) vpmovzxbd; the low nibbles are the even
+//                 elements, the high nibbles (>> 4) the odd ones; vpermps on the low 3 bits of the
+//                 8-entry magnitude table (scaled by one vmulps per block) + one XOR for the sign.
+//                 AVX-512: the whole block in two __m512: one vpaddd (masked: the zero entries
+//                 stay zero) adds log2(S) to the exponents of the 16-entry table, one vpmovzxbd of
+//                 the 16 bytes, then vpermps (low 4 bits: the low nibble needs no mask) for the
+//                 even elements and vpsrld 4 + vpermps for the odd ones: 4 shuffle-port uops per
+//                 block instead of 6, and 2 FMAs per activation row.
 //   E2M3, E3M2 (24 B)  per 16 elements: vpshufb gathers the two bytes holding each 6-bit code
 //                 into a 16-bit lane, vpmullw by 2^(10 - bit offset) left-aligns the code at
 //                 bit 15, vpsraw + vpand move exponent and mantissa under the FP16 fields
@@ -68,7 +70,7 @@ MXQ_KI int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
 // FP6: byte-gather controls and left-align multipliers for the two 16-element halves.
 template <ElemType T>
 struct Decoder {
-  static_assert(T == ElemType::kE2M3 || T == ElemType::kE3M2);
+  static_assert(T == ElemType::kE2M3 || T == ElemType::kE3M2);  // E2M1: YmmE2M1 / ZmmE2M1
   static constexpr int kBlockBytes = 24;
   // Right shift after left-aligning the 6-bit code at bits 15..10: E2M3 (s ee mmm) -> 3,
   // E3M2 (s eee mm) -> 2, so the exponent lands in FP16 bits 14..10 and the mantissa below.
@@ -105,36 +107,6 @@ struct Decoder {
       v = _mm256_and_si256(_mm256_srai_epi16(_mm256_mullo_epi16(v, mul), kSra), mask);
       w[2 * h] = _mm256_cvtph_ps(_mm256_castsi256_si128(v));
       w[2 * h + 1] = _mm256_cvtph_ps(_mm256_extracti128_si256(v, 1));
-    }
-  }
-};
-
-// E2M1 (mx_gemv_common.h lane_elem): w[h] holds the even elements 16h + 2l of the block's half
-// h (the low nibbles of its 8 bytes), w[2 + h] the odd ones (the high nibbles). vpmovzxbd puts
-// byte l of the half in lane l. vpermps looks the magnitude up from the low 3 bits (the other
-// nibble never matters), and one XOR with (index << 28) sets the sign; the table entries are
-// pre-XORed with (j << 28) so that the same XOR also cancels the index bits it drags into bits
-// 28..30.
-template <>
-struct Decoder<ElemType::kE2M1> {
-  static constexpr int kBlockBytes = 16;
-  __m256 lut;
-  MXQ_KI Decoder() {
-    alignas(32) uint32_t t[8];
-    for (uint32_t j = 0; j < 8; ++j)
-      t[j] = num::f32_bits(num::decode_elem(ElemType::kE2M1, uint8_t(j))) ^ (j << 28);
-    lut = _mm256_castsi256_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(t)));
-  }
-  MXQ_KI __m256 lookup(__m256i idx) const {
-    return _mm256_xor_ps(_mm256_permutevar8x32_ps(lut, idx),
-                         _mm256_castsi256_ps(_mm256_slli_epi32(idx, 28)));
-  }
-  MXQ_KI void operator()(const uint8_t* p, __m256* w, int&) const {
-    for (int h = 0; h < 2; ++h) {
-      const __m256i v =
-          _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p + 8 * h)));
-      w[h] = lookup(v);
-      w[2 + h] = lookup(_mm256_srli_epi32(v, 4));
     }
   }
 };
@@ -187,40 +159,45 @@ struct Decoder<ElemType::kInt8> {
 // ---- block arithmetic: one policy per register shape ---------------------------------------------
 //
 // A policy P has: kBlockBytes; kMaxTile (activation rows per register tile); W (a decoded block),
-// X (an activation block), S (a broadcast block multiplier), Acc (one row's 16 lanes);
-// decode(p, w, exact); nonzero(w) (any decoded value != 0); load_x, bcast, zero, load, store;
-// fma_block(w, x, s, acc): the block step of mx_gemv.h,
-//   q = w[e_0(L)] * x[e_0(L)];  q = fma(w[e_1(L)], x[e_1(L)], q);  acc[L] = fma(q, s, acc[L]).
+// X (an activation block), B (what a block's scale code gives: S broadcast, or the scaled element
+// table), Acc (one row's 16 lanes); block(tb, c) -> B; decode(p, b, w, exact);
+// nonzero(p, w) (any element of the block != 0); load_x, zero, load, store; and
+// fma_block(w, x, b, acc): the block step of mx_gemv.h for one activation row.
 
-// Any format on __m256: lanes 0..7 from w0/x0 and w2/x2, lanes 8..15 from w1/x1 and w3/x3.
-template <ElemType T>
-struct Ymm {
-  static constexpr int kBlockBytes = Decoder<T>::kBlockBytes;
-  // Two accumulators per row: 8 rows fill 16 of AVX-512VL's 32 registers, 4 rows 8 of AVX2's 16.
+// The __m256 shape of a block and of a row's 16 lanes: lanes 0..7 from w0/x0 and w2/x2, lanes
+// 8..15 from w1/x1 and w3/x3. Two accumulators per row: 8 rows fill 16 of AVX-512VL's 32
+// registers, 4 rows 8 of AVX2's 16.
+struct YmmLanes {
   static constexpr int kMaxTile = MXQ_KERNELS_AVX512 ? 8 : 4;
   struct W { __m256 v[4]; };
   struct X { __m256 v[4]; };
   struct Acc { __m256 lo, hi; };
-  using S = __m256;
-  Decoder<T> dec;
-  MXQ_KI Ymm() {}  // explicit: an implicit one would be compiled outside the target region
-  MXQ_KI void decode(const uint8_t* p, W& w, int& exact) const { dec(p, w.v, exact); }
-  MXQ_KI static int nonzero(const W& w) {
-    const __m256 any = _mm256_or_ps(_mm256_or_ps(w.v[0], w.v[1]), _mm256_or_ps(w.v[2], w.v[3]));
-    return _mm256_movemask_ps(_mm256_cmp_ps(any, _mm256_setzero_ps(), _CMP_NEQ_UQ));
-  }
   MXQ_KI static X load_x(const float* xb) {
     return {{_mm256_loadu_ps(xb), _mm256_loadu_ps(xb + 8), _mm256_loadu_ps(xb + 16),
              _mm256_loadu_ps(xb + 24)}};
   }
-  MXQ_KI static S bcast(const float* s) { return _mm256_broadcast_ss(s); }
   MXQ_KI static Acc zero() { return {_mm256_setzero_ps(), _mm256_setzero_ps()}; }
   MXQ_KI static Acc load(const float* a) { return {_mm256_loadu_ps(a), _mm256_loadu_ps(a + 8)}; }
   MXQ_KI static void store(float* a, const Acc& acc) {
     _mm256_storeu_ps(a, acc.lo);
     _mm256_storeu_ps(a + 8, acc.hi);
   }
-  MXQ_KI static void fma_block(const W& w, const X& x, S s, Acc& acc) {
+};
+
+// Every format but E2M1 on __m256: block partials q, then one FMA by S per 8 lanes.
+template <ElemType T>
+struct Ymm : YmmLanes {
+  static constexpr int kBlockBytes = Decoder<T>::kBlockBytes;
+  using B = __m256;  // S
+  Decoder<T> dec;
+  MXQ_KI Ymm() {}  // explicit: an implicit one would be compiled outside the target region
+  MXQ_KI static B block(const FormatTables& tb, uint8_t c) { return _mm256_broadcast_ss(tb.scale + c); }
+  MXQ_KI void decode(const uint8_t* p, B, W& w, int& exact) const { dec(p, w.v, exact); }
+  MXQ_KI static int nonzero(const uint8_t*, const W& w) {
+    const __m256 any = _mm256_or_ps(_mm256_or_ps(w.v[0], w.v[1]), _mm256_or_ps(w.v[2], w.v[3]));
+    return _mm256_movemask_ps(_mm256_cmp_ps(any, _mm256_setzero_ps(), _CMP_NEQ_UQ));
+  }
+  MXQ_KI static void fma_block(const W& w, const X& x, B s, Acc& acc) {
     __m256 lo = _mm256_mul_ps(w.v[0], x.v[0]);
     __m256 hi = _mm256_mul_ps(w.v[1], x.v[1]);
     lo = _mm256_fmadd_ps(w.v[2], x.v[2], lo);
@@ -230,44 +207,93 @@ struct Ymm {
   }
 };
 
+// E2M1's zero check looks at the codes: the scaled table of a flagged scale code is not
+// meaningful (S = 0, or an exponent add that underflowed).
+MXQ_KI int e2m1_nonzero(const uint8_t* p) {
+  const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  return !_mm_testz_si128(v, _mm_set1_epi8(0x77));  // any magnitude bits
+}
+
+// E2M1 on __m256 (AVX2): lanes 0..7 from w0 (even elements of half 0) and w2 (odd), 8..15 from
+// w1 and w3. The magnitude table scaled by S is pre-XORed with (j << 28) so that one XOR with
+// (index << 28) after vpermps sets the sign and cancels the index bits it drags into bits 28..30.
+struct YmmE2M1 : YmmLanes {
+  static constexpr int kBlockBytes = 16;
+  using B = __m256;  // the scaled, pre-XORed magnitude table
+  __m256 mag, tag;
+  MXQ_KI YmmE2M1() {
+    alignas(32) float t[8];
+    alignas(32) uint32_t g[8];
+    for (uint32_t j = 0; j < 8; ++j) {
+      t[j] = num::decode_elem(ElemType::kE2M1, uint8_t(j));
+      g[j] = j << 28;
+    }
+    mag = _mm256_load_ps(t);
+    tag = _mm256_castsi256_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(g)));
+  }
+  MXQ_KI B block(const FormatTables& tb, uint8_t c) const {
+    return _mm256_xor_ps(_mm256_mul_ps(mag, _mm256_broadcast_ss(tb.scale + c)), tag);
+  }
+  MXQ_KI static __m256 lookup(B t, __m256i idx) {
+    return _mm256_xor_ps(_mm256_permutevar8x32_ps(t, idx),
+                         _mm256_castsi256_ps(_mm256_slli_epi32(idx, 28)));
+  }
+  MXQ_KI void decode(const uint8_t* p, B t, W& w, int&) const {
+    for (int h = 0; h < 2; ++h) {
+      const __m256i v =
+          _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p + 8 * h)));
+      w.v[h] = lookup(t, v);
+      w.v[2 + h] = lookup(t, _mm256_srli_epi32(v, 4));
+    }
+  }
+  MXQ_KI static int nonzero(const uint8_t* p, const W&) { return e2m1_nonzero(p); }
+  MXQ_KI static void fma_block(const W& w, const X& x, B, Acc& acc) {
+    acc.lo = _mm256_fmadd_ps(w.v[0], x.v[0], acc.lo);
+    acc.hi = _mm256_fmadd_ps(w.v[1], x.v[1], acc.hi);
+    acc.lo = _mm256_fmadd_ps(w.v[2], x.v[2], acc.lo);
+    acc.hi = _mm256_fmadd_ps(w.v[3], x.v[3], acc.hi);
+  }
+};
+
 #if MXQ_KERNELS_AVX512
 // E2M1 on __m512: lane L = byte L of the block: even element 2L (w.e), odd 2L + 1 (w.o); the
-// same lanes as Ymm<kE2M1>'s lo | hi.
+// same lanes as YmmE2M1's lo | hi.
 struct ZmmE2M1 {
   static constexpr int kBlockBytes = 16;
   static constexpr int kMaxTile = 16;  // 16 accumulators of the 32 registers
   struct W { __m512 e, o; };
   using X = W;  // x.e = the even elements' activations, x.o the odd ones'
   using Acc = __m512;
-  using S = __m512;
-  __m512 lut;
+  using B = __m512;  // the scaled 16-entry table
+  __m512i table;
   MXQ_KI ZmmE2M1() {
     alignas(64) float t[16];
     for (int j = 0; j < 16; ++j) t[j] = num::decode_elem(ElemType::kE2M1, uint8_t(j));
-    lut = _mm512_load_ps(t);
+    table = _mm512_castps_si512(_mm512_load_ps(t));
+  }
+  // v * S for every table entry v != 0 (codes 0 and 8 are +-0), exact for the scale codes
+  // that reach the arithmetic (mx_gemv_common.h).
+  MXQ_KI B block(const FormatTables& tb, uint8_t c) const {
+    return _mm512_castsi512_ps(
+        _mm512_mask_add_epi32(table, __mmask16(0xFEFE), table, _mm512_set1_epi32(tb.scale_bits[c])));
   }
   // (The all-lanes maskz forms compile to the plain instructions; the plain intrinsics trip
   // GCC 12's -Wmaybe-uninitialized on their undefined pass-through operand.)
-  MXQ_KI void decode(const uint8_t* p, W& w, int&) const {
+  MXQ_KI void decode(const uint8_t* p, B t, W& w, int&) const {
     const __mmask16 all = 0xFFFF;
     const __m512i v =
         _mm512_maskz_cvtepu8_epi32(all, _mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
-    w.e = _mm512_maskz_permutexvar_ps(all, v, lut);  // vpermps reads the index's low 4 bits
-    w.o = _mm512_maskz_permutexvar_ps(all, _mm512_maskz_srli_epi32(all, v, 4), lut);
+    w.e = _mm512_maskz_permutexvar_ps(all, v, t);  // vpermps reads the index's low 4 bits
+    w.o = _mm512_maskz_permutexvar_ps(all, _mm512_maskz_srli_epi32(all, v, 4), t);
   }
-  MXQ_KI static int nonzero(const W& w) {
-    const __m512 any = _mm512_castsi512_ps(
-        _mm512_or_si512(_mm512_castps_si512(w.e), _mm512_castps_si512(w.o)));
-    return int(_mm512_cmp_ps_mask(any, _mm512_setzero_ps(), _CMP_NEQ_UQ));
-  }
+  MXQ_KI static int nonzero(const uint8_t* p, const W&) { return e2m1_nonzero(p); }
   MXQ_KI static X load_x(const float* xb) { return {_mm512_loadu_ps(xb), _mm512_loadu_ps(xb + 16)}; }
-  MXQ_KI static S bcast(const float* s) { return _mm512_set1_ps(*s); }
   MXQ_KI static Acc zero() { return _mm512_setzero_ps(); }
   MXQ_KI static Acc load(const float* a) { return _mm512_loadu_ps(a); }
   MXQ_KI static void store(float* a, const Acc& acc) { _mm512_storeu_ps(a, acc); }
-  MXQ_KI static void fma_block(const W& w, const X& x, S s, Acc& acc) {
-    const __m512 q = _mm512_fmadd_ps(w.o, x.o, _mm512_mul_ps(w.e, x.e));
-    acc = _mm512_fmadd_ps(q, s, acc);
+  MXQ_KI static void fma_block(const W& w, const X& x, B, Acc& acc) {
+    acc = _mm512_fmadd_ps(w.e, x.e, acc);
+    acc = _mm512_fmadd_ps(w.o, x.o, acc);
   }
 };
 #endif
@@ -277,10 +303,11 @@ struct ZmmE2M1 {
 // The rare-path checks of a block with scale code c (mx_gemv_common.h, FormatTables): sets
 // `exact` when the row must be recomputed by the float64 loop.
 template <typename P>
-MXQ_KI void check_block(const uint8_t* flags, uint8_t c, const typename P::W& w, int& exact) {
+MXQ_KI void check_block(const uint8_t* flags, uint8_t c, const uint8_t* p, const typename P::W& w,
+                        int& exact) {
   if (__builtin_expect(flags[c] != 0, 0)) {
     exact |= flags[c] & kFlagExact;
-    if (flags[c] & kFlagZeroCheck) exact |= P::nonzero(w);  // subnormal multiplier: all-zero only
+    if (flags[c] & kFlagZeroCheck) exact |= P::nonzero(p, w);  // subnormal multiplier: zeros only
   }
 }
 
@@ -293,13 +320,14 @@ MXQ_KI int row_tile(const P& pol, const FormatTables& tb, const uint8_t* prow, c
   for (int r = 0; r < MT; ++r) acc[r] = P::load(acc_io + kLanes * r);
   int exact = 0;
   for (int64_t b = b0; b < b1; ++b) {
-    typename P::W w;
-    pol.decode(prow + b * P::kBlockBytes, w, exact);
+    const uint8_t* pb = prow + b * P::kBlockBytes;
     const uint8_t c = srow[b];
-    check_block<P>(tb.flags, c, w, exact);
-    const typename P::S s = P::bcast(tb.scale + c);
+    const typename P::B blk = pol.block(tb, c);
+    typename P::W w;
+    pol.decode(pb, blk, w, exact);
+    check_block<P>(tb.flags, c, pb, w, exact);
     const float* xb = x + b * bstride;
-    for (int r = 0; r < MT; ++r) P::fma_block(w, P::load_x(xb + r * kBlockSize), s, acc[r]);
+    for (int r = 0; r < MT; ++r) P::fma_block(w, P::load_x(xb + r * kBlockSize), blk, acc[r]);
   }
   for (int r = 0; r < MT; ++r) P::store(acc_io + kLanes * r, acc[r]);
   return exact;
@@ -333,7 +361,7 @@ MXQ_KI int row_tiles(const P& pol, const FormatTables& tb, const uint8_t* prow,
 // in lockstep. One sequential stream per core is as fast as the L2 prefetcher runs (~10 GB/s
 // here, and less while the core is busy decoding); several streams keep more misses in flight.
 // Each x block is loaded once for all of them. Every row's arithmetic is row_tile<P, 1>'s.
-constexpr int kStreams = 8;
+constexpr int kStreams = 4;
 
 template <typename P>
 MXQ_KI void gemv_streams(const P& pol, const FormatTables& tb, const MXMatrixRef& w,
@@ -359,11 +387,13 @@ MXQ_KI void gemv_streams(const P& pol, const FormatTables& tb, const MXMatrixRef
     for (int64_t b = 0; b < kb; ++b) {
       const typename P::X xb = P::load_x(xi + b * kBlockSize);
       for (int s = 0; s < kStreams; ++s) {
-        typename P::W wv;
-        pol.decode(prow[s] + b * P::kBlockBytes, wv, exact[s]);
+        const uint8_t* pb = prow[s] + b * P::kBlockBytes;
         const uint8_t c = srow[s][b];
-        check_block<P>(tb.flags, c, wv, exact[s]);
-        P::fma_block(wv, xb, P::bcast(tb.scale + c), acc[s]);
+        const typename P::B blk = pol.block(tb, c);
+        typename P::W wv;
+        pol.decode(pb, blk, wv, exact[s]);
+        check_block<P>(tb.flags, c, pb, wv, exact[s]);
+        P::fma_block(wv, xb, blk, acc[s]);
       }
     }
     for (int s = 0; s < kStreams; ++s) {
@@ -426,11 +456,15 @@ void gemm_rows_with(const MXMatrixRef& w, const float* x, int64_t m, int64_t ldx
 template <ElemType T>
 void gemm_rows(const MXMatrixRef& w, const float* x, int64_t m, int64_t ldx, const float* xi,
                float* y, int64_t ldy, int64_t n0, int64_t n1) {
+  if constexpr (T == ElemType::kE2M1) {
 #if MXQ_KERNELS_AVX512
-  if constexpr (T == ElemType::kE2M1)
     return gemm_rows_with<ZmmE2M1>(w, x, m, ldx, xi, y, ldy, n0, n1);
+#else
+    return gemm_rows_with<YmmE2M1>(w, x, m, ldx, xi, y, ldy, n0, n1);
 #endif
-  return gemm_rows_with<Ymm<T>>(w, x, m, ldx, xi, y, ldy, n0, n1);
+  } else {
+    return gemm_rows_with<Ymm<T>>(w, x, m, ldx, xi, y, ldy, n0, n1);
+  }
 }
 
 }  // namespace
