@@ -27,7 +27,7 @@
 #include "mxq/quantize.h"
 #include "mxq/select.h"
 #if defined(MXQ_PY_WITH_CUDA)
-#include "cuda_quant.h"
+#include "cuda/quant/quantize.h"  // the library's GPU quantize / dequantize (mxq_cuda_quant)
 #endif
 
 namespace nb = nanobind;
@@ -45,10 +45,38 @@ T get(StatusOr<T> v) {
 
 void* stream_ptr(uintptr_t s) { return reinterpret_cast<void*>(s); }
 
+// Makes a CUDA array's GPU the current device for the call (kernels and backends run on the
+// current device), restoring the previous one after; a no-op for CPU arrays. cudaGetDevice /
+// cudaSetDevice neither allocate nor synchronise, so this is safe inside graph capture.
+class DeviceGuard {
+ public:
+#if defined(MXQ_PY_WITH_CUDA)
+  DeviceGuard(DevKind kind, int device) {
+    if (kind == DevKind::kCUDA && cudaGetDevice(&prev_) == cudaSuccess && prev_ != device)
+      set_ = cudaSetDevice(device) == cudaSuccess;
+  }
+  ~DeviceGuard() {
+    if (set_) cudaSetDevice(prev_);
+  }
+#else
+  DeviceGuard(DevKind, int) {}
+#endif
+  DeviceGuard(const DeviceGuard&) = delete;
+  DeviceGuard& operator=(const DeviceGuard&) = delete;
+
+ private:
+#if defined(MXQ_PY_WITH_CUDA)
+  int prev_ = 0;
+  bool set_ = false;
+#endif
+};
+
+#if !defined(MXQ_PY_WITH_CUDA)
 [[noreturn]] void no_cuda(const std::string& what) {
   throw Error(unimplemented(what + ": this build of mxq has no CUDA support (built without nvcc); "
                                    "use CPU arrays or rebuild where nvcc is found"));
 }
+#endif
 
 // ---- element-level numerics (the test interface, vectorised) -----------------------------
 
@@ -203,7 +231,10 @@ void quantize_into(const Array& x, const MutArray& packed, const MutArray& scale
     return;
   }
 #if defined(MXQ_PY_WITH_CUDA)
-  throw_if_error(cuda_quantize(x.data(), dt, rows, k, kq, o, p, s, stream_ptr(stream)));
+  const DeviceGuard guard(dev, x.device_id());
+  // Asynchronous on `stream`: no allocation, no synchronisation (graph-capturable).
+  throw_if_error(cuda::quantize(x.data(), dt, rows, k, o, p, s,
+                                static_cast<cudaStream_t>(stream_ptr(stream))));
 #else
   (void)stream;
   no_cuda("quantize of a CUDA array");
@@ -242,7 +273,9 @@ void dequantize_into(const Array& packed, const Array& scales, const MutArray& o
     return;
   }
 #if defined(MXQ_PY_WITH_CUDA)
-  throw_if_error(cuda_dequantize(p, s, t, rows, k, dt, out.data(), stream_ptr(stream)));
+  const DeviceGuard guard(dev, out.device_id());
+  throw_if_error(cuda::dequantize(p, s, t, rows, k, dt, out.data(),
+                                  static_cast<cudaStream_t>(stream_ptr(stream))));
 #else
   (void)stream;
   no_cuda("dequantize of a CUDA array");
@@ -544,6 +577,7 @@ struct Linear : LayerBase {
     const DenseArg ya = dense_arg(y, "out", y_dtype, &dev);
     expect_dense(xa, "x", act_input_dtype(problem.act), xa.rows, problem.k);
     expect_dense(ya, "out", problem.out, xa.rows, problem.n);
+    const DeviceGuard guard(dev, x.device_id());  // before slot(): prepare on x's GPU
     Slot& s = slot(dev);
     const Problem p = call_problem(s, xa.rows);
     if (xa.rows == 0) return;
