@@ -1,11 +1,16 @@
 // mxq run MODEL: every MX layer of a model on the chosen backend, with seeded random
 // activations, compared with cpu-reference; prints error and throughput per layer.
+// --dump DIR writes each layer's input and the backend's output, so that other front ends (the
+// Python package's tests) can check that they compute the same bits.
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <random>
 #include <string>
+#include <vector>
 
 #include "commands.h"
 #include "mxq/layers.h"
@@ -38,8 +43,15 @@ std::vector<uint8_t> timed(const Problem& p, int64_t out_cols, int iters, Prep p
   return y;
 }
 
+// Raw little-endian row-major bytes to `path`.
+void write_raw(const std::string& path, const void* data, size_t bytes) {
+  std::ofstream f(path, std::ios::binary | std::ios::trunc);
+  f.write(static_cast<const char*>(data), std::streamsize(bytes));
+  if (!f) throw Error(Status(StatusCode::kInternal, "cannot write " + path));
+}
+
 int run_model(const std::string& path, int64_t tokens, const std::string& backend, int iters,
-              uint32_t seed) {
+              uint32_t seed, const std::vector<std::string>& only, const std::string& dump) {
   const io::Checkpoint ck = get(io::Checkpoint::open(path));
   const io::ModelInfo info = get(io::read_model(ck));
   const Backend* ref = find_backend("cpu-reference");
@@ -52,7 +64,13 @@ int run_model(const std::string& path, int64_t tokens, const std::string& backen
   std::mt19937 rng(seed);
   std::normal_distribution<float> nd(0.0f, 1.0f);
   int bad = 0;
-  for (const LayerSpec& l : get(model_layers(ck, info, tokens))) {
+  const std::vector<LayerSpec> layers = get(model_layers(ck, info, tokens));
+  for (const std::string& name : only)
+    if (std::none_of(layers.begin(), layers.end(), [&](const LayerSpec& l) { return l.name == name; }))
+      throw Error(Status(StatusCode::kNotFound, "--layer " + name + ": no such MX layer in " + path));
+  for (const LayerSpec& l : layers) {
+    // The random stream advances only for the layers run, so a layer's x depends on --layer.
+    if (!only.empty() && std::find(only.begin(), only.end(), l.name) == only.end()) continue;
     const Problem& p = l.problem;
     const Backend* b = get(select_backend(p, this_device(), o)).backend;
     const int64_t in_cols = p.op == Op::kMoE ? p.n : p.k;
@@ -97,6 +115,10 @@ int run_model(const std::string& path, int64_t tokens, const std::string& backen
       ss += r * r;
     }
     const double rel = std::sqrt(se / std::max(ss, 1e-300));
+    if (!dump.empty()) {  // x: BF16 [M, in_cols]; y: the backend's output, p.out [M, N]
+      write_raw(dump + "/" + l.name + ".x.bf16", x.data(), x.size() * sizeof(uint16_t));
+      write_raw(dump + "/" + l.name + ".y." + dtype_name(p.out), got.data(), got.size());
+    }
     if (!(rel <= 2e-2)) ++bad;
     std::printf("%-40s %-6s %-14s %11.2e %10.1f %10.2f\n", l.name.c_str(), op_name(p.op),
                 std::string(b->name()).c_str(), rel, secs * 1e6,
@@ -117,6 +139,8 @@ void add_run_command(CLI::App& app) {
   static int64_t tokens = 1;
   static int iters = 5;
   static uint32_t seed = 1;
+  static std::vector<std::string> only;
+  static std::string dump;
   auto* c = app.add_subcommand("run", "Run every MX layer of a model on the selected backend "
                                       "and compare with cpu-reference");
   c->add_option("model", model, "quantized model directory or safetensors file")->required();
@@ -124,7 +148,11 @@ void add_run_command(CLI::App& app) {
   c->add_option("--backend", backend, "force a backend (default: the oracle's choice)");
   c->add_option("--iters", iters, "timed calls per layer")->check(CLI::Range(1, 100000));
   c->add_option("--seed", seed, "seed of the random activations");
-  c->callback([] { exit_code() = run_model(model, tokens, backend, iters, seed); });
+  c->add_option("--layer", only, "run only this layer (repeatable; default: every MX layer)");
+  c->add_option("--dump", dump, "write each layer's input and output to DIR/<layer>.x.bf16 and "
+                                "DIR/<layer>.y.<dtype> (raw row-major bytes)")
+      ->check(CLI::ExistingDirectory);
+  c->callback([] { exit_code() = run_model(model, tokens, backend, iters, seed, only, dump); });
 }
 
 }  // namespace mxq::cli

@@ -179,3 +179,32 @@ def test_model_layers_match_reference(sample):
         m.linear("nope")
     with pytest.raises(ValueError, match="is an MoE layer"):
         m.linear("model.layers.2.mlp")
+
+
+def read_run_dump(d, name, tokens):
+    """`mxq run --dump` files of a layer: x (bf16 [M, K]) and the backend's y ([M, N])."""
+    xf = d / f"{name}.x.bf16"
+    (yf,) = d.glob(f"{name}.y.*")
+    x = np.fromfile(xf, np.uint16).view(BF16).reshape(tokens, -1)
+    ydt = {"bf16": np.uint16, "f16": np.uint16, "f32": np.uint32}[yf.suffix[1:]]
+    return x, np.fromfile(yf, ydt).reshape(tokens, -1), yf.suffix[1:]
+
+
+@pytest.mark.parametrize("tokens", [1, 5])
+def test_linear_equals_mxq_run_bitwise(sample, cli, tmp_path, tokens):
+    """The package's Linear on the CPU computes the same bits as `mxq run --backend cpu` on the
+    same checkpoint and input (the same check on CUDA: test_pkg_torch.py)."""
+    names = ["model.layers.0.self_attn.q_proj", "model.layers.0.mlp.down_proj"]
+    args = ["run", sample / "mxfp4", "--backend", "cpu", "--tokens", tokens, "--iters", 1,
+            "--dump", tmp_path]
+    for n in names:
+        args += ["--layer", n]
+    out = cli(*args)
+    assert out.count(" cpu ") == len(names)
+    m = mxq.load(sample / "mxfp4")
+    for n in names:
+        x, y_run, ydt = read_run_dump(tmp_path, n, tokens)
+        lin = m.linear(n, backend="cpu", strict=True)
+        y = lin(x)
+        assert lin.problem.out == ydt
+        np.testing.assert_array_equal(np.asarray(y).view(y_run.dtype), y_run)
