@@ -14,8 +14,13 @@ op allocates its output with torch (the caching allocator, so CUDA graph capture
 calls the C++ core with data pointers on the tensor's device and torch's current CUDA stream;
 nothing inside an op synchronises or allocates device memory. Prepare layers for CUDA
 (``module.prepare('cuda')``) before capturing a graph.
+
+On CUDA tensors, quantize runs the library's GPU kernels (src/cuda/quant) and linear the
+oracle's CUDA backend (cuda-mma). MoE has no CUDA backend yet (issue 6): ``mxq::moe`` on CUDA
+tensors raises ``NotImplementedError``; run MoE layers on CPU tensors for now.
 """
 
+import contextlib
 import itertools
 import os
 import threading
@@ -68,6 +73,14 @@ def _stream(t: torch.Tensor) -> int:
     return int(torch.cuda.current_stream(t.device).cuda_stream) if t.is_cuda else 0
 
 
+def _on(t: torch.Tensor) -> Any:
+    """Makes t's GPU the current device for the core call (kernels launch on the current
+    device; no allocation or synchronisation, so this is fine inside graph capture)."""
+    if t.is_cuda and t.device.index is not None and t.device.index != torch.cuda.current_device():
+        return torch.cuda.device(t.device)
+    return contextlib.nullcontext()
+
+
 def _check_x(x: torch.Tensor, want: str, cols: int, what: str = "x") -> None:
     if _NAMES.get(x.dtype) != want:
         raise ValueError(f"mxq: {what} has dtype {x.dtype}; this layer takes {_DTYPES[want]}")
@@ -107,8 +120,9 @@ def quantize(x: torch.Tensor, fmt: str = "mxfp4", scale_rule: str = "floor",
     xc = x.contiguous()
     packed = torch.empty(pshape, dtype=torch.uint8, device=x.device)
     scales = torch.empty(sshape, dtype=torch.uint8, device=x.device)
-    _core.quantize_into(xc, packed, scales, fmt, scale_rule, rounding, saturation, False, pad_k,
-                        0, None, _stream(x))
+    with _on(x):
+        _core.quantize_into(xc, packed, scales, fmt, scale_rule, rounding, saturation, False,
+                            pad_k, 0, None, _stream(x))
     return packed, scales
 
 
@@ -131,8 +145,9 @@ def linear(x: torch.Tensor, handle: int, n: int,
     _check_x(x, layer.problem.x_dtype, layer.k)
     xc = x.contiguous()
     out = torch.empty((*x.shape[:-1], n), dtype=_out_dtype(layer, out_dtype), device=x.device)
-    layer._core_layer.run_ptr(xc.data_ptr(), out.data_ptr(), xc.numel() // layer.k, x.is_cuda,
-                              _stream(x))
+    with _on(x):
+        layer._core_layer.run_ptr(xc.data_ptr(), out.data_ptr(), xc.numel() // layer.k,
+                                  x.is_cuda, _stream(x))
     return out
 
 
@@ -154,6 +169,8 @@ def moe(x: torch.Tensor, router_logits: torch.Tensor, handle: int,
     ``router_logits [M, E]`` (f32 / bf16 / f16), experts, weighted sum."""
     layer: MoE = _layer(handle, MoE)
     p = layer.problem
+    if x.is_cuda:
+        _cuda_moe_backend(layer)
     _check_x(x, p.x_dtype, p.n)
     if x.dim() != 2:
         raise ValueError(f"mxq: x has shape {list(x.shape)}; expected [M, H={p.n}]")
@@ -174,10 +191,25 @@ def moe(x: torch.Tensor, router_logits: torch.Tensor, handle: int,
     cb = correction_bias.contiguous() if correction_bias is not None else None
     em = expert_map.contiguous() if expert_map is not None else None
     out = torch.empty(x.shape, dtype=_out_dtype(layer, out_dtype), device=x.device)
-    layer._core_layer.run_ptr(xc.data_ptr(), lc.data_ptr(), _NAMES[lc.dtype], out.data_ptr(), m,
-                              cb.data_ptr() if cb is not None else 0,
-                              em.data_ptr() if em is not None else 0, x.is_cuda, _stream(x))
+    with _on(x):
+        layer._core_layer.run_ptr(xc.data_ptr(), lc.data_ptr(), _NAMES[lc.dtype], out.data_ptr(),
+                                  m, cb.data_ptr() if cb is not None else 0,
+                                  em.data_ptr() if em is not None else 0, x.is_cuda, _stream(x))
     return out
+
+
+def _cuda_moe_backend(layer: MoE) -> str:
+    """The CUDA backend of an MoE layer, or NotImplementedError naming what is missing."""
+    name = layer._core_layer.backend_for("cuda")
+    if name is not None:
+        return name
+    try:
+        return layer._core_layer.prepare("cuda")
+    except NotImplementedError as e:
+        raise NotImplementedError(
+            "mxq::moe on CUDA tensors is not implemented yet (issue 6: no CUDA MoE backend; "
+            "cuda-mma runs linear layers only). Run MoE layers on CPU tensors for now. "
+            f"Oracle: {e}") from None
 
 
 @moe.register_fake
