@@ -33,6 +33,8 @@ py=$(python3 -c 'import sys; print(sys.executable)')
   cmake --build build/gpu-py -j "$(nproc)" --target _core mxq > /tmp/mxq-build.log 2>&1 \
     || { grep -E "error|Error" -A3 /tmp/mxq-build.log | head -60; echo "rc=build-failed"; exit 1; }
   echo "built in $((SECONDS - start)) s"
+  # how libstdc++ reaches the extension (a static copy needs <iostream> in module.cc)
+  echo "_core libstdc++: $(ldd build/gpu-py/python/mxq/_core*.so | grep -o 'libstdc++[^ ]*' || echo 'not dynamic'); link flags: $(grep -o -- '-static-lib[a-z+]*' build/gpu-py/build.ninja | sort -u | tr '\n' ' ')${LDFLAGS:+ LDFLAGS=$LDFLAGS}"
   export PYTHONPATH=$PWD/build/gpu-py/python${PYTHONPATH:+:$PYTHONPATH}
   python3 -c "import mxq; print('mxq', mxq.__version__, 'cuda_built', mxq.cuda_built); print(mxq.device()); [print(' ', b) for b in mxq.backends()]"
   echo "## pytest tests/python/package"
@@ -48,4 +50,4 @@ py=$(python3 -c 'import sys; print(sys.executable)')
     echo "pip build+install $((SECONDS - start)) s"
   fi
 } 2>&1 | tee "$out"
-[ -n "${OUT:-}" ] && cp "$out" "$OUT/" || true
+[ -n "${OUT:-}" ] && [ "$(cd "$(dirname "$out")" && pwd)" != "$(cd "$OUT" && pwd)" ] && cp "$out" "$OUT/" || true
