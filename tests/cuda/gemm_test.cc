@@ -193,6 +193,22 @@ TEST(CudaMmaGemm, EveryTokenBlockSizeFormatAndDtype) {
       }
 }
 
+TEST(CudaMmaGemm, LargeMSplitsRows) {
+  SKIP_WITHOUT_GPU();
+  // ceil(N / 256) * ceil(M / 64) >= the SM count: warps own 2 row tiles each; N = 2064
+  // leaves the last block one warp with one valid row tile (the others return early).
+  for (ElemType e : {ElemType::kE2M1, ElemType::kE4M3})
+    for (ActKey a : {ActKey::kBF16, ActKey::kFP16}) {
+      cuda::GemmArgs probe;
+      probe.m = 2100;
+      probe.n = 2064;
+      probe.elem = e;
+      ASSERT_TRUE(cuda::choose_gemm_config(probe).split_rows) << "the case must take the path";
+      check_gemm(e, a, act_input_dtype(a), 2100, 2064, 128, true, 112, 124, 6e-3);
+      check_gemm(e, a, DType::kF32, 2100, 2064, 128, false, 112, 130, 1e-5);
+    }
+}
+
 TEST(CudaMmaGemm, ExtremeScalesAreExactWithFp16Activations) {
   SKIP_WITHOUT_GPU();
   // 2^-127 .. 2^-120 and 2^20 .. 2^27: no 16-bit type holds these scales; cuda-mma applies

@@ -12,10 +12,10 @@
 namespace mxq::cuda {
 
 std::string GemmConfig::to_string() const {
-  return "mma.sync: " + std::to_string(tokens_per_block) + " tokens x 16 rows per block, " +
-         std::to_string(warps) + " warps over K, " + std::to_string(prefetch) +
-         " k64 tiles in flight per warp, scales in " +
-         (scale_in_weights ? "the 16-bit weights" : "FP32");
+  return "mma.sync: " + std::to_string(tokens_per_block) + " tokens x " +
+         std::to_string(split_rows ? 32 * warps : 16) + " rows per block, " +
+         std::to_string(warps) + (split_rows ? " warps over rows, " : " warps over K, ") +
+         std::to_string(prefetch) + " k64 tiles in flight per warp";
 }
 
 namespace {
@@ -39,13 +39,49 @@ constexpr int prefetch_for(bool fp4, int nt) {
   return nt == 1 ? (fp4 ? 8 : 4) : nt == 2 ? (fp4 ? 6 : 3) : nt == 4 ? (fp4 ? 4 : 2) : (fp4 ? 3 : 2);
 }
 
+// The SM count of the current device (cached per device; no synchronisation).
+int sm_count() {
+  static int cached[64] = {};
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 64) return 132;
+  if (cached[dev] == 0) {
+    int v = 0;
+    cached[dev] = cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev) == cudaSuccess && v > 0 ? v : 132;
+  }
+  return cached[dev];
+}
+
+// 64-token blocks split rows instead of K once there are enough of them to fill every SM:
+// each warp then owns 2 row tiles (32 rows) x 64 tokens, so a decoded weight fragment feeds 8
+// MMAs and an activation fragment 2, and activations are re-read from L2 N/256 times. (4 row
+// tiles per warp spill: 128 accumulators + 32 activation + 40-72 weight registers.)
+constexpr int kRowWarps = 8, kRowTiles = 2;
+bool split_rows(int64_t m, int64_t n) {
+  const int64_t rows_per_block = 16 * kRowWarps * kRowTiles;
+  return tokens_per_block(m) == 64 &&
+         ((n + rows_per_block - 1) / rows_per_block) * ((m + 63) / 64) >= sm_count();
+}
+
 template <typename T, bool kFp4, int NT, bool kFast, typename TOut>
 void launch(const GemmArgs& a, cudaStream_t stream) {
   constexpr int W = warps_for(NT), P = prefetch_for(kFp4, NT);
-  const dim3 grid(unsigned(a.n / 16), unsigned((a.m + 8 * NT - 1) / (8 * NT)));
-  gemm::mx_gemm_splitk_kernel<T, kFp4, NT, W, P, kFast, TOut><<<grid, W * 32, 0, stream>>>(
+  const unsigned token_blocks = unsigned((a.m + 8 * NT - 1) / (8 * NT));
+  const int k64 = int((a.k + 63) / 64);
+  if constexpr (NT == 8) {
+    if (split_rows(a.m, a.n)) {
+      constexpr int kRows = 16 * kRowWarps * kRowTiles;
+      const dim3 grid(unsigned((a.n + kRows - 1) / kRows), token_blocks);
+      gemm::mx_gemm_kernel<T, kFp4, NT, kRowWarps, kFp4 ? 2 : 1, kFast, TOut, true, kRowTiles>
+          <<<grid, kRowWarps * 32, 0, stream>>>(a.w, a.w_scales, a.bias,
+                                                static_cast<const T*>(a.x), a.y, int(a.m),
+                                                int(a.n), int(a.k), k64, a.ldx, a.ldy);
+      return;
+    }
+  }
+  const dim3 grid(unsigned(a.n / 16), token_blocks);
+  gemm::mx_gemm_kernel<T, kFp4, NT, W, P, kFast, TOut><<<grid, W * 32, 0, stream>>>(
       a.w, a.w_scales, a.bias, static_cast<const T*>(a.x), a.y, int(a.m), int(a.n), int(a.k),
-      int((a.k + 63) / 64), a.ldx, a.ldy);
+      k64, a.ldx, a.ldy);
 }
 
 template <typename T, bool kFp4, int NT>
@@ -82,6 +118,11 @@ GemmConfig choose_gemm_config(const GemmArgs& a) {
   c.warps = warps_for(nt);
   c.prefetch = prefetch_for(a.elem == ElemType::kE2M1, nt);
   c.scale_in_weights = a.scale_in_weights;
+  c.split_rows = split_rows(a.m, a.n);
+  if (c.split_rows) {
+    c.warps = kRowWarps;
+    c.prefetch = a.elem == ElemType::kE2M1 ? 2 : 1;
+  }
   return c;
 }
 

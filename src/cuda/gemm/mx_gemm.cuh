@@ -1,11 +1,16 @@
 // The cuda-mma GEMM kernel family (SM80+ mma.sync, dequantization in registers).
 //
-// Work split. Block (tn, tm) owns 16 weight rows (one k64-tile stripe of the fragment layout)
-// and 8*NT tokens; its WARPS warps split K (warp w takes k64 tiles w, w + WARPS, ...), so the
-// block reads one contiguous 512*WARPS-byte run of its stripe at a time, and the warps' partial
-// sums are added in shared memory in a fixed order: deterministic, no workspace, no second
-// launch. Small M is weight-streaming: each warp keeps P k64 tiles of weights in flight in a
-// register ring (16-byte loads that skip L1); activations are small and go through L1.
+// Work split, two variants of one kernel:
+// - split K (small M): block (tn, tm) owns 16 weight rows (one k64-tile stripe of the fragment
+//   layout) and 8*NT tokens; its WARPS warps split K (warp w takes k64 tiles w, w + WARPS, ...),
+//   so the block reads one contiguous 512*WARPS-byte run of its stripe at a time, and the
+//   warps' partial sums are added in shared memory in a fixed order: deterministic, no
+//   workspace, no second launch. Each warp keeps P k64 tiles of weights in flight in a register
+//   ring (16-byte loads that skip L1).
+// - split rows (large M): each warp owns a 16-row tile over all of K and the block's WARPS
+//   warps cover 16*WARPS rows of the same 8*NT tokens, so the block's warps read the same
+//   activations at the same time (L1 hits) and activations are re-read from L2 N/(16*WARPS)
+//   times instead of N/16.
 //
 // Numerics, two exact paths chosen per weight tensor at prepare time (mx_gemm.cu):
 // - scale in weights (kFast): when every scale code c keeps element * 2^(c-127) exact in the
@@ -123,30 +128,49 @@ __device__ __forceinline__ void store_out(void* y, int64_t i, float v) {
     static_cast<__nv_bfloat16*>(y)[i] = __float2bfloat16_rn(v);
 }
 
-// LW: 32-bit words per lane per k64 tile (4 for E2M1, 8 for E4M3).
-template <bool kFp4>
+// One warp's weights of one k64 tile for MW row tiles: 16 bytes (E2M1) or 32 bytes (E4M3) of
+// elements and 4 scale codes per lane per row tile.
+template <bool kFp4, int MW>
 struct TileRegs {
-  static constexpr int kVec = kFp4 ? 1 : 2;  // 16-byte vectors per lane per tile
-  uint4 w[kVec];
-  uint32_t s;
+  static constexpr int kVec = kFp4 ? 1 : 2;  // 16-byte vectors per lane per row tile
+  uint4 w[MW][kVec];
+  uint32_t s[MW];
 };
 
+// MW: 16-row tiles per warp (split rows only; 1 when splitting K). NT: 8-token groups.
+// P: k64 tiles of weights in flight per warp. XD: activation tiles loaded ahead (0: at use).
 template <typename T, bool kFp4, int NT, int WARPS, int P, bool kFast, typename TOut,
-          int XD = (NT == 1 ? 2 : NT <= 4 ? 1 : 0)>
+          bool kSplitRows = false, int MW = 1, int XD = (NT == 1 ? 2 : NT <= 4 ? 1 : 0)>
 __global__ void __launch_bounds__(WARPS * 32)
-    mx_gemm_splitk_kernel(const uint8_t* __restrict__ wq, const uint8_t* __restrict__ wsc,
-                          const float* __restrict__ bias, const T* __restrict__ x, void* y,
-                          int m, int n, int k, int k64, int64_t ldx, int64_t ldy) {
-  constexpr int kVec = TileRegs<kFp4>::kVec;
-  __shared__ float red[WARPS][NT * 4 * 32];
+    mx_gemm_kernel(const uint8_t* __restrict__ wq, const uint8_t* __restrict__ wsc,
+                   const float* __restrict__ bias, const T* __restrict__ x, void* y, int m, int n,
+                   int k, int k64, int64_t ldx, int64_t ldy) {
+  static_assert(kSplitRows || MW == 1, "splitting K keeps one row tile per block");
+  using Tile = TileRegs<kFp4, MW>;
+  constexpr int kVec = Tile::kVec;
+  __shared__ float red[kSplitRows ? 1 : WARPS][kSplitRows ? 1 : NT * 4 * 32];
 
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int g = lane >> 2, t = lane & 3;
-  const int tn = blockIdx.x;
+  const int n16 = n / 16;
+  // Split rows: warp w owns row tiles tn0 .. tn0 + MW - 1 over all of K (no reduction). Split
+  // K: the block's warps share one row tile and take every WARPS-th k64 tile.
+  const int tn0 = kSplitRows ? (blockIdx.x * WARPS + warp) * MW : blockIdx.x;
   const int tok0 = blockIdx.y * 8 * NT;
+  if (kSplitRows && tn0 >= n16) return;  // warp-uniform; this variant has no block barrier
+  const int kt_first = kSplitRows ? 0 : warp;
+  constexpr int kStep = kSplitRows ? 1 : WARPS;
 
-  const uint4* wbase = reinterpret_cast<const uint4*>(wq) + (int64_t(tn) * k64 * 32 + lane) * kVec;
-  const uint32_t* sbase = reinterpret_cast<const uint32_t*>(wsc) + int64_t(tn) * k64 * 32 + lane;
+  const uint4* wbase[MW];
+  const uint32_t* sbase[MW];
+  bool row_ok[MW];
+#pragma unroll
+  for (int mw = 0; mw < MW; ++mw) {
+    const int tn = tn0 + mw;
+    row_ok[mw] = tn < n16;
+    wbase[mw] = reinterpret_cast<const uint4*>(wq) + (int64_t(tn) * k64 * 32 + lane) * kVec;
+    sbase[mw] = reinterpret_cast<const uint32_t*>(wsc) + int64_t(tn) * k64 * 32 + lane;
+  }
 
   // Activation rows of this lane's B fragments (token g of each 8-token group), or null.
   const T* xrow[NT];
@@ -156,21 +180,33 @@ __global__ void __launch_bounds__(WARPS * 32)
     xrow[nt] = tok < m ? x + int64_t(tok) * ldx + 4 * t : nullptr;
   }
 
-  float acc[NT][4];
+  float acc[MW][NT][4];
 #pragma unroll
-  for (int nt = 0; nt < NT; ++nt)
+  for (int mw = 0; mw < MW; ++mw)
 #pragma unroll
-    for (int i = 0; i < 4; ++i) acc[nt][i] = 0.0f;
+    for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) acc[mw][nt][i] = 0.0f;
 
-  TileRegs<kFp4> ring[P];
-  auto load = [&](TileRegs<kFp4>& r, int kt) {
+  Tile ring[P];
+  auto load = [&](Tile& r, int kt) {
 #pragma unroll
-    for (int v = 0; v < kVec; ++v) r.w[v] = ptx::ldg_stream_16(wbase + int64_t(kt) * 32 * kVec + v);
-    r.s = ptx::ldg_stream_4(sbase + int64_t(kt) * 32);
+    for (int mw = 0; mw < MW; ++mw) {
+      if (MW == 1 || row_ok[mw]) {
+#pragma unroll
+        for (int v = 0; v < kVec; ++v)
+          r.w[mw][v] = ptx::ldg_stream_16(wbase[mw] + int64_t(kt) * 32 * kVec + v);
+        r.s[mw] = ptx::ldg_stream_4(sbase[mw] + int64_t(kt) * 32);
+      } else {  // a row tile past N: zero weights, scale code 127
+#pragma unroll
+        for (int v = 0; v < kVec; ++v) r.w[mw][v] = make_uint4(0u, 0u, 0u, 0u);
+        r.s[mw] = 0x7F7F7F7Fu;
+      }
+    }
   };
 #pragma unroll
   for (int p = 0; p < P; ++p)
-    if (warp + p * WARPS < k64) load(ring[p], warp + p * WARPS);
+    if (kt_first + p * kStep < k64) load(ring[p], kt_first + p * kStep);
 
   // Activations of a tile (4 k16 steps x NT token groups, 4 values per lane each), loaded XD
   // tiles ahead into a register ring (XD = 0: at use): an activation load is an L2 round trip
@@ -192,25 +228,23 @@ __global__ void __launch_bounds__(WARPS * 32)
   uint2 xring[kXSlots][4][NT];
 #pragma unroll
   for (int d = 0; d < XD; ++d)
-    if (warp + d * WARPS < k64) load_x(xring[d], warp + d * WARPS);
+    if (kt_first + d * kStep < k64) load_x(xring[d], kt_first + d * kStep);
 
   const float zero[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-  for (int kt0 = warp; kt0 < k64; kt0 += P * WARPS) {
+  for (int kt0 = kt_first; kt0 < k64; kt0 += P * kStep) {
 #pragma unroll
     for (int p = 0; p < P; ++p) {
-      const int kt = kt0 + p * WARPS;
+      const int kt = kt0 + p * kStep;
       if (kt >= k64) break;
-      const TileRegs<kFp4> cur = ring[p];
-      if (kt + P * WARPS < k64) load(ring[p], kt + P * WARPS);
-      uint2 xcur[4][NT];
+      const Tile cur = ring[p];
+      if (kt + P * kStep < k64) load(ring[p], kt + P * kStep);
+      uint2 xcur[XD > 0 ? 4 : 1][NT];
       if constexpr (XD > 0) {
 #pragma unroll
         for (int s = 0; s < 4; ++s)
 #pragma unroll
           for (int nt = 0; nt < NT; ++nt) xcur[s][nt] = xring[p % kXSlots][s][nt];
-        if (kt + XD * WARPS < k64) load_x(xring[p % kXSlots], kt + XD * WARPS);
-      } else {
-        load_x(xcur, kt);
+        if (kt + XD * kStep < k64) load_x(xring[p % kXSlots], kt + XD * kStep);
       }
 
 #pragma unroll
@@ -221,70 +255,99 @@ __global__ void __launch_bounds__(WARPS * 32)
         for (int s = 0; s < 2; ++s)
 #pragma unroll
           for (int nt = 0; nt < NT; ++nt) {
-            b[s][nt][0] = xcur[2 * blk + s][nt].x;
-            b[s][nt][1] = xcur[2 * blk + s][nt].y;
-          }
-        uint32_t a[2][4];
-        const uint32_t c0 = (cur.s >> (8 * blk)) & 0xFF, c1 = (cur.s >> (16 + 8 * blk)) & 0xFF;
-        if constexpr (kFast) {
-          // Scale folded into the exact 16-bit weights: the MMAs accumulate straight into acc.
-          const uint32_t m0 = scale_multiplier<T, kFp4>(c0), m1 = scale_multiplier<T, kFp4>(c1);
-          if constexpr (kFp4) {
-            decode_e2m1_scaled<T>(blk == 0 ? cur.w[0].x : cur.w[0].z, m0, m1, a[0]);
-            decode_e2m1_scaled<T>(blk == 0 ? cur.w[0].y : cur.w[0].w, m0, m1, a[1]);
-          } else {
-            const uint4 v = cur.w[blk];
-            decode_e4m3_scaled<T>(v.x, v.y, m0, m1, a[0]);
-            decode_e4m3_scaled<T>(v.z, v.w, m0, m1, a[1]);
+            uint2 v;
+            if constexpr (XD > 0) {
+              v = xcur[2 * blk + s][nt];
+            } else {  // at use, one k16 step at a time (registers: NT = 8)
+              const int kk = kt * 64 + (2 * blk + s) * 16;
+              v = make_uint2(0u, 0u);
+              if (xrow[nt] != nullptr && kk + 4 * t < k) v = ptx::ldg_cached_8(xrow[nt] + kk);
+            }
+            b[s][nt][0] = v.x;
+            b[s][nt][1] = v.y;
           }
 #pragma unroll
-          for (int nt = 0; nt < NT; ++nt) {
-            ptx::mma_16816<T>(acc[nt], a[0], b[0][nt], acc[nt]);
-            ptx::mma_16816<T>(acc[nt], a[1], b[1][nt], acc[nt]);
-          }
-        } else {
-          if constexpr (kFp4) {
-            decode_e2m1<T>(blk == 0 ? cur.w[0].x : cur.w[0].z, a[0]);
-            decode_e2m1<T>(blk == 0 ? cur.w[0].y : cur.w[0].w, a[1]);
-          } else {
-            const uint4 v = cur.w[blk];
-            decode_e4m3<T>(v.x, v.y, a[0]);
-            decode_e4m3<T>(v.z, v.w, a[1]);
-          }
-          const float s0 = e8m0_to_f32(c0), s1 = e8m0_to_f32(c1);
+        for (int mw = 0; mw < MW; ++mw) {
+          uint32_t a[2][4];
+          const uint32_t c0 = (cur.s[mw] >> (8 * blk)) & 0xFF;
+          const uint32_t c1 = (cur.s[mw] >> (16 + 8 * blk)) & 0xFF;
+          if constexpr (kFast) {
+            // Scale folded into the exact 16-bit weights: the MMAs accumulate into acc.
+            const uint32_t m0 = scale_multiplier<T, kFp4>(c0), m1 = scale_multiplier<T, kFp4>(c1);
+            if constexpr (kFp4) {
+              decode_e2m1_scaled<T>(blk == 0 ? cur.w[mw][0].x : cur.w[mw][0].z, m0, m1, a[0]);
+              decode_e2m1_scaled<T>(blk == 0 ? cur.w[mw][0].y : cur.w[mw][0].w, m0, m1, a[1]);
+            } else {
+              const uint4 v = cur.w[mw][blk];
+              decode_e4m3_scaled<T>(v.x, v.y, m0, m1, a[0]);
+              decode_e4m3_scaled<T>(v.z, v.w, m0, m1, a[1]);
+            }
 #pragma unroll
-          for (int nt = 0; nt < NT; ++nt) {
-            float d[4];
-            ptx::mma_16816<T>(d, a[0], b[0][nt], zero);
-            ptx::mma_16816<T>(d, a[1], b[1][nt], d);
-            acc[nt][0] = fmaf(d[0], s0, acc[nt][0]);
-            acc[nt][1] = fmaf(d[1], s0, acc[nt][1]);
-            acc[nt][2] = fmaf(d[2], s1, acc[nt][2]);
-            acc[nt][3] = fmaf(d[3], s1, acc[nt][3]);
+            for (int nt = 0; nt < NT; ++nt) {
+              ptx::mma_16816<T>(acc[mw][nt], a[0], b[0][nt], acc[mw][nt]);
+              ptx::mma_16816<T>(acc[mw][nt], a[1], b[1][nt], acc[mw][nt]);
+            }
+          } else {
+            if constexpr (kFp4) {
+              decode_e2m1<T>(blk == 0 ? cur.w[mw][0].x : cur.w[mw][0].z, a[0]);
+              decode_e2m1<T>(blk == 0 ? cur.w[mw][0].y : cur.w[mw][0].w, a[1]);
+            } else {
+              const uint4 v = cur.w[mw][blk];
+              decode_e4m3<T>(v.x, v.y, a[0]);
+              decode_e4m3<T>(v.z, v.w, a[1]);
+            }
+            const float s0 = e8m0_to_f32(c0), s1 = e8m0_to_f32(c1);
+#pragma unroll
+            for (int nt = 0; nt < NT; ++nt) {
+              float d[4];
+              ptx::mma_16816<T>(d, a[0], b[0][nt], zero);
+              ptx::mma_16816<T>(d, a[1], b[1][nt], d);
+              acc[mw][nt][0] = fmaf(d[0], s0, acc[mw][nt][0]);
+              acc[mw][nt][1] = fmaf(d[1], s0, acc[mw][nt][1]);
+              acc[mw][nt][2] = fmaf(d[2], s1, acc[mw][nt][2]);
+              acc[mw][nt][3] = fmaf(d[3], s1, acc[mw][nt][3]);
+            }
           }
         }
       }
     }
   }
 
-  // Fixed-order reduction of the warps' partial sums, then bias and the output conversion.
+  if constexpr (kSplitRows) {  // the warp owns its outputs
 #pragma unroll
-  for (int nt = 0; nt < NT; ++nt)
+    for (int mw = 0; mw < MW; ++mw) {
+      if (!row_ok[mw]) continue;
 #pragma unroll
-    for (int i = 0; i < 4; ++i) red[warp][(nt * 4 + i) * 32 + lane] = acc[nt][i];
-  __syncthreads();
-  for (int idx = threadIdx.x; idx < NT * 4 * 32; idx += WARPS * 32) {
-    const int nt = idx / 128, i = (idx / 32) % 4, ln = idx % 32;
-    const int tok = tok0 + nt * 8 + 2 * (ln & 3) + (i & 1);
-    if (tok >= m) continue;
-    const int row = tn * 16 + (ln >> 2) + 8 * (i >> 1);
-    float sum = 0.0f;
+      for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
-    for (int w = 0; w < WARPS; ++w) sum += red[w][idx];
-    if (bias != nullptr) sum += bias[row];
-    store_out<TOut>(y, int64_t(tok) * ldy + row, sum);
+        for (int i = 0; i < 4; ++i) {
+          const int tok = tok0 + nt * 8 + 2 * t + (i & 1);
+          const int row = (tn0 + mw) * 16 + g + 8 * (i >> 1);
+          if (tok < m) {
+            const float v = bias != nullptr ? acc[mw][nt][i] + bias[row] : acc[mw][nt][i];
+            store_out<TOut>(y, int64_t(tok) * ldy + row, v);
+          }
+        }
+    }
+  } else {
+    // Fixed-order reduction of the warps' partial sums, then bias and the output conversion.
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) red[warp][(nt * 4 + i) * 32 + lane] = acc[0][nt][i];
+    __syncthreads();
+    for (int idx = threadIdx.x; idx < NT * 4 * 32; idx += WARPS * 32) {
+      const int nt = idx / 128, i = (idx / 32) % 4, ln = idx % 32;
+      const int tok = tok0 + nt * 8 + 2 * (ln & 3) + (i & 1);
+      if (tok >= m) continue;
+      const int row = tn0 * 16 + (ln >> 2) + 8 * (i >> 1);
+      float sum = 0.0f;
+#pragma unroll
+      for (int w = 0; w < WARPS; ++w) sum += red[w][idx];
+      if (bias != nullptr) sum += bias[row];
+      store_out<TOut>(y, int64_t(tok) * ldy + row, sum);
+    }
   }
-  (void)n;
 }
 
 }  // namespace mxq::cuda::gemm

@@ -43,6 +43,7 @@ struct GemmConfig {
   int warps = 8;             // warps per block, splitting K
   int prefetch = 4;          // k64 tiles of weights in flight per warp
   bool scale_in_weights = false;
+  bool split_rows = false;   // warps own row tiles (large M) instead of splitting K
   std::string to_string() const;
 };
 GemmConfig choose_gemm_config(const GemmArgs& a);
