@@ -87,8 +87,8 @@ inline constexpr int64_t kSuperTile = 16;
 // For m = 1 and natural lanes this is x itself, and no copy is needed.
 void interleave_x(ElemType t, const float* x, int64_t m, int64_t ldx, int64_t k, float* xi);
 
-// Kernels per ISA (mx_gemv.cc; mx_gemv_kernels.h through mx_gemv_avx2.cc, mx_gemv_avx512.cc): weight rows [n0, n1), all
-// m activation rows. The SIMD kernels read the interleaved xi; x/ldx serve the float64 loop.
+// Kernels per ISA (mx_gemv.cc; mx_gemv_kernels.h, compiled by mx_gemv_avx2.cc and
+// mx_gemv_avx512.cc): weight rows [n0, n1), all m activation rows. The SIMD kernels read the interleaved xi; x/ldx serve the float64 loop.
 void gemm_rows_scalar(const MXMatrixRef& w, const float* x, int64_t m, int64_t ldx, float* y,
                       int64_t ldy, int64_t n0, int64_t n1);
 void gemm_rows_avx2(const MXMatrixRef& w, const float* x, int64_t m, int64_t ldx, const float* xi,

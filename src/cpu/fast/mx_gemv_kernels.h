@@ -362,6 +362,9 @@ MXQ_KI int row_tiles(const P& pol, const FormatTables& tb, const uint8_t* prow,
 // here, and less while the core is busy decoding); several streams keep more misses in flight.
 // Each x block is loaded once for all of them. Every row's arithmetic is row_tile<P, 1>'s.
 constexpr int kStreams = 4;
+// Each stream also prefetches its weights kPrefetchBytes ahead into L1, one line per 4 E2M1
+// blocks (measured on the 2-core VM: 256 B ahead gave +15-25% at DRAM, 1 KiB less).
+constexpr int64_t kPrefetchBytes = 256;
 
 template <typename P>
 MXQ_KI void gemv_streams(const P& pol, const FormatTables& tb, const MXMatrixRef& w,
@@ -386,6 +389,10 @@ MXQ_KI void gemv_streams(const P& pol, const FormatTables& tb, const MXMatrixRef
     }
     for (int64_t b = 0; b < kb; ++b) {
       const typename P::X xb = P::load_x(xi + b * kBlockSize);
+      if (b % (64 / P::kBlockBytes) == 0)  // once per 64-byte line
+        for (int s = 0; s < kStreams; ++s)
+          _mm_prefetch(reinterpret_cast<const char*>(prow[s] + b * P::kBlockBytes + kPrefetchBytes),
+                       _MM_HINT_T0);
       for (int s = 0; s < kStreams; ++s) {
         const uint8_t* pb = prow[s] + b * P::kBlockBytes;
         const uint8_t c = srow[s][b];
