@@ -223,7 +223,7 @@ TEST(CudaMmaGemm, ExtremeScalesAreExactWithFp16Activations) {
 TEST(CudaMmaGemm, RealShapes) {
   SKIP_WITHOUT_GPU();
   for (ElemType e : {ElemType::kE2M1, ElemType::kE4M3})
-    for (auto [n, k] : {std::pair<int64_t, int64_t>{5760, 2880}, {2880, 2880}, {4096, 4096}})
+    for (auto [n, k] : {std::pair<int64_t, int64_t>{5760, 2880}, {2880, 2880}, {4096, 4096}, {8192, 1024}})
       for (int64_t m : {1, 128}) check_gemm(e, ActKey::kBF16, DType::kBF16, m, n, k, true, 115, 125, 6e-3);
 }
 
