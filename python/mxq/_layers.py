@@ -49,9 +49,10 @@ class _Layer:
         self.backend  # noqa: B018 - prepares
         return self._core_layer.how_for(self._device)
 
-    def prepare(self, device: str = "cpu") -> str:
+    def prepare_for(self, device: str = "cpu") -> str:
         """Prepares the weights for 'cpu' or 'cuda' arrays now (not inside a CUDA graph
-        capture); returns the backend name."""
+        capture); returns the backend name. (``Linear.prepare`` / ``MoE.prepare`` are the
+        constructors from packed weights.)"""
         return self._core_layer.prepare(device)
 
     def explain(self, m: Optional[int] = None) -> str:

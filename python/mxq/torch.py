@@ -256,7 +256,7 @@ class MXLinear(torch.nn.Module):
     def prepare(self, device: Union[str, torch.device] = "cuda") -> str:
         """Builds the prepared weights for ``device`` now (do this before CUDA graph capture);
         returns the backend name."""
-        return self.layer.prepare(torch.device(device).type)
+        return self.layer.prepare_for(torch.device(device).type)
 
     @property
     def backend(self) -> str:
@@ -315,7 +315,7 @@ class MXMoE(torch.nn.Module):
                    rb.to(dev) if rb is not None else None)
 
     def prepare(self, device: Union[str, torch.device] = "cuda") -> str:
-        return self.layer.prepare(torch.device(device).type)
+        return self.layer.prepare_for(torch.device(device).type)
 
     @property
     def backend(self) -> str:

@@ -56,6 +56,12 @@ def test_linear_cpu_backend_matches_reference_and_oracle_picks_it():
                                   fast(x3.reshape(6, 512)).view(np.uint16))
 
 
+def test_prepare_for_a_device_returns_the_backend():
+    q = weights(64, 64)
+    lin = mxq.Linear.prepare(q.packed, q.scales, "mxfp4", backend="cpu-reference")
+    assert lin.prepare_for("cpu") == "cpu-reference" == lin.backend_for("cpu")
+
+
 def test_linear_fp16_and_dynamic_act_keys():
     q = weights(64, 64, "mxfp8")
     h = mxq.Linear.prepare(q.packed, q.scales, "mxfp8", act="fp16")

@@ -226,6 +226,19 @@ def test_torch_compile(device):
             assert torch.equal(g, w)
 
 
+@pytest.mark.parametrize("device", DEVICES)
+def test_module_prepare_returns_the_backend(device):
+    need(device, backend=True)
+    _, _, lin = make_linear()
+    assert lin.prepare(device) == ("cpu" if device == "cpu" else "cuda-mma")
+    moe = make_moe()
+    if device == "cpu":
+        assert moe.prepare("cpu") == "cpu"
+    else:
+        with pytest.raises(NotImplementedError, match="moe"):
+            moe.prepare("cuda")
+
+
 def test_cuda_graph_capture_and_replay():
     need("cuda", backend=True)
     _, _, lin = make_linear(device="cuda")
