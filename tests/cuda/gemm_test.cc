@@ -20,33 +20,11 @@
 #include "mxq/numerics.h"
 #include "mxq/quantize.h"
 #include "mxq/select.h"
+#include "gpu_test_util.h"
 
 namespace mxq {
 namespace {
 
-bool have_gpu(std::string* why) {
-  int n = 0;
-  const cudaError_t e = cudaGetDeviceCount(&n);
-  if (e != cudaSuccess) {
-    *why = std::string("no usable CUDA device: ") + cudaGetErrorString(e);
-    return false;
-  }
-  if (n == 0) {
-    *why = "no CUDA device present";
-    return false;
-  }
-  return true;
-}
-
-#define SKIP_WITHOUT_GPU()                                          \
-  do {                                                              \
-    std::string why_;                                               \
-    if (!have_gpu(&why_)) {                                         \
-      std::printf("[ SKIPPED  ] GPU test: %s\n", why_.c_str());     \
-      GTEST_SKIP() << why_;                                         \
-    }                                                               \
-  } while (0)
-#define CUDA_OK(expr) ASSERT_EQ((expr), cudaSuccess) << #expr
 
 template <typename T>
 struct Dev {

@@ -1,0 +1,38 @@
+// Shared by the GPU test files: whether a usable GPU is present (tests skip with the printed
+// reason when not) and CUDA-call assertions. C++17-clean: included by .cu and .cc tests.
+#pragma once
+
+#include <cuda_runtime.h>
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <string>
+
+namespace mxq::testing {
+
+inline bool have_gpu(std::string* why) {
+  int n = 0;
+  const cudaError_t e = cudaGetDeviceCount(&n);
+  if (e != cudaSuccess) {
+    *why = std::string("no usable CUDA device: ") + cudaGetErrorString(e);
+    return false;
+  }
+  if (n == 0) {
+    *why = "no CUDA device present";
+    return false;
+  }
+  return true;
+}
+
+}  // namespace mxq::testing
+
+#define SKIP_WITHOUT_GPU()                                      \
+  do {                                                          \
+    std::string why_;                                           \
+    if (!::mxq::testing::have_gpu(&why_)) {                     \
+      std::printf("[ SKIPPED  ] GPU test: %s\n", why_.c_str()); \
+      GTEST_SKIP() << why_;                                     \
+    }                                                           \
+  } while (0)
+
+#define CUDA_OK(expr) ASSERT_EQ((expr), cudaSuccess) << #expr
