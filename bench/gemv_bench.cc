@@ -1,8 +1,12 @@
 // Decode-shaped GEMV/GEMM throughput of the `cpu` backend against the machine's memory bandwidth
 // and OpenBLAS, all measured in this one process.
 //
-//   bandwidth/read_sum/threads:<n>   AVX2 sum over a 1 GiB buffer (bytes read / s): the ceiling
-//                                    for a kernel that streams its weights once.
+//   bandwidth/read/streams:<s>/threads:<n>
+//                                    AVX2 sum over a 1 GiB buffer (bytes read / s), each thread
+//                                    reading its part as s interleaved sequential streams: the
+//                                    ceiling for a kernel that streams its weights once (the
+//                                    8-stream number is the machine's; 1 stream per core is
+//                                    what the L2 prefetcher sustains for a single stream).
 //   bandwidth/memcpy                 1 GiB memcpy (bytes read + written / s), for reference.
 //   gemv/<format>/M:<m>/N:<n>/K:<k>/<dram|llc>/threads:<all|1>
 //                                    mxq's cpu backend, run_linear with BF16 x and BF16 y, from
@@ -53,29 +57,37 @@ BigBuffer& big() {
   return buf;
 }
 
+// Sums n floats read as `streams` interleaved sequential streams (one per sub-range): one
+// stream per core is limited by the L2 prefetcher (~10 GB/s here); several streams per core
+// (as OpenBLAS's sgemv reads several rows at once) reach the memory system's real limit.
+template <int kStreams>
 __attribute__((target("avx2"))) float read_sum(const float* p, int64_t n) {
-  __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-  for (int64_t i = 0; i < n; i += 32) {
-    a0 = _mm256_add_ps(a0, _mm256_loadu_ps(p + i));
-    a1 = _mm256_add_ps(a1, _mm256_loadu_ps(p + i + 8));
-    a2 = _mm256_add_ps(a2, _mm256_loadu_ps(p + i + 16));
-    a3 = _mm256_add_ps(a3, _mm256_loadu_ps(p + i + 24));
+  __m256 a[kStreams][2];
+  for (auto& s : a) s[0] = s[1] = _mm256_setzero_ps();
+  const int64_t len = n / kStreams;
+  for (int64_t i = 0; i < len; i += 16) {
+    for (int s = 0; s < kStreams; ++s) {
+      a[s][0] = _mm256_add_ps(a[s][0], _mm256_loadu_ps(p + s * len + i));
+      a[s][1] = _mm256_add_ps(a[s][1], _mm256_loadu_ps(p + s * len + i + 8));
+    }
   }
-  alignas(32) float t[8];
-  _mm256_store_ps(t, _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
-  return t[0] + t[1] + t[2] + t[3] + t[4] + t[5] + t[6] + t[7];
+  __m256 t = _mm256_setzero_ps();
+  for (auto& s : a) t = _mm256_add_ps(t, _mm256_add_ps(s[0], s[1]));
+  alignas(32) float v[8];
+  _mm256_store_ps(v, t);
+  return v[0] + v[1] + v[2] + v[3] + v[4] + v[5] + v[6] + v[7];
 }
 
-void BM_ReadSum(benchmark::State& state) {
-  const int threads = int(state.range(0));
+template <int kStreams>
+void BM_Read(benchmark::State& state, int threads) {
   const float* p = big().a.data();
   const int64_t n = kRotateBytes / 4, chunk = n / threads;
   for (auto _ : state) {
     std::vector<float> sums(static_cast<size_t>(threads));
     std::vector<std::thread> pool;
     for (int t = 1; t < threads; ++t)
-      pool.emplace_back([&, t] { sums[size_t(t)] = read_sum(p + t * chunk, chunk); });
-    sums[0] = read_sum(p, chunk);
+      pool.emplace_back([&, t] { sums[size_t(t)] = read_sum<kStreams>(p + t * chunk, chunk); });
+    sums[0] = read_sum<kStreams>(p, chunk);
     for (auto& th : pool) th.join();
     benchmark::DoNotOptimize(sums.data());
   }
@@ -216,9 +228,13 @@ void BM_OpenBlas(benchmark::State& state, int64_t m, int64_t n, int64_t k) {
 
 void register_all() {
   const int hw = int(std::thread::hardware_concurrency());
-  benchmark::RegisterBenchmark("bandwidth/read_sum/threads:1", BM_ReadSum)->Arg(1)->UseRealTime();
-  benchmark::RegisterBenchmark(("bandwidth/read_sum/threads:" + std::to_string(hw)).c_str(),
-                               BM_ReadSum)->Arg(hw)->UseRealTime();
+  for (int threads : {1, hw}) {
+    const std::string t = "/threads:" + std::to_string(threads);
+    benchmark::RegisterBenchmark(("bandwidth/read/streams:1" + t).c_str(), BM_Read<1>, threads)
+        ->UseRealTime();
+    benchmark::RegisterBenchmark(("bandwidth/read/streams:8" + t).c_str(), BM_Read<8>, threads)
+        ->UseRealTime();
+  }
   benchmark::RegisterBenchmark("bandwidth/memcpy", BM_Memcpy)->UseRealTime();
 
   struct Shape { int64_t n, k; };
