@@ -1,0 +1,224 @@
+// MoE token dispatch: count per tile -> scan -> stable placement -> block map (see dispatch.h).
+// A tile is kTile consecutive pairs handled by one warp in order, 32 at a time; within 32 pairs
+// __match_any_sync groups equal experts and a pair's rank is the number of lower lanes in its
+// group, so every position depends on topk_ids only.
+#include "cuda/moe/dispatch.h"
+
+#include <algorithm>
+#include <string>
+
+namespace mxq::cuda {
+namespace {
+
+constexpr int kWarps = 4;               // warps (tiles) per block
+constexpr int64_t kTile = 512;          // pairs per tile (16 rounds of 32)
+constexpr int64_t kMaxLocalExperts = 2048;
+constexpr int64_t kMaxBlock = 4096;
+constexpr unsigned kFull = 0xffffffffu;
+
+struct Args {
+  const int32_t* ids;
+  const int32_t* map;
+  int64_t pairs;  // M * k
+  int experts, local;
+  int block;
+  int64_t tiles, capacity;
+  int32_t* tile_counts;  // [tiles, local]
+  int32_t* offsets;
+  int32_t* sorted;
+  int32_t* block_expert;
+  int32_t* counts;
+};
+
+__device__ __forceinline__ int local_of(const Args& a, int64_t p) {
+  if (p >= a.pairs) return -1;
+  const int g = a.ids[p];
+  if (g < 0 || g >= a.experts) return -1;
+  const int e = a.map ? a.map[g] : g;
+  return (e >= 0 && e < a.local) ? e : -1;
+}
+
+// kPlace = false: per-tile counts into tile_counts. kPlace = true: tile_counts holds each tile's
+// exclusive prefix within its expert; write the pairs at offsets[e] + prefix + rank.
+template <bool kPlace>
+__global__ void __launch_bounds__(32 * kWarps) tile_kernel(const Args a) {
+  extern __shared__ int smem[];
+  const int lane = int(threadIdx.x & 31u), warp = int(threadIdx.x >> 5);
+  const int64_t tile = int64_t(blockIdx.x) * kWarps + warp;
+  if (tile >= a.tiles) return;  // uniform per warp; no block-level barrier below
+  int* cnt = smem + warp * a.local;
+  int32_t* row = a.tile_counts + tile * a.local;
+  for (int e = lane; e < a.local; e += 32) cnt[e] = kPlace ? a.offsets[e] + row[e] : 0;
+  __syncwarp();
+  const unsigned lower = (1u << lane) - 1u;
+  for (int64_t c = 0; c < kTile; c += 32) {
+    const int64_t p = tile * kTile + c + lane;
+    const int e = local_of(a, p);
+    const unsigned group = __match_any_sync(kFull, e);
+    const bool leader = (__ffs(int(group)) - 1) == lane;
+    if (kPlace && e >= 0) a.sorted[cnt[e] + __popc(group & lower)] = int32_t(p);
+    __syncwarp();
+    if (e >= 0 && leader) cnt[e] += __popc(group);
+    __syncwarp();
+  }
+  if (!kPlace)
+    for (int e = lane; e < a.local; e += 32) row[e] = cnt[e];
+}
+
+// One block: per expert, the exclusive prefix over tiles (in place) and the count; then the
+// padded exclusive scan over experts (warp 0, 32 experts at a time).
+__global__ void __launch_bounds__(1024) scan_kernel(const Args a) {
+  __shared__ int padded[kMaxLocalExperts];
+  for (int e = int(threadIdx.x); e < a.local; e += int(blockDim.x)) {
+    int run = 0;
+    for (int64_t t = 0; t < a.tiles; ++t) {
+      int32_t* q = a.tile_counts + t * a.local + e;
+      const int c = *q;
+      *q = run;
+      run += c;
+    }
+    if (a.counts) a.counts[e] = run;
+    padded[e] = (run + a.block - 1) / a.block * a.block;
+  }
+  __syncthreads();
+  if (threadIdx.x >= 32) return;
+  const int lane = int(threadIdx.x);
+  int base = 0;
+  for (int e0 = 0; e0 < a.local; e0 += 32) {
+    const int e = e0 + lane;
+    const int v = e < a.local ? padded[e] : 0;
+    int incl = v;
+#pragma unroll
+    for (int off = 1; off < 32; off <<= 1) {
+      const int o = __shfl_up_sync(kFull, incl, off);
+      if (lane >= off) incl += o;
+    }
+    if (e < a.local) a.offsets[e] = base + incl - v;
+    base += __shfl_sync(kFull, incl, 31);
+  }
+  if (lane == 0) a.offsets[a.local] = base;
+}
+
+__global__ void block_expert_kernel(const Args a) {
+  const int64_t blocks = a.capacity / a.block;
+  const int total = a.offsets[a.local];
+  for (int64_t b = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; b < blocks;
+       b += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t start = b * a.block;
+    int r = -1;
+    if (start < total) {
+      int lo = 0, hi = a.local;  // offsets[lo] <= start < offsets[hi]
+      while (hi - lo > 1) {
+        const int mid = (lo + hi) / 2;
+        if (a.offsets[mid] <= start)
+          lo = mid;
+        else
+          hi = mid;
+      }
+      r = lo;
+    }
+    a.block_expert[b] = r;
+  }
+}
+
+int64_t tiles_of(const MoEDispatchShape& s) {
+  return s.tokens > 0 && s.topk > 0 ? (s.tokens * s.topk + kTile - 1) / kTile : 0;
+}
+
+}  // namespace
+
+int64_t moe_dispatch_capacity(const MoEDispatchShape& s) {
+  if (s.tokens <= 0 || s.topk <= 0 || s.block <= 0 || s.local_experts <= 0) return 0;
+  const int64_t pairs = s.tokens * s.topk;
+  const int64_t n = pairs + std::min(s.local_experts, pairs) * (s.block - 1);
+  return (n + s.block - 1) / s.block * s.block;
+}
+
+size_t moe_dispatch_workspace_bytes(const MoEDispatchShape& s) {
+  if (s.local_experts <= 0) return 0;
+  return size_t(tiles_of(s)) * size_t(s.local_experts) * sizeof(int32_t);
+}
+
+Status moe_dispatch(const MoEDispatchShape& s, const int32_t* topk_ids,
+                    const int32_t* expert_map, int32_t* expert_offsets,
+                    int32_t* sorted_token_pairs, int32_t* block_expert, int32_t* expert_counts,
+                    void* workspace, cudaStream_t stream) {
+  const std::string fn = "cuda::moe_dispatch: ";
+  if (s.tokens < 0 || s.topk < 1 || s.experts < 1)
+    return invalid_argument(fn + "need tokens >= 0, topk >= 1, experts >= 1, got tokens " +
+                            std::to_string(s.tokens) + ", topk " + std::to_string(s.topk) +
+                            ", experts " + std::to_string(s.experts));
+  if (s.local_experts < 1 || s.local_experts > kMaxLocalExperts)
+    return invalid_argument(fn + "local_experts = " + std::to_string(s.local_experts) +
+                            " must be in [1, " + std::to_string(kMaxLocalExperts) + "]");
+  if (expert_map == nullptr && s.local_experts != s.experts)
+    return invalid_argument(fn + "without an expert map local_experts (" +
+                            std::to_string(s.local_experts) + ") must equal experts (" +
+                            std::to_string(s.experts) + ")");
+  if (s.experts > INT32_MAX)
+    return invalid_argument(fn + "experts = " + std::to_string(s.experts) + " is too large");
+  if (s.block < 1 || s.block > kMaxBlock)
+    return invalid_argument(fn + "block = " + std::to_string(s.block) + " must be in [1, " +
+                            std::to_string(kMaxBlock) + "]");
+  if (s.tokens > INT32_MAX / s.topk)
+    return invalid_argument(fn + "tokens * topk must be < 2^31");
+  const int64_t capacity = moe_dispatch_capacity(s);
+  if (capacity > INT32_MAX)
+    return invalid_argument(fn + "capacity " + std::to_string(capacity) + " must be < 2^31");
+  if (expert_offsets == nullptr) return invalid_argument(fn + "expert_offsets is a null pointer");
+  const int64_t tiles = tiles_of(s);
+  if (tiles > 0 && (topk_ids == nullptr || sorted_token_pairs == nullptr ||
+                    block_expert == nullptr || workspace == nullptr))
+    return invalid_argument(fn + (topk_ids == nullptr             ? "topk_ids"
+                                  : sorted_token_pairs == nullptr ? "sorted_token_pairs"
+                                  : block_expert == nullptr       ? "block_expert"
+                                                                  : "workspace") +
+                            " is a null pointer");
+  if (reinterpret_cast<uintptr_t>(workspace) % 16 != 0)
+    return invalid_argument(fn + "workspace must be 16-byte aligned");
+
+  Args a{};
+  a.ids = topk_ids;
+  a.map = expert_map;
+  a.pairs = s.tokens * s.topk;
+  a.experts = int(s.experts);
+  a.local = int(s.local_experts);
+  a.block = int(s.block);
+  a.tiles = tiles;
+  a.capacity = capacity;
+  a.tile_counts = static_cast<int32_t*>(workspace);
+  a.offsets = expert_offsets;
+  a.sorted = sorted_token_pairs;
+  a.block_expert = block_expert;
+  a.counts = expert_counts;
+
+  const size_t smem = size_t(kWarps) * size_t(a.local) * sizeof(int);
+  const unsigned tile_blocks = unsigned((tiles + kWarps - 1) / kWarps);
+  cudaError_t e = cudaSuccess;
+  if (capacity > 0)
+    e = cudaMemsetAsync(sorted_token_pairs, 0xff, size_t(capacity) * sizeof(int32_t), stream);
+  if (e == cudaSuccess && tiles > 0) {
+    tile_kernel<false><<<tile_blocks, 32 * kWarps, smem, stream>>>(a);
+    e = cudaGetLastError();
+  }
+  if (e == cudaSuccess) {
+    scan_kernel<<<1, 1024, 0, stream>>>(a);
+    e = cudaGetLastError();
+  }
+  if (e == cudaSuccess && tiles > 0) {
+    tile_kernel<true><<<tile_blocks, 32 * kWarps, smem, stream>>>(a);
+    e = cudaGetLastError();
+  }
+  if (e == cudaSuccess && capacity > 0) {
+    const int64_t blocks = capacity / s.block;
+    const unsigned grid = unsigned(std::min<int64_t>((blocks + 255) / 256, 1024));
+    block_expert_kernel<<<grid, 256, 0, stream>>>(a);
+    e = cudaGetLastError();
+  }
+  if (e != cudaSuccess)
+    return Status(StatusCode::kInternal, fn + "launch failed: " + cudaGetErrorName(e) + " (" +
+                                             cudaGetErrorString(e) + ")");
+  return Status::Ok();
+}
+
+}  // namespace mxq::cuda
