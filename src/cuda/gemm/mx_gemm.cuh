@@ -118,11 +118,13 @@ __device__ __forceinline__ float e8m0_to_f32(uint32_t c) {
   return __uint_as_float(bits);
 }
 
-template <typename TOut>
-__device__ __forceinline__ void store_out(void* y, int64_t i, float v) {
-  if constexpr (std::is_same_v<TOut, float>)
+// y[i] = v in FP32 (out_f32) or in the activation type T. A run-time choice: it costs one
+// predicated branch per output and halves the kernel instances.
+template <typename T>
+__device__ __forceinline__ void store_out(void* y, int64_t i, float v, bool out_f32) {
+  if (out_f32)
     static_cast<float*>(y)[i] = v;
-  else if constexpr (std::is_same_v<TOut, __half>)
+  else if constexpr (std::is_same_v<T, __half>)
     static_cast<__half*>(y)[i] = __float2half_rn(v);
   else
     static_cast<__nv_bfloat16*>(y)[i] = __float2bfloat16_rn(v);
@@ -139,12 +141,12 @@ struct TileRegs {
 
 // MW: 16-row tiles per warp (split rows only; 1 when splitting K). NT: 8-token groups.
 // P: k64 tiles of weights in flight per warp. XD: activation tiles loaded ahead (0: at use).
-template <typename T, bool kFp4, int NT, int WARPS, int P, bool kFast, typename TOut,
+template <typename T, bool kFp4, int NT, int WARPS, int P, bool kFast,
           bool kSplitRows = false, int MW = 1, int XD = (NT == 1 ? 2 : NT <= 4 ? 1 : 0)>
 __global__ void __launch_bounds__(WARPS * 32)
     mx_gemm_kernel(const uint8_t* __restrict__ wq, const uint8_t* __restrict__ wsc,
                    const float* __restrict__ bias, const T* __restrict__ x, void* y, int m, int n,
-                   int k, int k64, int64_t ldx, int64_t ldy) {
+                   int k, int k64, int64_t ldx, int64_t ldy, bool out_f32) {
   static_assert(kSplitRows || MW == 1, "splitting K keeps one row tile per block");
   using Tile = TileRegs<kFp4, MW>;
   constexpr int kVec = Tile::kVec;
@@ -325,7 +327,7 @@ __global__ void __launch_bounds__(WARPS * 32)
           const int row = (tn0 + mw) * 16 + g + 8 * (i >> 1);
           if (tok < m) {
             const float v = bias != nullptr ? acc[mw][nt][i] + bias[row] : acc[mw][nt][i];
-            store_out<TOut>(y, int64_t(tok) * ldy + row, v);
+            store_out<T>(y, int64_t(tok) * ldy + row, v, out_f32);
           }
         }
     }
@@ -345,7 +347,7 @@ __global__ void __launch_bounds__(WARPS * 32)
 #pragma unroll
       for (int w = 0; w < WARPS; ++w) sum += red[w][idx];
       if (bias != nullptr) sum += bias[row];
-      store_out<TOut>(y, int64_t(tok) * ldy + row, sum);
+      store_out<T>(y, int64_t(tok) * ldy + row, sum, out_f32);
     }
   }
 }

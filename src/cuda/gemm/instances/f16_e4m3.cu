@@ -1,0 +1,10 @@
+// cuda-mma kernel instances for F16 activations x E4M3 weights (mx_gemm_dispatch.cuh).
+#include "cuda/gemm/mx_gemm_dispatch.cuh"
+
+namespace mxq::cuda::gemm {
+
+void launch_f16_e4m3(const GemmArgs& a, cudaStream_t stream) {
+  dispatch_tokens<__half, false>(a, stream);
+}
+
+}  // namespace mxq::cuda::gemm

@@ -1,0 +1,120 @@
+// Internal to src/cuda/gemm: the launch heuristic (mx_gemm.cu's choose_gemm_config reports it)
+// and the launch templates, instantiated once per activation x weight type by the files in
+// instances/ so the kernel instances compile in parallel.
+//
+// Instances per architecture: tokens per block {8, 16, 32, 64} x scale path {in weights, FP32}
+// (+ the wide-layer variant at 8 tokens and the split-rows variant at 64) = 12 kernels per
+// activation x weight type, 48 in all; the output dtype is a run-time argument.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include "cuda/gemm/mx_gemm.cuh"
+
+namespace mxq::cuda::gemm {
+
+// Tokens per block: the smallest of 8/16/32/64 that holds M (up to 64; larger M runs several
+// token blocks, each re-reading the weights from L2).
+inline int tokens_per_block(int64_t m) {
+  if (m <= 8) return 8;
+  if (m <= 16) return 16;
+  if (m <= 32) return 32;
+  return 64;
+}
+
+// Warps per block and k64 tiles of weights in flight per warp, per tokens-per-block (NT = 8-token
+// groups). Up to 16 tokens the kernel streams weights: 4 warps per block keep an 8192-row layer
+// in one wave of blocks (512 blocks, 5-6 resident per SM), and 8 E2M1 tiles (4 KiB) or 4 E4M3
+// tiles per warp keep ~80 KiB per SM in flight. With more tokens the accumulators need the
+// registers: 8 warps, fewer tiles.
+constexpr int warps_for(int nt) { return nt <= 2 ? 4 : 8; }
+constexpr int prefetch_for(bool fp4, int nt) {
+  return nt == 1 ? (fp4 ? 8 : 4) : nt == 2 ? (fp4 ? 6 : 3) : nt == 4 ? (fp4 ? 4 : 2) : (fp4 ? 3 : 2);
+}
+
+// The SM count of the current device (cached per device; no synchronisation).
+inline int sm_count() {
+  static int cached[64] = {};
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 64) return 132;
+  if (cached[dev] == 0) {
+    int v = 0;
+    cached[dev] = cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev) == cudaSuccess && v > 0 ? v : 132;
+  }
+  return cached[dev];
+}
+
+// Up to 8 tokens, a layer with more than 6 row tiles per SM (28672 rows: 1792 tiles) runs
+// several waves of blocks anyway; there 8 warps per block with 4 tiles in flight each measured
+// faster on the H100 (MXFP4 28672 x 8192: 71 vs 93 us; MXFP8: 101 vs 115 us), while 4 warps x
+// 8 tiles wins on 8192 rows (one wave; MXFP8 35 vs 40 us).
+inline bool wide_layer(int64_t n) { return n / 16 > 6 * sm_count(); }
+
+// 64-token blocks split rows instead of K once there are enough of them to fill every SM:
+// each warp then owns 2 row tiles (32 rows) x 64 tokens, so a decoded weight fragment feeds 8
+// MMAs and an activation fragment 2, and activations are re-read from L2 N/256 times. (4 row
+// tiles per warp spill: 128 accumulators + 32 activation + 40-72 weight registers.)
+constexpr int kRowWarps = 8, kRowTiles = 2;
+inline bool split_rows(int64_t m, int64_t n) {
+  const int64_t rows_per_block = 16 * kRowWarps * kRowTiles;
+  return tokens_per_block(m) == 64 &&
+         ((n + rows_per_block - 1) / rows_per_block) * ((m + 63) / 64) >= sm_count();
+}
+
+template <typename T, bool kFp4, int NT, bool kFast>
+void launch(const GemmArgs& a, cudaStream_t stream) {
+  constexpr int W = warps_for(NT), P = prefetch_for(kFp4, NT);
+  const unsigned token_blocks = unsigned((a.m + 8 * NT - 1) / (8 * NT));
+  const int k64 = int((a.k + 63) / 64);
+  if constexpr (NT == 8) {
+    if (split_rows(a.m, a.n)) {
+      constexpr int kRows = 16 * kRowWarps * kRowTiles;
+      const dim3 grid(unsigned((a.n + kRows - 1) / kRows), token_blocks);
+      gemm::mx_gemm_kernel<T, kFp4, NT, kRowWarps, kFp4 ? 2 : 1, kFast, true, kRowTiles>
+          <<<grid, kRowWarps * 32, 0, stream>>>(a.w, a.w_scales, a.bias,
+                                                static_cast<const T*>(a.x), a.y, int(a.m),
+                                                int(a.n), int(a.k), k64, a.ldx, a.ldy,
+                                                a.out == DType::kF32);
+      return;
+    }
+  }
+  const dim3 grid(unsigned(a.n / 16), token_blocks);
+  if constexpr (NT == 1) {
+    if (wide_layer(a.n)) {  // many row tiles: 8 warps x 4 tiles in flight (see wide_layer)
+      gemm::mx_gemm_kernel<T, kFp4, NT, 8, kFp4 ? 4 : 2, kFast>
+          <<<grid, 8 * 32, 0, stream>>>(a.w, a.w_scales, a.bias, static_cast<const T*>(a.x), a.y,
+                                        int(a.m), int(a.n), int(a.k), k64, a.ldx, a.ldy, a.out == DType::kF32);
+      return;
+    }
+  }
+  gemm::mx_gemm_kernel<T, kFp4, NT, W, P, kFast><<<grid, W * 32, 0, stream>>>(
+      a.w, a.w_scales, a.bias, static_cast<const T*>(a.x), a.y, int(a.m), int(a.n), int(a.k),
+      k64, a.ldx, a.ldy, a.out == DType::kF32);
+}
+
+template <typename T, bool kFp4, int NT>
+void dispatch_scale_path(const GemmArgs& a, cudaStream_t stream) {
+  if (a.scale_in_weights)
+    launch<T, kFp4, NT, true>(a, stream);
+  else
+    launch<T, kFp4, NT, false>(a, stream);
+}
+
+template <typename T, bool kFp4>
+void dispatch_tokens(const GemmArgs& a, cudaStream_t stream) {
+  switch (tokens_per_block(a.m)) {
+    case 8: return dispatch_scale_path<T, kFp4, 1>(a, stream);
+    case 16: return dispatch_scale_path<T, kFp4, 2>(a, stream);
+    case 32: return dispatch_scale_path<T, kFp4, 4>(a, stream);
+    default: return dispatch_scale_path<T, kFp4, 8>(a, stream);
+  }
+}
+
+
+// One per activation x weight type, defined in instances/.
+void launch_bf16_e2m1(const GemmArgs& a, cudaStream_t stream);
+void launch_bf16_e4m3(const GemmArgs& a, cudaStream_t stream);
+void launch_f16_e2m1(const GemmArgs& a, cudaStream_t stream);
+void launch_f16_e4m3(const GemmArgs& a, cudaStream_t stream);
+
+}  // namespace mxq::cuda::gemm
