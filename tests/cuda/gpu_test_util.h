@@ -8,6 +8,8 @@
 #include <cstdio>
 #include <string>
 
+#include "mxq/status.h"
+
 namespace mxq::testing {
 
 inline bool have_gpu(std::string* why) {
@@ -36,3 +38,10 @@ inline bool have_gpu(std::string* why) {
   } while (0)
 
 #define CUDA_OK(expr) ASSERT_EQ((expr), cudaSuccess) << #expr
+
+// A call returning mxq::Status must succeed; the failure message carries the Status text.
+#define MXQ_OK(expr)                                         \
+  do {                                                       \
+    const ::mxq::Status s_ = (expr);                         \
+    ASSERT_TRUE(s_.ok()) << #expr << ": " << s_.to_string(); \
+  } while (0)

@@ -32,12 +32,6 @@
 namespace mxq {
 namespace {
 
-#define MXQ_OK(expr)                                           \
-  do {                                                         \
-    const ::mxq::Status s_ = (expr);                           \
-    ASSERT_TRUE(s_.ok()) << #expr << ": " << s_.to_string();   \
-  } while (0)
-
 struct DevBuf {
   void* p = nullptr;
   explicit DevBuf(size_t bytes, int poison = 0xCD) {

@@ -26,12 +26,6 @@
 namespace mxq {
 namespace {
 
-#define MXQ_OK(expr)                                  \
-  do {                                                \
-    const ::mxq::Status s_ = (expr);                  \
-    ASSERT_TRUE(s_.ok()) << #expr << ": " << s_.to_string(); \
-  } while (0)
-
 // A device buffer with a poisoned fill; freed on scope exit.
 struct DevBuf {
   void* p = nullptr;
