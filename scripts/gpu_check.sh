@@ -18,15 +18,19 @@ run() {  # name, command...: log to $out/name.log, remember failures
 }
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv >"$out/device.txt" 2>&1
 for t in mxq_cuda_tests mxq_cuda_layout_tests mxq_cuda_gemm_tests mxq_cuda_quant_tests \
-         mxq_cuda_moe_tests; do
+         mxq_cuda_moe_tests mxq_cuda_moe_layer_tests; do
   [ -x "$b/tests/cuda/$t" ] && run "$t" "$b/tests/cuda/$t"
 done
-MXQ_CASES=full run cases_full "$b/tests/cases/mxq_backend_cases_tests" --gtest_filter='*Linear*'
+MXQ_CASES=full run cases_full "$b/tests/cases/mxq_backend_cases_tests"
 san="compute-sanitizer --error-exitcode 1"
 run memcheck_gemm $san --tool memcheck "$b/tests/cuda/mxq_cuda_gemm_tests" \
   --gtest_filter='CudaRepack.*:CudaMmaGemm.EveryTokenBlockSizeFormatAndDtype:CudaMmaGemm.ExtremeScales*'
 run racecheck_gemm $san --tool racecheck "$b/tests/cuda/mxq_cuda_gemm_tests" \
   --gtest_filter='CudaMmaGemm.ExtremeScales*:CudaMmaGemm.CapturedInACudaGraphGivesTheSameBits'
+run memcheck_moe $san --tool memcheck "$b/tests/cuda/mxq_cuda_moe_layer_tests" \
+  --gtest_filter='CudaMoERepack.*:CudaMoE.EveryTokenBlockSizeAndSplitRows:CudaMoE.ExpertsWithout*:CudaMoE.LocalExpertMap'
+run racecheck_moe $san --tool racecheck "$b/tests/cuda/mxq_cuda_moe_layer_tests" \
+  --gtest_filter='CudaMoE.LocalExpertMap:CudaMoE.ScalesOffTheFoldRange'
 if [ -x "$b/tests/cuda/mxq_cuda_quant_tests" ]; then
   run memcheck_quant $san --tool memcheck "$b/tests/cuda/mxq_cuda_quant_tests"
 fi

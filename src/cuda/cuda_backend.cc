@@ -1,5 +1,6 @@
-// The cuda-mma backend: MX linear layers on SM80+ GPUs through the mixed-input tensor-core GEMM
-// (gemm/mx_gemm.cuh). Weights are repacked on the GPU into the fragment layout at prepare time.
+// The cuda-mma backend: MX linear layers and fused MoE layers on SM80+ GPUs through the
+// mixed-input tensor-core GEMM (gemm/mx_gemm.cuh; MoE: moe/moe_layer.h). Weights are repacked
+// on the GPU into the fragment layout at prepare time.
 //
 // Memory: prepare accepts canonical weights in host or device memory (copied to the current
 // device). run_linear takes device pointers for x and y and is asynchronous on the given stream
@@ -16,60 +17,16 @@
 #include "cpu/reference/reference_backend.h"
 #include "cuda/backends.h"
 #include "cuda/common/cuda_check.h"
+#include "cuda/common/device_memory.h"
 #include "cuda/gemm/frag_layout.h"
 #include "cuda/gemm/mx_gemm.h"
 #include "cuda/gemm/repack.h"
+#include "cuda/moe/moe_layer.h"
 #include "mxq/numerics.h"
 
 namespace mxq {
 namespace cuda {
 namespace {
-
-// A device allocation freed on scope exit (and on every error path).
-class DeviceBuffer {
- public:
-  DeviceBuffer() = default;
-  DeviceBuffer(const DeviceBuffer&) = delete;
-  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
-  DeviceBuffer(DeviceBuffer&& o) noexcept : p_(o.p_), bytes_(o.bytes_) { o.p_ = nullptr; }
-  ~DeviceBuffer() {
-    if (p_ != nullptr) cudaFree(p_);
-  }
-  Status allocate(size_t bytes) {
-    bytes_ = bytes;
-    return cuda_status(cudaMalloc(&p_, std::max<size_t>(bytes, 1)), "cudaMalloc");
-  }
-  template <typename T = uint8_t>
-  T* get() const {
-    return static_cast<T*>(p_);
-  }
-  size_t bytes() const { return bytes_; }
-
- private:
-  void* p_ = nullptr;
-  size_t bytes_ = 0;
-};
-
-bool is_device_pointer(const void* p) {
-  cudaPointerAttributes a{};
-  if (cudaPointerGetAttributes(&a, p) != cudaSuccess) {
-    cudaGetLastError();  // clear the sticky-free error of an unregistered host pointer
-    return false;
-  }
-  return a.type == cudaMemoryTypeDevice || a.type == cudaMemoryTypeManaged;
-}
-
-// `bytes` at `p` (host or device) as a device pointer: `p` itself, or a copy in `tmp`.
-Status to_device(const void* p, size_t bytes, DeviceBuffer& tmp, const void** out) {
-  if (is_device_pointer(p)) {
-    *out = p;
-    return Status::Ok();
-  }
-  MXQ_RETURN_IF_ERROR(tmp.allocate(bytes));
-  MXQ_CUDA_TRY(cudaMemcpy(tmp.get(), p, bytes, cudaMemcpyHostToDevice));
-  *out = tmp.get();
-  return Status::Ok();
-}
 
 struct PreparedLinear final : PreparedWeights {
   int device = 0;
@@ -110,9 +67,9 @@ class CudaMmaBackend final : public Backend {
   }
 
   Verdict can_implement(const Problem& p) const override {
+    if (p.op == Op::kMoE) return moe_layer_can_implement(p);
     if (p.op != Op::kLinear)
-      return Verdict::no(std::string("cuda-mma implements linear layers only (") + op_name(p.op) +
-                         " is not implemented yet)");
+      return Verdict::no(std::string("cuda-mma runs linear and MoE layers, not ") + op_name(p.op));
     if (p.weight != ElemType::kE2M1 && p.weight != ElemType::kE4M3)
       return Verdict::no(std::string("weights ") + mx_format_name(p.weight) +
                          ": cuda-mma runs MXFP4 (E2M1) and MXFP8 (E4M3) weights");
@@ -248,6 +205,16 @@ class CudaMmaBackend final : public Backend {
     if (!y_dev) MXQ_CUDA_TRY(cudaMemcpyAsync(y.data, a.y, yb, cudaMemcpyDeviceToHost, s));
     MXQ_CUDA_TRY(cudaStreamSynchronize(s));
     return Status::Ok();
+  }
+
+  StatusOr<std::unique_ptr<PreparedWeights>> prepare_moe(const Problem& p,
+                                                         const MoEWeights& w) const override {
+    return prepare_moe_layer(p, w);
+  }
+
+  Status run_moe(const Problem& p, const PreparedWeights& w, const DenseView& x,
+                 const MoERouting& r, const DenseMutView& y, void* stream) const override {
+    return run_moe_layer(p, w, x, r, y, static_cast<cudaStream_t>(stream));
   }
 };
 

@@ -4,6 +4,7 @@
 // any GPU sees it.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <random>
@@ -11,6 +12,7 @@
 
 #include "cuda/gemm/frag_layout.h"
 #include "mxq/numerics.h"
+#include "test_weights.h"
 
 namespace mxq::cuda {
 namespace {
@@ -53,23 +55,8 @@ void decode_e4m3(uint32_t w0, uint32_t w1, bool bf16, float out[4][2]) {
   }
 }
 
-struct Weights {
-  std::vector<uint8_t> packed, scales;
-  MXWeightView view;
-};
-Weights random_weights(ElemType e, int64_t batch, int64_t n, int64_t k, uint32_t seed) {
-  std::mt19937 g(seed);
-  Weights w;
-  w.packed.resize(size_t(batch * n * packed_bytes(e, k)));
-  w.scales.resize(size_t(batch * n * k / 32));
-  for (auto& b : w.packed) {
-    b = uint8_t(g());
-    if (e == ElemType::kE4M3 && (b & 0x7F) == 0x7F) b ^= 1;  // no NaN codes
-  }
-  for (auto& s : w.scales) s = uint8_t(g());
-  w.view = {e, batch, n, k, w.packed.data(), w.scales.data()};
-  return w;
-}
+using testing::random_weights;
+using testing::Weights;
 
 float element(const Weights& w, int64_t row, int64_t k) {
   const int64_t K = w.view.k;
@@ -153,6 +140,74 @@ TEST(FragLayout, RejectsShapesAndFormatsItCannotHold) {
   EXPECT_NE(s.message().find("E4M3"), std::string::npos) << s.message();
   w = {ElemType::kE2M1, 1, 32, 48, dummy, dummy};
   EXPECT_NE(check_frag_layout(w).message().find("K = 48"), std::string::npos);
+}
+
+// Gate/up row orders: repacking a fused or separate gate/up tensor in RowOrder X must equal the
+// plain repack of the canonical tensor whose rows were permuted into the order by hand: tile tn
+// = gate rows of columns 8tn..8tn+7, then their up rows.
+std::vector<uint8_t> permuted_rows(const Weights& gate_up, const Weights* up, RowOrder order,
+                                   int64_t batch, int64_t inter, int64_t row_bytes,
+                                   bool scales) {
+  const std::vector<uint8_t>& src = scales ? gate_up.scales : gate_up.packed;
+  std::vector<uint8_t> out(size_t(batch * 2 * inter * row_bytes));
+  for (int64_t b = 0; b < batch; ++b)
+    for (int64_t r = 0; r < 2 * inter; ++r) {
+      const int64_t col = 8 * (r / 16) + r % 8;
+      const bool is_up = r % 16 >= 8;
+      const uint8_t* from;
+      if (order == RowOrder::kSeparate) {
+        const std::vector<uint8_t>& t = is_up ? (scales ? up->scales : up->packed) : src;
+        from = t.data() + (b * inter + col) * row_bytes;
+      } else {
+        const int64_t row = order == RowOrder::kChunked ? (is_up ? inter + col : col)
+                                                        : 2 * col + (is_up ? 1 : 0);
+        from = src.data() + (b * 2 * inter + row) * row_bytes;
+      }
+      std::memcpy(out.data() + (b * 2 * inter + r) * row_bytes, from, size_t(row_bytes));
+    }
+  return out;
+}
+
+TEST(FragLayout, GateUpOrdersEqualThePlainLayoutOfPermutedRows) {
+  for (ElemType e : {ElemType::kE2M1, ElemType::kE4M3})
+    for (RowOrder order : {RowOrder::kChunked, RowOrder::kInterleaved, RowOrder::kSeparate}) {
+      const int64_t batch = 3, inter = 24, k = 96;
+      const bool sep = order == RowOrder::kSeparate;
+      const Weights a = random_weights(e, batch, sep ? inter : 2 * inter, k, 7);
+      const Weights u = random_weights(e, batch, inter, k, 8);
+      const FragSource src{a.view, order, sep ? u.view : MXWeightView{}};
+      ASSERT_TRUE(check_frag_layout(src).ok());
+      const FragLayout l = src.layout();
+      ASSERT_EQ(l.n, 2 * inter);
+      std::vector<uint8_t> got_p(l.packed_bytes()), got_s(l.scale_bytes());
+      repack_frag_cpu(src, got_p.data(), got_s.data());
+
+      std::vector<uint8_t> pp = permuted_rows(a, &u, order, batch, inter, packed_bytes(e, k), false);
+      std::vector<uint8_t> ps = permuted_rows(a, &u, order, batch, inter, k / 32, true);
+      const MXWeightView plain{e, batch, 2 * inter, k, pp.data(), ps.data()};
+      std::vector<uint8_t> want_p(l.packed_bytes()), want_s(l.scale_bytes());
+      repack_frag_cpu(plain, want_p.data(), want_s.data());
+      EXPECT_EQ(got_p, want_p) << elem_type_name(e) << " order " << int(order);
+      EXPECT_EQ(got_s, want_s) << elem_type_name(e) << " order " << int(order);
+
+      // The experts of a slice are the slice's experts.
+      const FragSource mid = src.experts(1, 2);
+      const FragLayout lm = mid.layout();
+      std::vector<uint8_t> sp(lm.packed_bytes()), ss(lm.scale_bytes());
+      repack_frag_cpu(mid, sp.data(), ss.data());
+      EXPECT_TRUE(std::equal(sp.begin(), sp.end(), got_p.begin() + l.packed_bytes() / 3));
+      EXPECT_TRUE(std::equal(ss.begin(), ss.end(), got_s.begin() + l.scale_bytes() / 3));
+    }
+}
+
+TEST(FragLayout, GateUpOrdersRejectBadShapes) {
+  const Weights a = random_weights(ElemType::kE2M1, 1, 12, 64, 1);  // I = 6: not a multiple of 8
+  EXPECT_FALSE(check_frag_layout(FragSource{a.view, RowOrder::kChunked, {}}).ok());
+  const Weights g = random_weights(ElemType::kE2M1, 1, 16, 64, 2);
+  const Weights u = random_weights(ElemType::kE2M1, 1, 16, 96, 3);  // K differs from w1's
+  const Status s = check_frag_layout(FragSource{g.view, RowOrder::kSeparate, u.view});
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.to_string().find("must match"), std::string::npos) << s.to_string();
 }
 
 }  // namespace

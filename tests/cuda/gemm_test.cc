@@ -21,47 +21,15 @@
 #include "mxq/quantize.h"
 #include "mxq/select.h"
 #include "gpu_test_util.h"
+#include "test_weights.h"
 
 namespace mxq {
 namespace {
 
 
-template <typename T>
-struct Dev {
-  T* p = nullptr;
-  size_t n = 0;
-  explicit Dev(size_t count) : n(count) { cudaMalloc(&p, std::max<size_t>(count, 1) * sizeof(T)); }
-  Dev(const std::vector<T>& h) : Dev(h.size()) {
-    cudaMemcpy(p, h.data(), h.size() * sizeof(T), cudaMemcpyHostToDevice);
-  }
-  ~Dev() { cudaFree(p); }
-  std::vector<T> get() const {
-    std::vector<T> h(n);
-    cudaMemcpy(h.data(), p, n * sizeof(T), cudaMemcpyDeviceToHost);
-    return h;
-  }
-};
-
-struct Weights {
-  std::vector<uint8_t> packed, scales;
-  MXWeightView view;
-};
-// Random codes (no E4M3 NaN) with scale codes drawn from [smin, smax].
-Weights random_weights(ElemType e, int64_t batch, int64_t n, int64_t k, uint32_t seed, int smin,
-                       int smax) {
-  std::mt19937 g(seed);
-  Weights w;
-  w.packed.resize(size_t(batch * n * packed_bytes(e, k)));
-  w.scales.resize(size_t(batch * n * k / 32));
-  for (auto& b : w.packed) {
-    b = uint8_t(g());
-    if (e == ElemType::kE4M3 && (b & 0x7F) == 0x7F) b ^= 1;
-  }
-  std::uniform_int_distribution<int> sc(smin, smax);
-  for (auto& s : w.scales) s = uint8_t(sc(g));
-  w.view = {e, batch, n, k, w.packed.data(), w.scales.data()};
-  return w;
-}
+using testing::Dev;
+using testing::random_weights;
+using testing::Weights;
 
 TEST(CudaRepack, GpuEqualsCpuDefinition) {
   SKIP_WITHOUT_GPU();

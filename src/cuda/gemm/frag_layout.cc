@@ -3,18 +3,40 @@
 #include <cstring>
 #include <string>
 
-#include "cuda/gemm/frag_word.h"
+#include "mxq/formats.h"
 
 namespace mxq::cuda {
 
-Status check_frag_layout(const MXWeightView& w) {
+namespace {
+
+int64_t code_bytes(const MXWeightView& w) {
+  return w.elem == ElemType::kE2M1 ? w.k / 2 : w.k;
+}
+
+MXWeightView slice(const MXWeightView& w, int64_t b0, int64_t count) {
+  if (w.packed == nullptr) return w;
+  MXWeightView v = w;
+  v.batch = count;
+  v.packed = w.packed + b0 * w.n * code_bytes(w);
+  v.scales = w.scales + b0 * w.n * (w.k / 32);
+  return v;
+}
+
+}  // namespace
+
+FragSource FragSource::experts(int64_t b0, int64_t count) const {
+  return {slice(w, b0, count), order, order == RowOrder::kSeparate ? slice(up, b0, count) : up};
+}
+
+Status check_frag_layout(const FragSource& s) {
+  const MXWeightView& w = s.w;
   if (w.elem != ElemType::kE2M1 && w.elem != ElemType::kE4M3)
     return unimplemented(std::string("cuda-mma weights must be E2M1 (MXFP4) or E4M3 (MXFP8), got ") +
                          elem_type_name(w.elem));
   if (w.batch < 1 || w.n <= 0 || w.k <= 0)
     return invalid_argument("cuda-mma weights: empty shape [" + std::to_string(w.batch) + ", " +
                             std::to_string(w.n) + ", " + std::to_string(w.k) + "]");
-  if (w.n % 16 != 0)
+  if (s.order == RowOrder::kPlain && w.n % 16 != 0)
     return invalid_argument("cuda-mma weights: N = " + std::to_string(w.n) +
                             " is not a multiple of 16");
   if (w.k % 32 != 0)
@@ -22,12 +44,27 @@ Status check_frag_layout(const MXWeightView& w) {
                             " is not a multiple of 32 (the MX block size)");
   if (w.packed == nullptr || w.scales == nullptr)
     return invalid_argument("cuda-mma weights: null packed or scale pointer");
+  if (s.order == RowOrder::kSeparate) {
+    const MXWeightView& u = s.up;
+    if (u.elem != w.elem || u.batch != w.batch || u.n != w.n || u.k != w.k)
+      return invalid_argument("cuda-mma gate/up weights: w3 is " + std::string(elem_type_name(u.elem)) +
+                              " [" + std::to_string(u.batch) + ", " + std::to_string(u.n) + ", " +
+                              std::to_string(u.k) + "], w1 is " + elem_type_name(w.elem) + " [" +
+                              std::to_string(w.batch) + ", " + std::to_string(w.n) + ", " +
+                              std::to_string(w.k) + "]: they must match");
+    if (u.packed == nullptr || u.scales == nullptr)
+      return invalid_argument("cuda-mma gate/up weights: null w3 packed or scale pointer");
+  }
+  if (s.order != RowOrder::kPlain && s.n() % 16 != 0)
+    return invalid_argument("cuda-mma gate/up weights: the intermediate size I = " +
+                            std::to_string(s.n() / 2) + " is not a multiple of 8");
   return Status::Ok();
 }
 
-void repack_frag_cpu(const MXWeightView& w, uint8_t* packed, uint8_t* scales) {
-  const FragLayout l{w.elem, w.batch, w.n, w.k};
-  const frag::Source src{w.packed, w.scales, w.n, w.k};
+void repack_frag_cpu(const FragSource& fs, uint8_t* packed, uint8_t* scales) {
+  const MXWeightView& w = fs.w;
+  const FragLayout l = fs.layout();
+  const frag::Source src = fs.source();
   const int words = l.lane_bytes() / 4;
   int64_t tile = 0;
   for (int64_t b = 0; b < w.batch; ++b)

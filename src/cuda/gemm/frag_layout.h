@@ -25,13 +25,21 @@
 // (r1, 2tk+1).
 // Padding: K is padded to a multiple of 64 with zero elements and scale code 127 (1.0), so a
 // padded block contributes exactly 0 (the kernel also zero-fills activations beyond K).
+//
+// Row orders: fragment row r is canonical row r (plain), or, for an MoE gate/up tensor of 2I
+// rows, 16-row tile tn holds the gate rows of intermediate columns 8tn..8tn+7 in its first 8
+// rows and the matching up rows in its last 8. The MMA accumulator fragment then has a
+// column's gate (row g) and up (row g + 8) in the same lane, so the GEMM applies the
+// activation in its epilogue. Every canonical gate/up layout maps to this one order: chunked
+// (gate i, up I + i), interleaved (gate 2i, up 2i + 1, gpt-oss) and separate w1/w3 tensors.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 
-#include "mxq/views.h"
+#include "cuda/gemm/frag_word.h"
 #include "mxq/status.h"
+#include "mxq/views.h"
 
 namespace mxq::cuda {
 
@@ -47,12 +55,39 @@ struct FragLayout {
   size_t scale_bytes() const { return size_t(tiles()) * 32 * 4; }
 };
 
+using frag::RowOrder;
+
+// What a repack reads: canonical weights and the row order of the result. `w` is the tensor
+// ([batch, n, k]; for RowOrder::kSeparate the gate tensor [batch, n/2, k] with `up` the up
+// tensor of the same shape); n counts fragment rows.
+struct FragSource {
+  MXWeightView w;
+  RowOrder order = RowOrder::kPlain;
+  MXWeightView up;  // kSeparate only
+
+  static FragSource plain(const MXWeightView& w) { return {w, RowOrder::kPlain, {}}; }
+  int64_t n() const { return order == RowOrder::kSeparate ? 2 * w.n : w.n; }
+  FragLayout layout() const { return {w.elem, w.batch, n(), w.k}; }
+  frag::Source source() const {
+    return {w.packed, w.scales, n(), w.k, w.elem == ElemType::kE2M1, order, up.packed, up.scales};
+  }
+  // Experts [b0, b0 + count) only (their rows are contiguous in every order).
+  FragSource experts(int64_t b0, int64_t count) const;
+};
+
 // The weight formats and shapes the layout covers: E2M1 or E4M3 elements, N a multiple of 16,
-// K a multiple of 32, batch >= 1. The error names the offending value.
-Status check_frag_layout(const MXWeightView& w);
+// K a multiple of 32, batch >= 1; gate/up orders need 2I rows with I a multiple of 8, and
+// separate w1/w3 tensors of one shape. The error names the offending value.
+Status check_frag_layout(const FragSource& s);
+inline Status check_frag_layout(const MXWeightView& w) {
+  return check_frag_layout(FragSource::plain(w));
+}
 
 // The permutation on the CPU: the definition the GPU repack (repack.cu) is tested against.
 // `packed` gets layout.packed_bytes(), `scales` layout.scale_bytes().
-void repack_frag_cpu(const MXWeightView& w, uint8_t* packed, uint8_t* scales);
+void repack_frag_cpu(const FragSource& s, uint8_t* packed, uint8_t* scales);
+inline void repack_frag_cpu(const MXWeightView& w, uint8_t* packed, uint8_t* scales) {
+  repack_frag_cpu(FragSource::plain(w), packed, scales);
+}
 
 }  // namespace mxq::cuda

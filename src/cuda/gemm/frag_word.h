@@ -13,32 +13,70 @@
 
 namespace mxq::cuda::frag {
 
-// Canonical source: codes [batch * n, k] (E2M1: 2 per byte, low nibble first; E4M3: 1 per
-// byte), scales [batch * n, k / 32].
+// How fragment rows map to canonical rows (frag_layout.h, "Row orders").
+enum class RowOrder : int { kPlain = 0, kChunked = 1, kInterleaved = 2, kSeparate = 3 };
+
+// Canonical source: codes [batch * rows, k] (E2M1: 2 per byte, low nibble first; E4M3: 1 per
+// byte), scales [batch * rows, k / 32]; rows = n, or n / 2 per tensor for kSeparate.
 struct Source {
   const uint8_t* packed;
   const uint8_t* scales;
-  int64_t n, k;  // per batch entry
+  int64_t n, k;     // fragment rows and K per batch entry
+  bool fp4 = true;  // E2M1 (2 codes per byte) or E4M3
+  RowOrder order = RowOrder::kPlain;
+  const uint8_t* up_packed = nullptr;  // kSeparate: the up tensor (w3)
+  const uint8_t* up_scales = nullptr;
 };
 
-MXQ_FRAG_FN uint32_t fp4_code(const Source& s, int64_t row, int64_t k) {
+// One canonical row: its codes and its scales.
+struct RowRef {
+  const uint8_t* codes;
+  const uint8_t* scales;
+};
+
+// Fragment row r of batch entry b. The gate/up orders put, in 16-row tile tn, the gate rows of
+// intermediate columns 8tn..8tn+7 first and the matching up rows after them.
+MXQ_FRAG_FN RowRef source_row(const Source& s, int64_t b, int64_t r) {
+  const int64_t col = 8 * (r / 16) + r % 8;  // the intermediate column (gate/up orders)
+  const bool up = (r % 16) >= 8;
+  int64_t row = r, rows = s.n;
+  const uint8_t* packed = s.packed;
+  const uint8_t* scales = s.scales;
+  switch (s.order) {
+    case RowOrder::kChunked: row = up ? s.n / 2 + col : col; break;
+    case RowOrder::kInterleaved: row = 2 * col + (up ? 1 : 0); break;
+    case RowOrder::kSeparate:
+      row = col;
+      rows = s.n / 2;
+      if (up) {
+        packed = s.up_packed;
+        scales = s.up_scales;
+      }
+      break;
+    default: break;
+  }
+  const int64_t code_bytes = s.fp4 ? s.k / 2 : s.k;
+  return {packed + (b * rows + row) * code_bytes, scales + (b * rows + row) * (s.k / 32)};
+}
+
+MXQ_FRAG_FN uint32_t fp4_code(const Source& s, const RowRef& row, int64_t k) {
   if (k >= s.k) return 0;
-  const uint8_t b = s.packed[row * (s.k / 2) + k / 2];
+  const uint8_t b = row.codes[k / 2];
   return (k & 1) ? uint32_t(b >> 4) : uint32_t(b & 15);
 }
-MXQ_FRAG_FN uint32_t fp8_code(const Source& s, int64_t row, int64_t k) {
-  return k < s.k ? uint32_t(s.packed[row * s.k + k]) : 0u;
+MXQ_FRAG_FN uint32_t fp8_code(const Source& s, const RowRef& row, int64_t k) {
+  return k < s.k ? uint32_t(row.codes[k]) : 0u;
 }
 
 // Row of lane `lane` in 16-row tile tn: r0 (half 0) or r0 + 8 (half 1); first K of sub-step.
-MXQ_FRAG_FN int64_t lane_row(int64_t batch_index, const Source& s, int64_t tn, int lane, int half) {
-  return batch_index * s.n + 16 * tn + (lane >> 2) + 8 * half;
+MXQ_FRAG_FN RowRef lane_row(const Source& s, int64_t b, int64_t tn, int lane, int half) {
+  return source_row(s, b, 16 * tn + (lane >> 2) + 8 * half);
 }
 MXQ_FRAG_FN int64_t lane_k(int64_t tk, int lane, int sub) { return 64 * tk + 16 * sub + 4 * (lane & 3); }
 
 // E2M1: the 32-bit word of sub-step `sub` (nibble order in frag_layout.h).
 MXQ_FRAG_FN uint32_t fp4_word(const Source& s, int64_t b, int64_t tn, int64_t tk, int lane, int sub) {
-  const int64_t r0 = lane_row(b, s, tn, lane, 0), r1 = lane_row(b, s, tn, lane, 1);
+  const RowRef r0 = lane_row(s, b, tn, lane, 0), r1 = lane_row(s, b, tn, lane, 1);
   const int64_t k = lane_k(tk, lane, sub);
   // nibble position of (row half, element j)
   constexpr int kPos[2][4] = {{3, 7, 1, 5}, {2, 6, 0, 4}};
@@ -53,7 +91,7 @@ MXQ_FRAG_FN uint32_t fp4_word(const Source& s, int64_t b, int64_t tn, int64_t tk
 // E4M3: word `half` (0: row r0, 1: row r1) of sub-step `sub`: elements e0..e3 in bytes 0..3.
 MXQ_FRAG_FN uint32_t fp8_word(const Source& s, int64_t b, int64_t tn, int64_t tk, int lane, int sub,
                          int half) {
-  const int64_t r = lane_row(b, s, tn, lane, half);
+  const RowRef r = lane_row(s, b, tn, lane, half);
   const int64_t k = lane_k(tk, lane, sub);
   uint32_t w = 0;
   for (int j = 0; j < 4; ++j) w |= fp8_code(s, r, k + j) << (8 * j);
@@ -64,13 +102,14 @@ MXQ_FRAG_FN uint32_t fp8_word(const Source& s, int64_t b, int64_t tn, int64_t tk
 MXQ_FRAG_FN uint32_t scale_word(const Source& s, int64_t b, int64_t tn, int64_t tk, int lane) {
   const int64_t blocks = s.k / 32;
   uint32_t w = 0;
-  for (int half = 0; half < 2; ++half)
+  for (int half = 0; half < 2; ++half) {
+    const RowRef r = lane_row(s, b, tn, lane, half);
     for (int j = 0; j < 2; ++j) {
       const int64_t blk = 2 * tk + j;
-      const uint32_t c =
-          blk < blocks ? uint32_t(s.scales[lane_row(b, s, tn, lane, half) * blocks + blk]) : 127u;
+      const uint32_t c = blk < blocks ? uint32_t(r.scales[blk]) : 127u;
       w |= c << (8 * (2 * half + j));
     }
+  }
   return w;
 }
 

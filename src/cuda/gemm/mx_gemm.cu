@@ -31,7 +31,7 @@ GemmConfig choose_gemm_config(const GemmArgs& a) {
   }
   if (c.split_rows) {
     c.warps = kRowWarps;
-    c.prefetch = a.elem == ElemType::kE2M1 ? 2 : 1;
+    c.prefetch = a.elem == ElemType::kE2M1 && a.scale_in_weights ? 2 : 1;
   }
   return c;
 }

@@ -139,14 +139,52 @@ struct TileRegs {
   uint32_t s[MW];
 };
 
+// The plain GEMM's rows and outputs (the kernel's IO policy; the MoE grouped GEMMs bring their
+// own, moe/grouped_gemm_io.cuh). An IO policy says, per block of 8 * NT token rows:
+//   batch(tb)              the weight batch entry (expert) of token block tb, or -1: no work;
+//   x_row(tok0, j)         the activation row of the block's j-th token, or null (zeros);
+//   store(e, tok0, j, row, v0, v1)
+//                          the FP32 results of rows `row` and `row + 8` (the two rows a lane's
+//                          accumulator fragment holds: a gate/up pair in the MoE order) for
+//                          the block's j-th token.
+template <typename T>
+struct DenseIO {
+  static constexpr bool kWideVariant = true;  // instantiate the wide-layer launch (dispatch)
+  static constexpr int kMinBlocks = 0;         // __launch_bounds__ minimum blocks (0: none)
+  const T* x;
+  void* y;
+  const float* bias;  // [N] or null
+  int m;
+  int64_t ldx, ldy;
+  bool out_f32;
+
+  __device__ __forceinline__ int batch(int) const { return 0; }
+  __device__ __forceinline__ const T* x_row(int tok0, int j) const {
+    const int tok = tok0 + j;
+    return tok < m ? x + int64_t(tok) * ldx : nullptr;
+  }
+  __device__ __forceinline__ void store(int, int tok0, int j, int row, float v0, float v1) const {
+    const int tok = tok0 + j;
+    if (tok >= m) return;
+    if (bias != nullptr) {
+      v0 += bias[row];
+      v1 += bias[row + 8];
+    }
+    store_out<T>(y, int64_t(tok) * ldy + row, v0, out_f32);
+    store_out<T>(y, int64_t(tok) * ldy + row + 8, v1, out_f32);
+  }
+};
+
 // MW: 16-row tiles per warp (split rows only; 1 when splitting K). NT: 8-token groups.
 // P: k64 tiles of weights in flight per warp. XD: activation tiles loaded ahead (0: at use).
+// IO: the rows / outputs policy (DenseIO above). Weights of batch entry e start at tile
+// e * (N / 16) * k64 (frag_layout.h).
 template <typename T, bool kFp4, int NT, int WARPS, int P, bool kFast,
-          bool kSplitRows = false, int MW = 1, int XD = (NT == 1 ? 2 : NT <= 4 ? 1 : 0)>
-__global__ void __launch_bounds__(WARPS * 32)
-    mx_gemm_kernel(const uint8_t* __restrict__ wq, const uint8_t* __restrict__ wsc,
-                   const float* __restrict__ bias, const T* __restrict__ x, void* y, int m, int n,
-                   int k, int k64, int64_t ldx, int64_t ldy, bool out_f32) {
+          bool kSplitRows = false, int MW = 1, int XD = (NT == 1 ? 2 : NT <= 4 ? 1 : 0),
+          class IO = DenseIO<T>>
+__global__ void __launch_bounds__(WARPS * 32, IO::kMinBlocks)
+    mx_gemm_kernel(const uint8_t* __restrict__ wq, const uint8_t* __restrict__ wsc, int n, int k,
+                   int k64, const IO io) {
   static_assert(kSplitRows || MW == 1, "splitting K keeps one row tile per block");
   using Tile = TileRegs<kFp4, MW>;
   constexpr int kVec = Tile::kVec;
@@ -160,9 +198,12 @@ __global__ void __launch_bounds__(WARPS * 32)
   const int tn0 = kSplitRows ? (blockIdx.x * WARPS + warp) * MW : blockIdx.x;
   const int tok0 = blockIdx.y * 8 * NT;
   if (kSplitRows && tn0 >= n16) return;  // warp-uniform; this variant has no block barrier
+  const int expert = io.batch(blockIdx.y);
+  if (expert < 0) return;  // block-uniform, before any barrier
   const int kt_first = kSplitRows ? 0 : warp;
   constexpr int kStep = kSplitRows ? 1 : WARPS;
 
+  const int64_t tile0 = int64_t(expert) * n16 * k64;
   const uint4* wbase[MW];
   const uint32_t* sbase[MW];
   bool row_ok[MW];
@@ -170,16 +211,16 @@ __global__ void __launch_bounds__(WARPS * 32)
   for (int mw = 0; mw < MW; ++mw) {
     const int tn = tn0 + mw;
     row_ok[mw] = tn < n16;
-    wbase[mw] = reinterpret_cast<const uint4*>(wq) + (int64_t(tn) * k64 * 32 + lane) * kVec;
-    sbase[mw] = reinterpret_cast<const uint32_t*>(wsc) + int64_t(tn) * k64 * 32 + lane;
+    wbase[mw] = reinterpret_cast<const uint4*>(wq) + ((tile0 + int64_t(tn) * k64) * 32 + lane) * kVec;
+    sbase[mw] = reinterpret_cast<const uint32_t*>(wsc) + (tile0 + int64_t(tn) * k64) * 32 + lane;
   }
 
   // Activation rows of this lane's B fragments (token g of each 8-token group), or null.
   const T* xrow[NT];
 #pragma unroll
   for (int nt = 0; nt < NT; ++nt) {
-    const int tok = tok0 + nt * 8 + g;
-    xrow[nt] = tok < m ? x + int64_t(tok) * ldx + 4 * t : nullptr;
+    const T* r = io.x_row(tok0, nt * 8 + g);
+    xrow[nt] = r != nullptr ? r + 4 * t : nullptr;
   }
 
   float acc[MW][NT][4];
@@ -322,32 +363,27 @@ __global__ void __launch_bounds__(WARPS * 32)
 #pragma unroll
       for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
-        for (int i = 0; i < 4; ++i) {
-          const int tok = tok0 + nt * 8 + 2 * t + (i & 1);
-          const int row = (tn0 + mw) * 16 + g + 8 * (i >> 1);
-          if (tok < m) {
-            const float v = bias != nullptr ? acc[mw][nt][i] + bias[row] : acc[mw][nt][i];
-            store_out<T>(y, int64_t(tok) * ldy + row, v, out_f32);
-          }
-        }
+        for (int i = 0; i < 2; ++i)
+          io.store(expert, tok0, nt * 8 + 2 * t + i, (tn0 + mw) * 16 + g, acc[mw][nt][i],
+                   acc[mw][nt][i + 2]);
     }
   } else {
-    // Fixed-order reduction of the warps' partial sums, then bias and the output conversion.
+    // Fixed-order reduction of the warps' partial sums, then the IO's store (bias, conversion).
 #pragma unroll
     for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
       for (int i = 0; i < 4; ++i) red[warp][(nt * 4 + i) * 32 + lane] = acc[0][nt][i];
     __syncthreads();
-    for (int idx = threadIdx.x; idx < NT * 4 * 32; idx += WARPS * 32) {
-      const int nt = idx / 128, i = (idx / 32) % 4, ln = idx % 32;
-      const int tok = tok0 + nt * 8 + 2 * (ln & 3) + (i & 1);
-      if (tok >= m) continue;
-      const int row = tn0 * 16 + (ln >> 2) + 8 * (i >> 1);
-      float sum = 0.0f;
+    for (int idx = threadIdx.x; idx < NT * 2 * 32; idx += WARPS * 32) {
+      const int nt = idx / 64, i = (idx / 32) % 2, ln = idx % 32;
+      const int lo = (nt * 4 + i) * 32 + ln, hi = lo + 2 * 32;  // rows g and g + 8
+      float v0 = 0.0f, v1 = 0.0f;
 #pragma unroll
-      for (int w = 0; w < WARPS; ++w) sum += red[w][idx];
-      if (bias != nullptr) sum += bias[row];
-      store_out<T>(y, int64_t(tok) * ldy + row, sum, out_f32);
+      for (int w = 0; w < WARPS; ++w) {
+        v0 += red[w][lo];
+        v1 += red[w][hi];
+      }
+      io.store(expert, tok0, nt * 8 + 2 * (ln & 3) + i, tn0 * 16 + (ln >> 2), v0, v1);
     }
   }
 }

@@ -61,35 +61,53 @@ inline bool split_rows(int64_t m, int64_t n) {
          ((n + rows_per_block - 1) / rows_per_block) * ((m + 63) / 64) >= sm_count();
 }
 
+// One launch of the kernel family: the weights, the grid's token blocks and the variant.
+struct KernelLaunch {
+  const uint8_t* w;
+  const uint8_t* w_scales;
+  int64_t n, k;
+  unsigned token_blocks;
+  bool split_rows;  // 64-token blocks only (NT = 8)
+  bool wide;        // 8-token blocks only (NT = 1): wide_layer(n)
+};
+
+// Launches the variant `l` names with the IO policy `io` (DenseIO, or the MoE grouped GEMMs').
+template <typename T, bool kFp4, int NT, bool kFast, class IO>
+void launch_kernel(const KernelLaunch& l, const IO& io, cudaStream_t stream) {
+  constexpr int W = warps_for(NT), P = prefetch_for(kFp4, NT);
+  const int k64 = int((l.k + 63) / 64);
+  if constexpr (NT == 8) {
+    if (l.split_rows) {
+      constexpr int kRows = 16 * kRowWarps * kRowTiles;
+      const dim3 grid(unsigned((l.n + kRows - 1) / kRows), l.token_blocks);
+      // E2M1 keeps 2 tiles in flight, except on the FP32-scale path, whose per-block scaling
+      // needs the registers (the MoE gate/up epilogue spills there otherwise).
+      constexpr int kP = kFp4 && kFast ? 2 : 1;
+      gemm::mx_gemm_kernel<T, kFp4, NT, kRowWarps, kP, kFast, true, kRowTiles, 0, IO>
+          <<<grid, kRowWarps * 32, 0, stream>>>(l.w, l.w_scales, int(l.n), int(l.k), k64, io);
+      return;
+    }
+  }
+  const dim3 grid(unsigned(l.n / 16), l.token_blocks);
+  if constexpr (NT == 1 && IO::kWideVariant) {
+    if (l.wide) {  // many row tiles: 8 warps x 4 tiles in flight (see wide_layer)
+      gemm::mx_gemm_kernel<T, kFp4, NT, 8, kFp4 ? 4 : 2, kFast, false, 1, 2, IO>
+          <<<grid, 8 * 32, 0, stream>>>(l.w, l.w_scales, int(l.n), int(l.k), k64, io);
+      return;
+    }
+  }
+  constexpr int XD = NT == 1 ? 2 : NT <= 4 ? 1 : 0;
+  gemm::mx_gemm_kernel<T, kFp4, NT, W, P, kFast, false, 1, XD, IO>
+      <<<grid, W * 32, 0, stream>>>(l.w, l.w_scales, int(l.n), int(l.k), k64, io);
+}
+
 template <typename T, bool kFp4, int NT, bool kFast>
 void launch(const GemmArgs& a, cudaStream_t stream) {
-  constexpr int W = warps_for(NT), P = prefetch_for(kFp4, NT);
-  const unsigned token_blocks = unsigned((a.m + 8 * NT - 1) / (8 * NT));
-  const int k64 = int((a.k + 63) / 64);
-  if constexpr (NT == 8) {
-    if (split_rows(a.m, a.n)) {
-      constexpr int kRows = 16 * kRowWarps * kRowTiles;
-      const dim3 grid(unsigned((a.n + kRows - 1) / kRows), token_blocks);
-      gemm::mx_gemm_kernel<T, kFp4, NT, kRowWarps, kFp4 ? 2 : 1, kFast, true, kRowTiles>
-          <<<grid, kRowWarps * 32, 0, stream>>>(a.w, a.w_scales, a.bias,
-                                                static_cast<const T*>(a.x), a.y, int(a.m),
-                                                int(a.n), int(a.k), k64, a.ldx, a.ldy,
-                                                a.out == DType::kF32);
-      return;
-    }
-  }
-  const dim3 grid(unsigned(a.n / 16), token_blocks);
-  if constexpr (NT == 1) {
-    if (wide_layer(a.n)) {  // many row tiles: 8 warps x 4 tiles in flight (see wide_layer)
-      gemm::mx_gemm_kernel<T, kFp4, NT, 8, kFp4 ? 4 : 2, kFast>
-          <<<grid, 8 * 32, 0, stream>>>(a.w, a.w_scales, a.bias, static_cast<const T*>(a.x), a.y,
-                                        int(a.m), int(a.n), int(a.k), k64, a.ldx, a.ldy, a.out == DType::kF32);
-      return;
-    }
-  }
-  gemm::mx_gemm_kernel<T, kFp4, NT, W, P, kFast><<<grid, W * 32, 0, stream>>>(
-      a.w, a.w_scales, a.bias, static_cast<const T*>(a.x), a.y, int(a.m), int(a.n), int(a.k),
-      k64, a.ldx, a.ldy, a.out == DType::kF32);
+  const KernelLaunch l{a.w, a.w_scales, a.n, a.k, unsigned((a.m + 8 * NT - 1) / (8 * NT)),
+                       split_rows(a.m, a.n), NT == 1 && wide_layer(a.n)};
+  const DenseIO<T> io{static_cast<const T*>(a.x), a.y, a.bias, int(a.m), a.ldx, a.ldy,
+                      a.out == DType::kF32};
+  launch_kernel<T, kFp4, NT, kFast>(l, io, stream);
 }
 
 template <typename T, bool kFp4, int NT>
@@ -109,7 +127,6 @@ void dispatch_tokens(const GemmArgs& a, cudaStream_t stream) {
     default: return dispatch_scale_path<T, kFp4, 8>(a, stream);
   }
 }
-
 
 // One per activation x weight type, defined in instances/.
 void launch_bf16_e2m1(const GemmArgs& a, cudaStream_t stream);

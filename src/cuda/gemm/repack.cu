@@ -57,11 +57,12 @@ __global__ void repack_kernel(frag::Source src, int64_t n16, int64_t k64, int64_
 
 }  // namespace
 
-Status repack_frag(const MXWeightView& w, uint8_t* packed, uint8_t* scales, RepackStats* stats,
+Status repack_frag(const FragSource& fs, uint8_t* packed, uint8_t* scales, RepackStats* stats,
                    cudaStream_t stream) {
-  if (Status s = check_frag_layout(w); !s.ok()) return s;
-  const FragLayout l{w.elem, w.batch, w.n, w.k};
-  const frag::Source src{w.packed, w.scales, w.n, w.k};
+  if (Status s = check_frag_layout(fs); !s.ok()) return s;
+  const MXWeightView& w = fs.w;
+  const FragLayout l = fs.layout();
+  const frag::Source src = fs.source();
   const int64_t threads = l.tiles() * 32;
   const int block = 256;
   const auto grid = static_cast<unsigned>((threads + block - 1) / block);

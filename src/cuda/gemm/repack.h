@@ -20,7 +20,11 @@ struct RepackStats {
 // `w` points to device memory; `packed` / `scales` receive FragLayout{w}.packed_bytes() /
 // scale_bytes(); `stats` (device memory, may be null) is updated. Asynchronous on `stream`;
 // allocates nothing.
-Status repack_frag(const MXWeightView& w, uint8_t* packed, uint8_t* scales, RepackStats* stats,
+Status repack_frag(const FragSource& w, uint8_t* packed, uint8_t* scales, RepackStats* stats,
                    cudaStream_t stream);
+inline Status repack_frag(const MXWeightView& w, uint8_t* packed, uint8_t* scales,
+                          RepackStats* stats, cudaStream_t stream) {
+  return repack_frag(FragSource::plain(w), packed, scales, stats, stream);
+}
 
 }  // namespace mxq::cuda

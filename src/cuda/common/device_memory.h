@@ -1,0 +1,46 @@
+// Device memory for the backends' host code: an owning buffer, and the staging of caller
+// memory that may live on the host or the device (the backends accept both; host memory is a
+// documented slow convenience for tests and the CLI).
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "mxq/status.h"
+
+namespace mxq::cuda {
+
+// A device allocation freed on scope exit (and on every error path).
+class DeviceBuffer {
+ public:
+  DeviceBuffer() = default;
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+  DeviceBuffer(DeviceBuffer&& o) noexcept : p_(o.p_), bytes_(o.bytes_) {
+    o.p_ = nullptr;
+    o.bytes_ = 0;
+  }
+  ~DeviceBuffer() { reset(); }
+  Status allocate(size_t bytes);  // frees what it held first
+  void reset();
+  template <typename T = uint8_t>
+  T* get() const {
+    return static_cast<T*>(p_);
+  }
+  size_t bytes() const { return bytes_; }
+
+ private:
+  void* p_ = nullptr;
+  size_t bytes_ = 0;
+};
+
+// Whether `p` is device (or managed) memory of the CUDA runtime; host pointers answer false.
+bool is_device_pointer(const void* p);
+
+// `bytes` at `p` (host or device) as a device pointer: `p` itself, or a synchronous copy in
+// `tmp`.
+Status to_device(const void* p, size_t bytes, DeviceBuffer& tmp, const void** out);
+
+}  // namespace mxq::cuda

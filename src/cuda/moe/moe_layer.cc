@@ -1,0 +1,379 @@
+// The cuda-mma MoE layer (moe_layer.h): prepare and run around the GPU routing, dispatch,
+// grouped GEMMs and combine.
+#include "cuda/moe/moe_layer.h"
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "cpu/reference/reference_backend.h"
+#include "cpu/reference/reference_util.h"
+#include "cuda/common/cuda_check.h"
+#include "cuda/common/device_memory.h"
+#include "cuda/gemm/frag_layout.h"
+#include "cuda/gemm/mx_gemm.h"
+#include "cuda/gemm/repack.h"
+#include "cuda/moe/dispatch.h"
+#include "cuda/moe/grouped_gemm.h"
+#include "cuda/moe/routing.h"
+#include "mxq/numerics.h"
+
+namespace mxq::cuda {
+namespace {
+
+using io::GateUpLayout;
+
+struct PreparedMoE final : PreparedWeights {
+  int device = 0;
+  ElemType elem = ElemType::kE2M1;
+  int64_t local = 0, hidden = 0, inter = 0;
+  DeviceBuffer w13, s13, w2, s2;             // fragment layout; w13 in the gate/up row order
+  DeviceBuffer bias_gate, bias_up, bias2;    // FP32 [local, I], [local, I], [local, H] or empty
+  RepackStats stats13, stats2;
+  size_t staging = 0;
+  size_t bytes() const override {
+    return w13.bytes() + s13.bytes() + w2.bytes() + s2.bytes() + bias_gate.bytes() +
+           bias_up.bytes() + bias2.bytes();
+  }
+};
+
+bool on_device(const MXWeightView& w) {
+  return is_device_pointer(w.packed) && is_device_pointer(w.scales);
+}
+size_t row_code_bytes(const MXWeightView& w) {
+  return size_t(w.elem == ElemType::kE2M1 ? w.k / 2 : w.k);
+}
+size_t expert_bytes(const MXWeightView& w) {
+  return size_t(w.n) * (row_code_bytes(w) + size_t(w.k / 32));
+}
+
+// Repacks `src` into `packed` / `scales` (allocated here). Device weights: one launch. Host
+// weights: through a staging buffer of at most `stage_limit` bytes (at least one expert),
+// a chunk of experts at a time; `staged` gets the staging buffer's size.
+Status repack_staged(const FragSource& src, size_t stage_limit, DeviceBuffer& packed,
+                     DeviceBuffer& scales, RepackStats& stats, size_t& staged) {
+  MXQ_RETURN_IF_ERROR(check_frag_layout(src));
+  const FragLayout l = src.layout();
+  MXQ_RETURN_IF_ERROR(packed.allocate(l.packed_bytes()));
+  MXQ_RETURN_IF_ERROR(scales.allocate(l.scale_bytes()));
+  DeviceBuffer dstats;
+  MXQ_RETURN_IF_ERROR(dstats.allocate(sizeof(RepackStats)));
+  const RepackStats init;
+  MXQ_CUDA_TRY(cudaMemcpy(dstats.get(), &init, sizeof init, cudaMemcpyHostToDevice));
+  const bool sep = src.order == RowOrder::kSeparate;
+  if (on_device(src.w) && (!sep || on_device(src.up))) {
+    MXQ_RETURN_IF_ERROR(
+        repack_frag(src, packed.get(), scales.get(), dstats.get<RepackStats>(), nullptr));
+  } else {
+    const size_t per_expert = expert_bytes(src.w) * (sep ? 2 : 1);
+    const int64_t chunk =
+        std::clamp<int64_t>(int64_t(stage_limit / per_expert), 1, src.w.batch);
+    DeviceBuffer stage;
+    MXQ_RETURN_IF_ERROR(stage.allocate(size_t(chunk) * per_expert));
+    staged = std::max(staged, stage.bytes());
+    const FragLayout one{l.elem, 1, l.n, l.k};
+    for (int64_t b0 = 0; b0 < src.w.batch; b0 += chunk) {
+      const int64_t c = std::min(chunk, src.w.batch - b0);
+      FragSource part = src.experts(b0, c);
+      uint8_t* dst = stage.get();
+      auto put = [&](MXWeightView& v) -> Status {
+        const size_t pb = size_t(c * v.n) * row_code_bytes(v), sb = size_t(c * v.n * (v.k / 32));
+        MXQ_CUDA_TRY(cudaMemcpy(dst, v.packed, pb, cudaMemcpyDefault));
+        v.packed = dst;
+        dst += pb;
+        MXQ_CUDA_TRY(cudaMemcpy(dst, v.scales, sb, cudaMemcpyDefault));
+        v.scales = dst;
+        dst += sb;
+        return Status::Ok();
+      };
+      MXQ_RETURN_IF_ERROR(put(part.w));
+      if (sep) MXQ_RETURN_IF_ERROR(put(part.up));
+      MXQ_RETURN_IF_ERROR(repack_frag(part, packed.get() + size_t(b0) * one.packed_bytes(),
+                                      scales.get() + size_t(b0) * one.scale_bytes(),
+                                      dstats.get<RepackStats>(), nullptr));
+      MXQ_CUDA_TRY(cudaDeviceSynchronize());  // the next chunk overwrites the staging buffer
+    }
+  }
+  MXQ_CUDA_TRY(cudaMemcpy(&stats, dstats.get(), sizeof stats, cudaMemcpyDeviceToHost));
+  return Status::Ok();
+}
+
+// A bias view (host or device memory, F32/BF16/F16) as host floats; empty when not given.
+Status read_bias(const DenseView& b, std::vector<float>& out) {
+  out.clear();
+  if (b.data == nullptr) return Status::Ok();
+  const int64_t n = b.rows * b.cols;
+  std::vector<uint8_t> raw(size_t(n) * size_t(dtype_bytes(b.dtype)));
+  MXQ_CUDA_TRY(cudaMemcpy(raw.data(), b.data, raw.size(), cudaMemcpyDefault));
+  out.resize(size_t(n));
+  for (int64_t i = 0; i < n; ++i) out[size_t(i)] = num::load_dense(raw.data(), b.dtype, i);
+  return Status::Ok();
+}
+
+Status upload(const std::vector<float>& v, DeviceBuffer& d) {
+  if (v.empty()) return Status::Ok();
+  MXQ_RETURN_IF_ERROR(d.allocate(v.size() * sizeof(float)));
+  MXQ_CUDA_TRY(cudaMemcpy(d.get(), v.data(), v.size() * sizeof(float), cudaMemcpyHostToDevice));
+  return Status::Ok();
+}
+
+// Gate and up biases [local, I] from the layout's views (fused bias13 rows are in the weights'
+// chunked or interleaved order).
+Status gate_up_biases(const Problem& p, const MoEWeights& w, int64_t local,
+                      std::vector<float>& gate, std::vector<float>& up) {
+  const int64_t inter = p.k;
+  if (p.moe.layout == GateUpLayout::kSeparate) {
+    MXQ_RETURN_IF_ERROR(read_bias(w.bias1, gate));
+    return read_bias(w.bias3, up);
+  }
+  std::vector<float> b13;
+  MXQ_RETURN_IF_ERROR(read_bias(w.bias13, b13));
+  gate.clear();
+  up.clear();
+  if (b13.empty()) return Status::Ok();
+  gate.resize(size_t(local * inter));
+  up.resize(size_t(local * inter));
+  const bool inter_leaved = p.moe.layout == GateUpLayout::kInterleaved;
+  for (int64_t e = 0; e < local; ++e)
+    for (int64_t i = 0; i < inter; ++i) {
+      const float* row = b13.data() + e * 2 * inter;
+      gate[size_t(e * inter + i)] = row[inter_leaved ? 2 * i : i];
+      up[size_t(e * inter + i)] = row[inter_leaved ? 2 * i + 1 : inter + i];
+    }
+  return Status::Ok();
+}
+
+// A workspace carved from one stream-ordered allocation, freed on the stream on scope exit.
+class StreamWorkspace {
+ public:
+  explicit StreamWorkspace(cudaStream_t s) : stream_(s) {}
+  StreamWorkspace(const StreamWorkspace&) = delete;
+  StreamWorkspace& operator=(const StreamWorkspace&) = delete;
+  ~StreamWorkspace() {
+    if (base_ != nullptr) cudaFreeAsync(base_, stream_);
+  }
+  // Reserves `bytes` (256-byte aligned) and returns its offset; call before allocate().
+  size_t reserve(size_t bytes) {
+    const size_t at = size_;
+    size_ += (bytes + 255) / 256 * 256;
+    return at;
+  }
+  Status allocate() {
+    MXQ_CUDA_TRY(cudaMallocAsync(&base_, std::max<size_t>(size_, 256), stream_));
+    return Status::Ok();
+  }
+  template <typename T>
+  T* at(size_t offset) const {
+    return reinterpret_cast<T*>(static_cast<uint8_t*>(base_) + offset);
+  }
+
+ private:
+  cudaStream_t stream_;
+  void* base_ = nullptr;
+  size_t size_ = 0;
+};
+
+}  // namespace
+
+Verdict moe_layer_can_implement(const Problem& p) {
+  const MoEParams& q = p.moe;
+  if (p.weight != ElemType::kE2M1 && p.weight != ElemType::kE4M3)
+    return Verdict::no(std::string("weights ") + mx_format_name(p.weight) +
+                       ": cuda-mma runs MXFP4 (E2M1) and MXFP8 (E4M3) experts");
+  if (p.act != ActKey::kBF16 && p.act != ActKey::kFP16)
+    return Verdict::no(std::string("activation key ") + act_key_name(p.act) +
+                       ": cuda-mma runs BF16 and FP16 activations (W4A16 / W8A16)");
+  const DType a = act_input_dtype(p.act);
+  if (p.out != a && p.out != DType::kF32)
+    return Verdict::no(std::string("output ") + dtype_name(p.out) + ": cuda-mma writes " +
+                       dtype_name(a) + " or F32");
+  if (p.n % 32 != 0 || p.k % 32 != 0)
+    return Verdict::no("hidden " + std::to_string(p.n) + ", intermediate " + std::to_string(p.k) +
+                       ": cuda-mma MoE needs both multiples of 32");
+  if (q.experts > 512 || q.topk > 32 || (q.routing == Routing::kSigmoidGroupedTopK && q.n_group > 32))
+    return Verdict::no("experts " + std::to_string(q.experts) + ", topk " +
+                       std::to_string(q.topk) + ", groups " + std::to_string(q.n_group) +
+                       ": the GPU routing supports experts <= 512, topk <= 32, groups <= 32");
+  if (p.m * q.topk >= (int64_t(1) << 30) || p.n > (1 << 20) || p.k > (1 << 20))
+    return Verdict::no("shape too large for one launch");
+  return Verdict::yes();
+}
+
+StatusOr<std::unique_ptr<PreparedWeights>> prepare_moe_layer(const Problem& p, const MoEWeights& w,
+                                                             size_t stage_bytes) {
+  if (Verdict v = moe_layer_can_implement(p); !v)
+    return invalid_argument("cuda-mma cannot run " + p.to_string() + ": " + v.reason);
+  MXQ_RETURN_IF_ERROR(cpu::check_moe_weights(p, w));
+  auto out = std::make_unique<PreparedMoE>();
+  MXQ_CUDA_TRY(cudaGetDevice(&out->device));
+  out->elem = p.weight;
+  out->local = w.w2.batch;
+  out->hidden = p.n;
+  out->inter = p.k;
+
+  FragSource s13;
+  switch (p.moe.layout) {
+    case GateUpLayout::kSeparate: s13 = {w.w1, RowOrder::kSeparate, w.w3}; break;
+    case GateUpLayout::kInterleaved: s13 = {w.w13, RowOrder::kInterleaved, {}}; break;
+    default: s13 = {w.w13, RowOrder::kChunked, {}}; break;
+  }
+  MXQ_RETURN_IF_ERROR(repack_staged(s13, stage_bytes, out->w13, out->s13, out->stats13, out->staging));
+  MXQ_RETURN_IF_ERROR(repack_staged(FragSource::plain(w.w2), stage_bytes, out->w2, out->s2,
+                                    out->stats2, out->staging));
+  if (out->stats13.nan != 0 || out->stats2.nan != 0)
+    return invalid_argument(std::string("cuda-mma: the E4M3 expert weights (") +
+                            (out->stats13.nan != 0 ? "gate/up" : "down") +
+                            ") contain NaN codes (0x7F / 0xFF); cuda-mma's decode has no NaN, "
+                            "refusing (the cpu backends propagate NaN)");
+
+  std::vector<float> gate, up, b2;
+  MXQ_RETURN_IF_ERROR(gate_up_biases(p, w, out->local, gate, up));
+  MXQ_RETURN_IF_ERROR(read_bias(w.bias2, b2));
+  MXQ_RETURN_IF_ERROR(upload(gate, out->bias_gate));
+  MXQ_RETURN_IF_ERROR(upload(up, out->bias_up));
+  MXQ_RETURN_IF_ERROR(upload(b2, out->bias2));
+  MXQ_CUDA_TRY(cudaDeviceSynchronize());
+  return std::unique_ptr<PreparedWeights>(std::move(out));
+}
+
+size_t moe_layer_staging_bytes(const PreparedWeights& w) {
+  const auto* m = dynamic_cast<const PreparedMoE*>(&w);
+  return m != nullptr ? m->staging : 0;
+}
+
+Status run_moe_layer(const Problem& p, const PreparedWeights& pw, const DenseView& x,
+                     const MoERouting& r, const DenseMutView& y, cudaStream_t stream) {
+  const auto* w = dynamic_cast<const PreparedMoE*>(&pw);
+  if (w == nullptr) return invalid_argument("cuda-mma: MoE weights were not prepared by cuda-mma");
+  if (Verdict v = moe_layer_can_implement(p); !v)
+    return invalid_argument("cuda-mma cannot run " + p.to_string() + ": " + v.reason);
+  const MoEParams& q = p.moe;
+  if (w->elem != p.weight || w->hidden != p.n || w->inter != p.k)
+    return invalid_argument("cuda-mma: prepared MoE weights are " +
+                            std::string(mx_format_name(w->elem)) + " hidden " +
+                            std::to_string(w->hidden) + ", intermediate " +
+                            std::to_string(w->inter) + "; the problem asks for " + p.to_string());
+  if (q.expert_map ? w->local > q.experts : w->local != q.experts)
+    return invalid_argument("cuda-mma: prepared MoE weights hold " + std::to_string(w->local) +
+                            " experts; the problem has " + std::to_string(q.experts) +
+                            (q.expert_map ? " (expert map)" : ""));
+  const DType act = act_input_dtype(p.act);
+  const int64_t m = p.m, h = p.n, inter = p.k, k = q.topk;
+  MXQ_RETURN_IF_ERROR(cpu::ref::check_in("moe x", x, act, m, h));
+  MXQ_RETURN_IF_ERROR(cpu::ref::check_out("moe y", y, p.out, m, h));
+  const DenseView& lg = r.router_logits;
+  if (lg.data == nullptr || lg.rows != m || lg.cols != q.experts ||
+      (lg.dtype != DType::kF32 && lg.dtype != DType::kBF16 && lg.dtype != DType::kF16))
+    return invalid_argument("moe router_logits: expected F32/BF16/F16 [" + std::to_string(m) +
+                            ", " + std::to_string(q.experts) + "], got " +
+                            dtype_name(lg.dtype) + " [" + std::to_string(lg.rows) + ", " +
+                            std::to_string(lg.cols) + "]");
+  const bool want_corr = q.routing == Routing::kSigmoidGroupedTopK && q.correction_bias;
+  if (want_corr && (r.correction_bias.data == nullptr || r.correction_bias.dtype != DType::kF32 ||
+                    r.correction_bias.rows * r.correction_bias.cols != q.experts))
+    return invalid_argument("moe correction_bias: expected F32 [1, " + std::to_string(q.experts) +
+                            "]");
+  if (q.expert_map != (r.expert_map != nullptr))
+    return invalid_argument(q.expert_map ? "moe expert_map: the problem says one is given, but "
+                                           "it is null"
+                                         : "moe expert_map: given, but the problem has none");
+  int dev = 0;
+  MXQ_CUDA_TRY(cudaGetDevice(&dev));
+  if (dev != w->device)
+    return invalid_argument("cuda-mma: MoE weights were prepared on GPU " +
+                            std::to_string(w->device) + ", the current device is GPU " +
+                            std::to_string(dev));
+
+  // Inputs in host memory are staged (the synchronous convenience path).
+  DeviceBuffer tx, tl, tc, tm, ty;
+  const void *xd = nullptr, *ld = nullptr, *cd = nullptr, *md = nullptr;
+  const size_t xbytes = size_t(m * h) * size_t(dtype_bytes(act));
+  const size_t ybytes = size_t(m * h) * size_t(dtype_bytes(p.out));
+  MXQ_RETURN_IF_ERROR(to_device(x.data, xbytes, tx, &xd));
+  MXQ_RETURN_IF_ERROR(to_device(lg.data, size_t(m * q.experts) * size_t(dtype_bytes(lg.dtype)), tl, &ld));
+  if (want_corr)
+    MXQ_RETURN_IF_ERROR(to_device(r.correction_bias.data, size_t(q.experts) * 4, tc, &cd));
+  if (r.expert_map != nullptr)
+    MXQ_RETURN_IF_ERROR(to_device(r.expert_map, size_t(q.experts) * 4, tm, &md));
+  const bool y_dev = is_device_pointer(y.data);
+  void* yd = y.data;
+  if (!y_dev) {
+    MXQ_RETURN_IF_ERROR(ty.allocate(ybytes));
+    yd = ty.get();
+  }
+  const bool staged = tx.bytes() + tl.bytes() + tc.bytes() + tm.bytes() + ty.bytes() > 0;
+
+  // Workspace: routing, dispatch, intermediate, per-pair outputs.
+  const int block = moe_block_size(m, k, q.experts);
+  const MoEDispatchShape ds{m, k, q.experts, w->local, block};
+  const int64_t cap = moe_dispatch_capacity(ds);
+  StreamWorkspace ws(stream);
+  const size_t o_ids = ws.reserve(size_t(m * k) * 4), o_tw = ws.reserve(size_t(m * k) * 4),
+               o_off = ws.reserve(size_t(w->local + 1) * 4), o_sorted = ws.reserve(size_t(cap) * 4),
+               o_bexp = ws.reserve(size_t(cap / block) * 4),
+               o_dws = ws.reserve(moe_dispatch_workspace_bytes(ds)),
+               o_a = ws.reserve(size_t(cap * inter) * size_t(dtype_bytes(act))),
+               o_o = ws.reserve(size_t(m * k * h) * 4);
+  MXQ_RETURN_IF_ERROR(ws.allocate());
+  auto* ids = ws.at<int32_t>(o_ids);
+  auto* tw = ws.at<float>(o_tw);
+  auto* sorted = ws.at<int32_t>(o_sorted);
+  auto* bexp = ws.at<int32_t>(o_bexp);
+  const auto* map = static_cast<const int32_t*>(md);
+
+  MXQ_RETURN_IF_ERROR(moe_route(q, ld, lg.dtype, m, static_cast<const float*>(cd), ids, tw, stream));
+  MXQ_RETURN_IF_ERROR(moe_dispatch(ds, ids, map, ws.at<int32_t>(o_off), sorted, bexp, nullptr,
+                                   ws.at<void>(o_dws), stream));
+
+  MoEGemmCommon c;
+  c.elem = p.weight;
+  c.act = act;
+  c.topk = k;
+  c.block = block;
+  c.capacity = cap;
+  c.sorted_token_pairs = sorted;
+  c.block_expert = bexp;
+  const ScaleRange sr = scale_in_weights_range(p.weight, act);
+  auto fast = [&](const RepackStats& s) { return s.scale_min >= sr.lo && s.scale_max <= sr.hi; };
+
+  MoEGateUpArgs g;
+  g.c = c;
+  g.c.w = w->w13.get();
+  g.c.w_scales = w->s13.get();
+  g.c.scale_in_weights = fast(w->stats13);
+  g.c.n = 2 * inter;
+  g.c.k = h;
+  g.x = xd;
+  g.ldx = h;
+  g.bias_gate = w->bias_gate.bytes() ? w->bias_gate.get<float>() : nullptr;
+  g.bias_up = w->bias_up.bytes() ? w->bias_up.get<float>() : nullptr;
+  g.a = ws.at<void>(o_a);
+  g.lda = inter;
+  g.activation = q.activation == MoEActivation::kSwigluOAI ? MoEGemmAct::kSwigluOAI
+                                                            : MoEGemmAct::kSiluAndMul;
+  g.alpha = q.swiglu_alpha;
+  g.limit = q.swiglu_limit;
+  MXQ_RETURN_IF_ERROR(moe_gate_up_gemm(g, stream));
+
+  MoEDownArgs d;
+  d.c = c;
+  d.c.w = w->w2.get();
+  d.c.w_scales = w->s2.get();
+  d.c.scale_in_weights = fast(w->stats2);
+  d.c.n = h;
+  d.c.k = inter;
+  d.a = g.a;
+  d.lda = inter;
+  d.bias = w->bias2.bytes() ? w->bias2.get<float>() : nullptr;
+  d.topk_weights = tw;
+  d.o = ws.at<float>(o_o);
+  MXQ_RETURN_IF_ERROR(moe_down_gemm(d, stream));
+  MXQ_RETURN_IF_ERROR(
+      moe_combine(d.o, ids, map, q.experts, w->local, m, k, h, yd, p.out, stream));
+
+  if (!y_dev) MXQ_CUDA_TRY(cudaMemcpyAsync(y.data, yd, ybytes, cudaMemcpyDeviceToHost, stream));
+  if (staged) MXQ_CUDA_TRY(cudaStreamSynchronize(stream));
+  return Status::Ok();
+}
+
+}  // namespace mxq::cuda
