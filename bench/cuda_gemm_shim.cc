@@ -1,6 +1,7 @@
-// A C ABI over the cuda-mma backend for bench/cuda_gemm_bench.py (ctypes): prepare a linear
-// layer from canonical MX weights, run it on device pointers on a given stream, describe the
-// launch. Benchmark plumbing only; the Python package is the user-facing binding.
+// A C ABI over the cuda-mma backend for bench/cuda_gemm_bench.py and bench/cuda_moe_bench.py
+// (ctypes): prepare a linear or MoE layer from canonical MX weights, run it on device pointers
+// on a given stream, describe the launch. Benchmark plumbing only; the Python package is the
+// user-facing binding.
 #include <cstring>
 #include <memory>
 #include <string>
@@ -62,6 +63,60 @@ int mxq_shim_run(void* handle, int64_t m, const void* x, void* y, void* stream, 
 }
 
 void mxq_shim_free(void* handle) { delete static_cast<Layer*>(handle); }
+
+// MoE layer, H = hidden, I = intermediate, E experts, top-k. layout: 0 chunked, 1 interleaved
+// (w13 [E, 2I, H]), 2 separate (w13 = w1, w3 given); activation: 0 silu, 1 swigluoai; routing:
+// 0 softmax-topk, 1 topk-softmax, 2 sigmoid-grouped-topk (n_group / topk_group, no correction
+// bias, scaling 1). Weights (host or device): w13 / w1 / w3 packed + scales, w2 packed + scales;
+// no biases. BF16 activations and output.
+int mxq_shim_prepare_moe(int elem, int64_t hidden, int64_t inter, int64_t experts, int64_t topk,
+                         int layout, int activation, int routing, int64_t n_group,
+                         int64_t topk_group, const uint8_t* w13, const uint8_t* s13,
+                         const uint8_t* w3, const uint8_t* s3, const uint8_t* w2,
+                         const uint8_t* s2, void** handle, char* err, int errlen) {
+  auto layer = std::make_unique<Layer>();
+  layer->backend = mxq::find_backend("cuda-mma");
+  if (layer->backend == nullptr) return fail("no cuda-mma backend in this build", err, errlen);
+  if (mxq::Verdict v = layer->backend->supports(mxq::this_device()); !v)
+    return fail("cuda-mma does not support this machine: " + v.reason, err, errlen);
+  const mxq::ElemType e = elem_of(elem);
+  mxq::Problem p = mxq::Problem::moe_problem(e, mxq::ActKey::kBF16, 1, hidden, inter, experts, topk);
+  p.moe.layout = layout == 0   ? mxq::io::GateUpLayout::kChunked
+                 : layout == 1 ? mxq::io::GateUpLayout::kInterleaved
+                               : mxq::io::GateUpLayout::kSeparate;
+  p.moe.activation = activation == 1 ? mxq::MoEActivation::kSwigluOAI : mxq::MoEActivation::kSiluAndMul;
+  p.moe.routing = routing == 0   ? mxq::Routing::kSoftmaxTopK
+                  : routing == 1 ? mxq::Routing::kTopKSoftmax
+                                 : mxq::Routing::kSigmoidGroupedTopK;
+  p.moe.n_group = n_group;
+  p.moe.topk_group = topk_group;
+  layer->problem = p;
+  mxq::MoEWeights w;
+  if (layout == 2) {
+    w.w1 = {e, experts, inter, hidden, w13, s13};
+    w.w3 = {e, experts, inter, hidden, w3, s3};
+  } else {
+    w.w13 = {e, experts, 2 * inter, hidden, w13, s13};
+  }
+  w.w2 = {e, experts, hidden, inter, w2, s2};
+  auto prep = layer->backend->prepare_moe(p, w);
+  if (!prep.ok()) return fail(prep.status().to_string(), err, errlen);
+  layer->weights = std::move(prep.value());
+  *handle = layer.release();
+  return 0;
+}
+
+// x [m, H] BF16, logits [m, E] F32, y [m, H] BF16, device memory; asynchronous on `stream`.
+int mxq_shim_run_moe(void* handle, int64_t m, const void* x, const float* logits, void* y,
+                     void* stream, char* err, int errlen) {
+  auto* layer = static_cast<Layer*>(handle);
+  mxq::Problem p = layer->problem;
+  p.m = m;
+  const mxq::MoERouting r{{logits, mxq::DType::kF32, m, p.moe.experts}, {}, nullptr};
+  const mxq::Status s = layer->backend->run_moe(p, *layer->weights, {x, mxq::DType::kBF16, m, p.n},
+                                                r, {y, mxq::DType::kBF16, m, p.n}, stream);
+  return s.ok() ? 0 : fail(s.to_string(), err, errlen);
+}
 
 int mxq_shim_config(int elem, int64_t m, int64_t n, int64_t k, char* buf, int len) {
   mxq::cuda::GemmArgs a;

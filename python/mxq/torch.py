@@ -15,9 +15,9 @@ calls the C++ core with data pointers on the tensor's device and torch's current
 nothing inside an op synchronises or allocates device memory. Prepare layers for CUDA
 (``module.prepare('cuda')``) before capturing a graph.
 
-On CUDA tensors, quantize runs the library's GPU kernels (src/cuda/quant) and linear the
-oracle's CUDA backend (cuda-mma). MoE has no CUDA backend yet (issue 6): ``mxq::moe`` on CUDA
-tensors raises ``NotImplementedError``; run MoE layers on CPU tensors for now.
+On CUDA tensors, quantize runs the library's GPU kernels (src/cuda/quant), and linear and moe
+the oracle's CUDA backend (cuda-mma: W4A16 / W8A16 with MXFP4 / MXFP8 weights; an MoE layer it
+cannot run, e.g. an fp8 activation key, raises ``NotImplementedError`` with the oracle's reason).
 """
 
 import contextlib
@@ -207,9 +207,7 @@ def _cuda_moe_backend(layer: MoE) -> str:
         return layer._core_layer.prepare("cuda")
     except NotImplementedError as e:
         raise NotImplementedError(
-            "mxq::moe on CUDA tensors is not implemented yet (issue 6: no CUDA MoE backend; "
-            "cuda-mma runs linear layers only). Run MoE layers on CPU tensors for now. "
-            f"Oracle: {e}") from None
+            f"mxq::moe on CUDA tensors: no CUDA backend runs this MoE layer. Oracle: {e}") from None
 
 
 @moe.register_fake

@@ -1,7 +1,7 @@
 """torch integration: torch.library.opcheck and torch.compile for every mxq op, CUDA graph
 capture, results vs cpu-reference; on CUDA, the linear op vs the C++ cuda-mma backend through
-the package's non-torch path and vs `mxq run --backend cuda-mma --dump`, bit for bit. MoE has
-no CUDA backend yet (issue 6): its CUDA op is a NotImplementedError, its opcheck runs on CPU.
+the package's non-torch path and vs `mxq run --backend cuda-mma --dump`, bit for bit; the MoE op
+on CUDA (cuda-mma) vs cpu-reference, deterministic, in torch.compile and in a CUDA graph.
 
 Runs where torch is installed (the GPU host: tests/python/run_torch_gpu.sh); skipped with the
 reason elsewhere. CUDA cases additionally need a GPU and, for linear / moe, a CUDA backend in
@@ -107,22 +107,39 @@ def test_opcheck_linear(device):
                                   (x, lin.handle, lin.out_features, torch.bfloat16))
 
 
-def test_opcheck_moe_cpu():
-    """MoE has no CUDA backend yet (issue 6): opcheck on CPU tensors."""
-    moe = make_moe(device="cpu")
-    xm = torch.randn(5, 256, dtype=torch.bfloat16)
-    logits = torch.randn(5, 8)
-    torch.library.opcheck(torch.ops.mxq.moe.default, (xm, logits, moe.handle, None, None, torch.bfloat16))
+@pytest.mark.parametrize("device", DEVICES)
+def test_opcheck_moe(device):
+    need(device, backend=True)
+    moe = make_moe(device=device)
+    for m in (1, 5, 40):
+        xm = torch.randn(m, 256, dtype=torch.bfloat16, device=device)
+        logits = torch.randn(m, 8, device=device)
+        torch.library.opcheck(torch.ops.mxq.moe.default,
+                              (xm, logits, moe.handle, None, None, torch.bfloat16))
 
 
-def test_moe_on_cuda_is_a_clear_not_implemented_error():
-    need("cuda")
-    moe = make_moe(device="cpu")
-    x = torch.randn(5, 256, dtype=torch.bfloat16, device="cuda")
-    with pytest.raises(NotImplementedError, match="issue 6"):
-        moe(x, torch.randn(5, 8, device="cuda"))
+@pytest.mark.parametrize("m", [1, 7, 300])
+def test_cuda_moe_op_vs_cpu_reference(m):
+    need("cuda", backend=True)
+    moe = make_moe(device="cuda")
+    ref = make_moe(backend="cpu-reference")
+    x = torch.randn(m, 256, dtype=torch.bfloat16)
+    logits = torch.randn(m, 8)
+    y = moe(x.cuda(), logits.cuda())
+    assert y.is_cuda and y.dtype == torch.bfloat16 and y.shape == (m, 256)
+    assert rel(y, ref(x, logits)) < 1e-2
+    assert torch.equal(y, moe(x.cuda(), logits.cuda()))  # deterministic
+
+
+def test_cuda_moe_needs_a_backend_that_runs_the_layer():
+    need("cuda", backend=True)
+    g = torch.Generator().manual_seed(1)
+    w13 = mxq.quantize(torch.randn(8, 256, 256, generator=g).numpy(), "mxfp6-e2m3")
+    w2 = mxq.quantize(torch.randn(8, 256, 128, generator=g).numpy(), "mxfp6-e2m3")
+    layer = mxq.MoE.prepare(w13.packed, w13.scales, w2.packed, w2.scales, "mxfp6-e2m3", topk=2)
     with pytest.raises(NotImplementedError, match="moe"):
-        make_moe(device="cuda")
+        mt.MXMoE(layer)(torch.randn(3, 256, dtype=torch.bfloat16, device="cuda"),
+                        torch.randn(3, 8, device="cuda"))
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -202,7 +219,7 @@ def test_moe_module_vs_cpu_reference():
 def test_torch_compile(device):
     need(device, backend=True)
     _, _, lin = make_linear(device=device)
-    moe = make_moe(device="cpu") if device == "cpu" else None  # no CUDA MoE yet (issue 6)
+    moe = make_moe(device=device)
 
     class Block(torch.nn.Module):
         def __init__(self):
@@ -212,7 +229,7 @@ def test_torch_compile(device):
         def forward(self, x, logits):
             packed, scales = torch.ops.mxq.quantize(x.float(), "mxfp8")
             h = self.lin(x)[:, :256].contiguous()
-            y = self.moe(h, logits) if self.moe is not None else h * 2
+            y = self.moe(h, logits)
             return y + 1, packed, scales
 
     block = Block()
@@ -232,23 +249,22 @@ def test_module_prepare_returns_the_backend(device):
     _, _, lin = make_linear()
     assert lin.prepare(device) == ("cpu" if device == "cpu" else "cuda-mma")
     moe = make_moe()
-    if device == "cpu":
-        assert moe.prepare("cpu") == "cpu"
-    else:
-        with pytest.raises(NotImplementedError, match="moe"):
-            moe.prepare("cuda")
+    assert moe.prepare(device) == ("cpu" if device == "cpu" else "cuda-mma")
 
 
 def test_cuda_graph_capture_and_replay():
     need("cuda", backend=True)
     _, _, lin = make_linear(device="cuda")
     lin.prepare("cuda")
+    moe = make_moe(device="cuda")
+    moe.prepare("cuda")
     x = torch.randn(8, 512, dtype=torch.bfloat16, device="cuda")
+    logits = torch.randn(8, 8, device="cuda")
     s = torch.cuda.Stream()
     s.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(s):  # warm-up on a side stream, as torch recommends
         for _ in range(2):
-            lin(x), torch.ops.mxq.quantize(x, "mxfp4")
+            lin(x), torch.ops.mxq.quantize(x, "mxfp4"), moe(x[:, :256].contiguous(), logits)
     torch.cuda.current_stream().wait_stream(s)
     g = torch.cuda.CUDAGraph()
     with torch.cuda.graph(g):  # fails on any host sync or non-graph allocation inside the ops
@@ -256,6 +272,7 @@ def test_cuda_graph_capture_and_replay():
         y2 = lin(y[:, :256].repeat(1, 2).contiguous())
         packed, scales = torch.ops.mxq.quantize(x, "mxfp4")
         packed8, _ = torch.ops.mxq.quantize(y, "mxfp8", "rceil", "rne", "saturate", False)
+        ym = moe(y[:, :256].contiguous(), logits)
     for _ in range(3):
         x.copy_(torch.randn_like(x))
         g.replay()
@@ -266,6 +283,7 @@ def test_cuda_graph_capture_and_replay():
         p2, s2 = torch.ops.mxq.quantize(x, "mxfp4")
         assert torch.equal(packed, p2) and torch.equal(scales, s2)
         assert torch.equal(packed8, torch.ops.mxq.quantize(want, "mxfp8", "rceil", "rne", "saturate", False)[0])
+        assert torch.equal(ym, moe(want[:, :256].contiguous(), logits))
 
 
 def test_modules_from_checkpoint(tmp_path):
