@@ -121,6 +121,72 @@ __global__ void block_expert_kernel(const Args a) {
   }
 }
 
+// The whole dispatch in one block when the pairs fit one tile (decode and small batches): the
+// clear, the count, the padded scan, the placement and the block map of the four-launch path
+// in one launch, with the same results (warp 0 walks the pairs in the same order).
+__global__ void __launch_bounds__(256) small_kernel(const Args a) {
+  extern __shared__ int cnt[];  // [local]: counts, then each expert's next free position
+  for (int64_t i = threadIdx.x; i < a.capacity; i += blockDim.x) a.sorted[i] = -1;
+  for (int e = int(threadIdx.x); e < a.local; e += int(blockDim.x)) cnt[e] = 0;
+  __syncthreads();
+  if (threadIdx.x < 32) {
+    const int lane = int(threadIdx.x);
+    const unsigned lower = (1u << lane) - 1u;
+    for (int pass = 0; pass < 2; ++pass) {  // 0: count, 1: place
+      for (int64_t c = 0; c < a.pairs; c += 32) {
+        const int64_t p = c + lane;
+        const int e = local_of(a, p);
+        const unsigned group = __match_any_sync(kFull, e);
+        const bool leader = (__ffs(int(group)) - 1) == lane;
+        if (pass == 1 && e >= 0) a.sorted[cnt[e] + __popc(group & lower)] = int32_t(p);
+        __syncwarp();
+        if (e >= 0 && leader) cnt[e] += __popc(group);
+        __syncwarp();
+      }
+      if (pass == 1) break;
+      int base = 0;  // padded exclusive scan over experts, 32 at a time
+      for (int e0 = 0; e0 < a.local; e0 += 32) {
+        const int e = e0 + lane;
+        const int c = e < a.local ? cnt[e] : 0;
+        const int v = (c + a.block - 1) / a.block * a.block;
+        int incl = v;
+#pragma unroll
+        for (int off = 1; off < 32; off <<= 1) {
+          const int o = __shfl_up_sync(kFull, incl, off);
+          if (lane >= off) incl += o;
+        }
+        if (e < a.local) {
+          if (a.counts) a.counts[e] = c;
+          a.offsets[e] = base + incl - v;
+          cnt[e] = base + incl - v;
+        }
+        base += __shfl_sync(kFull, incl, 31);
+      }
+      if (lane == 0) a.offsets[a.local] = base;
+      __syncwarp();
+    }
+  }
+  __syncthreads();
+  const int64_t blocks = a.capacity / a.block;
+  const int total = a.offsets[a.local];
+  for (int64_t b = threadIdx.x; b < blocks; b += blockDim.x) {
+    const int64_t start = b * a.block;
+    int r = -1;
+    if (start < total) {
+      int lo = 0, hi = a.local;
+      while (hi - lo > 1) {
+        const int mid = (lo + hi) / 2;
+        if (a.offsets[mid] <= start)
+          lo = mid;
+        else
+          hi = mid;
+      }
+      r = lo;
+    }
+    a.block_expert[b] = r;
+  }
+}
+
 int64_t tiles_of(const MoEDispatchShape& s) {
   return s.tokens > 0 && s.topk > 0 ? (s.tokens * s.topk + kTile - 1) / kTile : 0;
 }
@@ -195,6 +261,14 @@ Status moe_dispatch(const MoEDispatchShape& s, const int32_t* topk_ids,
   const size_t smem = size_t(kWarps) * size_t(a.local) * sizeof(int);
   const unsigned tile_blocks = unsigned((tiles + kWarps - 1) / kWarps);
   cudaError_t e = cudaSuccess;
+  if (tiles == 1) {  // one launch (small_kernel)
+    small_kernel<<<1, 256, size_t(a.local) * sizeof(int), stream>>>(a);
+    e = cudaGetLastError();
+    if (e != cudaSuccess)
+      return Status(StatusCode::kInternal, fn + "launch failed: " + cudaGetErrorName(e) + " (" +
+                                               cudaGetErrorString(e) + ")");
+    return Status::Ok();
+  }
   if (capacity > 0)
     e = cudaMemsetAsync(sorted_token_pairs, 0xff, size_t(capacity) * sizeof(int32_t), stream);
   if (e == cudaSuccess && tiles > 0) {
