@@ -1,0 +1,524 @@
+#!/usr/bin/env python3
+"""cuda-mma fused MoE benchmark against its peers, all in one process (run on the GPU host).
+
+Usage: python3 bench/cuda_moe_bench.py --shim build/cuda/bench/libmxq_bench_cuda_shim.so \
+           --out moe.json [--quick] [--formats mxfp4,mxfp8] [--shapes gpt-oss-120b,...]
+           [--ms 1,16] [--routings uniform,skewed] [--reps 20]
+
+Cases (issue 6): three MoE layers (SHAPES), tokens M, MXFP4 / MXFP8 expert weights with BF16
+activations and output, two router-logit distributions:
+  uniform: logits ~ N(0, 1) i.i.d. per token and expert (float32);
+  skewed:  the same plus a fixed per-expert offset of +SKEW_OFFSET (3.0) on 2 * topk "hot"
+           experts, the first 2 * topk of torch.randperm(E) under torch.manual_seed(SKEW_SEED),
+           so most (token, slot) pairs go to a few experts while the rest still get some tokens.
+Per case: mxq's time through the ctypes shim (median of CUDA-event timings, the L2 flushed
+before every run, as bench/cuda_gemm_bench.py does; routing, dispatch, both grouped GEMMs and the
+combine: the whole layer from router logits), the weight-bandwidth floor (bytes of the distinct
+experts the routing hits, gate/up + down codes and E8M0 scales, divided by the device-to-device
+copy bandwidth measured in this process), % of that floor, TFLOP/s (2 M topk 3 H I / t), and the
+BF16 baseline built from torch in the same process on the same x and logits (torch routing,
+stable sort by expert, gather, torch._grouped_mm for gate/up and down with the activation in
+between, weighted index_add_ combine; a per-expert torch.matmul loop if _grouped_mm is missing;
+no host synchronisation inside). Up to M = --graph-max-m (512) both are also captured into a
+CUDA graph and the replays timed the same way (graph_us, bf16_graph_us): the launch cost out,
+as an engine runs decode; mxq's replay must give the eager output bit for bit.
+The selection used for the floor is computed in torch with the same rule as mxq (float64):
+top-k of the logits (softmax-topk, topk-softmax), or sigmoid scores, group score = sum of the
+best 2 in each group, the best topk_group groups kept, top-k among their experts.
+
+Correctness before timing: mxq's output is compared with a float32 torch reference of the same
+MoE on the dequantized weights (intermediate rounded to BF16 like the kernel), relative
+Frobenius error < 2e-2, for every M up to --check-max-m (default: all); the BF16 baseline is
+checked the same way against its own weights for M <= 64.
+
+Weights are random, generated on the GPU: E2M1 / E4M3 code bytes uniform (E4M3 NaN codes
+0x7F / 0xFF replaced by 0x7E / 0xFE), E8M0 scales uniform in 118..123 (2^-9..2^-4) for MXFP4 and
+112..117 for MXFP8 (E4M3 elements reach 448 = 2^8.8, E2M1 only 6: the shift keeps the weight
+magnitudes alike). Results are written to --out after every case.
+"""
+import argparse
+import ctypes
+import json
+import math
+import statistics
+import sys
+import time
+
+import torch
+
+SHAPES = {
+    # name: hidden, intermediate, experts, topk, gate/up layout, activation, routing, groups
+    "gpt-oss-120b": dict(h=2880, i=2880, e=128, k=4, layout="interleaved", act="swigluoai",
+                         routing="topk-softmax", n_group=1, topk_group=1),
+    "deepseek-v3": dict(h=7168, i=2048, e=256, k=8, layout="separate", act="silu",
+                        routing="sigmoid-grouped-topk", n_group=8, topk_group=4),
+    "qwen3-30b-a3b": dict(h=2048, i=768, e=128, k=8, layout="chunked", act="silu",
+                          routing="softmax-topk", n_group=1, topk_group=1),
+}
+MS = [1, 4, 16, 64, 128, 512, 2048, 8192]
+QUICK_MS = [1, 2048]
+LAYOUT = {"chunked": 0, "interleaved": 1, "separate": 2}
+ACT = {"silu": 0, "swigluoai": 1}
+ROUTING = {"softmax-topk": 0, "topk-softmax": 1, "sigmoid-grouped-topk": 2}
+SCALES = {"mxfp4": (118, 123), "mxfp8": (112, 117)}
+SKEW_OFFSET = 3.0
+SKEW_SEED = 1234
+SWIGLU_ALPHA, SWIGLU_LIMIT = 1.702, 7.0
+BF16_PEAK = 989e12  # H100 SXM dense BF16 tensor peak (the issue's reference)
+E2M1 = [0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0]
+
+
+class Shim:
+    def __init__(self, path):
+        self.lib = ctypes.CDLL(path)
+        i64, vp = ctypes.c_int64, ctypes.c_void_p
+        self.lib.mxq_shim_prepare_moe.argtypes = [
+            ctypes.c_int, i64, i64, i64, i64, ctypes.c_int, ctypes.c_int, ctypes.c_int, i64, i64,
+            vp, vp, vp, vp, vp, vp, ctypes.POINTER(vp), ctypes.c_char_p, ctypes.c_int]
+        self.lib.mxq_shim_run_moe.argtypes = [vp, i64, vp, vp, vp, vp, ctypes.c_char_p,
+                                              ctypes.c_int]
+        self.lib.mxq_shim_free.argtypes = [vp]
+        self.err = ctypes.create_string_buffer(1024)
+
+    def prepare_moe(self, elem, s, w):
+        h = ctypes.c_void_p()
+        ptr = lambda t: None if t is None else t.data_ptr()  # noqa: E731
+        if self.lib.mxq_shim_prepare_moe(
+                elem, s["h"], s["i"], s["e"], s["k"], LAYOUT[s["layout"]], ACT[s["act"]],
+                ROUTING[s["routing"]], s["n_group"], s["topk_group"], ptr(w["w13"]),
+                ptr(w["s13"]), ptr(w.get("w3")), ptr(w.get("s3")), ptr(w["w2"]), ptr(w["s2"]),
+                ctypes.byref(h), self.err, 1024):
+            raise RuntimeError(self.err.value.decode())
+        return h
+
+    def run_moe(self, h, m, x, logits, y):
+        stream = torch.cuda.current_stream().cuda_stream
+        if self.lib.mxq_shim_run_moe(h, m, x.data_ptr(), logits.data_ptr(), y.data_ptr(), stream,
+                                     self.err, 1024):
+            raise RuntimeError(self.err.value.decode())
+
+    def free(self, h):
+        self.lib.mxq_shim_free(h)
+
+
+class Timer:
+    """Median of CUDA-event timings, a 256 MiB write before each run evicting L2 (50 MB), then
+    a short GPU spin so that the host's launch work of the timed call overlaps the GPU's."""
+
+    def __init__(self, reps):
+        self.reps = reps
+        self.flush = torch.empty(256 * 1024 * 1024, dtype=torch.int8, device="cuda")
+
+    def median_us(self, fn):
+        fn()
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        fn()
+        torch.cuda.synchronize()
+        once = time.perf_counter() - t0
+        fn()
+        reps = self.reps if once < 0.02 else max(7, self.reps // 3)  # keep slow cases short
+        ts = []
+        for _ in range(reps):
+            self.flush.zero_()
+            if hasattr(torch.cuda, "_sleep"):  # ~100 us of GPU spin: hides the host launch cost
+                torch.cuda._sleep(200_000)
+            a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            a.record()
+            fn()
+            b.record()
+            torch.cuda.synchronize()
+            ts.append(a.elapsed_time(b) * 1e3)
+        return statistics.median(ts), reps
+
+
+def capture(fn):
+    """fn captured into a CUDA graph (after a warm-up on a side stream), or the reason why not."""
+    try:
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            fn()
+        torch.cuda.current_stream().wait_stream(side)
+        g = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(g):
+            fn()
+        torch.cuda.synchronize()
+        return g, None
+    except Exception as ex:  # noqa: BLE001
+        torch.cuda.synchronize()
+        return None, f"{type(ex).__name__}: {str(ex).splitlines()[0][:200]}"
+
+
+def copy_bandwidth(timer):
+    src = torch.empty(1 << 30, dtype=torch.uint8, device="cuda")
+    dst = torch.empty_like(src)
+    us, _ = timer.median_us(lambda: dst.copy_(src))
+    del src, dst
+    return 2 * (1 << 30) / (us * 1e-6)  # bytes read + written per second
+
+
+# ---------------------------------------------------------------------------------- weights
+
+def random_mx(fmt, shape_nk, gen):
+    """Canonical MX tensor [E, N, K]: packed codes + E8M0 scales, on the GPU."""
+    e, n, k = shape_nk
+    kb = k // 2 if fmt == "mxfp4" else k
+    codes = torch.randint(0, 256, (e, n, kb), dtype=torch.uint8, device="cuda", generator=gen)
+    if fmt == "mxfp8":  # no NaN codes: 0x7F -> 0x7E, 0xFF -> 0xFE (one expert at a time)
+        for j in range(e):
+            c = codes[j]
+            c.sub_(((c & 0x7F) == 0x7F).to(torch.uint8))
+    lo, hi = SCALES[fmt]
+    scales = torch.randint(lo, hi + 1, (e, n, k // 32), dtype=torch.uint8, device="cuda",
+                           generator=gen)
+    return codes, scales
+
+
+def make_mx_weights(fmt, s, gen):
+    e, h, i = s["e"], s["h"], s["i"]
+    w = {}
+    if s["layout"] == "separate":
+        w["w13"], w["s13"] = random_mx(fmt, (e, i, h), gen)
+        w["w3"], w["s3"] = random_mx(fmt, (e, i, h), gen)
+    else:
+        w["w13"], w["s13"] = random_mx(fmt, (e, 2 * i, h), gen)
+    w["w2"], w["s2"] = random_mx(fmt, (e, h, i), gen)
+    return w
+
+
+def dequant(fmt, packed, scales):
+    """[N, K * bits / 8] codes + [N, K / 32] scales -> float32 [N, K]."""
+    n = packed.shape[0]
+    if fmt == "mxfp4":
+        lut = torch.tensor(E2M1 + [-v for v in E2M1], device=packed.device)
+        vals = lut[torch.stack([packed & 15, packed >> 4], dim=-1).reshape(n, -1).long()]
+    else:
+        vals = packed.view(torch.float8_e4m3fn).float()
+    return vals * torch.exp2(scales.float() - 127.0).repeat_interleave(32, dim=1)
+
+
+def mx_expert(fmt, s, w):
+    """e -> (gate [I, H], up [I, H], down [H, I]) float32, dequantized, in the weights' layout."""
+    i = s["i"]
+
+    def get(e):
+        if s["layout"] == "separate":
+            g = dequant(fmt, w["w13"][e], w["s13"][e])
+            u = dequant(fmt, w["w3"][e], w["s3"][e])
+        else:
+            w13 = dequant(fmt, w["w13"][e], w["s13"][e])
+            if s["layout"] == "interleaved":
+                g, u = w13[0::2], w13[1::2]
+            else:
+                g, u = w13[:i], w13[i:]
+        return g, u, dequant(fmt, w["w2"][e], w["s2"][e])
+    return get
+
+
+def make_bf16_weights(s, gen):
+    """BF16 baseline weights, nn.Linear style: w13 [E, 2I, H] (gate rows then up), w2 [E, H, I]."""
+    e, h, i = s["e"], s["h"], s["i"]
+    w13 = torch.empty(e, 2 * i, h, dtype=torch.bfloat16, device="cuda")
+    w2 = torch.empty(e, h, i, dtype=torch.bfloat16, device="cuda")
+    w13.normal_(0.0, 0.02, generator=gen)
+    w2.normal_(0.0, 0.02, generator=gen)
+    return w13, w2
+
+
+def bf16_expert(s, w13, w2):
+    i = s["i"]
+    return lambda e: (w13[e, :i].float(), w13[e, i:].float(), w2[e].float())
+
+
+# ---------------------------------------------------------------------------------- routing
+
+def route(logits, s, dtype):
+    """Top-k ids [M, k] and weights [M, k] (float32) with mxq's rule, computed in `dtype`."""
+    l, k = logits.to(dtype), s["k"]
+    if s["routing"] == "topk-softmax":
+        v, ids = l.topk(k, dim=-1)
+        w = torch.softmax(v, dim=-1)
+    elif s["routing"] == "softmax-topk":
+        w, ids = torch.softmax(l, dim=-1).topk(k, dim=-1)
+        w = w / w.sum(-1, keepdim=True)  # renormalised (Qwen3 norm_topk_prob)
+    else:
+        m, e = l.shape
+        sc = torch.sigmoid(l)
+        g = sc.view(m, s["n_group"], e // s["n_group"])
+        gscore = g.topk(2, dim=-1).values.sum(-1)
+        keep = torch.zeros_like(gscore, dtype=torch.bool)
+        keep.scatter_(1, gscore.topk(s["topk_group"], dim=-1).indices, True)
+        masked = g.masked_fill(~keep.unsqueeze(-1), float("-inf")).view(m, e)
+        ids = masked.topk(k, dim=-1).indices
+        w = sc.gather(1, ids)
+        w = w / w.sum(-1, keepdim=True)  # renormalised, routed scaling 1 (the shim's)
+    return ids, w.float()
+
+
+def activation(s, g, u):
+    if s["act"] == "silu":
+        return torch.nn.functional.silu(g) * u
+    g = g.clamp(max=SWIGLU_LIMIT)
+    u = u.clamp(-SWIGLU_LIMIT, SWIGLU_LIMIT)
+    return g * torch.sigmoid(SWIGLU_ALPHA * g) * (u + 1)
+
+
+def reference(s, x, logits, expert):
+    """float32 MoE on dequantized weights, one expert at a time (only the experts hit)."""
+    ids, w = route(logits, s, torch.float64)
+    flat, wflat = ids.reshape(-1), w.reshape(-1)
+    y = torch.zeros(x.shape[0], s["h"], dtype=torch.float32, device="cuda")
+    xf = x.float()
+    for e in torch.unique(flat).tolist():
+        sel = (flat == e).nonzero().squeeze(1)
+        t = sel // s["k"]
+        g_w, u_w, d_w = expert(e)
+        xt = xf.index_select(0, t)
+        a = activation(s, xt @ g_w.t(), xt @ u_w.t()).bfloat16().float()
+        y.index_add_(0, t, (a @ d_w.t()) * wflat[sel].unsqueeze(1))
+        del g_w, u_w, d_w
+    return y
+
+
+def rel_err(y, ref):
+    return ((y.float() - ref).norm() / ref.norm()).item()
+
+
+# ---------------------------------------------------------------------------------- BF16 peer
+
+def grouped_mm_works():
+    if not hasattr(torch, "_grouped_mm"):
+        return False, "torch._grouped_mm missing"
+    try:
+        a = torch.randn(40, 64, device="cuda", dtype=torch.bfloat16)
+        b = torch.randn(4, 32, 64, device="cuda", dtype=torch.bfloat16)
+        offs = torch.tensor([0, 17, 17, 40], device="cuda", dtype=torch.int32)
+        out = torch._grouped_mm(a, b.transpose(1, 2), offs=offs)
+        ref = torch.cat([a[:17] @ b[1].t(), a[17:] @ b[3].t()])
+        err = rel_err(out, ref.float())
+        return err < 1e-2, f"probe rel err {err:.1e}"
+    except Exception as ex:  # noqa: BLE001
+        return False, f"{type(ex).__name__}: {str(ex).splitlines()[0][:200]}"
+
+
+def bf16_moe(s, x, logits, w13, w2, grouped):
+    """The BF16 baseline: routing, sort, gather, gate/up GEMM, activation, down GEMM, combine."""
+    m, k, i = x.shape[0], s["k"], s["i"]
+    ids, w = route(logits, s, torch.float32)
+    flat = ids.reshape(-1)
+    order = torch.argsort(flat, stable=True)
+    tok = order // k
+    xs = x.index_select(0, tok)
+    counts = torch.zeros(s["e"], dtype=torch.int32, device="cuda").scatter_add_(
+        0, flat, torch.ones_like(flat, dtype=torch.int32))  # bincount would sync the host
+    if grouped:
+        offs = torch.cumsum(counts, 0, dtype=torch.int32)
+        gu = torch._grouped_mm(xs, w13.transpose(1, 2), offs=offs)
+        a = activation(s, gu[:, :i], gu[:, i:])
+        o = torch._grouped_mm(a, w2.transpose(1, 2), offs=offs)
+    else:
+        o = torch.empty(m * k, s["h"], dtype=torch.bfloat16, device="cuda")
+        start = 0
+        for e, c in enumerate(counts.tolist()):
+            if c:
+                gu = xs[start:start + c] @ w13[e].t()
+                o[start:start + c] = activation(s, gu[:, :i], gu[:, i:]) @ w2[e].t()
+                start += c
+    o = o.float() * w.reshape(-1)[order].unsqueeze(1)
+    return torch.zeros(m, s["h"], dtype=torch.float32, device="cuda").index_add_(
+        0, tok, o).to(torch.bfloat16)
+
+
+# ---------------------------------------------------------------------------------- main
+
+def inputs(s, name, routing, m):
+    gen = torch.Generator(device="cuda")
+    gen.manual_seed(list(SHAPES).index(name) * 1000003 + (routing == "skewed") * 7919 + m)
+    x = torch.randn(m, s["h"], device="cuda", dtype=torch.bfloat16, generator=gen)
+    logits = torch.randn(m, s["e"], device="cuda", dtype=torch.float32, generator=gen)
+    if routing == "skewed":
+        g = torch.Generator().manual_seed(SKEW_SEED)
+        hot = torch.randperm(s["e"], generator=g)[:2 * s["k"]].cuda()
+        logits[:, hot] += SKEW_OFFSET
+    return x, logits.contiguous()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--shim", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--quick", action="store_true", help="every shape and format, M 1 and 2048, 5 reps")
+    ap.add_argument("--formats", default="mxfp4,mxfp8")
+    ap.add_argument("--shapes", default=",".join(SHAPES))
+    ap.add_argument("--routings", default="uniform,skewed")
+    ap.add_argument("--ms", default="")
+    ap.add_argument("--reps", type=int, default=20)
+    ap.add_argument("--check-max-m", type=int, default=1 << 30)
+    ap.add_argument("--graph-max-m", type=int, default=512,
+                    help="also time CUDA-graph replays (mxq and the BF16 baseline) up to this M")
+    ap.add_argument("--no-peers", action="store_true")
+    args = ap.parse_args()
+    if args.quick:
+        args.reps = min(args.reps, 5)
+
+    torch.backends.cuda.matmul.allow_tf32 = False  # the reference is plain float32
+    shim = Shim(args.shim)
+    timer = Timer(args.reps)
+    props = torch.cuda.get_device_properties(0)
+    bw = copy_bandwidth(timer)
+    try:
+        import humming  # noqa: F401  (humming-kernels)
+        humming_note = "importable, but not wired into this harness"
+    except Exception as ex:  # noqa: BLE001
+        humming_note = (f"unavailable: {type(ex).__name__}: {ex} (not in the GPU image, which "
+                        "has no internet; no wheel carried)")
+    grouped, probe = grouped_mm_works()
+    baseline = ("torch._grouped_mm (CUTLASS BF16 grouped GEMM)" if grouped else
+                "per-expert torch.matmul loop over the experts with tokens") + \
+        ": torch routing, stable argsort by expert, gather, gate/up GEMM, activation in BF16, " \
+        "down GEMM, float32 weighted index_add_ combine"
+    result = {"device": props.name, "sms": props.multi_processor_count,
+              "copy_bandwidth_Bps": bw, "torch": torch.__version__, "humming": humming_note,
+              "bf16_baseline": baseline, "grouped_mm_probe": probe, "reps": args.reps,
+              "skew": {"offset": SKEW_OFFSET, "hot_experts": "2 * topk",
+                       "rule": f"logits ~ N(0,1) + {SKEW_OFFSET} on the first 2*topk experts of "
+                               f"torch.randperm(E) with torch.manual_seed({SKEW_SEED})"},
+              "scales": SCALES, "bf16_peak_flops": BF16_PEAK, "argv": sys.argv[1:], "cases": []}
+    print(f"# {props.name}: copy bandwidth {bw / 1e12:.2f} TB/s; humming-kernels {humming_note}; "
+          f"BF16 baseline {baseline} ({probe})", flush=True)
+
+    def save():
+        with open(args.out, "w") as f:
+            json.dump(result, f, indent=1)
+
+    ms = [int(v) for v in args.ms.split(",")] if args.ms else (QUICK_MS if args.quick else MS)
+    formats = [f for f in args.formats.split(",") if f]
+    routings = [r for r in args.routings.split(",") if r]
+    print("| shape | format | routing | M | experts hit | mxq us | floor us | % floor | TFLOP/s | "
+          "BF16 us | vs BF16 | mxq graph us | BF16 graph us | vs BF16 (graphs) | rel err |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    bf16_cache = {}  # (shape, routing, m) -> the BF16 baseline's numbers (same x and logits)
+    shapes = [n for n in args.shapes.split(",") if n]
+    for fmt in formats:  # every shape in MXFP4 first: the required format
+        for name in shapes:
+            s = SHAPES[name]
+            gen = torch.Generator(device="cuda")
+            gen.manual_seed(1 + list(SHAPES).index(name) + 100 * formats.index(fmt))
+            b13 = b2 = None
+            if not args.no_peers and any((name, r, m) not in bf16_cache
+                                         for r in routings for m in ms):
+                b13, b2 = make_bf16_weights(s, gen)
+            flops_per_token = 2 * s["k"] * 3 * s["h"] * s["i"]
+            t0 = time.perf_counter()
+            w = make_mx_weights(fmt, s, gen)
+            elem = 0 if fmt == "mxfp4" else 1
+            try:
+                handle = shim.prepare_moe(elem, s, w)
+            except RuntimeError as ex:
+                print(f"# {name} {fmt}: prepare failed: {ex}", flush=True)
+                result["cases"].append({"shape": name, "format": fmt, "error": str(ex)})
+                save()
+                continue
+            torch.cuda.synchronize()
+            print(f"# {name} {fmt}: weights + prepare {time.perf_counter() - t0:.1f} s", flush=True)
+            per_expert = 3 * s["h"] * s["i"] * ((0.5 if fmt == "mxfp4" else 1.0) + 1 / 32)
+            expert = mx_expert(fmt, s, w)
+            for routing in routings:
+                for m in ms:
+                    case = {"shape": name, "format": fmt, "routing": routing, "m": m,
+                            "h": s["h"], "i": s["i"], "e": s["e"], "k": s["k"]}
+                    try:
+                        x, logits = inputs(s, name, routing, m)
+                        ids, _ = route(logits, s, torch.float64)
+                        cnt = torch.bincount(ids.reshape(-1), minlength=s["e"])
+                        hit = int((cnt > 0).sum())
+                        case.update(experts_hit=hit, max_pairs_per_expert=int(cnt.max()),
+                                    weight_bytes_hit=hit * per_expert)
+                        floor_us = hit * per_expert / bw * 1e6
+                        y = torch.full((m, s["h"]), float("nan"), device="cuda",
+                                       dtype=torch.bfloat16)
+                        shim.run_moe(handle, m, x, logits, y)
+                        torch.cuda.synchronize()
+                        if m <= args.check_max_m:
+                            err = rel_err(y, reference(s, x, logits, expert))
+                            case["rel_err"] = err
+                            case["check"] = "ok" if math.isfinite(err) and err < 2e-2 else "FAIL"
+                        us, reps = timer.median_us(lambda: shim.run_moe(handle, m, x, logits, y))
+                        if m <= args.graph_max_m:  # launch overhead out: what an engine sees
+                            y_eager = y.clone()
+                            g, why = capture(lambda: shim.run_moe(handle, m, x, logits, y))
+                            if g is None:
+                                case["graph_error"] = why
+                            else:
+                                y.fill_(float("nan"))
+                                g.replay()
+                                torch.cuda.synchronize()
+                                case["graph_same_output"] = bool(torch.equal(y, y_eager))
+                                case["graph_us"], _ = timer.median_us(g.replay)
+                                del g
+                            del y_eager
+                        case.update(us=us, reps=reps, floor_us=floor_us,
+                                    pct_floor=100 * floor_us / us,
+                                    tflops=m * flops_per_token / (us * 1e-6) / 1e12,
+                                    pct_bf16_peak=100 * m * flops_per_token / (us * 1e-6) / BF16_PEAK)
+                        if b13 is not None or (name, routing, m) in bf16_cache:
+                            key = (name, routing, m)
+                            if key not in bf16_cache:
+                                pc = {}
+                                try:
+                                    if m <= 64:
+                                        yb = bf16_moe(s, x, logits, b13, b2, grouped)
+                                        pc["bf16_rel_err"] = rel_err(
+                                            yb, reference(s, x, logits, bf16_expert(s, b13, b2)))
+                                    pc["bf16_us"], _ = timer.median_us(
+                                        lambda: bf16_moe(s, x, logits, b13, b2, grouped))
+                                    if m <= args.graph_max_m and grouped:
+                                        g, why = capture(
+                                            lambda: bf16_moe(s, x, logits, b13, b2, grouped))
+                                        if g is None:
+                                            pc["bf16_graph_error"] = why
+                                        else:
+                                            pc["bf16_graph_us"], _ = timer.median_us(g.replay)
+                                            del g
+                                except Exception as ex:  # noqa: BLE001
+                                    pc["bf16_error"] = f"{type(ex).__name__}: {str(ex)[:200]}"
+                                bf16_cache[key] = pc
+                            case.update(bf16_cache[key])
+                            if "bf16_us" in case:
+                                case["bf16_tflops"] = m * flops_per_token / (case["bf16_us"] * 1e-6) / 1e12
+                                case["vs_bf16"] = case["bf16_us"] / us
+                            if "bf16_graph_us" in case and "graph_us" in case:
+                                case["vs_bf16_graph"] = case["bf16_graph_us"] / case["graph_us"]
+                        del x, logits, y
+                    except Exception as ex:  # noqa: BLE001
+                        case["error"] = f"{type(ex).__name__}: {str(ex)[:300]}"
+                        print(f"# {name} {fmt} {routing} M={m}: {case['error']}", flush=True)
+                    result["cases"].append(case)
+                    save()
+                    if "us" in case:
+                        b = case.get("bf16_us")
+                        bs = "" if b is None else f"{b:.1f}"
+                        vs = "" if b is None else f"{case['vs_bf16']:.2f}x"
+                        gs = " | ".join(f"{case[k]:.1f}" if k in case else ""
+                                        for k in ("graph_us", "bf16_graph_us", "vs_bf16_graph"))
+                        print(f"| {name} | {fmt} | {routing} | {m} | {case['experts_hit']} | "
+                              f"{case['us']:.1f} | {case['floor_us']:.1f} | "
+                              f"{case['pct_floor']:.0f}% | {case['tflops']:.1f} | {bs} | {vs} | "
+                              f"{gs} | "
+                              f"{case.get('rel_err', float('nan')):.1e} {case.get('check', '')} |",
+                              flush=True)
+            shim.free(handle)
+            del w, expert, b13, b2
+            torch.cuda.empty_cache()
+    save()
+    bad = [c for c in result["cases"] if c.get("check") == "FAIL" or "error" in c
+           or c.get("graph_same_output") is False]
+    if bad:
+        print(f"# {len(bad)} case(s) failed the check or errored", flush=True)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
