@@ -155,6 +155,30 @@ TEST(CudaMmaGemm, LargeMSplitsRows) {
     }
 }
 
+// Hopper: many tokens with the scale folded into the weights take the wgmma variant. Partial
+// token blocks, row tiles past N inside a block (N = 80: 5 of 8 warps hold rows), a half k64
+// tile at the end of K (K = 96), both formats, both activation types, bias, F32 output.
+TEST(CudaMmaGemm, WgmmaVariantOnHopper) {
+  SKIP_WITHOUT_GPU();
+  cudaDeviceProp prop{};
+  CUDA_OK(cudaGetDeviceProperties(&prop, 0));
+  if (prop.major != 9) GTEST_SKIP() << "the wgmma variant runs on sm_90 only";
+  for (ElemType e : {ElemType::kE2M1, ElemType::kE4M3})
+    for (ActKey a : {ActKey::kBF16, ActKey::kFP16}) {
+      cuda::GemmArgs probe;
+      probe.m = 128;
+      probe.n = 80;
+      probe.elem = e;
+      probe.scale_in_weights = true;
+      ASSERT_TRUE(cuda::choose_gemm_config(probe).wgmma) << "the case must take the path";
+      for (auto [m, n, k] : {std::tuple<int64_t, int64_t, int64_t>{128, 80, 96}, {129, 2064, 2880},
+                             {300, 96, 160}, {1000, 512, 1024}}) {
+        check_gemm(e, a, act_input_dtype(a), m, n, k, m % 2 == 0, 112, 124, 6e-3);
+        check_gemm(e, a, DType::kF32, m, n, k, true, 112, 124, 1e-5);
+      }
+    }
+}
+
 TEST(CudaMmaGemm, ExtremeScalesAreExactWithFp16Activations) {
   SKIP_WITHOUT_GPU();
   // 2^-127 .. 2^-120 and 2^20 .. 2^27: no 16-bit type holds these scales; cuda-mma applies

@@ -9,6 +9,9 @@
 namespace mxq::cuda {
 
 std::string GemmConfig::to_string() const {
+  if (wgmma)
+    return "wgmma (sm_90a): 128 tokens x 128 rows per block, 2 warpgroups, " +
+           std::to_string(prefetch) + " k64 weight tiles in flight per warp";
   return "mma.sync: " + std::to_string(tokens_per_block) + " tokens x " +
          std::to_string(split_rows ? 32 * warps : 16) + " rows per block, " +
          std::to_string(warps) + (split_rows ? " warps over rows, " : " warps over K, ") +
@@ -28,6 +31,14 @@ GemmConfig choose_gemm_config(const GemmArgs& a) {
   if (nt == 1 && wide_layer(a.n)) {
     c.warps = 8;
     c.prefetch = a.elem == ElemType::kE2M1 ? 4 : 2;
+  }
+  if (a.m >= 64 && use_wgmma(a.m, a.scale_in_weights)) {
+    c.wgmma = true;
+    c.split_rows = false;
+    c.tokens_per_block = kWgTokens;
+    c.warps = 8;
+    c.prefetch = wgmma_prefetch(a.elem == ElemType::kE2M1);
+    return c;
   }
   if (c.split_rows) {
     c.warps = kRowWarps;

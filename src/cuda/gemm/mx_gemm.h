@@ -44,6 +44,7 @@ struct GemmConfig {
   int prefetch = 4;          // k64 tiles of weights in flight per warp
   bool scale_in_weights = false;
   bool split_rows = false;   // warps own row tiles (large M) instead of splitting K
+  bool wgmma = false;        // the Hopper wgmma variant (many tokens, mx_gemm_wgmma.cuh)
   std::string to_string() const;
 };
 GemmConfig choose_gemm_config(const GemmArgs& a);

@@ -10,6 +10,7 @@
 #include <cuda_runtime.h>
 
 #include "cuda/gemm/mx_gemm.cuh"
+#include "cuda/gemm/mx_gemm_wgmma.cuh"
 
 namespace mxq::cuda::gemm {
 
@@ -42,6 +43,25 @@ inline int sm_count() {
     cached[dev] = cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev) == cudaSuccess && v > 0 ? v : 132;
   }
   return cached[dev];
+}
+
+// Whether the current device is a Hopper (sm_90: the wgmma variant's machine code exists).
+inline bool is_sm90() {
+  static int cached[64] = {};
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 64) return false;
+  if (cached[dev] == 0) {
+    int major = 0;
+    cached[dev] = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess && major == 9 ? 1 : -1;
+  }
+  return cached[dev] == 1;
+}
+
+// Many tokens on a Hopper with the scale folded into the weights: the wgmma variant
+// (mx_gemm_wgmma.cuh), whose activations are staged once per block in shared memory.
+constexpr int64_t kWgmmaMinTokens = 128;
+inline bool use_wgmma(int64_t m, bool scale_in_weights) {
+  return scale_in_weights && m >= kWgmmaMinTokens && is_sm90();
 }
 
 // Up to 8 tokens, a layer with more than 6 row tiles per SM (28672 rows: 1792 tiles) runs
@@ -103,11 +123,18 @@ void launch_kernel(const KernelLaunch& l, const IO& io, cudaStream_t stream) {
 
 template <typename T, bool kFp4, int NT, bool kFast>
 void launch(const GemmArgs& a, cudaStream_t stream) {
+  const DenseIO<T> dio{static_cast<const T*>(a.x), a.y, a.bias, int(a.m), a.ldx, a.ldy,
+                       a.out == DType::kF32};
+  if constexpr (NT == 8 && kFast) {
+    if (use_wgmma(a.m, true)) {
+      launch_wgmma<T, kFp4>(a.w, a.w_scales, a.n, a.k, unsigned((a.m + kWgTokens - 1) / kWgTokens),
+                            dio, stream);
+      return;
+    }
+  }
   const KernelLaunch l{a.w, a.w_scales, a.n, a.k, unsigned((a.m + 8 * NT - 1) / (8 * NT)),
                        split_rows(a.m, a.n), NT == 1 && wide_layer(a.n)};
-  const DenseIO<T> io{static_cast<const T*>(a.x), a.y, a.bias, int(a.m), a.ldx, a.ldy,
-                      a.out == DType::kF32};
-  launch_kernel<T, kFp4, NT, kFast>(l, io, stream);
+  launch_kernel<T, kFp4, NT, kFast>(l, dio, stream);
 }
 
 template <typename T, bool kFp4, int NT>
