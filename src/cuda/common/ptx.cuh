@@ -53,6 +53,14 @@ __device__ __forceinline__ uint32_t ldg_stream_4(const void* p) {
   asm volatile("ld.global.nc.L1::no_allocate.u32 %0, [%1];\n" : "=r"(v) : "l"(p));
   return v;
 }
+// 16-byte load of data read once per block (activations staged in shared memory).
+__device__ __forceinline__ uint4 ldg_cached_16(const void* p) {
+  uint4 v;
+  asm volatile("ld.global.nc.v4.u32 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+               : "l"(p));
+  return v;
+}
 // 8-byte load of data many warps read (activations): read-only path, cached in L1.
 __device__ __forceinline__ uint2 ldg_cached_8(const void* p) {
   uint2 v;

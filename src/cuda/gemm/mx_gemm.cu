@@ -32,7 +32,7 @@ GemmConfig choose_gemm_config(const GemmArgs& a) {
     c.warps = 8;
     c.prefetch = a.elem == ElemType::kE2M1 ? 4 : 2;
   }
-  if (a.m >= 64 && use_wgmma(a.m, a.scale_in_weights)) {
+  if (use_wgmma(a.m, a.scale_in_weights) && wgmma_aligned(a.x, a.ldx)) {
     c.wgmma = true;
     c.split_rows = false;
     c.tokens_per_block = kWgTokens;

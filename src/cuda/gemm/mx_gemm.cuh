@@ -151,6 +151,7 @@ template <typename T>
 struct DenseIO {
   static constexpr bool kWideVariant = true;  // instantiate the wide-layer launch (dispatch)
   static constexpr int kMinBlocks = 0;         // __launch_bounds__ minimum blocks (0: none)
+  static constexpr bool kSmallEpilogue = true;  // the wgmma variant may run 2 blocks per SM
   const T* x;
   void* y;
   const float* bias;  // [N] or null

@@ -59,9 +59,13 @@ inline bool is_sm90() {
 
 // Many tokens on a Hopper with the scale folded into the weights: the wgmma variant
 // (mx_gemm_wgmma.cuh), whose activations are staged once per block in shared memory.
+// Its activation rows must be 16-byte aligned (pointer and row stride).
 constexpr int64_t kWgmmaMinTokens = 128;
 inline bool use_wgmma(int64_t m, bool scale_in_weights) {
   return scale_in_weights && m >= kWgmmaMinTokens && is_sm90();
+}
+inline bool wgmma_aligned(const void* x, int64_t ldx) {
+  return reinterpret_cast<uintptr_t>(x) % 16 == 0 && ldx % 8 == 0;
 }
 
 // Up to 8 tokens, a layer with more than 6 row tiles per SM (28672 rows: 1792 tiles) runs
@@ -126,7 +130,7 @@ void launch(const GemmArgs& a, cudaStream_t stream) {
   const DenseIO<T> dio{static_cast<const T*>(a.x), a.y, a.bias, int(a.m), a.ldx, a.ldy,
                        a.out == DType::kF32};
   if constexpr (NT == 8 && kFast) {
-    if (use_wgmma(a.m, true)) {
+    if (use_wgmma(a.m, true) && wgmma_aligned(a.x, a.ldx)) {
       launch_wgmma<T, kFp4>(a.w, a.w_scales, a.n, a.k, unsigned((a.m + kWgTokens - 1) / kWgTokens),
                             dio, stream);
       return;

@@ -15,8 +15,11 @@ Status check_common(const MoEGemmCommon& c, const char* what) {
     return unimplemented(w + "weights must be E2M1 or E4M3, got " + elem_type_name(c.elem));
   if (c.act != DType::kBF16 && c.act != DType::kF16)
     return unimplemented(w + "activations must be BF16 or F16, got " + dtype_name(c.act));
-  if (c.block != 8 && c.block != 16 && c.block != 32 && c.block != 64)
-    return invalid_argument(w + "block must be 8, 16, 32 or 64, got " + std::to_string(c.block));
+  if (c.block != 8 && c.block != 16 && c.block != 32 && c.block != 64 && c.block != 128)
+    return invalid_argument(w + "block must be 8, 16, 32, 64 or 128, got " + std::to_string(c.block));
+  if (c.block == 128 && !(c.scale_in_weights && gemm::is_sm90()))
+    return invalid_argument(w + "128-token blocks (wgmma) need a Hopper GPU and scales that fold "
+                            "into the weights");
   if (c.capacity < c.block || c.capacity % c.block != 0 || c.capacity / c.block > 65535)
     return invalid_argument(w + "capacity " + std::to_string(c.capacity) +
                             " must be a positive multiple of the block " + std::to_string(c.block) +
@@ -78,13 +81,18 @@ __global__ void combine_kernel(const float* __restrict__ o, const int32_t* __res
 
 }  // namespace
 
-int moe_block_size(int64_t tokens, int64_t topk, int64_t experts) {
-  return gemm::tokens_per_block((tokens * topk + experts - 1) / std::max<int64_t>(experts, 1));
+int moe_block_size(int64_t tokens, int64_t topk, int64_t experts, bool wgmma_ok) {
+  const int64_t avg = (tokens * topk + experts - 1) / std::max<int64_t>(experts, 1);
+  if (wgmma_ok && avg >= 768 && gemm::is_sm90()) return gemm::kWgTokens;
+  return gemm::tokens_per_block(avg);
 }
 
 Status moe_gate_up_gemm(const MoEGateUpArgs& a, cudaStream_t stream) {
   MXQ_RETURN_IF_ERROR(check_common(a.c, "gate/up"));
   MXQ_RETURN_IF_ERROR(check_rows(a.x, a.ldx, a.c.k, "x"));
+  if (a.c.block == gemm::kWgTokens && !gemm::wgmma_aligned(a.x, a.ldx))
+    return invalid_argument("cuda-mma MoE gate/up: 128-token blocks (wgmma) need 16-byte aligned "
+                            "x rows");
   MXQ_RETURN_IF_ERROR(check_rows(a.a, a.lda, a.c.n / 2, "intermediate"));
   const bool fp4 = a.c.elem == ElemType::kE2M1;
   if (a.c.act == DType::kBF16)
@@ -98,6 +106,9 @@ Status moe_gate_up_gemm(const MoEGateUpArgs& a, cudaStream_t stream) {
 Status moe_down_gemm(const MoEDownArgs& a, cudaStream_t stream) {
   MXQ_RETURN_IF_ERROR(check_common(a.c, "down"));
   MXQ_RETURN_IF_ERROR(check_rows(a.a, a.lda, a.c.k, "intermediate"));
+  if (a.c.block == gemm::kWgTokens && !gemm::wgmma_aligned(a.a, a.lda))
+    return invalid_argument("cuda-mma MoE down: 128-token blocks (wgmma) need 16-byte aligned "
+                            "intermediate rows");
   if (a.o == nullptr || a.topk_weights == nullptr)
     return invalid_argument("cuda-mma MoE down: null output or top-k weights");
   const bool fp4 = a.c.elem == ElemType::kE2M1;

@@ -35,7 +35,8 @@ struct MoEGemmCommon {
   bool scale_in_weights = false;    // every scale code in scale_in_weights_range(elem, act)
   int64_t n = 0, k = 0;             // per expert: gate/up n = 2I, k = H; down n = H, k = I
   int64_t topk = 1;
-  int block = 8;                    // tokens per block B: 8, 16, 32 or 64 (the dispatch's)
+  int block = 8;                    // tokens per block B: 8, 16, 32, 64 (mma.sync) or 128 (the
+                                    // Hopper wgmma variant: sm_90 and scale_in_weights only)
   int64_t capacity = 0;             // entries of sorted_token_pairs (a multiple of B)
   const int32_t* sorted_token_pairs = nullptr;
   const int32_t* block_expert = nullptr;
@@ -43,8 +44,11 @@ struct MoEGemmCommon {
 
 // The token block B for a call: the smallest of 8/16/32/64 holding the average number of
 // (token, slot) pairs per expert, ceil(tokens * topk / experts) (uniform routing; a hot expert
-// just gets several blocks).
-int moe_block_size(int64_t tokens, int64_t topk, int64_t experts);
+// just gets several blocks); 128 from an average of 768 when `wgmma_ok` (both GEMMs' scales
+// fold into the weights, x rows 16-byte aligned) on a Hopper: the padding of each expert to
+// 128 costs less there than it gains. On a Hopper, 64-token blocks of a GEMM whose scales fold
+// run the wgmma variant with 64 tokens, the others mma.sync.
+int moe_block_size(int64_t tokens, int64_t topk, int64_t experts, bool wgmma_ok);
 
 struct MoEGateUpArgs {
   MoEGemmCommon c;

@@ -37,6 +37,7 @@ struct GateUpIO {
   // One block per SM at least: lets ptxas use more than 128 registers where it would
   // otherwise spill (sm_80, 64-token blocks, FP16 x E4M3).
   static constexpr int kMinBlocks = 1;
+  static constexpr bool kSmallEpilogue = false;
   PairRows rows;
   const T* x;
   int64_t ldx;
@@ -81,6 +82,7 @@ template <typename T>
 struct DownIO {
   static constexpr bool kWideVariant = false;
   static constexpr int kMinBlocks = 1;
+  static constexpr bool kSmallEpilogue = false;
   PairRows rows;
   const T* a;
   int64_t lda;
@@ -120,7 +122,7 @@ void launch_grouped(const MoEGemmCommon& c, const IO& io, cudaStream_t stream) {
 }
 
 template <typename T, bool kFp4, class IO>
-void dispatch_grouped(const MoEGemmCommon& c, const IO& io, cudaStream_t stream) {
+void dispatch_grouped(const MoEGemmCommon& c, const IO& io, bool rows_aligned, cudaStream_t stream) {
   auto path = [&](auto nt) {
     constexpr int NT = decltype(nt)::value;
     if (c.scale_in_weights)
@@ -128,6 +130,16 @@ void dispatch_grouped(const MoEGemmCommon& c, const IO& io, cudaStream_t stream)
     else
       launch_grouped<T, kFp4, NT, false>(c, io, stream);
   };
+  if (c.block == gemm::kWgTokens) {  // checked: Hopper, scale in weights, aligned rows
+    gemm::launch_wgmma<T, kFp4, 128>(c.w, c.w_scales, c.n, c.k, unsigned(c.capacity / c.block),
+                                     io, stream);
+    return;
+  }
+  if (c.block == 64 && c.scale_in_weights && rows_aligned && gemm::is_sm90()) {
+    gemm::launch_wgmma<T, kFp4, 64>(c.w, c.w_scales, c.n, c.k, unsigned(c.capacity / c.block),
+                                    io, stream);
+    return;
+  }
   switch (c.block) {
     case 8: return path(std::integral_constant<int, 1>{});
     case 16: return path(std::integral_constant<int, 2>{});
@@ -142,14 +154,14 @@ void gate_up(const MoEGateUpArgs& a, cudaStream_t stream) {
                        static_cast<const T*>(a.x), a.ldx, int(a.c.topk), a.bias_gate, a.bias_up,
                        static_cast<T*>(a.a), a.lda, int(a.c.n / 2),
                        a.activation == MoEGemmAct::kSwigluOAI, a.alpha, a.limit};
-  dispatch_grouped<T, kFp4>(a.c, io, stream);
+  dispatch_grouped<T, kFp4>(a.c, io, gemm::wgmma_aligned(a.x, a.ldx), stream);
 }
 
 template <typename T, bool kFp4>
 void down(const MoEDownArgs& a, cudaStream_t stream) {
   const DownIO<T> io{{a.c.sorted_token_pairs, a.c.block_expert}, static_cast<const T*>(a.a),
                      a.lda, a.bias, a.topk_weights, a.o, int(a.c.n)};
-  dispatch_grouped<T, kFp4>(a.c, io, stream);
+  dispatch_grouped<T, kFp4>(a.c, io, gemm::wgmma_aligned(a.a, a.lda), stream);
 }
 
 // One per activation x weight type, defined in moe/instances/.

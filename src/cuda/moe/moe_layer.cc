@@ -303,8 +303,14 @@ Status run_moe_layer(const Problem& p, const PreparedWeights& pw, const DenseVie
   }
   const bool staged = tx.bytes() + tl.bytes() + tc.bytes() + tm.bytes() + ty.bytes() > 0;
 
+  const ScaleRange sr = scale_in_weights_range(p.weight, act);
+  auto fast = [&](const RepackStats& s) { return s.scale_min >= sr.lo && s.scale_max <= sr.hi; };
+  const bool fast13 = fast(w->stats13), fast2 = fast(w->stats2);
+
   // Workspace: routing, dispatch, intermediate, per-pair outputs.
-  const int block = moe_block_size(m, k, q.experts);
+  // (the wgmma variant also needs 16-byte aligned activation rows: H % 32 == 0 gives the stride)
+  const bool x16 = reinterpret_cast<uintptr_t>(xd) % 16 == 0;
+  const int block = moe_block_size(m, k, q.experts, fast13 && fast2 && x16);
   const MoEDispatchShape ds{m, k, q.experts, w->local, block};
   const int64_t cap = moe_dispatch_capacity(ds);
   StreamWorkspace ws(stream);
@@ -333,14 +339,11 @@ Status run_moe_layer(const Problem& p, const PreparedWeights& pw, const DenseVie
   c.capacity = cap;
   c.sorted_token_pairs = sorted;
   c.block_expert = bexp;
-  const ScaleRange sr = scale_in_weights_range(p.weight, act);
-  auto fast = [&](const RepackStats& s) { return s.scale_min >= sr.lo && s.scale_max <= sr.hi; };
-
   MoEGateUpArgs g;
   g.c = c;
   g.c.w = w->w13.get();
   g.c.w_scales = w->s13.get();
-  g.c.scale_in_weights = fast(w->stats13);
+  g.c.scale_in_weights = fast13;
   g.c.n = 2 * inter;
   g.c.k = h;
   g.x = xd;
@@ -359,7 +362,7 @@ Status run_moe_layer(const Problem& p, const PreparedWeights& pw, const DenseVie
   d.c = c;
   d.c.w = w->w2.get();
   d.c.w_scales = w->s2.get();
-  d.c.scale_in_weights = fast(w->stats2);
+  d.c.scale_in_weights = fast2;
   d.c.n = h;
   d.c.k = inter;
   d.a = g.a;
