@@ -31,7 +31,7 @@ constexpr int kWgThreads = 256;
 // staging stores of a half-warp (8-byte stores to chunks 0, 2, 4, 6: offsets 2 s LBO = 32 s
 // mod 128) cover the 32 banks once.
 template <int NB>
-constexpr int wg_lbo() { return NB / 8 * 128 + 32; }
+constexpr int wg_lbo() { return NB / 8 * 128 + 16; }
 template <int NB>
 constexpr int wg_stage_bytes() { return 8 * wg_lbo<NB>(); }
 template <int NB>
