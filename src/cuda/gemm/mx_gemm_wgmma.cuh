@@ -42,7 +42,7 @@ __global__ void __launch_bounds__(kWgThreads, MINB)
     mx_gemm_wgmma_kernel(const uint8_t* __restrict__ wq, const uint8_t* __restrict__ wsc, int n,
                          int k, int k64, const IO io) {
 #if MXQ_HAS_WGMMA
-  static_assert(P % 2 == 0, "the activation register sets alternate per k64 step");
+  static_assert(XD == 1 || P % 2 == 0, "two activation register sets alternate per k64 step");
   static_assert(XD == 1 || XD == 2, "activations are loaded one or two steps ahead");
   static_assert(NB == 64 || NB == 128, "64 or 128 tokens per block");
   constexpr int kLbo = wg_lbo<NB>(), kStage = wg_stage_bytes<NB>();
@@ -187,23 +187,22 @@ __global__ void __launch_bounds__(kWgThreads, MINB)
 #endif
 }
 
-// Weight k64 tiles in flight per warp (launch_wgmma).
-constexpr int wgmma_prefetch(bool) { return 2; }
-
 // Measured on the H100 (MXFP4 8192 x 8192, M = 2048 / 8192): one block per SM with the
 // activations loaded two steps ahead 1030 / 4016 us; two blocks per SM (<= 128 registers: 2
 // weight tiles in flight, activations one step ahead), so one block's decode overlaps the
-// other's MMAs, 919 / 3557 us. E4M3 (32 bytes of weights per lane and tile) and the MoE
-// epilogues (IO::kSmallEpilogue false) do not fit 128 registers: one block per SM, activations
-// two steps ahead.
+// other's MMAs, 919 / 3557 us. E4M3 (32 bytes of weights per lane and tile) fits with one
+// weight tile in flight; the MoE epilogues (IO::kSmallEpilogue false) with 128 tokens do not
+// fit 128 registers: one block per SM, activations two steps ahead.
 // 64-token blocks (MoE) need half the accumulators and staging registers: two blocks per SM.
 template <typename T, bool kFp4, int NB = kWgTokens, class IO>
 void launch_wgmma(const uint8_t* w, const uint8_t* s, int64_t n, int64_t k, unsigned token_blocks,
                   const IO& io, cudaStream_t stream) {
   const dim3 grid(unsigned((n + kWgRows - 1) / kWgRows), token_blocks);
   const int k64 = int((k + 63) / 64);
-  constexpr bool kTwo = NB == 64 || (kFp4 && IO::kSmallEpilogue);
-  constexpr int kP = 2, kXD = kTwo ? 1 : 2, kMinBlocks = kTwo ? 2 : 1;
+  constexpr bool kTwo = NB == 64 || IO::kSmallEpilogue;
+  // E4M3 with 128 tokens fits two blocks per SM with one weight tile in flight per warp.
+  constexpr int kP = !kFp4 && NB == 128 && kTwo ? 1 : 2;
+  constexpr int kXD = kTwo ? 1 : 2, kMinBlocks = kTwo ? 2 : 1;
   mx_gemm_wgmma_kernel<T, kFp4, NB, kP, kXD, kMinBlocks, IO>
       <<<grid, kWgThreads, wg_smem_bytes<NB>(), stream>>>(w, s, int(n), int(k), k64, io);
 }
