@@ -143,6 +143,28 @@ Status gate_up_biases(const Problem& p, const MoEWeights& w, int64_t local,
   return Status::Ok();
 }
 
+// The default memory pool of the current device returns freed memory to the system at every
+// synchronisation unless told to keep it (release threshold 0), which made each call map and
+// unmap its workspace again (H100: ~80 us per eager MoE call at M = 16). Keep up to 1 GiB
+// cached; set once per device, only when the threshold is still the default 0, so an engine's
+// own setting wins.
+Status keep_pool_memory() {
+  static bool done[64] = {};
+  int dev = 0;
+  MXQ_CUDA_TRY(cudaGetDevice(&dev));
+  if (dev < 0 || dev >= 64 || done[dev]) return Status::Ok();
+  cudaMemPool_t pool;
+  MXQ_CUDA_TRY(cudaDeviceGetDefaultMemPool(&pool, dev));
+  uint64_t threshold = 0;
+  MXQ_CUDA_TRY(cudaMemPoolGetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &threshold));
+  if (threshold == 0) {
+    threshold = uint64_t(1) << 30;
+    MXQ_CUDA_TRY(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &threshold));
+  }
+  done[dev] = true;
+  return Status::Ok();
+}
+
 // A workspace carved from one stream-ordered allocation, freed on the stream on scope exit.
 class StreamWorkspace {
  public:
@@ -159,6 +181,7 @@ class StreamWorkspace {
     return at;
   }
   Status allocate() {
+    MXQ_RETURN_IF_ERROR(keep_pool_memory());
     MXQ_CUDA_TRY(cudaMallocAsync(&base_, std::max<size_t>(size_, 256), stream_));
     return Status::Ok();
   }
