@@ -21,6 +21,7 @@
 #include "cuda/gemm/frag_layout.h"
 #include "cuda/gemm/mx_gemm.h"
 #include "cuda/gemm/repack.h"
+#include "cuda/mma_claims.h"
 #include "cuda/moe/moe_layer.h"
 #include "mxq/numerics.h"
 
@@ -70,16 +71,7 @@ class CudaMmaBackend final : public Backend {
     if (p.op == Op::kMoE) return moe_layer_can_implement(p);
     if (p.op != Op::kLinear)
       return Verdict::no(std::string("cuda-mma runs linear and MoE layers, not ") + op_name(p.op));
-    if (p.weight != ElemType::kE2M1 && p.weight != ElemType::kE4M3)
-      return Verdict::no(std::string("weights ") + mx_format_name(p.weight) +
-                         ": cuda-mma runs MXFP4 (E2M1) and MXFP8 (E4M3) weights");
-    if (p.act != ActKey::kBF16 && p.act != ActKey::kFP16)
-      return Verdict::no(std::string("activation key ") + act_key_name(p.act) +
-                         ": cuda-mma runs BF16 and FP16 activations (W4A16 / W8A16)");
-    const DType a = act_input_dtype(p.act);
-    if (p.out != a && p.out != DType::kF32)
-      return Verdict::no(std::string("output ") + dtype_name(p.out) + ": cuda-mma writes " +
-                         dtype_name(a) + " or F32");
+    if (Verdict v = mma_types_verdict(p); !v) return v;
     if (p.n % 16 != 0 || p.k % 32 != 0)
       return Verdict::no("N = " + std::to_string(p.n) + ", K = " + std::to_string(p.k) +
                          ": cuda-mma needs N a multiple of 16 and K a multiple of 32");

@@ -99,26 +99,27 @@ __global__ void __launch_bounds__(1024) scan_kernel(const Args a) {
   if (lane == 0) a.offsets[a.local] = base;
 }
 
+// The local expert whose padded range holds padded block b (-1 past the end `total`).
+__device__ __forceinline__ int expert_of_block(const Args& a, int64_t b, int total) {
+  const int64_t start = b * a.block;
+  if (start >= total) return -1;
+  int lo = 0, hi = a.local;  // offsets[lo] <= start < offsets[hi]
+  while (hi - lo > 1) {
+    const int mid = (lo + hi) / 2;
+    if (a.offsets[mid] <= start)
+      lo = mid;
+    else
+      hi = mid;
+  }
+  return lo;
+}
+
 __global__ void block_expert_kernel(const Args a) {
   const int64_t blocks = a.capacity / a.block;
   const int total = a.offsets[a.local];
   for (int64_t b = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; b < blocks;
-       b += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t start = b * a.block;
-    int r = -1;
-    if (start < total) {
-      int lo = 0, hi = a.local;  // offsets[lo] <= start < offsets[hi]
-      while (hi - lo > 1) {
-        const int mid = (lo + hi) / 2;
-        if (a.offsets[mid] <= start)
-          lo = mid;
-        else
-          hi = mid;
-      }
-      r = lo;
-    }
-    a.block_expert[b] = r;
-  }
+       b += int64_t(gridDim.x) * blockDim.x)
+    a.block_expert[b] = expert_of_block(a, b, total);
 }
 
 // The whole dispatch in one block when the pairs fit one tile (decode and small batches): the
@@ -169,22 +170,8 @@ __global__ void __launch_bounds__(256) small_kernel(const Args a) {
   __syncthreads();
   const int64_t blocks = a.capacity / a.block;
   const int total = a.offsets[a.local];
-  for (int64_t b = threadIdx.x; b < blocks; b += blockDim.x) {
-    const int64_t start = b * a.block;
-    int r = -1;
-    if (start < total) {
-      int lo = 0, hi = a.local;
-      while (hi - lo > 1) {
-        const int mid = (lo + hi) / 2;
-        if (a.offsets[mid] <= start)
-          lo = mid;
-        else
-          hi = mid;
-      }
-      r = lo;
-    }
-    a.block_expert[b] = r;
-  }
+  for (int64_t b = threadIdx.x; b < blocks; b += blockDim.x)
+    a.block_expert[b] = expert_of_block(a, b, total);
 }
 
 int64_t tiles_of(const MoEDispatchShape& s) {

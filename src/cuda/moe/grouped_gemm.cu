@@ -83,7 +83,14 @@ __global__ void combine_kernel(const float* __restrict__ o, const int32_t* __res
 
 int moe_block_size(int64_t tokens, int64_t topk, int64_t experts, bool wgmma_ok) {
   const int64_t avg = (tokens * topk + experts - 1) / std::max<int64_t>(experts, 1);
-  if (wgmma_ok && avg >= 768 && gemm::is_sm90()) return gemm::kWgTokens;
+  if (wgmma_ok && gemm::is_sm90()) {
+    // Measured on the H100 (gpt-oss-120b / DeepSeek-V3 / Qwen3-30B-A3B, MXFP4, M 16..2048):
+    // 8-token blocks up to 4 pairs per expert, 16 up to 12, then the 64-token wgmma variant
+    // (Qwen3 M = 512: 406 us against 1277 with 32-token mma.sync blocks).
+    if (avg <= 4) return 8;
+    if (avg <= 12) return 16;
+    return avg >= 768 ? gemm::kWgTokens : 64;
+  }
   return gemm::tokens_per_block(avg);
 }
 

@@ -42,12 +42,12 @@ struct MoEGemmCommon {
   const int32_t* block_expert = nullptr;
 };
 
-// The token block B for a call: the smallest of 8/16/32/64 holding the average number of
-// (token, slot) pairs per expert, ceil(tokens * topk / experts) (uniform routing; a hot expert
-// just gets several blocks); 128 from an average of 768 when `wgmma_ok` (both GEMMs' scales
-// fold into the weights, x rows 16-byte aligned) on a Hopper: the padding of each expert to
-// 128 costs less there than it gains. On a Hopper, 64-token blocks of a GEMM whose scales fold
-// run the wgmma variant with 64 tokens, the others mma.sync.
+// The token block B for a call, from the average number of (token, slot) pairs per expert
+// avg = ceil(tokens * topk / experts) (uniform routing; a hot expert just gets several blocks):
+// the smallest of 8/16/32/64 holding avg; on a Hopper with `wgmma_ok` (both GEMMs' scales fold
+// into the weights, x rows 16-byte aligned) 8 up to avg 4, 16 up to 12, then 64 (the wgmma
+// variant with 64 tokens), and 128 from 768 (measured, grouped_gemm.cu). 64-token blocks of a
+// GEMM whose scales do not fold run mma.sync.
 int moe_block_size(int64_t tokens, int64_t topk, int64_t experts, bool wgmma_ok);
 
 struct MoEGateUpArgs {

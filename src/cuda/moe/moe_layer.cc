@@ -13,6 +13,7 @@
 #include "cuda/gemm/frag_layout.h"
 #include "cuda/gemm/mx_gemm.h"
 #include "cuda/gemm/repack.h"
+#include "cuda/mma_claims.h"
 #include "cuda/moe/dispatch.h"
 #include "cuda/moe/grouped_gemm.h"
 #include "cuda/moe/routing.h"
@@ -200,16 +201,7 @@ class StreamWorkspace {
 
 Verdict moe_layer_can_implement(const Problem& p) {
   const MoEParams& q = p.moe;
-  if (p.weight != ElemType::kE2M1 && p.weight != ElemType::kE4M3)
-    return Verdict::no(std::string("weights ") + mx_format_name(p.weight) +
-                       ": cuda-mma runs MXFP4 (E2M1) and MXFP8 (E4M3) experts");
-  if (p.act != ActKey::kBF16 && p.act != ActKey::kFP16)
-    return Verdict::no(std::string("activation key ") + act_key_name(p.act) +
-                       ": cuda-mma runs BF16 and FP16 activations (W4A16 / W8A16)");
-  const DType a = act_input_dtype(p.act);
-  if (p.out != a && p.out != DType::kF32)
-    return Verdict::no(std::string("output ") + dtype_name(p.out) + ": cuda-mma writes " +
-                       dtype_name(a) + " or F32");
+  if (Verdict v = mma_types_verdict(p); !v) return v;
   if (p.n % 32 != 0 || p.k % 32 != 0)
     return Verdict::no("hidden " + std::to_string(p.n) + ", intermediate " + std::to_string(p.k) +
                        ": cuda-mma MoE needs both multiples of 32");

@@ -1,0 +1,26 @@
+// What every cuda-mma kernel claims, shared by the backend's linear and MoE can_implement:
+// MXFP4 (E2M1) / MXFP8 (E4M3) weights, BF16 / FP16 activations (W4A16 / W8A16), output in the
+// activation dtype or F32. Host code (C++20).
+#pragma once
+
+#include <string>
+
+#include "mxq/problem.h"
+
+namespace mxq::cuda {
+
+inline Verdict mma_types_verdict(const Problem& p) {
+  if (p.weight != ElemType::kE2M1 && p.weight != ElemType::kE4M3)
+    return Verdict::no(std::string("weights ") + mx_format_name(p.weight) +
+                       ": cuda-mma runs MXFP4 (E2M1) and MXFP8 (E4M3) weights");
+  if (p.act != ActKey::kBF16 && p.act != ActKey::kFP16)
+    return Verdict::no(std::string("activation key ") + act_key_name(p.act) +
+                       ": cuda-mma runs BF16 and FP16 activations (W4A16 / W8A16)");
+  const DType a = act_input_dtype(p.act);
+  if (p.out != a && p.out != DType::kF32)
+    return Verdict::no(std::string("output ") + dtype_name(p.out) + ": cuda-mma writes " +
+                       dtype_name(a) + " or F32");
+  return Verdict::yes();
+}
+
+}  // namespace mxq::cuda
