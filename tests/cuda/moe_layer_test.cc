@@ -242,9 +242,9 @@ TEST(CudaMoE, EveryLayoutFormatActivationBiasAndRouting) {
 }
 
 // Average pairs per expert 1, 12, 25, 150, 500, 775: tokens per block 8 / 16 / then 64 (the
-// wgmma variant on a Hopper; elsewhere 32 / 64 with mma.sync, warps over rows for the large ones)
-// and 128 (775: the 128-token wgmma variant on a Hopper). ScalesOffTheFoldRange covers the
-// mma.sync blocks of 32 and 64 (over rows) on the Hopper.
+// wgmma variant on a Hopper; elsewhere mma.sync, warps over rows for the large ones) and 128
+// (775: the 128-token wgmma variant on a Hopper). ScalesOffTheFoldRange covers the mma.sync
+// blocks of 64 (over rows) on the Hopper.
 TEST(CudaMoE, EveryTokenBlockSizeAndSplitRows) {
   SKIP_WITHOUT_GPU();
   for (int64_t m : {4, 48, 100, 600, 2000, 3100}) {
@@ -299,7 +299,7 @@ TEST(CudaMoE, LocalExpertMap) {
 }
 
 // Scale codes beyond the exact-fold range: the FP32 per-block scale path (BF16: E2M1 codes
-// above 128, E4M3 above 134), with token blocks of 8, 32, 64; M = 2000 over 8 experts with
+// above 128, E4M3 above 134), with token blocks of 8 and 64; M = 2000 over 8 experts with
 // 2I = 512 gives 64-token blocks with warps over rows (70 blocks x 2 row blocks >= the SMs).
 TEST(CudaMoE, ScalesOffTheFoldRange) {
   SKIP_WITHOUT_GPU();

@@ -35,8 +35,8 @@ struct MoEGemmCommon {
   bool scale_in_weights = false;    // every scale code in scale_in_weights_range(elem, act)
   int64_t n = 0, k = 0;             // per expert: gate/up n = 2I, k = H; down n = H, k = I
   int64_t topk = 1;
-  int block = 8;                    // tokens per block B: 8, 16, 32, 64 (mma.sync) or 128 (the
-                                    // Hopper wgmma variant: sm_90 and scale_in_weights only)
+  int block = 8;                    // tokens per block B: 8, 16, 64 (mma.sync, or wgmma for 64
+                                    // on a Hopper) or 128 (wgmma: sm_90 and scale_in_weights)
   int64_t capacity = 0;             // entries of sorted_token_pairs (a multiple of B)
   const int32_t* sorted_token_pairs = nullptr;
   const int32_t* block_expert = nullptr;
@@ -44,10 +44,10 @@ struct MoEGemmCommon {
 
 // The token block B for a call, from the average number of (token, slot) pairs per expert
 // avg = ceil(tokens * topk / experts) (uniform routing; a hot expert just gets several blocks):
-// the smallest of 8/16/32/64 holding avg; on a Hopper with `wgmma_ok` (both GEMMs' scales fold
+// 8 up to 8, 16 up to 16, else 64; on a Hopper with `wgmma_ok` (both GEMMs' scales fold
 // into the weights, x rows 16-byte aligned) 8 up to avg 4, 16 up to 12, then 64 (the wgmma
 // variant with 64 tokens), and 128 from 768 (measured, grouped_gemm.cu). 64-token blocks of a
-// GEMM whose scales do not fold run mma.sync.
+// GEMM whose scales do not fold run mma.sync (warps over rows when they fill the GPU).
 int moe_block_size(int64_t tokens, int64_t topk, int64_t experts, bool wgmma_ok);
 
 struct MoEGateUpArgs {

@@ -140,10 +140,9 @@ void dispatch_grouped(const MoEGemmCommon& c, const IO& io, bool rows_aligned, c
                                     io, stream);
     return;
   }
-  switch (c.block) {
+  switch (c.block) {  // 8, 16 or 64 (checked)
     case 8: return path(std::integral_constant<int, 1>{});
     case 16: return path(std::integral_constant<int, 2>{});
-    case 32: return path(std::integral_constant<int, 4>{});
     default: return path(std::integral_constant<int, 8>{});
   }
 }
