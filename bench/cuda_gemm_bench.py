@@ -5,11 +5,19 @@ Usage: python3 bench/cuda_gemm_bench.py --shim build/cuda/bench/libmxq_bench_cud
            --out results.json [--quick] [--formats mxfp4,mxfp8] [--reps 50]
 
 Per case (N x K, M, weight format): mxq's time (median of CUDA-event timings, the L2 flushed
-before every run so the weights come from HBM), weight TB/s, % of the device-to-device copy
+before every run so the weights come from HBM, then a ~100 us GPU spin so that the host's launch
+work of the timed call overlaps the GPU's), weight TB/s, % of the device-to-device copy
 bandwidth measured in this process, TFLOP/s, and the time ratio against peers measured the same
 way: cuBLAS BF16 (torch.matmul), cuBLASLt FP8 rowwise (torch._scaled_mm) and humming-kernels
-when importable. Before timing, mxq's output is checked against a float32 torch reference on the
-dequantized weights (relative Frobenius error must be < 1e-2).
+(bench/humming_peer.py) when importable. Before timing, mxq's output is checked against a float32
+torch reference on the dequantized weights (relative Frobenius error must be < 1e-2); humming's
+output is checked against the same reference and its error recorded (humming_rel_err).
+
+humming gets the same canonical MX weights (MXFP4 / MXFP8 codes, E8M0 scales per 32 along K) and
+the same BF16 x, writes into a preallocated BF16 y, and is timed the same way. Its first call per
+layer JIT-compiles its kernels for every M interval (humming_layers[].compile_s, not in any
+timing); --humming-shapes limits it to some N x K and --humming-budget-s caps the compile time in
+one run (layers past it are skipped and say so).
 """
 import argparse
 import ctypes
@@ -19,6 +27,8 @@ import statistics
 import sys
 
 import torch
+
+import humming_peer
 
 SHAPES = [(4096, 4096), (8192, 8192), (28672, 8192), (8192, 28672), (5760, 2880), (2880, 2880)]
 MS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 2048, 8192]
@@ -83,6 +93,8 @@ class Timer:
         ts = []
         for _ in range(self.reps):
             self.flush.zero_()  # evict the weights from L2 (50 MB)
+            if hasattr(torch.cuda, "_sleep"):  # ~100 us of GPU spin: hides the host launch cost
+                torch.cuda._sleep(200_000)  # (humming's Python forward: 45-130 us per call)
             a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             a.record()
             fn()
@@ -127,6 +139,10 @@ def main():
     ap.add_argument("--ms", default="")
     ap.add_argument("--reps", type=int, default=50)
     ap.add_argument("--no-peers", action="store_true")
+    ap.add_argument("--no-humming", action="store_true")
+    ap.add_argument("--humming-shapes", default="", help="N x K list (default: every shape)")
+    ap.add_argument("--humming-budget-s", type=float, default=1e9,
+                    help="stop building humming layers once their JIT compiles took this long")
     args = ap.parse_args()
 
     shim = Shim(args.shim)
@@ -134,14 +150,18 @@ def main():
     torch.manual_seed(0)
     props = torch.cuda.get_device_properties(0)
     bw = copy_bandwidth(timer)
-    try:
-        import humming  # noqa: F401  (humming-kernels)
-        humming_note = "importable (not yet wired into this harness)"
-    except Exception as e:
-        humming_note = f"not available: {type(e).__name__}: {e}"
+    hk_version, hk_error = (None, "disabled (--no-humming)") if args.no_humming else \
+        humming_peer.probe()
+    humming_note = hk_version or f"not available: {hk_error}"
+    hk_budget = humming_peer.Budget(args.humming_budget_s)
+    hk_shapes = {tuple(map(int, v.split("x"))) for v in args.humming_shapes.split(",") if v}
     result = {"device": props.name, "sms": props.multi_processor_count,
               "copy_bandwidth_Bps": bw, "torch": torch.__version__, "humming": humming_note,
-              "cases": []}
+              "humming_layers": [], "argv": sys.argv[1:], "cases": []}
+
+    def save():
+        with open(args.out, "w") as f:
+            json.dump(result, f, indent=1)
     print(f"# {props.name}: copy bandwidth {bw / 1e12:.2f} TB/s; humming-kernels {humming_note}",
           flush=True)
 
@@ -150,8 +170,8 @@ def main():
     ms = [int(v) for v in args.ms.split(",")] if args.ms else (QUICK_MS if args.quick else MS)
     formats = [f for f in args.formats.split(",") if f]
     print("| format | N x K | M | mxq us | TB/s | % copy BW | TFLOP/s | cuBLAS BF16 us | "
-          "vs BF16 | FP8 rowwise us | vs FP8 | rel err |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "vs BF16 | FP8 rowwise us | vs FP8 | humming us | vs humming | rel err | humming err |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for fmt in formats:
         elem = 0 if fmt == "mxfp4" else 1
         for (n, k) in shapes:
@@ -163,6 +183,19 @@ def main():
             scales = torch.randint(118, 124, (n, k // 32), dtype=torch.uint8, device="cuda")
             h = shim.prepare(elem, n, k, packed, scales)
             wref = dequant(elem, packed, scales, n, k)
+            hk, hk_info = None, {"format": fmt, "n": n, "k": k}
+            if hk_version and (not hk_shapes or (n, k) in hk_shapes):
+                if hk_budget.ok():
+                    hk, why = humming_peer.build(fmt, n, k, [(0, packed, scales)])
+                    hk_budget.spend(hk)
+                    if hk is None:
+                        hk_info["error"] = why
+                    else:
+                        hk_info.update(compile_s=hk.compile_s, pad=hk.pad)
+                else:
+                    hk_info["error"] = "skipped: --humming-budget-s spent on earlier layers"
+                result["humming_layers"].append(hk_info)
+                print(f"# humming {fmt} {n}x{k}: {hk_info}", flush=True)
             wbytes = n * k * (0.5 if elem == 0 else 1.0) + n * k / 32
             for m in ms:
                 x = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
@@ -181,21 +214,42 @@ def main():
                         "config": shim.config(elem, m, n, k)}
                 if not args.no_peers:
                     case.update(peers(m, n, k, x, timer))
+                if hk is not None:
+                    try:
+                        yh = torch.full((m, n), float("nan"), device="cuda", dtype=torch.bfloat16)
+                        hk(x, out=yh)
+                        torch.cuda.synchronize()
+                        herr = ((yh.float() - ref).norm() / ref.norm()).item()
+                        case["humming_rel_err"] = herr
+                        case["humming_check"] = "ok" if math.isfinite(herr) and herr < 1e-2 \
+                            else "FAIL"
+                        case["humming_us"] = timer.median_us(lambda: hk(x, out=yh))
+                        case["vs_humming"] = case["humming_us"] / us
+                        del yh
+                    except Exception as ex:  # noqa: BLE001
+                        case["humming_error"] = humming_peer.short(ex)
                 result["cases"].append(case)
+                save()
                 b16 = case.get("cublas_bf16_us")
                 f8 = case.get("cublaslt_fp8_rowwise_us")
+                hu = case.get("humming_us")
                 print(f"| {fmt} | {n}x{k} | {m} | {us:.1f} | {case['weight_TBps']:.2f} | "
                       f"{case['pct_copy_bw']:.0f}% | {case['tflops']:.1f} | "
                       f"{b16 if b16 is None else round(b16, 1)} | "
                       f"{'' if b16 is None else f'{b16 / us:.2f}x'} | "
                       f"{'n/a' if f8 is None else round(f8, 1)} | "
-                      f"{'' if f8 is None else f'{f8 / us:.2f}x'} | {err:.1e} |", flush=True)
+                      f"{'' if f8 is None else f'{f8 / us:.2f}x'} | "
+                      f"{'' if hu is None else round(hu, 1)} | "
+                      f"{'' if hu is None else f'{hu / us:.2f}x'} | {err:.1e} | "
+                      f"{case.get('humming_rel_err', case.get('humming_error', ''))} |",
+                      flush=True)
                 del x, y, ref
             shim.lib.mxq_shim_free(h)
-            del packed, scales, wref
+            if hk is not None:
+                hk.free()
+            del packed, scales, wref, hk
             torch.cuda.empty_cache()
-    with open(args.out, "w") as f:
-        json.dump(result, f, indent=1)
+    save()
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@
 Usage: bench/cuda_gemm_report.py bench/results/h100/gemm.json  (writes gemm.md's table to stdout
 and gemm.png next to the JSON when matplotlib is importable)
 
-Plot: per N x K and format, time vs M for mxq, cuBLAS BF16 and cuBLASLt FP8 rowwise, with the two
+Plot: per N x K and format, time vs M for mxq, cuBLAS BF16, cuBLASLt FP8 rowwise and
+humming-kernels (where measured), with the two
 floors of the MX kernel: weight bytes / measured copy bandwidth (the decode floor) and
 2 M N K / the cuBLAS BF16 peak rate seen in the same run (the compute floor).
 """
@@ -20,18 +21,39 @@ def main(path):
     cases = data["cases"]
     print(f"Device: {data['device']} ({data['sms']} SMs), torch {data['torch']}; device-to-device "
           f"copy {bw / 1e12:.2f} TB/s (read + write); humming-kernels: {data['humming']}.")
+    layers = data.get("humming_layers", [])
+    if layers:
+        print()
+        print("humming layers (first call = JIT compile of every M interval of its heuristics, "
+              "not timed): " + "; ".join(
+                  f"{h['format']} {h['n']}x{h['k']}: " +
+                  (h["error"] if "error" in h else
+                   f"{h['compile_s']:.1f} s" + (f", N and K padded to {h['pad']}"
+                                                if h.get("pad", 1) > 1 else ""))
+                  for h in layers) + ".")
+    print()
+    print("`vs X` = X's time / mxq's time (> 1: mxq faster). `humming err` = humming's relative "
+          "error against the same float32 reference as mxq's `rel err`.")
     print()
     print("| format | N x K | M | mxq us | weight TB/s | % copy BW | TFLOP/s | cuBLAS BF16 us | "
-          "mxq speedup vs BF16 | cuBLASLt FP8 rowwise us | vs FP8 | launch |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "mxq speedup vs BF16 | cuBLASLt FP8 rowwise us | vs FP8 | humming us | vs humming | "
+          "rel err | humming err | launch |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for c in cases:
         b16, f8, us = c.get("cublas_bf16_us"), c.get("cublaslt_fp8_rowwise_us"), c["us"]
+        hu = c.get("humming_us")
+        herr = (f"{c['humming_rel_err']:.1e}" + (" FAIL" if c.get("humming_check") == "FAIL"
+                                                 else "")) if "humming_rel_err" in c else \
+            c.get("humming_error", "")
         print(f"| {c['format']} | {c['n']}x{c['k']} | {c['m']} | {c['us']:.1f} | "
               f"{c['weight_TBps']:.2f} | {c['pct_copy_bw']:.0f}% | {c['tflops']:.1f} | "
               f"{'' if b16 is None else f'{b16:.1f}'} | "
               f"{'' if b16 is None else f'{b16 / us:.2f}x'} | "
               f"{'n/a' if f8 is None else f'{f8:.1f}'} | "
-              f"{'' if f8 is None else f'{f8 / us:.2f}x'} | {c.get('config', '')} |")
+              f"{'' if f8 is None else f'{f8 / us:.2f}x'} | "
+              f"{'' if hu is None else f'{hu:.1f}'} | "
+              f"{'' if hu is None else f'{hu / us:.2f}x'} | "
+              f"{c.get('rel_err', float('nan')):.1e} | {herr} | {c.get('config', '')} |")
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -50,7 +72,10 @@ def main(path):
         for fmt, cs in sorted(fmts.items()):
             cs = sorted(cs, key=lambda c: c["m"])
             ms = [c["m"] for c in cs]
-            ax.plot(ms, [c["us"] for c in cs], "o-", label=f"mxq {fmt}")
+            line, = ax.plot(ms, [c["us"] for c in cs], "o-", label=f"mxq {fmt}")
+            pairs = [(c["m"], c["humming_us"]) for c in cs if c.get("humming_us")]
+            if pairs:
+                ax.plot(*zip(*pairs), "x--", color=line.get_color(), label=f"humming {fmt}")
             bytes_w = n * k * (0.5 if fmt == "mxfp4" else 1.0) + n * k / 32
             floor = [max(bytes_w / bw, (2 * m * n * k / peak) if peak else 0) * 1e6 for m in ms]
             ax.plot(ms, floor, ":", label=f"{fmt} floor (bytes / copy BW, BF16 peak)")

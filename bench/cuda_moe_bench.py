@@ -22,6 +22,16 @@ between, weighted index_add_ combine; a per-expert torch.matmul loop if _grouped
 no host synchronisation inside). Up to M = --graph-max-m (512) both are also captured into a
 CUDA graph and the replays timed the same way (graph_us, bf16_graph_us): the launch cost out,
 as an engine runs decode; mxq's replay must give the eager output bit for bit.
+
+humming-kernels (bench/humming_peer.py), when importable: humming has no fused MoE layer, only
+MoE grouped GEMMs, so its peer is the BF16 baseline's torch layer with both torch._grouped_mm
+calls replaced by humming's grouped-contiguous GEMM (gemm_type "grouped_contiguous": rows sorted by
+expert, E + 1 offsets) on the same canonical MX experts (gate/up [E, 2I, H] in the layer's own
+row layout, DeepSeek's w1 and w3 stacked into one [E, 2I, H] weight; down [E, H, I]), checked
+against the same float32 reference as mxq and timed eager and as a graph like the others
+(humming_*). Its first call per layer JIT-compiles (humming_layers: gate_up_compile_s,
+down_compile_s; not timed);
+--humming-shapes / --humming-budget-s limit that.
 The selection used for the floor is computed in torch with the same rule as mxq (float64):
 top-k of the logits (softmax-topk, topk-softmax), or sigmoid scores, group score = sum of the
 best 2 in each group, the best topk_group groups kept, top-k among their experts.
@@ -45,6 +55,8 @@ import sys
 import time
 
 import torch
+
+import humming_peer
 
 SHAPES = {
     # name: hidden, intermediate, experts, topk, gate/up layout, activation, routing, groups
@@ -330,6 +342,48 @@ def bf16_moe(s, x, logits, w13, w2, grouped):
         0, tok, o).to(torch.bfloat16)
 
 
+def humming_layers(fmt, s, w):
+    """humming grouped GEMMs for the layer: (gate/up, down, info) or (None, None, info)."""
+    e, h, i = s["e"], s["h"], s["i"]
+    p13 = [(0, w["w13"], w["s13"])]
+    if s["layout"] == "separate":
+        p13.append((i, w["w3"], w["s3"]))
+    info = {}
+    h13, why = humming_peer.build(fmt, 2 * i, h, p13, e, "grouped_contiguous")
+    if h13 is None:
+        return None, None, {"error": f"gate/up: {why}"}
+    info.update(gate_up_compile_s=h13.compile_s, gate_up_pad=h13.pad)
+    h2, why = humming_peer.build(fmt, h, i, [(0, w["w2"], w["s2"])], e, "grouped_contiguous")
+    if h2 is None:
+        h13.free()
+        return None, None, {"error": f"down: {why}", **info}
+    info.update(down_compile_s=h2.compile_s, down_pad=h2.pad)
+    return h13, h2, info
+
+
+def humming_moe(s, x, logits, h13, h2):
+    """The BF16 baseline's torch layer with humming's grouped GEMMs on the MX experts."""
+    m, k, i = x.shape[0], s["k"], s["i"]
+    ids, w = route(logits, s, torch.float32)
+    flat = ids.reshape(-1)
+    order = torch.argsort(flat, stable=True)
+    tok = order // k
+    xs = x.index_select(0, tok)
+    counts = torch.zeros(s["e"], dtype=torch.int64, device="cuda").scatter_add_(
+        0, flat, torch.ones_like(flat, dtype=torch.int64))
+    offs = torch.nn.functional.pad(torch.cumsum(counts, 0), (1, 0))
+    gu = h13(xs, expert_layout=offs)
+    if s["layout"] == "interleaved":
+        g, u = gu[:, 0::2], gu[:, 1::2]
+    else:
+        g, u = gu[:, :i], gu[:, i:]
+    a = activation(s, g, u).contiguous()
+    o = h2(a, expert_layout=offs)
+    o = o.float() * w.reshape(-1)[order].unsqueeze(1)
+    return torch.zeros(m, s["h"], dtype=torch.float32, device="cuda").index_add_(
+        0, tok, o).to(torch.bfloat16)
+
+
 # ---------------------------------------------------------------------------------- main
 
 def inputs(s, name, routing, m):
@@ -358,6 +412,10 @@ def main():
     ap.add_argument("--graph-max-m", type=int, default=512,
                     help="also time CUDA-graph replays (mxq and the BF16 baseline) up to this M")
     ap.add_argument("--no-peers", action="store_true")
+    ap.add_argument("--no-humming", action="store_true")
+    ap.add_argument("--humming-shapes", default="", help="layer names (default: every shape)")
+    ap.add_argument("--humming-budget-s", type=float, default=1e9,
+                    help="stop building humming layers once their JIT compiles took this long")
     args = ap.parse_args()
     if args.quick:
         args.reps = min(args.reps, 5)
@@ -367,12 +425,11 @@ def main():
     timer = Timer(args.reps)
     props = torch.cuda.get_device_properties(0)
     bw = copy_bandwidth(timer)
-    try:
-        import humming  # noqa: F401  (humming-kernels)
-        humming_note = "importable, but not wired into this harness"
-    except Exception as ex:  # noqa: BLE001
-        humming_note = (f"unavailable: {type(ex).__name__}: {ex} (not in the GPU image, which "
-                        "has no internet; no wheel carried)")
+    hk_version, hk_error = (None, "disabled (--no-humming)") if args.no_humming else \
+        humming_peer.probe()
+    humming_note = hk_version or f"unavailable: {hk_error}"
+    hk_budget = humming_peer.Budget(args.humming_budget_s)
+    hk_shapes = [v for v in args.humming_shapes.split(",") if v]
     grouped, probe = grouped_mm_works()
     baseline = ("torch._grouped_mm (CUTLASS BF16 grouped GEMM)" if grouped else
                 "per-expert torch.matmul loop over the experts with tokens") + \
@@ -384,9 +441,34 @@ def main():
               "skew": {"offset": SKEW_OFFSET, "hot_experts": "2 * topk",
                        "rule": f"logits ~ N(0,1) + {SKEW_OFFSET} on the first 2*topk experts of "
                                f"torch.randperm(E) with torch.manual_seed({SKEW_SEED})"},
-              "scales": SCALES, "bf16_peak_flops": BF16_PEAK, "argv": sys.argv[1:], "cases": []}
+              "scales": SCALES, "bf16_peak_flops": BF16_PEAK, "argv": sys.argv[1:],
+              "humming_layers": [], "cases": []}
     print(f"# {props.name}: copy bandwidth {bw / 1e12:.2f} TB/s; humming-kernels {humming_note}; "
           f"BF16 baseline {baseline} ({probe})", flush=True)
+
+    def run_humming(case, s, x, logits, h13, h2, ref, us, m):
+        try:
+            yh = humming_moe(s, x, logits, h13, h2)
+            torch.cuda.synchronize()
+            if ref is not None:
+                herr = rel_err(yh, ref)
+                case["humming_rel_err"] = herr
+                case["humming_check"] = "ok" if math.isfinite(herr) and herr < 2e-2 else "FAIL"
+            case["humming_us"], _ = timer.median_us(lambda: humming_moe(s, x, logits, h13, h2))
+            case["vs_humming"] = case["humming_us"] / us
+            if m <= args.graph_max_m:
+                g, why = capture(lambda: humming_moe(s, x, logits, h13, h2))
+                if g is None:
+                    case["humming_graph_error"] = why
+                else:
+                    case["humming_graph_us"], _ = timer.median_us(g.replay)
+                    del g
+                    if "graph_us" in case:
+                        case["vs_humming_graph"] = case["humming_graph_us"] / case["graph_us"]
+        except Exception as ex:  # noqa: BLE001
+            case["humming_error"] = humming_peer.short(ex)
+            print(f"# humming {case['shape']} {case['format']} M={m}: {case['humming_error']}",
+                  flush=True)
 
     def save():
         with open(args.out, "w") as f:
@@ -396,8 +478,9 @@ def main():
     formats = [f for f in args.formats.split(",") if f]
     routings = [r for r in args.routings.split(",") if r]
     print("| shape | format | routing | M | experts hit | mxq us | floor us | % floor | TFLOP/s | "
-          "BF16 us | vs BF16 | mxq graph us | BF16 graph us | vs BF16 (graphs) | rel err |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "BF16 us | vs BF16 | mxq graph us | BF16 graph us | vs BF16 (graphs) | humming us | "
+          "humming graph us | humming err | rel err |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     bf16_cache = {}  # (shape, routing, m) -> the BF16 baseline's numbers (same x and logits)
     shapes = [n for n in args.shapes.split(",") if n]
     for fmt in formats:  # every shape in MXFP4 first: the required format
@@ -422,6 +505,18 @@ def main():
                 continue
             torch.cuda.synchronize()
             print(f"# {name} {fmt}: weights + prepare {time.perf_counter() - t0:.1f} s", flush=True)
+            h13 = h2 = None
+            if hk_version and (not hk_shapes or name in hk_shapes):
+                hk_info = {"shape": name, "format": fmt}
+                if hk_budget.ok():
+                    h13, h2, more = humming_layers(fmt, s, w)
+                    hk_info.update(more)
+                    hk_budget.spend(h13)
+                    hk_budget.spend(h2)
+                else:
+                    hk_info["error"] = "skipped: --humming-budget-s spent on earlier layers"
+                result["humming_layers"].append(hk_info)
+                print(f"# humming {name} {fmt}: {hk_info}", flush=True)
             per_expert = 3 * s["h"] * s["i"] * ((0.5 if fmt == "mxfp4" else 1.0) + 1 / 32)
             expert = mx_expert(fmt, s, w)
             for routing in routings:
@@ -440,8 +535,10 @@ def main():
                                        dtype=torch.bfloat16)
                         shim.run_moe(handle, m, x, logits, y)
                         torch.cuda.synchronize()
+                        ref = None
                         if m <= args.check_max_m:
-                            err = rel_err(y, reference(s, x, logits, expert))
+                            ref = reference(s, x, logits, expert)
+                            err = rel_err(y, ref)
                             case["rel_err"] = err
                             case["check"] = "ok" if math.isfinite(err) and err < 2e-2 else "FAIL"
                         us, reps = timer.median_us(lambda: shim.run_moe(handle, m, x, logits, y))
@@ -490,7 +587,9 @@ def main():
                                 case["vs_bf16"] = case["bf16_us"] / us
                             if "bf16_graph_us" in case and "graph_us" in case:
                                 case["vs_bf16_graph"] = case["bf16_graph_us"] / case["graph_us"]
-                        del x, logits, y
+                        if h13 is not None:
+                            run_humming(case, s, x, logits, h13, h2, ref, us, m)
+                        del x, logits, y, ref
                     except Exception as ex:  # noqa: BLE001
                         case["error"] = f"{type(ex).__name__}: {str(ex)[:300]}"
                         print(f"# {name} {fmt} {routing} M={m}: {case['error']}", flush=True)
@@ -502,14 +601,19 @@ def main():
                         vs = "" if b is None else f"{case['vs_bf16']:.2f}x"
                         gs = " | ".join(f"{case[k]:.1f}" if k in case else ""
                                         for k in ("graph_us", "bf16_graph_us", "vs_bf16_graph"))
+                        hs = " | ".join(f"{case[k]:.1f}" if k in case else ""
+                                        for k in ("humming_us", "humming_graph_us"))
                         print(f"| {name} | {fmt} | {routing} | {m} | {case['experts_hit']} | "
                               f"{case['us']:.1f} | {case['floor_us']:.1f} | "
                               f"{case['pct_floor']:.0f}% | {case['tflops']:.1f} | {bs} | {vs} | "
-                              f"{gs} | "
+                              f"{gs} | {hs} | {case.get('humming_rel_err', '')} | "
                               f"{case.get('rel_err', float('nan')):.1e} {case.get('check', '')} |",
                               flush=True)
             shim.free(handle)
-            del w, expert, b13, b2
+            if h13 is not None:
+                h13.free()
+                h2.free()
+            del w, expert, b13, b2, h13, h2
             torch.cuda.empty_cache()
     save()
     bad = [c for c in result["cases"] if c.get("check") == "FAIL" or "error" in c

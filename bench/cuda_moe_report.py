@@ -69,6 +69,17 @@ def main(path):
     print(f"Device: {data['device']} ({data['sms']} SMs), torch {data['torch']}; device-to-device "
           f"copy {bw / 1e12:.2f} TB/s (read + write), the floors' bandwidth. BF16 baseline: "
           f"{data['bf16_baseline']}. humming-kernels: {data['humming']}.")
+    layers = data.get("humming_layers", [])
+    if layers:
+        print()
+        print("humming layers (gate/up and down grouped GEMMs; first call = JIT compile, not "
+              "timed): " + "; ".join(
+                  f"{h['shape']} {h['format']}: " + (
+                      h["error"] if "error" in h else
+                      f"{h['gate_up_compile_s']:.1f} s + {h['down_compile_s']:.1f} s" +
+                      (f" (padded to {h['gate_up_pad']} / {h['down_pad']})"
+                       if max(h.get("gate_up_pad", 1), h.get("down_pad", 1)) > 1 else ""))
+                  for h in layers) + ".")
     print()
     print("## Every case")
     print()
@@ -76,12 +87,16 @@ def main(path):
           "bandwidth; `TFLOP/s` = 2 M topk 3 H I / t; `vs BF16` = BF16 baseline time / mxq time "
           "(> 1: mxq faster), eager calls; `graph` columns: the same call captured in a CUDA graph "
           "and replayed (launch cost out), up to M = 512; `max pairs` = (token, slot) pairs of the busiest expert; `rel err` "
-          "= mxq vs the float32 reference on the dequantized weights.")
+          "= mxq vs the float32 reference on the dequantized weights; `humming` columns: the same "
+          "torch layer as the BF16 baseline with humming's grouped GEMMs on the MX experts, "
+          "`vs humming` = humming time / mxq time, `hk err` = its error against the same "
+          "reference.")
     print()
     print("| shape | format | routing | M | experts hit | max pairs | mxq us | floor us | "
           "% floor | TFLOP/s | BF16 us | BF16 TFLOP/s | vs BF16 | mxq graph us | "
-          "BF16 graph us | vs BF16 (graphs) | rel err |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "BF16 graph us | vs BF16 (graphs) | humming us | vs humming | humming graph us | "
+          "vs humming (graphs) | rel err | hk err |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     key = lambda c: (SHAPE_ORDER.index(c["shape"]) if c["shape"] in SHAPE_ORDER else 9,  # noqa: E731
                      c["format"], c["routing"] != "uniform", c["m"])
     f = lambda c, k, fmt, suf="": format(c[k], fmt) + suf if k in c else ""  # noqa: E731
@@ -91,15 +106,20 @@ def main(path):
               f"{c['pct_floor']:.0f}% | {c['tflops']:.1f} | {f(c, 'bf16_us', '.1f')} | "
               f"{f(c, 'bf16_tflops', '.1f')} | {f(c, 'vs_bf16', '.2f', 'x')} | "
               f"{f(c, 'graph_us', '.1f')} | {f(c, 'bf16_graph_us', '.1f')} | "
-              f"{f(c, 'vs_bf16_graph', '.2f', 'x')} | {f(c, 'rel_err', '.1e')} |")
+              f"{f(c, 'vs_bf16_graph', '.2f', 'x')} | {f(c, 'humming_us', '.1f')} | "
+              f"{f(c, 'vs_humming', '.2f', 'x')} | {f(c, 'humming_graph_us', '.1f')} | "
+              f"{f(c, 'vs_humming_graph', '.2f', 'x')} | {f(c, 'rel_err', '.1e')} | "
+              f"{f(c, 'humming_rel_err', '.1e')}{' FAIL' if c.get('humming_check') == 'FAIL' else ''}"
+              f"{c.get('humming_error', '')} |")
     errs = [c for c in data["cases"] if "error" in c or c.get("check") == "FAIL" or "bf16_error" in c
-            or "graph_error" in c or "bf16_graph_error" in c or c.get("graph_same_output") is False]
+            or "graph_error" in c or "bf16_graph_error" in c or c.get("graph_same_output") is False
+            or "humming_graph_error" in c]
     if errs:
         print()
         print("Errors / failed checks:")
         for c in errs:
             print(f"- {c.get('shape')} {c.get('format')} {c.get('routing')} M={c.get('m')}: "
-                  f"{c.get('error') or c.get('bf16_error') or c.get('graph_error') or c.get('bf16_graph_error') or 'rel err ' + str(c.get('rel_err')) + ', graph output equal: ' + str(c.get('graph_same_output'))}")
+                  f"{c.get('error') or c.get('bf16_error') or c.get('graph_error') or c.get('bf16_graph_error') or c.get('humming_graph_error') or 'rel err ' + str(c.get('rel_err')) + ', graph output equal: ' + str(c.get('graph_same_output'))}")
     plot(data, path)
 
 
@@ -134,6 +154,13 @@ def plot(data, path):
             for c in sel:
                 if c.get("bf16_graph_us") or c.get("bf16_us"):
                     bs[c["m"]] = c.get("bf16_graph_us") or c["bf16_us"]
+            for fmt, color in (("mxfp4", "C0"), ("mxfp8", "C1")):
+                hs = {c["m"]: c.get("humming_graph_us") or c["humming_us"] for c in sel
+                      if c["format"] == fmt and c.get("humming_us")}
+                if hs:
+                    ms = sorted(hs)
+                    ax.plot(ms, [hs[m] for m in ms], "x--", color=color,
+                            label=f"humming {fmt} (torch layer; graph replay to M=512)")
             if bs:
                 ms = sorted(bs)
                 ax.plot(ms, [bs[m] for m in ms], "s--", color="gray",
