@@ -1,13 +1,16 @@
 // Minimal fork-join over an index range for the CPU tensor paths.
 //
 // Work is split into `threads` contiguous chunks (contiguous so each thread streams its own
-// part of memory); tiny ranges run inline because spawning costs more than the work.
+// part of memory), run by the calling thread and pool workers (core/thread_pool.h); tiny
+// ranges run inline because waking threads costs more than the work.
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <thread>
-#include <vector>
+
+#include "thread_pool.h"
 
 namespace mxq::detail {
 
@@ -28,15 +31,15 @@ void parallel_for(int64_t n, int threads, int64_t min_per_thread, Fn&& fn) {
     fn(int64_t{0}, n);
     return;
   }
-  std::vector<std::thread> pool;
-  pool.reserve(size_t(t - 1));
+  // Chunk i is [i * chunk, (i + 1) * chunk); whichever thread takes it, fn sees the same range.
   const int64_t chunk = (n + t - 1) / t;
-  for (int i = 1; i < t; ++i) {
-    const int64_t b = i * chunk, e = std::min(n, b + chunk);
-    if (b < e) pool.emplace_back([&fn, b, e] { fn(b, e); });
-  }
-  fn(int64_t{0}, std::min(n, chunk));
-  for (auto& th : pool) th.join();
+  const int64_t chunks = (n + chunk - 1) / chunk;
+  std::atomic<int64_t> next{0};
+  auto work = [&] {
+    for (int64_t c = next.fetch_add(1); c < chunks; c = next.fetch_add(1))
+      fn(c * chunk, std::min(n, (c + 1) * chunk));
+  };
+  run_team(int(chunks) - 1, TaskRef(work));
 }
 
 }  // namespace mxq::detail

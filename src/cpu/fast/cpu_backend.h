@@ -31,11 +31,14 @@
 namespace mxq::cpu::fast {
 
 struct CpuBackendOptions {
-  int threads = 0;       // worker threads per call; 0: one per hardware thread
+  // Threads per call (the caller and pool workers, core/thread_pool.h); 0: one per hardware
+  // thread.
+  int threads = 0;
   Isa isa = best_isa();  // kScalar forces the portable kernels (tests, benchmarks)
   // Weight rows per work chunk (chunks are handed to threads dynamically); 0: enough for
-  // kMinBytesPerThread of weights (a thread start costs ~20 us, the time to stream ~200 KiB;
-  // a 4096 x 4096 MXFP4 matrix makes 34 chunks). Tests set 1 to split tiny problems.
+  // kMinBytesPerThread of weights (a 4096 x 4096 MXFP4 matrix makes 32 chunks; chunks of 64 to
+  // 512 rows ran within noise of each other on the 2-core VM). Tests set 1 to split tiny
+  // problems.
   int64_t min_rows_per_thread = 0;
   static constexpr int64_t kMinBytesPerThread = 256 * 1024;
 };

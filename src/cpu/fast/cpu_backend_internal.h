@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/parallel.h"
+#include "core/thread_pool.h"
 
 #include "cpu/fast/cpu_backend.h"
 #include "cpu/fast/mx_gemv.h"
@@ -53,9 +54,11 @@ Status quantize_activations(ActKey key, const DenseView& x, float input_scale, i
 int64_t min_rows_per_thread(const CpuBackendOptions& o, int64_t row_bytes);
 
 // Calls fn(begin, end) over chunks of `chunk` rows covering [0, n), handed out dynamically to
-// min(threads, chunks) threads (the caller is one of them). Dynamic rather than one contiguous
-// part per thread: on a shared VM one core is often slowed for a while, and with fixed parts
-// the call waits for it. Which thread runs a chunk never changes its results.
+// min(threads, chunks) threads (the caller is one of them; the others come from the worker
+// pool of core/thread_pool.h, or are started for the call when the pool is busy). Dynamic
+// rather than one contiguous part per thread: on a shared VM one core is often slowed for a
+// while, and with fixed parts the call waits for it. Which thread runs a chunk never changes
+// its results.
 template <typename Fn>
 void parallel_chunks(int64_t n, int threads, int64_t chunk, Fn&& fn) {
   if (n <= 0) return;
@@ -67,11 +70,7 @@ void parallel_chunks(int64_t n, int threads, int64_t chunk, Fn&& fn) {
       fn(c * chunk, std::min(n, (c + 1) * chunk));
   };
   if (t <= 1) return work();
-  std::vector<std::thread> pool;
-  pool.reserve(size_t(t - 1));
-  for (int i = 1; i < t; ++i) pool.emplace_back(work);
-  work();
-  for (auto& th : pool) th.join();
+  mxq::detail::run_team(t - 1, mxq::detail::TaskRef(work));
 }
 
 Status run_moe_impl(const CpuBackendOptions& o, const Problem& p, const MoEWeights& w,
