@@ -34,7 +34,9 @@
 // contributions below FLT_MIN round to the FP32 subnormal grid, as in any FP32 dot product.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <new>
 #include <vector>
 
 #include "mxq/formats.h"
@@ -60,6 +62,24 @@ struct MXMatrixRef {
   const uint8_t* scales = nullptr;  // [n, k / 32]
 };
 
+namespace detail {
+// Allocates on 64-byte boundaries: the kernels load activation blocks as whole 64-byte vectors,
+// and a load that straddles two cache lines costs two (malloc's 16-byte alignment made every
+// __m512 load of x a split load).
+template <typename T>
+struct CacheLineAllocator {
+  using value_type = T;
+  CacheLineAllocator() = default;
+  template <typename U>
+  explicit CacheLineAllocator(const CacheLineAllocator<U>&) {}
+  T* allocate(size_t n) {
+    return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t(64)));
+  }
+  void deallocate(T* p, size_t) { ::operator delete(p, std::align_val_t(64)); }
+  friend bool operator==(const CacheLineAllocator&, const CacheLineAllocator&) { return true; }
+};
+}  // namespace detail
+
 // Activation rows x [m, k] (FP32, row stride ldx) in the layout the kernels of one ISA read
 // (mx_gemv_common.h: block-interleaved, lane-permuted for E2M1). Made once per call and shared
 // by every thread; x itself must outlive it (the float64 fallback reads it).
@@ -78,7 +98,7 @@ class PackedX {
   ElemType elem_;
   const float* x_;
   int64_t m_, ldx_;
-  std::vector<float> buf_;
+  std::vector<float, detail::CacheLineAllocator<float>> buf_;  // 64-byte aligned
 };
 
 // y[r * ldy + j] = x[r] . dequant(W[j]) for r in [0, m) and weight rows j in [n0, n1).
