@@ -219,6 +219,72 @@ TEST(MxGemmKernel, EveryCodeMatchesExactDotOnBothIsas) {
   }
 }
 
+// M = 1 takes its own kernels (several weight rows in lockstep; for E2M1 on AVX-512 a scale
+// prepass per 64-block segment, 16 codes at a time, and rows with off-path scale codes redone
+// afterwards). K = 149 blocks makes two full segments and one of 21 (16 vectorised + 5 single);
+// N = 4 * 9 + 3 rows: four streams and three rows left over. Off-path scale codes sit in rows of
+// different streams, in the vectorised and the single part of a segment, and in the last rows.
+// Every ISA gives the scalar kernel's bits, and M = 1 gives the bits of the same row in a batch.
+TEST(MxGemmKernel, SingleRowStreamsMatchScalarAndBatchBitwise) {
+  const int64_t n = 39, k = 149 * 32, kb = 149;
+  for (ElemType t : kAllElemTypes) {
+    std::mt19937 rng(uint32_t(int(t)) + 20);
+    std::vector<uint8_t> packed(size_t(n * packed_bytes(t, k))), scales(size_t(n * kb));
+    for (auto& b : packed) b = uint8_t(rng());
+    if (t == ElemType::kE4M3)  // NaN codes send the whole row to float64: keep them to row 7
+      for (int64_t i = 0; i < n * k; ++i)
+        if (i / k != 7 && (packed[size_t(i)] & 0x7F) == 0x7F) packed[size_t(i)] = 0x7E;
+    for (auto& s : scales) s = uint8_t(112 + rng() % 24);
+    const auto set_scale = [&](int64_t row, int64_t blk, uint8_t c) { scales[size_t(row * kb + blk)] = c; };
+    set_scale(1, 3, 255);     // NaN scale, vectorised part of the first segment
+    set_scale(10, 146, 0);    // subnormal multiplier, single part of the last segment
+    set_scale(12, 70, 1);     // E2M1's scaled table would be subnormal
+    set_scale(21, 100, 230);  // huge: S beyond 2^64 for every format (float64 row)
+    set_scale(30, 148, 200);  // the last block (E2M1: beyond 2^64)
+    set_scale(37, 0, 195);    // a leftover row
+    set_scale(19, 5, 0);      // scale 0 on an all-zero block: stays exact on the fast path
+    std::memset(packed.data() + 19 * packed_bytes(t, k) + 5 * packed_bytes(t, 32), 0,
+                size_t(packed_bytes(t, 32)));
+    const std::vector<float> x = randn(size_t(3 * k), 4);
+    const cpu::fast::MXMatrixRef w{t, n, k, packed.data(), scales.data()};
+    std::vector<float> ys(static_cast<size_t>(n)), ya(static_cast<size_t>(n)), yb(static_cast<size_t>(3 * n));
+    cpu::fast::mx_gemm_rows(Isa::kScalar, w, x.data() + k, 1, k, ys.data(), n, 0, n);
+    for (Isa isa : {Isa::kAvx2, Isa::kAvx512}) {
+      cpu::fast::mx_gemm_rows(isa, w, x.data() + k, 1, k, ya.data(), n, 0, n);
+      EXPECT_TRUE(same_bits(ya.data(), ys.data(), ya.size()))
+          << mx_format_name(t) << " " << cpu::fast::isa_name(isa);
+      cpu::fast::mx_gemm_rows(isa, w, x.data(), 3, k, yb.data(), n, 0, n);
+      EXPECT_TRUE(same_bits(yb.data() + n, ys.data(), ys.size()))
+          << mx_format_name(t) << " " << cpu::fast::isa_name(isa) << " batch row";
+      // A split of the rows (as threads take them) changes nothing either.
+      cpu::fast::mx_gemm_rows(isa, w, x.data() + k, 1, k, ya.data(), n, 0, 17);
+      cpu::fast::mx_gemm_rows(isa, w, x.data() + k, 1, k, ya.data(), n, 17, n);
+      EXPECT_TRUE(same_bits(ya.data(), ys.data(), ya.size()))
+          << mx_format_name(t) << " " << cpu::fast::isa_name(isa) << " split";
+    }
+    EXPECT_TRUE(std::isnan(ys[1])) << mx_format_name(t);
+    // The scalar kernel against the exact dot product (it is checked bitwise above).
+    std::vector<uint8_t> codes(static_cast<size_t>(k));
+    for (int64_t j = 0; j < n; ++j) {
+      pack::unpack_codes(t, packed.data() + j * packed_bytes(t, k), k, codes.data());
+      double want = 0, mag = 0;
+      for (int64_t i = 0; i < k; ++i) {
+        const uint8_t s = scales[size_t(j * kb + i / 32)];
+        const double wv = s == num::kScaleNaN
+                              ? NAN
+                              : double(num::decode_elem(t, codes[size_t(i)])) * std::ldexp(1.0, int(s) - 127);
+        want += wv * x[size_t(k + i)];
+        mag += std::fabs(wv * x[size_t(k + i)]);
+      }
+      if (std::isnan(want) || std::isinf(want)) {
+        EXPECT_TRUE(std::isnan(ys[size_t(j)]) || ys[size_t(j)] == want) << mx_format_name(t) << " " << j;
+      } else {
+        EXPECT_LE(std::fabs(ys[size_t(j)] - want), dot_tol(t, k) * mag) << mx_format_name(t) << " " << j;
+      }
+    }
+  }
+}
+
 // ---- edge cases: scales and codes the factored arithmetic cannot take ---------------------------
 
 // One weight row of K = 64 (two blocks) with the given codes and scales, M = 2.

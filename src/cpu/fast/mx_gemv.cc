@@ -46,6 +46,13 @@ FormatTables make_tables(ElemType t) {
       tb.scale[c] = float(s);
     }
   }
+  // The run of codes without flags (one run: flags sit only at both ends of the code range).
+  int lo = 0, hi = 255;
+  while (lo < 255 && tb.flags[lo] != 0) ++lo;
+  hi = lo;
+  while (hi < 255 && tb.flags[hi + 1] == 0) ++hi;
+  tb.plain_lo = uint8_t(lo);
+  tb.plain_hi = uint8_t(hi);
   return tb;
 }
 

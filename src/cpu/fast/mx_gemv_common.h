@@ -45,6 +45,9 @@ struct FormatTables {
   float scale[256];          // S[c] as above; NaN for c = 255 (every product becomes NaN)
   int32_t scale_bits[256];   // log2(S[c]) << 23: S[c] * v for a normal v, as an integer add
   uint8_t flags[256];        // kFlag* per scale code
+  // The first run of codes with flags 0 (E2M1: 2..191, and every other code has a flag): a
+  // row whose scale codes all lie in it needs no per-block checks.
+  uint8_t plain_lo, plain_hi;
 };
 
 const FormatTables& format_tables(ElemType t);

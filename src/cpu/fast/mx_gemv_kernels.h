@@ -28,6 +28,9 @@
 //   E5M2  (32 B)  per 16: the code is the high byte of the FP16 pattern (exact, Inf/NaN too).
 //   INT8  (32 B)  per 8: vpmovsxbd + vcvtdq2ps (the integer q = 64 * value).
 // FP16 subnormals are widened exactly by vcvtph2ps, so element subnormals need no special case.
+// M = 1 runs several weight rows in lockstep (gemv_streams); E2M1 on AVX-512 has its own M = 1
+// loop (gemv_e2m1_zmm) that moves the per-block scale lookups and flag tests out of the inner
+// loop. Same arithmetic everywhere.
 
 #include "cpu/fast/mx_gemv_common.h"
 
@@ -418,6 +421,111 @@ MXQ_KI void gemv_streams(const P& pol, const FormatTables& tb, const MXMatrixRef
   }
 }
 
+#if MXQ_KERNELS_AVX512
+// M = 1, E2M1 on __m512: gemv_streams' lockstep streams with the per-block scalar work taken
+// out of the inner loop. Per segment of kSegBlocks blocks, a prepass turns each stream's scale
+// codes into c << 23 in a small buffer (vpmovzxbd + vpslld per 16 blocks) and tracks their
+// minimum and maximum; the inner loop then scales the table with one masked vpaddd whose
+// operand is broadcast from that buffer, and has no flag loads or branches. The table has
+// 127 << 23 taken from its nonzero entries beforehand, so table + (c << 23) is, as a 32-bit
+// integer sum, exactly the table + scale_bits[c] of ZmmE2M1::block, and every row's arithmetic
+// is row_tile<ZmmE2M1, 1>'s. A row with any scale code outside [plain_lo, plain_hi] (where a
+// block needs a check: mx_gemv_common.h) is recomputed afterwards by row_tile<ZmmE2M1, 1> itself,
+// and its fast result (meaningless for such codes) discarded.
+constexpr int64_t kSegBlocks = 64;
+
+template <int S>
+void gemv_e2m1_zmm(const FormatTables& tb, const MXMatrixRef& w, const float* x, int64_t ldx,
+                   const float* xi, float* y, int64_t n0, int64_t n1) {
+  const ZmmE2M1 pol;
+  const int64_t kb = w.k / kBlockSize;
+  const int64_t row_bytes = kb * ZmmE2M1::kBlockBytes;
+  const int64_t part = (n1 - n0) / S;  // rows per stream; the rest go one by one
+  const __mmask16 nz = 0xFEFE;         // the table's nonzero entries (codes 0 and 8 are +-0)
+  const __mmask16 all = 0xFFFF;        // (maskz forms: see ZmmE2M1::decode)
+  const __m512i table = _mm512_mask_sub_epi32(pol.table, nz, pol.table, _mm512_set1_epi32(127 << 23));
+  alignas(64) int32_t sb[S][kSegBlocks];
+  alignas(64) float a[kLanes];
+  const auto careful_row = [&](int64_t n) {
+    for (float& v : a) v = 0.0f;
+    const int e = row_tile<ZmmE2M1, 1>(pol, tb, w.packed + n * row_bytes, w.scales + n * kb, 0,
+                                       kb, xi, kBlockSize, a);
+    y[n] = hsum16(a);
+    if (e != 0) mx_gemm_rows_exact(w, x, 1, ldx, y, 1, n, n + 1);
+  };
+  for (int64_t i = 0; i < part; ++i) {
+    const uint8_t* prow[S];
+    const uint8_t* srow[S];
+    __m512 acc[S];
+    __m512i cmin[S], cmax[S];
+    int smin[S], smax[S];
+    for (int s = 0; s < S; ++s) {
+      const int64_t row = n0 + s * part + i;
+      prow[s] = w.packed + row * row_bytes;
+      srow[s] = w.scales + row * kb;
+      acc[s] = _mm512_setzero_ps();
+      cmin[s] = _mm512_set1_epi32(255);
+      cmax[s] = _mm512_setzero_si512();
+      smin[s] = 255;
+      smax[s] = 0;
+    }
+    for (int64_t b0 = 0; b0 < kb; b0 += kSegBlocks) {
+      const int64_t nb = imin(kSegBlocks, kb - b0), nb16 = nb / 16 * 16;
+      for (int s = 0; s < S; ++s) {
+        for (int64_t j = 0; j < nb16; j += 16) {
+          const __m512i c = _mm512_maskz_cvtepu8_epi32(all, 
+              _mm_loadu_si128(reinterpret_cast<const __m128i*>(srow[s] + b0 + j)));
+          cmin[s] = _mm512_maskz_min_epu32(all, cmin[s], c);
+          cmax[s] = _mm512_maskz_max_epu32(all, cmax[s], c);
+          _mm512_store_si512(sb[s] + j, _mm512_maskz_slli_epi32(all, c, 23));
+        }
+        for (int64_t j = nb16; j < nb; ++j) {
+          const int c = srow[s][b0 + j];
+          smin[s] = c < smin[s] ? c : smin[s];
+          smax[s] = c > smax[s] ? c : smax[s];
+          sb[s][j] = c << 23;
+        }
+      }
+      for (int64_t j = 0; j < nb; ++j) {
+        const int64_t b = b0 + j;
+        const __m512 xe = _mm512_loadu_ps(xi + b * kBlockSize);
+        const __m512 xo = _mm512_loadu_ps(xi + b * kBlockSize + 16);
+        if (b % 4 == 0)  // once per 64-byte line
+          for (int s = 0; s < S; ++s)
+            _mm_prefetch(reinterpret_cast<const char*>(prow[s] + b * 16 + kPrefetchBytes),
+                         _MM_HINT_T0);
+        for (int s = 0; s < S; ++s) {
+          const __m512 t = _mm512_castsi512_ps(
+              _mm512_mask_add_epi32(table, nz, table, _mm512_set1_epi32(sb[s][j])));
+          const __m512i v = _mm512_maskz_cvtepu8_epi32(all, 
+              _mm_loadu_si128(reinterpret_cast<const __m128i*>(prow[s] + b * 16)));
+          acc[s] = _mm512_fmadd_ps(_mm512_maskz_permutexvar_ps(all, v, t), xe, acc[s]);
+          acc[s] = _mm512_fmadd_ps(_mm512_maskz_permutexvar_ps(all, _mm512_maskz_srli_epi32(all, v, 4), t), xo, acc[s]);
+        }
+      }
+    }
+    for (int s = 0; s < S; ++s) {
+      const int64_t row = n0 + s * part + i;
+      alignas(64) uint32_t v[2][16];
+      _mm512_store_si512(v[0], cmin[s]);
+      _mm512_store_si512(v[1], cmax[s]);
+      int lo = smin[s], hi = smax[s];
+      for (int l = 0; l < 16; ++l) {
+        lo = int(v[0][l]) < lo ? int(v[0][l]) : lo;
+        hi = int(v[1][l]) > hi ? int(v[1][l]) : hi;
+      }
+      if (lo < tb.plain_lo || hi > tb.plain_hi) {
+        careful_row(row);
+        continue;
+      }
+      _mm512_store_ps(a, acc[s]);
+      y[row] = hsum16(a);
+    }
+  }
+  for (int64_t n = n0 + S * part; n < n1; ++n) careful_row(n);
+}
+#endif
+
 // Cache blocking for M > 1. The activations arrive block-interleaved per super-tile of kMc rows
 // (interleave_x in mx_gemv_common.h): one chunk of kcb blocks x mc rows is one contiguous piece
 // that fits L1 (<= kXChunkBytes; with plain rows, 16 rows 16 KiB apart would all map to the same
@@ -433,6 +541,10 @@ void gemm_rows_with(const MXMatrixRef& w, const float* x, int64_t m, int64_t ldx
                     float* y, int64_t ldy, int64_t n0, int64_t n1) {
   const P pol;
   const FormatTables& tb = format_tables(w.elem);
+#if MXQ_KERNELS_AVX512
+  if constexpr (std::is_same_v<P, ZmmE2M1>)
+    if (m == 1) return gemv_e2m1_zmm<kStreams>(tb, w, x, ldx, xi, y, n0, n1);
+#endif
   if (m == 1) return gemv_streams<P>(pol, tb, w, x, ldx, xi, y, n0, n1);
   const int64_t kb = w.k / kBlockSize;
   const int64_t row_bytes = kb * P::kBlockBytes;
