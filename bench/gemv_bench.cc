@@ -7,6 +7,8 @@
 //                                    ceiling for a kernel that streams its weights once (the
 //                                    8-stream number is the machine's; 1 stream per core is
 //                                    what the L2 prefetcher sustains for a single stream).
+//   bandwidth/read/streams:8/threads:<all>/again
+//                                    the same reading once more after every other benchmark.
 //   bandwidth/memcpy                 1 GiB memcpy (bytes read + written / s), for reference.
 //   gemv/<format>/M:<m>/N:<n>/K:<k>/<dram|llc>/threads:<all|1>
 //                                    mxq's cpu backend, run_linear with BF16 x and BF16 y, from
@@ -263,6 +265,11 @@ void register_all() {
                                std::to_string(s.k) + "/dram";
       benchmark::RegisterBenchmark(name.c_str(), BM_OpenBlas, m, s.n, s.k)->UseRealTime();
     }
+  // The machine's read bandwidth again at the end of the run: on the shared VM it drifts by
+  // 10-30% within minutes, and the report divides by the higher of the two readings.
+  const std::string t = "/threads:" + std::to_string(hw);
+  benchmark::RegisterBenchmark(("bandwidth/read/streams:8" + t + "/again").c_str(), BM_Read<8>, hw)
+      ->UseRealTime();
 }
 
 }  // namespace

@@ -5,7 +5,8 @@ Usage: bench/gemv_report.py bench/results/cpu-2core/gemv.json
 
 Per benchmark: median and best of the repetitions' weight-streaming rate (GB/s = 1e9 B/s), that
 rate as % of the machine's read bandwidth measured in the same run (the best bandwidth/read
-median: all threads, 8 streams each), time per call, and for the mxq rows the speedup over OpenBLAS FP32 of the same
+median: all threads, 8 streams each, read at the start of the run and again at its end
+(".../again"), the higher of the two), time per call, and for the mxq rows the speedup over OpenBLAS FP32 of the same
 M/N/K (OpenBLAS median time / mxq median time: both compute the same y; OpenBLAS streams 4 B per
 weight, MXFP4 0.53 B, MXFP8 1.03 B).
 """
