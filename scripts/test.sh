@@ -17,6 +17,8 @@ cmake --build --preset release -j "$jobs"
 ctest --preset release -j "$jobs"
 
 echo "== address/undefined-behaviour sanitizer build and tests =="
+# The asan preset compiles at -O1 -g1 (line tables for the stack traces, no full debug info):
+# on the 2-core CI machine that roughly halves the sanitizer build, the longest part of CI.
 cmake --preset asan >/dev/null
 cmake --build --preset asan -j "$jobs"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
