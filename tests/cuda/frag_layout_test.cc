@@ -107,7 +107,7 @@ void check_layout(ElemType e, int64_t batch, int64_t n, int64_t k) {
                 }
             }
           uint32_t sw;
-          std::memcpy(&sw, scales.data() + (tile * 32 + lane) * 4, 4);
+          std::memcpy(&sw, scales.data() + frag::scale_word_index(tile, lane) * 4, 4);
           for (int half = 0; half < 2; ++half)
             for (int j = 0; j < 2; ++j) {
               const int64_t blk = 2 * tk + j, row = half ? r1 : r0;

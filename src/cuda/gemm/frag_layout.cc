@@ -81,8 +81,10 @@ void repack_frag_cpu(const FragSource& fs, uint8_t* packed, uint8_t* scales) {
             }
           }
           std::memcpy(packed + (tile * 32 + lane) * l.lane_bytes(), out, size_t(words) * 4);
-          const uint32_t sw = frag::scale_word(src, b, tn, tk, lane);
-          std::memcpy(scales + (tile * 32 + lane) * 4, &sw, 4);
+          if (lane % 4 == 0) {  // one word per lane quad
+            const uint32_t sw = frag::scale_word(src, b, tn, tk, lane);
+            std::memcpy(scales + frag::scale_word_index(tile, lane) * 4, &sw, 4);
+          }
         }
 }
 

@@ -21,8 +21,8 @@
 // two 16-bit halves, sign already at bit 15 / 31 (see mx_gemm.cuh, decode).
 // E4M3 (32 bytes per lane per tile): per sub-step two words, (r0, e0..e3) then (r1, e0..e3),
 // one byte per element; A regs are formed with byte permutes.
-// Scales (4 bytes per lane per tile): E8M0 codes of (r0, block 2tk), (r0, 2tk+1), (r1, 2tk),
-// (r1, 2tk+1).
+// Scales (one 4-byte word per lane quad g, 8 words per tile, frag::scale_word_index): E8M0
+// codes of (r0, block 2tk), (r0, 2tk+1), (r1, 2tk), (r1, 2tk+1).
 // Padding: K is padded to a multiple of 64 with zero elements and scale code 127 (1.0), so a
 // padded block contributes exactly 0 (the kernel also zero-fills activations beyond K).
 //
@@ -52,7 +52,7 @@ struct FragLayout {
   int lane_bytes() const { return elem == ElemType::kE2M1 ? 16 : 32; }
   int64_t tiles() const { return batch * n16() * k64(); }
   size_t packed_bytes() const { return size_t(tiles()) * 32 * size_t(lane_bytes()); }
-  size_t scale_bytes() const { return size_t(tiles()) * 32 * 4; }
+  size_t scale_bytes() const { return size_t(tiles()) * frag::kScaleWordsPerTile * 4; }
 };
 
 using frag::RowOrder;

@@ -98,7 +98,17 @@ MXQ_FRAG_FN uint32_t fp8_word(const Source& s, int64_t b, int64_t tn, int64_t tk
   return w;
 }
 
-// Scales: (r0, 2tk), (r0, 2tk + 1), (r1, 2tk), (r1, 2tk + 1); padded blocks get 127 (1.0).
+// Scales: one 32-bit word per lane quad (the four lanes of quad g share rows r0 and r1), so a
+// tile has 8 scale words (32 bytes, one sector: the quad's lanes load the same address and the
+// warp's load is one 32-byte request). Storing a word per lane would read 4x the scale bytes:
+// for E2M1, 128 bytes of scales per 512 bytes of weights instead of 32.
+constexpr int kScaleWordsPerTile = 8;
+MXQ_FRAG_FN int64_t scale_word_index(int64_t tile, int lane) {
+  return tile * kScaleWordsPerTile + (lane >> 2);
+}
+
+// The scale word of a lane: (r0, 2tk), (r0, 2tk + 1), (r1, 2tk), (r1, 2tk + 1); padded blocks
+// get 127 (1.0).
 MXQ_FRAG_FN uint32_t scale_word(const Source& s, int64_t b, int64_t tn, int64_t tk, int lane) {
   const int64_t blocks = s.k / 32;
   uint32_t w = 0;

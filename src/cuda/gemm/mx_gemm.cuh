@@ -38,6 +38,7 @@
 #include <type_traits>
 
 #include "cuda/common/ptx.cuh"
+#include "cuda/gemm/frag_word.h"
 #include "cuda/gemm/mx_gemm.h"
 
 namespace mxq::cuda::gemm {
@@ -131,7 +132,7 @@ __device__ __forceinline__ void store_out(void* y, int64_t i, float v, bool out_
 }
 
 // One warp's weights of one k64 tile for MW row tiles: 16 bytes (E2M1) or 32 bytes (E4M3) of
-// elements and 4 scale codes per lane per row tile.
+// elements and 4 scale codes (the lane quad's word) per lane per row tile.
 template <bool kFp4, int MW>
 struct TileRegs {
   static constexpr int kVec = kFp4 ? 1 : 2;  // 16-byte vectors per lane per row tile
@@ -213,7 +214,8 @@ __global__ void __launch_bounds__(WARPS * 32, IO::kMinBlocks)
     const int tn = tn0 + mw;
     row_ok[mw] = tn < n16;
     wbase[mw] = reinterpret_cast<const uint4*>(wq) + ((tile0 + int64_t(tn) * k64) * 32 + lane) * kVec;
-    sbase[mw] = reinterpret_cast<const uint32_t*>(wsc) + (tile0 + int64_t(tn) * k64) * 32 + lane;
+    sbase[mw] = reinterpret_cast<const uint32_t*>(wsc) +
+                frag::scale_word_index(tile0 + int64_t(tn) * k64, lane);
   }
 
   // Activation rows of this lane's B fragments (token g of each 8-token group), or null.
@@ -240,7 +242,7 @@ __global__ void __launch_bounds__(WARPS * 32, IO::kMinBlocks)
 #pragma unroll
         for (int v = 0; v < kVec; ++v)
           r.w[mw][v] = ptx::ldg_stream_16(wbase[mw] + int64_t(kt) * 32 * kVec + v);
-        r.s[mw] = ptx::ldg_stream_4(sbase[mw] + int64_t(kt) * 32);
+        r.s[mw] = ptx::ldg_stream_4(sbase[mw] + int64_t(kt) * frag::kScaleWordsPerTile);
       } else {  // a row tile past N: zero weights, scale code 127
 #pragma unroll
         for (int v = 0; v < kVec; ++v) r.w[mw][v] = make_uint4(0u, 0u, 0u, 0u);

@@ -60,14 +60,18 @@ __global__ void __launch_bounds__(kWgThreads, MINB)
   if (expert < 0) return;  // block-uniform, before any barrier
 
   const int64_t tile0 = int64_t(expert) * n16 * k64 + int64_t(row_ok ? tn : 0) * k64;
-  const uint4* wbase = reinterpret_cast<const uint4*>(wq) + (tile0 * 32 + lane) * kVec;
-  const uint32_t* sbase = reinterpret_cast<const uint32_t*>(wsc) + tile0 * 32 + lane;
+  // Both addresses come from one 64-bit lane index per tile (the lane's scale word is
+  // frag::scale_word_index(tile, lane) = index / 4): two live pointers cost this 128-register
+  // kernel spills.
+  const int64_t lane_index0 = tile0 * 32 + lane;
   Tile ring[P];
   auto load_w = [&](Tile& r, int kt) {
     if (row_ok) {
+      const int64_t li = lane_index0 + int64_t(kt) * 32;
 #pragma unroll
-      for (int v = 0; v < kVec; ++v) r.w[0][v] = ptx::ldg_stream_16(wbase + int64_t(kt) * 32 * kVec + v);
-      r.s[0] = ptx::ldg_stream_4(sbase + int64_t(kt) * 32);
+      for (int v = 0; v < kVec; ++v)
+        r.w[0][v] = ptx::ldg_stream_16(reinterpret_cast<const uint4*>(wq) + li * kVec + v);
+      r.s[0] = ptx::ldg_stream_4(reinterpret_cast<const uint32_t*>(wsc) + (li >> 2));
     } else {
 #pragma unroll
       for (int v = 0; v < kVec; ++v) r.w[0][v] = make_uint4(0u, 0u, 0u, 0u);

@@ -35,7 +35,7 @@ __global__ void repack_kernel(frag::Source src, int64_t n16, int64_t k64, int64_
     reinterpret_cast<uint4*>(packed)[2 * i + 1] = make_uint4(w[4], w[5], w[6], w[7]);
   }
   const uint32_t sw = frag::scale_word(src, b, tn, tk, lane);
-  reinterpret_cast<uint32_t*>(scales)[i] = sw;
+  if (lane % 4 == 0) reinterpret_cast<uint32_t*>(scales)[frag::scale_word_index(tile, lane)] = sw;
   if (stats != nullptr) {
     int lo = 255, hi = 0;
     for (int j = 0; j < 4; ++j) {
