@@ -86,6 +86,24 @@ __device__ __forceinline__ uint32_t scale_multiplier(uint32_t c) {
     bits = (c - (kFp4 ? 98u : 104u)) << 10;  // FP16: field = c - 127 + r + 15
   return bits | (bits << 16);
 }
+// The same multipliers for the four codes of a scale word at once: one byte-wise add of the
+// exponent bias to the word per tile (no carry or borrow crosses a byte: every code of the
+// scale_in_weights range, padding's 127 included, stays in 0..254 after it), then per
+// multiplier one byte permute (code j into the high byte of both halves) and one shift into
+// the exponent field (BF16 bits 7..14; FP16 bits 10..14, the biased code being < 64).
+template <typename T, bool kFp4>
+__device__ __forceinline__ uint32_t bias_scale_codes(uint32_t s) {
+  if constexpr (kIsBF16<T>)
+    return s + (kFp4 ? 0x7E7E7E7Eu : 0x78787878u);  // c + 126 / c + 120
+  else
+    return s - (kFp4 ? 0x62626262u : 0x68686868u);  // c - 98 / c - 104
+}
+template <typename T>
+__device__ __forceinline__ uint32_t multiplier_of_code(uint32_t biased, int j) {
+  const uint32_t v = ptx::prmt(biased, 0u, 0x0404u | (uint32_t(j) * 0x1010u));  // [0, b_j, 0, b_j]
+  return kIsBF16<T> ? v >> 1 : v << 2;
+}
+
 template <typename T>
 __device__ __forceinline__ void decode_e2m1_scaled(uint32_t q, uint32_t m0, uint32_t m1,
                                                    uint32_t (&a)[4]) {
@@ -130,6 +148,10 @@ __device__ __forceinline__ void store_out(void* y, int64_t i, float v, bool out_
   else
     static_cast<__nv_bfloat16*>(y)[i] = __float2bfloat16_rn(v);
 }
+
+// 64 zero activations (128 bytes): what a missing token row (past M, or an MoE padding slot)
+// reads, with a stride of 0 per tile, so the activation loads need no per-load checks.
+static __device__ const uint2 kZeroActivations[16] = {};
 
 // One warp's weights of one k64 tile for MW row tiles: 16 bytes (E2M1) or 32 bytes (E4M3) of
 // elements and 4 scale codes (the lane quad's word) per lane per row tile.
@@ -178,12 +200,12 @@ struct DenseIO {
 };
 
 // MW: 16-row tiles per warp (split rows only; 1 when splitting K). NT: 8-token groups.
-// P: k64 tiles of weights in flight per warp. XD: activation tiles loaded ahead (0: at use).
+// P: k64 tiles of weights in flight per warp. XD: activation tiles loaded ahead (0: at use;
+// else a ring of XD + 1 tiles, so P must be a multiple of XD + 1).
 // IO: the rows / outputs policy (DenseIO above). Weights of batch entry e start at tile
 // e * (N / 16) * k64 (frag_layout.h).
 template <typename T, bool kFp4, int NT, int WARPS, int P, bool kFast,
-          bool kSplitRows = false, int MW = 1, int XD = (NT == 1 ? 2 : NT <= 4 ? 1 : 0),
-          class IO = DenseIO<T>>
+          bool kSplitRows, int MW, int XD, class IO>
 __global__ void __launch_bounds__(WARPS * 32, IO::kMinBlocks)
     mx_gemm_kernel(const uint8_t* __restrict__ wq, const uint8_t* __restrict__ wsc, int n, int k,
                    int k64, const IO io) {
@@ -218,13 +240,36 @@ __global__ void __launch_bounds__(WARPS * 32, IO::kMinBlocks)
                 frag::scale_word_index(tile0 + int64_t(tn) * k64, lane);
   }
 
-  // Activation rows of this lane's B fragments (token g of each 8-token group), or null.
+  // Activation rows of this lane's B fragments (token g of each 8-token group). With a ring
+  // (XD > 0), tile kt's values start at xrow[nt] + kt * xstride[nt] and a missing row reads
+  // kZeroActivations with stride 0; loaded at use (XD = 0, 8 token groups, where 8 more
+  // registers spill), a missing row is null and checked per load.
+  constexpr bool kStrided = XD > 0;
   const T* xrow[NT];
+  int xstride[kStrided ? NT : 1];
 #pragma unroll
   for (int nt = 0; nt < NT; ++nt) {
     const T* r = io.x_row(tok0, nt * 8 + g);
-    xrow[nt] = r != nullptr ? r + 4 * t : nullptr;
+    if constexpr (kStrided) {
+      xrow[nt] = (r != nullptr ? r : reinterpret_cast<const T*>(kZeroActivations)) + 4 * t;
+      xstride[nt] = r != nullptr ? 64 : 0;
+    } else {
+      xrow[nt] = r != nullptr ? r + 4 * t : nullptr;
+    }
   }
+  // K = 32 mod 64: the last tile's k16 steps 2 and 3 lie past K (their weights are zero
+  // padding; the activations must be finite, so they are zeros, not loaded).
+  const int kt_tail = (k & 63) != 0 ? k64 - 1 : -1;
+  auto x_step = [&](int nt, int kt, int s) {
+    if constexpr (kStrided) {
+      return s >= 2 && kt == kt_tail ? make_uint2(0u, 0u)
+                                     : ptx::ldg_cached_8(xrow[nt] + kt * xstride[nt] + s * 16);
+    } else {  // (the per-lane form: one register fewer than kt_tail, 128 -> 140 otherwise)
+      const int kk = kt * 64 + s * 16;
+      return xrow[nt] != nullptr && kk + 4 * t < k ? ptx::ldg_cached_8(xrow[nt] + kk)
+                                                    : make_uint2(0u, 0u);
+    }
+  };
 
   float acc[MW][NT][4];
 #pragma unroll
@@ -255,23 +300,20 @@ __global__ void __launch_bounds__(WARPS * 32, IO::kMinBlocks)
     if (kt_first + p * kStep < k64) load(ring[p], kt_first + p * kStep);
 
   // Activations of a tile (4 k16 steps x NT token groups, 4 values per lane each), loaded XD
-  // tiles ahead into a register ring (XD = 0: at use): an activation load is an L2 round trip
-  // (the blocks of an SM ask for the same lines at the same time, so L1 rarely hits), which
-  // otherwise stalls every tile (ncu: long-scoreboard stalls, 40% of the cycles).
-  constexpr int kXSlots = XD > 0 ? XD : 1;
-  static_assert(P % kXSlots == 0, "the x ring slot of a tile must be p % XD");
+  // tiles ahead into a ring of XD + 1 tiles (XD = 0: at use): an activation load is an L2 round
+  // trip (the blocks of an SM ask for the same lines at the same time, so L1 rarely hits),
+  // which otherwise stalls every tile (ncu: long-scoreboard stalls, 40% of the cycles). The
+  // warp's j-th tile uses slot j % (XD + 1) = p % (XD + 1); the refill of tile j + XD goes into
+  // the slot tile j - 1 left, before tile j's MMAs.
+  constexpr int kXSlots = XD + 1;
+  static_assert(XD == 0 || P % kXSlots == 0, "the x ring slot of a tile must be p % (XD + 1)");
   auto load_x = [&](uint2 (&xb)[4][NT], int kt) {
 #pragma unroll
-    for (int s = 0; s < 4; ++s) {
-      const int kk = kt * 64 + s * 16;
+    for (int s = 0; s < 4; ++s)
 #pragma unroll
-      for (int nt = 0; nt < NT; ++nt) {
-        xb[s][nt] = make_uint2(0u, 0u);
-        if (xrow[nt] != nullptr && kk + 4 * t < k) xb[s][nt] = ptx::ldg_cached_8(xrow[nt] + kk);
-      }
-    }
+      for (int nt = 0; nt < NT; ++nt) xb[s][nt] = x_step(nt, kt, s);
   };
-  uint2 xring[kXSlots][4][NT];
+  uint2 xring[XD > 0 ? kXSlots : 1][4][NT];
 #pragma unroll
   for (int d = 0; d < XD; ++d)
     if (kt_first + d * kStep < k64) load_x(xring[d], kt_first + d * kStep);
@@ -282,16 +324,21 @@ __global__ void __launch_bounds__(WARPS * 32, IO::kMinBlocks)
     for (int p = 0; p < P; ++p) {
       const int kt = kt0 + p * kStep;
       if (kt >= k64) break;
-      const Tile cur = ring[p];
-      if (kt + P * kStep < k64) load(ring[p], kt + P * kStep);
-      uint2 xcur[XD > 0 ? 4 : 1][NT];
-      if constexpr (XD > 0) {
-#pragma unroll
-        for (int s = 0; s < 4; ++s)
-#pragma unroll
-          for (int nt = 0; nt < NT; ++nt) xcur[s][nt] = xring[p % kXSlots][s][nt];
-        if (kt + XD * kStep < k64) load_x(xring[p % kXSlots], kt + XD * kStep);
+      // With P >= 3 tiles in flight, tile kt is decoded from its ring slot in place and the
+      // slot refilled after the MMAs (still P - 1 tiles ahead): loading into the slot first
+      // made the compiler copy the tile's registers (ncu, M = 1: ~30 moves per tile, a fifth
+      // of the issued instructions). With 1 or 2 tiles in flight the refill goes first (one
+      // tile of lead measured 1.5x slower for MXFP8 at M = 64), and the copy is paid.
+      constexpr bool kRefillFirst = P <= 2;
+      Tile held;
+      if constexpr (kRefillFirst) {
+        held = ring[p];
+        if (kt + P * kStep < k64) load(ring[p], kt + P * kStep);
       }
+      const Tile& cur = kRefillFirst ? held : ring[p];
+      if constexpr (XD > 0)
+        if (kt + XD * kStep < k64) load_x(xring[(p + XD) % kXSlots], kt + XD * kStep);
+      const uint2 (&xcur)[4][NT] = xring[XD > 0 ? p % kXSlots : 0];  // (unused when XD = 0)
 
 #pragma unroll
       for (int blk = 0; blk < 2; ++blk) {
@@ -305,9 +352,7 @@ __global__ void __launch_bounds__(WARPS * 32, IO::kMinBlocks)
             if constexpr (XD > 0) {
               v = xcur[2 * blk + s][nt];
             } else {  // at use, one k16 step at a time (registers: NT = 8)
-              const int kk = kt * 64 + (2 * blk + s) * 16;
-              v = make_uint2(0u, 0u);
-              if (xrow[nt] != nullptr && kk + 4 * t < k) v = ptx::ldg_cached_8(xrow[nt] + kk);
+              v = x_step(nt, kt, 2 * blk + s);
             }
             b[s][nt][0] = v.x;
             b[s][nt][1] = v.y;
@@ -315,11 +360,19 @@ __global__ void __launch_bounds__(WARPS * 32, IO::kMinBlocks)
 #pragma unroll
         for (int mw = 0; mw < MW; ++mw) {
           uint32_t a[2][4];
-          const uint32_t c0 = (cur.s[mw] >> (8 * blk)) & 0xFF;
-          const uint32_t c1 = (cur.s[mw] >> (16 + 8 * blk)) & 0xFF;
           if constexpr (kFast) {
             // Scale folded into the exact 16-bit weights: the MMAs accumulate into acc.
-            const uint32_t m0 = scale_multiplier<T, kFp4>(c0), m1 = scale_multiplier<T, kFp4>(c1);
+            // Codes blk (row r0) and 2 + blk (row r1) of the lane's scale word.
+            uint32_t m0, m1;
+            if constexpr (kStrided || kFp4) {
+              const uint32_t biased = bias_scale_codes<T, kFp4>(cur.s[mw]);
+              m0 = multiplier_of_code<T>(biased, blk);
+              m1 = multiplier_of_code<T>(biased, 2 + blk);
+            } else {  // E4M3, 64-token blocks: this form keeps sm_90 at 128 registers (2 blocks
+                      // of 8 warps per SM; 130 with the other, 1.5x slower)
+              m0 = scale_multiplier<T, kFp4>((cur.s[mw] >> (8 * blk)) & 0xFF);
+              m1 = scale_multiplier<T, kFp4>((cur.s[mw] >> (16 + 8 * blk)) & 0xFF);
+            }
             if constexpr (kFp4) {
               decode_e2m1_scaled<T>(blk == 0 ? cur.w[mw][0].x : cur.w[mw][0].z, m0, m1, a[0]);
               decode_e2m1_scaled<T>(blk == 0 ? cur.w[mw][0].y : cur.w[mw][0].w, m0, m1, a[1]);
@@ -334,6 +387,8 @@ __global__ void __launch_bounds__(WARPS * 32, IO::kMinBlocks)
               ptx::mma_16816<T>(acc[mw][nt], a[1], b[1][nt], acc[mw][nt]);
             }
           } else {
+            const uint32_t c0 = (cur.s[mw] >> (8 * blk)) & 0xFF;
+            const uint32_t c1 = (cur.s[mw] >> (16 + 8 * blk)) & 0xFF;
             if constexpr (kFp4) {
               decode_e2m1<T>(blk == 0 ? cur.w[mw][0].x : cur.w[mw][0].z, a[0]);
               decode_e2m1<T>(blk == 0 ? cur.w[mw][0].y : cur.w[mw][0].w, a[1]);
@@ -356,6 +411,8 @@ __global__ void __launch_bounds__(WARPS * 32, IO::kMinBlocks)
           }
         }
       }
+      if constexpr (!kRefillFirst)
+        if (kt + P * kStep < k64) load(ring[p], kt + P * kStep);
     }
   }
 

@@ -29,6 +29,11 @@ inline int tokens_per_block(int64_t m) {
 // tiles per warp keep ~80 KiB per SM in flight. With more tokens the accumulators need the
 // registers: 8 warps, fewer tiles.
 constexpr int warps_for(int nt) { return nt <= 2 ? 4 : 8; }
+// Activation tiles loaded ahead (mx_gemm_kernel's XD; its ring of XD + 1 tiles must divide P):
+// 3 for one token group when P allows, else 1 or 2; 64-token blocks load at use.
+constexpr int x_ahead_for(int nt, int p) {
+  return nt == 8 ? 0 : nt == 1 && p % 4 == 0 ? 3 : p % 2 == 0 ? 1 : 2;
+}
 constexpr int prefetch_for(bool fp4, int nt) {
   return nt == 1 ? (fp4 ? 8 : 4) : nt == 2 ? (fp4 ? 6 : 3) : nt == 4 ? (fp4 ? 4 : 2) : (fp4 ? 3 : 2);
 }
@@ -115,13 +120,13 @@ void launch_kernel(const KernelLaunch& l, const IO& io, cudaStream_t stream) {
   const dim3 grid(unsigned(l.n / 16), l.token_blocks);
   if constexpr (NT == 1 && IO::kWideVariant) {
     if (l.wide) {  // many row tiles: 8 warps x 4 tiles in flight (see wide_layer)
-      gemm::mx_gemm_kernel<T, kFp4, NT, 8, kFp4 ? 4 : 2, kFast, false, 1, 2, IO>
+      constexpr int kP = kFp4 ? 4 : 2;
+      gemm::mx_gemm_kernel<T, kFp4, NT, 8, kP, kFast, false, 1, x_ahead_for(NT, kP), IO>
           <<<grid, 8 * 32, 0, stream>>>(l.w, l.w_scales, int(l.n), int(l.k), k64, io);
       return;
     }
   }
-  constexpr int XD = NT == 1 ? 2 : NT <= 4 ? 1 : 0;
-  gemm::mx_gemm_kernel<T, kFp4, NT, W, P, kFast, false, 1, XD, IO>
+  gemm::mx_gemm_kernel<T, kFp4, NT, W, P, kFast, false, 1, x_ahead_for(NT, P), IO>
       <<<grid, W * 32, 0, stream>>>(l.w, l.w_scales, int(l.n), int(l.k), k64, io);
 }
 
