@@ -1,10 +1,15 @@
 // The MoE routing kernel: one warp per token, each lane holding experts lane, lane + 32, ...
 // (VPT = values per lane, a template parameter: E <= 32 * VPT). Every ranking is k rounds of a
 // warp arg-max that reproduces the CPU's sequential selection scan exactly (see warp_pick).
+// Selection scores are float for the two softmax modes (they rank the raw BF16 / FP16 / F32
+// logits, exact in float, so comparisons are those of the CPU's float64 copies; a float rank
+// costs half the shuffles of a double one) and double for the sigmoid mode (sigmoid + bias in
+// float64, as the CPU). Weights are float64 expressions in every mode.
 #include <cuda_fp16.h>
 
 #include <climits>
 #include <cstdint>
+#include <type_traits>
 
 #include "cuda/moe/kernels.h"
 
@@ -29,10 +34,10 @@ __device__ __forceinline__ double sigmoid_d(double v) { return 1.0 / (1.0 + exp(
 // is the first candidate when that one is NaN (nothing compares greater than NaN), else the
 // largest non-NaN score, ties to the lower index. Both parts are warp reductions with a unique
 // answer, so every lane returns the same index; -1 when there is no candidate.
-template <int VPT>
-__device__ __forceinline__ int warp_pick(const double (&v)[VPT], uint32_t cand, int lane) {
+template <int VPT, typename S>
+__device__ __forceinline__ int warp_pick(const S (&v)[VPT], uint32_t cand, int lane) {
   int first = INT_MAX;  // 2 * index + (score is NaN)
-  double bv = 0.0;
+  S bv = S(0);
   int bi = -1;
 #pragma unroll
   for (int i = 0; i < VPT; ++i) {
@@ -49,7 +54,7 @@ __device__ __forceinline__ int warp_pick(const double (&v)[VPT], uint32_t cand, 
 #pragma unroll
   for (int off = 16; off > 0; off >>= 1) {
     const int of = __shfl_xor_sync(kFull, first, off);
-    const double ov = __shfl_xor_sync(kFull, bv, off);
+    const S ov = __shfl_xor_sync(kFull, bv, off);
     const int oi = __shfl_xor_sync(kFull, bi, off);
     first = min(first, of);
     if (oi >= 0 && (bi < 0 || ov > bv || (ov == bv && oi < bi))) {
@@ -62,26 +67,28 @@ __device__ __forceinline__ int warp_pick(const double (&v)[VPT], uint32_t cand, 
 }
 
 // v[slot] without dynamic register indexing (which would spill the array to local memory).
-template <int VPT>
-__device__ __forceinline__ double slot_value(const double (&v)[VPT], int slot) {
-  double r = 0.0;
+template <int VPT, typename S>
+__device__ __forceinline__ S slot_value(const S (&v)[VPT], int slot) {
+  S r = S(0);
 #pragma unroll
   for (int i = 0; i < VPT; ++i)
     if (i == slot) r = v[i];
   return r;
 }
 
-template <int VPT>
+// S: the selection score type, double for the grouped mode only (kGrouped), else float.
+template <int VPT, bool kGrouped>
 __global__ void __launch_bounds__(32 * kWarpsPerBlock) route_kernel(const RouteArgs a) {
+  using S = std::conditional_t<kGrouped, double, float>;
   const int lane = int(threadIdx.x & 31u);
   const int64_t t = int64_t(blockIdx.x) * kWarpsPerBlock + int64_t(threadIdx.x >> 5);
   if (t >= a.tokens) return;  // uniform per warp
   const int E = a.experts, k = a.topk;
   const int64_t row = t * E;
-  const bool grouped = a.mode == RouteMode::kSigmoidGroupedTopK;
+  constexpr bool grouped = kGrouped;
 
   // Selection scores: the logits, or c = sigmoid(logit) + bias for the grouped mode.
-  double v[VPT];
+  S v[VPT];
   uint32_t valid = 0;
 #pragma unroll
   for (int i = 0; i < VPT; ++i) {
@@ -90,28 +97,32 @@ __global__ void __launch_bounds__(32 * kWarpsPerBlock) route_kernel(const RouteA
     if (e < E) {
       valid |= 1u << i;
       const double l = load_logit(a.logits, a.dtype, row + e);
-      v[i] = grouped ? sigmoid_d(l) + (a.correction_bias ? double(a.correction_bias[e]) : 0.0)
-                     : l;
+      if constexpr (kGrouped)
+        v[i] = sigmoid_d(l) + (a.correction_bias ? double(a.correction_bias[e]) : 0.0);
+      else
+        v[i] = S(l);  // exact: the logit is a BF16 / FP16 / F32 value
     }
   }
 
   // softmax-topk: the max (fmax: NaN-ignoring, as std::fmax) and the denominator over all E.
   double mx = -INFINITY, denom = 0.0;
   if (a.mode == RouteMode::kSoftmaxTopK) {
+    S smx = S(-INFINITY);  // the max of the exact scores is exact in S
 #pragma unroll
     for (int i = 0; i < VPT; ++i)
-      if ((valid >> i) & 1u) mx = fmax(mx, v[i]);
+      if ((valid >> i) & 1u) smx = fmax(smx, v[i]);
 #pragma unroll
-    for (int off = 16; off > 0; off >>= 1) mx = fmax(mx, __shfl_xor_sync(kFull, mx, off));
+    for (int off = 16; off > 0; off >>= 1) smx = fmax(smx, __shfl_xor_sync(kFull, smx, off));
+    mx = double(smx);
 #pragma unroll
     for (int i = 0; i < VPT; ++i)
-      if ((valid >> i) & 1u) denom += exp(v[i] - mx);
+      if ((valid >> i) & 1u) denom += exp(double(v[i]) - mx);
 #pragma unroll
     for (int off = 16; off > 0; off >>= 1) denom += __shfl_xor_sync(kFull, denom, off);
   }
 
   uint32_t allowed = valid;
-  if (grouped) {
+  if constexpr (grouped) {
     const int per = E / a.n_group;
     double gscore[1] = {0.0};  // lane g: group g's score
     for (int g = 0; g < a.n_group; ++g) {
@@ -121,16 +132,16 @@ __global__ void __launch_bounds__(32 * kWarpsPerBlock) route_kernel(const RouteA
         if (((valid >> i) & 1u) && (lane + 32 * i) / per == g) in_g |= 1u << i;
       double sum = 0.0;
       for (int r = 0; r < 2; ++r) {
-        const int b = warp_pick<VPT>(v, in_g, lane);
+        const int b = warp_pick<VPT, S>(v, in_g, lane);
         if (b < 0) break;
-        sum += __shfl_sync(kFull, slot_value<VPT>(v, b >> 5), b & 31);
+        sum += __shfl_sync(kFull, slot_value<VPT, S>(v, b >> 5), b & 31);
         if (lane == (b & 31)) in_g &= ~(1u << (b >> 5));
       }
       if (lane == g) gscore[0] = sum;
     }
     uint32_t gcand = lane < a.n_group ? 1u : 0u, keep = 0;
     for (int r = 0; r < a.topk_group; ++r) {
-      const int gb = warp_pick<1>(gscore, gcand, lane);
+      const int gb = warp_pick<1, double>(gscore, gcand, lane);
       if (gb < 0) break;
       keep |= 1u << gb;
       if (lane == gb) gcand = 0;
@@ -144,7 +155,7 @@ __global__ void __launch_bounds__(32 * kWarpsPerBlock) route_kernel(const RouteA
   // The k best, best first: lane j ends up holding the j-th.
   int my_id = 0, chosen = 0;
   for (int j = 0; j < k; ++j) {
-    const int b = warp_pick<VPT>(v, allowed, lane);
+    const int b = warp_pick<VPT, S>(v, allowed, lane);
     if (b < 0) break;
     if (lane == j) my_id = b;
     if (lane == (b & 31)) allowed &= ~(1u << (b >> 5));
@@ -176,22 +187,30 @@ __global__ void __launch_bounds__(32 * kWarpsPerBlock) route_kernel(const RouteA
   }
 }
 
+template <bool kGrouped>
+void launch_vpt(int vpt, dim3 grid, dim3 block, const RouteArgs& a, cudaStream_t stream) {
+  if (vpt <= 1)
+    route_kernel<1, kGrouped><<<grid, block, 0, stream>>>(a);
+  else if (vpt <= 2)
+    route_kernel<2, kGrouped><<<grid, block, 0, stream>>>(a);
+  else if (vpt <= 4)
+    route_kernel<4, kGrouped><<<grid, block, 0, stream>>>(a);
+  else if (vpt <= 8)
+    route_kernel<8, kGrouped><<<grid, block, 0, stream>>>(a);
+  else
+    route_kernel<16, kGrouped><<<grid, block, 0, stream>>>(a);
+}
+
 }  // namespace
 
 cudaError_t launch_route(const RouteArgs& a, cudaStream_t stream) {
   const unsigned blocks = unsigned((a.tokens + kWarpsPerBlock - 1) / kWarpsPerBlock);
   const dim3 grid(blocks), block(32 * kWarpsPerBlock);
   const int vpt = (a.experts + 31) / 32;
-  if (vpt <= 1)
-    route_kernel<1><<<grid, block, 0, stream>>>(a);
-  else if (vpt <= 2)
-    route_kernel<2><<<grid, block, 0, stream>>>(a);
-  else if (vpt <= 4)
-    route_kernel<4><<<grid, block, 0, stream>>>(a);
-  else if (vpt <= 8)
-    route_kernel<8><<<grid, block, 0, stream>>>(a);
+  if (a.mode == RouteMode::kSigmoidGroupedTopK)
+    launch_vpt<true>(vpt, grid, block, a, stream);
   else
-    route_kernel<16><<<grid, block, 0, stream>>>(a);
+    launch_vpt<false>(vpt, grid, block, a, stream);
   return cudaGetLastError();
 }
 
