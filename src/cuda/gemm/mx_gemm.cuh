@@ -264,7 +264,8 @@ __global__ void __launch_bounds__(WARPS * 32, IO::kMinBlocks)
     if constexpr (kStrided) {
       return s >= 2 && kt == kt_tail ? make_uint2(0u, 0u)
                                      : ptx::ldg_cached_8(xrow[nt] + kt * xstride[nt] + s * 16);
-    } else {  // (the per-lane form: one register fewer than kt_tail, 128 -> 140 otherwise)
+    } else {  // per-lane K check: the 64-token E4M3 kernel has 130 registers with it, 140 with
+              // the kt_tail form (128 with the old multipliers below: 2 blocks per SM)
       const int kk = kt * 64 + s * 16;
       return xrow[nt] != nullptr && kk + 4 * t < k ? ptx::ldg_cached_8(xrow[nt] + kk)
                                                     : make_uint2(0u, 0u);
