@@ -85,7 +85,6 @@ __global__ void __launch_bounds__(32 * kWarpsPerBlock) route_kernel(const RouteA
   if (t >= a.tokens) return;  // uniform per warp
   const int E = a.experts, k = a.topk;
   const int64_t row = t * E;
-  constexpr bool grouped = kGrouped;
 
   // Selection scores: the logits, or c = sigmoid(logit) + bias for the grouped mode.
   S v[VPT];
@@ -122,7 +121,7 @@ __global__ void __launch_bounds__(32 * kWarpsPerBlock) route_kernel(const RouteA
   }
 
   uint32_t allowed = valid;
-  if constexpr (grouped) {
+  if constexpr (kGrouped) {
     const int per = E / a.n_group;
     double gscore[1] = {0.0};  // lane g: group g's score
     for (int g = 0; g < a.n_group; ++g) {
