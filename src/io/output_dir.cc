@@ -10,15 +10,25 @@ namespace fs = std::filesystem;
 
 StatusOr<StagedDir> StagedDir::create(const std::string& target, bool overwrite) {
   std::error_code ec;
-  const fs::path t = fs::absolute(fs::path(target), ec);
+  fs::path t = fs::absolute(fs::path(target), ec).lexically_normal();
   if (ec) return invalid_argument("output path '" + target + "': " + ec.message());
+  if (t.filename().empty()) t = t.parent_path();  // "out/model/" names "out/model"
   if (fs::exists(t, ec) && !overwrite && !(fs::is_directory(t) && fs::is_empty(t)))
     return invalid_argument("output '" + target +
                             "' already exists and is not empty (choose another path or "
                             "pass --overwrite)");
-  if (!t.has_parent_path() || !fs::is_directory(t.parent_path(), ec))
-    return invalid_argument("output '" + target + "': parent directory '" +
-                            t.parent_path().string() + "' does not exist");
+  if (!t.has_parent_path() || t == t.root_path())
+    return invalid_argument("output '" + target + "': not a directory that can be written");
+  // Missing parents are created (like mkdir -p); only the output itself is staged and renamed,
+  // so an interrupted run leaves at most empty parent directories, never a partial model.
+  if (!fs::is_directory(t.parent_path(), ec)) {
+    ec.clear();
+    fs::create_directories(t.parent_path(), ec);
+    if (ec || !fs::is_directory(t.parent_path()))
+      return invalid_argument("output '" + target + "': cannot create parent directory '" +
+                              t.parent_path().string() + "'" +
+                              (ec ? ": " + ec.message() : std::string()));
+  }
   StagedDir d;
   d.target_ = t;
   d.overwrite_ = overwrite;

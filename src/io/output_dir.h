@@ -1,5 +1,6 @@
-// Atomic output directories: everything is written under "<target>.tmp-<pid>" and renamed onto
-// <target> by commit(); a StagedDir destroyed without commit() removes what it wrote.
+// Atomic output directories: missing parent directories are created (like mkdir -p), everything is
+// written under "<target>.tmp-<pid>" and renamed onto <target> by commit(); a StagedDir destroyed
+// without commit() removes what it wrote.
 #pragma once
 
 #include <filesystem>
