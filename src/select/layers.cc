@@ -1,6 +1,7 @@
 #include "mxq/layers.h"
 
 #include <array>
+#include <cmath>
 #include <cstring>
 #include <map>
 #include <mutex>
@@ -256,6 +257,31 @@ Status configure_moe(const nlohmann::json& config, const std::string& block, MoE
   return Status();
 }
 
+// The checkpoint's activation scheme as the activation key its layers run with.
+ActKey default_act(io::ActScheme a) {
+  switch (a) {
+    case io::ActScheme::kMxfp4: return ActKey::kMXFP4Dynamic;
+    case io::ActScheme::kMxfp8: return ActKey::kMXFP8Dynamic;
+    case io::ActScheme::kFp8Static: return ActKey::kFP8StaticTensor;
+    case io::ActScheme::kFp8Dynamic: return ActKey::kFP8DynamicToken;
+    case io::ActScheme::kNone: break;
+  }
+  return ActKey::kBF16;
+}
+
+// A static activation scale (F32, BF16 or F16 scalar; the conversion to F32 is exact).
+StatusOr<float> scale_value(const io::Checkpoint& ck, const std::string& name) {
+  const io::Checkpoint::Entry* e = ck.find(name);
+  if (e == nullptr) return Status(StatusCode::kNotFound, "static activation scale '" + name + "' is missing");
+  auto v = dense(ck, name, 1, 1);
+  if (!v.ok()) return v.status();
+  const float f = load(v.value(), 0);
+  if (!(f > 0.0f) || !std::isfinite(f))
+    return invalid_argument("static activation scale '" + name + "' is " + std::to_string(f) +
+                            ", expected a finite value > 0");
+  return f;
+}
+
 // Router tensors of `block`; the error lists every name tried.
 Status find_router(const io::Checkpoint& ck, const std::string& block, LayerSpec& l) {
   for (std::string_view r : kRouters) {
@@ -289,6 +315,13 @@ StatusOr<std::vector<LayerSpec>> model_layers(const io::Checkpoint& ck, const io
   if (config.contains("num_experts_per_tok") && config["num_experts_per_tok"].is_number_integer())
     topk = config["num_experts_per_tok"].get<int64_t>();
   const int64_t cfg_experts = config_experts(config);
+  const ActKey act = default_act(info.act);
+  auto check_scale = [&](const io::MXWeight& w) -> Status {
+    if (act == ActKey::kFP8StaticTensor && w.input_scale_name.empty())
+      return invalid_argument("weight '" + w.module + "': the checkpoint's activations are " +
+                              "static FP8 but the weight has no input_scale tensor");
+    return Status();
+  };
   std::map<std::string, const io::MXWeight*> by_module;
   for (const auto& w : info.weights) by_module[w.module] = &w;
 
@@ -387,7 +420,8 @@ StatusOr<std::vector<LayerSpec>> model_layers(const io::Checkpoint& ck, const io
     l.w2 = &a->parts.back().stacked;
     if (!fused) l.w3 = &a->parts[1].stacked;
     MXQ_RETURN_IF_ERROR(find_router(ck, block, l));
-    Problem p = Problem::moe_problem(gu.elem, ActKey::kBF16, tokens, hidden, inter, count,
+    for (const auto& part : a->parts) MXQ_RETURN_IF_ERROR(check_scale(*part.experts[0]));
+    Problem p = Problem::moe_problem(gu.elem, act, tokens, hidden, inter, count,
                                      std::min<int64_t>(topk, count));
     p.bias = has_bias;
     p.moe.layout = !fused ? io::GateUpLayout::kSeparate
@@ -413,7 +447,8 @@ StatusOr<std::vector<LayerSpec>> model_layers(const io::Checkpoint& ck, const io
     if (w.shape.size() == 2) {
       LayerSpec l;
       l.name = w.module;
-      l.problem = Problem::linear(w.elem, ActKey::kBF16, tokens, w.n(), w.k(), !w.bias_name.empty());
+      MXQ_RETURN_IF_ERROR(check_scale(w));
+      l.problem = Problem::linear(w.elem, act, tokens, w.n(), w.k(), !w.bias_name.empty());
       l.w = &w;
       out.push_back(l);
       continue;
@@ -434,7 +469,9 @@ StatusOr<std::vector<LayerSpec>> model_layers(const io::Checkpoint& ck, const io
       return invalid_argument("MoE block '" + block + "': '" + w.module + "' stacks " +
                               std::to_string(w.batch()) + " experts but config.json says " +
                               std::to_string(cfg_experts));
-    Problem p = Problem::moe_problem(w.elem, ActKey::kBF16, tokens, w.k(), w.n() / 2, w.batch(),
+    MXQ_RETURN_IF_ERROR(check_scale(w));
+    MXQ_RETURN_IF_ERROR(check_scale(*down->second));
+    Problem p = Problem::moe_problem(w.elem, act, tokens, w.k(), w.n() / 2, w.batch(),
                                      std::min<int64_t>(topk, w.batch()));
     p.bias = !w.bias_name.empty();
     if (w.gate_up == io::GateUpLayout::kNone)
@@ -455,6 +492,11 @@ StatusOr<LinearWeights> linear_weights(const io::Checkpoint& ck, const LayerSpec
     auto b = dense(ck, l.w->bias_name, 1, l.w->n());
     if (!b.ok()) return b.status();
     lw.bias = b.value();
+  }
+  if (!l.w->input_scale_name.empty()) {
+    auto sc = scale_value(ck, l.w->input_scale_name);
+    if (!sc.ok()) return sc.status();
+    lw.input_scale = sc.value();
   }
   return lw;
 }
@@ -481,6 +523,18 @@ StatusOr<MoEWeights> moe_weights(const io::Checkpoint& ck, const LayerSpec& l) {
     }
     mw.w2 = view(a.parts.back().stacked);
     mw.bias2 = bias(a.parts.back());
+    // Per-expert static scales reduce to one per GEMM: the max (MoEWeights' contract).
+    float s13 = 0.0f, s2 = 0.0f;  // scales are > 0: 0 means none seen
+    for (size_t i = 0; i < a.parts.size(); ++i)
+      for (const io::MXWeight* w : a.parts[i].experts) {
+        if (w->input_scale_name.empty()) continue;
+        auto sc = scale_value(ck, w->input_scale_name);
+        if (!sc.ok()) return sc.status();
+        float& dst = i + 1 == a.parts.size() ? s2 : s13;
+        dst = std::max(dst, sc.value());
+      }
+    if (s13 > 0.0f) mw.input_scale13 = s13;
+    if (s2 > 0.0f) mw.input_scale2 = s2;
     return mw;
   }
   mw.w13 = view(*l.w);
@@ -494,6 +548,12 @@ StatusOr<MoEWeights> moe_weights(const io::Checkpoint& ck, const LayerSpec& l) {
     auto b = dense(ck, l.w2->bias_name, l.w2->batch(), l.w2->n());
     if (!b.ok()) return b.status();
     mw.bias2 = b.value();
+  }
+  for (auto [w, dst] : {std::pair{l.w, &mw.input_scale13}, std::pair{l.w2, &mw.input_scale2}}) {
+    if (w->input_scale_name.empty()) continue;
+    auto sc = scale_value(ck, w->input_scale_name);
+    if (!sc.ok()) return sc.status();
+    *dst = sc.value();
   }
   return mw;
 }

@@ -429,7 +429,7 @@ TEST_F(FormatsTest, QuarkMalformedTensors) {
   // Missing input_scale for static FP8 activations.
   add_mx("m.weight", StDType::kU8, {8, 32}, "m.weight_scale", StDType::kU8, {8, 2}, q);
   auto r = read();
-  EXPECT_TRUE(has_all(r.status(), StatusCode::kNotFound, {"m.input_scale", "F32 scalar"}));
+  EXPECT_TRUE(has_all(r.status(), StatusCode::kNotFound, {"m.input_scale", "F32, BF16 or F16 scalar"}));
   // Wrong scale shape: [8, 3] claims K = 96, the weight holds 64.
   tensors_.clear();
   add("m.weight", StDType::kU8, {8, 32}, q.packed);
@@ -457,12 +457,27 @@ TEST_F(FormatsTest, QuarkMalformedTensors) {
   r = read();
   EXPECT_TRUE(
       has_all(r.status(), StatusCode::kDataLoss, {"m.weight_scale", "'m.weight' U8 [8, 32]"}));
-  // input_scale of the wrong dtype.
+  // input_scale in BF16 (Quark 0.13) or F16 is accepted (exact in F32); other dtypes and
+  // non-scalars are not.
+  for (StDType ok : {StDType::kBF16, StDType::kF16}) {
+    tensors_.clear();
+    add_mx("m.weight", StDType::kU8, {8, 32}, "m.weight_scale", StDType::kU8, {8, 2}, q);
+    add("m.input_scale", ok, {}, {0x00, 0x3c});
+    r = read();
+    ASSERT_TRUE(r.ok()) << r.status().to_string();
+    EXPECT_EQ(r.value().weights.at(0).input_scale_name, "m.input_scale");
+  }
   tensors_.clear();
   add_mx("m.weight", StDType::kU8, {8, 32}, "m.weight_scale", StDType::kU8, {8, 2}, q);
-  add("m.input_scale", StDType::kBF16, {}, random_bytes(2, 1));
+  add("m.input_scale", StDType::kI16, {}, random_bytes(2, 1));
   r = read();
-  EXPECT_TRUE(has_all(r.status(), StatusCode::kDataLoss, {"m.input_scale", "BF16", "F32"}));
+  EXPECT_TRUE(has_all(r.status(), StatusCode::kDataLoss,
+                      {"m.input_scale", "I16", "expected an F32, BF16 or F16 scalar"}));
+  tensors_.clear();
+  add_mx("m.weight", StDType::kU8, {8, 32}, "m.weight_scale", StDType::kU8, {8, 2}, q);
+  add("m.input_scale", StDType::kBF16, {2}, random_bytes(4, 1));
+  r = read();
+  EXPECT_TRUE(has_all(r.status(), StatusCode::kDataLoss, {"m.input_scale", "BF16 [2]"}));
 }
 
 TEST_F(FormatsTest, QuarkExcludedModuleWithScalesIsAnError) {

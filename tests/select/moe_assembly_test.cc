@@ -79,15 +79,21 @@ json quark_spec(const std::string& dtype) {
           {"round_method", "half_even"}, {"symmetric", nullptr},
           {"observer_cls", "PerBlockMXObserver"}, {"mx_element_dtype", nullptr}};
 }
-// A Quark w_mxfp4 (weight-only) config with the model's own keys merged in.
-json quark_config(json model, json layer = json::object()) {
+json quark_fp8_static() {
+  return {{"dtype", "fp8_e4m3"}, {"qscheme", "per_tensor"}, {"is_dynamic", false},
+          {"ch_axis", nullptr},  {"group_size", nullptr},   {"symmetric", true},
+          {"round_method", "half_even"}, {"scale_type", "float"},
+          {"observer_cls", "PerTensorMinMaxObserver"}};
+}
+// A Quark w_mxfp4 config (weight-only unless `input` is given) with the model's keys merged in.
+json quark_config(json model, json layer = json::object(), json input = nullptr) {
   model["quantization_config"] = {{"quant_method", "quark"},
                                   {"quant_mode", "eager_mode"},
                                   {"version", "0.13"},
                                   {"export", {{"kv_cache_group", json::array()}, {"pack_method", "reorder"}}},
                                   {"global_quant_config",
                                    {{"weight", quark_spec("fp4")},
-                                    {"input_tensors", nullptr},
+                                    {"input_tensors", std::move(input)},
                                     {"output_tensors", nullptr},
                                     {"bias", nullptr},
                                     {"target_device", nullptr}}},
@@ -434,6 +440,87 @@ TEST_F(MoEAssemblyTest, GptOssPerExpertFusedEqualsStacked) {
   const auto ya = run(wa.value()), yb = run(wb.value());
   EXPECT_EQ(ya, yb);
   EXPECT_NE(ya, std::vector<uint16_t>(ya.size(), 0));
+}
+
+// ---- the checkpoint's activation scheme is the layers' default ----------------------------
+
+std::vector<uint8_t> bf16_scalar(float v) {
+  const uint16_t b = num::f32_to_bf16(v);
+  return {uint8_t(b & 0xff), uint8_t(b >> 8)};
+}
+
+// Quark w_mxfp4_a_fp8 as Quark 0.13 writes it: BF16 [] input scales. The layers run
+// fp8-static-tensor with the exact scale; MoE takes the max of its experts' scales per GEMM.
+TEST_F(MoEAssemblyTest, QuarkW4A8Bf16InputScalesAreTheDefault) {
+  const SeparateExperts x;
+  auto t = x.tensors("model.layers.0.mlp", "gate_proj", "up_proj", "down_proj");
+  for (int64_t e = 0; e < kE; ++e) {
+    const std::string p = "model.layers.0.mlp.experts." + std::to_string(e) + ".";
+    t.push_back({p + "gate_proj.input_scale", io::StDType::kBF16, {}, bf16_scalar(0.125f * float(e + 1))});
+    t.push_back({p + "up_proj.input_scale", io::StDType::kBF16, {}, bf16_scalar(0.0625f)});
+    t.push_back({p + "down_proj.input_scale", io::StDType::kBF16, {}, bf16_scalar(e == 2 ? 3.0f : 1.5f)});
+  }
+  const MXMatrix q = make_mx(ElemType::kE2M1, 16, kH, 70);
+  add_mx(t, "model.layers.0.self_attn.q_proj", q, 16, kH);
+  t.push_back({"model.layers.0.self_attn.q_proj.input_scale", io::StDType::kBF16, {1},
+               bf16_scalar(0.01171875f)});  // 3 * 2^-8: exact in BF16
+  const Opened o = write("w4a8", t, quark_config({{"model_type", "qwen3_moe"}}, json::object(),
+                                                  quark_fp8_static()));
+  EXPECT_EQ(o.info->act, io::ActScheme::kFp8Static);
+  auto ls = model_layers(*o.ck, *o.info, 2);
+  ASSERT_TRUE(ls.ok()) << ls.status().to_string();
+  ASSERT_EQ(ls.value().size(), 2u);
+  const LayerSpec* moe = find(ls.value(), "model.layers.0.mlp");
+  const LayerSpec* lin = find(ls.value(), "model.layers.0.self_attn.q_proj");
+  ASSERT_TRUE(moe != nullptr && lin != nullptr);
+  EXPECT_EQ(moe->problem.act, ActKey::kFP8StaticTensor);
+  EXPECT_EQ(lin->problem.act, ActKey::kFP8StaticTensor);
+  auto lw = linear_weights(*o.ck, *lin);
+  ASSERT_TRUE(lw.ok()) << lw.status().to_string();
+  EXPECT_EQ(lw.value().input_scale, 0.01171875f);
+  auto mw = moe_weights(*o.ck, *moe);
+  ASSERT_TRUE(mw.ok()) << mw.status().to_string();
+  EXPECT_EQ(mw.value().input_scale13, 0.5f);  // max over gate (0.125 .. 0.5) and up (0.0625)
+  EXPECT_EQ(mw.value().input_scale2, 3.0f);
+}
+
+TEST_F(MoEAssemblyTest, W4A4CheckpointRunsMxfp4DynamicByDefault) {
+  json act = quark_spec("fp4");
+  act["is_dynamic"] = true;
+  std::vector<Tensor> t;
+  add_mx(t, "model.layers.0.self_attn.o_proj", make_mx(ElemType::kE2M1, 16, kH, 80), 16, kH);
+  auto ls = layers("w4a4", t, quark_config({{"model_type", "llama"}}, json::object(), act));
+  ASSERT_TRUE(ls.ok()) << ls.status().to_string();
+  ASSERT_EQ(ls.value().size(), 1u);
+  EXPECT_EQ(ls.value()[0].problem.act, ActKey::kMXFP4Dynamic);
+  EXPECT_NE(ls.value()[0].problem.to_string().find("mxfp4-dynamic"), std::string::npos)
+      << ls.value()[0].problem.to_string();
+  // Weight-only stays bf16.
+  auto lw = layers("w4a16", t, quark_config({{"model_type", "llama"}}));
+  ASSERT_TRUE(lw.ok()) << lw.status().to_string();
+  EXPECT_EQ(lw.value()[0].problem.act, ActKey::kBF16);
+}
+
+TEST_F(MoEAssemblyTest, InputScaleOfAnotherDtypeIsRefusedByName) {
+  std::vector<Tensor> t;
+  add_mx(t, "model.layers.0.self_attn.o_proj", make_mx(ElemType::kE2M1, 16, kH, 81), 16, kH);
+  t.push_back({"model.layers.0.self_attn.o_proj.input_scale", io::StDType::kI32, {}, {1, 0, 0, 0}});
+  const fs::path d = root_ / "i32";
+  fs::create_directories(d);
+  std::ofstream(d / "config.json")
+      << quark_config({{"model_type", "llama"}}, json::object(), quark_fp8_static()).dump();
+  std::vector<io::SafetensorsWriter::Decl> decls;
+  for (const auto& v : t) decls.push_back({v.name, v.dtype, v.shape});
+  auto w = io::SafetensorsWriter::create((d / "model.safetensors").string(), decls);
+  ASSERT_TRUE(w.ok());
+  for (const auto& v : t) ASSERT_TRUE(w.value()->write(v.bytes).ok());
+  ASSERT_TRUE(w.value()->finish().ok());
+  auto c = io::Checkpoint::open(d.string());
+  ASSERT_TRUE(c.ok());
+  auto r = io::read_model(c.value());
+  EXPECT_TRUE(has_all(r.status(), StatusCode::kDataLoss,
+                      {"model.layers.0.self_attn.o_proj.input_scale", "I32",
+                       "expected an F32, BF16 or F16 scalar"}));
 }
 
 // ---- malformed expert sets ----------------------------------------------------------------

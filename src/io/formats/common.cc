@@ -227,12 +227,16 @@ Status check_input_scale(const Checkpoint& ckpt, const std::string& name,
   if (e == nullptr)
     return Status(StatusCode::kNotFound,
                   "static activation scale '" + name + "' (for module '" + std::string(module) +
-                      "') is missing; expected an F32 scalar");
+                      "') is missing; expected an F32, BF16 or F16 scalar");
   const TensorInfo& t = *e->info;
   const bool scalar = t.shape.empty() || (t.shape.size() == 1 && t.shape[0] == 1);
-  if (t.dtype != StDType::kF32 || !scalar)
+  // Quark 0.13 writes the scalar in BF16, others in F16 or F32: each converts to F32 exactly.
+  const bool float_type =
+      t.dtype == StDType::kF32 || t.dtype == StDType::kBF16 || t.dtype == StDType::kF16;
+  if (!float_type || !scalar)
     return data_loss("static activation scale '" + name + "' is " + st_dtype_name(t.dtype) + " " +
-                     shape_str(t.shape) + ", expected an F32 scalar (shape [] or [1])");
+                     shape_str(t.shape) +
+                     ", expected an F32, BF16 or F16 scalar (shape [] or [1])");
   return Status::Ok();
 }
 
