@@ -1,5 +1,6 @@
 // mxq command-line tool.
 #include <iostream>
+#include <new>
 
 #include "commands.h"
 #include "mxq/status.h"
@@ -10,6 +11,12 @@ int& exit_code() {
   return code;
 }
 }  // namespace mxq::cli
+
+namespace {
+// Exit codes: 0 ok, 1 an error (bad input, a failed check), 3 out of memory (host or device);
+// bad command lines exit with CLI11's codes (>= 100).
+constexpr int kExitOutOfMemory = 3;
+}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"mxq: microscaling (MX) quantization for LLM inference"};
@@ -24,7 +31,11 @@ int main(int argc, char** argv) {
     return app.exit(e);
   } catch (const mxq::Error& e) {
     std::cerr << "mxq: " << e.what() << "\n";
-    return 1;
+    // Out of memory (host or device) is its own exit code: a caller may retry with less.
+    return e.status().code() == mxq::StatusCode::kResourceExhausted ? kExitOutOfMemory : 1;
+  } catch (const std::bad_alloc&) {
+    std::cerr << "mxq: resource exhausted: out of host memory (std::bad_alloc)\n";
+    return kExitOutOfMemory;
   }
   return mxq::cli::exit_code();
 }

@@ -5,6 +5,7 @@
 // option, expected value) so a user can act on them without reading mxq's source.
 #pragma once
 
+#include <cstddef>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -19,6 +20,7 @@ enum class StatusCode {
   kDataLoss,         // malformed file contents
   kUnimplemented,    // valid request that this build or backend cannot serve
   kInternal,         // a bug in mxq
+  kResourceExhausted,  // an allocation failed (host or device memory): names what and how much
 };
 
 const char* status_code_name(StatusCode code);
@@ -44,6 +46,9 @@ inline Status invalid_argument(std::string msg) {
   return {StatusCode::kInvalidArgument, std::move(msg)};
 }
 inline Status unimplemented(std::string msg) { return {StatusCode::kUnimplemented, std::move(msg)}; }
+// "resource exhausted: out of device memory allocating 268435456 bytes for <what>: <detail>"
+Status resource_exhausted(const std::string& where, const std::string& what, size_t bytes,
+                          const std::string& detail = "");
 
 // Exception thrown at API boundaries that cannot return a Status (constructors, operators,
 // the *_or_throw convenience wrappers). Carries the Status it came from.

@@ -73,6 +73,21 @@ def _stream(t: torch.Tensor) -> int:
     return int(torch.cuda.current_stream(t.device).cuda_stream) if t.is_cuda else 0
 
 
+# The out-of-memory exception engines already handle (torch.OutOfMemoryError, torch >= 2.5;
+# torch.cuda.OutOfMemoryError before): mxq's MemoryError (a resource-exhausted Status: what was
+# being allocated and how many bytes) is re-raised as it inside the torch ops.
+_TorchOOM = getattr(torch, "OutOfMemoryError", None) or getattr(torch.cuda, "OutOfMemoryError",
+                                                                MemoryError)
+
+
+@contextlib.contextmanager
+def _oom_as_torch():
+    try:
+        yield
+    except MemoryError as e:
+        raise _TorchOOM(f"mxq: {e}") from e
+
+
 def _on(t: torch.Tensor) -> Any:
     """Makes t's GPU the current device for the core call (kernels launch on the current
     device; no allocation or synchronisation, so this is fine inside graph capture)."""
@@ -120,7 +135,7 @@ def quantize(x: torch.Tensor, fmt: str = "mxfp4", scale_rule: str = "floor",
     xc = x.contiguous()
     packed = torch.empty(pshape, dtype=torch.uint8, device=x.device)
     scales = torch.empty(sshape, dtype=torch.uint8, device=x.device)
-    with _on(x):
+    with _on(x), _oom_as_torch():
         _core.quantize_into(xc, packed, scales, fmt, scale_rule, rounding, saturation, False,
                             pad_k, 0, None, _stream(x))
     return packed, scales
@@ -145,7 +160,7 @@ def linear(x: torch.Tensor, handle: int, n: int,
     _check_x(x, layer.problem.x_dtype, layer.k)
     xc = x.contiguous()
     out = torch.empty((*x.shape[:-1], n), dtype=_out_dtype(layer, out_dtype), device=x.device)
-    with _on(x):
+    with _on(x), _oom_as_torch():
         layer._core_layer.run_ptr(xc.data_ptr(), out.data_ptr(), xc.numel() // layer.k,
                                   x.is_cuda, _stream(x))
     return out
@@ -191,7 +206,7 @@ def moe(x: torch.Tensor, router_logits: torch.Tensor, handle: int,
     cb = correction_bias.contiguous() if correction_bias is not None else None
     em = expert_map.contiguous() if expert_map is not None else None
     out = torch.empty(x.shape, dtype=_out_dtype(layer, out_dtype), device=x.device)
-    with _on(x):
+    with _on(x), _oom_as_torch():
         layer._core_layer.run_ptr(xc.data_ptr(), lc.data_ptr(), _NAMES[lc.dtype], out.data_ptr(),
                                   m, cb.data_ptr() if cb is not None else 0,
                                   em.data_ptr() if em is not None else 0, x.is_cuda, _stream(x))

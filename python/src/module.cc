@@ -18,6 +18,9 @@ NB_MODULE(_core, m) {
         case StatusCode::kDataLoss: PyErr_SetString(PyExc_ValueError, msg.c_str()); break;
         case StatusCode::kNotFound: PyErr_SetString(PyExc_LookupError, msg.c_str()); break;
         case StatusCode::kUnimplemented: PyErr_SetString(PyExc_NotImplementedError, msg.c_str()); break;
+        // Allocation failures (host or device): MemoryError, so callers can free and retry;
+        // mxq.torch re-raises it as torch.OutOfMemoryError inside the torch ops.
+        case StatusCode::kResourceExhausted: PyErr_SetString(PyExc_MemoryError, msg.c_str()); break;
         default: PyErr_SetString(PyExc_RuntimeError, msg.c_str()); break;
       }
     }

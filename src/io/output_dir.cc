@@ -1,12 +1,40 @@
 #include "output_dir.h"
 
+#include <signal.h>
 #include <unistd.h>
+
+#include <cerrno>
 
 #include <fstream>
 
 namespace mxq::io {
 
 namespace fs = std::filesystem;
+
+namespace {
+
+// "<target>.tmp-<pid>" / "<target>.old-<pid>" left by a process that was killed mid-write (its
+// pid no longer runs): removed by the next write of the same target. A live pid's are kept.
+void remove_stale_siblings(const fs::path& t) {
+  std::error_code ec;
+  const std::string base = t.filename().string();
+  for (const char* tag : {".tmp-", ".old-"}) {
+    const std::string prefix = base + tag;
+    for (fs::directory_iterator it(t.parent_path(), ec), end; !ec && it != end; it.increment(ec)) {
+      const std::string name = it->path().filename().string();
+      if (name.size() <= prefix.size() || name.compare(0, prefix.size(), prefix) != 0) continue;
+      const std::string digits = name.substr(prefix.size());
+      if (digits.find_first_not_of("0123456789") != std::string::npos || digits.size() > 9)
+        continue;
+      const pid_t pid = pid_t(std::stol(digits));
+      if (pid == ::getpid() || (::kill(pid, 0) == 0 || errno == EPERM)) continue;  // alive
+      std::error_code rm;
+      fs::remove_all(it->path(), rm);
+    }
+  }
+}
+
+}  // namespace
 
 StatusOr<StagedDir> StagedDir::create(const std::string& target, bool overwrite) {
   std::error_code ec;
@@ -29,6 +57,7 @@ StatusOr<StagedDir> StagedDir::create(const std::string& target, bool overwrite)
                               t.parent_path().string() + "'" +
                               (ec ? ": " + ec.message() : std::string()));
   }
+  remove_stale_siblings(t);
   StagedDir d;
   d.target_ = t;
   d.overwrite_ = overwrite;

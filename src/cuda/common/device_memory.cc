@@ -1,14 +1,45 @@
 #include "cuda/common/device_memory.h"
 
 #include <algorithm>
+#include <atomic>
+#include <string>
 
 #include "cuda/common/cuda_check.h"
 
 namespace mxq::cuda {
 
-Status DeviceBuffer::allocate(size_t bytes) {
+namespace {
+std::atomic<int> g_fail_nth{0};
+}  // namespace
+
+void fail_nth_device_allocation_for_testing(int n) { g_fail_nth.store(n); }
+
+Status DeviceBuffer::allocate(size_t bytes, const char* what) {
   reset();
-  MXQ_CUDA_TRY(cudaMalloc(&p_, std::max<size_t>(bytes, 1)));
+  cudaError_t e = cudaSuccess;
+  if (g_fail_nth.load(std::memory_order_relaxed) > 0 && g_fail_nth.fetch_sub(1) == 1) {
+    e = cudaErrorMemoryAllocation;  // injected (tests): nothing allocated, nothing to clear
+  } else {
+    e = cudaMalloc(&p_, std::max<size_t>(bytes, 1));
+  }
+  if (e != cudaSuccess) {
+    p_ = nullptr;
+    // cudaMalloc's failure is also recorded as the thread's last error: clear it here, or the
+    // next launch check (cudaGetLastError after a kernel) reports this allocation's failure.
+    (void)cudaGetLastError();
+    if (e == cudaErrorMemoryAllocation) {
+      size_t free_b = 0, total_b = 0;
+      std::string detail = "cudaMalloc: cudaErrorMemoryAllocation";
+      if (cudaMemGetInfo(&free_b, &total_b) == cudaSuccess) {
+        detail += " (" + std::to_string(free_b) + " of " + std::to_string(total_b) +
+                  " bytes free)";
+      } else {
+        (void)cudaGetLastError();
+      }
+      return resource_exhausted("device", what, bytes, detail);
+    }
+    return cuda_status(e, "cudaMalloc");
+  }
   bytes_ = bytes;
   return Status::Ok();
 }
@@ -33,7 +64,7 @@ Status to_device(const void* p, size_t bytes, DeviceBuffer& tmp, const void** ou
     *out = p;
     return Status::Ok();
   }
-  MXQ_RETURN_IF_ERROR(tmp.allocate(bytes));
+  MXQ_RETURN_IF_ERROR(tmp.allocate(bytes, "a device copy of a host argument"));
   MXQ_CUDA_TRY(cudaMemcpy(tmp.get(), p, bytes, cudaMemcpyHostToDevice));
   *out = tmp.get();
   return Status::Ok();

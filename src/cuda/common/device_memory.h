@@ -23,7 +23,10 @@ class DeviceBuffer {
     o.bytes_ = 0;
   }
   ~DeviceBuffer() { reset(); }
-  Status allocate(size_t bytes);  // frees what it held first
+  // Frees what it held first. A failed cudaMalloc is a resource-exhausted Status naming `what`
+  // and the bytes; its error is cleared at once so no later cudaGetLastError() (a launch check
+  // of another layer) picks it up.
+  Status allocate(size_t bytes, const char* what = "a device buffer");
   void reset();
   template <typename T = uint8_t>
   T* get() const {
@@ -42,5 +45,9 @@ bool is_device_pointer(const void* p);
 // `bytes` at `p` (host or device) as a device pointer: `p` itself, or a synchronous copy in
 // `tmp`.
 Status to_device(const void* p, size_t bytes, DeviceBuffer& tmp, const void** out);
+
+// Test-only fault injection: the n-th DeviceBuffer::allocate from now (1 = the next) fails as
+// cudaMalloc's out-of-memory would (0 disarms). Process-wide; for single-threaded tests.
+void fail_nth_device_allocation_for_testing(int n);
 
 }  // namespace mxq::cuda
