@@ -10,5 +10,8 @@
 namespace mxq {
 
 std::vector<std::unique_ptr<Backend>> make_cuda_backends();
+std::unique_ptr<Backend> make_cuda_mma_backend();
+// sm_90a builds only (MXQ_WITH_HOPPER): hopper/hopper_backend.cc.
+std::unique_ptr<Backend> make_cuda_hopper_backend();
 
 }  // namespace mxq

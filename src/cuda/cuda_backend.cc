@@ -213,9 +213,14 @@ class CudaMmaBackend final : public Backend {
 }  // namespace
 }  // namespace cuda
 
+std::unique_ptr<Backend> make_cuda_mma_backend() { return std::make_unique<cuda::CudaMmaBackend>(); }
+
 std::vector<std::unique_ptr<Backend>> make_cuda_backends() {
   std::vector<std::unique_ptr<Backend>> v;
-  v.push_back(std::make_unique<cuda::CudaMmaBackend>());
+  v.push_back(make_cuda_mma_backend());
+#if defined(MXQ_WITH_HOPPER)
+  v.push_back(make_cuda_hopper_backend());
+#endif
   return v;
 }
 

@@ -11,6 +11,8 @@
 #include <vector>
 
 #include "cuda/gemm/frag_layout.h"
+#include "cuda/hopper/layout.h"
+#include "cuda/hopper/layout_word.h"
 #include "mxq/numerics.h"
 #include "test_weights.h"
 
@@ -208,6 +210,85 @@ TEST(FragLayout, GateUpOrdersRejectBadShapes) {
   const Status s = check_frag_layout(FragSource{g.view, RowOrder::kSeparate, u.view});
   ASSERT_FALSE(s.ok());
   EXPECT_NE(s.to_string().find("must match"), std::string::npos) << s.to_string();
+}
+
+
+// The cuda-hopper layout (hopper/layout.h): chunk (b, nb, kt) holds 4 stripes of lanes in the
+// decode's bit positions with the MMA's own K order (lane t: k = 2t, 2t+1, 2t+8, 2t+9 of each
+// k16 step), then the stripes' scale words; rows padded to 128 (zeros, scale 127).
+void check_hopper_layout(ElemType e, int64_t batch, int64_t n, int64_t k) {
+  const Weights w = random_weights(e, batch, n, k, uint32_t(n * 17 + k));
+  const hopper::HopperLayout l = hopper::hopper_layout(FragSource::plain(w.view));
+  std::vector<uint8_t> out(l.bytes());
+  hopper::repack_hopper_cpu(FragSource::plain(w.view), out.data());
+  const int lb = hopper::HopperLayout::lane_bytes(e);
+  int64_t checked = 0;
+  for (int64_t b = 0; b < batch; ++b)
+    for (int64_t nb = 0; nb < l.n64(); ++nb)
+      for (int64_t kt = 0; kt < l.k64(); ++kt) {
+        const uint8_t* chunk = out.data() + ((b * l.n64() + nb) * l.k64() + kt) * l.chunk_bytes();
+        for (int j = 0; j < 4; ++j)
+          for (int lane = 0; lane < 32; ++lane) {
+            const int g = lane / 4, t = lane % 4;
+            const int64_t row0 = 64 * nb + 16 * j + g;  // row inside batch entry b
+            const bool pad = row0 >= n;
+            uint32_t words[8];
+            std::memcpy(words, chunk + hopper::chunk_lane_offset(lb, j, lane), size_t(lb));
+            for (bool bf16 : {true, false})
+              for (int s = 0; s < 4; ++s) {
+                float a[4][2];
+                if (e == ElemType::kE2M1)
+                  decode_e2m1(words[s], bf16, a);
+                else
+                  decode_e4m3(words[2 * s], words[2 * s + 1], bf16, a);
+                const int64_t k0 = 64 * kt + 16 * s + 2 * t;
+                const int64_t rows[4] = {row0, row0 + 8, row0, row0 + 8};
+                const int64_t ks[4] = {k0, k0, k0 + 8, k0 + 8};
+                for (int i = 0; i < 4; ++i)
+                  for (int h = 0; h < 2; ++h) {
+                    const float want = pad ? 0.0f : element(w, b * n + rows[i], ks[i] + h);
+                    ASSERT_EQ(num::f32_bits(a[i][h]), num::f32_bits(want))
+                        << "chunk " << nb << "," << kt << " stripe " << j << " lane " << lane
+                        << " sub " << s << " reg " << i << " half " << h;
+                    ++checked;
+                  }
+              }
+            uint32_t sw;
+            std::memcpy(&sw, chunk + hopper::chunk_scale_offset(lb, j, g), 4);
+            for (int half = 0; half < 2; ++half)
+              for (int jj = 0; jj < 2; ++jj) {
+                const int64_t blk = 2 * kt + jj, row = row0 + 8 * half;
+                const uint32_t want = pad || blk >= k / 32
+                                          ? 127u
+                                          : w.scales[size_t((b * n + row) * (k / 32) + blk)];
+                ASSERT_EQ((sw >> (8 * (2 * half + jj))) & 0xFF, want)
+                    << "scale chunk " << nb << "," << kt << " stripe " << j;
+              }
+          }
+      }
+  EXPECT_EQ(checked, l.chunks() * 4 * 32 * 2 * 4 * 8);
+}
+
+TEST(HopperLayout, E2M1DecodesEveryElementIntoItsWgmmaSlot) {
+  check_hopper_layout(ElemType::kE2M1, 1, 128, 64);
+  check_hopper_layout(ElemType::kE2M1, 2, 80, 96);   // rows padded to 128, half k64 step
+  check_hopper_layout(ElemType::kE2M1, 1, 16, 2880);
+}
+
+TEST(HopperLayout, E4M3DecodesEveryElementIntoItsWgmmaSlot) {
+  check_hopper_layout(ElemType::kE4M3, 1, 144, 64);
+  check_hopper_layout(ElemType::kE4M3, 2, 48, 160);
+}
+
+TEST(HopperLayout, SizesFollowThePaddedShape) {
+  const hopper::HopperLayout l{ElemType::kE2M1, 2, 5760, 2880};
+  EXPECT_EQ(l.n_pad(), 5760);
+  EXPECT_EQ(l.k64(), 45);
+  EXPECT_EQ(l.chunk_bytes(), 2048 + 128);
+  EXPECT_EQ(l.bytes(), size_t(2) * 90 * 45 * 2176);
+  const hopper::HopperLayout f{ElemType::kE4M3, 1, 2064, 32};
+  EXPECT_EQ(f.n_pad(), 2176);
+  EXPECT_EQ(f.chunk_bytes(), 4096 + 128);
 }
 
 }  // namespace

@@ -26,6 +26,11 @@ struct Source {
   RowOrder order = RowOrder::kPlain;
   const uint8_t* up_packed = nullptr;  // kSeparate: the up tensor (w3)
   const uint8_t* up_scales = nullptr;
+  // K order inside a k16 step. false (cuda-mma): lane t's elements e0..e3 are k = 4t..4t+3,
+  // used as the MMA's k = {2t, 2t+1, 2t+8, 2t+9} (the activations are permuted to match).
+  // true (cuda-hopper, whose activations arrive by TMA in memory order): e0..e3 are exactly
+  // the MMA's k = {2t, 2t+1, 2t+8, 2t+9}.
+  bool natural_k = false;
 };
 
 // One canonical row: its codes and its scales.
@@ -73,17 +78,22 @@ MXQ_FRAG_FN RowRef lane_row(const Source& s, int64_t b, int64_t tn, int lane, in
   return source_row(s, b, 16 * tn + (lane >> 2) + 8 * half);
 }
 MXQ_FRAG_FN int64_t lane_k(int64_t tk, int lane, int sub) { return 64 * tk + 16 * sub + 4 * (lane & 3); }
+// K of element j (0..3) of a lane's sub-step (Source::natural_k).
+MXQ_FRAG_FN int64_t elem_k(const Source& s, int64_t tk, int lane, int sub, int j) {
+  if (!s.natural_k) return lane_k(tk, lane, sub) + j;
+  return 64 * tk + 16 * sub + 2 * (lane & 3) + (j < 2 ? j : j + 6);
+}
 
 // E2M1: the 32-bit word of sub-step `sub` (nibble order in frag_layout.h).
 MXQ_FRAG_FN uint32_t fp4_word(const Source& s, int64_t b, int64_t tn, int64_t tk, int lane, int sub) {
   const RowRef r0 = lane_row(s, b, tn, lane, 0), r1 = lane_row(s, b, tn, lane, 1);
-  const int64_t k = lane_k(tk, lane, sub);
   // nibble position of (row half, element j)
   constexpr int kPos[2][4] = {{3, 7, 1, 5}, {2, 6, 0, 4}};
   uint32_t w = 0;
   for (int j = 0; j < 4; ++j) {
-    w |= fp4_code(s, r0, k + j) << (4 * kPos[0][j]);
-    w |= fp4_code(s, r1, k + j) << (4 * kPos[1][j]);
+    const int64_t k = elem_k(s, tk, lane, sub, j);
+    w |= fp4_code(s, r0, k) << (4 * kPos[0][j]);
+    w |= fp4_code(s, r1, k) << (4 * kPos[1][j]);
   }
   return w;
 }
@@ -92,9 +102,8 @@ MXQ_FRAG_FN uint32_t fp4_word(const Source& s, int64_t b, int64_t tn, int64_t tk
 MXQ_FRAG_FN uint32_t fp8_word(const Source& s, int64_t b, int64_t tn, int64_t tk, int lane, int sub,
                          int half) {
   const RowRef r = lane_row(s, b, tn, lane, half);
-  const int64_t k = lane_k(tk, lane, sub);
   uint32_t w = 0;
-  for (int j = 0; j < 4; ++j) w |= fp8_code(s, r, k + j) << (8 * j);
+  for (int j = 0; j < 4; ++j) w |= fp8_code(s, r, elem_k(s, tk, lane, sub, j)) << (8 * j);
   return w;
 }
 

@@ -1,6 +1,7 @@
 #include "cuda/common/cuda_check.h"
 #include "cuda/gemm/frag_word.h"
 #include "cuda/gemm/repack.h"
+#include "cuda/gemm/repack_stats.cuh"
 
 namespace mxq::cuda {
 namespace {
@@ -15,6 +16,7 @@ __global__ void repack_kernel(frag::Source src, int64_t n16, int64_t k64, int64_
   const int lane = int(i % 32);
   const int64_t tile = i / 32;
   const int64_t tk = tile % k64, tn = (tile / k64) % n16, b = tile / (k64 * n16);
+  bool stats_nan = false;
   if constexpr (kFp4) {
     uint4 v;
     v.x = frag::fp4_word(src, b, tn, tk, lane, 0);
@@ -28,31 +30,15 @@ __global__ void repack_kernel(frag::Source src, int64_t n16, int64_t k64, int64_
     for (int s = 0; s < 4; ++s)
       for (int h = 0; h < 2; ++h) {
         w[2 * s + h] = frag::fp8_word(src, b, tn, tk, lane, s, h);
-        for (int j = 0; j < 4; ++j) nan |= ((w[2 * s + h] >> (8 * j)) & 0x7F) == 0x7F;
+        nan |= e4m3_word_has_nan(w[2 * s + h]);
       }
-    if (nan && stats != nullptr) atomicOr(&stats->nan, 1);
+    stats_nan = nan;
     reinterpret_cast<uint4*>(packed)[2 * i] = make_uint4(w[0], w[1], w[2], w[3]);
     reinterpret_cast<uint4*>(packed)[2 * i + 1] = make_uint4(w[4], w[5], w[6], w[7]);
   }
   const uint32_t sw = frag::scale_word(src, b, tn, tk, lane);
   if (lane % 4 == 0) reinterpret_cast<uint32_t*>(scales)[frag::scale_word_index(tile, lane)] = sw;
-  if (stats != nullptr) {
-    int lo = 255, hi = 0;
-    for (int j = 0; j < 4; ++j) {
-      const int c = int((sw >> (8 * j)) & 0xFF);
-      lo = min(lo, c);
-      hi = max(hi, c);
-    }
-    // One atomic per warp and bound: the warp's extremes first.
-    for (int off = 16; off > 0; off >>= 1) {
-      lo = min(lo, __shfl_xor_sync(__activemask(), lo, off));
-      hi = max(hi, __shfl_xor_sync(__activemask(), hi, off));
-    }
-    if (lane == 0) {
-      atomicMin(&stats->scale_min, lo);
-      atomicMax(&stats->scale_max, hi);
-    }
-  }
+  record_repack_stats(stats, sw, stats_nan);
 }
 
 }  // namespace

@@ -1,0 +1,264 @@
+// The cuda-hopper GEMM's host side: the weight repack kernel, the launch decision and the
+// checked entry point (gemm.h).
+#include <cuda.h>
+#include <cudaTypedefs.h>  // PFN_cuTensorMapEncodeTiled
+
+#include <algorithm>
+#include <mutex>
+#include <string>
+
+#include "cuda/common/cuda_check.h"
+#include "cuda/gemm/repack_stats.cuh"
+#include "cuda/hopper/gemm.h"
+#include "cuda/hopper/gemm_kernel.cuh"
+#include "cuda/hopper/layout_word.h"
+
+namespace mxq::cuda::hopper {
+
+// Instances (instances/*.cu).
+template <typename T, bool kFp4, int NT>
+Status launch(const CUtensorMap&, const KernelParams&, const HopperGemmConfig&, cudaStream_t);
+template <typename T, bool kFp4, int NT>
+StatusOr<int> max_active_clusters(int splits);
+
+namespace {
+
+// ---- repack ------------------------------------------------------------------------------
+// One thread per (chunk, stripe, lane): the lane's words from the same functions as the CPU
+// definition (layout_word.h), written with 16-byte stores.
+__global__ void repack_hopper_kernel(frag::Source src, int64_t n64, int64_t k64, int64_t threads,
+                                     int lane_bytes, int chunk, uint8_t* out, RepackStats* stats) {
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= threads) return;
+  const int lane = int(i % 32), stripe = int((i / 32) % 4);
+  const int64_t c = i / 128;  // chunk index ((b * n64 + nb) * k64 + kt)
+  const int64_t kt = c % k64, nb = (c / k64) % n64, b = c / (k64 * n64);
+  uint32_t w[8], sw = 0;
+  lane_words(src, b, 4 * nb + stripe, kt, lane, w, sw);
+  uint8_t* base = out + c * chunk;
+  auto* dst = reinterpret_cast<uint4*>(base + chunk_lane_offset(lane_bytes, stripe, lane));
+  dst[0] = make_uint4(w[0], w[1], w[2], w[3]);
+  bool nan = false;
+  if (!src.fp4) {
+    dst[1] = make_uint4(w[4], w[5], w[6], w[7]);
+    for (int j = 0; j < 8; ++j) nan |= e4m3_word_has_nan(w[j]);
+  }
+  if (lane % 4 == 0)
+    *reinterpret_cast<uint32_t*>(base + chunk_scale_offset(lane_bytes, stripe, lane / 4)) = sw;
+  record_repack_stats(stats, sw, nan);
+}
+
+// ---- the schedule ------------------------------------------------------------------------
+template <typename T, bool kFp4>
+StatusOr<int> active_clusters(int nt, int splits) {
+  switch (nt) {
+    case 16: return max_active_clusters<T, kFp4, 16>(splits);
+    case 32: return max_active_clusters<T, kFp4, 32>(splits);
+    case 64: return max_active_clusters<T, kFp4, 64>(splits);
+    case 128: return max_active_clusters<T, kFp4, 128>(splits);
+    default: return max_active_clusters<T, kFp4, 256>(splits);
+  }
+}
+
+// Resident clusters per (device, instance, split): asked once of the runtime, then cached
+// (graph capture and the launch path stay free of occupancy queries).
+StatusOr<int> resident_clusters(const HopperGemmArgs& a, int nt, int splits) {
+  static std::mutex mu;
+  static int cache[16][2][2][5][4] = {};
+  int dev = 0;
+  MXQ_CUDA_TRY(cudaGetDevice(&dev));
+  const int ti = a.act == DType::kBF16 ? 0 : 1, fi = a.elem == ElemType::kE2M1 ? 0 : 1;
+  const int ni = nt == 16 ? 0 : nt == 32 ? 1 : nt == 64 ? 2 : nt == 128 ? 3 : 4;
+  const int si = splits == 1 ? 0 : splits == 2 ? 1 : splits == 4 ? 2 : 3;
+  std::lock_guard<std::mutex> lock(mu);
+  int& slot = cache[dev % 16][ti][fi][ni][si];
+  if (slot == 0) {
+    StatusOr<int> n = ti == 0 ? (fi == 0 ? active_clusters<__nv_bfloat16, true>(nt, splits)
+                                         : active_clusters<__nv_bfloat16, false>(nt, splits))
+                              : (fi == 0 ? active_clusters<__half, true>(nt, splits)
+                                         : active_clusters<__half, false>(nt, splits));
+    if (!n.ok()) return n.status();
+    if (n.value() < 1)
+      return Status(StatusCode::kInternal, "cuda-hopper: no cluster of " + std::to_string(splits) +
+                      " CTAs fits this device");
+    slot = n.value();
+  }
+  return slot;
+}
+
+// Fraction of the resident clusters that do useful work, averaged over the waves.
+double wave_efficiency(int items, int resident) {
+  const int waves = (items + resident - 1) / resident;
+  return double(items) / double(waves * resident);
+}
+
+// ---- the activation tensor map -------------------------------------------------------------
+StatusOr<PFN_cuTensorMapEncodeTiled_v12000> encode_fn() {
+  static PFN_cuTensorMapEncodeTiled_v12000 fn = nullptr;
+  static std::once_flag once;
+  static cudaError_t err = cudaSuccess;
+  std::call_once(once, [] {
+    cudaDriverEntryPointQueryResult q = cudaDriverEntryPointSymbolNotFound;
+    void* p = nullptr;
+    err = cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &p, 12000, cudaEnableDefault, &q);
+    if (err == cudaSuccess && q == cudaDriverEntryPointSuccess)
+      fn = reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(p);
+  });
+  if (fn == nullptr)
+    return Status(StatusCode::kInternal, std::string("cuda-hopper: the driver has no cuTensorMapEncodeTiled (") +
+                    cudaGetErrorString(err) + ")");
+  return fn;
+}
+
+StatusOr<CUtensorMap> activation_map(const HopperGemmArgs& a, int nt) {
+  auto fn = encode_fn();
+  if (!fn.ok()) return fn.status();
+  CUtensorMap map;
+  const cuuint64_t dims[2] = {cuuint64_t(a.k), cuuint64_t(a.m)};
+  const cuuint64_t strides[1] = {cuuint64_t(a.ldx) * 2};
+  const cuuint32_t box[2] = {64, cuuint32_t(nt)};
+  const cuuint32_t elem_strides[2] = {1, 1};
+  const CUresult r = fn.value()(
+      &map, a.act == DType::kBF16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16,
+      2, const_cast<void*>(a.x), dims, strides, box, elem_strides, CU_TENSOR_MAP_INTERLEAVE_NONE,
+      CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+      CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  if (r != CUDA_SUCCESS)
+    return Status(StatusCode::kInternal, "cuda-hopper: cuTensorMapEncodeTiled failed (CUresult " + std::to_string(int(r)) +
+                    ") for x [" + std::to_string(a.m) + ", " + std::to_string(a.k) + "], ldx " +
+                    std::to_string(a.ldx));
+  return map;
+}
+
+template <typename T, bool kFp4>
+Status launch_tokens(const CUtensorMap& map, const KernelParams& p, const HopperGemmConfig& c,
+                     cudaStream_t s) {
+  switch (c.tokens) {
+    case 16: return launch<T, kFp4, 16>(map, p, c, s);
+    case 32: return launch<T, kFp4, 32>(map, p, c, s);
+    case 64: return launch<T, kFp4, 64>(map, p, c, s);
+    case 128: return launch<T, kFp4, 128>(map, p, c, s);
+    default: return launch<T, kFp4, 256>(map, p, c, s);
+  }
+}
+
+}  // namespace
+
+std::string HopperGemmConfig::to_string() const {
+  return "wgmma m64n" + std::to_string(tokens) + " (weights as A, " + std::to_string(tokens) +
+         " tokens per item), " + std::to_string(stages) + "-stage TMA ring, " +
+         std::to_string(m_tiles) + " x " + std::to_string(n_blocks) + " items of " +
+         std::to_string(kItemRows) + " rows, split K " + std::to_string(splits) + ", " +
+         std::to_string(clusters) + " persistent clusters (" + std::to_string(ctas()) + " CTAs)";
+}
+
+Status repack_hopper(const FragSource& fs, uint8_t* out, RepackStats* stats, cudaStream_t stream) {
+  MXQ_RETURN_IF_ERROR(check_frag_layout(fs));
+  const HopperLayout l = hopper_layout(fs);
+  frag::Source src = fs.source();
+  src.natural_k = true;
+  const int64_t threads = l.chunks() * 128;
+  const int block = 256;
+  repack_hopper_kernel<<<unsigned((threads + block - 1) / block), block, 0, stream>>>(
+      src, l.n64(), l.k64(), threads, HopperLayout::lane_bytes(l.elem), l.chunk_bytes(), out, stats);
+  MXQ_CUDA_TRY(cudaGetLastError());
+  return Status::Ok();
+}
+
+// The schedule. Decode (M <= 64): the smallest token tile that holds M, and the split of K
+// across a cluster that best fills the resident clusters (N = 8192: 64 items of 128 rows on
+// 132 SMs run as 64 clusters of 2). Larger M: 128 or 256 tokens per item, whichever fills the
+// waves better (256 preferred: twice the reuse of each decoded weight fragment).
+StatusOr<HopperGemmConfig> choose_hopper_config(const HopperGemmArgs& a) {
+  HopperGemmConfig c;
+  const int64_t k64 = (a.k + 63) / 64;
+  c.n_blocks = int((a.n + kItemRows - 1) / kItemRows);
+  const bool fp4 = a.elem == ElemType::kE2M1;
+  auto fill = [&](int nt, int splits) -> StatusOr<double> {
+    auto r = resident_clusters(a, nt, splits);
+    if (!r.ok()) return r.status();
+    const int items = int((a.m + nt - 1) / nt) * c.n_blocks;
+    return wave_efficiency(items, r.value());
+  };
+  if (a.m <= 64) {
+    c.tokens = a.m <= 16 ? 16 : a.m <= 32 ? 32 : 64;
+    double best = -1.0;
+    for (int s = 1; s <= max_splits(c.tokens); s *= 2) {
+      if (s > k64) break;
+      auto e = fill(c.tokens, s);
+      if (!e.ok()) return e.status();
+      if (e.value() > best + 0.02) {  // a larger split must gain more than 2% of the waves
+        best = e.value();
+        c.splits = s;
+      }
+    }
+  } else if (a.m <= 128) {
+    c.tokens = 128;
+  } else {
+    auto e128 = fill(128, 1), e256 = fill(256, 1);
+    if (!e128.ok()) return e128.status();
+    if (!e256.ok()) return e256.status();
+    c.tokens = e256.value() >= e128.value() - 0.05 ? 256 : 128;
+  }
+  c.stages = stages(c.tokens, fp4);
+  c.m_tiles = int((a.m + c.tokens - 1) / c.tokens);
+  c.items = c.m_tiles * c.n_blocks;
+  auto r = resident_clusters(a, c.tokens, c.splits);
+  if (!r.ok()) return r.status();
+  c.clusters = std::min(c.items, r.value());
+  return c;
+}
+
+Status hopper_gemm(const HopperGemmArgs& a, cudaStream_t stream, HopperGemmConfig* ran) {
+  if (a.elem != ElemType::kE2M1 && a.elem != ElemType::kE4M3)
+    return unimplemented(std::string("cuda-hopper GEMM: weights must be E2M1 or E4M3, got ") +
+                         elem_type_name(a.elem));
+  if (a.act != DType::kBF16 && a.act != DType::kF16)
+    return unimplemented(std::string("cuda-hopper GEMM: activations must be BF16 or F16, got ") +
+                         dtype_name(a.act));
+  if (a.out != a.act && a.out != DType::kF32)
+    return unimplemented(std::string("cuda-hopper GEMM: output must be ") + dtype_name(a.act) +
+                         " (the activation dtype) or F32, got " + dtype_name(a.out));
+  if (a.m < 1 || a.n < 16 || a.k < 32 || a.n % 16 != 0 || a.k % 32 != 0)
+    return invalid_argument("cuda-hopper GEMM: need M >= 1, N a multiple of 16, K a multiple of "
+                            "32; got M=" + std::to_string(a.m) + " N=" + std::to_string(a.n) +
+                            " K=" + std::to_string(a.k));
+  if (a.m > 0x7FFFFFFF || a.n > 0x7FFFFFFF || a.k > 0x7FFFFFFF)
+    return invalid_argument("cuda-hopper GEMM: M, N or K too large for one launch");
+  if (a.ldx < a.k || a.ldy < a.n)
+    return invalid_argument("cuda-hopper GEMM: row strides ldx=" + std::to_string(a.ldx) +
+                            " / ldy=" + std::to_string(a.ldy) + " smaller than K / N");
+  if (reinterpret_cast<uintptr_t>(a.x) % 16 != 0 || a.ldx % 8 != 0)
+    return invalid_argument("cuda-hopper GEMM: activation rows must be 16-byte aligned for TMA (x "
+                            "pointer and row stride a multiple of 8 elements)");
+  if (a.w == nullptr || a.x == nullptr || a.y == nullptr)
+    return invalid_argument("cuda-hopper GEMM: null weight, activation or output pointer");
+  auto cfg = choose_hopper_config(a);
+  if (!cfg.ok()) return cfg.status();
+  const HopperGemmConfig& c = cfg.value();
+  auto map = activation_map(a, c.tokens);
+  if (!map.ok()) return map.status();
+  KernelParams p;
+  p.w = a.w;
+  p.bias = a.bias;
+  p.y = a.y;
+  p.m = int(a.m);
+  p.n = int(a.n);
+  p.k64 = int((a.k + 63) / 64);
+  p.ldy = a.ldy;
+  p.n_blocks = c.n_blocks;
+  p.items = c.items;
+  p.splits = c.splits;
+  p.out_f32 = a.out == DType::kF32;
+  const bool fp4 = a.elem == ElemType::kE2M1;
+  Status s = a.act == DType::kBF16
+                 ? (fp4 ? launch_tokens<__nv_bfloat16, true>(map.value(), p, c, stream)
+                        : launch_tokens<__nv_bfloat16, false>(map.value(), p, c, stream))
+                 : (fp4 ? launch_tokens<__half, true>(map.value(), p, c, stream)
+                        : launch_tokens<__half, false>(map.value(), p, c, stream));
+  if (!s.ok()) return s;
+  if (ran != nullptr) *ran = c;
+  return Status::Ok();
+}
+
+}  // namespace mxq::cuda::hopper

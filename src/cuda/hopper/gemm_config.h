@@ -1,0 +1,49 @@
+// The cuda-hopper GEMM's launch decision (host code): one printable config, chosen once per
+// call by choose_hopper_config (gemm.cu) and consumed by the launcher; the compile-time shape
+// constants below are shared with the kernel (gemm_kernel.cuh) so the two cannot disagree.
+#pragma once
+
+#include <string>
+
+namespace mxq::cuda::hopper {
+
+// CTA: one producer warpgroup (one thread issues the bulk copies) + 2 consumer warpgroups,
+// each owning 64 weight rows (wgmma M = 64, the weights as register A: "swap AB") of a
+// 128-row item, and the item's `tokens` activation rows as wgmma N.
+constexpr int kConsumers = 2;
+constexpr int kThreads = 128 * (1 + kConsumers);
+constexpr int kItemRows = 64 * kConsumers;
+// Dynamic shared memory per CTA (227 KB on sm_90).
+constexpr int kSmemLimit = 232448;
+constexpr int kMaxStages = 24;
+
+constexpr int chunk_bytes(bool fp4) { return (fp4 ? 2048 : 4096) + 128; }  // hopper/layout.h
+constexpr int act_stage_bytes(int tokens) { return tokens * 128; }  // tokens x 64 K x 16 bit
+constexpr int stage_bytes(int tokens, bool fp4) {
+  return act_stage_bytes(tokens) + kConsumers * chunk_bytes(fp4);
+}
+// Split K across the CTAs of a cluster (reduced through distributed shared memory) only for
+// small token tiles: the reduction buffer holds (splits - 1) x 256 threads x tokens/2 floats.
+constexpr int max_splits(int tokens) { return tokens <= 16 ? 8 : tokens <= 32 ? 4 : tokens <= 64 ? 2 : 1; }
+constexpr int reduce_bytes(int tokens) { return (max_splits(tokens) - 1) * 128 * kConsumers * tokens / 2 * 4; }
+constexpr int kBarrierBytes = 512;  // 2 x kMaxStages + 2 mbarriers, rounded up
+constexpr int stages(int tokens, bool fp4) {
+  const int s = (kSmemLimit - 1024 - kBarrierBytes - reduce_bytes(tokens)) / stage_bytes(tokens, fp4);
+  return s < kMaxStages ? s : kMaxStages;
+}
+constexpr int smem_bytes(int tokens, bool fp4) {
+  return 1024 + stages(tokens, fp4) * stage_bytes(tokens, fp4) + kBarrierBytes + reduce_bytes(tokens);
+}
+
+struct HopperGemmConfig {
+  int tokens = 16;     // wgmma N: token rows per item (16, 32, 64, 128, 256)
+  int stages = 0;      // shared-memory ring depth (k64 steps)
+  int splits = 1;      // CTAs per cluster, each a K range of the same item
+  int m_tiles = 0, n_blocks = 0;
+  int items = 0;       // m_tiles x n_blocks
+  int clusters = 0;    // persistent clusters launched (<= items)
+  int ctas() const { return clusters * splits; }
+  std::string to_string() const;
+};
+
+}  // namespace mxq::cuda::hopper

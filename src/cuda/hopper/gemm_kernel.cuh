@@ -1,0 +1,253 @@
+// The cuda-hopper GEMM kernel (sm_90a): y[M, N] = x[M, K] . dequant(W[N, K])^T (+ bias), MX
+// weights in the hopper layout (layout.h), BF16 / FP16 activations, FP32 accumulation.
+//
+// Warp specialised, persistent, TMA-fed, swap-AB:
+// - The grid is a set of persistent clusters of `splits` CTAs; cluster c takes items c,
+//   c + clusters, ... of the schedule (item = (token tile, 128-row block), token tiles outer so
+//   that concurrently running CTAs share the activation tile in L2). CTA rank r of a cluster
+//   takes the r-th of `splits` equal K ranges of every item (split K for grids smaller than a
+//   wave: decode).
+// - Warpgroup 0 is the producer: after giving up registers (setmaxnreg) one thread walks the
+//   items' k64 steps and, per step, waits for a free ring slot (its `empty` mbarrier), announces
+//   the slot's bytes on its `full` mbarrier and issues one TMA tile load of the activations
+//   (tokens x 64 K, 128-byte swizzle, rows past M and K past the end zero-filled by the copy
+//   engine) and one bulk copy per consumer of its weight chunk (elements + scales, one
+//   contiguous run), the weights with an evict-first L2 policy.
+// - Warpgroups 1 and 2 are consumers, 64 weight rows each: per k64 step they wait on `full`,
+//   read their chunk from shared memory (one 16-byte LDS per lane, + 16 for E4M3, one 4-byte
+//   scale LDS), decode it in registers into the wgmma A fragments with the E8M0 scale folded
+//   into the 16-bit weights (exact: the backend runs this kernel only for scale codes inside
+//   scale_in_weights_range), and issue 4 wgmma.m64nNk16 (N = tokens) with the activations as
+//   the shared-memory B operand. Each step's group retires before the next decode (ptxas
+//   serialises all wgmma when A registers are written while a group is in flight: C7513, seen
+//   with double-buffered A and wait_group 1), so one warpgroup's decode overlaps the other's
+//   MMAs on the same SM sub-partitions; the slot then goes back to the producer.
+// - Epilogue: with one split, bias + conversion + store straight from the accumulators. With
+//   several, ranks 1.. store their FP32 partial sums into rank 0's shared memory (distributed
+//   shared memory) and arrive on its `red_full` barrier; rank 0 adds them in rank order
+//   (deterministic: no atomics in the result path) and releases the buffer through each rank's
+//   `red_empty` barrier before the next item.
+#pragma once
+
+#include <cuda.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <cstdint>
+
+#include "cuda/gemm/mx_gemm.cuh"  // decode_e2m1_scaled, decode_e4m3_scaled, scale_multiplier, store_out
+#include "cuda/hopper/gemm_config.h"
+#include "cuda/hopper/sm90_ptx.cuh"
+#include "cuda/hopper/wgmma_rs.cuh"
+
+namespace mxq::cuda::hopper {
+
+struct KernelParams {
+  const uint8_t* w;     // hopper layout chunks
+  const float* bias;    // [N] or null
+  void* y;              // [M, N], row stride ldy elements
+  int m, n, k64;
+  int64_t ldy;
+  int n_blocks, items, splits;
+  bool out_f32;
+};
+
+template <typename T, bool kFp4, int NT>
+struct KernelShape {
+  static constexpr int kStages = stages(NT, kFp4);
+  static constexpr int kActBytes = act_stage_bytes(NT);
+  static constexpr int kChunk = chunk_bytes(kFp4);
+  static constexpr int kChunkW = kChunk - 128;
+  static constexpr int kLaneBytes = kFp4 ? 16 : 32;
+  static constexpr int kAcc = NT / 2;                 // accumulators per consumer thread
+  static constexpr int kSmem = smem_bytes(NT, kFp4);
+  static_assert(NT == 16 || NT == 32 || NT == 64 || NT == 128 || NT == 256, "wgmma N");
+  static_assert(kStages >= 2, "the ring needs two stages");
+};
+
+template <typename T, bool kFp4, int NT>
+__global__ void __launch_bounds__(kThreads, 1)
+    hopper_gemm_kernel(const __grid_constant__ CUtensorMap x_map, const KernelParams p) {
+#if MXQ_HAS_WGMMA
+  using S = KernelShape<T, kFp4, NT>;
+  extern __shared__ uint8_t smem_raw[];
+  uint8_t* smem = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) &
+                                             ~uintptr_t(1023));
+  uint8_t* act = smem;                                  // kStages x kActBytes (1024-aligned)
+  uint8_t* wts = act + S::kStages * S::kActBytes;       // kStages x kConsumers x kChunk
+  uint64_t* full = reinterpret_cast<uint64_t*>(wts + S::kStages * kConsumers * S::kChunk);
+  uint64_t* empty = full + S::kStages;
+  uint64_t* red_full = empty + S::kStages;
+  uint64_t* red_empty = red_full + 1;
+  float* red = reinterpret_cast<float*>(reinterpret_cast<uint8_t*>(full) + kBarrierBytes);
+
+  const int splits = p.splits;
+  const uint32_t rank = splits > 1 ? sm90::cluster_rank() : 0u;
+  if (threadIdx.x == 0) {
+    for (int s = 0; s < S::kStages; ++s) {
+      sm90::mbar_init(&full[s], 1);
+      sm90::mbar_init(&empty[s], kConsumers * 4);  // lane 0 of every consumer warp
+    }
+    sm90::mbar_init(red_full, uint32_t((splits - 1) * 128 * kConsumers));
+    sm90::mbar_init(red_empty, 128 * kConsumers);
+    sm90::fence_mbar_init();
+  }
+  // Every barrier of the cluster is initialised before any copy or remote arrive uses it.
+  if (splits > 1)
+    sm90::cluster_sync();
+  else
+    __syncthreads();
+
+  const int cluster = int(blockIdx.x) / splits, clusters = int(gridDim.x) / splits;
+  const int kt_begin = int(rank) * p.k64 / splits, kt_end = (int(rank) + 1) * p.k64 / splits;
+  const int wg = int(threadIdx.x) / 128;
+
+  if (wg == 0) {
+    // ---- producer ----------------------------------------------------------------------
+    sm90::regs_dealloc<40>();
+    if (threadIdx.x == 0) {
+      sm90::prefetch_tensor_map(&x_map);
+      const uint64_t policy = sm90::l2_evict_first();
+      int slot = 0;
+      uint32_t phase = 0;
+      for (int item = cluster; item < p.items; item += clusters) {
+        const int nb = item % p.n_blocks, mt = item / p.n_blocks;
+        const uint8_t* wblk = p.w + size_t(nb) * kConsumers * size_t(p.k64) * S::kChunk;
+        for (int kt = kt_begin; kt < kt_end; ++kt) {
+          sm90::mbar_wait(&empty[slot], phase ^ 1u);
+          sm90::mbar_arrive_expect_tx(&full[slot], uint32_t(S::kActBytes + kConsumers * S::kChunk));
+          sm90::tma_load_2d(act + slot * S::kActBytes, &x_map, kt * 64, mt * NT, &full[slot]);
+#pragma unroll
+          for (int c = 0; c < kConsumers; ++c)
+            sm90::bulk_load(wts + (slot * kConsumers + c) * S::kChunk,
+                            wblk + (size_t(c) * p.k64 + kt) * S::kChunk, uint32_t(S::kChunk),
+                            &full[slot], policy);
+          if (++slot == S::kStages) {
+            slot = 0;
+            phase ^= 1u;
+          }
+        }
+      }
+    }
+    return;
+  }
+
+  // ---- consumers -------------------------------------------------------------------------
+  sm90::regs_alloc<232>();
+  const int c = wg - 1;                 // consumer index: rows 64c..64c+63 of the item
+  const int ct = int(threadIdx.x) - 128;  // consumer thread 0..255
+  const int warp = (int(threadIdx.x) >> 5) & 3, lane = int(threadIdx.x) & 31;
+  const int g = lane >> 2, t = lane & 3;
+  const int steps = kt_end - kt_begin;
+  int slot = 0;
+  uint32_t phase = 0;
+  uint32_t red_phase = 0;
+  bool red_pending = false;  // ranks >= 1: rank 0 has not yet released the reduction buffer
+
+  for (int item = cluster; item < p.items; item += clusters) {
+    const int nb = item % p.n_blocks, mt = item / p.n_blocks;
+    float acc[S::kAcc];
+#pragma unroll
+    for (int i = 0; i < S::kAcc; ++i) acc[i] = 0.0f;
+    for (int i = 0; i < steps; ++i) {
+      uint32_t a[4][4];  // [k16 step][A register]
+      sm90::mbar_wait(&full[slot], phase);
+      const uint8_t* chunk = wts + (slot * kConsumers + c) * S::kChunk;
+      const uint32_t sw =
+          *reinterpret_cast<const uint32_t*>(chunk + S::kChunkW + warp * 32 + g * 4);
+      const uint8_t* lane_w = chunk + (warp * 32 + lane) * S::kLaneBytes;
+      const uint4 q0 = *reinterpret_cast<const uint4*>(lane_w);
+#pragma unroll
+      for (int blk = 0; blk < 2; ++blk) {
+        const uint32_t m0 = gemm::scale_multiplier<T, kFp4>((sw >> (8 * blk)) & 0xFF);
+        const uint32_t m1 = gemm::scale_multiplier<T, kFp4>((sw >> (16 + 8 * blk)) & 0xFF);
+        if constexpr (kFp4) {
+          gemm::decode_e2m1_scaled<T>(blk == 0 ? q0.x : q0.z, m0, m1, a[2 * blk]);
+          gemm::decode_e2m1_scaled<T>(blk == 0 ? q0.y : q0.w, m0, m1, a[2 * blk + 1]);
+        } else {
+          const uint4 v = blk == 0 ? q0 : *reinterpret_cast<const uint4*>(lane_w + 16);
+          gemm::decode_e4m3_scaled<T>(v.x, v.y, m0, m1, a[2 * blk]);
+          gemm::decode_e4m3_scaled<T>(v.z, v.w, m0, m1, a[2 * blk + 1]);
+        }
+      }
+      const uint8_t* xs = act + slot * S::kActBytes;
+      ptx::wgmma_fence();
+#pragma unroll
+      for (int s = 0; s < 4; ++s)
+        WgmmaRS<T, NT>::mma(acc, a[s], sm90::desc_kmajor_sw128(xs + 32 * s), 1);
+      ptx::wgmma_commit();
+      // Retire the group before the next decode writes A registers (ptxas serialises every
+      // wgmma, C7513, when a decode defines A registers while a group is in flight); the
+      // decode overlaps the other consumer warpgroup's MMAs instead. The slot goes back.
+      ptx::wgmma_wait<0>();
+      if (lane == 0) sm90::mbar_arrive(&empty[slot]);
+      if (++slot == S::kStages) {
+        slot = 0;
+        phase ^= 1u;
+      }
+    }
+
+    if (splits > 1) {
+      float* mine = red + size_t(ct) * S::kAcc;  // this thread's slot in a rank's buffer
+      if (rank != 0) {
+        if (red_pending) sm90::mbar_wait_cluster(red_empty, red_phase ^ 1u);
+        float* dst = mine + size_t(rank - 1) * 128 * kConsumers * S::kAcc;
+#pragma unroll
+        for (int i = 0; i < S::kAcc; i += 4)
+          sm90::st_cluster_v4(dst + i, 0, make_float4(acc[i], acc[i + 1], acc[i + 2], acc[i + 3]));
+        sm90::mbar_arrive_cluster(red_full, 0);
+        red_pending = true;
+        red_phase ^= 1u;
+        continue;
+      }
+      sm90::mbar_wait_cluster(red_full, red_phase);
+      red_phase ^= 1u;
+      for (int r = 1; r < splits; ++r) {
+        const float* src = mine + size_t(r - 1) * 128 * kConsumers * S::kAcc;
+#pragma unroll
+        for (int i = 0; i < S::kAcc; i += 4) {
+          const float4 v = *reinterpret_cast<const float4*>(src + i);
+          acc[i] += v.x;
+          acc[i + 1] += v.y;
+          acc[i + 2] += v.z;
+          acc[i + 3] += v.w;
+        }
+      }
+      for (int r = 1; r < splits; ++r) sm90::mbar_arrive_cluster(red_empty, uint32_t(r));
+    }
+
+    // Epilogue: lane (g, t) of warp `warp` holds rows row0 and row0 + 8, tokens 8i + 2t + h.
+    const int row0 = nb * kItemRows + c * 64 + warp * 16 + g;
+    if (row0 < p.n) {  // N % 16 == 0: row0 + 8 < N too
+      if (p.bias != nullptr) {  // added only when present: -0 sums stay -0 without a bias
+        const float b0 = p.bias[row0], b1 = p.bias[row0 + 8];
+#pragma unroll
+        for (int i = 0; i < S::kAcc; i += 4) {
+          acc[i] += b0;
+          acc[i + 1] += b0;
+          acc[i + 2] += b1;
+          acc[i + 3] += b1;
+        }
+      }
+#pragma unroll
+      for (int i = 0; i < NT / 8; ++i)
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          const int tok = mt * NT + 8 * i + 2 * t + h;
+          if (tok < p.m) {
+            gemm::store_out<T>(p.y, int64_t(tok) * p.ldy + row0, acc[4 * i + h], p.out_f32);
+            gemm::store_out<T>(p.y, int64_t(tok) * p.ldy + row0 + 8, acc[4 * i + 2 + h], p.out_f32);
+          }
+        }
+    }
+  }
+  // Ranks >= 1 stay until rank 0 has read their last partial sums (their shared memory and
+  // barrier must outlive its remote arrive).
+  if (splits > 1 && rank != 0 && red_pending) sm90::mbar_wait_cluster(red_empty, red_phase ^ 1u);
+#else
+  (void)x_map; (void)p;
+  __trap();
+#endif
+}
+
+}  // namespace mxq::cuda::hopper

@@ -1,0 +1,229 @@
+// The cuda-hopper backend: MX linear layers on sm_90 through the warp-specialised TMA + wgmma
+// GEMM (hopper/gemm_kernel.cuh). Weights are repacked on the GPU into the hopper layout at
+// prepare time.
+//
+// Numerics: the kernel folds each E8M0 scale into the 16-bit weights, exact for the codes of
+// scale_in_weights_range (every real checkpoint). Weights with a code outside that range
+// (FP16 activations with very small or large scales) are prepared and run by the cuda-mma
+// kernels instead, whose FP32 per-block scale path is exact for every code; prepare says so
+// on stderr once per process, and the result is the same either way (exact products, FP32
+// accumulation).
+//
+// Memory: as cuda-mma (cuda_backend.cc): canonical weights in host or device memory at
+// prepare; run_linear takes device pointers and is asynchronous on the given stream (no
+// allocation, no synchronisation: graph-capturable); host pointers are staged (slow, tests
+// and the CLI only).
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "cpu/reference/reference_backend.h"
+#include "cuda/backends.h"
+#include "cuda/common/cuda_check.h"
+#include "cuda/common/device_memory.h"
+#include "cuda/gemm/mx_gemm.h"
+#include "cuda/hopper/gemm.h"
+#include "cuda/mma_claims.h"
+#include "mxq/numerics.h"
+
+namespace mxq {
+namespace cuda {
+namespace {
+
+struct PreparedHopperLinear final : PreparedWeights {
+  int device = 0;
+  hopper::HopperLayout layout;
+  DeviceBuffer w, bias;  // bias: FP32 [N] or empty
+  std::unique_ptr<PreparedWeights> mma;  // set when the scales need cuda-mma's FP32 path
+  size_t bytes() const override {
+    return mma ? mma->bytes() : w.bytes() + bias.bytes();
+  }
+};
+
+class CudaHopperBackend final : public Backend {
+ public:
+  CudaHopperBackend() : mma_(make_cuda_mma_backend()) {}
+  std::string_view name() const override { return "cuda-hopper"; }
+  // Above cuda-mma (100): the Hopper kernels are the faster family on sm_90
+  // (bench/results/h200/gemm.md).
+  int priority() const override { return 110; }
+
+  Verdict supports(const Device& d) const override {
+    if (!d.cuda_built) return Verdict::no("mxq was built without its CUDA part");
+    if (d.gpus.empty()) return Verdict::no(d.cuda_status.empty() ? "no CUDA device" : d.cuda_status);
+    int dev = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess) dev = 0;
+    const CudaDeviceInfo* g = nullptr;
+    for (const auto& info : d.gpus)
+      if (info.index == dev) g = &info;
+    if (g == nullptr) g = &d.gpus.front();
+    if (g->cc_major != 9 || g->cc_minor != 0)
+      return Verdict::no("GPU " + g->name + " is sm_" + std::to_string(10 * g->cc_major + g->cc_minor) +
+                         "; cuda-hopper needs sm_90 (wgmma, TMA)");
+    const auto& built = d.cuda_archs_compiled;
+    if (std::find(built.begin(), built.end(), 90) == built.end())
+      return Verdict::no("this build has no sm_90a machine code");
+    return Verdict::yes();
+  }
+
+  Verdict can_implement(const Problem& p) const override {
+    if (p.op == Op::kMoE)
+      return Verdict::no("cuda-hopper runs linear layers; its MoE path is not built yet (cuda-mma runs MoE)");
+    if (p.op != Op::kLinear)
+      return Verdict::no(std::string("cuda-hopper runs linear layers, not ") + op_name(p.op));
+    if (Verdict v = mma_types_verdict(p); !v) return v;
+    if (p.n % 16 != 0 || p.k % 32 != 0)
+      return Verdict::no("N = " + std::to_string(p.n) + ", K = " + std::to_string(p.k) +
+                         ": cuda-hopper needs N a multiple of 16 and K a multiple of 32");
+    if (p.m > 0x7FFFFFFF || p.n > (1LL << 30) || p.k > (1LL << 30))
+      return Verdict::no("shape too large for one launch");
+    return Verdict::yes();
+  }
+
+  StatusOr<std::unique_ptr<PreparedWeights>> prepare_linear(const Problem& p,
+                                                            const LinearWeights& lw) const override {
+    if (Verdict v = can_implement(p); !v)
+      return invalid_argument("cuda-hopper cannot run " + p.to_string() + ": " + v.reason);
+    MXQ_RETURN_IF_ERROR(cpu::check_linear_weights(p, lw));
+    MXQ_RETURN_IF_ERROR(check_frag_layout(lw.w));
+    auto out = std::make_unique<PreparedHopperLinear>();
+    MXQ_CUDA_TRY(cudaGetDevice(&out->device));
+    const FragSource src = FragSource::plain(lw.w);
+    out->layout = hopper::hopper_layout(src);
+
+    const size_t pbytes = size_t(lw.w.n) * size_t(packed_bytes(lw.w.elem, lw.w.k));
+    const size_t sbytes = size_t(lw.w.n) * size_t(lw.w.k / 32);
+    DeviceBuffer tmp_p, tmp_s, flag;
+    MXWeightView dv = lw.w;
+    MXQ_RETURN_IF_ERROR(to_device(lw.w.packed, pbytes, tmp_p, reinterpret_cast<const void**>(&dv.packed)));
+    MXQ_RETURN_IF_ERROR(to_device(lw.w.scales, sbytes, tmp_s, reinterpret_cast<const void**>(&dv.scales)));
+    MXQ_RETURN_IF_ERROR(out->w.allocate(out->layout.bytes()));
+    RepackStats stats;
+    MXQ_RETURN_IF_ERROR(flag.allocate(sizeof(RepackStats)));
+    MXQ_CUDA_TRY(cudaMemcpy(flag.get(), &stats, sizeof stats, cudaMemcpyHostToDevice));
+    MXQ_RETURN_IF_ERROR(hopper::repack_hopper(FragSource::plain(dv), out->w.get(),
+                                              flag.get<RepackStats>(), nullptr));
+    MXQ_CUDA_TRY(cudaMemcpy(&stats, flag.get(), sizeof stats, cudaMemcpyDeviceToHost));
+    if (stats.nan != 0)
+      return invalid_argument("cuda-hopper: the E4M3 weights contain NaN codes (0x7F / 0xFF); "
+                              "the GEMM's decode has no NaN, refusing (the cpu backends "
+                              "propagate NaN)");
+    const ScaleRange r = scale_in_weights_range(p.weight, act_input_dtype(p.act));
+    if (stats.scale_min < r.lo || stats.scale_max > r.hi) {
+      // Exact either way; the FP32 per-block scale path lives in the cuda-mma kernels.
+      out->w.reset();
+      warn_once("cuda-hopper: " + p.to_string() + ": scale codes [" + std::to_string(stats.scale_min) +
+                ", " + std::to_string(stats.scale_max) + "] lie outside [" + std::to_string(r.lo) +
+                ", " + std::to_string(r.hi) + "] (exact when folded into " +
+                dtype_name(act_input_dtype(p.act)) +
+                " weights): running this layer on the cuda-mma kernels' FP32 scale path");
+      auto m = mma_->prepare_linear(p, lw);
+      if (!m.ok()) return m.status();
+      out->mma = std::move(m).value();
+      return std::unique_ptr<PreparedWeights>(std::move(out));
+    }
+
+    if (lw.bias.data != nullptr) {
+      std::vector<float> b(size_t(p.n));
+      const void* bsrc = lw.bias.data;
+      std::vector<uint8_t> host(size_t(p.n) * size_t(dtype_bytes(lw.bias.dtype)));
+      if (is_device_pointer(bsrc)) {
+        MXQ_CUDA_TRY(cudaMemcpy(host.data(), bsrc, host.size(), cudaMemcpyDeviceToHost));
+        bsrc = host.data();
+      }
+      for (int64_t i = 0; i < p.n; ++i) b[size_t(i)] = float(num::load_dense(bsrc, lw.bias.dtype, i));
+      MXQ_RETURN_IF_ERROR(out->bias.allocate(b.size() * sizeof(float)));
+      MXQ_CUDA_TRY(cudaMemcpy(out->bias.get(), b.data(), b.size() * sizeof(float),
+                              cudaMemcpyHostToDevice));
+    }
+    MXQ_CUDA_TRY(cudaDeviceSynchronize());
+    return std::unique_ptr<PreparedWeights>(std::move(out));
+  }
+
+  Status run_linear(const Problem& p, const PreparedWeights& pw, const DenseView& x,
+                    const DenseMutView& y, void* stream) const override {
+    const auto* w = dynamic_cast<const PreparedHopperLinear*>(&pw);
+    if (w == nullptr)
+      return invalid_argument("cuda-hopper: weights were not prepared by cuda-hopper");
+    if (w->mma) return mma_->run_linear(p, *w->mma, x, y, stream);
+    if (Verdict v = can_implement(p); !v)
+      return invalid_argument("cuda-hopper cannot run " + p.to_string() + ": " + v.reason);
+    if (w->layout.n != p.n || w->layout.k != p.k || w->layout.elem != p.weight)
+      return invalid_argument("cuda-hopper: prepared weights are " +
+                              std::string(mx_format_name(w->layout.elem)) + " [" +
+                              std::to_string(w->layout.n) + ", " + std::to_string(w->layout.k) +
+                              "], the problem asks for " + p.to_string());
+    const DType act = act_input_dtype(p.act);
+    if (x.data == nullptr || x.dtype != act || x.rows != p.m || x.cols != p.k)
+      return invalid_argument("cuda-hopper: x must be " + std::string(dtype_name(act)) + " [" +
+                              std::to_string(p.m) + ", " + std::to_string(p.k) + "], got " +
+                              dtype_name(x.dtype) + " [" + std::to_string(x.rows) + ", " +
+                              std::to_string(x.cols) + "]");
+    if (y.data == nullptr || y.dtype != p.out || y.rows != p.m || y.cols != p.n)
+      return invalid_argument("cuda-hopper: y must be " + std::string(dtype_name(p.out)) + " [" +
+                              std::to_string(p.m) + ", " + std::to_string(p.n) + "], got " +
+                              dtype_name(y.dtype) + " [" + std::to_string(y.rows) + ", " +
+                              std::to_string(y.cols) + "]");
+    int dev = 0;
+    MXQ_CUDA_TRY(cudaGetDevice(&dev));
+    if (dev != w->device)
+      return invalid_argument("cuda-hopper: weights were prepared on GPU " + std::to_string(w->device) +
+                              ", the current device is GPU " + std::to_string(dev));
+    hopper::HopperGemmArgs a;
+    a.elem = p.weight;
+    a.act = act;
+    a.out = p.out;
+    a.w = w->w.get();
+    a.bias = w->bias.bytes() ? w->bias.get<float>() : nullptr;
+    a.m = p.m;
+    a.n = p.n;
+    a.k = p.k;
+    a.ldx = p.k;
+    a.ldy = p.n;
+    auto* s = static_cast<cudaStream_t>(stream);
+    const bool x_dev = is_device_pointer(x.data), y_dev = is_device_pointer(y.data);
+    if (x_dev && y_dev) {
+      a.x = x.data;
+      a.y = y.data;
+      return hopper::hopper_gemm(a, s);
+    }
+    const size_t xb = size_t(p.m * p.k) * size_t(dtype_bytes(act));
+    const size_t yb = size_t(p.m * p.n) * size_t(dtype_bytes(p.out));
+    DeviceBuffer tx, ty;
+    MXQ_RETURN_IF_ERROR(to_device(x.data, xb, tx, &a.x));
+    if (y_dev) {
+      a.y = y.data;
+    } else {
+      MXQ_RETURN_IF_ERROR(ty.allocate(yb));
+      a.y = ty.get();
+    }
+    MXQ_RETURN_IF_ERROR(hopper::hopper_gemm(a, s));
+    if (!y_dev) MXQ_CUDA_TRY(cudaMemcpyAsync(y.data, a.y, yb, cudaMemcpyDeviceToHost, s));
+    MXQ_CUDA_TRY(cudaStreamSynchronize(s));
+    return Status::Ok();
+  }
+
+ private:
+  static void warn_once(const std::string& msg) {
+    static std::mutex mu;
+    static std::vector<std::string> seen;
+    std::lock_guard<std::mutex> lock(mu);
+    if (std::find(seen.begin(), seen.end(), msg) != seen.end()) return;
+    seen.push_back(msg);
+    std::fprintf(stderr, "mxq: note: %s\n", msg.c_str());
+  }
+  std::unique_ptr<Backend> mma_;
+};
+
+}  // namespace
+}  // namespace cuda
+
+std::unique_ptr<Backend> make_cuda_hopper_backend() {
+  return std::make_unique<cuda::CudaHopperBackend>();
+}
+
+}  // namespace mxq

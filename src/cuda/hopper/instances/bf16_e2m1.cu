@@ -1,0 +1,6 @@
+// cuda-hopper GEMM instances: bf16 activations x e2m1 weights, tokens per item 16 .. 256.
+#include "cuda/hopper/gemm_launch.cuh"
+
+namespace mxq::cuda::hopper {
+MXQ_HOPPER_INSTANCES(__nv_bfloat16, true)
+}  // namespace mxq::cuda::hopper

@@ -1,0 +1,6 @@
+// cuda-hopper GEMM instances: f16 activations x e4m3 weights, tokens per item 16 .. 256.
+#include "cuda/hopper/gemm_launch.cuh"
+
+namespace mxq::cuda::hopper {
+MXQ_HOPPER_INSTANCES(__half, false)
+}  // namespace mxq::cuda::hopper

@@ -1,0 +1,272 @@
+// cuda-hopper on the GPU (sm_90 only): the repack kernel against its CPU definition, the GEMM
+// through the backend against cpu-reference with device pointers and poisoned outputs for
+// every token tile (16 .. 256), split K (1 .. 8 CTAs per cluster), partial tiles in M, rows
+// past N and a half k64 step at the end of K, both formats and activation types, bias and F32
+// output; bitwise determinism run to run, CUDA-graph capture, the cuda-mma fallback for scale
+// codes outside the fold range, NaN refusal and argument errors. (The shared case list in
+// tests/cases runs cuda-hopper on every case it can implement as well.) Skipped with a printed
+// reason without a GPU or on another architecture.
+#include <cuda_runtime.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <random>
+#include <set>
+#include <vector>
+
+#include "cpu/reference/reference_backend.h"
+#include "cuda/hopper/gemm.h"
+#include "mxq/numerics.h"
+#include "mxq/select.h"
+#include "gpu_test_util.h"
+#include "test_weights.h"
+
+namespace mxq {
+namespace {
+
+using testing::Dev;
+using testing::random_weights;
+using testing::Weights;
+
+#define SKIP_WITHOUT_HOPPER()                                                   \
+  do {                                                                          \
+    SKIP_WITHOUT_GPU();                                                         \
+    cudaDeviceProp prop_{};                                                     \
+    CUDA_OK(cudaGetDeviceProperties(&prop_, 0));                                \
+    if (prop_.major != 9) {                                                     \
+      std::printf("[ SKIPPED  ] cuda-hopper test: GPU is sm_%d%d, needs sm_90\n", \
+                  prop_.major, prop_.minor);                                    \
+      GTEST_SKIP() << "cuda-hopper runs on sm_90 only";                         \
+    }                                                                           \
+  } while (0)
+
+TEST(HopperRepack, GpuEqualsCpuDefinition) {
+  SKIP_WITHOUT_HOPPER();
+  for (ElemType e : {ElemType::kE2M1, ElemType::kE4M3})
+    for (auto [batch, n, k] : {std::tuple<int64_t, int64_t, int64_t>{1, 16, 32}, {3, 48, 96},
+                               {2, 144, 2880}}) {
+      Weights w = random_weights(e, batch, n, k, uint32_t(k + n), 0, 254);
+      const cuda::FragSource src = cuda::FragSource::plain(w.view);
+      const cuda::hopper::HopperLayout l = cuda::hopper::hopper_layout(src);
+      std::vector<uint8_t> want(l.bytes());
+      cuda::hopper::repack_hopper_cpu(src, want.data());
+      Dev<uint8_t> dp(w.packed), ds(w.scales), out(l.bytes());
+      Dev<cuda::RepackStats> stats(std::vector<cuda::RepackStats>(1));
+      MXWeightView dv = w.view;
+      dv.packed = dp.p;
+      dv.scales = ds.p;
+      MXQ_OK(cuda::hopper::repack_hopper(cuda::FragSource::plain(dv), out.p, stats.p, nullptr));
+      CUDA_OK(cudaDeviceSynchronize());
+      EXPECT_EQ(out.get(), want) << elem_type_name(e) << " " << batch << "x" << n << "x" << k;
+      const cuda::RepackStats st = stats.get()[0];
+      EXPECT_EQ(st.nan, 0);
+      int lo = 255, hi = 0;
+      for (uint8_t c : w.scales) {
+        lo = std::min<int>(lo, c);
+        hi = std::max<int>(hi, c);
+      }
+      if (k % 64 != 0 || n % 128 != 0) hi = std::max(hi, 127), lo = std::min(lo, 127);  // padding
+      EXPECT_EQ(st.scale_min, lo);
+      EXPECT_EQ(st.scale_max, hi);
+    }
+}
+
+struct Case {
+  Problem p;
+  Weights w;
+  std::vector<uint16_t> x, bias;
+  LinearWeights lw() const {
+    return {w.view, {p.bias ? bias.data() : nullptr, DType::kBF16, 1, p.n}, 1.0f};
+  }
+};
+
+Case make_case(ElemType e, ActKey act, DType out, int64_t m, int64_t n, int64_t k, bool bias,
+               int smin, int smax) {
+  Case c{Problem::linear(e, act, m, n, k, bias), random_weights(e, 1, n, k, uint32_t(m * 7 + n * 3 + k), smin, smax), {}, {}};
+  c.p.out = out;
+  std::mt19937 g(uint32_t(m + n + k));
+  std::normal_distribution<float> nd;
+  const DType xd = act_input_dtype(act);
+  c.x.resize(size_t(m * k));
+  c.bias.resize(size_t(n));
+  for (auto& v : c.x) v = xd == DType::kBF16 ? num::f32_to_bf16(nd(g)) : num::f32_to_f16(nd(g));
+  for (auto& v : c.bias) v = num::f32_to_bf16(0.1f * nd(g));
+  return c;
+}
+
+const Backend* hopper_backend() {
+  const Backend* b = find_backend("cuda-hopper");
+  EXPECT_NE(b, nullptr) << "cuda-hopper is not registered in this build";
+  return b;
+}
+
+// Runs cuda-hopper with device pointers on a poisoned output; returns the output bytes.
+std::vector<uint8_t> run_hopper(const Case& c, const PreparedWeights& prep) {
+  const Backend* b = hopper_backend();
+  const DType xd = act_input_dtype(c.p.act);
+  const size_t ybytes = size_t(c.p.m * c.p.n * dtype_bytes(c.p.out));
+  Dev<uint16_t> dx(c.x);
+  Dev<uint8_t> dy(ybytes);
+  EXPECT_EQ(cudaMemset(dy.p, 0xFF, ybytes), cudaSuccess);  // NaN in every output dtype
+  const Status s = b->run_linear(c.p, prep, {dx.p, xd, c.p.m, c.p.k}, {dy.p, c.p.out, c.p.m, c.p.n});
+  EXPECT_TRUE(s.ok()) << s.to_string();
+  EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  return dy.get();
+}
+
+void check_gemm(ElemType e, ActKey act, DType out, int64_t m, int64_t n, int64_t k, bool bias,
+                int smin, int smax, double tol) {
+  const Case c = make_case(e, act, out, m, n, k, bias, smin, smax);
+  const std::string what = c.p.to_string() + " scales [" + std::to_string(smin) + ", " +
+                           std::to_string(smax) + "]";
+  const size_t ybytes = size_t(m * n * dtype_bytes(out));
+  std::vector<uint8_t> want(ybytes);
+  const DType xd = act_input_dtype(act);
+  MXQ_OK(cpu::reference_linear(c.p, c.lw(), {c.x.data(), xd, m, k}, {want.data(), out, m, n}));
+  const Backend* b = hopper_backend();
+  ASSERT_NE(b, nullptr);
+  ASSERT_TRUE(b->can_implement(c.p)) << b->can_implement(c.p).reason;
+  auto prep = b->prepare_linear(c.p, c.lw());
+  ASSERT_TRUE(prep.ok()) << prep.status().to_string();
+  const std::vector<uint8_t> got = run_hopper(c, *prep.value());
+  double se = 0, ss = 0;
+  for (int64_t i = 0; i < m * n; ++i) {
+    const double a = num::load_dense(got.data(), out, i), r = num::load_dense(want.data(), out, i);
+    ASSERT_TRUE(std::isfinite(a)) << what << ": output " << i << " (token " << i / n << ", row "
+                                  << i % n << ") not written or not finite";
+    se += (a - r) * (a - r);
+    ss += r * r;
+  }
+  EXPECT_LE(std::sqrt(se / std::max(ss, 1e-300)), tol) << what;
+}
+
+cuda::hopper::HopperGemmConfig config_of(ElemType e, int64_t m, int64_t n, int64_t k) {
+  cuda::hopper::HopperGemmArgs a;
+  a.elem = e;
+  a.m = m;
+  a.n = n;
+  a.k = k;
+  auto c = cuda::hopper::choose_hopper_config(a);
+  EXPECT_TRUE(c.ok()) << c.status().to_string();
+  return c.ok() ? c.value() : cuda::hopper::HopperGemmConfig{};
+}
+
+TEST(HopperGemm, EveryTokenTileFormatAndDtype) {
+  SKIP_WITHOUT_HOPPER();
+  std::set<int> tiles;
+  for (ElemType e : {ElemType::kE2M1, ElemType::kE4M3})
+    for (ActKey a : {ActKey::kBF16, ActKey::kFP16})
+      for (int64_t m : {1, 3, 16, 17, 33, 64, 65, 118, 129, 300}) {
+        const DType xd = act_input_dtype(a);
+        tiles.insert(config_of(e, m, 2064, 2880).tokens);
+        check_gemm(e, a, xd, m, 2064, 2880, m % 2 == 1, 112, 124, 6e-3);
+        check_gemm(e, a, DType::kF32, m, 80, 96, true, 112, 124, 1e-5);
+      }
+  EXPECT_EQ(tiles, (std::set<int>{16, 32, 64, 128, 256})) << "every token tile must have run";
+}
+
+TEST(HopperGemm, SplitKAcrossClusters) {
+  SKIP_WITHOUT_HOPPER();
+  // Few 128-row items and a long K: the schedule splits K across up to 8 CTAs per cluster.
+  std::set<int> splits;
+  for (auto [m, n, k] : {std::tuple<int64_t, int64_t, int64_t>{1, 96, 2880}, {5, 1024, 4096},
+                         {16, 4096, 4096}, {30, 2880, 2880}, {60, 256, 8192}, {1, 5760, 2880}}) {
+    for (ElemType e : {ElemType::kE2M1, ElemType::kE4M3}) {
+      splits.insert(config_of(e, m, n, k).splits);
+      check_gemm(e, ActKey::kBF16, DType::kF32, m, n, k, true, 115, 125, 1e-5);
+      check_gemm(e, ActKey::kFP16, DType::kF16, m, n, k, false, 115, 125, 6e-3);
+    }
+  }
+  EXPECT_GE(splits.size(), 3u) << "the cases must cover several split counts";
+  EXPECT_TRUE(splits.count(1) && splits.count(8)) << "no split and an 8-CTA cluster must both run";
+}
+
+TEST(HopperGemm, RealShapes) {
+  SKIP_WITHOUT_HOPPER();
+  for (ElemType e : {ElemType::kE2M1, ElemType::kE4M3})
+    for (auto [n, k] : {std::pair<int64_t, int64_t>{5760, 2880}, {2880, 2880}, {4096, 4096}})
+      for (int64_t m : {1, 128, 1000})
+        check_gemm(e, ActKey::kBF16, DType::kBF16, m, n, k, true, 115, 125, 6e-3);
+}
+
+TEST(HopperGemm, BitwiseDeterministicAndGraphCapturable) {
+  SKIP_WITHOUT_HOPPER();
+  for (int64_t m : {1, 7, 200}) {  // split K 8, split 2-4, no split
+    const Case c = make_case(ElemType::kE2M1, ActKey::kBF16, DType::kF32, m, 1024, 4096, true, 118, 126);
+    const Backend* b = hopper_backend();
+    ASSERT_NE(b, nullptr);
+    auto prep = b->prepare_linear(c.p, c.lw());
+    ASSERT_TRUE(prep.ok()) << prep.status().to_string();
+    const std::vector<uint8_t> first = run_hopper(c, *prep.value());
+    for (int rep = 0; rep < 3; ++rep) ASSERT_EQ(run_hopper(c, *prep.value()), first) << "run " << rep;
+
+    const size_t ybytes = size_t(c.p.m * c.p.n * 4);
+    Dev<uint16_t> dx(c.x);
+    Dev<uint8_t> dy(ybytes);
+    CUDA_OK(cudaMemset(dy.p, 0xFF, ybytes));
+    cudaStream_t s;
+    CUDA_OK(cudaStreamCreate(&s));
+    cudaGraph_t graph;
+    cudaGraphExec_t exec;
+    CUDA_OK(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal));
+    const Status st = b->run_linear(c.p, *prep.value(), {dx.p, DType::kBF16, c.p.m, c.p.k},
+                                    {dy.p, DType::kF32, c.p.m, c.p.n}, s);
+    CUDA_OK(cudaStreamEndCapture(s, &graph));
+    ASSERT_TRUE(st.ok()) << st.to_string();
+    CUDA_OK(cudaGraphInstantiate(&exec, graph, 0));
+    for (int i = 0; i < 3; ++i) CUDA_OK(cudaGraphLaunch(exec, s));
+    CUDA_OK(cudaStreamSynchronize(s));
+    EXPECT_EQ(dy.get(), first) << "graph replay differs from eager, M = " << m;
+    cudaGraphExecDestroy(exec);
+    cudaGraphDestroy(graph);
+    cudaStreamDestroy(s);
+  }
+}
+
+TEST(HopperGemm, ScalesOutsideTheFoldRangeRunExactlyOnTheFp32Path) {
+  SKIP_WITHOUT_HOPPER();
+  for (ElemType e : {ElemType::kE2M1, ElemType::kE4M3}) {
+    check_gemm(e, ActKey::kFP16, DType::kF32, 3, 32, 256, false, 0, 7, 1e-5);
+    check_gemm(e, ActKey::kFP16, DType::kF32, 3, 32, 256, false, 147, 154, 1e-5);
+    check_gemm(e, ActKey::kBF16, DType::kF32, 130, 64, 256, true, 0, 7, 1e-5);
+  }
+}
+
+TEST(HopperGemm, RefusesNaNWeightsAndMisalignedActivations) {
+  SKIP_WITHOUT_HOPPER();
+  Weights w = random_weights(ElemType::kE4M3, 1, 16, 64, 7, 127, 127);
+  w.packed[100] = 0x7F;
+  const Backend* b = hopper_backend();
+  ASSERT_NE(b, nullptr);
+  const Problem p = Problem::linear(ElemType::kE4M3, ActKey::kBF16, 1, 16, 64);
+  auto prep = b->prepare_linear(p, {w.view, {}, 1.0f});
+  ASSERT_FALSE(prep.ok());
+  EXPECT_NE(prep.status().message().find("NaN"), std::string::npos) << prep.status().message();
+
+  cuda::hopper::HopperGemmArgs a;
+  Dev<uint8_t> buf(1 << 16);
+  a.w = buf.p;
+  a.x = buf.p + 8;  // 8-byte aligned: enough for cuda-mma, not for TMA
+  a.y = buf.p;
+  a.m = 1;
+  a.n = 16;
+  a.k = 32;
+  a.ldx = 32;
+  a.ldy = 16;
+  const Status s = cuda::hopper::hopper_gemm(a, nullptr);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("16-byte aligned"), std::string::npos) << s.message();
+}
+
+TEST(HopperGemm, OracleRanksItFirstOnHopper) {
+  SKIP_WITHOUT_HOPPER();
+  const Problem p = Problem::linear(ElemType::kE2M1, ActKey::kBF16, 256, 4096, 4096);
+  auto sel = select_backend(p, this_device());
+  ASSERT_TRUE(sel.ok()) << sel.status().to_string();
+  EXPECT_EQ(sel.value().backend->name(), "cuda-hopper");
+}
+
+}  // namespace
+}  // namespace mxq
