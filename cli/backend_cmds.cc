@@ -47,7 +47,9 @@ Problem make_problem(const ProblemArgs& a) {
   return p;
 }
 
-int explain_model(const std::string& path, int64_t tokens, const SelectOptions& o) {
+// `act`: an explicit --act (overrides the checkpoint's activation scheme), or "" for its own.
+int explain_model(const std::string& path, int64_t tokens, const SelectOptions& o,
+                  const std::string& act) {
   const io::Checkpoint ck = get(io::Checkpoint::open(path));
   const io::ModelInfo info = get(io::read_model(ck));
   std::printf("model    %s (%s, %s)\n", path.c_str(), info.format.c_str(), info.scheme.c_str());
@@ -55,9 +57,19 @@ int explain_model(const std::string& path, int64_t tokens, const SelectOptions& 
   for (size_t i = dev.find('\n'); i != std::string::npos && i + 1 < dev.size(); i = dev.find('\n', i + 1))
     dev.insert(i + 1, "         ");
   std::printf("device   %s", dev.c_str());
-  std::printf("%-40s %-7s %-14s %s\n", "layer", "op", "backend", "how; rejected backends");
+  std::printf("act      checkpoint: %s", io::act_scheme_name(info.act));
+  const bool forced = !act.empty();
+  const ActKey forced_act = forced ? get(parse_act_key(act)) : ActKey::kBF16;
+  if (forced) std::printf("; override --act %s", act_key_name(forced_act));
+  std::printf("\n");
+  std::printf("%-40s %-7s %-14s %s\n", "layer", "op", "backend",
+              "problem (weights x act key, shape); how; rejected backends");
   int rc = 0;
-  for (const LayerSpec& l : get(model_layers(ck, info, tokens))) {
+  for (LayerSpec l : get(model_layers(ck, info, tokens))) {
+    if (forced) {
+      l.problem.act = forced_act;
+      l.problem.out = act_input_dtype(forced_act);
+    }
     const auto sel = select_backend(l.problem, this_device(), o);
     std::string why;
     if (sel.ok()) {
@@ -68,8 +80,9 @@ int explain_model(const std::string& path, int64_t tokens, const SelectOptions& 
       why = sel.status().message();
       rc = 1;
     }
-    std::printf("%-40s %-7s %-14s %s\n", l.name.c_str(), op_name(l.problem.op),
-                sel.ok() ? std::string(sel.value().backend->name()).c_str() : "-", why.c_str());
+    std::printf("%-40s %-7s %-14s %s; %s\n", l.name.c_str(), op_name(l.problem.op),
+                sel.ok() ? std::string(sel.value().backend->name()).c_str() : "-",
+                l.problem.to_string().c_str(), why.c_str());
   }
   return rc;
 }
@@ -86,8 +99,10 @@ void add_backend_commands(CLI::App& app) {
   e->add_option("model", model, "model directory (instead of --op ...)");
   e->add_option("--op", a.op, "linear | moe");
   e->add_option("--weights", a.weights, "mxfp4 | mxfp8 | mxfp8-e5m2 | mxfp6-e2m3 | ...");
-  e->add_option("--act", a.act, "bf16 | fp16 | fp8-static-tensor | fp8-dynamic-token | "
-                                "mxfp8-dynamic | mxfp4-dynamic");
+  static CLI::Option* act_opt = nullptr;
+  act_opt = e->add_option("--act", a.act, "bf16 | fp16 | fp8-static-tensor | fp8-dynamic-token | "
+                                          "mxfp8-dynamic | mxfp4-dynamic (model: overrides the "
+                                          "checkpoint's activation scheme)");
   e->add_option("--out", a.out, "output dtype (default: the activations')");
   e->add_option("--m", a.m, "tokens");
   e->add_option("--n", a.n, "output features (MoE: hidden size)");
@@ -108,7 +123,7 @@ void add_backend_commands(CLI::App& app) {
     o.override_backend = backend;
     o.strict = strict;
     if (!model.empty()) {
-      exit_code() = explain_model(model, tokens, o);
+      exit_code() = explain_model(model, tokens, o, act_opt->count() > 0 ? a.act : std::string());
       return;
     }
     const Problem p = make_problem(a);

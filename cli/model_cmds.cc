@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "commands.h"
+#include "mxq/layers.h"
 #include "mxq/pipeline.h"
 
 namespace mxq::cli {
@@ -49,6 +50,9 @@ int inspect(const std::string& path, bool as_json) {
   uint64_t mx_bytes = 0, other_bytes = 0;
   for (const auto& w : info.weights) mx_bytes += w.bytes();
   for (const auto& n : info.passthrough) other_bytes += ck.find(n)->info->nbytes();
+  // The layers backends run: one per 2-D weight, one MoE layer per block (per-expert tensors
+  // assembled); a malformed expert set is an error here too.
+  const std::vector<LayerSpec> layers = get(model_layers(ck, info, 1));
   if (as_json) {
     json j = {{"path", path},
               {"format", info.format},
@@ -70,6 +74,17 @@ int inspect(const std::string& path, bool as_json) {
                     {"bias", w.bias_name},
                     {"gate_up_layout", io::gate_up_layout_name(w.gate_up)}});
     j["weights"] = ws;
+    json ls = json::array();
+    for (const LayerSpec& l : layers)
+      ls.push_back({{"name", l.name},
+                    {"op", op_name(l.problem.op)},
+                    {"problem", l.problem.to_string()},
+                    {"act", act_key_name(l.problem.act)},
+                    {"weight", l.w->module},
+                    {"up", l.w3 ? l.w3->module : ""},
+                    {"down", l.w2 ? l.w2->module : ""},
+                    {"router", l.router_weight}});
+    j["layers"] = ls;
     std::cout << j.dump(2) << "\n";
     return 0;
   }
@@ -87,6 +102,9 @@ int inspect(const std::string& path, bool as_json) {
                   shape_str(w.shape).c_str(), (unsigned long long)w.bytes(),
                   w.gate_up == io::GateUpLayout::kNone ? "" : io::gate_up_layout_name(w.gate_up));
   }
+  std::printf("layers      %zu\n", layers.size());
+  for (const LayerSpec& l : layers)
+    std::printf("  %-48s %s\n", l.name.c_str(), l.problem.to_string().c_str());
   std::printf("ignored     %s\n", info.ignored.empty() ? "(none)" : "");
   for (const auto& m : info.ignored) std::printf("  %s\n", m.c_str());
   std::printf("other tensors %zu (%s)\n", info.passthrough.size(), mib(other_bytes).c_str());

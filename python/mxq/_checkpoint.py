@@ -85,25 +85,28 @@ class Model:
         return a.view(view) if view is not None and view.itemsize == a.dtype.itemsize else a
 
     def layers(self, tokens: int = 1) -> List[Dict[str, Any]]:
-        """The model as layers backends run: each 2-D MX weight a linear layer, each
-        gate_up_proj + down_proj pair with its router an MoE layer."""
+        """The model as layers backends run: each 2-D MX weight a linear layer, each MoE
+        block (stacked gate_up_proj + down_proj, or per-expert tensors assembled into the
+        stacked layout) with its router one MoE layer. Problems carry the checkpoint's
+        activation key."""
         return self._m.layers(tokens)
 
-    def linear(self, name: str, *, act: str = "bf16", out_dtype: Optional[str] = None,
+    def linear(self, name: str, *, act: Optional[str] = None, out_dtype: Optional[str] = None,
                backend: Optional[str] = None, strict: bool = False, device: str = "cpu",
                tokens: int = 1, use_env: bool = True) -> Linear:
-        """The prepared linear layer for module ``name`` (weights stay memory-mapped)."""
-        core = self._m.linear(name, act, out_dtype, tokens, backend or "", strict, use_env)
+        """The prepared linear layer for module ``name`` (weights stay memory-mapped).
+        ``act`` None: the checkpoint's activation scheme (e.g. mxfp4-dynamic for W4A4)."""
+        core = self._m.linear(name, act or "", out_dtype, tokens, backend or "", strict, use_env)
         layer = Linear(core, device)
         core.prepare(layer._device)
         return layer
 
-    def moe(self, name: str, *, act: str = "bf16", out_dtype: Optional[str] = None,
+    def moe(self, name: str, *, act: Optional[str] = None, out_dtype: Optional[str] = None,
             backend: Optional[str] = None, strict: bool = False, device: str = "cpu",
             tokens: int = 1, use_env: bool = True) -> MoE:
         """The prepared MoE layer for block ``name`` (e.g. 'model.layers.2.mlp'); its router
-        tensors are named in ``layers()``."""
-        core = self._m.moe(name, act, out_dtype, tokens, backend or "", strict, use_env)
+        tensors are named in ``layers()``. ``act`` None: the checkpoint's activation scheme."""
+        core = self._m.moe(name, act or "", out_dtype, tokens, backend or "", strict, use_env)
         layer = MoE(core, device)
         core.prepare(layer._device)
         return layer

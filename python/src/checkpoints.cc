@@ -168,6 +168,9 @@ void bind_checkpoints(nb::module_& m) {
           d["problem"] = l.problem;
           d["weight"] = l.w->module;
           d["down"] = l.w2 ? l.w2->module : std::string();
+          d["up"] = l.w3 ? l.w3->module : std::string();  // layout separate: w = gate
+          d["correction_bias"] = l.correction_bias;
+          d["act"] = std::string(act_key_name(l.problem.act));
           d["router_weight"] = l.router_weight;
           d["router_bias"] = l.router_bias;
           out.push_back(d);
@@ -182,20 +185,13 @@ void bind_checkpoints(nb::module_& m) {
         if (l.problem.op != Op::kLinear) fail("layer '" + name + "' is an MoE layer; use Model.moe");
         auto lin_ = std::make_unique<Linear>();
         lin_->problem = l.problem;
-        lin_->problem.act = get(parse_act_key(act));
+        if (!act.empty()) lin_->problem.act = get(parse_act_key(act));  // "": the checkpoint's
         lin_->problem.out = out ? get(parse_dtype(*out)) : act_input_dtype(lin_->problem.act);
-        lin_->w = get(linear_weights(*md.ck, l));
-        if (!l.w->input_scale_name.empty()) {
-          const io::Checkpoint::Entry* e = md.ck->find(l.w->input_scale_name);
-          if (e != nullptr && e->info->numel() == 1 &&
-              (e->info->dtype == io::StDType::kF32 || e->info->dtype == io::StDType::kBF16 || e->info->dtype == io::StDType::kF16))
-            lin_->w.input_scale = num::load_dense(e->bytes().data(),
-                e->info->dtype == io::StDType::kF32 ? DType::kF32 : (e->info->dtype == io::StDType::kBF16 ? DType::kBF16 : DType::kF16), 0);
-        }
+        lin_->w = get(linear_weights(*md.ck, l));  // with the static input_scale when present
         lin_->keep.push_back(nb::borrow(self));
         configure(*lin_, backend, strict, use_env);
         return lin_;
-      }, "name"_a, "act"_a = "bf16", "out"_a = nb::none(), "tokens"_a = 1, "backend"_a = "",
+      }, "name"_a, "act"_a = "", "out"_a = nb::none(), "tokens"_a = 1, "backend"_a = "",
          "strict"_a = false, "use_env"_a = true)
       .def("moe", [](nb::handle self, const std::string& name, const std::string& act,
                      const std::optional<std::string>& out, int64_t tokens,
@@ -205,13 +201,14 @@ void bind_checkpoints(nb::module_& m) {
         if (l.problem.op != Op::kMoE) fail("layer '" + name + "' is a linear layer; use Model.linear");
         auto moe_ = std::make_unique<MoE>();
         moe_->problem = l.problem;
-        moe_->problem.act = get(parse_act_key(act));
+        if (!act.empty()) moe_->problem.act = get(parse_act_key(act));  // "": the checkpoint's
         moe_->problem.out = out ? get(parse_dtype(*out)) : act_input_dtype(moe_->problem.act);
         moe_->w = get(moe_weights(*md.ck, l));
+        moe_->hold = l.assembled;
         moe_->keep.push_back(nb::borrow(self));
         configure(*moe_, backend, strict, use_env);
         return moe_;
-      }, "name"_a, "act"_a = "bf16", "out"_a = nb::none(), "tokens"_a = 1, "backend"_a = "",
+      }, "name"_a, "act"_a = "", "out"_a = nb::none(), "tokens"_a = 1, "backend"_a = "",
          "strict"_a = false, "use_env"_a = true)
       .def("router_logits", [](const Model& md, const std::string& name, const Array& x) {
         check_cpu(x, "x");

@@ -2,6 +2,8 @@
 // checkpoints in checkpoints.cc).
 #pragma once
 
+#include <memory>
+
 #include "core.h"
 #include "oracle.h"
 
@@ -154,6 +156,7 @@ struct Linear : LayerBase {
 
 struct MoE : LayerBase {
   MoEWeights w;
+  std::shared_ptr<const void> hold;  // experts assembled from per-expert tensors (w's storage)
   StatusOr<std::unique_ptr<PreparedWeights>> do_prepare(const Backend* b) override {
     return b->prepare_moe(problem, w);
   }

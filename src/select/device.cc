@@ -1,5 +1,6 @@
 // Device probe: CPU features through the compiler's cpuid builtins, GPUs through the CUDA
 // runtime when the CUDA part is built (a machine without a GPU reports why none is usable).
+#include <filesystem>
 #include <sstream>
 #include <thread>
 
@@ -46,7 +47,14 @@ Device probe() {
   int n = 0;
   const cudaError_t e = cudaGetDeviceCount(&n);
   if (e != cudaSuccess) {
-    d.cuda_status = std::string("CUDA runtime: ") + cudaGetErrorString(e);
+    // No driver (or one older than the runtime, or no device node) is how a machine without an
+    // NVIDIA GPU looks to the runtime: say so first, then the runtime's own words.
+    // (An installed driver that is merely too old keeps the runtime's text alone.)
+    const bool no_gpu = (e == cudaErrorInsufficientDriver || e == cudaErrorNoDevice) &&
+                        !std::filesystem::exists("/proc/driver/nvidia/version");
+    d.cuda_status = std::string(no_gpu ? "no NVIDIA driver or GPU found (CUDA runtime: "
+                                       : "CUDA runtime: ") +
+                    cudaGetErrorString(e) + (no_gpu ? ")" : "");
     (void)cudaGetLastError();
   } else if (n == 0) {
     d.cuda_status = "no CUDA device present";
