@@ -135,6 +135,10 @@ class Model:
                          "bytes": w.nbytes, "packed": w.packed_name, "scales": w.scale_name,
                          "bias": w.bias_name, "gate_up_layout": w.gate_up_layout}
                         for w in self._m.weights],
+            "layers": [{"name": l["name"], "op": l["op"], "problem": str(l["problem"]),
+                        "act": l["act"], "weight": l["weight"], "up": l["up"],
+                        "down": l["down"], "router": l["router_weight"]}
+                       for l in self._m.layers(1)],
         }
 
     def explain(self, tokens: int = 1, *, device: str = "cpu", backend: Optional[str] = None,
