@@ -1,5 +1,6 @@
 // A quantized model seen as layers the backends run: each 2-D MX weight is a linear layer,
-// each fused-experts pair (<p>.gate_up_proj + <p>.down_proj) with its router is an MoE layer.
+// each MoE block (a stacked fused-experts pair <p>.gate_up_proj + <p>.down_proj, or per-expert
+// 2-D tensors assembled into that stacked layout) with its router is one MoE layer.
 // Shared by `mxq explain MODEL`, `mxq run` and the Python package.
 #pragma once
 
