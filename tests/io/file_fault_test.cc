@@ -178,5 +178,32 @@ TEST_F(FileFaultTest, SigkillMidWriteLeavesOldOrNewNeverPartial) {
   EXPECT_TRUE(verify_model(p("q"), p("bf16")).ok());
 }
 
+// Only dead writers' temp directories are removed: a running writer's (another live process,
+// here a sleeping child) and unrelated names are kept.
+TEST_F(FileFaultTest, StaleTempDirsOfLiveWritersAreKept) {
+  const pid_t live = ::fork();
+  if (live == 0) {
+    ::pause();
+    ::_exit(0);
+  }
+  const pid_t dead = ::fork();
+  if (dead == 0) ::_exit(0);
+  int st = 0;
+  ASSERT_EQ(::waitpid(dead, &st, 0), dead);
+  for (const std::string& n : {"q.tmp-" + std::to_string(live), "q.tmp-" + std::to_string(dead),
+                              "q.old-" + std::to_string(dead), std::string("q.tmp-notapid")})
+    fs::create_directories(dir_ / n / "x");
+  QuantizeModelOptions o;
+  o.overwrite = true;
+  const Status s = quantize_model(p("bf16"), p("q"), o).status();
+  ::kill(live, SIGKILL);
+  ::waitpid(live, &st, 0);
+  ASSERT_TRUE(s.ok()) << s.to_string();
+  EXPECT_TRUE(fs::exists(dir_ / ("q.tmp-" + std::to_string(live)))) << "a live writer's dir removed";
+  EXPECT_FALSE(fs::exists(dir_ / ("q.tmp-" + std::to_string(dead))));
+  EXPECT_FALSE(fs::exists(dir_ / ("q.old-" + std::to_string(dead))));
+  EXPECT_TRUE(fs::exists(dir_ / "q.tmp-notapid"));
+}
+
 }  // namespace
 }  // namespace mxq::io
