@@ -1,8 +1,12 @@
 #!/usr/bin/env python3
-"""cuda-mma GEMM benchmark against its peers, all in one process (run on the GPU host).
+"""mxq's CUDA GEMM backends against their peers, all in one process (run on the GPU host).
 
 Usage: python3 bench/cuda_gemm_bench.py --shim build/cuda/bench/libmxq_bench_cuda_shim.so \
-           --out results.json [--quick] [--formats mxfp4,mxfp8] [--reps 50]
+           --out results.json [--quick] [--formats mxfp4,mxfp8] [--reps 50] \
+           [--backends cuda-hopper,cuda-mma]
+
+--backends lists mxq backends measured per case (the first is "mxq" in the table and the
+ratios; the others are reported beside it, with the config each one launched).
 
 Per case (N x K, M, weight format): mxq's time (median of CUDA-event timings, the L2 flushed
 before every run so the weights come from HBM, then a ~100 us GPU spin so that the host's launch
@@ -49,12 +53,16 @@ class Shim:
         self.lib.mxq_shim_free.argtypes = [ctypes.c_void_p]
         self.lib.mxq_shim_config.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64,
                                              ctypes.c_int64, ctypes.c_char_p, ctypes.c_int]
+        self.lib.mxq_shim_prepare_on.argtypes = [ctypes.c_char_p] + \
+            self.lib.mxq_shim_prepare.argtypes
+        self.lib.mxq_shim_config_on.argtypes = [ctypes.c_char_p] + \
+            self.lib.mxq_shim_config.argtypes
         self.err = ctypes.create_string_buffer(1024)
 
-    def prepare(self, elem, n, k, packed, scales):
+    def prepare(self, elem, n, k, packed, scales, backend="cuda-mma"):
         h = ctypes.c_void_p()
-        if self.lib.mxq_shim_prepare(elem, 0, n, k, packed.data_ptr(), scales.data_ptr(),
-                                     ctypes.byref(h), self.err, 1024):
+        if self.lib.mxq_shim_prepare_on(backend.encode(), elem, 0, n, k, packed.data_ptr(),
+                                        scales.data_ptr(), ctypes.byref(h), self.err, 1024):
             raise RuntimeError(self.err.value.decode())
         return h
 
@@ -63,9 +71,9 @@ class Shim:
         if self.lib.mxq_shim_run(h, m, x.data_ptr(), y.data_ptr(), stream, self.err, 1024):
             raise RuntimeError(self.err.value.decode())
 
-    def config(self, elem, m, n, k):
-        buf = ctypes.create_string_buffer(256)
-        self.lib.mxq_shim_config(elem, m, n, k, buf, 256)
+    def config(self, elem, m, n, k, backend="cuda-mma"):
+        buf = ctypes.create_string_buffer(512)
+        self.lib.mxq_shim_config_on(backend.encode(), elem, m, n, k, buf, 512)
         return buf.value.decode()
 
 
@@ -139,6 +147,8 @@ def main():
     ap.add_argument("--ms", default="")
     ap.add_argument("--reps", type=int, default=50)
     ap.add_argument("--no-peers", action="store_true")
+    ap.add_argument("--backends", default="cuda-mma",
+                    help="mxq backends to measure, the first one is 'mxq' in the ratios")
     ap.add_argument("--no-humming", action="store_true")
     ap.add_argument("--humming-shapes", default="", help="N x K list (default: every shape)")
     ap.add_argument("--humming-budget-s", type=float, default=1e9,
@@ -157,7 +167,8 @@ def main():
     hk_shapes = {tuple(map(int, v.split("x"))) for v in args.humming_shapes.split(",") if v}
     result = {"device": props.name, "sms": props.multi_processor_count,
               "copy_bandwidth_Bps": bw, "torch": torch.__version__, "humming": humming_note,
-              "humming_layers": [], "argv": sys.argv[1:], "cases": []}
+              "humming_layers": [], "argv": sys.argv[1:], "backends": args.backends,
+              "cases": []}
 
     def save():
         with open(args.out, "w") as f:
@@ -181,7 +192,8 @@ def main():
                 nan = (packed & 0x7F) == 0x7F
                 packed[nan] ^= 1
             scales = torch.randint(118, 124, (n, k // 32), dtype=torch.uint8, device="cuda")
-            h = shim.prepare(elem, n, k, packed, scales)
+            backends = [b for b in args.backends.split(",") if b]
+            hs = {b: shim.prepare(elem, n, k, packed, scales, b) for b in backends}
             wref = dequant(elem, packed, scales, n, k)
             hk, hk_info = None, {"format": fmt, "n": n, "k": k}
             if hk_version and (not hk_shapes or (n, k) in hk_shapes):
@@ -200,18 +212,28 @@ def main():
             for m in ms:
                 x = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
                 y = torch.full((m, n), float("nan"), device="cuda", dtype=torch.bfloat16)
-                shim.run(h, m, x, y)
-                torch.cuda.synchronize()
                 ref = x.float() @ wref.t()
-                err = ((y.float() - ref).norm() / ref.norm()).item()
-                if not math.isfinite(err) or err > 1e-2:
-                    raise SystemExit(f"{fmt} {n}x{k} M={m}: relative error {err} (want < 1e-2)")
-                us = timer.median_us(lambda: shim.run(h, m, x, y))
+                per = {}
+                for b, h in hs.items():
+                    y.fill_(float("nan"))
+                    shim.run(h, m, x, y)
+                    torch.cuda.synchronize()
+                    err = ((y.float() - ref).norm() / ref.norm()).item()
+                    if not math.isfinite(err) or err > 1e-2:
+                        raise SystemExit(f"{b} {fmt} {n}x{k} M={m}: relative error {err} "
+                                         "(want < 1e-2)")
+                    per[b] = {"us": timer.median_us(lambda: shim.run(h, m, x, y)),
+                              "rel_err": err, "config": shim.config(elem, m, n, k, b)}
+                first = per[backends[0]]
+                us, err = first["us"], first["rel_err"]
                 case = {"format": fmt, "n": n, "k": k, "m": m, "us": us, "rel_err": err,
+                        "backend": backends[0],
                         "weight_TBps": wbytes / (us * 1e-6) / 1e12,
                         "pct_copy_bw": 100 * wbytes / (us * 1e-6) / bw,
                         "tflops": 2 * m * n * k / (us * 1e-6) / 1e12,
-                        "config": shim.config(elem, m, n, k)}
+                        "config": first["config"], "mxq_backends": per}
+                for b in backends[1:]:
+                    case[f"vs_{b.replace('-', '_')}"] = per[b]["us"] / us
                 if not args.no_peers:
                     case.update(peers(m, n, k, x, timer))
                 if hk is not None:
@@ -241,10 +263,13 @@ def main():
                       f"{'' if f8 is None else f'{f8 / us:.2f}x'} | "
                       f"{'' if hu is None else round(hu, 1)} | "
                       f"{'' if hu is None else f'{hu / us:.2f}x'} | {err:.1e} | "
-                      f"{case.get('humming_rel_err', case.get('humming_error', ''))} |",
+                      f"{case.get('humming_rel_err', case.get('humming_error', ''))} |"
+                      + "".join(f" {b} {per[b]['us']:.1f} us ({per[b]['us'] / us:.2f}x) |"
+                                for b in backends[1:]),
                       flush=True)
                 del x, y, ref
-            shim.lib.mxq_shim_free(h)
+            for h in hs.values():
+                shim.lib.mxq_shim_free(h)
             if hk is not None:
                 hk.free()
             del packed, scales, wref, hk

@@ -1,12 +1,15 @@
-// A C ABI over the cuda-mma backend for bench/cuda_gemm_bench.py and bench/cuda_moe_bench.py
-// (ctypes): prepare a linear or MoE layer from canonical MX weights, run it on device pointers
-// on a given stream, describe the launch. Benchmark plumbing only; the Python package is the
+// A C ABI over the CUDA backends for bench/cuda_gemm_bench.py and bench/cuda_moe_bench.py
+// (ctypes): prepare a linear (cuda-mma or cuda-hopper) or MoE layer from canonical MX weights,
+// run it on device pointers on a given stream, describe the launch. Benchmark plumbing only; the Python package is the
 // user-facing binding.
 #include <cstring>
 #include <memory>
 #include <string>
 
 #include "cuda/gemm/mx_gemm.h"
+#if defined(MXQ_WITH_HOPPER)
+#include "cuda/hopper/gemm.h"
+#endif
 #include "mxq/select.h"
 
 namespace {
@@ -33,14 +36,16 @@ mxq::ActKey act_of(int a) { return a == 0 ? mxq::ActKey::kBF16 : mxq::ActKey::kF
 extern "C" {
 
 // elem: 0 = E2M1 (MXFP4), 1 = E4M3 (MXFP8); act: 0 = BF16, 1 = FP16 (output dtype = act).
-// packed [n, k * bits / 8], scales [n, k / 32], host or device memory.
-int mxq_shim_prepare(int elem, int act, int64_t n, int64_t k, const uint8_t* packed,
-                     const uint8_t* scales, void** handle, char* err, int errlen) {
+// packed [n, k * bits / 8], scales [n, k / 32], host or device memory. `backend`: a linear
+// backend's name (cuda-mma, cuda-hopper).
+int mxq_shim_prepare_on(const char* backend, int elem, int act, int64_t n, int64_t k,
+                        const uint8_t* packed, const uint8_t* scales, void** handle, char* err,
+                        int errlen) {
   auto layer = std::make_unique<Layer>();
-  layer->backend = mxq::find_backend("cuda-mma");
-  if (layer->backend == nullptr) return fail("no cuda-mma backend in this build", err, errlen);
+  layer->backend = mxq::find_backend(backend);
+  if (layer->backend == nullptr) return fail(std::string("no ") + backend + " backend in this build", err, errlen);
   if (mxq::Verdict v = layer->backend->supports(mxq::this_device()); !v)
-    return fail("cuda-mma does not support this machine: " + v.reason, err, errlen);
+    return fail(std::string(backend) + " does not support this machine: " + v.reason, err, errlen);
   layer->problem = mxq::Problem::linear(elem_of(elem), act_of(act), 1, n, k);
   const mxq::LinearWeights lw{{elem_of(elem), 1, n, k, packed, scales}, {}, 1.0f};
   auto prep = layer->backend->prepare_linear(layer->problem, lw);
@@ -48,6 +53,10 @@ int mxq_shim_prepare(int elem, int act, int64_t n, int64_t k, const uint8_t* pac
   layer->weights = std::move(prep.value());
   *handle = layer.release();
   return 0;
+}
+int mxq_shim_prepare(int elem, int act, int64_t n, int64_t k, const uint8_t* packed,
+                     const uint8_t* scales, void** handle, char* err, int errlen) {
+  return mxq_shim_prepare_on("cuda-mma", elem, act, n, k, packed, scales, handle, err, errlen);
 }
 
 // x [m, k] and y [m, n] in device memory, dtype = act; asynchronous on `stream`.
@@ -125,6 +134,23 @@ int mxq_shim_config(int elem, int64_t m, int64_t n, int64_t k, char* buf, int le
   a.n = n;
   a.k = k;
   return fail(mxq::cuda::choose_gemm_config(a).to_string(), buf, len) - 1;
+}
+
+// The launch `backend` makes for the problem (BF16 activations), printable.
+int mxq_shim_config_on(const char* backend, int elem, int64_t m, int64_t n, int64_t k, char* buf,
+                       int len) {
+#if defined(MXQ_WITH_HOPPER)
+  if (std::string(backend) == "cuda-hopper") {
+    mxq::cuda::hopper::HopperGemmArgs a;
+    a.elem = elem_of(elem);
+    a.m = m;
+    a.n = n;
+    a.k = k;
+    auto c = mxq::cuda::hopper::choose_hopper_config(a);
+    return fail(c.ok() ? c.value().to_string() : c.status().to_string(), buf, len) - 1;
+  }
+#endif
+  return mxq_shim_config(elem, m, n, k, buf, len);
 }
 
 }  // extern "C"

@@ -17,8 +17,8 @@ run() {  # name, command...: log to $out/name.log, remember failures
   tail -n 3 "$out/$name.log" | sed 's/^/   /'
 }
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv >"$out/device.txt" 2>&1
-for t in mxq_cuda_tests mxq_cuda_layout_tests mxq_cuda_gemm_tests mxq_cuda_quant_tests \
-         mxq_cuda_moe_tests mxq_cuda_moe_layer_tests; do
+for t in mxq_cuda_tests mxq_cuda_layout_tests mxq_cuda_gemm_tests mxq_cuda_hopper_tests \
+         mxq_cuda_quant_tests mxq_cuda_moe_tests mxq_cuda_moe_layer_tests; do
   [ -x "$b/tests/cuda/$t" ] && run "$t" "$b/tests/cuda/$t"
 done
 MXQ_CASES=full run cases_full "$b/tests/cases/mxq_backend_cases_tests"
@@ -27,6 +27,12 @@ run memcheck_gemm $san --tool memcheck "$b/tests/cuda/mxq_cuda_gemm_tests" \
   --gtest_filter='CudaRepack.*:CudaMmaGemm.EveryTokenBlockSizeFormatAndDtype:CudaMmaGemm.ExtremeScales*'
 run racecheck_gemm $san --tool racecheck "$b/tests/cuda/mxq_cuda_gemm_tests" \
   --gtest_filter='CudaMmaGemm.ExtremeScales*:CudaMmaGemm.CapturedInACudaGraphGivesTheSameBits'
+if [ -x "$b/tests/cuda/mxq_cuda_hopper_tests" ]; then
+  run memcheck_hopper $san --tool memcheck "$b/tests/cuda/mxq_cuda_hopper_tests" \
+    --gtest_filter='HopperRepack.*:HopperGemm.SplitKAcrossClusters:HopperGemm.BitwiseDeterministic*'
+  run racecheck_hopper $san --tool racecheck "$b/tests/cuda/mxq_cuda_hopper_tests" \
+    --gtest_filter='HopperGemm.BitwiseDeterministic*'
+fi
 run memcheck_moe $san --tool memcheck "$b/tests/cuda/mxq_cuda_moe_layer_tests" \
   --gtest_filter='CudaMoERepack.*:CudaMoE.EveryTokenBlockSizeAndSplitRows:CudaMoE.ExpertsWithout*:CudaMoE.LocalExpertMap'
 run racecheck_moe $san --tool racecheck "$b/tests/cuda/mxq_cuda_moe_layer_tests" \
@@ -35,6 +41,7 @@ if [ -x "$b/tests/cuda/mxq_cuda_quant_tests" ]; then
   run memcheck_quant $san --tool memcheck "$b/tests/cuda/mxq_cuda_quant_tests"
 fi
 bench_args=(--shim "$b/bench/libmxq_bench_cuda_shim.so" --out "$out/gemm.json")
+[ -x "$b/tests/cuda/mxq_cuda_hopper_tests" ] && bench_args+=(--backends cuda-hopper,cuda-mma)
 [ "$quick" = "--quick" ] && bench_args+=(--quick)
 run gemm_bench python3 bench/cuda_gemm_bench.py "${bench_args[@]}"
 exit $status
