@@ -181,11 +181,11 @@ void bind_checkpoints(nb::module_& m) {
                         const std::optional<std::string>& out, int64_t tokens,
                         const std::string& backend, bool strict, bool use_env) {
         const Model& md = nb::cast<const Model&>(self);
-        const LayerSpec l = find_layer(md, name, tokens);
+        LayerSpec l = find_layer(md, name, tokens);
         if (l.problem.op != Op::kLinear) fail("layer '" + name + "' is an MoE layer; use Model.moe");
+        if (!act.empty()) l.problem.act = get(parse_act_key(act));  // "": the checkpoint's
         auto lin_ = std::make_unique<Linear>();
         lin_->problem = l.problem;
-        if (!act.empty()) lin_->problem.act = get(parse_act_key(act));  // "": the checkpoint's
         lin_->problem.out = out ? get(parse_dtype(*out)) : act_input_dtype(lin_->problem.act);
         lin_->w = get(linear_weights(*md.ck, l));  // with the static input_scale when present
         lin_->keep.push_back(nb::borrow(self));
@@ -197,11 +197,11 @@ void bind_checkpoints(nb::module_& m) {
                      const std::optional<std::string>& out, int64_t tokens,
                      const std::string& backend, bool strict, bool use_env) {
         const Model& md = nb::cast<const Model&>(self);
-        const LayerSpec l = find_layer(md, name, tokens);
+        LayerSpec l = find_layer(md, name, tokens);
         if (l.problem.op != Op::kMoE) fail("layer '" + name + "' is a linear layer; use Model.linear");
+        if (!act.empty()) l.problem.act = get(parse_act_key(act));  // "": the checkpoint's
         auto moe_ = std::make_unique<MoE>();
         moe_->problem = l.problem;
-        if (!act.empty()) moe_->problem.act = get(parse_act_key(act));  // "": the checkpoint's
         moe_->problem.out = out ? get(parse_dtype(*out)) : act_input_dtype(moe_->problem.act);
         moe_->w = get(moe_weights(*md.ck, l));
         moe_->hold = l.assembled;

@@ -298,6 +298,16 @@ Status find_router(const io::Checkpoint& ck, const std::string& block, LayerSpec
   return Status(StatusCode::kNotFound, "MoE block '" + block + "': no router tensor (tried " + tried + ")");
 }
 
+// fp8-static-tensor needs the weight's static input scale.
+Status need_scale(const LayerSpec& l, const io::MXWeight& w) {
+  if (l.problem.act == ActKey::kFP8StaticTensor && w.input_scale_name.empty())
+    return invalid_argument("layer '" + l.name + "': activation key fp8-static-tensor (the " +
+                            "checkpoint's static FP8 scheme) but weight '" + w.module +
+                            "' has no input_scale tensor; choose another activation key " +
+                            "(mxq explain --act, Python act=)");
+  return Status();
+}
+
 }  // namespace
 
 StatusOr<std::vector<LayerSpec>> model_layers(const io::Checkpoint& ck, const io::ModelInfo& info,
@@ -316,12 +326,6 @@ StatusOr<std::vector<LayerSpec>> model_layers(const io::Checkpoint& ck, const io
     topk = config["num_experts_per_tok"].get<int64_t>();
   const int64_t cfg_experts = config_experts(config);
   const ActKey act = default_act(info.act);
-  auto check_scale = [&](const io::MXWeight& w) -> Status {
-    if (act == ActKey::kFP8StaticTensor && w.input_scale_name.empty())
-      return invalid_argument("weight '" + w.module + "': the checkpoint's activations are " +
-                              "static FP8 but the weight has no input_scale tensor");
-    return Status();
-  };
   std::map<std::string, const io::MXWeight*> by_module;
   for (const auto& w : info.weights) by_module[w.module] = &w;
 
@@ -420,7 +424,6 @@ StatusOr<std::vector<LayerSpec>> model_layers(const io::Checkpoint& ck, const io
     l.w2 = &a->parts.back().stacked;
     if (!fused) l.w3 = &a->parts[1].stacked;
     MXQ_RETURN_IF_ERROR(find_router(ck, block, l));
-    for (const auto& part : a->parts) MXQ_RETURN_IF_ERROR(check_scale(*part.experts[0]));
     Problem p = Problem::moe_problem(gu.elem, act, tokens, hidden, inter, count,
                                      std::min<int64_t>(topk, count));
     p.bias = has_bias;
@@ -447,7 +450,6 @@ StatusOr<std::vector<LayerSpec>> model_layers(const io::Checkpoint& ck, const io
     if (w.shape.size() == 2) {
       LayerSpec l;
       l.name = w.module;
-      MXQ_RETURN_IF_ERROR(check_scale(w));
       l.problem = Problem::linear(w.elem, act, tokens, w.n(), w.k(), !w.bias_name.empty());
       l.w = &w;
       out.push_back(l);
@@ -469,8 +471,6 @@ StatusOr<std::vector<LayerSpec>> model_layers(const io::Checkpoint& ck, const io
       return invalid_argument("MoE block '" + block + "': '" + w.module + "' stacks " +
                               std::to_string(w.batch()) + " experts but config.json says " +
                               std::to_string(cfg_experts));
-    MXQ_RETURN_IF_ERROR(check_scale(w));
-    MXQ_RETURN_IF_ERROR(check_scale(*down->second));
     Problem p = Problem::moe_problem(w.elem, act, tokens, w.k(), w.n() / 2, w.batch(),
                                      std::min<int64_t>(topk, w.batch()));
     p.bias = !w.bias_name.empty();
@@ -486,6 +486,7 @@ StatusOr<std::vector<LayerSpec>> model_layers(const io::Checkpoint& ck, const io
 }
 
 StatusOr<LinearWeights> linear_weights(const io::Checkpoint& ck, const LayerSpec& l) {
+  MXQ_RETURN_IF_ERROR(need_scale(l, *l.w));
   LinearWeights lw;
   lw.w = view(*l.w);
   if (!l.w->bias_name.empty()) {
@@ -502,6 +503,8 @@ StatusOr<LinearWeights> linear_weights(const io::Checkpoint& ck, const LayerSpec
 }
 
 StatusOr<MoEWeights> moe_weights(const io::Checkpoint& ck, const LayerSpec& l) {
+  for (const io::MXWeight* w : {l.w, l.w2, l.w3})
+    if (w != nullptr) MXQ_RETURN_IF_ERROR(need_scale(l, *w));
   MoEWeights mw;
   if (l.assembled != nullptr) {
     AssembledExperts& a = *l.assembled;

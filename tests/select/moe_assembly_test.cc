@@ -499,6 +499,11 @@ TEST_F(MoEAssemblyTest, W4A4CheckpointRunsMxfp4DynamicByDefault) {
   auto lw = layers("w4a16", t, quark_config({{"model_type", "llama"}}));
   ASSERT_TRUE(lw.ok()) << lw.status().to_string();
   EXPECT_EQ(lw.value()[0].problem.act, ActKey::kBF16);
+  // fp8-static-tensor on a weight without input_scale: the layer lists, its weights refuse.
+  LayerSpec st = lw.value()[0];
+  st.problem.act = ActKey::kFP8StaticTensor;
+  EXPECT_TRUE(has_all(linear_weights(*ck_.back(), st).status(), StatusCode::kInvalidArgument,
+                      {"model.layers.0.self_attn.o_proj", "fp8-static-tensor", "no input_scale"}));
 }
 
 TEST_F(MoEAssemblyTest, InputScaleOfAnotherDtypeIsRefusedByName) {
