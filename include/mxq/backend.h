@@ -57,6 +57,12 @@ class Backend {
   virtual std::string_view name() const = 0;
   // Ranking among backends that can run a problem: higher wins (see docs/architecture.md).
   virtual int priority() const = 0;
+  // The ranking for one problem (default: priority()); a backend whose measured speed
+  // depends on the shape ranks itself per problem and cites the measurement.
+  virtual int rank(const Problem& p) const {
+    (void)p;
+    return priority();
+  }
   // Reference/emulation backends: choosing one on the automatic path warns (or fails in
   // strict mode) because it is slow.
   virtual bool is_reference() const { return false; }

@@ -71,7 +71,7 @@ StatusOr<Selection> select_from(const std::vector<const Backend*>& all, const Pr
   Selection sel;
   std::vector<const Backend*> ranked = all;
   std::stable_sort(ranked.begin(), ranked.end(),
-                   [](const Backend* a, const Backend* b) { return a->priority() > b->priority(); });
+                   [&p](const Backend* a, const Backend* b) { return a->rank(p) > b->rank(p); });
   for (const Backend* b : ranked) sel.candidates.push_back(check(b, p, d));
 
   std::string override_name = o.override_backend, source = "API override";
@@ -139,14 +139,14 @@ std::string explain_from(const std::vector<const Backend*>& all, const Problem& 
   } else {
     std::vector<const Backend*> ranked = all;
     std::stable_sort(ranked.begin(), ranked.end(),
-                     [](const Backend* a, const Backend* b) { return a->priority() > b->priority(); });
+                     [&p](const Backend* a, const Backend* b) { return a->rank(p) > b->rank(p); });
     for (const Backend* b : ranked) cs.push_back(check(b, p, d));
   }
   s << "backends (rank order)\n";
   for (const Candidate& c : cs) {
     char head[64];
     std::snprintf(head, sizeof head, "  %-14s prio %3d  ", std::string(c.backend->name()).c_str(),
-                  c.backend->priority());
+                  c.backend->rank(p));
     s << head << (c.eligible ? "ok" : "rejected: " + c.reason);
     if (sel.ok() && sel.value().backend == c.backend) s << "   <- chosen";
     s << "\n";

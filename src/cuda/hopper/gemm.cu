@@ -167,8 +167,8 @@ Status repack_hopper(const FragSource& fs, uint8_t* out, RepackStats* stats, cud
 
 // The schedule. Decode (M <= 64): the smallest token tile that holds M, and the split of K
 // across a cluster that best fills the resident clusters (N = 8192: 64 items of 128 rows on
-// 132 SMs run as 64 clusters of 2). Larger M: 128 or 256 tokens per item, whichever fills the
-// waves better (256 preferred: twice the reuse of each decoded weight fragment).
+// 132 SMs run as 64 clusters of 2). Larger M: 64, 128 or 256 tokens per item, whichever fills
+// the waves better (the larger preferred: more reuse of each decoded weight fragment).
 StatusOr<HopperGemmConfig> choose_hopper_config(const HopperGemmArgs& a) {
   HopperGemmConfig c;
   const int64_t k64 = (a.k + 63) / 64;
@@ -192,13 +192,21 @@ StatusOr<HopperGemmConfig> choose_hopper_config(const HopperGemmArgs& a) {
         c.splits = s;
       }
     }
-  } else if (a.m <= 128) {
-    c.tokens = 128;
   } else {
-    auto e128 = fill(128, 1), e256 = fill(256, 1);
-    if (!e128.ok()) return e128.status();
-    if (!e256.ok()) return e256.status();
-    c.tokens = e256.value() >= e128.value() - 0.05 ? 256 : 128;
+    // 64, 128 or 256 tokens, whichever fills the waves best, the larger tile kept unless the
+    // smaller fills more than 5% better (H200, 8192^2: M = 128 took 61.7 us as one 128-token
+    // tile on 64 of 132 SMs; M = 512 / 2048 / 8192 on 256-token tiles ran at 1.00 / 0.98 /
+    // 0.96x cuBLAS BF16, bench/results/h200/gemm-hopper-first.md).
+    double best = -1.0;
+    for (int nt : {256, 128, 64}) {
+      if (nt == 256 && a.m <= 128) continue;  // half the tile would be padding
+      auto e = fill(nt, 1);
+      if (!e.ok()) return e.status();
+      if (e.value() > best + 0.05) {
+        best = e.value();
+        c.tokens = nt;
+      }
+    }
   }
   c.stages = stages(c.tokens, fp4);
   c.m_tiles = int((a.m + c.tokens - 1) / c.tokens);

@@ -51,6 +51,13 @@ class CudaHopperBackend final : public Backend {
   // Above cuda-mma (100): the Hopper kernels are the faster family on sm_90
   // (bench/results/h200/gemm.md).
   int priority() const override { return 110; }
+  // Below cuda-mma (100) for decode with M <= 8: measured on the H200 (2026-12-03, MXFP4
+  // 8192^2, bench/results/h200/gemm-hopper-first.md) cuda-hopper took 26.5 us at M = 1 and
+  // 16 where cuda-mma took 19.5 / 29.1 us; from M = 16 up cuda-hopper is faster (M = 64: 32.5
+  // vs 102.4 us, M = 2048: 349 vs 581 us).
+  int rank(const Problem& p) const override {
+    return p.op == Op::kLinear && p.m <= 8 ? 90 : priority();
+  }
 
   Verdict supports(const Device& d) const override {
     if (!d.cuda_built) return Verdict::no("mxq was built without its CUDA part");
