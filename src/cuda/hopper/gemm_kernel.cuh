@@ -62,7 +62,7 @@ struct KernelShape {
   static constexpr int kAcc = NT / 2;                 // accumulators per consumer thread
   static constexpr int kSmem = smem_bytes(NT, kFp4);
   static_assert(NT == 16 || NT == 32 || NT == 64 || NT == 128 || NT == 256, "wgmma N");
-  static_assert(kStages >= 2, "the ring needs two stages");
+  static_assert(kStages >= 4, "the ring holds a decode group of up to 4 steps");
 };
 
 template <typename T, bool kFp4, int NT>
@@ -149,43 +149,61 @@ __global__ void __launch_bounds__(kThreads, 1)
     float acc[S::kAcc];
 #pragma unroll
     for (int i = 0; i < S::kAcc; ++i) acc[i] = 0.0f;
-    for (int i = 0; i < steps; ++i) {
-      uint32_t a[4][4];  // [k16 step][A register]
-      sm90::mbar_wait(&full[slot], phase);
-      const uint8_t* chunk = wts + (slot * kConsumers + c) * S::kChunk;
-      const uint32_t sw =
-          *reinterpret_cast<const uint32_t*>(chunk + S::kChunkW + warp * 32 + g * 4);
-      const uint8_t* lane_w = chunk + (warp * 32 + lane) * S::kLaneBytes;
-      const uint4 q0 = *reinterpret_cast<const uint4*>(lane_w);
+    // U k64 steps per wgmma group: decode U chunks, issue 4U wgmma, retire once. Decode tiles
+    // (few tokens) are bound by the per-group round trip, not by the MMAs, so they batch steps.
+    auto steps_group = [&](auto u_const) {
+      constexpr int U = decltype(u_const)::value;
+      uint32_t a[U][4][4];  // [step][k16 step][A register]
+      int slots[U];
 #pragma unroll
-      for (int blk = 0; blk < 2; ++blk) {
-        const uint32_t m0 = gemm::scale_multiplier<T, kFp4>((sw >> (8 * blk)) & 0xFF);
-        const uint32_t m1 = gemm::scale_multiplier<T, kFp4>((sw >> (16 + 8 * blk)) & 0xFF);
-        if constexpr (kFp4) {
-          gemm::decode_e2m1_scaled<T>(blk == 0 ? q0.x : q0.z, m0, m1, a[2 * blk]);
-          gemm::decode_e2m1_scaled<T>(blk == 0 ? q0.y : q0.w, m0, m1, a[2 * blk + 1]);
-        } else {
-          const uint4 v = blk == 0 ? q0 : *reinterpret_cast<const uint4*>(lane_w + 16);
-          gemm::decode_e4m3_scaled<T>(v.x, v.y, m0, m1, a[2 * blk]);
-          gemm::decode_e4m3_scaled<T>(v.z, v.w, m0, m1, a[2 * blk + 1]);
+      for (int u = 0; u < U; ++u) {
+        sm90::mbar_wait(&full[slot], phase);
+        slots[u] = slot;
+        const uint8_t* chunk = wts + (slot * kConsumers + c) * S::kChunk;
+        const uint32_t sw =
+            *reinterpret_cast<const uint32_t*>(chunk + S::kChunkW + warp * 32 + g * 4);
+        const uint8_t* lane_w = chunk + (warp * 32 + lane) * S::kLaneBytes;
+        const uint4 q0 = *reinterpret_cast<const uint4*>(lane_w);
+#pragma unroll
+        for (int blk = 0; blk < 2; ++blk) {
+          const uint32_t m0 = gemm::scale_multiplier<T, kFp4>((sw >> (8 * blk)) & 0xFF);
+          const uint32_t m1 = gemm::scale_multiplier<T, kFp4>((sw >> (16 + 8 * blk)) & 0xFF);
+          if constexpr (kFp4) {
+            gemm::decode_e2m1_scaled<T>(blk == 0 ? q0.x : q0.z, m0, m1, a[u][2 * blk]);
+            gemm::decode_e2m1_scaled<T>(blk == 0 ? q0.y : q0.w, m0, m1, a[u][2 * blk + 1]);
+          } else {
+            const uint4 v = blk == 0 ? q0 : *reinterpret_cast<const uint4*>(lane_w + 16);
+            gemm::decode_e4m3_scaled<T>(v.x, v.y, m0, m1, a[u][2 * blk]);
+            gemm::decode_e4m3_scaled<T>(v.z, v.w, m0, m1, a[u][2 * blk + 1]);
+          }
+        }
+        if (++slot == S::kStages) {
+          slot = 0;
+          phase ^= 1u;
         }
       }
-      const uint8_t* xs = act + slot * S::kActBytes;
       ptx::wgmma_fence();
 #pragma unroll
-      for (int s = 0; s < 4; ++s)
-        WgmmaRS<T, NT>::mma(acc, a[s], sm90::desc_kmajor_sw128(xs + 32 * s), 1);
+      for (int u = 0; u < U; ++u) {
+        const uint8_t* xs = act + slots[u] * S::kActBytes;
+#pragma unroll
+        for (int s = 0; s < 4; ++s)
+          WgmmaRS<T, NT>::mma(acc, a[u][s], sm90::desc_kmajor_sw128(xs + 32 * s), 1);
+      }
       ptx::wgmma_commit();
       // Retire the group before the next decode writes A registers (ptxas serialises every
       // wgmma, C7513, when a decode defines A registers while a group is in flight); the
-      // decode overlaps the other consumer warpgroup's MMAs instead. The slot goes back.
+      // decode overlaps the other consumer warpgroup's MMAs instead. The slots go back.
       ptx::wgmma_wait<0>();
-      if (lane == 0) sm90::mbar_arrive(&empty[slot]);
-      if (++slot == S::kStages) {
-        slot = 0;
-        phase ^= 1u;
+      if (lane == 0) {
+#pragma unroll
+        for (int u = 0; u < U; ++u) sm90::mbar_arrive(&empty[slots[u]]);
       }
-    }
+    };
+    constexpr int kGroup = NT <= 32 ? 4 : NT == 64 ? 2 : 1;
+    int i = 0;
+    for (; i + kGroup <= steps; i += kGroup) steps_group(std::integral_constant<int, kGroup>{});
+    for (; i < steps; ++i) steps_group(std::integral_constant<int, 1>{});
 
     if (splits > 1) {
       float* mine = red + size_t(ct) * S::kAcc;  // this thread's slot in a rank's buffer

@@ -51,12 +51,12 @@ class CudaHopperBackend final : public Backend {
   // Above cuda-mma (100): the Hopper kernels are the faster family on sm_90
   // (bench/results/h200/gemm.md).
   int priority() const override { return 110; }
-  // Below cuda-mma (100) for decode with M <= 8: measured on the H200 (2026-12-03, MXFP4
-  // 8192^2, bench/results/h200/gemm-hopper-first.md) cuda-hopper took 26.5 us at M = 1 and
-  // 16 where cuda-mma took 19.5 / 29.1 us; from M = 16 up cuda-hopper is faster (M = 64: 32.5
-  // vs 102.4 us, M = 2048: 349 vs 581 us).
+  // Below cuda-mma (100) for decode with M <= 16: measured on the H200 (2026-12-03,
+  // bench/results/h200/gemm-hopper.md) cuda-mma is faster there on the wide layers (MXFP4
+  // 28672 x 8192 M = 1 / 16: 52.8 / 95.2 us vs 120.9 / 122.9; 8192^2 M = 1: 23.5 vs 33.4);
+  // from M = 64 up cuda-hopper is faster on every measured shape (1.15-3.5x cuda-mma).
   int rank(const Problem& p) const override {
-    return p.op == Op::kLinear && p.m <= 8 ? 90 : priority();
+    return p.op == Op::kLinear && p.m <= 16 ? 90 : priority();
   }
 
   Verdict supports(const Device& d) const override {
