@@ -114,20 +114,8 @@ class CudaMmaBackend final : public Backend {
                               "cuda-mma's decode has no NaN, refusing (the cpu backends "
                               "propagate NaN)");
 
-    if (lw.bias.data != nullptr) {
-      std::vector<float> b(size_t(l.n));
-      DeviceBuffer tmp_b;
-      const void* src = lw.bias.data;
-      std::vector<uint8_t> host(size_t(l.n) * size_t(dtype_bytes(lw.bias.dtype)));
-      if (is_device_pointer(src)) {
-        MXQ_CUDA_TRY(cudaMemcpy(host.data(), src, host.size(), cudaMemcpyDeviceToHost));
-        src = host.data();
-      }
-      for (int64_t i = 0; i < l.n; ++i) b[size_t(i)] = float(num::load_dense(src, lw.bias.dtype, i));
-      MXQ_RETURN_IF_ERROR(out->bias.allocate(b.size() * sizeof(float)));
-      MXQ_CUDA_TRY(cudaMemcpy(out->bias.get(), b.data(), b.size() * sizeof(float),
-                              cudaMemcpyHostToDevice));
-    }
+    if (lw.bias.data != nullptr)
+      MXQ_RETURN_IF_ERROR(upload_as_f32(lw.bias.data, lw.bias.dtype, l.n, out->bias, "the bias"));
     MXQ_CUDA_TRY(cudaDeviceSynchronize());
     return std::unique_ptr<PreparedWeights>(std::move(out));
   }

@@ -3,8 +3,10 @@
 #include <algorithm>
 #include <atomic>
 #include <string>
+#include <vector>
 
 #include "cuda/common/cuda_check.h"
+#include "mxq/numerics.h"
 
 namespace mxq::cuda {
 
@@ -67,6 +69,21 @@ Status to_device(const void* p, size_t bytes, DeviceBuffer& tmp, const void** ou
   MXQ_RETURN_IF_ERROR(tmp.allocate(bytes, "a device copy of a host argument"));
   MXQ_CUDA_TRY(cudaMemcpy(tmp.get(), p, bytes, cudaMemcpyHostToDevice));
   *out = tmp.get();
+  return Status::Ok();
+}
+
+Status upload_as_f32(const void* src, DType dtype, int64_t count, DeviceBuffer& out,
+                     const char* what) {
+  std::vector<uint8_t> host;
+  if (is_device_pointer(src)) {
+    host.resize(size_t(count) * size_t(dtype_bytes(dtype)));
+    MXQ_CUDA_TRY(cudaMemcpy(host.data(), src, host.size(), cudaMemcpyDeviceToHost));
+    src = host.data();
+  }
+  std::vector<float> v(static_cast<size_t>(count));
+  for (int64_t i = 0; i < count; ++i) v[size_t(i)] = float(num::load_dense(src, dtype, i));
+  MXQ_RETURN_IF_ERROR(out.allocate(v.size() * sizeof(float), what));
+  MXQ_CUDA_TRY(cudaMemcpy(out.get(), v.data(), v.size() * sizeof(float), cudaMemcpyHostToDevice));
   return Status::Ok();
 }
 

@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "mxq/formats.h"
 #include "mxq/status.h"
 
 namespace mxq::cuda {
@@ -45,6 +46,11 @@ bool is_device_pointer(const void* p);
 // `bytes` at `p` (host or device) as a device pointer: `p` itself, or a synchronous copy in
 // `tmp`.
 Status to_device(const void* p, size_t bytes, DeviceBuffer& tmp, const void** out);
+
+// `count` values of dtype `dtype` at `src` (host or device) converted exactly to FP32 into a
+// new device buffer `out` (the backends' bias vectors). Synchronous.
+Status upload_as_f32(const void* src, DType dtype, int64_t count, DeviceBuffer& out,
+                     const char* what);
 
 // Test-only fault injection: the n-th DeviceBuffer::allocate from now (1 = the next) fails as
 // cudaMalloc's out-of-memory would (0 disarms). Process-wide; for single-threaded tests.

@@ -134,19 +134,8 @@ class CudaHopperBackend final : public Backend {
       return std::unique_ptr<PreparedWeights>(std::move(out));
     }
 
-    if (lw.bias.data != nullptr) {
-      std::vector<float> b(size_t(p.n));
-      const void* bsrc = lw.bias.data;
-      std::vector<uint8_t> host(size_t(p.n) * size_t(dtype_bytes(lw.bias.dtype)));
-      if (is_device_pointer(bsrc)) {
-        MXQ_CUDA_TRY(cudaMemcpy(host.data(), bsrc, host.size(), cudaMemcpyDeviceToHost));
-        bsrc = host.data();
-      }
-      for (int64_t i = 0; i < p.n; ++i) b[size_t(i)] = float(num::load_dense(bsrc, lw.bias.dtype, i));
-      MXQ_RETURN_IF_ERROR(out->bias.allocate(b.size() * sizeof(float)));
-      MXQ_CUDA_TRY(cudaMemcpy(out->bias.get(), b.data(), b.size() * sizeof(float),
-                              cudaMemcpyHostToDevice));
-    }
+    if (lw.bias.data != nullptr)
+      MXQ_RETURN_IF_ERROR(upload_as_f32(lw.bias.data, lw.bias.dtype, p.n, out->bias, "the bias"));
     MXQ_CUDA_TRY(cudaDeviceSynchronize());
     return std::unique_ptr<PreparedWeights>(std::move(out));
   }
