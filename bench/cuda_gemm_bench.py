@@ -32,7 +32,12 @@ import sys
 
 import torch
 
+import hashlib
+import os
+import subprocess
+
 import humming_peer
+import vllm_marlin_peer
 
 SHAPES = [(4096, 4096), (8192, 8192), (28672, 8192), (8192, 28672), (5760, 2880), (2880, 2880)]
 MS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 2048, 8192]
@@ -90,9 +95,25 @@ def dequant(elem, packed, scales, n, k):
 
 
 class Timer:
-    def __init__(self, reps):
+    """Median of CUDA-event timings with the L2 emptied of the operands before every run.
+
+    flush="read" (default): a 256 MiB read (a sum) evicts everything and leaves clean lines, so
+    the timed kernel's misses cost only their own reads, as after the previous layer of a model.
+    flush="write" (the harness before 2026-12-03): a 256 MiB memset leaves L2 full of dirty
+    lines, and the timed kernel's first misses also pay their write-back to HBM (up to ~50 MB
+    extra traffic: it inflates small, bandwidth-bound cases).
+    """
+
+    def __init__(self, reps, flush="read"):
         self.reps = reps
-        self.flush = torch.empty(256 * 1024 * 1024, dtype=torch.int8, device="cuda")
+        self.mode = flush
+        self.flush = torch.ones(64 * 1024 * 1024, dtype=torch.float32, device="cuda")
+
+    def _flush(self):
+        if self.mode == "write":
+            self.flush.fill_(1.0)
+        else:
+            self.sink = self.flush.sum()
 
     def median_us(self, fn):
         for _ in range(3):
@@ -100,7 +121,7 @@ class Timer:
         torch.cuda.synchronize()
         ts = []
         for _ in range(self.reps):
-            self.flush.zero_()  # evict the weights from L2 (50 MB)
+            self._flush()  # evict the weights from L2 (50 MB)
             if hasattr(torch.cuda, "_sleep"):  # ~100 us of GPU spin: hides the host launch cost
                 torch.cuda._sleep(200_000)  # (humming's Python forward: 45-130 us per call)
             a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
@@ -137,6 +158,22 @@ def peers(m, n, k, x, timer):
     return out
 
 
+def provenance(shim_path):
+    """The commit of the checkout and the sha256 of the shim that was measured."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    try:
+        commit = subprocess.run(["git", "-C", here, "rev-parse", "HEAD"], capture_output=True,
+                                text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", here, "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True).stdout.strip()
+        commit += "+dirty" if dirty else ""
+    except Exception:  # noqa: BLE001  (a copied tree without .git)
+        commit = os.environ.get("MXQ_COMMIT", "unknown")
+    with open(shim_path, "rb") as f:
+        sha = hashlib.sha256(f.read()).hexdigest()
+    return {"commit": commit, "shim_sha256": sha}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--shim", required=True)
@@ -153,10 +190,16 @@ def main():
     ap.add_argument("--humming-shapes", default="", help="N x K list (default: every shape)")
     ap.add_argument("--humming-budget-s", type=float, default=1e9,
                     help="stop building humming layers once their JIT compiles took this long")
+    ap.add_argument("--vllm-peers", default="",
+                    help="build/peers from ../shared/peers/fetch_vllm_peers.sh: vLLM's Marlin")
+    ap.add_argument("--flush", choices=["read", "write"], default="read",
+                    help="how the L2 is emptied before each timed run (see Timer)")
     args = ap.parse_args()
 
     shim = Shim(args.shim)
-    timer = Timer(args.reps)
+    timer = Timer(args.reps, args.flush)
+    vp, vp_error = vllm_marlin_peer.load(args.vllm_peers)
+    marlin_note = "vLLM 0.26.0 Marlin (dense MXFP4/MXFP8)" if vp else f"not available: {vp_error}"
     torch.manual_seed(0)
     props = torch.cuda.get_device_properties(0)
     bw = copy_bandwidth(timer)
@@ -167,22 +210,25 @@ def main():
     hk_shapes = {tuple(map(int, v.split("x"))) for v in args.humming_shapes.split(",") if v}
     result = {"device": props.name, "sms": props.multi_processor_count,
               "copy_bandwidth_Bps": bw, "torch": torch.__version__, "humming": humming_note,
+              "marlin": marlin_note, "flush": args.flush, **provenance(args.shim),
               "humming_layers": [], "argv": sys.argv[1:], "backends": args.backends,
               "cases": []}
 
     def save():
         with open(args.out, "w") as f:
             json.dump(result, f, indent=1)
-    print(f"# {props.name}: copy bandwidth {bw / 1e12:.2f} TB/s; humming-kernels {humming_note}",
-          flush=True)
+    print(f"# {props.name}: copy bandwidth {bw / 1e12:.2f} TB/s; humming-kernels {humming_note}; "
+          f"marlin {marlin_note}; L2 flush by {args.flush}; commit {result['commit']}; "
+          f"shim sha256 {result['shim_sha256'][:16]}", flush=True)
 
     shapes = SHAPES if not args.shapes else [tuple(map(int, s.split("x")))
                                              for s in args.shapes.split(",")]
     ms = [int(v) for v in args.ms.split(",")] if args.ms else (QUICK_MS if args.quick else MS)
     formats = [f for f in args.formats.split(",") if f]
     print("| format | N x K | M | mxq us | TB/s | % copy BW | TFLOP/s | cuBLAS BF16 us | "
-          "vs BF16 | FP8 rowwise us | vs FP8 | humming us | vs humming | rel err | humming err |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "vs BF16 | FP8 rowwise us | vs FP8 | humming us | vs humming | Marlin us | vs Marlin | "
+          "rel err | humming err |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for fmt in formats:
         elem = 0 if fmt == "mxfp4" else 1
         for (n, k) in shapes:
@@ -208,6 +254,13 @@ def main():
                     hk_info["error"] = "skipped: --humming-budget-s spent on earlier layers"
                 result["humming_layers"].append(hk_info)
                 print(f"# humming {fmt} {n}x{k}: {hk_info}", flush=True)
+            marlin = None
+            if vp is not None:
+                try:
+                    marlin = vllm_marlin_peer.build(vp, fmt, packed, scales)
+                except Exception as ex:  # noqa: BLE001
+                    result.setdefault("marlin_errors", []).append(
+                        {"format": fmt, "n": n, "k": k, "error": humming_peer.short(ex)})
             wbytes = n * k * (0.5 if elem == 0 else 1.0) + n * k / 32
             for m in ms:
                 x = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
@@ -250,11 +303,25 @@ def main():
                         del yh
                     except Exception as ex:  # noqa: BLE001
                         case["humming_error"] = humming_peer.short(ex)
+                if marlin is not None:
+                    try:
+                        ym = marlin(x)
+                        torch.cuda.synchronize()
+                        merr = ((ym.float() - ref).norm() / ref.norm()).item()
+                        case["marlin_rel_err"] = merr
+                        case["marlin_check"] = "ok" if math.isfinite(merr) and merr < 1e-2 \
+                            else "FAIL"
+                        case["marlin_us"] = timer.median_us(lambda: marlin(x))
+                        case["vs_marlin"] = case["marlin_us"] / us
+                        del ym
+                    except Exception as ex:  # noqa: BLE001
+                        case["marlin_error"] = humming_peer.short(ex)
                 result["cases"].append(case)
                 save()
                 b16 = case.get("cublas_bf16_us")
                 f8 = case.get("cublaslt_fp8_rowwise_us")
                 hu = case.get("humming_us")
+                mu = case.get("marlin_us")
                 print(f"| {fmt} | {n}x{k} | {m} | {us:.1f} | {case['weight_TBps']:.2f} | "
                       f"{case['pct_copy_bw']:.0f}% | {case['tflops']:.1f} | "
                       f"{b16 if b16 is None else round(b16, 1)} | "
@@ -262,7 +329,9 @@ def main():
                       f"{'n/a' if f8 is None else round(f8, 1)} | "
                       f"{'' if f8 is None else f'{f8 / us:.2f}x'} | "
                       f"{'' if hu is None else round(hu, 1)} | "
-                      f"{'' if hu is None else f'{hu / us:.2f}x'} | {err:.1e} | "
+                      f"{'' if hu is None else f'{hu / us:.2f}x'} | "
+                      f"{'' if mu is None else round(mu, 1)} | "
+                      f"{'' if mu is None else f'{mu / us:.2f}x'} | {err:.1e} | "
                       f"{case.get('humming_rel_err', case.get('humming_error', ''))} |"
                       + "".join(f" {b} {per[b]['us']:.1f} us ({per[b]['us'] / us:.2f}x) |"
                                 for b in backends[1:]),
@@ -272,7 +341,7 @@ def main():
                 shim.lib.mxq_shim_free(h)
             if hk is not None:
                 hk.free()
-            del packed, scales, wref, hk
+            del packed, scales, wref, hk, marlin
             torch.cuda.empty_cache()
     save()
 
