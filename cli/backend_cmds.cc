@@ -21,32 +21,6 @@ T get(StatusOr<T> v) {
   return std::move(v).value();
 }
 
-struct ProblemArgs {
-  std::string op = "linear", weights = "mxfp4", act = "bf16", out, activation = "silu",
-              layout = "chunked", routing = "softmax-topk";
-  int64_t m = 1, n = 4096, k = 4096, experts = 8, topk = 2, n_group = 1, topk_group = 1;
-  bool bias = false;
-};
-
-Problem make_problem(const ProblemArgs& a) {
-  const ElemType w = get(parse_elem_type(a.weights));
-  const ActKey act = get(parse_act_key(a.act));
-  Problem p = a.op == "moe" ? Problem::moe_problem(w, act, a.m, a.n, a.k, a.experts, a.topk)
-                            : Problem::linear(w, act, a.m, a.n, a.k, a.bias);
-  if (a.op != "linear" && a.op != "moe")
-    throw Error(invalid_argument("--op " + a.op + " (expected linear or moe)"));
-  p.bias = a.bias;
-  if (!a.out.empty()) p.out = get(parse_dtype(a.out));
-  if (p.op == Op::kMoE) {
-    p.moe.activation = get(parse_moe_activation(a.activation));
-    p.moe.layout = get(io::parse_gate_up_layout(a.layout));
-    p.moe.routing = get(parse_routing(a.routing));
-    p.moe.n_group = a.n_group;
-    p.moe.topk_group = a.topk_group;
-  }
-  return p;
-}
-
 // `act`: an explicit --act (overrides the checkpoint's activation scheme), or "" for its own.
 int explain_model(const std::string& path, int64_t tokens, const SelectOptions& o,
                   const std::string& act) {
@@ -89,6 +63,48 @@ int explain_model(const std::string& path, int64_t tokens, const SelectOptions& 
 
 }  // namespace
 
+Problem make_problem(const ProblemArgs& a) {
+  const ElemType w = get(parse_elem_type(a.weights));
+  const ActKey act = get(parse_act_key(a.act));
+  Problem p = a.op == "moe" ? Problem::moe_problem(w, act, a.m, a.n, a.k, a.experts, a.topk)
+                            : Problem::linear(w, act, a.m, a.n, a.k, a.bias);
+  if (a.op != "linear" && a.op != "moe")
+    throw Error(invalid_argument("--op " + a.op + " (expected linear or moe)"));
+  p.bias = a.bias;
+  if (!a.out.empty()) p.out = get(parse_dtype(a.out));
+  if (p.op == Op::kMoE) {
+    p.moe.activation = get(parse_moe_activation(a.activation));
+    p.moe.layout = get(io::parse_gate_up_layout(a.layout));
+    p.moe.routing = get(parse_routing(a.routing));
+    p.moe.n_group = a.n_group;
+    p.moe.topk_group = a.topk_group;
+  }
+  return p;
+}
+
+ProblemOptions add_problem_options(CLI::App* e, ProblemArgs& a) {
+  ProblemOptions o;
+  o.shape.push_back(e->add_option("--op", a.op, "linear | moe"));
+  o.shape.push_back(e->add_option("--weights", a.weights, "mxfp4 | mxfp8 | mxfp8-e5m2 | mxfp6-e2m3 | ..."));
+  o.act = e->add_option("--act", a.act, "bf16 | fp16 | fp8-static-tensor | fp8-dynamic-token | "
+                                        "mxfp8-dynamic | mxfp4-dynamic | mxfp6-e2m3-dynamic | "
+                                        "mxfp6-e3m2-dynamic (model: overrides the "
+                                        "checkpoint's activation scheme)");
+  o.shape.push_back(e->add_option("--out", a.out, "output dtype (default: the activations')"));
+  o.shape.push_back(e->add_option("--m", a.m, "tokens"));
+  o.shape.push_back(e->add_option("--n", a.n, "output features (MoE: hidden size)"));
+  o.shape.push_back(e->add_option("--k", a.k, "input features (MoE: intermediate size)"));
+  o.shape.push_back(e->add_option("--experts", a.experts, "MoE experts"));
+  o.shape.push_back(e->add_option("--topk", a.topk, "MoE experts per token"));
+  o.shape.push_back(e->add_option("--activation", a.activation, "MoE: silu | swigluoai"));
+  o.shape.push_back(e->add_option("--layout", a.layout, "MoE gate/up: chunked | interleaved | separate"));
+  o.shape.push_back(e->add_option("--routing", a.routing, "softmax-topk | topk-softmax | sigmoid-grouped-topk"));
+  o.shape.push_back(e->add_option("--n-group", a.n_group, "grouped top-k: groups"));
+  o.shape.push_back(e->add_option("--topk-group", a.topk_group, "grouped top-k: groups kept"));
+  o.shape.push_back(e->add_flag("--bias", a.bias, "with bias"));
+  return o;
+}
+
 void add_backend_commands(CLI::App& app) {
   static ProblemArgs a;
   static std::string model, backend;
@@ -97,24 +113,8 @@ void add_backend_commands(CLI::App& app) {
   auto* e = app.add_subcommand("explain", "Which backend runs a problem (or each layer of a "
                                           "model) on this machine, and why");
   e->add_option("model", model, "model directory (instead of --op ...)");
-  e->add_option("--op", a.op, "linear | moe");
-  e->add_option("--weights", a.weights, "mxfp4 | mxfp8 | mxfp8-e5m2 | mxfp6-e2m3 | ...");
   static CLI::Option* act_opt = nullptr;
-  act_opt = e->add_option("--act", a.act, "bf16 | fp16 | fp8-static-tensor | fp8-dynamic-token | "
-                                          "mxfp8-dynamic | mxfp4-dynamic (model: overrides the "
-                                          "checkpoint's activation scheme)");
-  e->add_option("--out", a.out, "output dtype (default: the activations')");
-  e->add_option("--m", a.m, "tokens");
-  e->add_option("--n", a.n, "output features (MoE: hidden size)");
-  e->add_option("--k", a.k, "input features (MoE: intermediate size)");
-  e->add_option("--experts", a.experts, "MoE experts");
-  e->add_option("--topk", a.topk, "MoE experts per token");
-  e->add_option("--activation", a.activation, "MoE: silu | swigluoai");
-  e->add_option("--layout", a.layout, "MoE gate/up: chunked | interleaved | separate");
-  e->add_option("--routing", a.routing, "softmax-topk | topk-softmax | sigmoid-grouped-topk");
-  e->add_option("--n-group", a.n_group, "grouped top-k: groups");
-  e->add_option("--topk-group", a.topk_group, "grouped top-k: groups kept");
-  e->add_flag("--bias", a.bias, "with bias");
+  act_opt = add_problem_options(e, a).act;
   e->add_option("--tokens", tokens, "tokens per layer call (model mode)");
   e->add_option("--backend", backend, "force a backend (an override that cannot run is an error)");
   e->add_flag("--strict", strict, "a fallback to a reference backend is an error");
@@ -135,6 +135,7 @@ void add_backend_commands(CLI::App& app) {
                   }()).ok() ? 0 : 1;
   });
   add_run_command(app);
+  add_bench_command(app);
 }
 
 }  // namespace mxq::cli

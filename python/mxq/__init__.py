@@ -26,7 +26,8 @@ from ._tensor import (MXTensor, decode, dequantize, encode, format_info, pack, q
 Problem = _core.Problem
 MXWeight = _core.MXWeight
 cuda_built: bool = _core.cuda_built
-__version__ = "0.1.0"
+__version__: str = _core.__version__  # project(mxq VERSION ...) in CMakeLists.txt
+__commit__: str = _core.__commit__    # git commit of the build ("" outside a checkout)
 
 __all__ = [
     "Linear", "MoE", "MXTensor", "MXWeight", "Model", "Problem", "backends", "convert",

@@ -10,6 +10,8 @@ from numpy.typing import NDArray
 
 
 cuda_built: bool = False
+__version__: str
+__commit__: str
 
 def decode_codes(type: str, codes: Annotated[NDArray, dict(writable=False)], out: NDArray) -> None: ...
 

@@ -2,6 +2,7 @@
 // offending array, then calls into the library. The Python package (python/mxq/) allocates
 // outputs and adds the convenience layer; nothing numeric is reimplemented here.
 #include "core.h"
+#include "mxq/version.h"
 
 NB_MODULE(_core, m) {
   using namespace mxq;
@@ -31,6 +32,11 @@ NB_MODULE(_core, m) {
 #else
   m.attr("cuda_built") = false;
 #endif
+
+  // The version of the CMake project (the one source) and the build's git commit ("" outside
+  // a checkout); mxq.__version__ / mxq.__commit__.
+  m.attr("__version__") = mxq::version();
+  m.attr("__commit__") = mxq::build_commit();
 
   bind_numerics(m);
   bind_tensors(m);
