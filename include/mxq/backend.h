@@ -70,6 +70,17 @@ class Backend {
   virtual Verdict supports(const Device& d) const = 0;
   virtual Verdict can_implement(const Problem& p) const = 0;
 
+  // The activation keys this backend computes exactly as cpu-reference defines them
+  // (src/cpu/common/act_quant.h). A backend declares a quantized key only when its kernels
+  // reproduce that quantization; the default is the two 16-bit keys (bf16, fp16), so a
+  // backend whose kernels take 16-bit activations is never chosen for a W4A4 / W8A8 layer.
+  virtual bool declares_act_key(ActKey a) const {
+    return a == ActKey::kBF16 || a == ActKey::kFP16;
+  }
+  // What the oracle (and every caller that picks a backend) asks of a problem: the activation
+  // key is declared (else a reason naming the key and the keys declared), then can_implement.
+  Verdict check_problem(const Problem& p) const;
+
   virtual StatusOr<std::unique_ptr<PreparedWeights>> prepare_linear(const Problem& p,
                                                                     const LinearWeights& w) const;
   // y [M, N] in p.out; x [M, K] in act_input_dtype(p.act).

@@ -25,8 +25,11 @@ enum class ActScheme : uint8_t {
   kMxfp8,       // dynamic MXFP8 E4M3 per 32-block (W8A8 / W4A8-MX)
   kFp8Static,   // FP8 E4M3 with a static per-tensor input_scale (W4A8, Quark / ModelOpt)
   kFp8Dynamic,  // FP8 E4M3 per-token dynamic
+  kMxfp6E2M3,   // dynamic MXFP6 E2M3 per 32-block (Quark input_tensors fp6_e2m3)
+  kMxfp6E3M2,   // dynamic MXFP6 E3M2 per 32-block (Quark input_tensors fp6_e3m2)
 };
-const char* act_scheme_name(ActScheme a);  // "none", "mxfp4", "mxfp8", "fp8-static", "fp8-dynamic"
+const char* act_scheme_name(ActScheme a);  // "none", "mxfp4", "mxfp8", "fp8-static", "fp8-dynamic",
+                                           // "mxfp6-e2m3", "mxfp6-e3m2"
 StatusOr<ActScheme> parse_act_scheme(std::string_view s);
 
 // Order of gate and up projections inside a fused MoE w13 tensor.

@@ -23,13 +23,30 @@ enum class ActKey : uint8_t {
   kFP8DynamicToken,  // x quantized to FP8 E4M3 with a per-row scale amax / 448
   kMXFP8Dynamic,     // x quantized to MXFP8 E4M3 per 32-block (floor rule, RNE)
   kMXFP4Dynamic,     // x quantized to MXFP4 per 32-block (floor rule, RNE)
+  kMXFP6E2M3Dynamic, // x quantized to MXFP6 E2M3 per 32-block (floor rule, RNE)
+  kMXFP6E3M2Dynamic, // x quantized to MXFP6 E3M2 per 32-block (floor rule, RNE)
 };
-inline constexpr ActKey kAllActKeys[] = {ActKey::kBF16,           ActKey::kFP16,
-                                         ActKey::kFP8StaticTensor, ActKey::kFP8DynamicToken,
-                                         ActKey::kMXFP8Dynamic,    ActKey::kMXFP4Dynamic};
+inline constexpr ActKey kAllActKeys[] = {
+    ActKey::kBF16,         ActKey::kFP16,         ActKey::kFP8StaticTensor,
+    ActKey::kFP8DynamicToken, ActKey::kMXFP8Dynamic, ActKey::kMXFP4Dynamic,
+    ActKey::kMXFP6E2M3Dynamic, ActKey::kMXFP6E3M2Dynamic};
 const char* act_key_name(ActKey a);  // "bf16", "fp16", "fp8-static-tensor", "fp8-dynamic-token",
-                                     // "mxfp8-dynamic", "mxfp4-dynamic"
+                                     // "mxfp8-dynamic", "mxfp4-dynamic", "mxfp6-e2m3-dynamic",
+                                     // "mxfp6-e3m2-dynamic"
 StatusOr<ActKey> parse_act_key(std::string_view s);
+// The MX keys (quantized per 32-block along K): true and the element type in *elem.
+constexpr bool act_key_mx_elem(ActKey a, ElemType* elem = nullptr) {
+  ElemType t = ElemType::kE2M1;
+  switch (a) {
+    case ActKey::kMXFP8Dynamic: t = ElemType::kE4M3; break;
+    case ActKey::kMXFP4Dynamic: t = ElemType::kE2M1; break;
+    case ActKey::kMXFP6E2M3Dynamic: t = ElemType::kE2M3; break;
+    case ActKey::kMXFP6E3M2Dynamic: t = ElemType::kE3M2; break;
+    default: return false;
+  }
+  if (elem != nullptr) *elem = t;
+  return true;
+}
 // The dense dtype activations arrive in (and outputs default to) for an activation key.
 DType act_input_dtype(ActKey a);
 

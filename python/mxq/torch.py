@@ -16,8 +16,15 @@ nothing inside an op synchronises or allocates device memory. Prepare layers for
 (``module.prepare('cuda')``) before capturing a graph.
 
 On CUDA tensors, quantize runs the library's GPU kernels (src/cuda/quant), and linear and moe
-the oracle's CUDA backend (cuda-mma: W4A16 / W8A16 with MXFP4 / MXFP8 weights; an MoE layer it
-cannot run, e.g. an fp8 activation key, raises ``NotImplementedError`` with the oracle's reason).
+the oracle's CUDA backend (cuda-mma: MXFP4 / MXFP8 weights with bf16 / fp16 activations or an
+MX activation key, quantized on the GPU exactly as cpu-reference does; a layer no CUDA backend
+runs, e.g. an fp8 activation key, raises ``NotImplementedError`` with the oracle's reason).
+
+Activation keys: modules built from a checkpoint run its activation scheme (W4A4
+``mxfp4-dynamic``, W8A8 ``mxfp8-dynamic``, Quark ``w_mxfp4_a_fp8`` ``fp8-static-tensor`` with
+its input_scale, fp6 activations ``mxfp6-e2m3-dynamic`` / ``mxfp6-e3m2-dynamic``); ``act=``
+overrides it (e.g. ``act="bf16"``), and :attr:`MXLinear.act` says which key runs. A key no
+backend on the tensors' device computes exactly is refused, never run as 16-bit activations.
 """
 
 import contextlib
@@ -255,9 +262,10 @@ class MXLinear(torch.nn.Module):
 
     @classmethod
     def from_checkpoint(cls, model: Union[str, "os.PathLike[str]", Model], name: str, *,
-                        act: str = "bf16", backend: Optional[str] = None, strict: bool = False,
-                        device: str = "cpu") -> "MXLinear":
-        """Module ``name`` of any supported MX checkpoint (path or :class:`mxq.Model`)."""
+                        act: Optional[str] = None, backend: Optional[str] = None,
+                        strict: bool = False, device: str = "cpu") -> "MXLinear":
+        """Module ``name`` of any supported MX checkpoint (path or :class:`mxq.Model`).
+        ``act`` None runs the checkpoint's activation scheme; a key (e.g. "bf16") overrides it."""
         return cls(_model(model).linear(name, act=act, backend=backend, strict=strict,
                                         device=device))
 
@@ -274,6 +282,11 @@ class MXLinear(torch.nn.Module):
     @property
     def backend(self) -> str:
         return self.layer.backend
+
+    @property
+    def act(self) -> str:
+        """The activation key the layer runs (the checkpoint's scheme unless overridden)."""
+        return self.layer.problem.act
 
     def explain(self) -> str:
         return self.layer.explain()
@@ -307,10 +320,11 @@ class MXMoE(torch.nn.Module):
 
     @classmethod
     def from_checkpoint(cls, model: Union[str, "os.PathLike[str]", Model], name: str, *,
-                        act: str = "bf16", backend: Optional[str] = None, strict: bool = False,
-                        device: str = "cpu") -> "MXMoE":
+                        act: Optional[str] = None, backend: Optional[str] = None,
+                        strict: bool = False, device: str = "cpu") -> "MXMoE":
         """MoE block ``name`` (e.g. 'model.layers.2.mlp') of any supported MX checkpoint, with
-        its router."""
+        its router. ``act`` None runs the checkpoint's activation scheme (gate/up input and
+        intermediate activation); a key (e.g. "bf16") overrides it."""
         md = _model(model)
         spec = next((l for l in md.layers() if l["name"] == name and l["op"] == "moe"), None)
         if spec is None:
@@ -333,6 +347,11 @@ class MXMoE(torch.nn.Module):
     @property
     def backend(self) -> str:
         return self.layer.backend
+
+    @property
+    def act(self) -> str:
+        """The activation key the layer runs (the checkpoint's scheme unless overridden)."""
+        return self.layer.problem.act
 
     def explain(self) -> str:
         return self.layer.explain()

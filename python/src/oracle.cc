@@ -43,7 +43,7 @@ Choice choose(const Problem& p, DevKind kind, const std::string& override_backen
            "arrays are " + dev_kind_name(kind) + " arrays");
     if (const Verdict v = b->supports(this_device()); !v)
       throw Error(unimplemented("backend '" + ov + "' cannot run on this machine: " + v.reason));
-    if (const Verdict v = b->can_implement(p); !v)
+    if (const Verdict v = b->check_problem(p); !v)
       throw Error(unimplemented("backend '" + ov + "' cannot run " + p.to_string() + ": " + v.reason));
     return {b, how};
   }
@@ -61,7 +61,7 @@ Choice choose(const Problem& p, DevKind kind, const std::string& override_backen
   } else {
     for (const Backend* b : backends()) {
       Verdict v = b->supports(this_device());
-      if (v) v = b->can_implement(p);
+      if (v) v = b->check_problem(p);
       cands.push_back({b, v.ok, v.reason});
     }
   }

@@ -105,6 +105,10 @@ StatusOr<QuantizeReport> quantize_model(const std::string& input, const std::str
       }
     }
 
+  if (opts.act == ActScheme::kMxfp6E2M3 || opts.act == ActScheme::kMxfp6E3M2)
+    return invalid_argument(std::string("activation scheme ") + act_scheme_name(opts.act) +
+                            ": compressed-tensors has no MXFP6 activation preset (mxq reads fp6 "
+                            "activations from Quark checkpoints)");
   auto staged_or = StagedDir::create(outdir, opts.overwrite);
   if (!staged_or.ok()) return staged_or.status();
   StagedDir staged = std::move(staged_or).value();

@@ -11,6 +11,18 @@ Status not_provided(const Backend& b, const char* what) {
 }
 }  // namespace
 
+Verdict Backend::check_problem(const Problem& p) const {
+  if ((p.op == Op::kLinear || p.op == Op::kMoE) && !declares_act_key(p.act)) {
+    std::string keys;
+    for (ActKey a : kAllActKeys)
+      if (declares_act_key(a)) keys += (keys.empty() ? "" : ", ") + std::string(act_key_name(a));
+    return Verdict::no("activation key " + std::string(act_key_name(p.act)) + " is not declared by " +
+                       std::string(name()) + " (it runs " + (keys.empty() ? "none" : keys) +
+                       "; running it would drop the activation quantization)");
+  }
+  return can_implement(p);
+}
+
 StatusOr<std::unique_ptr<PreparedWeights>> Backend::prepare_linear(const Problem&,
                                                                    const LinearWeights&) const {
   return not_provided(*this, "linear layers");

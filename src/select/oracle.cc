@@ -4,7 +4,8 @@
 //  1. An explicit override (SelectOptions::override_backend, else the env variable of the op)
 //     always wins; if that backend cannot run the problem the result is an error carrying its
 //     reason. Never a silent fallback.
-//  2. Otherwise every backend is checked: supports(device), then can_implement(problem); the
+//  2. Otherwise every backend is checked: supports(device), then check_problem (the activation
+//     key is one the backend declares, then can_implement(problem)); the
 //     eligible one with the highest priority is chosen (ties: registration order).
 //  3. If the choice is a reference backend while faster ones exist, that is a fallback: one
 //     warning per process on stderr naming why the others were rejected, or an error in strict
@@ -33,7 +34,7 @@ Candidate check(const Backend* b, const Problem& p, const Device& d) {
     c.reason = "device: " + s.reason;
     return c;
   }
-  const Verdict v = b->can_implement(p);
+  const Verdict v = b->check_problem(p);  // declared activation key, then can_implement
   if (!v) {
     c.reason = v.reason;
     return c;

@@ -22,6 +22,8 @@ const char* act_key_name(ActKey a) {
     case ActKey::kFP8DynamicToken: return "fp8-dynamic-token";
     case ActKey::kMXFP8Dynamic: return "mxfp8-dynamic";
     case ActKey::kMXFP4Dynamic: return "mxfp4-dynamic";
+    case ActKey::kMXFP6E2M3Dynamic: return "mxfp6-e2m3-dynamic";
+    case ActKey::kMXFP6E3M2Dynamic: return "mxfp6-e3m2-dynamic";
   }
   return "?";
 }

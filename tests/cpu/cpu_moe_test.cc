@@ -31,7 +31,9 @@ double moe_key_tol(ActKey a) {
     case ActKey::kFP16: return 2e-3;
     case ActKey::kFP8StaticTensor:
     case ActKey::kFP8DynamicToken:
-    case ActKey::kMXFP8Dynamic: return 2e-2;
+    case ActKey::kMXFP8Dynamic:
+    case ActKey::kMXFP6E2M3Dynamic: return 2e-2;
+    case ActKey::kMXFP6E3M2Dynamic: return 4e-2;
     case ActKey::kMXFP4Dynamic: return 8e-2;
   }
   return 0;

@@ -57,9 +57,9 @@ inline std::vector<float> expected_act(ActKey key, std::vector<float> x, float i
       s = amax == 0 ? 1.0f : amax / 448.0f;
     }
     for (float& v : x) v = e4m3_nearest(v / s) * s;
-  } else if (key == ActKey::kMXFP8Dynamic || key == ActKey::kMXFP4Dynamic) {
+  } else if (act_key_mx_elem(key)) {
     QuantOptions o;
-    o.elem = key == ActKey::kMXFP8Dynamic ? ElemType::kE4M3 : ElemType::kE2M1;
+    act_key_mx_elem(key, &o.elem);
     const StatusOr<MXMatrix> q = quantize(x, 1, int64_t(x.size()), o);
     EXPECT_TRUE(q.ok());
     x = dequantize(q.value()).value();

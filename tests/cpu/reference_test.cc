@@ -126,9 +126,10 @@ TEST(ActQuant, MxKeysMatchTheTensorQuantizer) {
   std::vector<float> x(size_t(rows * k));
   for (float& v : x) v = nd(rng) * std::exp2(float(uint32_t(rng()) % 9) - 4.0f);
   const std::vector<uint16_t> xb = to_bf16(x);
-  for (ActKey key : {ActKey::kMXFP8Dynamic, ActKey::kMXFP4Dynamic}) {
+  for (ActKey key : {ActKey::kMXFP8Dynamic, ActKey::kMXFP4Dynamic, ActKey::kMXFP6E2M3Dynamic,
+                     ActKey::kMXFP6E3M2Dynamic}) {
     QuantOptions o;
-    o.elem = key == ActKey::kMXFP8Dynamic ? ElemType::kE4M3 : ElemType::kE2M1;
+    ASSERT_TRUE(act_key_mx_elem(key, &o.elem));
     std::vector<uint8_t> packed(size_t(rows * packed_bytes(o.elem, k))), scales(size_t(rows * k / 32));
     ASSERT_TRUE(quantize(xb.data(), DType::kBF16, rows, k, o, packed.data(), scales.data()).ok());
     std::vector<float> want(x.size()), got;
@@ -136,6 +137,66 @@ TEST(ActQuant, MxKeysMatchTheTensorQuantizer) {
                            want.data(), 1).ok());
     ASSERT_TRUE(cpu::act_quantize(key, {xb.data(), DType::kBF16, rows, k}, 1.0f, got).ok());
     EXPECT_EQ(got, want) << act_key_name(key);
+  }
+}
+
+TEST(ActQuant, Mxfp6KeysWorkedExamples) {
+  // E2M3 (max 7.5; steps 0.125 below 2, 0.25 in [2, 4), 0.5 in [4, 8)): amax 7 -> E 2,
+  // emax 2, scale 2^0; 3.3 -> 3.25, -5.3 -> -5.5, 0.06 -> 0 (below half of 0.125).
+  // E3M2 (max 28; step 2^(e-2) in binade e, normals from 0.25): amax 20 -> E 4, emax 4,
+  // scale 2^0; 20 stays, 13 is the tie of 12 and 14 -> the even code, 12; 0.3 -> 0.3125.
+  std::vector<float> x(32, 0.0f);
+  x[0] = 7.0f;
+  x[1] = 3.3f;
+  x[2] = -5.3f;
+  x[3] = 0.06f;
+  std::vector<float> out = quantize_f32(ActKey::kMXFP6E2M3Dynamic, x, 1);
+  EXPECT_EQ(out[0], 7.0f);
+  EXPECT_EQ(out[1], 3.25f);
+  EXPECT_EQ(out[2], -5.5f);
+  EXPECT_EQ(out[3], 0.0f);
+  std::vector<float> y(32, 0.0f);
+  y[0] = 20.0f;
+  y[1] = 13.0f;
+  y[2] = 0.3f;
+  out = quantize_f32(ActKey::kMXFP6E3M2Dynamic, y, 1);
+  EXPECT_EQ(out[0], 20.0f);
+  EXPECT_EQ(out[1], 12.0f);
+  EXPECT_EQ(out[2], 0.3125f);
+}
+
+// The GPU backends run MX activation keys by quantizing the 16-bit activations and writing the
+// dequantized values back in the same 16-bit type (docs/numerics.md, "MX activation keys"):
+// exact only because every dequantized value of a BF16 (F16) row is itself a BF16 (F16) value.
+// Checked here over rows that reach both ends of each type's range (subnormals, the largest
+// binade, saturation) for every MX key.
+TEST(ActQuant, MxKeysAreExactIn16BitTypes) {
+  std::mt19937 rng(11);
+  for (DType dt : {DType::kBF16, DType::kF16}) {
+    const int lo = dt == DType::kBF16 ? -133 : -24, hi = dt == DType::kBF16 ? 127 : 15;
+    for (ActKey key : kAllActKeys) {
+      if (!act_key_mx_elem(key)) continue;
+      int64_t checked = 0;
+      for (int e = lo; e <= hi; ++e) {
+        std::vector<uint16_t> raw(64);
+        for (size_t i = 0; i < raw.size(); ++i) {
+          // Magnitudes in [2^(e-12), 2^(e+1)): the block's amax sits in binade e or e-1.
+          const float mag = std::ldexp(1.0f + float(rng() % 128) / 128.0f, e - int(rng() % 13));
+          const float v = (rng() & 1) ? -mag : mag;
+          raw[i] = dt == DType::kBF16 ? num::f32_to_bf16(v) : num::f32_to_f16(v);
+        }
+        std::vector<float> out;
+        ASSERT_TRUE(cpu::act_quantize(key, {raw.data(), dt, 1, 64}, 1.0f, out).ok());
+        for (size_t i = 0; i < out.size(); ++i) {
+          ASSERT_TRUE(std::isfinite(out[i])) << act_key_name(key) << " 2^" << e;
+          ASSERT_EQ(cpu::round_to_dtype(out[i], dt), out[i])
+              << act_key_name(key) << " " << dtype_name(dt) << ": " << out[i]
+              << " is not a " << dtype_name(dt) << " value (block binade 2^" << e << ")";
+          ++checked;
+        }
+      }
+      EXPECT_GT(checked, 0);
+    }
   }
 }
 

@@ -353,6 +353,25 @@ TEST_F(FormatsTest, QuarkFp6WeightOnly) {
   expect_weight(r.value().weights[0], a, ElemType::kE3M2, {8, 128}, q);
 }
 
+TEST_F(FormatsTest, QuarkFp6Activations) {
+  for (const char* d : {"fp6_e2m3", "fp6_e3m2"}) {
+    tensors_.clear();
+    json act = quark_spec(d);
+    act["is_dynamic"] = true;
+    write_json("config.json", quark_config(quark_spec(d), act));
+    const ElemType t = std::string(d) == "fp6_e2m3" ? ElemType::kE2M3 : ElemType::kE3M2;
+    const MXMatrix q = make_mx(t, 8, 128, 31, ScaleRule::kEven);
+    const std::string a = "model.layers.0.mlp.up_proj";
+    add_mx(a + ".weight", StDType::kU8, {8, 96}, a + ".weight_scale", StDType::kU8, {8, 4}, q);
+    auto r = read();
+    ASSERT_TRUE(r.ok()) << r.status().to_string();
+    const std::string e = t == ElemType::kE2M3 ? "e2m3" : "e3m2";
+    EXPECT_EQ(r.value().scheme, "w_mxfp6_" + e + "_a_mxfp6_" + e);
+    EXPECT_EQ(r.value().act, t == ElemType::kE2M3 ? ActScheme::kMxfp6E2M3 : ActScheme::kMxfp6E3M2);
+    EXPECT_EQ(std::string(act_scheme_name(r.value().act)), "mxfp6-" + e);
+  }
+}
+
 // Global weight null: everything quantized comes from name patterns.
 TEST_F(FormatsTest, QuarkLayerOnlySpecsAndConflicts) {
   json act = quark_spec("fp4");

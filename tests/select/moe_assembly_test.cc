@@ -506,6 +506,29 @@ TEST_F(MoEAssemblyTest, W4A4CheckpointRunsMxfp4DynamicByDefault) {
                       {"model.layers.0.self_attn.o_proj", "fp8-static-tensor", "no input_scale"}));
 }
 
+// Quark MXFP6 checkpoints with fp6 activations run the matching fp6 activation keys.
+TEST_F(MoEAssemblyTest, Fp6ActivationsRunMxfp6DynamicKeys) {
+  for (const char* d : {"fp6_e2m3", "fp6_e3m2"}) {
+    json act = quark_spec(d);
+    act["is_dynamic"] = true;
+    const ElemType t = std::string(d) == "fp6_e2m3" ? ElemType::kE2M3 : ElemType::kE3M2;
+    const MXMatrix w = make_mx(t, 16, kH, 82);
+    std::vector<Tensor> v;
+    const std::string a = "model.layers.0.self_attn.o_proj";
+    v.push_back({a + ".weight", io::StDType::kU8, {16, kH * 6 / 8}, w.packed});
+    v.push_back({a + ".weight_scale", io::StDType::kU8, {16, kH / 32}, w.scales});
+    const json layer = {{a, {{"weight", quark_spec(d)}, {"input_tensors", act},
+                             {"output_tensors", nullptr}, {"bias", nullptr}}}};
+    auto ls = layers(std::string("w6a6_") + d, v, quark_config({{"model_type", "llama"}}, layer, act));
+    ASSERT_TRUE(ls.ok()) << ls.status().to_string();
+    ASSERT_EQ(ls.value().size(), 1u);
+    const ActKey want = t == ElemType::kE2M3 ? ActKey::kMXFP6E2M3Dynamic : ActKey::kMXFP6E3M2Dynamic;
+    EXPECT_EQ(ls.value()[0].problem.act, want) << d;
+    EXPECT_NE(ls.value()[0].problem.to_string().find(act_key_name(want)), std::string::npos)
+        << ls.value()[0].problem.to_string();
+  }
+}
+
 TEST_F(MoEAssemblyTest, InputScaleOfAnotherDtypeIsRefusedByName) {
   std::vector<Tensor> t;
   add_mx(t, "model.layers.0.self_attn.o_proj", make_mx(ElemType::kE2M1, 16, kH, 81), 16, kH);

@@ -23,6 +23,11 @@ class FakeBackend : public Backend {
   bool is_reference() const override { return ref_; }
   Verdict supports(const Device& d) const override { return sup_(d); }
   Verdict can_implement(const Problem& p) const override { return impl_(p); }
+  // Fakes declare every activation key unless told otherwise (declared_16bit_only).
+  bool declares_act_key(ActKey a) const override {
+    return declared_16bit_only ? Backend::declares_act_key(a) : true;
+  }
+  bool declared_16bit_only = false;
 
  private:
   std::string name_;
@@ -95,6 +100,45 @@ TEST_F(Fixture, ActivationKeyGating) {
   ASSERT_TRUE(s.ok());
   EXPECT_EQ(s.value().backend, &cpu);
   EXPECT_NE(s.value().candidates[0].reason.find("mxfp8-dynamic"), std::string::npos);
+}
+
+// A backend whose can_implement would accept a quantized activation key but which does not
+// declare it (the default: bf16 and fp16 only) is refused by the oracle with a reason naming
+// the key, and explain shows it; the same backend is chosen for bf16.
+TEST_F(Fixture, UndeclaredActivationKeyIsRefusedWhateverCanImplementSays) {
+  FakeBackend loose("fake-16bit", 200, false, any_device, anything);
+  loose.declared_16bit_only = true;
+  std::vector<const Backend*> with_loose{&ref, &cpu, &gpu, &loose};
+  for (ActKey a : kAllActKeys) {
+    Problem p = kBf16;
+    p.act = a;
+    p.out = act_input_dtype(a);
+    auto s = detail::select_from(with_loose, p, with_gpu, quiet());
+    ASSERT_TRUE(s.ok()) << s.status().to_string();
+    const bool sixteen = a == ActKey::kBF16 || a == ActKey::kFP16;
+    EXPECT_EQ(s.value().backend == &loose, sixteen) << act_key_name(a);
+    if (sixteen) continue;
+    EXPECT_EQ(s.value().candidates[0].backend, &loose);
+    const std::string& why = s.value().candidates[0].reason;
+    EXPECT_NE(why.find(std::string("activation key ") + act_key_name(a) + " is not declared by fake-16bit"),
+              std::string::npos) << why;
+    EXPECT_NE(why.find("it runs bf16, fp16"), std::string::npos) << why;
+    // An override naming it is an error carrying the same reason.
+    SelectOptions o = quiet();
+    o.override_backend = "fake-16bit";
+    auto ov = detail::select_from(with_loose, p, with_gpu, o);
+    ASSERT_FALSE(ov.ok());
+    EXPECT_NE(ov.status().message().find("is not declared by fake-16bit"), std::string::npos)
+        << ov.status().message();
+    const std::string e = detail::explain_from(with_loose, p, with_gpu, quiet());
+    EXPECT_NE(e.find("fake-16bit     prio 200  rejected: activation key"), std::string::npos) << e;
+  }
+  // The contract's check, as callers outside the oracle use it.
+  Problem p = kBf16;
+  p.act = ActKey::kMXFP4Dynamic;
+  EXPECT_TRUE(loose.can_implement(p).ok);
+  EXPECT_FALSE(loose.check_problem(p).ok);
+  EXPECT_TRUE(loose.check_problem(kBf16).ok);
 }
 
 TEST_F(Fixture, ShapeGatingAndFallbackToReference) {

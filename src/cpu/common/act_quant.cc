@@ -61,11 +61,14 @@ Status act_quantize_row(ActKey key, const float* x, int64_t k, float input_scale
     }
 
     case ActKey::kMXFP8Dynamic:
-    case ActKey::kMXFP4Dynamic: {
+    case ActKey::kMXFP4Dynamic:
+    case ActKey::kMXFP6E2M3Dynamic:
+    case ActKey::kMXFP6E3M2Dynamic: {
       if (k % kBlockSize != 0)
         return invalid_argument(std::string(act_key_name(key)) + ": the row length K = " +
                                 std::to_string(k) + " is not a multiple of 32");
-      const ElemType t = key == ActKey::kMXFP8Dynamic ? ElemType::kE4M3 : ElemType::kE2M1;
+      ElemType t = ElemType::kE2M1;
+      act_key_mx_elem(key, &t);
       const num::BlockRules rules{};  // floor, RNE, saturate: mxq::quantize's defaults
       uint32_t bits[kBlockSize];
       uint8_t codes[kBlockSize];

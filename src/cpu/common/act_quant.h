@@ -11,9 +11,14 @@
 //                       value = decode(code) * input_scale     (one FP32 product, RN)
 //   fp8-dynamic-token   as fp8-static-tensor with a per-row s = amax_row / 448 (FP32 division;
 //                       s = 1 when the row is all zeros).
-//   mxfp8-dynamic       the row is quantized as MXFP8 E4M3 / MXFP4 E2M1 per 32-block with the
-//   mxfp4-dynamic       floor scale rule, RNE, saturation (exactly mxq::quantize with default
-//                       QuantOptions), then dequantized (exact in FP32). K % 32 == 0 required.
+//   mxfp8-dynamic       the row is quantized as MXFP8 E4M3 / MXFP4 E2M1 / MXFP6 E2M3 / MXFP6
+//   mxfp4-dynamic       E3M2 per 32-block with the floor scale rule, RNE, saturation (exactly
+//   mxfp6-e2m3-dynamic  mxq::quantize with default QuantOptions), then dequantized (exact in
+//   mxfp6-e3m2-dynamic  FP32). K % 32 == 0 required. For BF16 (F16) input the dequantized
+//                       values are exactly representable in BF16 (F16) as well: elements have
+//                       <= 4 significant bits, the scale is a power of two, grid points finer
+//                       than the input's ulp leave x unchanged, and the floor rule keeps every
+//                       result below 1.875 * 2^E(amax) (docs/numerics.md, "MX activation keys").
 //
 // Non-finite inputs: fp8-static maps NaN to NaN and +-Inf to +-448 * input_scale (saturation);
 // fp8-dynamic makes the whole row NaN when the row holds a NaN or Inf (s would be Inf or NaN,
@@ -72,9 +77,7 @@ void load_row(const DenseView& v, int64_t r, float* out);
 // ---- activation quantization --------------------------------------------------------------------
 
 // True for the keys that quantize per 32-block along K (the row length must be a multiple of 32).
-constexpr bool act_key_is_mx(ActKey a) {
-  return a == ActKey::kMXFP8Dynamic || a == ActKey::kMXFP4Dynamic;
-}
+constexpr bool act_key_is_mx(ActKey a) { return act_key_mx_elem(a); }
 
 // Quantizes one row of k FP32 values (already widened from the input dtype) under `key` and
 // writes the dequantized values to out[0, k) (out may alias x). `input_scale` is used by

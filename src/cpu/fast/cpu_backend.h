@@ -52,6 +52,7 @@ class CpuBackend final : public Backend {
 
   Verdict supports(const Device& d) const override;
   Verdict can_implement(const Problem& p) const override;
+  bool declares_act_key(ActKey) const override { return true; }  // act_quant.h, every key
 
   StatusOr<std::unique_ptr<PreparedWeights>> prepare_linear(const Problem& p,
                                                             const LinearWeights& w) const override;

@@ -50,6 +50,7 @@ class ReferenceBackend final : public Backend {
   // computed: a Problem that fails validate(), the quantize op, MX act keys on a K (linear)
   // or H / I (MoE) that is not a multiple of 32.
   Verdict can_implement(const Problem& p) const override;
+  bool declares_act_key(ActKey) const override { return true; }  // act_quant.h, every key
 
   // Keep the views (no copy; the caller keeps the weights alive); bytes() == 0.
   StatusOr<std::unique_ptr<PreparedWeights>> prepare_linear(const Problem& p,

@@ -38,6 +38,8 @@ json act_config(ActScheme a) {
       return {{"num_bits", 8}, {"type", "float"}, {"symmetric", true},
               {"strategy", a == ActScheme::kFp8Static ? "tensor" : "token"},
               {"dynamic", a == ActScheme::kFp8Dynamic}};
+    case ActScheme::kMxfp6E2M3:
+    case ActScheme::kMxfp6E3M2: break;  // refused by quantize_model (no compressed-tensors form)
   }
   return nullptr;
 }

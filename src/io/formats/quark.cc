@@ -134,8 +134,13 @@ Status parse_input(const json* a, const std::string& where, Spec& s) {
       s.scheme += "_a_mxfp8";
       return Status::Ok();
     }
-    return unimplemented(where + ".dtype is \"" + d + "\": mxq runs MX activations as mxfp4 or "
-                         "mxfp8 (dtype fp4 or fp8_e4m3) only");
+    if (d == "fp6_e2m3" || d == "fp6_e3m2") {
+      s.act = d == "fp6_e2m3" ? ActScheme::kMxfp6E2M3 : ActScheme::kMxfp6E3M2;
+      s.scheme += d == "fp6_e2m3" ? "_a_mxfp6_e2m3" : "_a_mxfp6_e3m2";
+      return Status::Ok();
+    }
+    return unimplemented(where + ".dtype is \"" + d + "\": mxq runs MX activations as mxfp4, "
+                         "mxfp6 or mxfp8 (dtype fp4, fp6_e2m3, fp6_e3m2 or fp8_e4m3) only");
   }
   if (d == "fp8_e4m3" && qscheme == "per_tensor" && !dynamic) {
     s.act = ActScheme::kFp8Static;
@@ -149,7 +154,7 @@ Status parse_input(const json* a, const std::string& where, Spec& s) {
   }
   return unimplemented(where + " (dtype \"" + d + "\", qscheme \"" + qscheme + "\", is_dynamic " +
                        (dynamic ? "true" : "false") + ") is not an activation scheme mxq runs: "
-                       "null, MX fp4/fp8_e4m3 per_group dynamic, fp8_e4m3 per_tensor static or "
+                       "null, MX fp4/fp6_e2m3/fp6_e3m2/fp8_e4m3 per_group dynamic, fp8_e4m3 per_tensor static or "
                        "fp8_e4m3 per_channel/per_token dynamic");
 }
 

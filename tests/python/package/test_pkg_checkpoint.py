@@ -76,6 +76,11 @@ def test_verify_and_quantize_model_schemes(sample, tmp_path):
     m = mxq.load(tmp_path / "fp8")
     assert r["quantized"] == 20 and m.activations == "mxfp8"
     assert {w.format for w in m.weights} == {"mxfp8"}
+    # fp6 activation schemes are read (Quark) but compressed-tensors cannot record them.
+    with pytest.raises(ValueError, match="no MXFP6 activation preset"):
+        mxq.quantize_model(sample / "dense", tmp_path / "fp6", scheme="mxfp6-e2m3",
+                           activations="mxfp6-e2m3")
+    assert not (tmp_path / "fp6").exists()
 
 
 def test_explain(sample):

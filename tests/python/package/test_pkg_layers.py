@@ -74,6 +74,26 @@ def test_linear_fp16_and_dynamic_act_keys():
         assert rel(a(xb), r(xb)) < 2e-2, act
 
 
+@pytest.mark.parametrize("act,fmt", [("mxfp6-e2m3-dynamic", "mxfp6-e2m3"),
+                                     ("mxfp6-e3m2-dynamic", "mxfp6-e3m2"),
+                                     ("mxfp4-dynamic", "mxfp4"), ("mxfp8-dynamic", "mxfp8")])
+def test_mx_act_keys_are_the_quantize_dequantize_of_x(act, fmt):
+    """An MX activation key means: x quantized per 32-block by mxq.quantize's defaults and
+    dequantized, then the float64 matmul (cpu-reference) -- fp6 keys included."""
+    q = weights(64, 128, "mxfp8", seed=3)
+    x = (np.random.default_rng(4).standard_normal((3, 128)) * 4).astype(BF16)
+    ref = mxq.Linear.prepare(q.packed, q.scales, "mxfp8", act=act, backend="cpu-reference",
+                             out_dtype="f32")
+    assert ref.problem.act == act
+    xq = mxq.dequantize(mxq.quantize(x, fmt)).astype(np.float64)
+    assert not np.array_equal(xq, x.astype(np.float64))  # the key changes x
+    want = xq @ mxq.dequantize(q).astype(np.float64).T
+    assert rel(ref(x), want) < 1e-6
+    fast = mxq.Linear.prepare(q.packed, q.scales, "mxfp8", act=act, out_dtype="f32")
+    assert fast.backend == "cpu"
+    assert rel(fast(x), want) < 1e-5
+
+
 def test_linear_errors():
     q = weights(64, 128)
     lin = mxq.Linear.prepare(q.packed, q.scales, "mxfp4")

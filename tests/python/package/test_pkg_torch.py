@@ -305,3 +305,34 @@ def test_modules_from_checkpoint(tmp_path):
         lin(x.float())
     with pytest.raises(LookupError, match="no MoE layer"):
         mt.MXMoE.from_checkpoint(m, "model.layers.0.mlp")
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_modules_from_checkpoint_run_its_activation_scheme(tmp_path, device):
+    """A W4A4 checkpoint's modules run mxfp4-dynamic (not bf16) by default, on CPU and CUDA
+    tensors alike; act="bf16" overrides it; a key no CUDA backend runs is refused."""
+    need(device, backend=True)
+    mxq.write_sample_model(tmp_path / "dense")
+    mxq.quantize_model(tmp_path / "dense", tmp_path / "w4a4", activations="mxfp4")
+    m = mxq.load(tmp_path / "w4a4")
+    name = "model.layers.0.self_attn.q_proj"
+    lin = mt.MXLinear.from_checkpoint(m, name, device=device)
+    assert lin.act == "mxfp4-dynamic"
+    x = torch.randn(4, lin.in_features, dtype=torch.bfloat16)
+    ref = m.linear(name, backend="cpu-reference")
+    assert ref.problem.act == "mxfp4-dynamic"
+    ref16 = m.linear(name, act="bf16", backend="cpu-reference")
+    y = lin(x.to(device)).cpu()
+    r, r16 = ref(x), ref16(x)
+    assert rel(y, r) < 1e-2
+    assert rel(y, r16) > 5 * rel(y, r)  # it is the key that runs, not 16-bit activations
+    over = mt.MXLinear.from_checkpoint(m, name, act="bf16", device=device)
+    assert over.act == "bf16" and rel(over(x.to(device)).cpu(), r16) < 1e-2
+    moe = mt.MXMoE.from_checkpoint(m, "model.layers.2.mlp", device=device)
+    assert moe.act == "mxfp4-dynamic"
+    if device == "cuda":
+        q = mxq.quantize(torch.randn(64, 128).numpy(), "mxfp4")
+        st = mt.MXLinear.from_weights(q.packed, q.scales, "mxfp4", act="fp8-static-tensor",
+                                      input_scale=0.5)
+        with pytest.raises(NotImplementedError, match="not declared by cuda-mma"):
+            st(torch.randn(2, 128, dtype=torch.bfloat16, device="cuda"))
