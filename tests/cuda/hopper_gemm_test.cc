@@ -165,6 +165,11 @@ TEST(HopperGemm, EveryTokenTileFormatAndDtype) {
         check_gemm(e, a, xd, m, 2064, 2880, m % 2 == 1, 112, 124, 6e-3);
         check_gemm(e, a, DType::kF32, m, 80, 96, true, 112, 124, 1e-5);
       }
+  // Enough tokens and rows that the cost model takes 256-token tiles.
+  for (ElemType e : {ElemType::kE2M1, ElemType::kE4M3}) {
+    tiles.insert(config_of(e, 1100, 2064, 2880).tokens);
+    check_gemm(e, ActKey::kBF16, DType::kBF16, 1100, 2064, 2880, true, 112, 124, 6e-3);
+  }
   EXPECT_EQ(tiles, (std::set<int>{16, 32, 64, 128, 256})) << "every token tile must have run";
 }
 
@@ -173,7 +178,8 @@ TEST(HopperGemm, SplitKAcrossClusters) {
   // Few 128-row items and a long K: the schedule splits K across up to 8 CTAs per cluster.
   std::set<int> splits;
   for (auto [m, n, k] : {std::tuple<int64_t, int64_t, int64_t>{1, 96, 2880}, {5, 1024, 4096},
-                         {16, 4096, 4096}, {30, 2880, 2880}, {60, 256, 8192}, {1, 5760, 2880}}) {
+                         {16, 4096, 4096}, {30, 2880, 2880}, {60, 256, 8192}, {1, 5760, 2880},
+                         {16, 16384, 1024}, {128, 1024, 4096}}) {
     for (ElemType e : {ElemType::kE2M1, ElemType::kE4M3}) {
       splits.insert(config_of(e, m, n, k).splits);
       check_gemm(e, ActKey::kBF16, DType::kF32, m, n, k, true, 115, 125, 1e-5);

@@ -86,10 +86,29 @@ StatusOr<int> resident_clusters(const HopperGemmArgs& a, int nt, int splits) {
   return slot;
 }
 
-// Fraction of the resident clusters that do useful work, averaged over the waves.
-double wave_efficiency(int items, int resident) {
-  const int waves = (items + resident - 1) / resident;
-  return double(items) / double(waves * resident);
+// The schedule's cost model: a CTA's time for one k64 step (both consumer warpgroups, both
+// 64-row halves of the item) by token tile, in SM cycles, measured on the H200 with ncu and the
+// bench (bench/results/h200/gemm-hopper.md, "cost model"): small tiles are decode-bound (the
+// same weights cost the same whatever the tokens), large ones MMA-bound.
+double step_cycles(int nt) {
+  switch (nt) {
+    case 16: return 1000;
+    case 32: return 1000;
+    case 64: return 700;
+    case 128: return 950;
+    default: return 1430;  // 256
+  }
+}
+// A split's extra work per item: the partial sums through distributed shared memory and the
+// cluster barrier round trip (an estimate; splits must win by more than it).
+constexpr double kSplitCycles = 1500;
+
+// Estimated cycles of the launch: rounds of items over the resident clusters, times the k64
+// steps of one rank's K range, times the tile's step cost, plus the reductions.
+double estimate_cycles(int items, int resident, int64_t k64, int nt, int splits) {
+  const int rounds = (items + resident - 1) / resident;
+  const int64_t steps = (k64 + splits - 1) / splits;
+  return rounds * (double(steps) * step_cycles(nt) + (splits > 1 ? kSplitCycles : 0.0));
 }
 
 // ---- the activation tensor map -------------------------------------------------------------
@@ -149,7 +168,8 @@ std::string HopperGemmConfig::to_string() const {
          " tokens per item), " + std::to_string(stages) + "-stage TMA ring, " +
          std::to_string(m_tiles) + " x " + std::to_string(n_blocks) + " items of " +
          std::to_string(kItemRows) + " rows, split K " + std::to_string(splits) + ", " +
-         std::to_string(clusters) + " persistent clusters (" + std::to_string(ctas()) + " CTAs)";
+         std::to_string(clusters) + " persistent clusters (" + std::to_string(ctas()) +
+         " CTAs), model " + std::to_string(int(estimate_us + 0.5)) + " us";
 }
 
 Status repack_hopper(const FragSource& fs, uint8_t* out, RepackStats* stats, cudaStream_t stream) {
@@ -174,40 +194,24 @@ StatusOr<HopperGemmConfig> choose_hopper_config(const HopperGemmArgs& a) {
   const int64_t k64 = (a.k + 63) / 64;
   c.n_blocks = int((a.n + kItemRows - 1) / kItemRows);
   const bool fp4 = a.elem == ElemType::kE2M1;
-  auto fill = [&](int nt, int splits) -> StatusOr<double> {
-    auto r = resident_clusters(a, nt, splits);
-    if (!r.ok()) return r.status();
+  // Every token tile and split the kernel has, ranked by the cost model; ties go to the
+  // smaller tile and the smaller split (less padding, no reduction).
+  double best = 0.0;
+  for (int nt : {16, 32, 64, 128, 256}) {
+    if (nt > 16 && (a.m + nt / 2 - 1) / (nt / 2) == 1) break;  // half the tile would be padding
     const int items = int((a.m + nt - 1) / nt) * c.n_blocks;
-    return wave_efficiency(items, r.value());
-  };
-  if (a.m <= 64) {
-    c.tokens = a.m <= 16 ? 16 : a.m <= 32 ? 32 : 64;
-    double best = -1.0;
-    for (int s = 1; s <= max_splits(c.tokens); s *= 2) {
-      if (s > k64) break;
-      auto e = fill(c.tokens, s);
-      if (!e.ok()) return e.status();
-      if (e.value() > best + 0.02) {  // a larger split must gain more than 2% of the waves
-        best = e.value();
+    for (int s = 1; s <= max_splits(nt) && s <= k64; s *= 2) {
+      auto r = resident_clusters(a, nt, s);
+      if (!r.ok()) return r.status();
+      const double e = estimate_cycles(items, r.value(), k64, nt, s);
+      if (best == 0.0 || e < best * 0.98) {  // a bigger tile or split must win by 2%
+        best = e;
+        c.tokens = nt;
         c.splits = s;
       }
     }
-  } else {
-    // 64, 128 or 256 tokens, whichever fills the waves best, the larger tile kept unless the
-    // smaller fills more than 5% better (H200, 8192^2: M = 128 took 61.7 us as one 128-token
-    // tile on 64 of 132 SMs; M = 512 / 2048 / 8192 on 256-token tiles ran at 1.00 / 0.98 /
-    // 0.96x cuBLAS BF16, bench/results/h200/gemm-hopper-first.md).
-    double best = -1.0;
-    for (int nt : {256, 128, 64}) {
-      if (nt == 256 && a.m <= 128) continue;  // half the tile would be padding
-      auto e = fill(nt, 1);
-      if (!e.ok()) return e.status();
-      if (e.value() > best + 0.05) {
-        best = e.value();
-        c.tokens = nt;
-      }
-    }
   }
+  c.estimate_us = best / 1.75e3;  // at ~1.75 GHz under load
   c.stages = stages(c.tokens, fp4);
   c.m_tiles = int((a.m + c.tokens - 1) / c.tokens);
   c.items = c.m_tiles * c.n_blocks;

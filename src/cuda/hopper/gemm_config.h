@@ -22,9 +22,10 @@ constexpr int act_stage_bytes(int tokens) { return tokens * 128; }  // tokens x 
 constexpr int stage_bytes(int tokens, bool fp4) {
   return act_stage_bytes(tokens) + kConsumers * chunk_bytes(fp4);
 }
-// Split K across the CTAs of a cluster (reduced through distributed shared memory) only for
-// small token tiles: the reduction buffer holds (splits - 1) x 256 threads x tokens/2 floats.
-constexpr int max_splits(int tokens) { return tokens <= 16 ? 8 : tokens <= 32 ? 4 : tokens <= 64 ? 2 : 1; }
+// Split K across the CTAs of a cluster (reduced through distributed shared memory) for token
+// tiles up to 128: the reduction buffer holds (splits - 1) x 256 threads x tokens/2 floats
+// (128 tokens, 2 splits: 64 KB, leaving a 7-stage (E2M1) / 6-stage (E4M3) ring).
+constexpr int max_splits(int tokens) { return tokens <= 16 ? 8 : tokens <= 32 ? 4 : tokens <= 128 ? 2 : 1; }
 constexpr int reduce_bytes(int tokens) { return (max_splits(tokens) - 1) * 128 * kConsumers * tokens / 2 * 4; }
 constexpr int kBarrierBytes = 512;  // 2 x kMaxStages + 2 mbarriers, rounded up
 constexpr int stages(int tokens, bool fp4) {
@@ -42,6 +43,7 @@ struct HopperGemmConfig {
   int m_tiles = 0, n_blocks = 0;
   int items = 0;       // m_tiles x n_blocks
   int clusters = 0;    // persistent clusters launched (<= items)
+  double estimate_us = 0;  // the cost model's estimate (gemm.cu, estimate_cycles)
   int ctas() const { return clusters * splits; }
   std::string to_string() const;
 };

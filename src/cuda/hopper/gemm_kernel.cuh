@@ -18,10 +18,11 @@
 //   scale LDS), decode it in registers into the wgmma A fragments with the E8M0 scale folded
 //   into the 16-bit weights (exact: the backend runs this kernel only for scale codes inside
 //   scale_in_weights_range), and issue 4 wgmma.m64nNk16 (N = tokens) with the activations as
-//   the shared-memory B operand. Each step's group retires before the next decode (ptxas
-//   serialises all wgmma when A registers are written while a group is in flight: C7513, seen
-//   with double-buffered A and wait_group 1), so one warpgroup's decode overlaps the other's
-//   MMAs on the same SM sub-partitions; the slot then goes back to the producer.
+//   the shared-memory B operand. While a step's group runs, the warpgroup decodes the next
+//   step into a second register buffer; then the group retires (wait_group 0: ptxas
+//   serialises all wgmma when A registers of a group in flight are written, C7513, seen with
+//   wait_group 1) and the slot goes back to the producer. The two warpgroups' MMAs and
+//   decodes interleave on the SM sub-partitions besides.
 // - Epilogue: with one split, bias + conversion + store straight from the accumulators. With
 //   several, ranks 1.. store their FP32 partial sums into rank 0's shared memory (distributed
 //   shared memory) and arrive on its `red_full` barrier; rank 0 adds them in rank order
@@ -62,7 +63,7 @@ struct KernelShape {
   static constexpr int kAcc = NT / 2;                 // accumulators per consumer thread
   static constexpr int kSmem = smem_bytes(NT, kFp4);
   static_assert(NT == 16 || NT == 32 || NT == 64 || NT == 128 || NT == 256, "wgmma N");
-  static_assert(kStages >= 4, "the ring holds a decode group of up to 4 steps");
+  static_assert(kStages >= 2, "a step in flight and the next one decoded");
 };
 
 template <typename T, bool kFp4, int NT>
@@ -144,66 +145,83 @@ __global__ void __launch_bounds__(kThreads, 1)
   uint32_t red_phase = 0;
   bool red_pending = false;  // ranks >= 1: rank 0 has not yet released the reduction buffer
 
+  const uint64_t act_desc = sm90::desc_kmajor_sw128(act);  // ring slot 0, k16 step 0
+  const uint32_t wts_addr = sm90::smem_addr(wts);
+  // The A fragments of one k64 step (4 k16 steps x 4 registers) from its chunk in ring slot
+  // `s`: one 16-byte LDS (+ 16 for E4M3) and one 4-byte scale LDS per lane, the four scale codes
+  // biased at once (bias_scale_codes: exact for every code the backend sends here) and each
+  // multiplier one byte permute + shift, the E8M0 scale folded into the 16-bit weights.
+  auto decode = [&](int s, uint32_t(&a)[4][4]) {
+    const uint32_t chunk = wts_addr + uint32_t((s * kConsumers + c) * S::kChunk);
+    const uint32_t sw = gemm::bias_scale_codes<T, kFp4>(
+        sm90::lds_u32(chunk + uint32_t(S::kChunkW + warp * 32 + g * 4)));
+    const uint32_t lane_w = chunk + uint32_t((warp * 32 + lane) * S::kLaneBytes);
+    const uint4 q0 = sm90::lds_v4(lane_w);
+#pragma unroll
+    for (int blk = 0; blk < 2; ++blk) {
+      const uint32_t m0 = gemm::multiplier_of_code<T>(sw, blk);      // rows g: code byte blk
+      const uint32_t m1 = gemm::multiplier_of_code<T>(sw, 2 + blk);  // rows g + 8: byte 2 + blk
+      if constexpr (kFp4) {
+        gemm::decode_e2m1_scaled<T>(blk == 0 ? q0.x : q0.z, m0, m1, a[2 * blk]);
+        gemm::decode_e2m1_scaled<T>(blk == 0 ? q0.y : q0.w, m0, m1, a[2 * blk + 1]);
+      } else {
+        const uint4 v = blk == 0 ? q0 : sm90::lds_v4(lane_w + 16);
+        gemm::decode_e4m3_scaled<T>(v.x, v.y, m0, m1, a[2 * blk]);
+        gemm::decode_e4m3_scaled<T>(v.z, v.w, m0, m1, a[2 * blk + 1]);
+      }
+    }
+  };
+
   for (int item = cluster; item < p.items; item += clusters) {
     const int nb = item % p.n_blocks, mt = item / p.n_blocks;
     float acc[S::kAcc];
 #pragma unroll
     for (int i = 0; i < S::kAcc; ++i) acc[i] = 0.0f;
-    // U k64 steps per wgmma group: decode U chunks, issue 4U wgmma, retire once. Decode tiles
-    // (few tokens) are bound by the per-group round trip, not by the MMAs, so they batch steps.
-    auto steps_group = [&](auto u_const) {
-      constexpr int U = decltype(u_const)::value;
-      uint32_t a[U][4][4];  // [step][k16 step][A register]
-      int slots[U];
-#pragma unroll
-      for (int u = 0; u < U; ++u) {
-        sm90::mbar_wait(&full[slot], phase);
-        slots[u] = slot;
-        const uint8_t* chunk = wts + (slot * kConsumers + c) * S::kChunk;
-        const uint32_t sw =
-            *reinterpret_cast<const uint32_t*>(chunk + S::kChunkW + warp * 32 + g * 4);
-        const uint8_t* lane_w = chunk + (warp * 32 + lane) * S::kLaneBytes;
-        const uint4 q0 = *reinterpret_cast<const uint4*>(lane_w);
-#pragma unroll
-        for (int blk = 0; blk < 2; ++blk) {
-          const uint32_t m0 = gemm::scale_multiplier<T, kFp4>((sw >> (8 * blk)) & 0xFF);
-          const uint32_t m1 = gemm::scale_multiplier<T, kFp4>((sw >> (16 + 8 * blk)) & 0xFF);
-          if constexpr (kFp4) {
-            gemm::decode_e2m1_scaled<T>(blk == 0 ? q0.x : q0.z, m0, m1, a[u][2 * blk]);
-            gemm::decode_e2m1_scaled<T>(blk == 0 ? q0.y : q0.w, m0, m1, a[u][2 * blk + 1]);
-          } else {
-            const uint4 v = blk == 0 ? q0 : *reinterpret_cast<const uint4*>(lane_w + 16);
-            gemm::decode_e4m3_scaled<T>(v.x, v.y, m0, m1, a[u][2 * blk]);
-            gemm::decode_e4m3_scaled<T>(v.z, v.w, m0, m1, a[u][2 * blk + 1]);
-          }
-        }
-        if (++slot == S::kStages) {
-          slot = 0;
-          phase ^= 1u;
-        }
-      }
-      ptx::wgmma_fence();
-#pragma unroll
-      for (int u = 0; u < U; ++u) {
-        const uint8_t* xs = act + slots[u] * S::kActBytes;
-#pragma unroll
-        for (int s = 0; s < 4; ++s)
-          WgmmaRS<T, NT>::mma(acc, a[u][s], sm90::desc_kmajor_sw128(xs + 32 * s), 1);
-      }
-      ptx::wgmma_commit();
-      // Retire the group before the next decode writes A registers (ptxas serialises every
-      // wgmma, C7513, when a decode defines A registers while a group is in flight); the
-      // decode overlaps the other consumer warpgroup's MMAs instead. The slots go back.
-      ptx::wgmma_wait<0>();
-      if (lane == 0) {
-#pragma unroll
-        for (int u = 0; u < U; ++u) sm90::mbar_arrive(&empty[slots[u]]);
+    // Software pipeline inside the warpgroup: step i's wgmma group is issued, then step i + 1
+    // is decoded into the other register buffer while the group runs, then the group retires
+    // (wait_group 0) and its slot goes back to the producer. The decode never writes registers
+    // of a group in flight (ptxas would serialise every wgmma: C7513), and the two buffers are
+    // distinct arrays by a 2x unroll, never a run-time index.
+    uint32_t a0[4][4], a1[4][4];
+    int cur = slot;  // ring slot of the step whose fragments are decoded
+    sm90::mbar_wait(&full[slot], phase);
+    decode(slot, a0);
+    auto advance = [&] {
+      if (++slot == S::kStages) {
+        slot = 0;
+        phase ^= 1u;
       }
     };
-    constexpr int kGroup = NT <= 32 ? 4 : NT == 64 ? 2 : 1;
+    advance();
+    auto step = [&](uint32_t(&a)[4][4], uint32_t(&next)[4][4], bool more) {
+      // The descriptor's address field is (address >> 4) in 14 bits, which holds every shared
+      // address, so offsets add to it directly (k16 step s: 32 bytes = 2).
+      const uint64_t xs = act_desc + uint64_t(cur * (S::kActBytes >> 4));
+      ptx::wgmma_fence();
+#pragma unroll
+      for (int s = 0; s < 4; ++s) WgmmaRS<T, NT>::mma(acc, a[s], xs + uint64_t(2 * s), 1);
+      ptx::wgmma_commit();
+      const int done = cur;
+      if (more) {
+        sm90::mbar_wait(&full[slot], phase);
+        decode(slot, next);
+        sm90::pin_registers(next);  // decoded before the wait below, not after
+        cur = slot;
+        advance();
+      }
+      ptx::wgmma_wait<0>();
+      if (lane == 0) sm90::mbar_arrive(&empty[done]);
+    };
+    // `live` is true but opaque: with a constant condition ptxas hoists the first step's
+    // wait_group above its decode (SASS, 2026-12-03); a branch around the decode keeps the
+    // wait after it, as in the second step.
+    const bool live = p.m > 0;
     int i = 0;
-    for (; i + kGroup <= steps; i += kGroup) steps_group(std::integral_constant<int, kGroup>{});
-    for (; i < steps; ++i) steps_group(std::integral_constant<int, 1>{});
+    for (; i + 2 <= steps; i += 2) {
+      step(a0, a1, live);
+      step(a1, a0, i + 2 < steps);
+    }
+    if (i < steps) step(a0, a1, false);
 
     if (splits > 1) {
       float* mine = red + size_t(ct) * S::kAcc;  // this thread's slot in a rank's buffer

@@ -80,6 +80,39 @@ __device__ __forceinline__ void mbar_wait_cluster(uint64_t* bar, uint32_t parity
 #endif
 }
 
+// ---- shared-memory loads -------------------------------------------------------------------
+// Explicit LDS: the kernels align their dynamic shared memory by integer arithmetic, after which
+// nvcc no longer knows a pointer is shared and emits generic 64-bit loads (LD.E plus the 64-bit
+// address arithmetic: measured 148 instructions per warp per k64 step at M = 1, ncu, H200).
+// Volatile so they stay after the mbarrier wait that makes the bytes visible.
+__device__ __forceinline__ uint4 lds_v4(uint32_t addr) {
+  uint4 v = {0, 0, 0, 0};
+#if MXQ_HAS_WGMMA
+  asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+               : "r"(addr));
+#endif
+  return v;
+}
+__device__ __forceinline__ uint32_t lds_u32(uint32_t addr) {
+  uint32_t v = 0;
+#if MXQ_HAS_WGMMA
+  asm volatile("ld.shared.u32 %0, [%1];\n" : "=r"(v) : "r"(addr));
+#endif
+  return v;
+}
+
+// Pins values in registers at this point of the instruction stream: the computation of `r`
+// cannot sink below (or rise above) the neighbouring volatile asm, e.g. a wgmma wait_group, so
+// a decode overlaps the wgmma group in flight instead of running after it retires (nvcc
+// otherwise schedules pure arithmetic freely across asm volatile).
+template <int N>
+__device__ __forceinline__ void pin_registers(uint32_t (&r)[N][4]) {
+#pragma unroll
+  for (int i = 0; i < N; ++i)
+    asm volatile("" : "+r"(r[i][0]), "+r"(r[i][1]), "+r"(r[i][2]), "+r"(r[i][3])::"memory");
+}
+
 // ---- bulk copies (TMA) ---------------------------------------------------------------------
 // An L2 policy for data read exactly once (the weights): evicted first.
 __device__ __forceinline__ uint64_t l2_evict_first() {
@@ -167,10 +200,12 @@ __device__ __forceinline__ void regs_alloc() {
 // 16-bit elements of K), 8-row swizzle atoms of 1024 bytes (the stride between 8-row groups,
 // SBO), LBO unused for K-major swizzled layouts (1 by convention). `p` is the tile base plus
 // the byte offset of the k16 step inside the 128-byte row; the tile base is 1024-aligned.
-__device__ __forceinline__ uint64_t desc_kmajor_sw128(const void* p) {
-  const uint32_t addr = smem_addr(p);
+__device__ __forceinline__ uint64_t desc_kmajor_sw128(uint32_t addr) {
   return uint64_t((addr >> 4) & 0x3FFF) | (uint64_t(1) << 16) | (uint64_t(1024 >> 4) << 32) |
          (uint64_t(1) << 62);
+}
+__device__ __forceinline__ uint64_t desc_kmajor_sw128(const void* p) {
+  return desc_kmajor_sw128(smem_addr(p));
 }
 
 }  // namespace mxq::cuda::sm90
