@@ -18,7 +18,7 @@ run() {  # name, command...: log to $out/name.log, remember failures
 }
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv >"$out/device.txt" 2>&1
 for t in mxq_cuda_tests mxq_cuda_layout_tests mxq_cuda_gemm_tests mxq_cuda_hopper_tests \
-         mxq_cuda_quant_tests mxq_cuda_moe_tests mxq_cuda_moe_layer_tests; do
+         mxq_cuda_quant_tests mxq_cuda_moe_tests mxq_cuda_moe_layer_tests mxq_cuda_act_tests; do
   [ -x "$b/tests/cuda/$t" ] && run "$t" "$b/tests/cuda/$t"
 done
 MXQ_CASES=full run cases_full "$b/tests/cases/mxq_backend_cases_tests"

@@ -1,12 +1,15 @@
 // The cuda-mma backend: MX linear layers and fused MoE layers on SM80+ GPUs through the
 // mixed-input tensor-core GEMM (gemm/mx_gemm.cuh; MoE: moe/moe_layer.h). Weights are repacked
-// on the GPU into the fragment layout at prepare time.
+// on the GPU into the fragment layout at prepare time. Activation keys: bf16 / fp16, and the MX
+// keys (mxfp4 / mxfp6 / mxfp8-dynamic) quantized on the GPU into the 16-bit operand exactly as
+// cpu-reference quantizes them (quant/act_operand.h); the FP8 keys are refused.
 //
 // Memory: prepare accepts canonical weights in host or device memory (copied to the current
 // device). run_linear takes device pointers for x and y and is asynchronous on the given stream
-// (no allocation, no synchronisation: graph-capturable). For tests and the CLI it also accepts
-// host pointers: then it stages them through temporary device buffers and synchronises, which
-// is slow and documented as a convenience only.
+// (no cudaMalloc, no synchronisation: graph-capturable; an MX activation key's quantized copy of
+// x comes from the stream-ordered allocator, as the MoE workspace does). For tests and the CLI
+// it also accepts host pointers: then it stages them through temporary device buffers and
+// synchronises, which is slow and documented as a convenience only.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -23,6 +26,7 @@
 #include "cuda/gemm/repack.h"
 #include "cuda/mma_claims.h"
 #include "cuda/moe/moe_layer.h"
+#include "cuda/quant/act_operand.h"
 #include "mxq/numerics.h"
 
 namespace mxq {
@@ -67,11 +71,15 @@ class CudaMmaBackend final : public Backend {
     return Verdict::yes();
   }
 
+  // bf16 / fp16 as they are, the MX keys quantized on the GPU into the 16-bit operand
+  // (quant/act_operand.h, exact); the FP8 keys are not declared, so the oracle refuses them.
+  bool declares_act_key(ActKey a) const override { return gemm16_runs_act_key(a); }
+
   Verdict can_implement(const Problem& p) const override {
     if (p.op == Op::kMoE) return moe_layer_can_implement(p);
     if (p.op != Op::kLinear)
       return Verdict::no(std::string("cuda-mma runs linear and MoE layers, not ") + op_name(p.op));
-    if (Verdict v = mma_types_verdict(p); !v) return v;
+    if (Verdict v = mma_types_verdict(p, /*mx_act=*/true); !v) return v;
     if (p.n % 16 != 0 || p.k % 32 != 0)
       return Verdict::no("N = " + std::to_string(p.n) + ", K = " + std::to_string(p.k) +
                          ": cuda-mma needs N a multiple of 16 and K a multiple of 32");
@@ -165,9 +173,11 @@ class CudaMmaBackend final : public Backend {
     auto* s = static_cast<cudaStream_t>(stream);
 
     const bool x_dev = is_device_pointer(x.data), y_dev = is_device_pointer(y.data);
+    // The activation key's operand (x itself for bf16 / fp16; MX keys quantized on the GPU).
+    StreamBuffer xq(s);
     if (x_dev && y_dev) {
-      a.x = x.data;
       a.y = y.data;
+      MXQ_RETURN_IF_ERROR(act_operand(p.act, x.data, act, p.m, p.k, xq, &a.x, s));
       return mx_gemm(a, s);
     }
     // Host memory: the staged convenience path (synchronous).
@@ -175,6 +185,7 @@ class CudaMmaBackend final : public Backend {
     const size_t yb = size_t(p.m * p.n) * size_t(dtype_bytes(p.out));
     DeviceBuffer tx, ty;
     MXQ_RETURN_IF_ERROR(to_device(x.data, xb, tx, &a.x));
+    MXQ_RETURN_IF_ERROR(act_operand(p.act, a.x, act, p.m, p.k, xq, &a.x, s));
     if (y_dev) {
       a.y = y.data;
     } else {

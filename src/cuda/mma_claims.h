@@ -1,5 +1,6 @@
 // What every cuda-mma kernel claims, shared by the backend's linear and MoE can_implement:
-// MXFP4 (E2M1) / MXFP8 (E4M3) weights, BF16 / FP16 activations (W4A16 / W8A16), output in the
+// MXFP4 (E2M1) / MXFP8 (E4M3) weights, BF16 / FP16 activations (W4A16 / W8A16) and, where the
+// caller quantizes them on the GPU (act_operand.h), the MX activation keys; output in the
 // activation dtype or F32. Host code (C++20).
 #pragma once
 
@@ -9,13 +10,19 @@
 
 namespace mxq::cuda {
 
-inline Verdict mma_types_verdict(const Problem& p) {
+// `mx_act`: the caller runs the MX activation keys through act_operand (quant/act_operand.h),
+// so they are accepted too (their activations arrive in BF16); without it only the 16-bit keys.
+inline Verdict mma_types_verdict(const Problem& p, bool mx_act = false) {
   if (p.weight != ElemType::kE2M1 && p.weight != ElemType::kE4M3)
     return Verdict::no(std::string("weights ") + mx_format_name(p.weight) +
                        ": cuda-mma runs MXFP4 (E2M1) and MXFP8 (E4M3) weights");
-  if (p.act != ActKey::kBF16 && p.act != ActKey::kFP16)
+  if (p.act != ActKey::kBF16 && p.act != ActKey::kFP16 && !(mx_act && act_key_mx_elem(p.act)))
     return Verdict::no(std::string("activation key ") + act_key_name(p.act) +
-                       ": cuda-mma runs BF16 and FP16 activations (W4A16 / W8A16)");
+                       (mx_act ? ": cuda-mma runs BF16 and FP16 activations and the MX keys "
+                                 "(mxfp4/mxfp6/mxfp8-dynamic, quantized on the GPU); the FP8 "
+                                 "keys need an FP8 path (a 16-bit operand cannot hold "
+                                 "decode(code) * scale exactly)"
+                               : ": cuda-mma runs BF16 and FP16 activations (W4A16 / W8A16)"));
   const DType a = act_input_dtype(p.act);
   if (p.out != a && p.out != DType::kF32)
     return Verdict::no(std::string("output ") + dtype_name(p.out) + ": cuda-mma writes " +

@@ -10,6 +10,7 @@
 #include "cpu/reference/reference_util.h"
 #include "cuda/common/cuda_check.h"
 #include "cuda/common/device_memory.h"
+#include "cuda/common/stream_workspace.h"
 #include "cuda/gemm/frag_layout.h"
 #include "cuda/gemm/mx_gemm.h"
 #include "cuda/gemm/repack.h"
@@ -17,6 +18,7 @@
 #include "cuda/moe/dispatch.h"
 #include "cuda/moe/grouped_gemm.h"
 #include "cuda/moe/routing.h"
+#include "cuda/quant/act_operand.h"
 #include "mxq/numerics.h"
 
 namespace mxq::cuda {
@@ -144,64 +146,11 @@ Status gate_up_biases(const Problem& p, const MoEWeights& w, int64_t local,
   return Status::Ok();
 }
 
-// The default memory pool of the current device returns freed memory to the system at every
-// synchronisation unless told to keep it (release threshold 0), which made each call map and
-// unmap its workspace again (H100: ~80 us per eager MoE call at M = 16). Keep up to 1 GiB
-// cached; set once per device, only when the threshold is still the default 0, so an engine's
-// own setting wins.
-Status keep_pool_memory() {
-  static bool done[64] = {};
-  int dev = 0;
-  MXQ_CUDA_TRY(cudaGetDevice(&dev));
-  if (dev < 0 || dev >= 64 || done[dev]) return Status::Ok();
-  cudaMemPool_t pool;
-  MXQ_CUDA_TRY(cudaDeviceGetDefaultMemPool(&pool, dev));
-  uint64_t threshold = 0;
-  MXQ_CUDA_TRY(cudaMemPoolGetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &threshold));
-  if (threshold == 0) {
-    threshold = uint64_t(1) << 30;
-    MXQ_CUDA_TRY(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &threshold));
-  }
-  done[dev] = true;
-  return Status::Ok();
-}
-
-// A workspace carved from one stream-ordered allocation, freed on the stream on scope exit.
-class StreamWorkspace {
- public:
-  explicit StreamWorkspace(cudaStream_t s) : stream_(s) {}
-  StreamWorkspace(const StreamWorkspace&) = delete;
-  StreamWorkspace& operator=(const StreamWorkspace&) = delete;
-  ~StreamWorkspace() {
-    if (base_ != nullptr) cudaFreeAsync(base_, stream_);
-  }
-  // Reserves `bytes` (256-byte aligned) and returns its offset; call before allocate().
-  size_t reserve(size_t bytes) {
-    const size_t at = size_;
-    size_ += (bytes + 255) / 256 * 256;
-    return at;
-  }
-  Status allocate() {
-    MXQ_RETURN_IF_ERROR(keep_pool_memory());
-    MXQ_CUDA_TRY(cudaMallocAsync(&base_, std::max<size_t>(size_, 256), stream_));
-    return Status::Ok();
-  }
-  template <typename T>
-  T* at(size_t offset) const {
-    return reinterpret_cast<T*>(static_cast<uint8_t*>(base_) + offset);
-  }
-
- private:
-  cudaStream_t stream_;
-  void* base_ = nullptr;
-  size_t size_ = 0;
-};
-
 }  // namespace
 
 Verdict moe_layer_can_implement(const Problem& p) {
   const MoEParams& q = p.moe;
-  if (Verdict v = mma_types_verdict(p); !v) return v;
+  if (Verdict v = mma_types_verdict(p, /*mx_act=*/true); !v) return v;
   if (p.n % 32 != 0 || p.k % 32 != 0)
     return Verdict::no("hidden " + std::to_string(p.n) + ", intermediate " + std::to_string(p.k) +
                        ": cuda-mma MoE needs both multiples of 32");
@@ -317,6 +266,10 @@ Status run_moe_layer(const Problem& p, const PreparedWeights& pw, const DenseVie
     yd = ty.get();
   }
   const bool staged = tx.bytes() + tl.bytes() + tc.bytes() + tm.bytes() + ty.bytes() > 0;
+  // MX activation keys: x quantized on the GPU before the gate/up GEMM (act_operand.h), the
+  // intermediate activation in place before the down GEMM, as cpu-reference defines the layer.
+  StreamBuffer xq(stream);
+  MXQ_RETURN_IF_ERROR(act_operand(p.act, xd, act, m, h, xq, &xd, stream));
 
   const ScaleRange sr = scale_in_weights_range(p.weight, act);
   auto fast = [&](const RepackStats& s) { return s.scale_min >= sr.lo && s.scale_max <= sr.hi; };
@@ -372,6 +325,8 @@ Status run_moe_layer(const Problem& p, const PreparedWeights& pw, const DenseVie
   g.alpha = q.swiglu_alpha;
   g.limit = q.swiglu_limit;
   MXQ_RETURN_IF_ERROR(moe_gate_up_gemm(g, stream));
+  // Every row of the dispatch capacity (padding rows hold no pair and are never read back).
+  MXQ_RETURN_IF_ERROR(act_quantize_in_place(p.act, g.a, act, cap, inter, stream));
 
   MoEDownArgs d;
   d.c = c;

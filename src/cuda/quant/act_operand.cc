@@ -1,0 +1,44 @@
+// The activation operand of the 16-bit GEMMs (act_operand.h).
+#include "cuda/quant/act_operand.h"
+
+#include <string>
+
+#include "cuda/quant/fake_quant.h"
+
+namespace mxq::cuda {
+
+Status StreamBuffer::allocate(size_t bytes) {
+  if (p_ != nullptr) return invalid_argument("StreamBuffer: already allocated");
+  MXQ_RETURN_IF_ERROR(keep_pool_memory());
+  MXQ_CUDA_TRY(cudaMallocAsync(&p_, bytes < 256 ? 256 : bytes, stream_));
+  return Status::Ok();
+}
+
+Status act_operand(ActKey key, const void* x, DType dtype, int64_t rows, int64_t k,
+                   StreamBuffer& tmp, const void** operand, cudaStream_t stream) {
+  if (key == ActKey::kBF16 || key == ActKey::kFP16) {
+    *operand = x;
+    return Status::Ok();
+  }
+  ElemType elem = ElemType::kE2M1;
+  if (!act_key_mx_elem(key, &elem))
+    return invalid_argument(std::string("activation key ") + act_key_name(key) +
+                            ": the 16-bit GEMMs cannot run it exactly (see act_operand.h)");
+  const size_t bytes = size_t(rows) * size_t(k) * size_t(dtype_bytes(dtype));
+  MXQ_RETURN_IF_ERROR(tmp.allocate(bytes));
+  MXQ_RETURN_IF_ERROR(mx_fake_quant(elem, x, dtype, rows, k, tmp.get(), stream));
+  *operand = tmp.get();
+  return Status::Ok();
+}
+
+Status act_quantize_in_place(ActKey key, void* a, DType dtype, int64_t rows, int64_t k,
+                             cudaStream_t stream) {
+  if (key == ActKey::kBF16 || key == ActKey::kFP16) return Status::Ok();
+  ElemType elem = ElemType::kE2M1;
+  if (!act_key_mx_elem(key, &elem))
+    return invalid_argument(std::string("activation key ") + act_key_name(key) +
+                            ": the 16-bit GEMMs cannot run it exactly (see act_operand.h)");
+  return mx_fake_quant(elem, a, dtype, rows, k, a, stream);
+}
+
+}  // namespace mxq::cuda

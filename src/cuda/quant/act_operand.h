@@ -1,0 +1,62 @@
+// The activation operand of a 16-bit GEMM under an activation key (host code, C++20): what a
+// CUDA backend whose kernels multiply BF16 / FP16 activations calls so that an activation key
+// is computed exactly as cpu-reference defines it, or not declared at all.
+//
+//   bf16, fp16          x as it is.
+//   mxfp4-dynamic,      x quantized per 32-block along K and dequantized back into its own
+//   mxfp8-dynamic,      16-bit type by mx_fake_quant (fake_quant.h): exact, so the GEMM sees
+//   mxfp6-*-dynamic     the reference's values.
+//   fp8-static-tensor,  not run: decode(code) * input_scale (resp. the per-row scale) needs up
+//   fp8-dynamic-token   to 24 significant bits, which a 16-bit operand cannot hold; applying
+//                       the scale in the epilogue is the FP8 path of a later kernel.
+//
+// A backend wires it with two lines (the cuda-mma linear and MoE paths do exactly this):
+//   bool declares_act_key(ActKey a) const override { return cuda::gemm16_runs_act_key(a); }
+//   // in run, after the device pointer of x is known:
+//   StreamBuffer xq(stream);
+//   MXQ_RETURN_IF_ERROR(cuda::act_operand(p.act, x, dtype, m, k, xq, &x, stream));
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "cuda/common/stream_workspace.h"
+#include "mxq/problem.h"
+
+namespace mxq::cuda {
+
+// True for the keys act_operand computes exactly: bf16, fp16 and the MX keys.
+constexpr bool gemm16_runs_act_key(ActKey a) {
+  return a == ActKey::kBF16 || a == ActKey::kFP16 || act_key_mx_elem(a);
+}
+
+// A stream-ordered device buffer (cudaMallocAsync), freed on its stream on scope exit.
+class StreamBuffer {
+ public:
+  explicit StreamBuffer(cudaStream_t s) : stream_(s) {}
+  StreamBuffer(const StreamBuffer&) = delete;
+  StreamBuffer& operator=(const StreamBuffer&) = delete;
+  ~StreamBuffer() {
+    if (p_ != nullptr) cudaFreeAsync(p_, stream_);
+  }
+  Status allocate(size_t bytes);
+  void* get() const { return p_; }
+
+ private:
+  cudaStream_t stream_;
+  void* p_ = nullptr;
+};
+
+// *operand = x for bf16 / fp16; for an MX key, x [rows, k] (device memory, `dtype`, row-major
+// contiguous) fake-quantized into `tmp` and *operand = tmp's memory. Any other key is an
+// invalid-argument error naming it (backends do not declare those).
+Status act_operand(ActKey key, const void* x, DType dtype, int64_t rows, int64_t k,
+                   StreamBuffer& tmp, const void** operand, cudaStream_t stream);
+
+// In place: the rows of an intermediate activation [rows, k] (MoE: the gate/up output before
+// the down GEMM) under an MX key; nothing for bf16 / fp16.
+Status act_quantize_in_place(ActKey key, void* a, DType dtype, int64_t rows, int64_t k,
+                             cudaStream_t stream);
+
+}  // namespace mxq::cuda

@@ -1,0 +1,135 @@
+// MX activation fake-quant (fake_quant.h): one thread per 16-element half block, the two
+// halves of a block in adjacent lanes exchanging their amax with one shuffle (as the quantize
+// kernels do), then per element: encode (encode.cuh, the bits of num::encode_elem), decode
+// times the block scale (one FP32 product, exact), round to the 16-bit type (exact, see the
+// header).
+#include <string>
+
+#include "cuda/quant/block_io.cuh"
+#include "cuda/quant/fake_quant.h"
+
+namespace mxq::cuda {
+namespace fq {
+namespace {
+
+using qk::kThreads;
+
+template <DType D>
+__device__ __forceinline__ uint16_t to16(uint32_t f32_bits) {
+  const float f = __uint_as_float(f32_bits);
+  if constexpr (D == DType::kBF16) {
+    return num::f32_to_bf16(f);
+  } else {
+    return num::f32_to_f16(f);
+  }
+}
+
+// 16 elements from e0 of a 16-byte aligned buffer, widened exactly. Plain loads, not __ldg:
+// the kernel may run in place (out == in), and the read-only cache path requires data that
+// no thread writes during the kernel.
+template <DType D>
+__device__ __forceinline__ void load16_rw(const void* base, size_t e0, float (&x)[16]) {
+  const uint4* p = reinterpret_cast<const uint4*>(static_cast<const uint16_t*>(base) + e0);
+  const uint4 v0 = p[0], v1 = p[1];
+  const uint32_t w[8] = {v0.x, v0.y, v0.z, v0.w, v1.x, v1.y, v1.z, v1.w};
+#pragma unroll
+  for (int i = 0; i < 8; ++i) {
+    x[2 * i] = num::load_dense(&w[i], D, 0);      // little-endian: the low half first
+    x[2 * i + 1] = num::load_dense(&w[i], D, 1);
+  }
+}
+
+template <ElemType T, DType D>
+__global__ void __launch_bounds__(kThreads)
+    fake_quant_kernel(const void* in, uint32_t units, bool vec, void* out) {
+  constexpr ElemInfo ei = elem_info(T);
+  const uint32_t u = blockIdx.x * kThreads + threadIdx.x;
+  const bool live = u < units;  // units is even: both lanes of a block agree
+  const size_t e0 = size_t(u) * 16;
+  float x[16];
+  if (live && vec) {
+    load16_rw<D>(in, e0, x);
+  } else {
+#pragma unroll
+    for (int i = 0; i < 16; ++i) x[i] = live ? num::load_dense(in, D, int64_t(e0) + i) : 0.0f;
+  }
+  float am = 0.0f;
+#pragma unroll
+  for (int i = 0; i < 16; ++i) am = qk::amax_nan(am, x[i]);
+  am = qk::max_nan(am, __shfl_xor_sync(0xFFFFFFFFu, am, 1));
+  if (!live) return;
+  // mxq::quantize's defaults: floor rule, no scale saturation, RNE, element saturation.
+  const uint8_t s = num::scale_code(T, ScaleRule::kFloor, qk::as_u(am), false);
+  uint16_t y[16];
+  if (s == num::kScaleNaN) {
+#pragma unroll
+    for (int i = 0; i < 16; ++i) y[i] = to16<D>(num::kF32QuietNaN);
+  } else {
+    const float mul = qk::inv_scale(s), sc = num::e8m0_to_f32(s);
+#pragma unroll
+    for (int i = 0; i < 16; ++i) {
+      const uint32_t code = qk::encode<T, Rounding::kRne>(x[i], mul, uint32_t(ei.max_mag));
+      y[i] = to16<D>(qk::decode_scaled<T>(code, sc));
+    }
+  }
+  uint16_t* o = static_cast<uint16_t*>(out) + e0;
+  if (vec) {
+    uint32_t w[8];
+#pragma unroll
+    for (int i = 0; i < 8; ++i) w[i] = uint32_t(y[2 * i]) | (uint32_t(y[2 * i + 1]) << 16);
+    reinterpret_cast<uint4*>(o)[0] = make_uint4(w[0], w[1], w[2], w[3]);
+    reinterpret_cast<uint4*>(o)[1] = make_uint4(w[4], w[5], w[6], w[7]);
+  } else {
+#pragma unroll
+    for (int i = 0; i < 16; ++i) o[i] = y[i];
+  }
+}
+
+template <ElemType T>
+cudaError_t launch(const void* x, DType dtype, uint32_t units, bool vec, void* out,
+                   cudaStream_t stream) {
+  const unsigned grid = qk::grid_for(units);
+  if (dtype == DType::kBF16)
+    fake_quant_kernel<T, DType::kBF16><<<grid, kThreads, 0, stream>>>(x, units, vec, out);
+  else
+    fake_quant_kernel<T, DType::kF16><<<grid, kThreads, 0, stream>>>(x, units, vec, out);
+  return cudaGetLastError();
+}
+
+}  // namespace
+}  // namespace fq
+
+Status mx_fake_quant(ElemType elem, const void* x, DType dtype, int64_t rows, int64_t k, void* out,
+                     cudaStream_t stream) {
+  if (elem != ElemType::kE2M1 && elem != ElemType::kE2M3 && elem != ElemType::kE3M2 &&
+      elem != ElemType::kE4M3)
+    return invalid_argument(std::string("mx_fake_quant: element type ") + elem_type_name(elem) +
+                            " is not one of an MX activation key (e2m1, e2m3, e3m2, e4m3)");
+  if (dtype != DType::kBF16 && dtype != DType::kF16)
+    return invalid_argument(std::string("mx_fake_quant: activations must be BF16 or F16, got ") +
+                            dtype_name(dtype));
+  if (rows < 0 || k < 0 || k % 32 != 0)
+    return invalid_argument("mx_fake_quant: [" + std::to_string(rows) + ", " + std::to_string(k) +
+                            "]: K must be a non-negative multiple of 32");
+  if (rows * k == 0) return Status::Ok();
+  if (x == nullptr || out == nullptr) return invalid_argument("mx_fake_quant: null pointer");
+  const int64_t units = rows * k / 16;
+  if (units >= (int64_t(1) << 31))
+    return invalid_argument("mx_fake_quant: " + std::to_string(rows * k) +
+                            " elements are more than one launch handles (2^35)");
+  const bool vec = reinterpret_cast<uintptr_t>(x) % 16 == 0 && reinterpret_cast<uintptr_t>(out) % 16 == 0;
+  cudaError_t e = cudaSuccess;
+  switch (elem) {
+    case ElemType::kE2M1: e = fq::launch<ElemType::kE2M1>(x, dtype, uint32_t(units), vec, out, stream); break;
+    case ElemType::kE2M3: e = fq::launch<ElemType::kE2M3>(x, dtype, uint32_t(units), vec, out, stream); break;
+    case ElemType::kE3M2: e = fq::launch<ElemType::kE3M2>(x, dtype, uint32_t(units), vec, out, stream); break;
+    default: e = fq::launch<ElemType::kE4M3>(x, dtype, uint32_t(units), vec, out, stream); break;
+  }
+  if (e != cudaSuccess)
+    return Status(e == cudaErrorMemoryAllocation ? StatusCode::kResourceExhausted : StatusCode::kInternal,
+                  std::string("launch of mx_fake_quant: ") + cudaGetErrorName(e) + " (" +
+                      cudaGetErrorString(e) + ")");
+  return Status::Ok();
+}
+
+}  // namespace mxq::cuda
