@@ -48,7 +48,7 @@ struct LayerBase {
     Problem p = problem;
     p.m = m;
     if (m > 0) {
-      if (const Verdict v = s.backend->can_implement(p); !v)
+      if (const Verdict v = s.backend->check_problem(p); !v)
         throw Error(unimplemented("backend '" + std::string(s.backend->name()) +
                                   "' (prepared for this layer) cannot run " + p.to_string() + ": " +
                                   v.reason));
