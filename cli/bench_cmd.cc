@@ -2,7 +2,7 @@
 // backend that can run it on this machine (the oracle's candidate list; one with --backend),
 // so a user can check the oracle's choice on their own hardware.
 //
-// Per backend: prepare once, `--warmup` untimed calls, then up to `--iters` timed calls (fewer
+// Per backend: prepare once, `--warmup` untimed calls (fewer once `--max-time` is spent), then up to `--iters` timed calls (fewer
 // once `--max-time` is spent, never fewer than min(3, iters)); median, min, max and the
 // quartiles of the per-call times. Bytes per call are what the layer must move at least: its
 // weights (MoE: only the experts the routing selects), x, y, bias and router logits; FLOPs are
@@ -63,6 +63,7 @@ struct Settings {
   int64_t bw_mib = 256;    // copy-bandwidth buffer size
   uint32_t seed = 1;
   std::string backend;     // only this one
+  std::vector<std::string> skip;  // not these (e.g. cpu-reference on a large layer)
 };
 
 // ---- statistics ------------------------------------------------------------------------------
@@ -397,7 +398,12 @@ Result time_backend(const Case& c, const Backend* b, const Settings& s, const Pr
                                          : b->run_moe(p, *w, xv, rt, yv));
     };
     prog.show(label + ": warm-up");
-    for (int i = 0; i < s.warmup; ++i) call();
+    // Warm-up calls stop early too once they took --max-time (at least one runs).
+    const auto w0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < s.warmup; ++i) {
+      call();
+      if (std::chrono::duration<double>(std::chrono::steady_clock::now() - w0).count() > s.max_time) break;
+    }
 #if defined(MXQ_CLI_WITH_CUDA)
     if (gpu) gpu::synchronize();
 #endif
@@ -566,6 +572,10 @@ int run_bench(const Plan& plan, const Settings& s, const std::string& json_path)
       return ch;
     }
     for (const Candidate& c : sel.value().candidates) {
+      if (std::find(s.skip.begin(), s.skip.end(), c.backend->name()) != s.skip.end()) {
+        ch.skipped.push_back({c.backend, false, "--skip"});
+        continue;
+      }
       if (c.eligible)
         ch.run.push_back(c.backend);
       else
@@ -573,13 +583,15 @@ int run_bench(const Plan& plan, const Settings& s, const std::string& json_path)
     }
     return ch;
   };
-  // Fail on a bad --backend before measuring anything.
+  // Fail on a bad --backend / --skip before measuring anything.
+  std::string names;
+  for (const Backend* b : backends()) names += (names.empty() ? "" : ", ") + std::string(b->name());
+  for (const std::string& k : s.skip)
+    if (find_backend(k) == nullptr)
+      throw Error(invalid_argument("--skip " + k + ": unknown backend (built-in: " + names + ")"));
   if (!s.backend.empty()) {
-    if (find_backend(s.backend) == nullptr) {
-      std::string names;
-      for (const Backend* b : backends()) names += (names.empty() ? "" : ", ") + std::string(b->name());
+    if (find_backend(s.backend) == nullptr)
       throw Error(invalid_argument("--backend " + s.backend + ": unknown backend (built-in: " + names + ")"));
-    }
     for (size_t i = 0; i < n_cases; ++i) choose(plan.model.empty() ? plan.problems[i] : layers[i].problem);
   }
   std::vector<Choice> choices;
@@ -712,7 +724,8 @@ int run_bench(const Plan& plan, const Settings& s, const std::string& json_path)
                                 }()}}},
                    {"bandwidth", bw_json},
                    {"settings", {{"warmup", s.warmup}, {"iters", s.iters}, {"max_time_s", s.max_time},
-                                 {"seed", s.seed}, {"backend", s.backend.empty() ? json() : json(s.backend)}}},
+                                 {"seed", s.seed}, {"backend", s.backend.empty() ? json() : json(s.backend)},
+                                 {"skip", s.skip}}},
                    {"model", plan.model.empty() ? json() : json(plan.model)},
                    {"cases", cases}};
     write_file_atomic(json_path, report.dump(2) + "\n");
@@ -737,6 +750,8 @@ void add_bench_command(CLI::App& app) {
   c->add_option("--tokens", tokens, "model mode: tokens (M) per layer call")->check(CLI::PositiveNumber);
   c->add_option("--layer", only, "model mode: only this layer (repeatable)");
   c->add_option("--backend", s.backend, "only this backend (one that cannot run the problem is an error)");
+  c->add_option("--skip", s.skip, "do not time this backend (repeatable), e.g. cpu-reference on "
+                                  "a large layer");
   c->add_option("--warmup", s.warmup, "untimed calls per backend first")->check(CLI::Range(0, 100000));
   c->add_option("--iters", s.iters, "timed calls per backend (at most)")->check(CLI::Range(1, 1000000));
   c->add_option("--max-time", s.max_time, "seconds of timed calls per backend before stopping early")

@@ -2,7 +2,8 @@
 # Sets everything up and runs every test: the release build (C++ tests, the Python
 # cross-check, the Python package built into build/release/python and its numpy tests, CUDA
 # code compiled when nvcc exists and GPU tests skipped without a GPU), then the
-# AddressSanitizer + UBSan build of the host tests.
+# AddressSanitizer + UBSan build of the host tests, then the CPU wheel (scripts/build_wheel.sh)
+# installed into a fresh venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
@@ -23,4 +24,10 @@ cmake --preset asan >/dev/null
 cmake --build --preset asan -j "$jobs"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --preset asan -j "$jobs" -LE fuzz   # the fuzzer already runs under ASan in the release pass
+echo "== wheel: build (CPU part), repair to manylinux, install into a fresh venv =="
+# scripts/build_wheel.sh compiles the library once more (the wheel's own CMake build, kept in
+# build/wheel/ for incremental rebuilds); the install test then takes seconds (issue 20).
+mkdir -p build/dist
+MXQ_CUDA=OFF MXQ_WHEEL_JOBS="$jobs" ./scripts/build_wheel.sh build/dist | tee build/dist/build_wheel.log
+tests/python/wheel_install_test.sh "$(tail -n 1 build/dist/build_wheel.log)"
 echo "== all tests passed =="

@@ -23,6 +23,8 @@ moe=(--op moe --n 256 --k 128 --m 3 --experts 8 --topk 2 --layout interleaved --
   { cat "$tmp/moe.out" "$tmp/moe.err"; fail "bench moe"; }
 "$mxq" bench "${lin[@]}" "${quick[@]}" --backend cpu-reference --json "$tmp/one.json" >/dev/null ||
   fail "bench --backend cpu-reference"
+"$mxq" bench "${lin[@]}" "${quick[@]}" --skip cpu-reference --json "$tmp/skip.json" >/dev/null ||
+  fail "bench --skip cpu-reference"
 "$mxq" sample "$tmp/dense" >/dev/null && "$mxq" quantize "$tmp/dense" -o "$tmp/q" >/dev/null
 "$mxq" bench "$tmp/q" --tokens 2 "${quick[@]}" --json "$tmp/model.json" >"$tmp/model.out" 2>"$tmp/model.err" ||
   { cat "$tmp/model.out" "$tmp/model.err"; fail "bench model"; }
@@ -39,6 +41,12 @@ fi
 "$py" "$here/check_bench_json.py" "$tmp/new/dir/linear.json" linear "$(runnable "${lin[@]}")" 1
 "$py" "$here/check_bench_json.py" "$tmp/moe.json" moe "$(runnable "${moe[@]}")" 1
 "$py" "$here/check_bench_json.py" "$tmp/one.json" linear cpu-reference 1
+"$py" "$here/check_bench_json.py" "$tmp/skip.json" linear cpu 1
+"$py" - "$tmp/skip.json" <<'PY' || fail "--skip: cpu-reference not listed as skipped"
+import json, sys
+c = json.load(open(sys.argv[1]))["cases"][0]
+assert {"backend": "cpu-reference", "reason": "--skip"} in c["skipped"], c["skipped"]
+PY
 n_layers=$("$mxq" inspect "$tmp/q" --json | "$py" -c 'import json,sys; print(len(json.load(sys.stdin)["layers"]))')
 "$py" "$here/check_bench_json.py" "$tmp/model.json" any "$(runnable "${lin[@]}")" "$n_layers"
 
@@ -51,6 +59,7 @@ expect_error() {  # expect_error WANT_IN_MESSAGE ARGS...
   grep -q -- "$want" "$tmp/err.txt" || { cat "$tmp/err.txt"; fail "bench $*: no '$want' in the message"; }
 }
 expect_error "unknown backend" "${lin[@]}" --backend no-such-backend
+expect_error "--skip nope: unknown backend" "${lin[@]}" --skip nope
 expect_error "not a multiple of 32" --n 64 --k 48
 expect_error "expected linear or moe" --op conv
 expect_error "describes a problem" "$tmp/q" --m 4
