@@ -17,8 +17,9 @@ nothing inside an op synchronises or allocates device memory. Prepare layers for
 
 On CUDA tensors, quantize runs the library's GPU kernels (src/cuda/quant), and linear and moe
 the oracle's CUDA backend (cuda-mma: MXFP4 / MXFP8 weights with bf16 / fp16 activations or an
-MX activation key, quantized on the GPU exactly as cpu-reference does; a layer no CUDA backend
-runs, e.g. an fp8 activation key, raises ``NotImplementedError`` with the oracle's reason).
+MX / FP8 activation key, quantized on the GPU as cpu-reference does; a layer no CUDA backend
+runs, e.g. an MoE layer with an fp8 key, raises ``NotImplementedError`` with the oracle's
+reason).
 
 Activation keys: modules built from a checkpoint run its activation scheme (W4A4
 ``mxfp4-dynamic``, W8A8 ``mxfp8-dynamic``, Quark ``w_mxfp4_a_fp8`` ``fp8-static-tensor`` with

@@ -2,7 +2,8 @@
 // mixed-input tensor-core GEMM (gemm/mx_gemm.cuh; MoE: moe/moe_layer.h). Weights are repacked
 // on the GPU into the fragment layout at prepare time. Activation keys: bf16 / fp16, and the MX
 // keys (mxfp4 / mxfp6 / mxfp8-dynamic) quantized on the GPU into the 16-bit operand exactly as
-// cpu-reference quantizes them (quant/act_operand.h); the FP8 keys are refused.
+// cpu-reference quantizes them (quant/act_operand.h); for linear layers also the FP8 keys (E4M3
+// values as the operand, the GEMM into FP32, the scale applied per row before the bias).
 //
 // Memory: prepare accepts canonical weights in host or device memory (copied to the current
 // device). run_linear takes device pointers for x and y and is asynchronous on the given stream
@@ -13,6 +14,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -27,6 +29,7 @@
 #include "cuda/mma_claims.h"
 #include "cuda/moe/moe_layer.h"
 #include "cuda/quant/act_operand.h"
+#include "cuda/quant/fake_quant.h"
 #include "mxq/numerics.h"
 
 namespace mxq {
@@ -38,6 +41,7 @@ struct PreparedLinear final : PreparedWeights {
   FragLayout layout;
   DeviceBuffer w, scales, bias;  // bias: FP32 [N] or empty
   int scale_min = 0, scale_max = 255;  // the E8M0 codes seen by the repack
+  float input_scale = 1.0f;            // fp8-static-tensor
   size_t bytes() const override { return w.bytes() + scales.bytes() + bias.bytes(); }
 };
 
@@ -72,14 +76,19 @@ class CudaMmaBackend final : public Backend {
   }
 
   // bf16 / fp16 as they are, the MX keys quantized on the GPU into the 16-bit operand
-  // (quant/act_operand.h, exact); the FP8 keys are not declared, so the oracle refuses them.
-  bool declares_act_key(ActKey a) const override { return gemm16_runs_act_key(a); }
+  // (quant/act_operand.h, exact); the FP8 keys as E4M3 values with the scale applied after an
+  // FP32 GEMM (linear layers; the MoE layer refuses them in can_implement).
+  bool declares_act_key(ActKey a) const override {
+    return gemm16_runs_act_key(a) || act_key_is_fp8(a);
+  }
 
   Verdict can_implement(const Problem& p) const override {
     if (p.op == Op::kMoE) return moe_layer_can_implement(p);
     if (p.op != Op::kLinear)
       return Verdict::no(std::string("cuda-mma runs linear and MoE layers, not ") + op_name(p.op));
-    if (Verdict v = mma_types_verdict(p, /*mx_act=*/true); !v) return v;
+    Problem types = p;  // FP8 keys: BF16 operand, scale in the epilogue (run_fp8_linear)
+    if (act_key_is_fp8(p.act)) types.act = ActKey::kBF16;
+    if (Verdict v = mma_types_verdict(types, /*mx_act=*/true); !v) return v;
     if (p.n % 16 != 0 || p.k % 32 != 0)
       return Verdict::no("N = " + std::to_string(p.n) + ", K = " + std::to_string(p.k) +
                          ": cuda-mma needs N a multiple of 16 and K a multiple of 32");
@@ -122,6 +131,12 @@ class CudaMmaBackend final : public Backend {
                               "cuda-mma's decode has no NaN, refusing (the cpu backends "
                               "propagate NaN)");
 
+    if (p.act == ActKey::kFP8StaticTensor) {
+      if (!(lw.input_scale > 0.0f) || !std::isfinite(lw.input_scale))
+        return invalid_argument("cuda-mma: fp8-static-tensor needs a positive finite input_scale, got " +
+                                std::to_string(lw.input_scale));
+      out->input_scale = lw.input_scale;
+    }
     if (lw.bias.data != nullptr)
       MXQ_RETURN_IF_ERROR(upload_as_f32(lw.bias.data, lw.bias.dtype, l.n, out->bias, "the bias"));
     MXQ_CUDA_TRY(cudaDeviceSynchronize());
@@ -173,26 +188,44 @@ class CudaMmaBackend final : public Backend {
     auto* s = static_cast<cudaStream_t>(stream);
 
     const bool x_dev = is_device_pointer(x.data), y_dev = is_device_pointer(y.data);
-    // The activation key's operand (x itself for bf16 / fp16; MX keys quantized on the GPU).
-    StreamBuffer xq(s);
+    // The activation key's operand (x itself for bf16 / fp16; MX keys quantized on the GPU;
+    // FP8 keys as E4M3 values, the GEMM into FP32 and the scale and bias in scale_rows).
+    StreamBuffer xq(s), xs(s), acc(s);
+    auto gemm = [&]() -> Status {
+      if (!act_key_is_fp8(p.act)) {
+        MXQ_RETURN_IF_ERROR(act_operand(p.act, a.x, act, p.m, p.k, xq, &a.x, s));
+        return mx_gemm(a, s);
+      }
+      const float* row_scale = nullptr;
+      MXQ_RETURN_IF_ERROR(fp8_operand(p.act, a.x, act, p.m, p.k, w->input_scale, xq, xs, &a.x,
+                                      &row_scale, s));
+      GemmArgs f = a;
+      f.out = DType::kF32;
+      f.bias = nullptr;
+      f.ldy = p.n;
+      MXQ_RETURN_IF_ERROR(acc.allocate(size_t(p.m * p.n) * sizeof(float)));
+      f.y = acc.get();
+      MXQ_RETURN_IF_ERROR(mx_gemm(f, s));
+      return scale_rows(static_cast<const float*>(acc.get()), p.m, p.n, row_scale, w->input_scale,
+                        a.bias, p.out, a.y, a.ldy, s);
+    };
     if (x_dev && y_dev) {
+      a.x = x.data;
       a.y = y.data;
-      MXQ_RETURN_IF_ERROR(act_operand(p.act, x.data, act, p.m, p.k, xq, &a.x, s));
-      return mx_gemm(a, s);
+      return gemm();
     }
     // Host memory: the staged convenience path (synchronous).
     const size_t xb = size_t(p.m * p.k) * size_t(dtype_bytes(act));
     const size_t yb = size_t(p.m * p.n) * size_t(dtype_bytes(p.out));
     DeviceBuffer tx, ty;
     MXQ_RETURN_IF_ERROR(to_device(x.data, xb, tx, &a.x));
-    MXQ_RETURN_IF_ERROR(act_operand(p.act, a.x, act, p.m, p.k, xq, &a.x, s));
     if (y_dev) {
       a.y = y.data;
     } else {
       MXQ_RETURN_IF_ERROR(ty.allocate(yb));
       a.y = ty.get();
     }
-    MXQ_RETURN_IF_ERROR(mx_gemm(a, s));
+    MXQ_RETURN_IF_ERROR(gemm());
     if (!y_dev) MXQ_CUDA_TRY(cudaMemcpyAsync(y.data, a.y, yb, cudaMemcpyDeviceToHost, s));
     MXQ_CUDA_TRY(cudaStreamSynchronize(s));
     return Status::Ok();

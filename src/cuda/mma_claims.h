@@ -18,10 +18,9 @@ inline Verdict mma_types_verdict(const Problem& p, bool mx_act = false) {
                        ": cuda-mma runs MXFP4 (E2M1) and MXFP8 (E4M3) weights");
   if (p.act != ActKey::kBF16 && p.act != ActKey::kFP16 && !(mx_act && act_key_mx_elem(p.act)))
     return Verdict::no(std::string("activation key ") + act_key_name(p.act) +
-                       (mx_act ? ": cuda-mma runs BF16 and FP16 activations and the MX keys "
-                                 "(mxfp4/mxfp6/mxfp8-dynamic, quantized on the GPU); the FP8 "
-                                 "keys need an FP8 path (a 16-bit operand cannot hold "
-                                 "decode(code) * scale exactly)"
+                       (mx_act ? ": cuda-mma's 16-bit operand holds BF16 / FP16 activations and "
+                                 "the MX keys (mxfp4/mxfp6/mxfp8-dynamic, quantized on the GPU) "
+                                 "exactly; FP8 keys need their scale applied after the GEMM"
                                : ": cuda-mma runs BF16 and FP16 activations (W4A16 / W8A16)"));
   const DType a = act_input_dtype(p.act);
   if (p.out != a && p.out != DType::kF32)

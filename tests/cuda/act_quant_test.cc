@@ -1,5 +1,5 @@
 // Activation keys on the CUDA backends (issue 15): the MX activation fake-quant kernel bit for
-// bit against the CPU definition (src/cpu/common/act_quant.h), cuda-mma's linear layer under
+// bit against the CPU definition, the FP8 operand (codes with the scale apart) likewise (src/cpu/common/act_quant.h), cuda-mma's linear layer under
 // every MX key bit for bit against cuda-mma's BF16 path fed with the CPU-quantized activations,
 // the MoE layer under every MX key against cpu-reference, and the declarations the oracle
 // checks (which run without a GPU). GPU tests skip with a printed reason when no GPU is present.
@@ -8,6 +8,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <algorithm>
 #include <cstring>
 #include <random>
 #include <string>
@@ -67,25 +68,26 @@ std::vector<uint16_t> cpu_fake_quant(ActKey key, const std::vector<uint16_t>& x,
 
 // ---- declarations (no GPU needed) --------------------------------------------------------------
 
-TEST(CudaActKeys, CudaMmaDeclaresTheMxKeysAndNotFp8) {
+TEST(CudaActKeys, CudaMmaDeclaresEveryKeyAndItsMoERefusesFp8) {
   const Backend* b = find_backend("cuda-mma");
   ASSERT_NE(b, nullptr);
   for (ActKey a : kAllActKeys) {
-    const bool want = a == ActKey::kBF16 || a == ActKey::kFP16 || act_key_mx_elem(a);
-    EXPECT_EQ(b->declares_act_key(a), want) << act_key_name(a);
-    Problem p = Problem::linear(ElemType::kE2M1, a, 4, 64, 128);
+    EXPECT_TRUE(b->declares_act_key(a)) << act_key_name(a);
+    const Problem p = Problem::linear(ElemType::kE2M1, a, 4, 64, 128);
     const Verdict v = b->check_problem(p);
-    EXPECT_EQ(v.ok, want) << act_key_name(a) << ": " << v.reason;
-    if (!want) {
-      EXPECT_NE(v.reason.find("is not declared by cuda-mma"), std::string::npos) << v.reason;
+    EXPECT_TRUE(v.ok) << act_key_name(a) << ": " << v.reason;
+    const Problem m = Problem::moe_problem(ElemType::kE2M1, a, 4, 64, 96, 8, 2);
+    const Verdict mv = b->check_problem(m);
+    const bool fp8 = a == ActKey::kFP8StaticTensor || a == ActKey::kFP8DynamicToken;
+    EXPECT_EQ(mv.ok, !fp8) << act_key_name(a) << " moe: " << mv.reason;
+    if (fp8) {
+      EXPECT_NE(mv.reason.find("fused gate/up epilogue"), std::string::npos) << mv.reason;
     }
-    Problem m = Problem::moe_problem(ElemType::kE2M1, a, 4, 64, 96, 8, 2);
-    EXPECT_EQ(b->check_problem(m).ok, want) << act_key_name(a) << " moe";
   }
 }
 
 // cuda-hopper's kernels take 16-bit activations and it declares no quantized key: the oracle
-// refuses it for them (the reason shows in mxq explain) and picks cuda-mma where that runs.
+// refuses it for them (the reason shows in mxq explain) and picks cuda-mma, which runs them.
 TEST(CudaActKeys, CudaHopperIsRefusedForQuantizedKeys) {
   const Backend* h = find_backend("cuda-hopper");
   if (h == nullptr) {
@@ -117,12 +119,7 @@ TEST(CudaActKeys, CudaHopperIsRefusedForQuantizedKeys) {
     EXPECT_NE(e.find("cuda-hopper    prio 110  rejected: activation key " + std::string(act_key_name(a)) +
                      " is not declared by cuda-hopper"),
               std::string::npos) << e;
-    if (act_key_mx_elem(a)) {
-      EXPECT_NE(e.find("choice   cuda-mma (automatic)"), std::string::npos) << e;
-    } else {
-      EXPECT_NE(e.find("is not declared by cuda-mma"), std::string::npos) << e;
-      EXPECT_EQ(e.find("choice   cuda-"), std::string::npos) << e;
-    }
+    EXPECT_NE(e.find("choice   cuda-mma (automatic)"), std::string::npos) << e;
   }
 }
 
@@ -172,6 +169,121 @@ TEST(CudaActKeys, FakeQuantRejectsBadArguments) {
   const Status f = cuda::act_operand(ActKey::kFP8StaticTensor, nullptr, DType::kBF16, 1, 32, tmp, &op, nullptr);
   EXPECT_FALSE(f.ok());
   EXPECT_NE(f.message().find("fp8-static-tensor"), std::string::npos) << f.message();
+}
+
+// The FP8 keys' operand: decode(code) in 16 bits with the scale apart; times the scale it must
+// give the CPU reference's decode(code) * s bit for bit (the same FP32 product).
+TEST(CudaActKeys, Fp8OperandTimesScaleEqualsCpuDefinition) {
+  SKIP_WITHOUT_GPU();
+  for (ActKey key : {ActKey::kFP8StaticTensor, ActKey::kFP8DynamicToken})
+    for (auto [rows, k] : {std::pair<int64_t, int64_t>{1, 32}, {9, 2880}, {130, 512}}) {
+      std::vector<uint16_t> x = nasty_rows(DType::kBF16, rows, k, uint32_t(rows + k), false);
+      // Scale the rows to magnitudes an FP8 static scale is calibrated for, with outliers.
+      std::mt19937 g(static_cast<uint32_t>(k));
+      std::normal_distribution<float> nd;
+      for (auto& v : x) v = num::f32_to_bf16(nd(g) * std::ldexp(1.0f, int(g() % 12) - 6));
+      if (rows > 1) {
+        x[size_t(k + 3)] = 0x7FC0;  // a NaN in row 1
+        x[size_t(rows - 1) * size_t(k)] = 0xFF80;  // -Inf in the last row
+        std::fill(x.begin() + 2 * k, x.begin() + 3 * k, uint16_t(0));  // an all-zero row 2
+      }
+      const float input_scale = 0.0371f;
+      std::vector<float> want;
+      ASSERT_TRUE(cpu::act_quantize(key, {x.data(), DType::kBF16, rows, k}, input_scale, want).ok());
+      Dev<uint16_t> dx(x), dq(x.size());
+      Dev<float> ds(static_cast<size_t>(rows));
+      const bool per_row = key == ActKey::kFP8DynamicToken;
+      ASSERT_TRUE(cuda::fp8_act_quant(dx.p, DType::kBF16, rows, k, per_row, input_scale, dq.p,
+                                      per_row ? ds.p : nullptr, nullptr).ok());
+      CUDA_OK(cudaDeviceSynchronize());
+      const std::vector<uint16_t> q = dq.get();
+      const std::vector<float> rs = ds.get();
+      for (int64_t r = 0; r < rows; ++r) {
+        if (per_row) {
+          float amax = 0;
+          bool finite = true;
+          for (int64_t c = 0; c < k; ++c) {
+            const float v = num::bf16_to_f32(x[size_t(r * k + c)]);
+            finite = finite && std::isfinite(v);
+            amax = std::fmax(amax, std::fabs(v));
+          }
+          if (finite) {
+            ASSERT_EQ(rs[size_t(r)], amax == 0 ? 1.0f : amax / 448.0f) << "row " << r;
+          }
+        }
+        const float sc = per_row ? rs[size_t(r)] : input_scale;
+        for (int64_t c = 0; c < k; ++c) {
+          const size_t i = size_t(r * k + c);
+          const float got = num::bf16_to_f32(q[i]) * sc;
+          if (std::isnan(want[i])) {
+            ASSERT_TRUE(std::isnan(got)) << act_key_name(key) << " row " << r << " col " << c;
+          } else {
+            ASSERT_EQ(num::f32_bits(got), num::f32_bits(want[i]))
+                << act_key_name(key) << " row " << r << " col " << c << ": " << got << " vs " << want[i];
+          }
+        }
+      }
+    }
+}
+
+// cuda-mma linear under the FP8 keys against cpu-reference: with F32 output to FP32 precision
+// (the scale kept apart from the codes costs at most half an FP32 ulp per element), and with
+// BF16 output at the shared cases' tolerance; and clearly different from the bf16 key.
+TEST(CudaActKeys, Fp8LinearMatchesReferenceToFp32Precision) {
+  SKIP_WITHOUT_GPU();
+  const Backend* b = find_backend("cuda-mma");
+  const Backend* ref = find_backend("cpu-reference");
+  ASSERT_TRUE(b != nullptr && ref != nullptr);
+  if (Verdict v = b->supports(this_device()); !v) {
+    std::printf("[ SKIPPED  ] cuda-mma: %s\n", v.reason.c_str());
+    GTEST_SKIP() << v.reason;
+  }
+  for (ElemType w : {ElemType::kE2M1, ElemType::kE4M3})
+    for (ActKey key : {ActKey::kFP8StaticTensor, ActKey::kFP8DynamicToken})
+      for (DType out : {DType::kF32, DType::kBF16})
+        for (auto [m, n, k] : {std::tuple<int64_t, int64_t, int64_t>{1, 64, 128}, {33, 256, 2880}}) {
+          const testing::Weights wt = testing::random_weights(w, 1, n, k, uint32_t(n * 3 + k), 115, 130);
+          std::vector<float> bias(static_cast<size_t>(n));
+          for (size_t i = 0; i < bias.size(); ++i) bias[i] = 0.25f * float(int(i % 9) - 4);
+          const LinearWeights lw{wt.view, {bias.data(), DType::kF32, 1, n}, 0.0213f};
+          Problem p = Problem::linear(w, key, m, n, k, true);
+          p.out = out;
+          std::vector<uint16_t> x(size_t(m * k));
+          std::mt19937 g(uint32_t(m + n));
+          std::normal_distribution<float> nd;
+          for (auto& v : x) v = num::f32_to_bf16(nd(g) * 2.0f);
+          const size_t yb = size_t(m * n) * size_t(dtype_bytes(out));
+          std::vector<uint8_t> want(yb), got(yb), got16(yb);
+          auto rp = ref->prepare_linear(p, lw);
+          ASSERT_TRUE(rp.ok()) << rp.status().to_string();
+          ASSERT_TRUE(ref->run_linear(p, *rp.value(), {x.data(), DType::kBF16, m, k}, {want.data(), out, m, n}).ok());
+          auto gp = b->prepare_linear(p, lw);
+          ASSERT_TRUE(gp.ok()) << gp.status().to_string();
+          Dev<uint16_t> dx(x);
+          Dev<uint8_t> dy(yb);
+          ASSERT_TRUE(b->run_linear(p, *gp.value(), {dx.p, DType::kBF16, m, k}, {dy.p, out, m, n}, nullptr).ok());
+          CUDA_OK(cudaDeviceSynchronize());
+          got = dy.get();
+          Problem p16 = p;
+          p16.act = ActKey::kBF16;
+          auto gp16 = b->prepare_linear(p16, lw);
+          ASSERT_TRUE(gp16.ok());
+          ASSERT_TRUE(b->run_linear(p16, *gp16.value(), {x.data(), DType::kBF16, m, k}, {got16.data(), out, m, n}, nullptr).ok());
+          double se = 0, se16 = 0, ss = 0;
+          for (int64_t i = 0; i < m * n; ++i) {
+            const double a = num::load_dense(got.data(), out, i), r = num::load_dense(want.data(), out, i),
+                         c = num::load_dense(got16.data(), out, i);
+            ASSERT_TRUE(std::isfinite(a)) << i;
+            se += (a - r) * (a - r);
+            se16 += (c - r) * (c - r);
+            ss += r * r;
+          }
+          const double rel = std::sqrt(se / ss), rel16 = std::sqrt(se16 / ss);
+          const std::string what = std::string(mx_format_name(w)) + " x " + act_key_name(key) + " -> " +
+                                   dtype_name(out) + " M=" + std::to_string(m) + " K=" + std::to_string(k);
+          EXPECT_LE(rel, out == DType::kF32 ? 1e-5 : 6e-3) << what;
+          EXPECT_GT(rel16, 4 * rel) << what << ": bf16 activations are as close as the key";
+        }
 }
 
 // ---- cuda-mma linear (GPU): bit for bit -----------------------------------------------------------

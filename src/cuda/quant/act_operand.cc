@@ -31,6 +31,24 @@ Status act_operand(ActKey key, const void* x, DType dtype, int64_t rows, int64_t
   return Status::Ok();
 }
 
+Status fp8_operand(ActKey key, const void* x, DType dtype, int64_t rows, int64_t k,
+                   float input_scale, StreamBuffer& tmp, StreamBuffer& scales,
+                   const void** operand, const float** row_scale, cudaStream_t stream) {
+  if (!act_key_is_fp8(key))
+    return invalid_argument(std::string("fp8_operand: ") + act_key_name(key) + " is not an FP8 key");
+  const bool per_row = key == ActKey::kFP8DynamicToken;
+  MXQ_RETURN_IF_ERROR(tmp.allocate(size_t(rows) * size_t(k) * size_t(dtype_bytes(dtype))));
+  float* rs = nullptr;
+  if (per_row) {
+    MXQ_RETURN_IF_ERROR(scales.allocate(size_t(rows) * sizeof(float)));
+    rs = static_cast<float*>(scales.get());
+  }
+  MXQ_RETURN_IF_ERROR(fp8_act_quant(x, dtype, rows, k, per_row, input_scale, tmp.get(), rs, stream));
+  *operand = tmp.get();
+  *row_scale = rs;
+  return Status::Ok();
+}
+
 Status act_quantize_in_place(ActKey key, void* a, DType dtype, int64_t rows, int64_t k,
                              cudaStream_t stream) {
   if (key == ActKey::kBF16 || key == ActKey::kFP16) return Status::Ok();

@@ -6,9 +6,10 @@
 //   mxfp4-dynamic,      x quantized per 32-block along K and dequantized back into its own
 //   mxfp8-dynamic,      16-bit type by mx_fake_quant (fake_quant.h): exact, so the GEMM sees
 //   mxfp6-*-dynamic     the reference's values.
-//   fp8-static-tensor,  not run: decode(code) * input_scale (resp. the per-row scale) needs up
-//   fp8-dynamic-token   to 24 significant bits, which a 16-bit operand cannot hold; applying
-//                       the scale in the epilogue is the FP8 path of a later kernel.
+//   fp8-static-tensor,  not as a plain operand: decode(code) * s needs up to 28 significant
+//   fp8-dynamic-token   bits. fp8_operand gives decode(code) (exact in 16 bits) and keeps s
+//                       apart, for a GEMM into FP32 followed by scale_rows (fake_quant.h):
+//                       cuda-mma's linear layers do that; its MoE layer refuses these keys.
 //
 // A backend wires it with two lines (the cuda-mma linear and MoE paths do exactly this):
 //   bool declares_act_key(ActKey a) const override { return cuda::gemm16_runs_act_key(a); }
@@ -53,6 +54,16 @@ class StreamBuffer {
 // invalid-argument error naming it (backends do not declare those).
 Status act_operand(ActKey key, const void* x, DType dtype, int64_t rows, int64_t k,
                    StreamBuffer& tmp, const void** operand, cudaStream_t stream);
+
+// The FP8 keys: x [rows, k] as E4M3 decode values in `tmp` (*operand) and the scale apart:
+// *row_scale = per-row scales in `scales` (fp8-dynamic-token) or null with the static
+// input_scale to apply (fp8-static-tensor). Other keys are an invalid-argument error.
+constexpr bool act_key_is_fp8(ActKey a) {
+  return a == ActKey::kFP8StaticTensor || a == ActKey::kFP8DynamicToken;
+}
+Status fp8_operand(ActKey key, const void* x, DType dtype, int64_t rows, int64_t k,
+                   float input_scale, StreamBuffer& tmp, StreamBuffer& scales,
+                   const void** operand, const float** row_scale, cudaStream_t stream);
 
 // In place: the rows of an intermediate activation [rows, k] (MoE: the gate/up output before
 // the down GEMM) under an MX key; nothing for bf16 / fp16.

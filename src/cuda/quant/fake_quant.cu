@@ -3,6 +3,7 @@
 // kernels do), then per element: encode (encode.cuh, the bits of num::encode_elem), decode
 // times the block scale (one FP32 product, exact), round to the 16-bit type (exact, see the
 // header).
+#include <algorithm>
 #include <string>
 
 #include "cuda/quant/block_io.cuh"
@@ -96,6 +97,84 @@ cudaError_t launch(const void* x, DType dtype, uint32_t units, bool vec, void* o
   return cudaGetLastError();
 }
 
+
+// ---- FP8 keys -----------------------------------------------------------------------------
+
+constexpr int kRowThreads = 256;
+
+template <DType D>
+__global__ void __launch_bounds__(kRowThreads)
+    fp8_rows_kernel(const void* __restrict__ in, int64_t k, bool per_row, float static_s,
+                    uint16_t* __restrict__ out, float* __restrict__ row_scale) {
+  const int64_t row = blockIdx.x;
+  const void* x = static_cast<const uint16_t*>(in) + row * k;
+  uint16_t* o = out + row * k;
+  float s = static_s;
+  if (per_row) {
+    // amax and finiteness of the row: max is order independent, so any reduction order gives
+    // the same bits (fmaxf ignores NaN like std::fmax; the finite flag catches NaN and Inf).
+    __shared__ float red[kRowThreads];
+    __shared__ int bad[kRowThreads];
+    float am = 0.0f;
+    int nonfinite = 0;
+    for (int64_t i = threadIdx.x; i < k; i += kRowThreads) {
+      const float v = num::load_dense(x, D, i);
+      nonfinite |= isfinite(v) ? 0 : 1;
+      am = fmaxf(am, fabsf(v));
+    }
+    red[threadIdx.x] = am;
+    bad[threadIdx.x] = nonfinite;
+    __syncthreads();
+    for (int h = kRowThreads / 2; h > 0; h >>= 1) {
+      if (int(threadIdx.x) < h) {
+        red[threadIdx.x] = fmaxf(red[threadIdx.x], red[threadIdx.x + h]);
+        bad[threadIdx.x] |= bad[threadIdx.x + h];
+      }
+      __syncthreads();
+    }
+    if (bad[0] != 0) {
+      const uint16_t nan = to16<D>(num::kF32QuietNaN);
+      for (int64_t i = threadIdx.x; i < k; i += kRowThreads) o[i] = nan;
+      if (threadIdx.x == 0) row_scale[row] = 1.0f;
+      return;
+    }
+    s = red[0] == 0.0f ? 1.0f : __fdiv_rn(red[0], 448.0f);
+    if (threadIdx.x == 0) row_scale[row] = s;
+  }
+  constexpr uint8_t kMax = uint8_t(elem_info(ElemType::kE4M3).max_mag);
+  for (int64_t i = threadIdx.x; i < k; i += kRowThreads) {
+    const float q = __fdiv_rn(num::load_dense(x, D, i), s);
+    uint32_t v;
+    if (isnan(q)) {
+      v = num::kF32QuietNaN;
+    } else {
+      const uint8_t code = isinf(q) ? uint8_t(kMax | (q < 0.0f ? 0x80u : 0u))
+                                    : num::encode_elem(ElemType::kE4M3, __float_as_uint(q), 0,
+                                                       Rounding::kRne, Saturation::kSaturate);
+      v = __float_as_uint(num::decode_elem(ElemType::kE4M3, code));
+    }
+    o[i] = to16<D>(v);
+  }
+}
+
+template <DType O>
+__global__ void __launch_bounds__(kThreads)
+    scale_rows_kernel(const float* __restrict__ acc, int64_t rows, int64_t n,
+                      const float* __restrict__ row_scale, float scale,
+                      const float* __restrict__ bias, void* __restrict__ y, int64_t ldy) {
+  const int64_t total = rows * n;
+  for (int64_t i = int64_t(blockIdx.x) * kThreads + threadIdx.x; i < total;
+       i += int64_t(gridDim.x) * kThreads) {
+    const int64_t r = i / n, c = i - r * n;
+    float v = __fmul_rn(row_scale != nullptr ? row_scale[r] : scale, acc[i]);
+    if (bias != nullptr) v = __fadd_rn(v, bias[c]);
+    if constexpr (O == DType::kF32) {
+      static_cast<float*>(y)[r * ldy + c] = v;
+    } else {
+      static_cast<uint16_t*>(y)[r * ldy + c] = to16<O>(__float_as_uint(v));
+    }
+  }
+}
 }  // namespace
 }  // namespace fq
 
@@ -130,6 +209,66 @@ Status mx_fake_quant(ElemType elem, const void* x, DType dtype, int64_t rows, in
                   std::string("launch of mx_fake_quant: ") + cudaGetErrorName(e) + " (" +
                       cudaGetErrorString(e) + ")");
   return Status::Ok();
+}
+
+}  // namespace mxq::cuda
+
+namespace mxq::cuda {
+
+namespace {
+Status launch_error(cudaError_t e, const char* what) {
+  if (e == cudaSuccess) return Status::Ok();
+  return Status(e == cudaErrorMemoryAllocation ? StatusCode::kResourceExhausted : StatusCode::kInternal,
+                std::string("launch of ") + what + ": " + cudaGetErrorName(e) + " (" +
+                    cudaGetErrorString(e) + ")");
+}
+}  // namespace
+
+Status fp8_act_quant(const void* x, DType dtype, int64_t rows, int64_t k, bool per_row,
+                     float input_scale, void* out, float* row_scale, cudaStream_t stream) {
+  if (dtype != DType::kBF16 && dtype != DType::kF16)
+    return invalid_argument(std::string("fp8_act_quant: activations must be BF16 or F16, got ") +
+                            dtype_name(dtype));
+  if (rows < 0 || k < 0 || rows > 0x7FFFFFFF)
+    return invalid_argument("fp8_act_quant: bad shape [" + std::to_string(rows) + ", " +
+                            std::to_string(k) + "]");
+  if (!per_row && !(input_scale > 0.0f && input_scale <= 3.4028234663852886e38f))
+    return invalid_argument("fp8_act_quant: fp8-static-tensor needs a positive finite input_scale, got " +
+                            std::to_string(input_scale));
+  if (rows * k == 0) return Status::Ok();
+  if (x == nullptr || out == nullptr || (per_row && row_scale == nullptr))
+    return invalid_argument("fp8_act_quant: null pointer");
+  auto* o = static_cast<uint16_t*>(out);
+  if (dtype == DType::kBF16)
+    fq::fp8_rows_kernel<DType::kBF16><<<unsigned(rows), fq::kRowThreads, 0, stream>>>(
+        x, k, per_row, input_scale, o, row_scale);
+  else
+    fq::fp8_rows_kernel<DType::kF16><<<unsigned(rows), fq::kRowThreads, 0, stream>>>(
+        x, k, per_row, input_scale, o, row_scale);
+  return launch_error(cudaGetLastError(), "fp8_act_quant");
+}
+
+Status scale_rows(const float* acc, int64_t rows, int64_t n, const float* row_scale, float scale,
+                  const float* bias, DType out, void* y, int64_t ldy, cudaStream_t stream) {
+  if (rows < 0 || n < 0 || ldy < n)
+    return invalid_argument("scale_rows: bad shape [" + std::to_string(rows) + ", " +
+                            std::to_string(n) + "], ldy " + std::to_string(ldy));
+  if (rows * n == 0) return Status::Ok();
+  if (acc == nullptr || y == nullptr) return invalid_argument("scale_rows: null pointer");
+  const int64_t blocks = std::min<int64_t>((rows * n + fq::kThreads - 1) / fq::kThreads, 65535LL * 16);
+  const unsigned grid = unsigned(blocks);
+  switch (out) {
+    case DType::kF32:
+      fq::scale_rows_kernel<DType::kF32><<<grid, fq::kThreads, 0, stream>>>(acc, rows, n, row_scale, scale, bias, y, ldy);
+      break;
+    case DType::kBF16:
+      fq::scale_rows_kernel<DType::kBF16><<<grid, fq::kThreads, 0, stream>>>(acc, rows, n, row_scale, scale, bias, y, ldy);
+      break;
+    case DType::kF16:
+      fq::scale_rows_kernel<DType::kF16><<<grid, fq::kThreads, 0, stream>>>(acc, rows, n, row_scale, scale, bias, y, ldy);
+      break;
+  }
+  return launch_error(cudaGetLastError(), "scale_rows");
 }
 
 }  // namespace mxq::cuda

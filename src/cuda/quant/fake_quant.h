@@ -29,4 +29,23 @@ namespace mxq::cuda {
 Status mx_fake_quant(ElemType elem, const void* x, DType dtype, int64_t rows, int64_t k, void* out,
                      cudaStream_t stream);
 
+// The FP8 activation keys with the scale kept apart (act_quant.h allows it: the reference's
+// decode(code) * s differs from keeping (code, s) by at most half an FP32 ulp per element):
+//   s = input_scale (per_row false: fp8-static-tensor), or per row s_r = amax_r / 448 (FP32
+//       division; 1 for an all-zero row) (per_row true: fp8-dynamic-token);
+//   code = E4M3(x / s) (one FP32 division, num::encode_elem with c = 0, RNE, saturating at 448;
+//       +-Inf quotients saturate, NaN stays NaN), the CPU reference's own code;
+//   out = decode(code) in the 16-bit type (exact: E4M3 values are BF16 and F16 values).
+// per_row: row_scale [rows] (device) gets s_r; a row holding a NaN or Inf becomes all NaN (with
+// s_r = 1), as in the reference. One CTA per row. x, out: [rows, k] contiguous, BF16 or F16.
+Status fp8_act_quant(const void* x, DType dtype, int64_t rows, int64_t k, bool per_row,
+                     float input_scale, void* out, float* row_scale, cudaStream_t stream);
+
+// The epilogue of a GEMM over fp8_act_quant's operand: y[r, c] = out(s_r * acc[r, c] + bias[c])
+// with acc [rows, n] FP32 (row stride n), s_r = row_scale[r] (or `scale` when row_scale is null),
+// one FP32 multiply and one FP32 add (no contraction), then rounding to `out` (BF16 / F16 round
+// to nearest even, F32 as is); bias [n] FP32 or null; y row stride ldy elements.
+Status scale_rows(const float* acc, int64_t rows, int64_t n, const float* row_scale, float scale,
+                  const float* bias, DType out, void* y, int64_t ldy, cudaStream_t stream);
+
 }  // namespace mxq::cuda

@@ -331,8 +331,13 @@ def test_modules_from_checkpoint_run_its_activation_scheme(tmp_path, device):
     moe = mt.MXMoE.from_checkpoint(m, "model.layers.2.mlp", device=device)
     assert moe.act == "mxfp4-dynamic"
     if device == "cuda":
-        q = mxq.quantize(torch.randn(64, 128).numpy(), "mxfp4")
-        st = mt.MXLinear.from_weights(q.packed, q.scales, "mxfp4", act="fp8-static-tensor",
-                                      input_scale=0.5)
-        with pytest.raises(NotImplementedError, match="not declared by cuda-mma"):
-            st(torch.randn(2, 128, dtype=torch.bfloat16, device="cuda"))
+        # cuda-mma runs fp8 keys for linear layers (scale after the FP32 GEMM), not for MoE
+        # layers: on CUDA tensors that is refused with the reason, never run as bf16.
+        g = torch.Generator().manual_seed(2)
+        w13 = mxq.quantize(torch.randn(8, 256, 256, generator=g).numpy(), "mxfp4")
+        w2 = mxq.quantize(torch.randn(8, 256, 128, generator=g).numpy(), "mxfp4")
+        layer = mxq.MoE.prepare(w13.packed, w13.scales, w2.packed, w2.scales, "mxfp4", topk=2,
+                                act="fp8-dynamic-token")
+        with pytest.raises(NotImplementedError, match="fused gate/up epilogue"):
+            mt.MXMoE(layer)(torch.randn(3, 256, dtype=torch.bfloat16, device="cuda"),
+                            torch.randn(3, 8, device="cuda"))
