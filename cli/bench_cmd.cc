@@ -26,6 +26,7 @@
 #include <fstream>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <random>
 #include <string>
 #include <thread>
@@ -358,6 +359,7 @@ Result time_backend(const Case& c, const Backend* b, const Settings& s, const Pr
     const auto t0 = std::chrono::steady_clock::now();
     std::unique_ptr<PreparedWeights> w =
         get(p.op == Op::kLinear ? b->prepare_linear(p, c.lw) : b->prepare_moe(p, c.mw));
+    res.prepare_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const size_t ybytes = size_t(p.m * p.n * dtype_bytes(p.out));
     std::vector<uint8_t> y_host(ybytes);
     const void* xp = c.x.data();
@@ -382,11 +384,13 @@ Result time_backend(const Case& c, const Backend* b, const Settings& s, const Pr
       yp = dy.get();
       gpu::synchronize();
     }
-    gpu::Timer timer;
+    // Only for a CUDA backend: a CUDA build on a machine without a GPU has no context to make
+    // events in, and its CPU backends must still be timed.
+    std::optional<gpu::Timer> timer;
+    if (gpu) timer.emplace();
 #else
     if (gpu) throw Error(Status(StatusCode::kInternal, "a CUDA backend in a CLI built without CUDA"));
 #endif
-    res.prepare_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const DenseView xv{xp, act_input_dtype(p.act), p.m, p.op == Op::kMoE ? p.n : p.k};
     const DenseMutView yv{yp, p.out, p.m, p.n};
     MoERouting rt;
@@ -414,9 +418,9 @@ Result time_backend(const Case& c, const Backend* b, const Settings& s, const Pr
       double secs = 0;
 #if defined(MXQ_CLI_WITH_CUDA)
       if (gpu) {
-        timer.start();
+        timer->start();
         call();
-        secs = timer.stop();
+        secs = timer->stop();
       } else
 #endif
       {

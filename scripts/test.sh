@@ -27,7 +27,9 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 echo "== wheel: build (CPU part), repair to manylinux, install into a fresh venv =="
 # scripts/build_wheel.sh compiles the library once more (the wheel's own CMake build, kept in
 # build/wheel/ for incremental rebuilds); the install test then takes seconds (issue 20).
+# Time-boxed: a fresh build takes about 2 minutes on the 2-core CI machine.
 mkdir -p build/dist
-MXQ_CUDA=OFF MXQ_WHEEL_JOBS="$jobs" ./scripts/build_wheel.sh build/dist | tee build/dist/build_wheel.log
+MXQ_CUDA=OFF MXQ_WHEEL_JOBS="$jobs" timeout 900 ./scripts/build_wheel.sh build/dist |
+  tee build/dist/build_wheel.log
 tests/python/wheel_install_test.sh "$(tail -n 1 build/dist/build_wheel.log)"
 echo "== all tests passed =="
