@@ -32,6 +32,7 @@ int explain_model(const std::string& path, int64_t tokens, const SelectOptions& 
     dev.insert(i + 1, "         ");
   std::printf("device   %s", dev.c_str());
   std::printf("act      checkpoint: %s", io::act_scheme_name(info.act));
+  if (info.act_scale_rule) std::printf(" (scale rule %s)", scale_rule_name(*info.act_scale_rule));
   const bool forced = !act.empty();
   const ActKey forced_act = forced ? get(parse_act_key(act)) : ActKey::kBF16;
   if (forced) std::printf("; override --act %s", act_key_name(forced_act));

@@ -67,6 +67,9 @@ struct ModelInfo {
   std::string scheme;  // producer's scheme name, e.g. "mxfp4-pack-quantized", "w_mxfp4_a_fp8"
   ActScheme act = ActScheme::kNone;
   std::optional<ScaleRule> scale_rule;  // the producer's scale rule when the format implies one
+  // MX activation schemes: the block scale rule the checkpoint's config names for the
+  // activations (Quark input_tensors.scale_calculation_mode); unset: not recorded (floor).
+  std::optional<ScaleRule> act_scale_rule;
   std::vector<MXWeight> weights;        // sorted by module name
   std::vector<std::string> ignored;     // modules the config excludes from quantization
   std::vector<std::string> passthrough;  // tensors not part of any MXWeight (sorted)

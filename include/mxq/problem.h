@@ -91,6 +91,10 @@ struct Problem {
   Op op = Op::kLinear;
   ElemType weight = ElemType::kE2M1;
   ActKey act = ActKey::kBF16;
+  // MX activation keys: the block scale rule of the activation quantization (the checkpoint's,
+  // e.g. Quark's "even"; floor, mxq::quantize's default, otherwise). Printed after the key when
+  // it is not floor: "mxfp4-dynamic(even)". Ignored by the other keys.
+  ScaleRule act_rule = ScaleRule::kFloor;
   DType out = DType::kBF16;
   int64_t m = 0, n = 0, k = 0;
   bool bias = false;

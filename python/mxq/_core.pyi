@@ -50,6 +50,9 @@ class Problem:
     def act(self) -> str: ...
 
     @property
+    def act_rule(self) -> str: ...
+
+    @property
     def out(self) -> str: ...
 
     @property

@@ -155,6 +155,7 @@ void bind_problem(nb::module_& m) {
       .def_prop_ro("op", [](const Problem& p) { return std::string(op_name(p.op)); })
       .def_prop_ro("weights", [](const Problem& p) { return std::string(mx_format_name(p.weight)); })
       .def_prop_ro("act", [](const Problem& p) { return std::string(act_key_name(p.act)); })
+      .def_prop_ro("act_rule", [](const Problem& p) { return std::string(scale_rule_name(p.act_rule)); })
       .def_prop_ro("out", [](const Problem& p) { return std::string(dtype_name(p.out)); })
       .def_prop_ro("x_dtype", [](const Problem& p) { return std::string(dtype_name(act_input_dtype(p.act))); })
       .def_prop_ro("m", [](const Problem& p) { return p.m; })

@@ -193,7 +193,7 @@ class CudaMmaBackend final : public Backend {
     StreamBuffer xq(s), xs(s), acc(s);
     auto gemm = [&]() -> Status {
       if (!act_key_is_fp8(p.act)) {
-        MXQ_RETURN_IF_ERROR(act_operand(p.act, a.x, act, p.m, p.k, xq, &a.x, s));
+        MXQ_RETURN_IF_ERROR(act_operand(p.act, p.act_rule, a.x, act, p.m, p.k, xq, &a.x, s));
         return mx_gemm(a, s);
       }
       const float* row_scale = nullptr;

@@ -484,6 +484,8 @@ StatusOr<std::vector<LayerSpec>> model_layers(const io::Checkpoint& ck, const io
     l.problem = p;
     out.push_back(l);
   }
+  // The checkpoint's activation scale rule (Quark names one per spec), floor when not recorded.
+  for (LayerSpec& l : out) l.problem.act_rule = info.act_scale_rule.value_or(ScaleRule::kFloor);
   return out;
 }
 

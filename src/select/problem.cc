@@ -91,7 +91,10 @@ Problem Problem::moe_problem(ElemType w, ActKey a, int64_t tokens, int64_t hidde
 
 std::string Problem::to_string() const {
   std::string s = std::string(op_name(op)) + " " + mx_format_name(weight) + " x " +
-                  act_key_name(act) + " -> " + dtype_name(out);
+                  act_key_name(act);
+  if (act_key_mx_elem(act) && act_rule != ScaleRule::kFloor)
+    s += std::string("(") + scale_rule_name(act_rule) + ")";
+  s += std::string(" -> ") + dtype_name(out);
   if (op == Op::kMoE) {
     s += ", M=" + std::to_string(m) + " H=" + std::to_string(n) + " I=" + std::to_string(k) +
          " E=" + std::to_string(moe.experts) + " top" + std::to_string(moe.topk) + ", " +

@@ -15,7 +15,8 @@ std::string sanitize(std::string s) {
 std::string linear_name(const Problem& p) {
   return sanitize(std::string(mx_format_name(p.weight)) + "_" + act_key_name(p.act) + "_" +
                   dtype_name(p.out) + "_m" + std::to_string(p.m) + "_n" + std::to_string(p.n) +
-                  "_k" + std::to_string(p.k) + (p.bias ? "_bias" : ""));
+                  "_k" + std::to_string(p.k) + (p.bias ? "_bias" : "") +
+                  (p.act_rule != ScaleRule::kFloor ? std::string("_") + scale_rule_name(p.act_rule) : ""));
 }
 
 }  // namespace
@@ -32,6 +33,14 @@ std::vector<Case> linear_cases(Tier tier) {
     f32.out = DType::kF32;
     add(f32);
   }
+  // The MX keys with a checkpoint's scale rule (Quark: even), on the two GPU weight formats.
+  for (ElemType w : {ElemType::kE2M1, ElemType::kE4M3})
+    for (ActKey a : kAllActKeys)
+      if (act_key_mx_elem(a)) {
+        Problem p = Problem::linear(w, a, 5, 64, 256, true);
+        p.act_rule = ScaleRule::kEven;
+        add(p);
+      }
   // Awkward shapes for the two formats that matter most today, BF16 and FP16 activations.
   for (ElemType w : {ElemType::kE2M1, ElemType::kE4M3})
     for (ActKey a : {ActKey::kBF16, ActKey::kFP16})
@@ -70,6 +79,12 @@ std::vector<Case> moe_cases(Tier tier) {
   for (ActKey a : kAllActKeys) {
     Problem p = base(ElemType::kE2M1, a, 7, 64, 96, 16, 4);
     add(std::string("qwen_mxfp4_") + act_key_name(a), p);
+  }
+  // An MX key with the even scale rule (Quark W4A4 MoE).
+  {
+    Problem p = base(ElemType::kE2M1, ActKey::kMXFP4Dynamic, 7, 64, 96, 16, 4);
+    p.act_rule = ScaleRule::kEven;
+    add("qwen_mxfp4_mxfp4_dynamic_even", p);
   }
   // DeepSeek style: separate w1/w3, sigmoid + correction bias, grouped top-k, scaling.
   {

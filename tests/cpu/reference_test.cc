@@ -127,17 +127,35 @@ TEST(ActQuant, MxKeysMatchTheTensorQuantizer) {
   for (float& v : x) v = nd(rng) * std::exp2(float(uint32_t(rng()) % 9) - 4.0f);
   const std::vector<uint16_t> xb = to_bf16(x);
   for (ActKey key : {ActKey::kMXFP8Dynamic, ActKey::kMXFP4Dynamic, ActKey::kMXFP6E2M3Dynamic,
-                     ActKey::kMXFP6E3M2Dynamic}) {
-    QuantOptions o;
-    ASSERT_TRUE(act_key_mx_elem(key, &o.elem));
-    std::vector<uint8_t> packed(size_t(rows * packed_bytes(o.elem, k))), scales(size_t(rows * k / 32));
-    ASSERT_TRUE(quantize(xb.data(), DType::kBF16, rows, k, o, packed.data(), scales.data()).ok());
-    std::vector<float> want(x.size()), got;
-    ASSERT_TRUE(dequantize(packed.data(), scales.data(), o.elem, rows, k, DType::kF32,
-                           want.data(), 1).ok());
-    ASSERT_TRUE(cpu::act_quantize(key, {xb.data(), DType::kBF16, rows, k}, 1.0f, got).ok());
-    EXPECT_EQ(got, want) << act_key_name(key);
-  }
+                     ActKey::kMXFP6E3M2Dynamic})
+    for (ScaleRule rule : {ScaleRule::kFloor, ScaleRule::kEven, ScaleRule::kEvenFp4Mantissa,
+                           ScaleRule::kRceil, ScaleRule::kRoundUp}) {
+      QuantOptions o;
+      ASSERT_TRUE(act_key_mx_elem(key, &o.elem));
+      o.scale_rule = rule;
+      std::vector<uint8_t> packed(size_t(rows * packed_bytes(o.elem, k))), scales(size_t(rows * k / 32));
+      ASSERT_TRUE(quantize(xb.data(), DType::kBF16, rows, k, o, packed.data(), scales.data()).ok());
+      std::vector<float> want(x.size()), got;
+      ASSERT_TRUE(dequantize(packed.data(), scales.data(), o.elem, rows, k, DType::kF32,
+                             want.data(), 1).ok());
+      ASSERT_TRUE(cpu::act_quantize(key, {xb.data(), DType::kBF16, rows, k}, 1.0f, got, rule).ok());
+      EXPECT_EQ(got, want) << act_key_name(key) << " " << scale_rule_name(rule);
+    }
+}
+
+// The rule matters: amax 7 under mxfp4 is 1.75 * 2^2, which the even rule rounds to 2 * 2^2
+// (scale 2^1) where floor keeps 2^0: 7 -> 6 (saturated) under floor, 8 under even.
+TEST(ActQuant, ScaleRuleOfTheKeyIsApplied) {
+  std::vector<float> x(32, 0.0f), f, e;
+  x[0] = 7.0f;
+  x[1] = 1.0f;
+  ASSERT_TRUE(cpu::act_quantize(ActKey::kMXFP4Dynamic, {x.data(), DType::kF32, 1, 32}, 1.0f, f).ok());
+  ASSERT_TRUE(cpu::act_quantize(ActKey::kMXFP4Dynamic, {x.data(), DType::kF32, 1, 32}, 1.0f, e,
+                                ScaleRule::kEven).ok());
+  EXPECT_EQ(f[0], 6.0f);
+  EXPECT_EQ(e[0], 8.0f);
+  EXPECT_EQ(f[1], 1.0f);
+  EXPECT_EQ(e[1], 1.0f);
 }
 
 TEST(ActQuant, Mxfp6KeysWorkedExamples) {
@@ -172,7 +190,15 @@ TEST(ActQuant, Mxfp6KeysWorkedExamples) {
 // binade, saturation) for every MX key.
 TEST(ActQuant, MxKeysAreExactIn16BitTypes) {
   std::mt19937 rng(11);
-  for (DType dt : {DType::kBF16, DType::kF16}) {
+  struct TypeRule {
+    DType dt;
+    ScaleRule rule;
+  };
+  // BF16 under every rule; F16 under floor (another rule can leave F16's range: below).
+  for (auto [dt, rule] : {TypeRule{DType::kBF16, ScaleRule::kFloor}, TypeRule{DType::kBF16, ScaleRule::kEven},
+                          TypeRule{DType::kBF16, ScaleRule::kEvenFp4Mantissa},
+                          TypeRule{DType::kBF16, ScaleRule::kRceil}, TypeRule{DType::kBF16, ScaleRule::kRoundUp},
+                          TypeRule{DType::kF16, ScaleRule::kFloor}}) {
     const int lo = dt == DType::kBF16 ? -133 : -24, hi = dt == DType::kBF16 ? 127 : 15;
     for (ActKey key : kAllActKeys) {
       if (!act_key_mx_elem(key)) continue;
@@ -186,18 +212,38 @@ TEST(ActQuant, MxKeysAreExactIn16BitTypes) {
           raw[i] = dt == DType::kBF16 ? num::f32_to_bf16(v) : num::f32_to_f16(v);
         }
         std::vector<float> out;
-        ASSERT_TRUE(cpu::act_quantize(key, {raw.data(), dt, 1, 64}, 1.0f, out).ok());
+        ASSERT_TRUE(cpu::act_quantize(key, {raw.data(), dt, 1, 64}, 1.0f, out, rule).ok());
         for (size_t i = 0; i < out.size(); ++i) {
-          ASSERT_TRUE(std::isfinite(out[i])) << act_key_name(key) << " 2^" << e;
+          // Floor never leaves FP32's range; the others may reach 2^128 (Inf in FP32 too).
+          if (rule == ScaleRule::kFloor) {
+            ASSERT_TRUE(std::isfinite(out[i])) << act_key_name(key) << " 2^" << e;
+          }
+          ASSERT_FALSE(std::isnan(out[i])) << act_key_name(key) << " 2^" << e;
           ASSERT_EQ(cpu::round_to_dtype(out[i], dt), out[i])
               << act_key_name(key) << " " << dtype_name(dt) << ": " << out[i]
-              << " is not a " << dtype_name(dt) << " value (block binade 2^" << e << ")";
+              << " is not a " << dtype_name(dt) << " value (block binade 2^" << e << ", rule "
+              << scale_rule_name(rule) << ")";
           ++checked;
         }
       }
       EXPECT_GT(checked, 0);
     }
   }
+}
+
+// Why F16 is exact under floor only: F16's largest value under the even rule becomes 2^16,
+// finite in FP32 but not an F16 value (the GPU fake-quant refuses F16 with another rule).
+TEST(ActQuant, F16TopBinadeLeavesF16UnderTheEvenRule) {
+  std::vector<uint16_t> x(32, 0);
+  x[0] = num::f32_to_f16(65504.0f);
+  std::vector<float> f, e;
+  ASSERT_TRUE(cpu::act_quantize(ActKey::kMXFP4Dynamic, {x.data(), DType::kF16, 1, 32}, 1.0f, f).ok());
+  ASSERT_TRUE(cpu::act_quantize(ActKey::kMXFP4Dynamic, {x.data(), DType::kF16, 1, 32}, 1.0f, e,
+                                ScaleRule::kEven).ok());
+  EXPECT_EQ(f[0], 49152.0f);  // floor: 6 * 2^13, an F16 value
+  EXPECT_EQ(cpu::round_to_dtype(f[0], DType::kF16), f[0]);
+  EXPECT_EQ(e[0], 65536.0f);  // even: 4 * 2^14
+  EXPECT_NE(cpu::round_to_dtype(e[0], DType::kF16), e[0]);
 }
 
 TEST(ActQuant, MxKeysNeedWholeBlocks) {
@@ -450,6 +496,26 @@ std::vector<float> run_linear(const Problem& p, const LinearWeights& lw, const D
   const Status s = b->run_linear(p, *prepared.value(), x.view(), y.mut());
   EXPECT_TRUE(s.ok()) << s.message();
   return y.values();
+}
+
+// The reference backend quantizes an MX key's activations with the problem's act_rule: a
+// 1-row, 1-output layer with w = 1 shows the quantized x directly (7 -> 6 floor, 8 even).
+TEST(ReferenceLinear, MxKeyUsesTheProblemsScaleRule) {
+  const int64_t k = 32;
+  std::vector<float> xv(k, 0.0f), wv(k, 0.0f);
+  xv[0] = 7.0f;
+  wv[0] = 1.0f;
+  QuantOptions o;
+  const MXMatrix q = quantize(wv, 1, k, o).value();
+  LinearWeights lw;
+  lw.w = {ElemType::kE2M1, 1, 1, k, q.packed.data(), q.scales.data()};
+  const Dense x(DType::kBF16, 1, k, xv);
+  Problem p = Problem::linear(ElemType::kE2M1, ActKey::kMXFP4Dynamic, 1, 1, k);
+  p.out = DType::kF32;
+  EXPECT_EQ(run_linear(p, lw, x), std::vector<float>{6.0f});
+  p.act_rule = ScaleRule::kEven;
+  EXPECT_EQ(run_linear(p, lw, x), std::vector<float>{8.0f});
+  EXPECT_NE(p.to_string().find("mxfp4-dynamic(even)"), std::string::npos) << p.to_string();
 }
 
 TEST(ReferenceLinear, EveryElemTypeBiasDtypeAndOutDtype) {

@@ -58,9 +58,9 @@ std::vector<uint16_t> nasty_rows(DType d, int64_t rows, int64_t k, uint32_t seed
 
 // The CPU definition, rounded to the 16-bit type (exact: tests/cpu ActQuant.MxKeysAreExact...).
 std::vector<uint16_t> cpu_fake_quant(ActKey key, const std::vector<uint16_t>& x, DType d,
-                                     int64_t rows, int64_t k) {
+                                     int64_t rows, int64_t k, ScaleRule rule = ScaleRule::kFloor) {
   std::vector<float> f;
-  EXPECT_TRUE(cpu::act_quantize(key, {x.data(), d, rows, k}, 1.0f, f).ok());
+  EXPECT_TRUE(cpu::act_quantize(key, {x.data(), d, rows, k}, 1.0f, f, rule).ok());
   std::vector<uint16_t> out(f.size());
   for (size_t i = 0; i < f.size(); ++i) out[i] = to16(f[i], d);
   return out;
@@ -127,29 +127,37 @@ TEST(CudaActKeys, CudaHopperIsRefusedForQuantizedKeys) {
 
 TEST(CudaActKeys, FakeQuantEqualsCpuDefinitionBitForBit) {
   SKIP_WITHOUT_GPU();
-  for (DType d : {DType::kBF16, DType::kF16})
+  struct TypeRule {
+    DType d;
+    ScaleRule rule;
+  };
+  // BF16 under every scale rule a checkpoint may name; F16 under floor (the others refused).
+  for (auto [d, rule] : {TypeRule{DType::kBF16, ScaleRule::kFloor}, TypeRule{DType::kF16, ScaleRule::kFloor},
+                         TypeRule{DType::kBF16, ScaleRule::kEven}, TypeRule{DType::kBF16, ScaleRule::kEvenFp4Mantissa},
+                         TypeRule{DType::kBF16, ScaleRule::kRceil}})
     for (ActKey key : kMxKeys)
       for (auto [rows, k] : {std::pair<int64_t, int64_t>{1, 32}, {7, 96}, {33, 2880}, {256, 4096}}) {
         ElemType elem = ElemType::kE2M1;
         ASSERT_TRUE(act_key_mx_elem(key, &elem));
         const std::vector<uint16_t> x = nasty_rows(d, rows, k, uint32_t(rows * 31 + k), true);
-        const std::vector<uint16_t> want = cpu_fake_quant(key, x, d, rows, k);
-        const std::string what = std::string(act_key_name(key)) + " " + dtype_name(d) + " [" +
-                                 std::to_string(rows) + ", " + std::to_string(k) + "]";
+        const std::vector<uint16_t> want = cpu_fake_quant(key, x, d, rows, k, rule);
+        const std::string what = std::string(act_key_name(key)) + " " + dtype_name(d) + " " +
+                                 scale_rule_name(rule) + " [" + std::to_string(rows) + ", " +
+                                 std::to_string(k) + "]";
         // Aligned (vector path), into a separate buffer.
         Dev<uint16_t> dx(x), dy(x.size());
-        ASSERT_TRUE(cuda::mx_fake_quant(elem, dx.p, d, rows, k, dy.p, nullptr).ok()) << what;
+        ASSERT_TRUE(cuda::mx_fake_quant(elem, dx.p, d, rows, k, dy.p, nullptr, rule).ok()) << what;
         CUDA_OK(cudaDeviceSynchronize());
         EXPECT_EQ(dy.get(), want) << what << " (aligned)";
         // In place.
-        ASSERT_TRUE(cuda::mx_fake_quant(elem, dx.p, d, rows, k, dx.p, nullptr).ok()) << what;
+        ASSERT_TRUE(cuda::mx_fake_quant(elem, dx.p, d, rows, k, dx.p, nullptr, rule).ok()) << what;
         CUDA_OK(cudaDeviceSynchronize());
         EXPECT_EQ(dx.get(), want) << what << " (in place)";
         // Misaligned by one element (scalar path).
         std::vector<uint16_t> shifted(x.size() + 1, 0);
         std::memcpy(shifted.data() + 1, x.data(), x.size() * 2);
         Dev<uint16_t> sx(shifted), sy(shifted.size());
-        ASSERT_TRUE(cuda::mx_fake_quant(elem, sx.p + 1, d, rows, k, sy.p + 1, nullptr).ok()) << what;
+        ASSERT_TRUE(cuda::mx_fake_quant(elem, sx.p + 1, d, rows, k, sy.p + 1, nullptr, rule).ok()) << what;
         CUDA_OK(cudaDeviceSynchronize());
         std::vector<uint16_t> got = sy.get();
         got.erase(got.begin());
@@ -164,9 +172,14 @@ TEST(CudaActKeys, FakeQuantRejectsBadArguments) {
   const Status s = cuda::mx_fake_quant(ElemType::kE2M1, nullptr, DType::kBF16, 1, 48, nullptr, nullptr);
   EXPECT_FALSE(s.ok());
   EXPECT_NE(s.message().find("48"), std::string::npos) << s.message();
+  // F16 with a rule other than floor is not exact in F16's top binade: refused.
+  const Status h = cuda::mx_fake_quant(ElemType::kE2M1, nullptr, DType::kF16, 1, 32, nullptr, nullptr,
+                                       ScaleRule::kEven);
+  EXPECT_FALSE(h.ok());
+  EXPECT_NE(h.message().find("F16"), std::string::npos) << h.message();
   cuda::StreamBuffer tmp(nullptr);
   const void* op = nullptr;
-  const Status f = cuda::act_operand(ActKey::kFP8StaticTensor, nullptr, DType::kBF16, 1, 32, tmp, &op, nullptr);
+  const Status f = cuda::act_operand(ActKey::kFP8StaticTensor, ScaleRule::kFloor, nullptr, DType::kBF16, 1, 32, tmp, &op, nullptr);
   EXPECT_FALSE(f.ok());
   EXPECT_NE(f.message().find("fp8-static-tensor"), std::string::npos) << f.message();
 }
@@ -299,6 +312,7 @@ TEST(CudaActKeys, LinearUnderMxKeyEqualsBf16OnCpuQuantizedInput) {
     std::printf("[ SKIPPED  ] cuda-mma: %s\n", v.reason.c_str());
     GTEST_SKIP() << v.reason;
   }
+  for (ScaleRule rule : {ScaleRule::kFloor, ScaleRule::kEven})
   for (ElemType w : {ElemType::kE2M1, ElemType::kE4M3})
     for (ActKey key : kMxKeys)
       for (auto [m, n, k] : {std::tuple<int64_t, int64_t, int64_t>{1, 64, 128}, {17, 96, 2880},
@@ -312,8 +326,9 @@ TEST(CudaActKeys, LinearUnderMxKeyEqualsBf16OnCpuQuantizedInput) {
         std::mt19937 g(uint32_t(m * n));
         std::normal_distribution<float> nd(0.0f, 1.0f);
         for (auto& v : x) v = num::f32_to_bf16(nd(g) * std::ldexp(1.0f, int(g() % 7) - 3));
-        const std::vector<uint16_t> xq = cpu_fake_quant(key, x, DType::kBF16, m, k);
+        const std::vector<uint16_t> xq = cpu_fake_quant(key, x, DType::kBF16, m, k, rule);
         Problem pk = Problem::linear(w, key, m, n, k, true), p16 = Problem::linear(w, ActKey::kBF16, m, n, k, true);
+        pk.act_rule = rule;
         auto wk = b->prepare_linear(pk, lw);
         auto w16 = b->prepare_linear(p16, lw);
         ASSERT_TRUE(wk.ok()) << wk.status().to_string();
@@ -322,8 +337,7 @@ TEST(CudaActKeys, LinearUnderMxKeyEqualsBf16OnCpuQuantizedInput) {
         ASSERT_TRUE(b->run_linear(pk, *wk.value(), {dx.p, DType::kBF16, m, k}, {dy.p, DType::kBF16, m, n}, nullptr).ok());
         ASSERT_TRUE(b->run_linear(p16, *w16.value(), {dxq.p, DType::kBF16, m, k}, {dy16.p, DType::kBF16, m, n}, nullptr).ok());
         CUDA_OK(cudaDeviceSynchronize());
-        const std::string what = std::string(mx_format_name(w)) + " x " + act_key_name(key) + " M=" +
-                                 std::to_string(m) + " N=" + std::to_string(n) + " K=" + std::to_string(k);
+        const std::string what = pk.to_string();
         EXPECT_EQ(dy.get(), dy16.get()) << what << " (device pointers)";
         // The staged host-pointer path gives the same bits.
         std::vector<uint16_t> host_y(size_t(m * n));

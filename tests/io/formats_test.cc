@@ -334,6 +334,15 @@ TEST_F(FormatsTest, QuarkMxfp4A4AndLegacyMxDtype) {
   ASSERT_TRUE(r.ok()) << r.status().to_string();
   EXPECT_EQ(r.value().scheme, "w_mxfp4_a_mxfp4");
   EXPECT_EQ(r.value().act, ActScheme::kMxfp4);
+  EXPECT_EQ(r.value().act_scale_rule, ScaleRule::kEven);  // the activation spec's own mode
+  json bad = act;
+  bad["scale_calculation_mode"] = "ceil";
+  write_json("config.json", quark_config(w, bad));
+  auto rb = read();
+  ASSERT_FALSE(rb.ok());
+  EXPECT_NE(rb.status().message().find("input_tensors.scale_calculation_mode is \"ceil\""),
+            std::string::npos) << rb.status().message();
+  write_json("config.json", quark_config(w, act));
   EXPECT_EQ(r.value().scale_rule, ScaleRule::kFloor);
   ASSERT_EQ(r.value().weights.size(), 1u);
   expect_weight(r.value().weights[0], a, ElemType::kE2M1, {16, 96}, q, GateUpLayout::kNone,

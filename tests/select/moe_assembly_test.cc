@@ -493,8 +493,16 @@ TEST_F(MoEAssemblyTest, W4A4CheckpointRunsMxfp4DynamicByDefault) {
   ASSERT_TRUE(ls.ok()) << ls.status().to_string();
   ASSERT_EQ(ls.value().size(), 1u);
   EXPECT_EQ(ls.value()[0].problem.act, ActKey::kMXFP4Dynamic);
-  EXPECT_NE(ls.value()[0].problem.to_string().find("mxfp4-dynamic"), std::string::npos)
+  // Quark names the activations' scale rule (scale_calculation_mode "even"): the layer runs it.
+  EXPECT_EQ(ls.value()[0].problem.act_rule, ScaleRule::kEven);
+  EXPECT_NE(ls.value()[0].problem.to_string().find("mxfp4-dynamic(even)"), std::string::npos)
       << ls.value()[0].problem.to_string();
+  json floor_act = act;
+  floor_act["scale_calculation_mode"] = "floor";
+  auto lf = layers("w4a4floor", t, quark_config({{"model_type", "llama"}}, json::object(), floor_act));
+  ASSERT_TRUE(lf.ok()) << lf.status().to_string();
+  EXPECT_EQ(lf.value()[0].problem.act_rule, ScaleRule::kFloor);
+  EXPECT_EQ(lf.value()[0].problem.to_string().find("(floor)"), std::string::npos);
   // Weight-only stays bf16.
   auto lw = layers("w4a16", t, quark_config({{"model_type", "llama"}}));
   ASSERT_TRUE(lw.ok()) << lw.status().to_string();

@@ -30,7 +30,8 @@ void load_row(const DenseView& v, int64_t r, float* out) {
   for (int64_t c = 0; c < v.cols; ++c) out[c] = load_f32(v.data, v.dtype, r * v.cols + c);
 }
 
-Status act_quantize_row(ActKey key, const float* x, int64_t k, float input_scale, float* out) {
+Status act_quantize_row(ActKey key, const float* x, int64_t k, float input_scale, float* out,
+                        ScaleRule rule) {
   switch (key) {
     case ActKey::kBF16:
     case ActKey::kFP16:
@@ -69,7 +70,8 @@ Status act_quantize_row(ActKey key, const float* x, int64_t k, float input_scale
                                 std::to_string(k) + " is not a multiple of 32");
       ElemType t = ElemType::kE2M1;
       act_key_mx_elem(key, &t);
-      const num::BlockRules rules{};  // floor, RNE, saturate: mxq::quantize's defaults
+      num::BlockRules rules{};  // floor, RNE, saturate: mxq::quantize's defaults
+      rules.scale_rule = rule;  // ... with the problem's scale rule
       uint32_t bits[kBlockSize];
       uint8_t codes[kBlockSize];
       for (int64_t b = 0; b < k; b += kBlockSize) {
@@ -83,14 +85,15 @@ Status act_quantize_row(ActKey key, const float* x, int64_t k, float input_scale
   return invalid_argument("unknown activation key");
 }
 
-Status act_quantize(ActKey key, const DenseView& x, float input_scale, std::vector<float>& out) {
+Status act_quantize(ActKey key, const DenseView& x, float input_scale, std::vector<float>& out,
+                    ScaleRule rule) {
   if (x.rows < 0 || x.cols < 0 || (x.data == nullptr && x.rows * x.cols > 0))
     return invalid_argument("act_quantize: bad input view");
   out.resize(size_t(x.rows * x.cols));
   for (int64_t r = 0; r < x.rows; ++r) {
     float* row = out.data() + r * x.cols;
     load_row(x, r, row);
-    MXQ_RETURN_IF_ERROR(act_quantize_row(key, row, x.cols, input_scale, row));
+    MXQ_RETURN_IF_ERROR(act_quantize_row(key, row, x.cols, input_scale, row, rule));
   }
   return Status::Ok();
 }

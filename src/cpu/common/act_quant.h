@@ -19,6 +19,10 @@
 //                       <= 4 significant bits, the scale is a power of two, grid points finer
 //                       than the input's ulp leave x unchanged, and the floor rule keeps every
 //                       result below 1.875 * 2^E(amax) (docs/numerics.md, "MX activation keys").
+//                       Problem::act_rule replaces the floor rule where the checkpoint names
+//                       another (Quark: "even"); those rules choose the floor scale or the next
+//                       one, which keeps BF16 exact (a result past BF16's range is Inf in FP32
+//                       too) but can leave F16's range in its top binade.
 //
 // Non-finite inputs: fp8-static maps NaN to NaN and +-Inf to +-448 * input_scale (saturation);
 // fp8-dynamic makes the whole row NaN when the row holds a NaN or Inf (s would be Inf or NaN,
@@ -82,10 +86,13 @@ constexpr bool act_key_is_mx(ActKey a) { return act_key_mx_elem(a); }
 // Quantizes one row of k FP32 values (already widened from the input dtype) under `key` and
 // writes the dequantized values to out[0, k) (out may alias x). `input_scale` is used by
 // kFP8StaticTensor only and must be positive and finite there.
-Status act_quantize_row(ActKey key, const float* x, int64_t k, float input_scale, float* out);
+// `rule`: the MX keys' block scale rule (Problem::act_rule; floor by default).
+Status act_quantize_row(ActKey key, const float* x, int64_t k, float input_scale, float* out,
+                        ScaleRule rule = ScaleRule::kFloor);
 
 // The whole view: x [rows, cols] in any DType (normally act_input_dtype(key)) -> out
 // [rows * cols] row-major FP32.
-Status act_quantize(ActKey key, const DenseView& x, float input_scale, std::vector<float>& out);
+Status act_quantize(ActKey key, const DenseView& x, float input_scale, std::vector<float>& out,
+                    ScaleRule rule = ScaleRule::kFloor);
 
 }  // namespace mxq::cpu

@@ -85,8 +85,8 @@ OwnedWeight sanitize_padding(const MXWeightView& w, int64_t k_valid) {
 }
 
 Status quantize_activations(ActKey key, const DenseView& x, float input_scale, int64_t kq,
-                            std::vector<float>& out) {
-  MXQ_RETURN_IF_ERROR(act_quantize(key, x, input_scale, out));
+                            std::vector<float>& out, ScaleRule rule) {
+  MXQ_RETURN_IF_ERROR(act_quantize(key, x, input_scale, out, rule));
   if (kq == x.cols) return Status::Ok();
   std::vector<float> padded(size_t(x.rows * kq), 0.0f);
   for (int64_t r = 0; r < x.rows; ++r)
@@ -201,7 +201,7 @@ Status CpuBackend::run_linear(const Problem& p, const PreparedWeights& pw, const
   const int64_t kq = wv.k;
   std::vector<float> xq;  // [M, kq]
   MXQ_RETURN_IF_ERROR(
-      internal::quantize_activations(p.act, x, prepared->w.input_scale, kq, xq));
+      internal::quantize_activations(p.act, x, prepared->w.input_scale, kq, xq, p.act_rule));
 
   // FP32 results go straight into y when it is F32; otherwise through a [M, N] buffer.
   std::vector<float> tmp;

@@ -45,9 +45,9 @@ Status check_dense(const char* name, const void* data, DType got_dtype, int64_t 
                    int64_t got_cols, DType dtype, int64_t rows, int64_t cols);
 std::string shape_str(int64_t rows, int64_t cols);
 
-// x [rows, k] under p.act -> FP32 [rows, kq] (columns k..kq zero).
+// x [rows, k] under p.act (MX keys: with p.act_rule) -> FP32 [rows, kq] (columns k..kq zero).
 Status quantize_activations(ActKey key, const DenseView& x, float input_scale, int64_t kq,
-                            std::vector<float>& out);
+                            std::vector<float>& out, ScaleRule rule = ScaleRule::kFloor);
 
 // Rows per work chunk of the weight-streaming loops: `min_rows_per_thread` when set, else
 // enough rows for CpuBackendOptions::kMinBytesPerThread of weights.

@@ -118,7 +118,7 @@ Status run_moe_impl(const CpuBackendOptions& o, const Problem& p, const MoEWeigh
   const auto np_of = [&](int64_t a) { return offset[size_t(a + 1)] - offset[size_t(a)]; };
 
   std::vector<float> xq;  // [M, Hq]
-  MXQ_RETURN_IF_ERROR(quantize_activations(p.act, x, w.input_scale13, hq, xq));
+  MXQ_RETURN_IF_ERROR(quantize_activations(p.act, x, w.input_scale13, hq, xq, p.act_rule));
   std::vector<float> xg(size_t(n_pairs * hq));
   for (int64_t a = 0; a < n_active; ++a) {
     const auto& toks = tokens_of[size_t(active[size_t(a)])];
@@ -191,7 +191,7 @@ Status run_moe_impl(const CpuBackendOptions& o, const Problem& p, const MoEWeigh
         const float u = (il ? hr[2 * i + 1] : hr[inter + i]) + ub[size_t(i)];
         ar[i] = round_to_dtype(activation(q, g, u), inter_dtype);
       }
-      failed[size_t(pi)] = act_quantize_row(p.act, ar, inter, w.input_scale2, ar).ok() ? 0 : 1;
+      failed[size_t(pi)] = act_quantize_row(p.act, ar, inter, w.input_scale2, ar, p.act_rule).ok() ? 0 : 1;
     }
   });
   if (std::find(failed.begin(), failed.end(), 1) != failed.end())

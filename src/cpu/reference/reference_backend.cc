@@ -212,7 +212,7 @@ Status reference_linear(const Problem& p, const LinearWeights& w, const DenseVie
   MXQ_RETURN_IF_ERROR(ref::check_out("linear y", y, p.out, p.m, p.n));
 
   std::vector<float> xq;  // [M, K]
-  MXQ_RETURN_IF_ERROR(act_quantize(p.act, x, w.input_scale, xq));
+  MXQ_RETURN_IF_ERROR(act_quantize(p.act, x, w.input_scale, xq, p.act_rule));
   std::vector<double> wrow;
   std::vector<uint8_t> codes;
   for (int64_t n = 0; n < p.n; ++n) {

@@ -141,7 +141,7 @@ Status reference_moe(const Problem& p, const MoEWeights& w, const DenseView& x,
   }
 
   std::vector<float> xq;  // [M, H]
-  MXQ_RETURN_IF_ERROR(act_quantize(p.act, x, w.input_scale13, xq));
+  MXQ_RETURN_IF_ERROR(act_quantize(p.act, x, w.input_scale13, xq, p.act_rule));
   const DType inter_dtype = act_input_dtype(p.act);
   std::vector<double> acc(size_t(m * h), 0.0);  // [M, H]
   std::vector<double> wrow, wrow2;
@@ -173,7 +173,7 @@ Status reference_moe(const Problem& p, const MoEWeights& w, const DenseView& x,
         const size_t k = size_t(pi * inter + i);
         a[i] = round_to_dtype(float(activation(q, gate[k], up[k])), inter_dtype);
       }
-      MXQ_RETURN_IF_ERROR(act_quantize_row(p.act, a, inter, w.input_scale2, a));
+      MXQ_RETURN_IF_ERROR(act_quantize_row(p.act, a, inter, w.input_scale2, a, p.act_rule));
     }
 
     // Down and weighted combine.

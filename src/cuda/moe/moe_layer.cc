@@ -274,7 +274,7 @@ Status run_moe_layer(const Problem& p, const PreparedWeights& pw, const DenseVie
   // MX activation keys: x quantized on the GPU before the gate/up GEMM (act_operand.h), the
   // intermediate activation in place before the down GEMM, as cpu-reference defines the layer.
   StreamBuffer xq(stream);
-  MXQ_RETURN_IF_ERROR(act_operand(p.act, xd, act, m, h, xq, &xd, stream));
+  MXQ_RETURN_IF_ERROR(act_operand(p.act, p.act_rule, xd, act, m, h, xq, &xd, stream));
 
   const ScaleRange sr = scale_in_weights_range(p.weight, act);
   auto fast = [&](const RepackStats& s) { return s.scale_min >= sr.lo && s.scale_max <= sr.hi; };
@@ -331,7 +331,7 @@ Status run_moe_layer(const Problem& p, const PreparedWeights& pw, const DenseVie
   g.limit = q.swiglu_limit;
   MXQ_RETURN_IF_ERROR(moe_gate_up_gemm(g, stream));
   // Every row of the dispatch capacity (padding rows hold no pair and are never read back).
-  MXQ_RETURN_IF_ERROR(act_quantize_in_place(p.act, g.a, act, cap, inter, stream));
+  MXQ_RETURN_IF_ERROR(act_quantize_in_place(p.act, p.act_rule, g.a, act, cap, inter, stream));
 
   MoEDownArgs d;
   d.c = c;

@@ -14,7 +14,7 @@ Status StreamBuffer::allocate(size_t bytes) {
   return Status::Ok();
 }
 
-Status act_operand(ActKey key, const void* x, DType dtype, int64_t rows, int64_t k,
+Status act_operand(ActKey key, ScaleRule rule, const void* x, DType dtype, int64_t rows, int64_t k,
                    StreamBuffer& tmp, const void** operand, cudaStream_t stream) {
   if (key == ActKey::kBF16 || key == ActKey::kFP16) {
     *operand = x;
@@ -26,7 +26,7 @@ Status act_operand(ActKey key, const void* x, DType dtype, int64_t rows, int64_t
                             ": the 16-bit GEMMs cannot run it exactly (see act_operand.h)");
   const size_t bytes = size_t(rows) * size_t(k) * size_t(dtype_bytes(dtype));
   MXQ_RETURN_IF_ERROR(tmp.allocate(bytes));
-  MXQ_RETURN_IF_ERROR(mx_fake_quant(elem, x, dtype, rows, k, tmp.get(), stream));
+  MXQ_RETURN_IF_ERROR(mx_fake_quant(elem, x, dtype, rows, k, tmp.get(), stream, rule));
   *operand = tmp.get();
   return Status::Ok();
 }
@@ -49,14 +49,14 @@ Status fp8_operand(ActKey key, const void* x, DType dtype, int64_t rows, int64_t
   return Status::Ok();
 }
 
-Status act_quantize_in_place(ActKey key, void* a, DType dtype, int64_t rows, int64_t k,
-                             cudaStream_t stream) {
+Status act_quantize_in_place(ActKey key, ScaleRule rule, void* a, DType dtype, int64_t rows,
+                             int64_t k, cudaStream_t stream) {
   if (key == ActKey::kBF16 || key == ActKey::kFP16) return Status::Ok();
   ElemType elem = ElemType::kE2M1;
   if (!act_key_mx_elem(key, &elem))
     return invalid_argument(std::string("activation key ") + act_key_name(key) +
                             ": the 16-bit GEMMs cannot run it exactly (see act_operand.h)");
-  return mx_fake_quant(elem, a, dtype, rows, k, a, stream);
+  return mx_fake_quant(elem, a, dtype, rows, k, a, stream, rule);
 }
 
 }  // namespace mxq::cuda

@@ -15,7 +15,7 @@
 //   bool declares_act_key(ActKey a) const override { return cuda::gemm16_runs_act_key(a); }
 //   // in run, after the device pointer of x is known:
 //   StreamBuffer xq(stream);
-//   MXQ_RETURN_IF_ERROR(cuda::act_operand(p.act, x, dtype, m, k, xq, &x, stream));
+//   MXQ_RETURN_IF_ERROR(cuda::act_operand(p.act, p.act_rule, x, dtype, m, k, xq, &x, stream));
 #pragma once
 
 #include <cuda_runtime.h>
@@ -52,7 +52,8 @@ class StreamBuffer {
 // *operand = x for bf16 / fp16; for an MX key, x [rows, k] (device memory, `dtype`, row-major
 // contiguous) fake-quantized into `tmp` and *operand = tmp's memory. Any other key is an
 // invalid-argument error naming it (backends do not declare those).
-Status act_operand(ActKey key, const void* x, DType dtype, int64_t rows, int64_t k,
+// `rule`: the MX keys' block scale rule (Problem::act_rule).
+Status act_operand(ActKey key, ScaleRule rule, const void* x, DType dtype, int64_t rows, int64_t k,
                    StreamBuffer& tmp, const void** operand, cudaStream_t stream);
 
 // The FP8 keys: x [rows, k] as E4M3 decode values in `tmp` (*operand) and the scale apart:
@@ -67,7 +68,7 @@ Status fp8_operand(ActKey key, const void* x, DType dtype, int64_t rows, int64_t
 
 // In place: the rows of an intermediate activation [rows, k] (MoE: the gate/up output before
 // the down GEMM) under an MX key; nothing for bf16 / fp16.
-Status act_quantize_in_place(ActKey key, void* a, DType dtype, int64_t rows, int64_t k,
-                             cudaStream_t stream);
+Status act_quantize_in_place(ActKey key, ScaleRule rule, void* a, DType dtype, int64_t rows,
+                             int64_t k, cudaStream_t stream);
 
 }  // namespace mxq::cuda

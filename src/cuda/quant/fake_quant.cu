@@ -42,7 +42,7 @@ __device__ __forceinline__ void load16_rw(const void* base, size_t e0, float (&x
 
 template <ElemType T, DType D>
 __global__ void __launch_bounds__(kThreads)
-    fake_quant_kernel(const void* in, uint32_t units, bool vec, void* out) {
+    fake_quant_kernel(const void* in, uint32_t units, bool vec, ScaleRule rule, void* out) {
   constexpr ElemInfo ei = elem_info(T);
   const uint32_t u = blockIdx.x * kThreads + threadIdx.x;
   const bool live = u < units;  // units is even: both lanes of a block agree
@@ -59,8 +59,9 @@ __global__ void __launch_bounds__(kThreads)
   for (int i = 0; i < 16; ++i) am = qk::amax_nan(am, x[i]);
   am = qk::max_nan(am, __shfl_xor_sync(0xFFFFFFFFu, am, 1));
   if (!live) return;
-  // mxq::quantize's defaults: floor rule, no scale saturation, RNE, element saturation.
-  const uint8_t s = num::scale_code(T, ScaleRule::kFloor, qk::as_u(am), false);
+  // mxq::quantize's defaults (floor unless the problem names another rule), no scale
+  // saturation, RNE, element saturation.
+  const uint8_t s = num::scale_code(T, rule, qk::as_u(am), false);
   uint16_t y[16];
   if (s == num::kScaleNaN) {
 #pragma unroll
@@ -87,13 +88,13 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 template <ElemType T>
-cudaError_t launch(const void* x, DType dtype, uint32_t units, bool vec, void* out,
+cudaError_t launch(const void* x, DType dtype, uint32_t units, bool vec, ScaleRule rule, void* out,
                    cudaStream_t stream) {
   const unsigned grid = qk::grid_for(units);
   if (dtype == DType::kBF16)
-    fake_quant_kernel<T, DType::kBF16><<<grid, kThreads, 0, stream>>>(x, units, vec, out);
+    fake_quant_kernel<T, DType::kBF16><<<grid, kThreads, 0, stream>>>(x, units, vec, rule, out);
   else
-    fake_quant_kernel<T, DType::kF16><<<grid, kThreads, 0, stream>>>(x, units, vec, out);
+    fake_quant_kernel<T, DType::kF16><<<grid, kThreads, 0, stream>>>(x, units, vec, rule, out);
   return cudaGetLastError();
 }
 
@@ -179,7 +180,7 @@ __global__ void __launch_bounds__(kThreads)
 }  // namespace fq
 
 Status mx_fake_quant(ElemType elem, const void* x, DType dtype, int64_t rows, int64_t k, void* out,
-                     cudaStream_t stream) {
+                     cudaStream_t stream, ScaleRule rule) {
   if (elem != ElemType::kE2M1 && elem != ElemType::kE2M3 && elem != ElemType::kE3M2 &&
       elem != ElemType::kE4M3)
     return invalid_argument(std::string("mx_fake_quant: element type ") + elem_type_name(elem) +
@@ -190,6 +191,10 @@ Status mx_fake_quant(ElemType elem, const void* x, DType dtype, int64_t rows, in
   if (rows < 0 || k < 0 || k % 32 != 0)
     return invalid_argument("mx_fake_quant: [" + std::to_string(rows) + ", " + std::to_string(k) +
                             "]: K must be a non-negative multiple of 32");
+  if (dtype == DType::kF16 && rule != ScaleRule::kFloor)
+    return invalid_argument(std::string("mx_fake_quant: scale rule ") + scale_rule_name(rule) +
+                            " with F16 activations: the next scale up can leave F16's range in "
+                            "its top binade (not exact); only floor is exact there");
   if (rows * k == 0) return Status::Ok();
   if (x == nullptr || out == nullptr) return invalid_argument("mx_fake_quant: null pointer");
   const int64_t units = rows * k / 16;
@@ -199,10 +204,10 @@ Status mx_fake_quant(ElemType elem, const void* x, DType dtype, int64_t rows, in
   const bool vec = reinterpret_cast<uintptr_t>(x) % 16 == 0 && reinterpret_cast<uintptr_t>(out) % 16 == 0;
   cudaError_t e = cudaSuccess;
   switch (elem) {
-    case ElemType::kE2M1: e = fq::launch<ElemType::kE2M1>(x, dtype, uint32_t(units), vec, out, stream); break;
-    case ElemType::kE2M3: e = fq::launch<ElemType::kE2M3>(x, dtype, uint32_t(units), vec, out, stream); break;
-    case ElemType::kE3M2: e = fq::launch<ElemType::kE3M2>(x, dtype, uint32_t(units), vec, out, stream); break;
-    default: e = fq::launch<ElemType::kE4M3>(x, dtype, uint32_t(units), vec, out, stream); break;
+    case ElemType::kE2M1: e = fq::launch<ElemType::kE2M1>(x, dtype, uint32_t(units), vec, rule, out, stream); break;
+    case ElemType::kE2M3: e = fq::launch<ElemType::kE2M3>(x, dtype, uint32_t(units), vec, rule, out, stream); break;
+    case ElemType::kE3M2: e = fq::launch<ElemType::kE3M2>(x, dtype, uint32_t(units), vec, rule, out, stream); break;
+    default: e = fq::launch<ElemType::kE4M3>(x, dtype, uint32_t(units), vec, rule, out, stream); break;
   }
   if (e != cudaSuccess)
     return Status(e == cudaErrorMemoryAllocation ? StatusCode::kResourceExhausted : StatusCode::kInternal,

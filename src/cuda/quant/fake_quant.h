@@ -26,8 +26,11 @@ namespace mxq::cuda {
 // dtype; out may equal x (in place). k must be a multiple of 32; `elem` is E2M1, E2M3, E3M2 or
 // E4M3 (the element types of the MX activation keys). 16-byte aligned x and out take the
 // vectorised path; any other alignment runs the same kernel with scalar accesses.
+// `rule`: the block scale rule (Problem::act_rule). Rules other than floor may pick the next
+// scale up, which stays exact in BF16 (a result past its range is Inf in FP32 as well) but not
+// in F16's top binade: F16 with another rule is refused.
 Status mx_fake_quant(ElemType elem, const void* x, DType dtype, int64_t rows, int64_t k, void* out,
-                     cudaStream_t stream);
+                     cudaStream_t stream, ScaleRule rule = ScaleRule::kFloor);
 
 // The FP8 activation keys with the scale kept apart (act_quant.h allows it: the reference's
 // decode(code) * s differs from keeping (code, s) by at most half an FP32 ulp per element):

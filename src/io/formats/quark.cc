@@ -27,6 +27,7 @@ struct Spec {
   ElemType elem = ElemType::kE2M1;
   ScaleRule rule = ScaleRule::kEven;
   ActScheme act = ActScheme::kNone;
+  std::optional<ScaleRule> act_rule;  // MX activations: input_tensors.scale_calculation_mode
   std::string scheme;  // Quark's scheme name: w_mxfp4, w_mxfp4_a_fp8, w_mxfp6_e2m3_a_mxfp6 ...
   std::string where;   // the config key, for messages
 
@@ -85,6 +86,17 @@ Status check_mx_group(const json& t, const std::string& where) {
   return Status::Ok();
 }
 
+// scale_calculation_mode of an MX spec: "even" (Quark's default, and its HIP kernel's) or
+// "floor".
+StatusOr<ScaleRule> mx_mode(const json& t, const std::string& where) {
+  const json* mode = member(t, "scale_calculation_mode");
+  const std::string m = mode == nullptr ? "even" : (mode->is_string() ? mode->get<std::string>()
+                                                                      : mode->dump());
+  if (m == "even") return ScaleRule::kEven;
+  if (m == "floor") return ScaleRule::kFloor;
+  return bad(where + ".scale_calculation_mode is \"" + m + "\", expected \"even\" or \"floor\"");
+}
+
 Status parse_weight(const json& w, const std::string& where, Spec& s) {
   if (!w.is_object()) return bad(where + " must be an object or null, got " + w.dump());
   const std::string d = element_dtype(w);
@@ -124,6 +136,9 @@ Status parse_input(const json* a, const std::string& where, Spec& s) {
     if (!dynamic)
       return unimplemented(where + ": static per-group (MX) activations; expected "
                            "\"is_dynamic\": true");
+    auto rule = mx_mode(*a, where);
+    if (!rule.ok()) return rule.status();
+    s.act_rule = rule.value();
     if (d == "fp4") {
       s.act = ActScheme::kMxfp4;
       s.scheme += "_a_mxfp4";
@@ -266,6 +281,12 @@ StatusOr<ModelInfo> read_quark(const Checkpoint& ckpt, const json& config) {
                            act_scheme_name(s.act) + " (" + s.where + ") but " + act_ref->where +
                            " uses " + act_scheme_name(act_ref->act) +
                            "; mxq records one activation scheme per checkpoint");
+    if (s.act_rule != act_ref->act_rule)
+      return unimplemented("module '" + module + "' quantizes its activations with scale rule " +
+                           (s.act_rule ? scale_rule_name(*s.act_rule) : "none") + " (" + s.where +
+                           ") but " + act_ref->where + " with " +
+                           (act_ref->act_rule ? scale_rule_name(*act_ref->act_rule) : "none") +
+                           "; mxq records one activation scheme per checkpoint");
     auto w = make_weight(ckpt, module, s.elem, packed, name);
     if (!w.ok()) return w.status();
     MXWeight mw = std::move(w).value();
@@ -280,6 +301,7 @@ StatusOr<ModelInfo> read_quark(const Checkpoint& ckpt, const json& config) {
 
   const Spec& gs = global.value();
   info.act = act_ref != nullptr ? act_ref->act : gs.act;
+  info.act_scale_rule = act_ref != nullptr ? act_ref->act_rule : gs.act_rule;
   if (gs.quantized) {
     info.scheme = gs.scheme;
     if (!mixed_rule) info.scale_rule = gs.rule;
