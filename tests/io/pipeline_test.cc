@@ -104,6 +104,8 @@ TEST_F(PipelineTest, ConfigRecordsSchemeIgnoresAndInterleavedExperts) {
   EXPECT_EQ(config("q")["model_type"], "gpt_oss");  // other keys kept
   const ModelInfo info = read_model(Checkpoint::open(p("q")).value()).value();
   EXPECT_EQ(info.act, ActScheme::kMxfp8);
+  // compressed-tensors' run-time activation scales use its weight scale function.
+  EXPECT_EQ(info.act_scale_rule, ScaleRule::kEvenFp4Mantissa);
   bool found = false;
   for (const MXWeight& w : info.weights)
     if (w.module == "model.layers.2.mlp.experts.gate_up_proj") {

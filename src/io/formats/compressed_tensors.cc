@@ -144,6 +144,11 @@ StatusOr<ModelInfo> read_compressed_tensors(const Checkpoint& ckpt, const json& 
   info.act = act.value();
   info.scheme = format;
   info.scale_rule = ScaleRule::kEvenFp4Mantissa;  // llm-compressor's rule
+  // Dynamic MX activations: compressed-tensors computes their scales at run time with the same
+  // function as the weights' (calculate_qparams -> the MX scale generator: the exponent of the
+  // group amax rounded at a 1-bit mantissa), whoever wrote the weights: even_fp4_mantissa.
+  if (info.act == ActScheme::kMxfp4 || info.act == ActScheme::kMxfp8)
+    info.act_scale_rule = ScaleRule::kEvenFp4Mantissa;
   std::map<std::string, GateUpLayout> gate_up;
   if (q.contains("mxq") && q["mxq"].is_object()) {
     const json& m = q["mxq"];

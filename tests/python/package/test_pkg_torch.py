@@ -321,6 +321,7 @@ def test_modules_from_checkpoint_run_its_activation_scheme(tmp_path, device):
     x = torch.randn(4, lin.in_features, dtype=torch.bfloat16)
     ref = m.linear(name, backend="cpu-reference")
     assert ref.problem.act == "mxfp4-dynamic"
+    assert ref.problem.act_rule == "even_fp4_mantissa"  # compressed-tensors' activation rule
     ref16 = m.linear(name, act="bf16", backend="cpu-reference")
     y = lin(x.to(device)).cpu()
     r, r16 = ref(x), ref16(x)
