@@ -158,17 +158,21 @@ def peers(m, n, k, x, timer):
     return out
 
 
-def provenance(shim_path):
-    """The commit of the checkout and the sha256 of the shim that was measured."""
-    here = os.path.dirname(os.path.abspath(__file__))
+def git_commit(here):
     try:
         commit = subprocess.run(["git", "-C", here, "rev-parse", "HEAD"], capture_output=True,
                                 text=True, check=True).stdout.strip()
         dirty = subprocess.run(["git", "-C", here, "status", "--porcelain", "--untracked-files=no"],
                                capture_output=True, text=True).stdout.strip()
-        commit += "+dirty" if dirty else ""
+        return commit + ("+dirty" if dirty else "")
     except Exception:  # noqa: BLE001  (a copied tree without .git)
-        commit = os.environ.get("MXQ_COMMIT", "unknown")
+        return "unknown"
+
+
+def provenance(shim_path):
+    """The commit measured (MXQ_COMMIT when set: a tree copied to the GPU host may carry stale
+    git metadata) and the sha256 of the shim that ran."""
+    commit = os.environ.get("MXQ_COMMIT") or git_commit(os.path.dirname(os.path.abspath(__file__)))
     with open(shim_path, "rb") as f:
         sha = hashlib.sha256(f.read()).hexdigest()
     return {"commit": commit, "shim_sha256": sha}

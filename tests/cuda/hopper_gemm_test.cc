@@ -177,17 +177,21 @@ TEST(HopperGemm, SplitKAcrossClusters) {
   SKIP_WITHOUT_HOPPER();
   // Few 128-row items and a long K: the schedule splits K across up to 8 CTAs per cluster.
   std::set<int> splits;
+  bool split_128 = false;
   for (auto [m, n, k] : {std::tuple<int64_t, int64_t, int64_t>{1, 96, 2880}, {5, 1024, 4096},
                          {16, 4096, 4096}, {30, 2880, 2880}, {60, 256, 8192}, {1, 5760, 2880},
-                         {16, 16384, 1024}, {128, 1024, 4096}}) {
+                         {16, 16384, 1024}, {128, 8192, 2048}}) {
     for (ElemType e : {ElemType::kE2M1, ElemType::kE4M3}) {
-      splits.insert(config_of(e, m, n, k).splits);
+      const auto cfg = config_of(e, m, n, k);
+      splits.insert(cfg.splits);
+      if (cfg.tokens == 128 && cfg.splits == 2) split_128 = true;
       check_gemm(e, ActKey::kBF16, DType::kF32, m, n, k, true, 115, 125, 1e-5);
       check_gemm(e, ActKey::kFP16, DType::kF16, m, n, k, false, 115, 125, 6e-3);
     }
   }
   EXPECT_GE(splits.size(), 3u) << "the cases must cover several split counts";
   EXPECT_TRUE(splits.count(1) && splits.count(8)) << "no split and an 8-CTA cluster must both run";
+  EXPECT_TRUE(split_128) << "a 128-token tile split in 2 (64 KB reduction buffer) must run";
 }
 
 TEST(HopperGemm, RealShapes) {
@@ -232,6 +236,26 @@ TEST(HopperGemm, BitwiseDeterministicAndGraphCapturable) {
   }
 }
 
+// Small enough for compute-sanitizer racecheck / memcheck in seconds (scripts/gpu_check.sh):
+// an 8-CTA and a 2-CTA cluster (distributed shared memory reduction, cluster exit barrier) and
+// no split, each run twice with equal bits.
+TEST(HopperGemm, SanitizerSizedClusters) {
+  SKIP_WITHOUT_HOPPER();
+  std::set<int> splits;
+  for (auto [m, n, k] : {std::tuple<int64_t, int64_t, int64_t>{1, 128, 2048}, {1, 7680, 1024},
+                         {300, 256, 256}}) {
+    splits.insert(config_of(ElemType::kE2M1, m, n, k).splits);
+    const Case c = make_case(ElemType::kE2M1, ActKey::kBF16, DType::kF32, m, n, k, true, 118, 126);
+    const Backend* b = hopper_backend();
+    ASSERT_NE(b, nullptr);
+    auto prep = b->prepare_linear(c.p, c.lw());
+    ASSERT_TRUE(prep.ok()) << prep.status().to_string();
+    EXPECT_EQ(run_hopper(c, *prep.value()), run_hopper(c, *prep.value())) << "M = " << m;
+    check_gemm(ElemType::kE2M1, ActKey::kBF16, DType::kF32, m, n, k, true, 118, 126, 1e-5);
+  }
+  EXPECT_TRUE(splits.count(1) && splits.count(2) && splits.count(8)) << "splits 1, 2 and 8 must run";
+}
+
 TEST(HopperGemm, ScalesOutsideTheFoldRangeRunExactlyOnTheFp32Path) {
   SKIP_WITHOUT_HOPPER();
   for (ElemType e : {ElemType::kE2M1, ElemType::kE4M3}) {
@@ -273,7 +297,7 @@ TEST(HopperGemm, OracleRanksItByTheMeasuredTable) {
   auto sel = select_backend(p, this_device());
   ASSERT_TRUE(sel.ok()) << sel.status().to_string();
   EXPECT_EQ(sel.value().backend->name(), "cuda-hopper");
-  // Decode at M <= 8 stays on cuda-mma, measured faster there.
+  // Decode at M <= 4 stays on cuda-mma, measured faster there.
   auto dec = select_backend(Problem::linear(ElemType::kE2M1, ActKey::kBF16, 1, 4096, 4096), this_device());
   ASSERT_TRUE(dec.ok()) << dec.status().to_string();
   EXPECT_EQ(dec.value().backend->name(), "cuda-mma");

@@ -87,16 +87,17 @@ StatusOr<int> resident_clusters(const HopperGemmArgs& a, int nt, int splits) {
 }
 
 // The schedule's cost model: a CTA's time for one k64 step (both consumer warpgroups, both
-// 64-row halves of the item) by token tile, in SM cycles, measured on the H200 with ncu and the
-// bench (bench/results/h200/gemm-hopper.md, "cost model"): small tiles are decode-bound (the
-// same weights cost the same whatever the tokens), large ones MMA-bound.
+// 64-row halves of the item) by token tile, in SM cycles at ~1.75 GHz, from the H200 MXFP4 runs
+// of dac13a0 (bench/results/h200/gemm-hopper.md, "Cost model"; steady state of 8192 x 8192,
+// 28672 x 8192 and 8192 x 28672): small tiles are decode-bound (the same weights cost the same
+// whatever the tokens), large ones MMA-bound.
 double step_cycles(int nt) {
   switch (nt) {
-    case 16: return 1000;
-    case 32: return 1000;
+    case 16: return 560;
+    case 32: return 600;
     case 64: return 700;
-    case 128: return 950;
-    default: return 1430;  // 256
+    case 128: return 850;
+    default: return 1180;  // 256
   }
 }
 // A split's extra work per item: the partial sums through distributed shared memory and the

@@ -130,7 +130,7 @@ __global__ void __launch_bounds__(kThreads, 1)
         }
       }
     }
-    return;
+    return;  // (barrier.cluster waits only for threads that have not exited)
   }
 
   // ---- consumers -------------------------------------------------------------------------
@@ -280,6 +280,15 @@ __global__ void __launch_bounds__(kThreads, 1)
   // Ranks >= 1 stay until rank 0 has read their last partial sums (their shared memory and
   // barrier must outlive its remote arrive).
   if (splits > 1 && rank != 0 && red_pending) sm90::mbar_wait_cluster(red_empty, red_phase ^ 1u);
+  // No CTA of a cluster exits while another may still touch its shared memory (the remote
+  // partial stores and barrier arrives): every consumer thread of the cluster meets here once
+  // (the producers have exited, which barrier.cluster allows). This is
+  // the CUDA rule for distributed shared memory; compute-sanitizer racecheck reported the
+  // partial stores as writes into "a block that might have already exited" without it.
+  if (splits > 1) {
+    __syncwarp();
+    sm90::cluster_sync();
+  }
 #else
   (void)x_map; (void)p;
   __trap();

@@ -51,12 +51,13 @@ class CudaHopperBackend final : public Backend {
   // Above cuda-mma (100): the Hopper kernels are the faster family on sm_90
   // (bench/results/h200/gemm.md).
   int priority() const override { return 110; }
-  // Below cuda-mma (100) for decode with M <= 16: measured on the H200 (2026-12-03,
-  // bench/results/h200/gemm-hopper.md) cuda-mma is faster there on the wide layers (MXFP4
-  // 28672 x 8192 M = 1 / 16: 52.8 / 95.2 us vs 120.9 / 122.9; 8192^2 M = 1: 23.5 vs 33.4);
-  // from M = 64 up cuda-hopper is faster on every measured shape (1.15-3.5x cuda-mma).
+  // Below cuda-mma (100) for decode with M <= 4: measured on the H200 (2026-12-03, dac13a0,
+  // bench/results/h200/gemm-hopper.md) cuda-mma is faster at M = 1 on every measured shape
+  // (MXFP4 8192^2 18.5 vs 22.9 us, 28672 x 8192 51.4 vs 67.3, 8192 x 28672 49.1 vs 60.9) and
+  // cuda-hopper from M = 16 (23.3 vs 27.8, 67.4 vs 91.7, 61.5 vs 78.1); M = 2..8: gemm-hopper.md.
+  static constexpr int64_t kMmaDecodeMaxM = 4;
   int rank(const Problem& p) const override {
-    return p.op == Op::kLinear && p.m <= 16 ? 90 : priority();
+    return p.op == Op::kLinear && p.m <= kMmaDecodeMaxM ? 90 : priority();
   }
 
   Verdict supports(const Device& d) const override {
