@@ -100,16 +100,22 @@ double step_cycles(int nt) {
     default: return 1180;  // 256
   }
 }
-// A split's extra work per item: the partial sums through distributed shared memory and the
-// cluster barrier round trip (an estimate; splits must win by more than it).
-constexpr double kSplitCycles = 1500;
+// A split's extra work per item and round, per rank beyond the first: the partial sums through
+// distributed shared memory, rank 0 adding them and the barrier round trips. From 0b8663a on the
+// H200: 4096^2 M = 1 split 8 ran 3 rounds of 8 steps in 23.2 us, about 6000 cycles per round
+// more than its steps (bench/results/h200/gemm-hopper.md, "Cost model").
+constexpr double kSplitCyclesPerRank = 850;
+// Launch, prologue (barrier init, cluster sync, first copies) and exit, the same for every
+// candidate: it changes no choice, only the printed estimate (~5 us at M = 1 on 2880^2).
+constexpr double kLaunchCycles = 8750;
 
 // Estimated cycles of the launch: rounds of items over the resident clusters, times the k64
 // steps of one rank's K range, times the tile's step cost, plus the reductions.
 double estimate_cycles(int items, int resident, int64_t k64, int nt, int splits) {
   const int rounds = (items + resident - 1) / resident;
   const int64_t steps = (k64 + splits - 1) / splits;
-  return rounds * (double(steps) * step_cycles(nt) + (splits > 1 ? kSplitCycles : 0.0));
+  return kLaunchCycles +
+         rounds * (double(steps) * step_cycles(nt) + (splits - 1) * kSplitCyclesPerRank);
 }
 
 // ---- the activation tensor map -------------------------------------------------------------

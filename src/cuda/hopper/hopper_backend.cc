@@ -51,13 +51,18 @@ class CudaHopperBackend final : public Backend {
   // Above cuda-mma (100): the Hopper kernels are the faster family on sm_90
   // (bench/results/h200/gemm.md).
   int priority() const override { return 110; }
-  // Below cuda-mma (100) for decode with M <= 4: measured on the H200 (2026-12-03, dac13a0,
-  // bench/results/h200/gemm-hopper.md) cuda-mma is faster at M = 1 on every measured shape
-  // (MXFP4 8192^2 18.5 vs 22.9 us, 28672 x 8192 51.4 vs 67.3, 8192 x 28672 49.1 vs 60.9) and
-  // cuda-hopper from M = 16 (23.3 vs 27.8, 67.4 vs 91.7, 61.5 vs 78.1); M = 2..8: gemm-hopper.md.
-  static constexpr int64_t kMmaDecodeMaxM = 4;
+  // Below cuda-mma (100) for decode: measured on the H200 (2026-12-03, 0b8663a,
+  // bench/results/h200/gemm-hopper.md) cuda-mma is faster up to M = 8 on every measured shape
+  // (MXFP4 8192^2 M = 1 / 8: 18.5 / 20.6 us vs 23.4 / 23.4; 28672 x 8192 M = 4: 53.0 vs 67.8;
+  // MXFP8 8192^2 M = 4: 24.7 vs 27.6) and at M = 16 on layers up to 4096^2 (4096^2: 14.5 vs 23.4,
+  // 5760 x 2880: 12.8 vs 13.2); cuda-hopper from M = 16 on the large layers (8192^2: 23.6 vs
+  // 28.1, 28672 x 8192: 68.0 vs 92.4) and from M = 64 everywhere (1.4-3.9x cuda-mma).
+  static constexpr int64_t kMmaDecodeMaxM = 8;
+  static constexpr int64_t kMmaSmallLayerMaxM = 16, kSmallLayerMaxElems = int64_t(4096) * 4096;
   int rank(const Problem& p) const override {
-    return p.op == Op::kLinear && p.m <= kMmaDecodeMaxM ? 90 : priority();
+    if (p.op != Op::kLinear) return priority();
+    const bool small = p.n * p.k <= kSmallLayerMaxElems;
+    return p.m <= kMmaDecodeMaxM || (small && p.m <= kMmaSmallLayerMaxM) ? 90 : priority();
   }
 
   Verdict supports(const Device& d) const override {
