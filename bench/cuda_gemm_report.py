@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
-"""Markdown table and roofline-style plot from bench/cuda_gemm_bench.py's JSON.
+"""Markdown tables and a roofline-style plot from bench/cuda_gemm_bench.py's JSON.
 
-Usage: bench/cuda_gemm_report.py bench/results/h100/gemm.json  (writes gemm.md's table to stdout
-and gemm.png next to the JSON when matplotlib is importable)
+Usage: bench/cuda_gemm_report.py run.json [run2.json ...]  (one build's runs: the tables to stdout,
+per format and N x K: mxq's time, % of the copy bandwidth, TFLOP/s and every peer measured in the
+same process with the ratio peer / mxq (> 1: mxq faster) and the config that ran; the plot of the
+first run next to its JSON as .png when matplotlib is importable)
 
 Plot: per N x K and format, time vs M for mxq, cuBLAS BF16, cuBLASLt FP8 rowwise and
 humming-kernels (where measured), with the two
@@ -14,46 +16,53 @@ import os
 import sys
 
 
-def main(path):
+def ratio(case, key):
+    v = case.get(key)
+    return ("", "") if v is None else (f"{v:.1f}", f"{v / case['us']:.2f}x")
+
+
+def tables(paths):
+    runs = [json.load(open(p)) for p in paths]
+    head = runs[0]
+    print(f"Device {head['device']} ({head['sms']} SMs), copy bandwidth "
+          f"{head['copy_bandwidth_Bps'] / 1e12:.2f} TB/s, torch {head['torch']}, "
+          f"{head['humming']}, {head.get('marlin', 'Marlin not run')}, L2 flush by "
+          f"{head.get('flush', 'write')}; commit {head.get('commit')}, shim sha256 "
+          f"{head.get('shim_sha256')}.")
+    for r in runs:
+        print(f"- `{' '.join(r['argv'])}`")
+    cases = [c for r in runs for c in r["cases"]]
+    groups = {}
+    for c in cases:
+        groups.setdefault((c["format"], c["n"], c["k"]), []).append(c)
+    for (fmt, n, k), cs in groups.items():
+        print(f"\n### {fmt} N x K = {n} x {k} (us; ratio = peer / mxq)\n")
+        others = [b for b in cs[0]["mxq_backends"] if b != cs[0]["backend"]]
+        print("| M | " + cs[0]["backend"] + " | % copy BW | TFLOP/s | cuBLAS BF16 | ratio | "
+              "cuBLASLt FP8 | ratio | humming | ratio | Marlin | ratio | " +
+              " | ".join(f"{b} | ratio" for b in others) + " | config |")
+        print("|---" * (12 + 2 * len(others) + 1) + "|")
+        for c in sorted(cs, key=lambda c: c["m"]):
+            row = [str(c["m"]), f"{c['us']:.1f}", f"{c['pct_copy_bw']:.0f}%", f"{c['tflops']:.0f}"]
+            for key in ("cublas_bf16_us", "cublaslt_fp8_rowwise_us", "humming_us", "marlin_us"):
+                row += ratio(c, key)
+            for b in others:
+                v = c["mxq_backends"][b]["us"]
+                row += [f"{v:.1f}", f"{v / c['us']:.2f}x"]
+            cfg = c["config"].replace("wgmma ", "").replace(" (weights as A, ", " (")
+            row.append(cfg)
+            print("| " + " | ".join(row) + " |")
+
+
+
+def main(paths):
+    """Tables for every run given (one build), then the plot of the first run."""
+    tables(paths)
+    path = paths[0]
     with open(path) as f:
         data = json.load(f)
     bw = data["copy_bandwidth_Bps"]
-    cases = data["cases"]
-    print(f"Device: {data['device']} ({data['sms']} SMs), torch {data['torch']}; device-to-device "
-          f"copy {bw / 1e12:.2f} TB/s (read + write); humming-kernels: {data['humming']}.")
-    layers = data.get("humming_layers", [])
-    if layers:
-        print()
-        print("humming layers (first call = JIT compile of every M interval of its heuristics, "
-              "not timed): " + "; ".join(
-                  f"{h['format']} {h['n']}x{h['k']}: " +
-                  (h["error"] if "error" in h else
-                   f"{h['compile_s']:.1f} s" + (f", N and K padded to {h['pad']}"
-                                                if h.get("pad", 1) > 1 else ""))
-                  for h in layers) + ".")
-    print()
-    print("`vs X` = X's time / mxq's time (> 1: mxq faster). `humming err` = humming's relative "
-          "error against the same float32 reference as mxq's `rel err`.")
-    print()
-    print("| format | N x K | M | mxq us | weight TB/s | % copy BW | TFLOP/s | cuBLAS BF16 us | "
-          "mxq speedup vs BF16 | cuBLASLt FP8 rowwise us | vs FP8 | humming us | vs humming | "
-          "rel err | humming err | launch |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-    for c in cases:
-        b16, f8, us = c.get("cublas_bf16_us"), c.get("cublaslt_fp8_rowwise_us"), c["us"]
-        hu = c.get("humming_us")
-        herr = (f"{c['humming_rel_err']:.1e}" + (" FAIL" if c.get("humming_check") == "FAIL"
-                                                 else "")) if "humming_rel_err" in c else \
-            c.get("humming_error", "")
-        print(f"| {c['format']} | {c['n']}x{c['k']} | {c['m']} | {c['us']:.1f} | "
-              f"{c['weight_TBps']:.2f} | {c['pct_copy_bw']:.0f}% | {c['tflops']:.1f} | "
-              f"{'' if b16 is None else f'{b16:.1f}'} | "
-              f"{'' if b16 is None else f'{b16 / us:.2f}x'} | "
-              f"{'n/a' if f8 is None else f'{f8:.1f}'} | "
-              f"{'' if f8 is None else f'{f8 / us:.2f}x'} | "
-              f"{'' if hu is None else f'{hu:.1f}'} | "
-              f"{'' if hu is None else f'{hu / us:.2f}x'} | "
-              f"{c.get('rel_err', float('nan')):.1e} | {herr} | {c.get('config', '')} |")
+    cases = [c for p in paths for c in json.load(open(p))["cases"]]
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -104,4 +113,4 @@ def main(path):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1:])

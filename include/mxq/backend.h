@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <string_view>
 
 #include "mxq/device.h"
@@ -76,6 +77,13 @@ class Backend {
   // backend whose kernels take 16-bit activations is never chosen for a W4A4 / W8A8 layer.
   virtual bool declares_act_key(ActKey a) const {
     return a == ActKey::kBF16 || a == ActKey::kFP16;
+  }
+  // How this backend would launch the problem on the current device, printable (tile, stages,
+  // split, schedule): what `mxq explain` shows for the chosen backend and the benchmarks record.
+  // Empty when the backend has no launch to describe (CPU backends) or cannot tell here.
+  virtual std::string launch_plan(const Problem& p) const {
+    (void)p;
+    return {};
   }
   // What the oracle (and every caller that picks a backend) asks of a problem: the activation
   // key is declared (else a reason naming the key and the keys declared), then can_implement.

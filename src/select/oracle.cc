@@ -154,6 +154,8 @@ std::string explain_from(const std::vector<const Backend*>& all, const Problem& 
   }
   if (sel.ok()) {
     s << "choice   " << sel.value().backend->name() << " (" << sel.value().how << ")\n";
+    if (const std::string plan = sel.value().backend->launch_plan(p); !plan.empty())
+      s << "launch   " << plan << "\n";
     if (sel.value().fallback && o.strict) s << "         strict mode would refuse this fallback\n";
   } else {
     s << "choice   none: " << sel.status().message() << "\n";

@@ -261,6 +261,23 @@ TEST(HopperGemm, SanitizerSizedClusters) {
   EXPECT_EQ(splits, (std::set<int>{1, 2, 8})) << "splits 1, 2 and 8 must each run once";
 }
 
+// W4A4 / W8A8 / W6A6 checkpoints: the MX activation keys are quantized on the GPU into the
+// 16-bit operand (quant/act_operand.h) and must match cpu-reference, which quantizes x the same
+// way; the FP8 keys are not declared (their scale belongs after an FP32 GEMM).
+TEST(HopperGemm, MxActivationKeysMatchTheReference) {
+  SKIP_WITHOUT_HOPPER();
+  const Backend* b = hopper_backend();
+  ASSERT_NE(b, nullptr);
+  for (ActKey a : {ActKey::kMXFP4Dynamic, ActKey::kMXFP8Dynamic, ActKey::kMXFP6E2M3Dynamic}) {
+    EXPECT_TRUE(b->declares_act_key(a)) << act_key_name(a);
+    for (ElemType e : {ElemType::kE2M1, ElemType::kE4M3})
+      for (int64_t m : {1, 100})
+        check_gemm(e, a, DType::kF32, m, 256, 2880, true, 115, 125, 1e-5);
+  }
+  EXPECT_FALSE(b->declares_act_key(ActKey::kFP8StaticTensor));
+  EXPECT_FALSE(b->declares_act_key(ActKey::kFP8DynamicToken));
+}
+
 TEST(HopperGemm, ScalesOutsideTheFoldRangeRunExactlyOnTheFp32Path) {
   SKIP_WITHOUT_HOPPER();
   for (ElemType e : {ElemType::kE2M1, ElemType::kE4M3}) {

@@ -28,6 +28,7 @@
 #include "cuda/gemm/mx_gemm.h"
 #include "cuda/hopper/gemm.h"
 #include "cuda/mma_claims.h"
+#include "cuda/quant/act_operand.h"
 #include "mxq/numerics.h"
 
 namespace mxq {
@@ -83,18 +84,41 @@ class CudaHopperBackend final : public Backend {
     return Verdict::yes();
   }
 
+  // bf16 / fp16 as they are and the MX keys (mxfp4/6/8-dynamic) quantized on the GPU into the
+  // 16-bit operand before the GEMM (quant/act_operand.h: exact, the reference's values). The
+  // FP8 keys need their scale after an FP32 GEMM, which this kernel does not have yet: they
+  // are not declared, so the oracle refuses cuda-hopper for them with the reason.
+  bool declares_act_key(ActKey a) const override { return gemm16_runs_act_key(a); }
+
   Verdict can_implement(const Problem& p) const override {
     if (p.op == Op::kMoE)
       return Verdict::no("cuda-hopper runs linear layers; its MoE path is not built yet (cuda-mma runs MoE)");
     if (p.op != Op::kLinear)
       return Verdict::no(std::string("cuda-hopper runs linear layers, not ") + op_name(p.op));
-    if (Verdict v = mma_types_verdict(p); !v) return v;
+    if (Verdict v = mma_types_verdict(p, /*mx_act=*/true); !v) return v;
     if (p.n % 16 != 0 || p.k % 32 != 0)
       return Verdict::no("N = " + std::to_string(p.n) + ", K = " + std::to_string(p.k) +
                          ": cuda-hopper needs N a multiple of 16 and K a multiple of 32");
     if (p.m > 0x7FFFFFFF || p.n > (1LL << 30) || p.k > (1LL << 30))
       return Verdict::no("shape too large for one launch");
     return Verdict::yes();
+  }
+
+  // The config choose_hopper_config makes for this problem on the current GPU (the launch the
+  // run would make; scales outside the fold range go to cuda-mma, which prepare announces).
+  std::string launch_plan(const Problem& p) const override {
+    if (p.op != Op::kLinear || !can_implement(p)) return {};
+    hopper::HopperGemmArgs a;
+    a.elem = p.weight;
+    a.act = act_input_dtype(p.act);
+    a.out = p.out;
+    a.m = p.m;
+    a.n = p.n;
+    a.k = p.k;
+    a.ldx = p.k;
+    a.ldy = p.n;
+    auto c = hopper::choose_hopper_config(a);
+    return c.ok() ? c.value().to_string() : "(no launch: " + c.status().to_string() + ")";
   }
 
   StatusOr<std::unique_ptr<PreparedWeights>> prepare_linear(const Problem& p,
@@ -188,10 +212,17 @@ class CudaHopperBackend final : public Backend {
     a.ldy = p.n;
     auto* s = static_cast<cudaStream_t>(stream);
     const bool x_dev = is_device_pointer(x.data), y_dev = is_device_pointer(y.data);
+    // The activation key's operand: x itself for bf16 / fp16, an MX key's exact fake-quantized
+    // copy (stream-ordered, freed on the stream) otherwise; contiguous, so ldx = K holds.
+    StreamBuffer xq(s);
+    auto gemm = [&]() -> Status {
+      MXQ_RETURN_IF_ERROR(act_operand(p.act, p.act_rule, a.x, act, p.m, p.k, xq, &a.x, s));
+      return hopper::hopper_gemm(a, s);
+    };
     if (x_dev && y_dev) {
       a.x = x.data;
       a.y = y.data;
-      return hopper::hopper_gemm(a, s);
+      return gemm();
     }
     const size_t xb = size_t(p.m * p.k) * size_t(dtype_bytes(act));
     const size_t yb = size_t(p.m * p.n) * size_t(dtype_bytes(p.out));
@@ -203,7 +234,7 @@ class CudaHopperBackend final : public Backend {
       MXQ_RETURN_IF_ERROR(ty.allocate(yb));
       a.y = ty.get();
     }
-    MXQ_RETURN_IF_ERROR(hopper::hopper_gemm(a, s));
+    MXQ_RETURN_IF_ERROR(gemm());
     if (!y_dev) MXQ_CUDA_TRY(cudaMemcpyAsync(y.data, a.y, yb, cudaMemcpyDeviceToHost, s));
     MXQ_CUDA_TRY(cudaStreamSynchronize(s));
     return Status::Ok();
