@@ -116,10 +116,10 @@ class CudaMmaBackend final : public Backend {
     MXQ_RETURN_IF_ERROR(to_device(lw.w.packed, pbytes, tmp_p, reinterpret_cast<const void**>(&dv.packed)));
     MXQ_RETURN_IF_ERROR(to_device(lw.w.scales, sbytes, tmp_s, reinterpret_cast<const void**>(&dv.scales)));
 
-    MXQ_RETURN_IF_ERROR(out->w.allocate(l.packed_bytes()));
-    MXQ_RETURN_IF_ERROR(out->scales.allocate(l.scale_bytes()));
+    MXQ_RETURN_IF_ERROR(out->w.allocate(l.packed_bytes(), "the cuda-mma weight tiles"));
+    MXQ_RETURN_IF_ERROR(out->scales.allocate(l.scale_bytes(), "the cuda-mma scale words"));
     RepackStats stats;
-    MXQ_RETURN_IF_ERROR(flag.allocate(sizeof(RepackStats)));
+    MXQ_RETURN_IF_ERROR(flag.allocate(sizeof(RepackStats), "the repack statistics"));
     MXQ_CUDA_TRY(cudaMemcpy(flag.get(), &stats, sizeof stats, cudaMemcpyHostToDevice));
     MXQ_RETURN_IF_ERROR(
         repack_frag(dv, out->w.get(), out->scales.get(), flag.get<RepackStats>(), nullptr));
@@ -203,7 +203,7 @@ class CudaMmaBackend final : public Backend {
       f.out = DType::kF32;
       f.bias = nullptr;
       f.ldy = p.n;
-      MXQ_RETURN_IF_ERROR(acc.allocate(size_t(p.m * p.n) * sizeof(float)));
+      MXQ_RETURN_IF_ERROR(acc.allocate(size_t(p.m * p.n) * sizeof(float), "the FP32 accumulator of the FP8 path"));
       f.y = acc.get();
       MXQ_RETURN_IF_ERROR(mx_gemm(f, s));
       return scale_rows(static_cast<const float*>(acc.get()), p.m, p.n, row_scale, w->input_scale,
@@ -222,7 +222,7 @@ class CudaMmaBackend final : public Backend {
     if (y_dev) {
       a.y = y.data;
     } else {
-      MXQ_RETURN_IF_ERROR(ty.allocate(yb));
+      MXQ_RETURN_IF_ERROR(ty.allocate(yb, "the staged output"));
       a.y = ty.get();
     }
     MXQ_RETURN_IF_ERROR(gemm());

@@ -16,31 +16,37 @@ std::atomic<int> g_fail_nth{0};
 
 void fail_nth_device_allocation_for_testing(int n) { g_fail_nth.store(n); }
 
+bool injected_device_allocation_failure() {
+  return g_fail_nth.load(std::memory_order_relaxed) > 0 && g_fail_nth.fetch_sub(1) == 1;
+}
+
+Status device_allocation_status(cudaError_t e, const char* api, size_t bytes, const char* what) {
+  if (e == cudaSuccess) return Status::Ok();
+  // A failed allocation is also recorded as the thread's last error: clear it here, or the
+  // next launch check (cudaGetLastError after a kernel) reports this allocation's failure.
+  (void)cudaGetLastError();
+  if (e == cudaErrorMemoryAllocation) {
+    size_t free_b = 0, total_b = 0;
+    std::string detail = std::string(api) + ": cudaErrorMemoryAllocation";
+    if (cudaMemGetInfo(&free_b, &total_b) == cudaSuccess) {
+      detail += " (" + std::to_string(free_b) + " of " + std::to_string(total_b) + " bytes free)";
+    } else {
+      (void)cudaGetLastError();
+    }
+    return resource_exhausted("device", what, bytes, detail);
+  }
+  return cuda_status(e, api);
+}
+
 Status DeviceBuffer::allocate(size_t bytes, const char* what) {
   reset();
-  cudaError_t e = cudaSuccess;
-  if (g_fail_nth.load(std::memory_order_relaxed) > 0 && g_fail_nth.fetch_sub(1) == 1) {
-    e = cudaErrorMemoryAllocation;  // injected (tests): nothing allocated, nothing to clear
-  } else {
-    e = cudaMalloc(&p_, std::max<size_t>(bytes, 1));
-  }
+  // Injected (tests): nothing allocated, nothing to clear.
+  const cudaError_t e = injected_device_allocation_failure()
+                            ? cudaErrorMemoryAllocation
+                            : cudaMalloc(&p_, std::max<size_t>(bytes, 1));
   if (e != cudaSuccess) {
     p_ = nullptr;
-    // cudaMalloc's failure is also recorded as the thread's last error: clear it here, or the
-    // next launch check (cudaGetLastError after a kernel) reports this allocation's failure.
-    (void)cudaGetLastError();
-    if (e == cudaErrorMemoryAllocation) {
-      size_t free_b = 0, total_b = 0;
-      std::string detail = "cudaMalloc: cudaErrorMemoryAllocation";
-      if (cudaMemGetInfo(&free_b, &total_b) == cudaSuccess) {
-        detail += " (" + std::to_string(free_b) + " of " + std::to_string(total_b) +
-                  " bytes free)";
-      } else {
-        (void)cudaGetLastError();
-      }
-      return resource_exhausted("device", what, bytes, detail);
-    }
-    return cuda_status(e, "cudaMalloc");
+    return device_allocation_status(e, "cudaMalloc", bytes, what);
   }
   bytes_ = bytes;
   return Status::Ok();

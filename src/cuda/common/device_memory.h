@@ -40,6 +40,14 @@ class DeviceBuffer {
   size_t bytes_ = 0;
 };
 
+// Every device allocation's outcome in one place (DeviceBuffer, the stream-ordered buffers):
+// a failed allocation's error is cleared at once; out of memory is a resource-exhausted
+// Status naming `what` and the bytes (with the device's free / total), anything else the
+// CUDA error of `api`.
+Status device_allocation_status(cudaError_t e, const char* api, size_t bytes, const char* what);
+// The test hook of fail_nth_device_allocation_for_testing: true for the allocation it fails.
+bool injected_device_allocation_failure();
+
 // Whether `p` is device (or managed) memory of the CUDA runtime; host pointers answer false.
 bool is_device_pointer(const void* p);
 

@@ -138,9 +138,9 @@ class CudaHopperBackend final : public Backend {
     MXWeightView dv = lw.w;
     MXQ_RETURN_IF_ERROR(to_device(lw.w.packed, pbytes, tmp_p, reinterpret_cast<const void**>(&dv.packed)));
     MXQ_RETURN_IF_ERROR(to_device(lw.w.scales, sbytes, tmp_s, reinterpret_cast<const void**>(&dv.scales)));
-    MXQ_RETURN_IF_ERROR(out->w.allocate(out->layout.bytes()));
+    MXQ_RETURN_IF_ERROR(out->w.allocate(out->layout.bytes(), "the cuda-hopper weight chunks"));
     RepackStats stats;
-    MXQ_RETURN_IF_ERROR(flag.allocate(sizeof(RepackStats)));
+    MXQ_RETURN_IF_ERROR(flag.allocate(sizeof(RepackStats), "the repack statistics"));
     MXQ_CUDA_TRY(cudaMemcpy(flag.get(), &stats, sizeof stats, cudaMemcpyHostToDevice));
     MXQ_RETURN_IF_ERROR(hopper::repack_hopper(FragSource::plain(dv), out->w.get(),
                                               flag.get<RepackStats>(), nullptr));
@@ -231,7 +231,7 @@ class CudaHopperBackend final : public Backend {
     if (y_dev) {
       a.y = y.data;
     } else {
-      MXQ_RETURN_IF_ERROR(ty.allocate(yb));
+      MXQ_RETURN_IF_ERROR(ty.allocate(yb, "the staged output"));
       a.y = ty.get();
     }
     MXQ_RETURN_IF_ERROR(gemm());

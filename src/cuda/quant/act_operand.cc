@@ -3,14 +3,21 @@
 
 #include <string>
 
+#include "cuda/common/device_memory.h"
 #include "cuda/quant/fake_quant.h"
 
 namespace mxq::cuda {
 
-Status StreamBuffer::allocate(size_t bytes) {
+Status StreamBuffer::allocate(size_t bytes, const char* what) {
   if (p_ != nullptr) return invalid_argument("StreamBuffer: already allocated");
   MXQ_RETURN_IF_ERROR(keep_pool_memory());
-  MXQ_CUDA_TRY(cudaMallocAsync(&p_, bytes < 256 ? 256 : bytes, stream_));
+  const cudaError_t e = injected_device_allocation_failure()
+                            ? cudaErrorMemoryAllocation
+                            : cudaMallocAsync(&p_, bytes < 256 ? 256 : bytes, stream_);
+  if (e != cudaSuccess) {
+    p_ = nullptr;
+    return device_allocation_status(e, "cudaMallocAsync", bytes, what);
+  }
   return Status::Ok();
 }
 
@@ -25,7 +32,7 @@ Status act_operand(ActKey key, ScaleRule rule, const void* x, DType dtype, int64
     return invalid_argument(std::string("activation key ") + act_key_name(key) +
                             ": the 16-bit GEMMs cannot run it exactly (see act_operand.h)");
   const size_t bytes = size_t(rows) * size_t(k) * size_t(dtype_bytes(dtype));
-  MXQ_RETURN_IF_ERROR(tmp.allocate(bytes));
+  MXQ_RETURN_IF_ERROR(tmp.allocate(bytes, "the quantized activations"));
   MXQ_RETURN_IF_ERROR(mx_fake_quant(elem, x, dtype, rows, k, tmp.get(), stream, rule));
   *operand = tmp.get();
   return Status::Ok();
@@ -37,10 +44,10 @@ Status fp8_operand(ActKey key, const void* x, DType dtype, int64_t rows, int64_t
   if (!act_key_is_fp8(key))
     return invalid_argument(std::string("fp8_operand: ") + act_key_name(key) + " is not an FP8 key");
   const bool per_row = key == ActKey::kFP8DynamicToken;
-  MXQ_RETURN_IF_ERROR(tmp.allocate(size_t(rows) * size_t(k) * size_t(dtype_bytes(dtype))));
+  MXQ_RETURN_IF_ERROR(tmp.allocate(size_t(rows) * size_t(k) * size_t(dtype_bytes(dtype)), "the E4M3 activations"));
   float* rs = nullptr;
   if (per_row) {
-    MXQ_RETURN_IF_ERROR(scales.allocate(size_t(rows) * sizeof(float)));
+    MXQ_RETURN_IF_ERROR(scales.allocate(size_t(rows) * sizeof(float), "the per-token activation scales"));
     rs = static_cast<float*>(scales.get());
   }
   MXQ_RETURN_IF_ERROR(fp8_act_quant(x, dtype, rows, k, per_row, input_scale, tmp.get(), rs, stream));

@@ -41,7 +41,8 @@ class StreamBuffer {
   ~StreamBuffer() {
     if (p_ != nullptr) cudaFreeAsync(p_, stream_);
   }
-  Status allocate(size_t bytes);
+  // Out of memory is a resource-exhausted Status naming `what` (device_memory.h).
+  Status allocate(size_t bytes, const char* what = "a stream-ordered device buffer");
   void* get() const { return p_; }
 
  private:
