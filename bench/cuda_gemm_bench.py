@@ -32,16 +32,14 @@ import sys
 
 import torch
 
-import hashlib
-import os
-import subprocess
-
+import case_list
 import humming_peer
 import vllm_marlin_peer
+from provenance import provenance
 
-SHAPES = [(4096, 4096), (8192, 8192), (28672, 8192), (8192, 28672), (5760, 2880), (2880, 2880)]
-MS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 2048, 8192]
-QUICK_MS = [1, 16, 128, 2048]
+# Default N x K shapes and token counts: tests/cases/cases.json, sets.cuda_gemm_bench (the one
+# case list of the tests and benchmarks).
+SHAPES, MS, QUICK_MS = case_list.linear_set("cuda_gemm_bench")
 E2M1 = [0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0]
 
 
@@ -156,26 +154,6 @@ def peers(m, n, k, x, timer):
         out["cublaslt_fp8_rowwise_error"] = str(e).splitlines()[0][:160]
     del w
     return out
-
-
-def git_commit(here):
-    try:
-        commit = subprocess.run(["git", "-C", here, "rev-parse", "HEAD"], capture_output=True,
-                                text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", here, "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True).stdout.strip()
-        return commit + ("+dirty" if dirty else "")
-    except Exception:  # noqa: BLE001  (a copied tree without .git)
-        return "unknown"
-
-
-def provenance(shim_path):
-    """The commit measured (MXQ_COMMIT when set: a tree copied to the GPU host may carry stale
-    git metadata) and the sha256 of the shim that ran."""
-    commit = os.environ.get("MXQ_COMMIT") or git_commit(os.path.dirname(os.path.abspath(__file__)))
-    with open(shim_path, "rb") as f:
-        sha = hashlib.sha256(f.read()).hexdigest()
-    return {"commit": commit, "shim_sha256": sha}
 
 
 def main():

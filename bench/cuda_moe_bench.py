@@ -15,7 +15,8 @@ Per case: mxq's time through the ctypes shim (median of CUDA-event timings, the 
 before every run, as bench/cuda_gemm_bench.py does; routing, dispatch, both grouped GEMMs and the
 combine: the whole layer from router logits), the weight-bandwidth floor (bytes of the distinct
 experts the routing hits, gate/up + down codes and E8M0 scales, divided by the device-to-device
-copy bandwidth measured in this process), % of that floor, TFLOP/s (2 M topk 3 H I / t), and the
+copy bandwidth measured in this process), % of that floor, TFLOP/s (2 M topk 3 H I / t) and its
+% of the BF16 peak measured in this process (cuBLAS BF16 GEMMs, bf16_peak_source), and the
 BF16 baseline built from torch in the same process on the same x and logits (torch routing,
 stable sort by expert, gather, torch._grouped_mm for gate/up and down with the activation in
 between, weighted index_add_ combine; a per-expert torch.matmul loop if _grouped_mm is missing;
@@ -44,7 +45,8 @@ checked the same way against its own weights for M <= 64.
 Weights are random, generated on the GPU: E2M1 / E4M3 code bytes uniform (E4M3 NaN codes
 0x7F / 0xFF replaced by 0x7E / 0xFE), E8M0 scales uniform in 118..123 (2^-9..2^-4) for MXFP4 and
 112..117 for MXFP8 (E4M3 elements reach 448 = 2^8.8, E2M1 only 6: the shift keeps the weight
-magnitudes alike). Results are written to --out after every case.
+magnitudes alike). Results are written to --out after every case, with the commit measured
+(MXQ_COMMIT first, then git) and the shim's sha256 (bench/provenance.py).
 """
 import argparse
 import ctypes
@@ -56,19 +58,14 @@ import time
 
 import torch
 
+import case_list
 import humming_peer
+from provenance import provenance
 
-SHAPES = {
-    # name: hidden, intermediate, experts, topk, gate/up layout, activation, routing, groups
-    "gpt-oss-120b": dict(h=2880, i=2880, e=128, k=4, layout="interleaved", act="swigluoai",
-                         routing="topk-softmax", n_group=1, topk_group=1),
-    "deepseek-v3": dict(h=7168, i=2048, e=256, k=8, layout="separate", act="silu",
-                        routing="sigmoid-grouped-topk", n_group=8, topk_group=4),
-    "qwen3-30b-a3b": dict(h=2048, i=768, e=128, k=8, layout="chunked", act="silu",
-                          routing="softmax-topk", n_group=1, topk_group=1),
-}
-MS = [1, 4, 16, 64, 128, 512, 2048, 8192]
-QUICK_MS = [1, 2048]
+# The layers (name: hidden h, intermediate i, experts e, top-k k, gate/up layout, activation,
+# routing, groups) and token counts: tests/cases/cases.json, sets.cuda_moe_bench (the one case
+# list of the tests and benchmarks). The shim's MoE has no biases: gpt-oss runs without them.
+SHAPES, MS, QUICK_MS = case_list.moe_set("cuda_moe_bench")
 LAYOUT = {"chunked": 0, "interleaved": 1, "separate": 2}
 ACT = {"silu": 0, "swigluoai": 1}
 ROUTING = {"softmax-topk": 0, "topk-softmax": 1, "sigmoid-grouped-topk": 2}
@@ -76,7 +73,6 @@ SCALES = {"mxfp4": (118, 123), "mxfp8": (112, 117)}
 SKEW_OFFSET = 3.0
 SKEW_SEED = 1234
 SWIGLU_ALPHA, SWIGLU_LIMIT = 1.702, 7.0
-BF16_PEAK = 989e12  # H100 SXM dense BF16 tensor peak (the issue's reference)
 E2M1 = [0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0]
 
 
@@ -168,6 +164,28 @@ def copy_bandwidth(timer):
     us, _ = timer.median_us(lambda: dst.copy_(src))
     del src, dst
     return 2 * (1 << 30) / (us * 1e-6)  # bytes read + written per second
+
+
+# BF16 peak: measured here, as the GEMM bench's report takes its peak from the cuBLAS runs of the
+# same process. Square-ish GEMMs large enough to be compute-bound; the best rate is the peak.
+PEAK_SHAPES = [(8192, 8192, 8192), (16384, 8192, 8192), (8192, 16384, 16384)]
+
+
+def bf16_peak(timer):
+    """(FLOP/s, source) of cuBLAS BF16 (torch.matmul, BF16 in/out, FP32 accumulation) at its
+    best over PEAK_SHAPES in this process."""
+    best, where = 0.0, ""
+    for m, n, k in PEAK_SHAPES:
+        a = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
+        b = torch.randn(k, n, device="cuda", dtype=torch.bfloat16)
+        us, _ = timer.median_us(lambda: torch.matmul(a, b))
+        rate = 2 * m * n * k / (us * 1e-6)
+        if rate > best:
+            best, where = rate, f"{m}x{n}x{k}"
+        del a, b
+    torch.cuda.empty_cache()
+    return best, (f"measured: cuBLAS BF16 torch.matmul, best of {len(PEAK_SHAPES)} GEMMs "
+                  f"(M x N x K {where}), median of CUDA-event timings in this process")
 
 
 # ---------------------------------------------------------------------------------- weights
@@ -425,6 +443,7 @@ def main():
     timer = Timer(args.reps)
     props = torch.cuda.get_device_properties(0)
     bw = copy_bandwidth(timer)
+    peak, peak_source = bf16_peak(timer)
     hk_version, hk_error = (None, "disabled (--no-humming)") if args.no_humming else \
         humming_peer.probe()
     humming_note = hk_version or f"unavailable: {hk_error}"
@@ -441,10 +460,12 @@ def main():
               "skew": {"offset": SKEW_OFFSET, "hot_experts": "2 * topk",
                        "rule": f"logits ~ N(0,1) + {SKEW_OFFSET} on the first 2*topk experts of "
                                f"torch.randperm(E) with torch.manual_seed({SKEW_SEED})"},
-              "scales": SCALES, "bf16_peak_flops": BF16_PEAK, "argv": sys.argv[1:],
-              "humming_layers": [], "cases": []}
-    print(f"# {props.name}: copy bandwidth {bw / 1e12:.2f} TB/s; humming-kernels {humming_note}; "
-          f"BF16 baseline {baseline} ({probe})", flush=True)
+              "scales": SCALES, "bf16_peak_flops": peak, "bf16_peak_source": peak_source,
+              **provenance(args.shim), "argv": sys.argv[1:], "humming_layers": [], "cases": []}
+    print(f"# {props.name}: copy bandwidth {bw / 1e12:.2f} TB/s; BF16 peak "
+          f"{peak / 1e12:.0f} TFLOP/s ({peak_source}); humming-kernels {humming_note}; "
+          f"BF16 baseline {baseline} ({probe}); commit {result['commit']}; "
+          f"shim sha256 {result['shim_sha256'][:16]}", flush=True)
 
     def run_humming(case, s, x, logits, h13, h2, ref, us, m):
         try:
@@ -558,7 +579,7 @@ def main():
                         case.update(us=us, reps=reps, floor_us=floor_us,
                                     pct_floor=100 * floor_us / us,
                                     tflops=m * flops_per_token / (us * 1e-6) / 1e12,
-                                    pct_bf16_peak=100 * m * flops_per_token / (us * 1e-6) / BF16_PEAK)
+                                    pct_bf16_peak=100 * m * flops_per_token / (us * 1e-6) / peak)
                         if b13 is not None or (name, routing, m) in bf16_cache:
                             key = (name, routing, m)
                             if key not in bf16_cache:

@@ -11,6 +11,7 @@
 //                                    the same reading once more after every other benchmark.
 //   bandwidth/memcpy                 1 GiB memcpy (bytes read + written / s), for reference.
 //   gemv/<format>/M:<m>/N:<n>/K:<k>/<dram|llc>/threads:<all|1>
+//                                    (shapes and M: tests/cases/cases.json, sets.gemv_bench)
 //                                    mxq's cpu backend, run_linear with BF16 x and BF16 y, from
 //                                    prepare'd weights. `dram` rotates through enough distinct
 //                                    weight matrices (>= 1 GiB in all) that every call streams
@@ -38,6 +39,8 @@
 #include <thread>
 #include <vector>
 
+#include "provenance.h"
+#include "case_list.h"
 #include "cpu/fast/cpu_backend.h"
 #include "mxq/numerics.h"
 
@@ -239,12 +242,18 @@ void register_all() {
   }
   benchmark::RegisterBenchmark("bandwidth/memcpy", BM_Memcpy)->UseRealTime();
 
-  struct Shape { int64_t n, k; };
+  // Shapes and M from tests/cases/cases.json (sets.gemv_bench), the one case list.
+  const mxq::cases::CaseList& list = mxq::cases::case_list();
+  auto llc = [&](const mxq::cases::Shape& s) {
+    for (const auto& l : list.gemv_llc_shapes)
+      if (l.n == s.n && l.k == s.k) return true;
+    return false;
+  };
   for (ElemType t : {ElemType::kE2M1, ElemType::kE4M3}) {
-    for (Shape s : {Shape{4096, 4096}, Shape{8192, 8192}}) {
+    for (const mxq::cases::Shape& s : list.gemv_bench.shapes) {
       for (bool dram : {true, false}) {  // consecutive benchmarks share one weight set
-        for (int64_t m : {1, 4, 16}) {
-          if (!dram && s.n == 8192) continue;  // the LLC case: one 4096^2 matrix is enough
+        for (int64_t m : list.gemv_bench.ms) {
+          if (!dram && !llc(s)) continue;  // the LLC case: one 4096^2 matrix is enough
           for (int threads : {0, 1}) {
             if (threads == 1 && (m != 1 || !dram)) continue;  // scaling check at decode only
             const std::string name = std::string("gemv/") + mxq::mx_format_name(t) + "/M:" +
@@ -258,8 +267,8 @@ void register_all() {
       }
     }
   }
-  for (Shape s : {Shape{4096, 4096}, Shape{8192, 8192}})
-    for (int64_t m : {1, 4, 16}) {
+  for (const mxq::cases::Shape& s : list.gemv_bench.shapes)
+    for (int64_t m : list.gemv_bench.ms) {
       const std::string name = std::string("openblas/") + (m == 1 ? "sgemv" : "sgemm") + "/M:" +
                                std::to_string(m) + "/N:" + std::to_string(s.n) + "/K:" +
                                std::to_string(s.k) + "/dram";
@@ -278,6 +287,8 @@ int main(int argc, char** argv) {
   register_all();
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::AddCustomContext("mxq_commit", mxq::bench::commit());
+  benchmark::AddCustomContext("mxq_binary_sha256", mxq::bench::binary_sha256());
   benchmark::AddCustomContext("mxq_cpu_isa", mxq::cpu::fast::isa_name(mxq::cpu::fast::best_isa()));
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();

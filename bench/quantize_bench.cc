@@ -21,6 +21,7 @@
 #include <thread>
 #include <vector>
 
+#include "provenance.h"
 #include "mxq/numerics.h"
 #include "mxq/quantize.h"
 
@@ -154,6 +155,8 @@ int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   register_all();
+  benchmark::AddCustomContext("mxq_commit", mxq::bench::commit());
+  benchmark::AddCustomContext("mxq_binary_sha256", mxq::bench::binary_sha256());
   benchmark::AddCustomContext("mxq_tensor", std::to_string(kRows) + "x" + std::to_string(kK) +
                                                 " (" + std::to_string(kElems * 4 >> 20) +
                                                 " MiB as f32)");

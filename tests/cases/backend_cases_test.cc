@@ -1,6 +1,8 @@
 // Every registered backend against cpu-reference on the shared case list. A backend that does
 // not support this machine or cannot implement a case is skipped with its reason printed, so
-// a GPU host runs the GPU backends on the same cases automatically.
+// a GPU host runs the GPU backends on the same cases automatically. Coverage.* fails when a
+// non-reference backend that supports this machine runs none of the cases (and prints, per
+// backend, how many cases ran and how many were refused, with the reasons).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -9,26 +11,13 @@
 #include <random>
 
 #include "cases.h"
+#include "tolerance.h"
 #include "mxq/numerics.h"
 #include "mxq/quantize.h"
 #include "mxq/select.h"
 
 namespace mxq::cases {
 namespace {
-
-// Tolerances, norm-wise ||y - y_ref|| <= tol * ||y_ref||. The reference accumulates in
-// float64; backends accumulate in float32 (error ~ sqrt(K) * 2^-24, negligible) and all round
-// the output to the same dtype, so what remains is output rounding (2^-9 for BF16 relative)
-// and, for MoE, the intermediate activation: a backend whose float32 intermediate differs in
-// the last bit from the reference's may round it to a different BF16 value and, under MX
-// activation keys, land on a different quantization step for a whole block.
-double tolerance(const Problem& p) {
-  const bool mx_act = act_key_mx_elem(p.act) || p.act == ActKey::kFP8DynamicToken ||
-                      p.act == ActKey::kFP8StaticTensor;
-  if (p.op == Op::kMoE && mx_act)
-    return p.act == ActKey::kMXFP4Dynamic || p.act == ActKey::kMXFP6E3M2Dynamic ? 5e-2 : 2e-2;
-  return p.out == DType::kF32 ? 1e-5 : 6e-3;
-}
 
 struct Rng {
   explicit Rng(uint32_t seed) : g(seed) {}
@@ -79,17 +68,14 @@ void skip_note(std::string_view backend, const std::string& why) {
   std::printf("[ SKIP     ] %s: %s\n", std::string(backend).c_str(), why.c_str());
 }
 
-// Calls fn(backend) for every registered backend except `ref` that supports this machine and
-// implements `p`, and prints the reason for each one that does not.
+// Calls fn(backend) for every registered backend except `ref` that runs `p` here (runs_case:
+// supports this machine, then the oracle's check_problem), and prints the reason for each one
+// that does not.
 template <typename Fn>
 void for_each_candidate(const Problem& p, const Backend* ref, Fn fn) {
   for (const Backend* b : backends()) {
     if (b == ref) continue;
-    if (Verdict v = b->supports(this_device()); !v) {
-      skip_note(b->name(), v.reason);
-      continue;
-    }
-    if (Verdict v = b->check_problem(p); !v) {  // the oracle's test: declared act key too
+    if (Verdict v = runs_case(*b, this_device(), p); !v) {
       skip_note(b->name(), v.reason);
       continue;
     }
@@ -198,6 +184,66 @@ Tier tier() {
 
 INSTANTIATE_TEST_SUITE_P(Shared, LinearCases, ::testing::ValuesIn(linear_cases(tier())), case_name);
 INSTANTIATE_TEST_SUITE_P(Shared, MoECases, ::testing::ValuesIn(moe_cases(tier())), case_name);
+
+std::vector<Case> all_cases() {
+  std::vector<Case> c = linear_cases(tier());
+  for (Case& m : moe_cases(tier())) c.push_back(std::move(m));
+  return c;
+}
+
+// The cases tests decide per case through runs_case(); this counts the same decisions over the
+// whole list (ctest runs each case in its own process, so the count cannot be collected from the
+// runs themselves) and fails when a non-reference backend that supports this machine would run
+// none of them: the case tests would then pass while testing nothing but the reference.
+TEST(Coverage, EverySupportingBackendRunsSharedCases) {
+  const std::vector<Case> cases = all_cases();
+  const std::vector<BackendTally> t = tally(backends(), this_device(), cases);
+  std::printf("device: %s\nshared cases (%zu, MXQ_CASES=%s) per backend:\n%s",
+              this_device().to_string().c_str(), cases.size(),
+              tier() == Tier::kFull ? "full" : "quick", format_tally(t).c_str());
+  int checked = 0;
+  for (const BackendTally& b : t) checked += !b.reference && b.supported ? 1 : 0;
+  EXPECT_GT(checked, 0) << "no non-reference backend supports this machine: the shared cases "
+                           "compare cpu-reference with nothing";
+  for (const std::string& f : coverage_failures(t)) ADD_FAILURE() << f;
+}
+
+// The check itself can fail: a backend that supports the device and refuses every case.
+class RefusesEverything final : public Backend {
+ public:
+  std::string_view name() const override { return "refuses-everything"; }
+  int priority() const override { return 1; }
+  Verdict supports(const Device&) const override { return Verdict::yes(); }
+  Verdict can_implement(const Problem&) const override { return Verdict::no("refuses all"); }
+  bool declares_act_key(ActKey) const override { return true; }  // one reason: can_implement
+};
+class Unsupported final : public Backend {
+ public:
+  std::string_view name() const override { return "unsupported"; }
+  int priority() const override { return 1; }
+  Verdict supports(const Device&) const override { return Verdict::no("needs a device"); }
+  Verdict can_implement(const Problem&) const override { return Verdict::yes(); }
+};
+
+TEST(Coverage, CheckFailsForABackendThatRunsNothing) {
+  const RefusesEverything refuses;
+  const Unsupported unsupported;
+  const std::vector<Case> cases = all_cases();
+  const std::vector<BackendTally> t =
+      tally({find_backend("cpu-reference"), &refuses, &unsupported}, this_device(), cases);
+  ASSERT_EQ(t.size(), 3u);
+  EXPECT_EQ(t[0].ran, int(cases.size()));  // the reference runs everything, is not checked
+  EXPECT_EQ(t[1].ran, 0);
+  ASSERT_EQ(t[1].refused.size(), 1u);
+  EXPECT_EQ(t[1].refused.begin()->first, "refuses all");
+  EXPECT_EQ(t[1].refused.begin()->second, int(cases.size()));
+  EXPECT_FALSE(t[2].supported);  // not supported here: not required to run anything
+  const std::vector<std::string> f = coverage_failures(t);
+  ASSERT_EQ(f.size(), 1u);
+  EXPECT_NE(f[0].find("refuses-everything supports this device but runs none"), std::string::npos)
+      << f[0];
+  EXPECT_NE(f[0].find("refuses all"), std::string::npos) << f[0];
+}
 
 }  // namespace
 }  // namespace mxq::cases
