@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "provenance.h"
 #include "cuda/quant/quantize.h"
 #include "cuda/quant/silu.h"
 #include "mxq/numerics.h"
@@ -181,6 +182,11 @@ struct Bench {
   }
 
   void silu_case(DType d, int64_t rows, int64_t inter, ElemType t, mxq::cuda::GateUpLayout layout) {
+    if (!mxq::cuda::silu_and_mul_quantize_built()) {
+      std::printf("skipped silu_and_mul_quantize %s: fused kernels not built "
+                  "(-DMXQ_CUDA_SILU_QUANT=ON)\n", mxq::mx_format_name(t));
+      return;
+    }
     mxq::QuantOptions o;
     o.elem = t;
     const size_t n = size_t(rows * 2 * inter), ib = n * size_t(mxq::dtype_bytes(d));
@@ -364,8 +370,10 @@ int main(int argc, char** argv) {
       return 1;
     }
     std::fprintf(f, "{\n  \"device\": \"%s\",\n  \"sms\": %d,\n  \"driver\": %d,\n  \"runtime\": %d,\n"
+                    "  \"commit\": \"%s\",\n  \"binary_sha256\": \"%s\",\n"
                     "  \"reps\": %d,\n  \"copy_gbps\": %.1f,\n  \"results\": [\n",
-                 prop.name, prop.multiProcessorCount, drv, rt, b.reps, b.copy_gbps);
+                 prop.name, prop.multiProcessorCount, drv, rt, mxq::bench::commit().c_str(),
+                 mxq::bench::binary_sha256().c_str(), b.reps, b.copy_gbps);
     for (size_t i = 0; i < b.results.size(); ++i) {
       const Result& r = b.results[i];
       std::fprintf(f,

@@ -22,6 +22,7 @@
 #include "mxq/select.h"
 #include "gpu_test_util.h"
 #include "test_weights.h"
+#include "tolerance.h"  // tests/cases: the named tolerances against cpu-reference
 
 namespace mxq {
 namespace {
@@ -294,7 +295,7 @@ TEST(CudaActKeys, Fp8LinearMatchesReferenceToFp32Precision) {
           const double rel = std::sqrt(se / ss), rel16 = std::sqrt(se16 / ss);
           const std::string what = std::string(mx_format_name(w)) + " x " + act_key_name(key) + " -> " +
                                    dtype_name(out) + " M=" + std::to_string(m) + " K=" + std::to_string(k);
-          EXPECT_LE(rel, out == DType::kF32 ? 1e-5 : 6e-3) << what;
+          EXPECT_LE(rel, cases::tolerance(p)) << what;
           EXPECT_GT(rel16, 4 * rel) << what << ": bf16 activations are as close as the key";
         }
 }
@@ -460,7 +461,7 @@ TEST(CudaActKeys, MoEUnderMxKeysMatchesReference) {
       // The tolerance of tests/cases for MX keys in MoE (intermediate rounding may move a block
       // to another quantization step); the bf16 run must be clearly further away, or the key
       // would not be doing anything.
-      const double tol = key == ActKey::kMXFP4Dynamic || key == ActKey::kMXFP6E3M2Dynamic ? 5e-2 : 2e-2;
+      const double tol = cases::tolerance(p);
       EXPECT_LE(rel, tol) << act_key_name(key) << (gptoss ? " gpt-oss" : " qwen");
       EXPECT_GT(rel16, 2 * rel) << act_key_name(key) << ": bf16 activations are as close as the key";
       std::printf("moe %s %s: rel %.3g (bf16 activations: %.3g)\n", gptoss ? "gpt-oss" : "qwen",

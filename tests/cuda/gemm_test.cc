@@ -22,6 +22,7 @@
 #include "mxq/select.h"
 #include "gpu_test_util.h"
 #include "test_weights.h"
+#include "tolerance.h"  // tests/cases: the named tolerances against cpu-reference
 
 namespace mxq {
 namespace {
@@ -83,9 +84,10 @@ TEST(CudaRepack, FlagsE4M3NaNCodes) {
   EXPECT_NE(prep.status().message().find("NaN"), std::string::npos) << prep.status().message();
 }
 
-// Runs cuda-mma with device pointers on a poisoned output and compares with cpu-reference.
+// Runs cuda-mma with device pointers on a poisoned output and compares with cpu-reference, at
+// the named tolerance of tests/cases/tolerance.h (the shared cases' table).
 void check_gemm(ElemType e, ActKey act, DType out, int64_t m, int64_t n, int64_t k, bool bias,
-                int smin, int smax, double tol) {
+                int smin, int smax) {
   const Problem p = [&] {
     Problem q = Problem::linear(e, act, m, n, k, bias);
     q.out = out;
@@ -125,7 +127,7 @@ void check_gemm(ElemType e, ActKey act, DType out, int64_t m, int64_t n, int64_t
     se += (a - r) * (a - r);
     ss += r * r;
   }
-  EXPECT_LE(std::sqrt(se / std::max(ss, 1e-300)), tol) << what;
+  EXPECT_LE(std::sqrt(se / std::max(ss, 1e-300)), cases::tolerance(p)) << what;
 }
 
 TEST(CudaMmaGemm, EveryTokenBlockSizeFormatAndDtype) {
@@ -134,8 +136,8 @@ TEST(CudaMmaGemm, EveryTokenBlockSizeFormatAndDtype) {
     for (ActKey a : {ActKey::kBF16, ActKey::kFP16})
       for (int64_t m : {1, 5, 8, 9, 16, 31, 64, 65, 130}) {
         const DType xd = act_input_dtype(a);
-        check_gemm(e, a, xd, m, 96, 2880, m % 2 == 1, 112, 124, 6e-3);
-        check_gemm(e, a, DType::kF32, m, 48, 160, true, 112, 130, 1e-5);
+        check_gemm(e, a, xd, m, 96, 2880, m % 2 == 1, 112, 124);
+        check_gemm(e, a, DType::kF32, m, 48, 160, true, 112, 130);
       }
 }
 
@@ -150,8 +152,8 @@ TEST(CudaMmaGemm, LargeMSplitsRows) {
       probe.n = 2064;
       probe.elem = e;
       ASSERT_TRUE(cuda::choose_gemm_config(probe).split_rows) << "the case must take the path";
-      check_gemm(e, a, act_input_dtype(a), 2100, 2064, 128, true, 112, 124, 6e-3);
-      check_gemm(e, a, DType::kF32, 2100, 2064, 128, false, 112, 130, 1e-5);
+      check_gemm(e, a, act_input_dtype(a), 2100, 2064, 128, true, 112, 124);
+      check_gemm(e, a, DType::kF32, 2100, 2064, 128, false, 112, 130);
     }
 }
 
@@ -173,8 +175,8 @@ TEST(CudaMmaGemm, WgmmaVariantOnHopper) {
       ASSERT_TRUE(cuda::choose_gemm_config(probe).wgmma) << "the case must take the path";
       for (auto [m, n, k] : {std::tuple<int64_t, int64_t, int64_t>{128, 80, 96}, {129, 2064, 2880},
                              {300, 96, 160}, {1000, 512, 1024}}) {
-        check_gemm(e, a, act_input_dtype(a), m, n, k, m % 2 == 0, 112, 124, 6e-3);
-        check_gemm(e, a, DType::kF32, m, n, k, true, 112, 124, 1e-5);
+        check_gemm(e, a, act_input_dtype(a), m, n, k, m % 2 == 0, 112, 124);
+        check_gemm(e, a, DType::kF32, m, n, k, true, 112, 124);
       }
     }
 }
@@ -184,9 +186,9 @@ TEST(CudaMmaGemm, ExtremeScalesAreExactWithFp16Activations) {
   // 2^-127 .. 2^-120 and 2^20 .. 2^27: no 16-bit type holds these scales; cuda-mma applies
   // them in FP32, so the FP32 output matches the float64 reference to FP32 accumulation error.
   for (ElemType e : {ElemType::kE2M1, ElemType::kE4M3}) {
-    check_gemm(e, ActKey::kFP16, DType::kF32, 3, 32, 256, false, 0, 7, 1e-5);
-    check_gemm(e, ActKey::kFP16, DType::kF32, 3, 32, 256, false, 147, 154, 1e-5);
-    check_gemm(e, ActKey::kBF16, DType::kF32, 3, 32, 256, false, 0, 7, 1e-5);
+    check_gemm(e, ActKey::kFP16, DType::kF32, 3, 32, 256, false, 0, 7);
+    check_gemm(e, ActKey::kFP16, DType::kF32, 3, 32, 256, false, 147, 154);
+    check_gemm(e, ActKey::kBF16, DType::kF32, 3, 32, 256, false, 0, 7);
   }
 }
 
@@ -194,7 +196,7 @@ TEST(CudaMmaGemm, RealShapes) {
   SKIP_WITHOUT_GPU();
   for (ElemType e : {ElemType::kE2M1, ElemType::kE4M3})
     for (auto [n, k] : {std::pair<int64_t, int64_t>{5760, 2880}, {2880, 2880}, {4096, 4096}, {8192, 1024}})
-      for (int64_t m : {1, 128}) check_gemm(e, ActKey::kBF16, DType::kBF16, m, n, k, true, 115, 125, 6e-3);
+      for (int64_t m : {1, 128}) check_gemm(e, ActKey::kBF16, DType::kBF16, m, n, k, true, 115, 125);
 }
 
 TEST(CudaMmaGemm, CapturedInACudaGraphGivesTheSameBits) {

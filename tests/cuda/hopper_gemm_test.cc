@@ -22,6 +22,7 @@
 #include "mxq/select.h"
 #include "gpu_test_util.h"
 #include "test_weights.h"
+#include "tolerance.h"  // tests/cases: the named tolerances against cpu-reference
 
 namespace mxq {
 namespace {
@@ -117,7 +118,8 @@ std::vector<uint8_t> run_hopper(const Case& c, const PreparedWeights& prep) {
 }
 
 void check_gemm(ElemType e, ActKey act, DType out, int64_t m, int64_t n, int64_t k, bool bias,
-                int smin, int smax, double tol) {
+                int smin, int smax) {
+  const double tol = cases::tolerance(Op::kLinear, act, out);  // tests/cases/tolerance.h
   const Case c = make_case(e, act, out, m, n, k, bias, smin, smax);
   const std::string what = c.p.to_string() + " scales [" + std::to_string(smin) + ", " +
                            std::to_string(smax) + "]";
@@ -162,13 +164,13 @@ TEST(HopperGemm, EveryTokenTileFormatAndDtype) {
         const DType xd = act_input_dtype(a);
         tiles.insert(config_of(e, m, 2064, 2880).tokens);
         tiles.insert(config_of(e, m, 80, 96).tokens);
-        check_gemm(e, a, xd, m, 2064, 2880, m % 2 == 1, 112, 124, 6e-3);
-        check_gemm(e, a, DType::kF32, m, 80, 96, true, 112, 124, 1e-5);
+        check_gemm(e, a, xd, m, 2064, 2880, m % 2 == 1, 112, 124);
+        check_gemm(e, a, DType::kF32, m, 80, 96, true, 112, 124);
       }
   // Enough tokens and rows that the cost model takes 256-token tiles.
   for (ElemType e : {ElemType::kE2M1, ElemType::kE4M3}) {
     tiles.insert(config_of(e, 1100, 2064, 2880).tokens);
-    check_gemm(e, ActKey::kBF16, DType::kBF16, 1100, 2064, 2880, true, 112, 124, 6e-3);
+    check_gemm(e, ActKey::kBF16, DType::kBF16, 1100, 2064, 2880, true, 112, 124);
   }
   EXPECT_EQ(tiles, (std::set<int>{16, 32, 64, 128, 256})) << "every token tile must have run";
 }
@@ -185,8 +187,8 @@ TEST(HopperGemm, SplitKAcrossClusters) {
       const auto cfg = config_of(e, m, n, k);
       splits.insert(cfg.splits);
       if (cfg.tokens == 128 && cfg.splits == 2) split_128 = true;
-      check_gemm(e, ActKey::kBF16, DType::kF32, m, n, k, true, 115, 125, 1e-5);
-      check_gemm(e, ActKey::kFP16, DType::kF16, m, n, k, false, 115, 125, 6e-3);
+      check_gemm(e, ActKey::kBF16, DType::kF32, m, n, k, true, 115, 125);
+      check_gemm(e, ActKey::kFP16, DType::kF16, m, n, k, false, 115, 125);
     }
   }
   EXPECT_GE(splits.size(), 3u) << "the cases must cover several split counts";
@@ -199,7 +201,7 @@ TEST(HopperGemm, RealShapes) {
   for (ElemType e : {ElemType::kE2M1, ElemType::kE4M3})
     for (auto [n, k] : {std::pair<int64_t, int64_t>{5760, 2880}, {2880, 2880}, {4096, 4096}})
       for (int64_t m : {1, 128, 1000})
-        check_gemm(e, ActKey::kBF16, DType::kBF16, m, n, k, true, 115, 125, 6e-3);
+        check_gemm(e, ActKey::kBF16, DType::kBF16, m, n, k, true, 115, 125);
 }
 
 TEST(HopperGemm, BitwiseDeterministicAndGraphCapturable) {
@@ -256,7 +258,7 @@ TEST(HopperGemm, SanitizerSizedClusters) {
     auto prep = b->prepare_linear(c.p, c.lw());
     ASSERT_TRUE(prep.ok()) << prep.status().to_string();
     EXPECT_EQ(run_hopper(c, *prep.value()), run_hopper(c, *prep.value())) << "M = " << m;
-    check_gemm(ElemType::kE2M1, ActKey::kBF16, DType::kF32, m, n, k, true, 118, 126, 1e-5);
+    check_gemm(ElemType::kE2M1, ActKey::kBF16, DType::kF32, m, n, k, true, 118, 126);
   }
   EXPECT_EQ(splits, (std::set<int>{1, 2, 8})) << "splits 1, 2 and 8 must each run once";
 }
@@ -272,7 +274,7 @@ TEST(HopperGemm, MxActivationKeysMatchTheReference) {
     EXPECT_TRUE(b->declares_act_key(a)) << act_key_name(a);
     for (ElemType e : {ElemType::kE2M1, ElemType::kE4M3})
       for (int64_t m : {1, 100})
-        check_gemm(e, a, DType::kF32, m, 256, 2880, true, 115, 125, 1e-5);
+        check_gemm(e, a, DType::kF32, m, 256, 2880, true, 115, 125);
   }
   EXPECT_FALSE(b->declares_act_key(ActKey::kFP8StaticTensor));
   EXPECT_FALSE(b->declares_act_key(ActKey::kFP8DynamicToken));
@@ -281,9 +283,9 @@ TEST(HopperGemm, MxActivationKeysMatchTheReference) {
 TEST(HopperGemm, ScalesOutsideTheFoldRangeRunExactlyOnTheFp32Path) {
   SKIP_WITHOUT_HOPPER();
   for (ElemType e : {ElemType::kE2M1, ElemType::kE4M3}) {
-    check_gemm(e, ActKey::kFP16, DType::kF32, 3, 32, 256, false, 0, 7, 1e-5);
-    check_gemm(e, ActKey::kFP16, DType::kF32, 3, 32, 256, false, 147, 154, 1e-5);
-    check_gemm(e, ActKey::kBF16, DType::kF32, 130, 64, 256, true, 0, 7, 1e-5);
+    check_gemm(e, ActKey::kFP16, DType::kF32, 3, 32, 256, false, 0, 7);
+    check_gemm(e, ActKey::kFP16, DType::kF32, 3, 32, 256, false, 147, 154);
+    check_gemm(e, ActKey::kBF16, DType::kF32, 130, 64, 256, true, 0, 7);
   }
 }
 

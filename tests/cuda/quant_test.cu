@@ -507,8 +507,18 @@ void check_silu(DType d, cuda::GateUpLayout layout, int64_t rows, int64_t inter,
   }
 }
 
+// The fused kernels are compiled only with MXQ_CUDA_SILU_QUANT=ON (no backend calls them).
+#define SKIP_WITHOUT_FUSED_SILU()                                                           \
+  do {                                                                                      \
+    if (!cuda::silu_and_mul_quantize_built()) {                                             \
+      std::printf("[ SKIPPED  ] fused SiLU+quantize not built (-DMXQ_CUDA_SILU_QUANT=ON)\n"); \
+      GTEST_SKIP() << "fused SiLU+quantize not built";                                      \
+    }                                                                                       \
+  } while (0)
+
 TEST(CudaQuant, SiluAndMulQuantizeMatchesCpuComposition) {
   SKIP_WITHOUT_GPU();
+  SKIP_WITHOUT_FUSED_SILU();
   int configs = 0;
   for (DType d : {DType::kBF16, DType::kF16, DType::kF32})
     for (cuda::GateUpLayout layout : {cuda::GateUpLayout::kChunked, cuda::GateUpLayout::kInterleaved})
@@ -615,12 +625,18 @@ TEST(CudaQuantHost, ArgumentErrorsNameTheValue) {
   expect_error(cuda::silu_and_mul_quantize(fake, DType::kBF16, 2, 64, o, fake, fake, nullptr,
                                            cuda::GateUpLayout(5)),
                "layout 5");
+  if (!cuda::silu_and_mul_quantize_built()) {  // valid arguments: the missing kernels are named
+    const Status st = cuda::silu_and_mul_quantize(fake, DType::kBF16, 2, 64, o, fake, fake, nullptr);
+    EXPECT_EQ(st.code(), StatusCode::kUnimplemented) << st.to_string();
+    EXPECT_NE(st.message().find("MXQ_CUDA_SILU_QUANT=ON"), std::string::npos) << st.message();
+  }
 }
 
 // ---- streams and graphs -------------------------------------------------------------------------
 
 TEST(CudaQuant, CapturesIntoACudaGraph) {
   SKIP_WITHOUT_GPU();
+  SKIP_WITHOUT_FUSED_SILU();
   const int64_t rows = 128, inter = 512;
   QuantOptions o;
   o.elem = ElemType::kE4M3;

@@ -163,6 +163,7 @@ Status silu_and_mul_quantize(const void* gate_up, DType dtype, int64_t rows, int
     return invalid_argument(std::string(fn) + ": packed output is not " +
                             std::to_string(packed_alignment(opts.elem)) + "-byte aligned");
 
+#if MXQ_CUDA_SILU_QUANT
   const int64_t per_row = inter / 16;
   const int64_t rows_per_launch = kMaxUnitsPerLaunch / per_row;
   const int esize = dtype_bytes(dtype);
@@ -178,6 +179,13 @@ Status silu_and_mul_quantize(const void* gate_up, DType dtype, int64_t rows, int
         fn));
   }
   return Status::Ok();
+#else
+  (void)stream;
+  return unimplemented(std::string(fn) + ": this build has no fused SiLU-and-mul + quantize "
+                       "kernels (configure with -DMXQ_CUDA_SILU_QUANT=ON)");
+#endif
 }
+
+bool silu_and_mul_quantize_built() { return MXQ_CUDA_SILU_QUANT != 0; }
 
 }  // namespace mxq::cuda

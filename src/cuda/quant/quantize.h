@@ -51,9 +51,15 @@ enum class GateUpLayout : uint8_t {
 // activation had been written to memory in the input dtype and quantized by mxq::quantize.
 // `inter` must be a multiple of 32 (opts.pad_k is not supported here); `gate_up`, `packed` must
 // be 16-byte aligned (8 for MXFP4, 4 for MXFP6).
+// No backend calls it today (the MoE layer quantizes its intermediate with mx_fake_quant), so its
+// 108 kernels per architecture are compiled only with -DMXQ_CUDA_SILU_QUANT=ON; without it the
+// arguments are still checked and a valid call returns kUnimplemented saying so.
 Status silu_and_mul_quantize(const void* gate_up, DType dtype, int64_t rows, int64_t inter,
                              const QuantOptions& opts, uint8_t* packed, uint8_t* scales,
                              cudaStream_t stream,
                              GateUpLayout layout = GateUpLayout::kChunked);
+// Whether this build has the fused kernels (MXQ_CUDA_SILU_QUANT): tests and benchmarks skip
+// them with this reason otherwise.
+bool silu_and_mul_quantize_built();
 
 }  // namespace mxq::cuda
