@@ -16,6 +16,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/checkpoint_fixtures.h"
 #include "cpu/backends.h"
 #include "mxq/layers.h"
 #include "mxq/model.h"
@@ -29,18 +30,9 @@ namespace {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
+// The experts' weights, quantized with the even rule (as Quark and compressed-tensors do).
 MXMatrix make_mx(ElemType elem, int64_t rows, int64_t k, uint32_t seed) {
-  std::mt19937 g(seed);
-  std::normal_distribution<float> nd(0.0f, 1.0f);
-  std::vector<float> x(size_t(rows * k));
-  for (int64_t r = 0; r < rows; ++r) {
-    const float mag = std::ldexp(1.0f, int(r % 9) - 4);
-    for (int64_t c = 0; c < k; ++c) x[size_t(r * k + c)] = nd(g) * mag;
-  }
-  QuantOptions o;
-  o.elem = elem;
-  o.scale_rule = ScaleRule::kEven;
-  return quantize(x, rows, k, o).value();
+  return test::make_mx(elem, rows, k, seed, ScaleRule::kEven);
 }
 
 // BF16 values of modest magnitude (random bit patterns would include NaN / huge values).
@@ -60,47 +52,14 @@ std::vector<uint8_t> slice(const std::vector<uint8_t>& b, size_t part, size_t pa
   return {b.begin() + long(part * n), b.begin() + long((part + 1) * n)};
 }
 
-::testing::AssertionResult has_all(const Status& s, StatusCode code,
-                                   std::initializer_list<std::string> parts) {
-  if (s.ok()) return ::testing::AssertionFailure() << "expected an error, got OK";
-  if (s.code() != code)
-    return ::testing::AssertionFailure() << "code " << status_code_name(s.code()) << ", expected "
-                                         << status_code_name(code) << ": " << s.message();
-  for (const std::string& p : parts)
-    if (s.message().find(p) == std::string::npos)
-      return ::testing::AssertionFailure() << "message lacks \"" << p << "\": " << s.message();
-  return ::testing::AssertionSuccess();
-}
+using test::has_all;
+using test::quark_fp8_static;
+using test::quark_spec;
 
-json quark_spec(const std::string& dtype) {
-  return {{"dtype", dtype},         {"qscheme", "per_group"},     {"group_size", 32},
-          {"ch_axis", -1},          {"is_dynamic", false},         {"scale_format", "e8m0"},
-          {"scale_type", "float"},  {"scale_calculation_mode", "even"},
-          {"round_method", "half_even"}, {"symmetric", nullptr},
-          {"observer_cls", "PerBlockMXObserver"}, {"mx_element_dtype", nullptr}};
-}
-json quark_fp8_static() {
-  return {{"dtype", "fp8_e4m3"}, {"qscheme", "per_tensor"}, {"is_dynamic", false},
-          {"ch_axis", nullptr},  {"group_size", nullptr},   {"symmetric", true},
-          {"round_method", "half_even"}, {"scale_type", "float"},
-          {"observer_cls", "PerTensorMinMaxObserver"}};
-}
 // A Quark w_mxfp4 config (weight-only unless `input` is given) with the model's keys merged in.
 json quark_config(json model, json layer = json::object(), json input = nullptr) {
-  model["quantization_config"] = {{"quant_method", "quark"},
-                                  {"quant_mode", "eager_mode"},
-                                  {"version", "0.13"},
-                                  {"export", {{"kv_cache_group", json::array()}, {"pack_method", "reorder"}}},
-                                  {"global_quant_config",
-                                   {{"weight", quark_spec("fp4")},
-                                    {"input_tensors", std::move(input)},
-                                    {"output_tensors", nullptr},
-                                    {"bias", nullptr},
-                                    {"target_device", nullptr}}},
-                                  {"layer_quant_config", std::move(layer)},
-                                  {"layer_type_quant_config", json::object()},
-                                  {"exclude", json::array({"lm_head"})},
-                                  {"algo_config", nullptr}};
+  model["quantization_config"] = test::quark_quantization_config(
+      quark_spec("fp4"), std::move(input), std::move(layer), json::array({"lm_head"}), "0.13");
   return model;
 }
 
