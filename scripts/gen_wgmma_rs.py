@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Writes src/cuda/hopper/wgmma_rs.cuh: the register-A warpgroup MMA wrappers of the cuda-hopper
-kernels, wgmma.mma_async.m64nNk16 for N = 16..256 with BF16 / FP16 inputs and FP32 accumulators.
+"""Writes src/cuda/common/wgmma_rs.cuh: the register-A warpgroup MMA wrappers of the cuda-hopper
+and cuda-mma (mx_gemm_wgmma.cuh) kernels, wgmma.mma_async.m64nNk16 for N = 16..256 with BF16 / FP16 inputs and FP32 accumulators.
 Inline PTX needs one literal operand list per shape, so the list is generated, not typed by hand.
 Run it after changing the shape set: python3 scripts/gen_wgmma_rs.py
 """
@@ -23,9 +23,9 @@ out = [
     "",
     "#include <cstdint>",
     "",
-    "#include \"cuda/common/wgmma.cuh\"  // MXQ_HAS_WGMMA",
+    "#include \"cuda/common/wgmma_arch.h\"  // MXQ_HAS_WGMMA",
     "",
-    "namespace mxq::cuda::hopper {",
+    "namespace mxq::cuda {",
     "",
     "template <typename T, int N>",
     "struct WgmmaRS;",
@@ -60,7 +60,7 @@ for n in SHAPES:
             "};",
             "",
         ]
-out += ["}  // namespace mxq::cuda::hopper", ""]
-path = pathlib.Path(__file__).resolve().parent.parent / "src/cuda/hopper/wgmma_rs.cuh"
+out += ["}  // namespace mxq::cuda", ""]
+path = pathlib.Path(__file__).resolve().parent.parent / "src/cuda/common/wgmma_rs.cuh"
 path.write_text("\n".join(out))
 print(f"wrote {path}")

@@ -36,10 +36,10 @@
 
 #include <cstdint>
 
+#include "cuda/common/wgmma_rs.cuh"  // WgmmaRS
 #include "cuda/gemm/mx_gemm.cuh"  // decode_e2m1_scaled, decode_e4m3_scaled, scale_multiplier, store_out
 #include "cuda/hopper/gemm_config.h"
 #include "cuda/hopper/sm90_ptx.cuh"
-#include "cuda/hopper/wgmma_rs.cuh"
 
 namespace mxq::cuda::hopper {
 

@@ -11,9 +11,9 @@
 
 #include <cstdint>
 
-#include "cuda/common/wgmma.cuh"  // MXQ_HAS_WGMMA
+#include "cuda/common/wgmma_arch.h"  // MXQ_HAS_WGMMA
 
-namespace mxq::cuda::hopper {
+namespace mxq::cuda {
 
 template <typename T, int N>
 struct WgmmaRS;
@@ -208,4 +208,4 @@ struct WgmmaRS<__half, 256> {
   }
 };
 
-}  // namespace mxq::cuda::hopper
+}  // namespace mxq::cuda
