@@ -2,6 +2,7 @@
 // (ctypes): prepare a linear (cuda-mma or cuda-hopper) or MoE layer from canonical MX weights,
 // run it on device pointers on a given stream, describe the launch. Benchmark plumbing only; the Python package is the
 // user-facing binding.
+#include <algorithm>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -77,17 +78,19 @@ void mxq_shim_free(void* handle) { delete static_cast<Layer*>(handle); }
 // (w13 [E, 2I, H]), 2 separate (w13 = w1, w3 given); activation: 0 silu, 1 swigluoai; routing:
 // 0 softmax-topk, 1 topk-softmax, 2 sigmoid-grouped-topk (n_group / topk_group, no correction
 // bias, scaling 1). Weights (host or device): w13 / w1 / w3 packed + scales, w2 packed + scales;
-// no biases. BF16 activations and output.
-int mxq_shim_prepare_moe(int elem, int64_t hidden, int64_t inter, int64_t experts, int64_t topk,
-                         int layout, int activation, int routing, int64_t n_group,
-                         int64_t topk_group, const uint8_t* w13, const uint8_t* s13,
-                         const uint8_t* w3, const uint8_t* s3, const uint8_t* w2,
-                         const uint8_t* s2, void** handle, char* err, int errlen) {
+// no biases. BF16 activations and output. `backend`: an MoE backend's name (cuda-mma,
+// cuda-hopper).
+int mxq_shim_prepare_moe_on(const char* backend, int elem, int64_t hidden, int64_t inter,
+                            int64_t experts, int64_t topk, int layout, int activation, int routing,
+                            int64_t n_group, int64_t topk_group, const uint8_t* w13,
+                            const uint8_t* s13, const uint8_t* w3, const uint8_t* s3,
+                            const uint8_t* w2, const uint8_t* s2, void** handle, char* err,
+                            int errlen) {
   auto layer = std::make_unique<Layer>();
-  layer->backend = mxq::find_backend("cuda-mma");
-  if (layer->backend == nullptr) return fail("no cuda-mma backend in this build", err, errlen);
+  layer->backend = mxq::find_backend(backend);
+  if (layer->backend == nullptr) return fail(std::string("no ") + backend + " backend in this build", err, errlen);
   if (mxq::Verdict v = layer->backend->supports(mxq::this_device()); !v)
-    return fail("cuda-mma does not support this machine: " + v.reason, err, errlen);
+    return fail(std::string(backend) + " does not support this machine: " + v.reason, err, errlen);
   const mxq::ElemType e = elem_of(elem);
   mxq::Problem p = mxq::Problem::moe_problem(e, mxq::ActKey::kBF16, 1, hidden, inter, experts, topk);
   p.moe.layout = layout == 0   ? mxq::io::GateUpLayout::kChunked
@@ -113,6 +116,28 @@ int mxq_shim_prepare_moe(int elem, int64_t hidden, int64_t inter, int64_t expert
   layer->weights = std::move(prep.value());
   *handle = layer.release();
   return 0;
+}
+int mxq_shim_prepare_moe(int elem, int64_t hidden, int64_t inter, int64_t experts, int64_t topk,
+                         int layout, int activation, int routing, int64_t n_group,
+                         int64_t topk_group, const uint8_t* w13, const uint8_t* s13,
+                         const uint8_t* w3, const uint8_t* s3, const uint8_t* w2,
+                         const uint8_t* s2, void** handle, char* err, int errlen) {
+  return mxq_shim_prepare_moe_on("cuda-mma", elem, hidden, inter, experts, topk, layout, activation,
+                                 routing, n_group, topk_group, w13, s13, w3, s3, w2, s2, handle,
+                                 err, errlen);
+}
+
+// The launch the prepared layer's backend makes for m tokens (Backend::launch_plan; empty
+// when the backend prints none), into buf; returns the length written.
+int mxq_shim_plan(void* handle, int64_t m, char* buf, int len) {
+  auto* layer = static_cast<Layer*>(handle);
+  mxq::Problem p = layer->problem;
+  p.m = m;
+  const std::string s = layer->backend->launch_plan(p);
+  if (buf == nullptr || len <= 0) return int(s.size());
+  std::strncpy(buf, s.c_str(), size_t(len - 1));
+  buf[len - 1] = 0;
+  return int(std::min(s.size(), size_t(len - 1)));
 }
 
 // x [m, H] BF16, logits [m, E] F32, y [m, H] BF16, device memory; asynchronous on `stream`.

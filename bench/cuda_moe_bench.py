@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""cuda-mma fused MoE benchmark against its peers, all in one process (run on the GPU host).
+"""The mxq fused MoE layer (cuda-hopper and cuda-mma, --backends) against its peers, all in one process (run on the GPU host).
 
 Usage: python3 bench/cuda_moe_bench.py --shim build/cuda/bench/libmxq_bench_cuda_shim.so \
            --out moe.json [--quick] [--formats mxfp4,mxfp8] [--shapes gpt-oss-120b,...]
@@ -80,19 +80,21 @@ class Shim:
     def __init__(self, path):
         self.lib = ctypes.CDLL(path)
         i64, vp = ctypes.c_int64, ctypes.c_void_p
-        self.lib.mxq_shim_prepare_moe.argtypes = [
-            ctypes.c_int, i64, i64, i64, i64, ctypes.c_int, ctypes.c_int, ctypes.c_int, i64, i64,
-            vp, vp, vp, vp, vp, vp, ctypes.POINTER(vp), ctypes.c_char_p, ctypes.c_int]
+        self.lib.mxq_shim_prepare_moe_on.argtypes = [
+            ctypes.c_char_p, ctypes.c_int, i64, i64, i64, i64, ctypes.c_int, ctypes.c_int,
+            ctypes.c_int, i64, i64, vp, vp, vp, vp, vp, vp, ctypes.POINTER(vp), ctypes.c_char_p,
+            ctypes.c_int]
+        self.lib.mxq_shim_plan.argtypes = [vp, i64, ctypes.c_char_p, ctypes.c_int]
         self.lib.mxq_shim_run_moe.argtypes = [vp, i64, vp, vp, vp, vp, ctypes.c_char_p,
                                               ctypes.c_int]
         self.lib.mxq_shim_free.argtypes = [vp]
         self.err = ctypes.create_string_buffer(1024)
 
-    def prepare_moe(self, elem, s, w):
+    def prepare_moe(self, backend, elem, s, w):
         h = ctypes.c_void_p()
         ptr = lambda t: None if t is None else t.data_ptr()  # noqa: E731
-        if self.lib.mxq_shim_prepare_moe(
-                elem, s["h"], s["i"], s["e"], s["k"], LAYOUT[s["layout"]], ACT[s["act"]],
+        if self.lib.mxq_shim_prepare_moe_on(
+                backend.encode(), elem, s["h"], s["i"], s["e"], s["k"], LAYOUT[s["layout"]], ACT[s["act"]],
                 ROUTING[s["routing"]], s["n_group"], s["topk_group"], ptr(w["w13"]),
                 ptr(w["s13"]), ptr(w.get("w3")), ptr(w.get("s3")), ptr(w["w2"]), ptr(w["s2"]),
                 ctypes.byref(h), self.err, 1024):
@@ -104,6 +106,11 @@ class Shim:
         if self.lib.mxq_shim_run_moe(h, m, x.data_ptr(), logits.data_ptr(), y.data_ptr(), stream,
                                      self.err, 1024):
             raise RuntimeError(self.err.value.decode())
+
+    def plan(self, h, m):
+        buf = ctypes.create_string_buffer(2048)
+        self.lib.mxq_shim_plan(h, m, buf, 2048)
+        return buf.value.decode()
 
     def free(self, h):
         self.lib.mxq_shim_free(h)
@@ -429,6 +436,10 @@ def main():
     ap.add_argument("--check-max-m", type=int, default=1 << 30)
     ap.add_argument("--graph-max-m", type=int, default=512,
                     help="also time CUDA-graph replays (mxq and the BF16 baseline) up to this M")
+    ap.add_argument("--backends", default="cuda-hopper,cuda-mma",
+                    help="mxq MoE backends, all timed in this process; the first that prepares "
+                         "is the case's 'us' / 'graph_us', the others '<name>_us' (cuda-mma: "
+                         "mma_us) and vs_<name> = their time / the first's")
     ap.add_argument("--no-peers", action="store_true")
     ap.add_argument("--no-humming", action="store_true")
     ap.add_argument("--humming-shapes", default="", help="layer names (default: every shape)")
@@ -517,13 +528,19 @@ def main():
             t0 = time.perf_counter()
             w = make_mx_weights(fmt, s, gen)
             elem = 0 if fmt == "mxfp4" else 1
-            try:
-                handle = shim.prepare_moe(elem, s, w)
-            except RuntimeError as ex:
-                print(f"# {name} {fmt}: prepare failed: {ex}", flush=True)
-                result["cases"].append({"shape": name, "format": fmt, "error": str(ex)})
-                save()
+            handles = {}  # backend -> prepared layer, in --backends order
+            for b in [v for v in args.backends.split(",") if v]:
+                try:
+                    handles[b] = shim.prepare_moe(b, elem, s, w)
+                except RuntimeError as ex:
+                    print(f"# {name} {fmt} {b}: prepare failed: {ex}", flush=True)
+                    result["cases"].append({"shape": name, "format": fmt, "backend": b,
+                                            "error": str(ex)})
+                    save()
+            if not handles:
                 continue
+            primary = next(iter(handles))
+            handle = handles[primary]
             torch.cuda.synchronize()
             print(f"# {name} {fmt}: weights + prepare {time.perf_counter() - t0:.1f} s", flush=True)
             h13 = h2 = None
@@ -543,7 +560,8 @@ def main():
             for routing in routings:
                 for m in ms:
                     case = {"shape": name, "format": fmt, "routing": routing, "m": m,
-                            "h": s["h"], "i": s["i"], "e": s["e"], "k": s["k"]}
+                            "h": s["h"], "i": s["i"], "e": s["e"], "k": s["k"],
+                            "backend": primary, "plan": shim.plan(handle, m)}
                     try:
                         x, logits = inputs(s, name, routing, m)
                         ids, _ = route(logits, s, torch.float64)
@@ -580,6 +598,31 @@ def main():
                                     pct_floor=100 * floor_us / us,
                                     tflops=m * flops_per_token / (us * 1e-6) / 1e12,
                                     pct_bf16_peak=100 * m * flops_per_token / (us * 1e-6) / peak)
+                        for b, hb in handles.items():  # the other mxq backends, same inputs
+                            if b == primary:
+                                continue
+                            tag = b.replace("cuda-", "").replace("-", "_")
+                            try:
+                                case[f"{tag}_plan"] = shim.plan(hb, m)
+                                yo = torch.full_like(y, float("nan"))
+                                shim.run_moe(hb, m, x, logits, yo)
+                                torch.cuda.synchronize()
+                                if ref is not None:
+                                    case[f"{tag}_rel_err"] = rel_err(yo, ref)
+                                case[f"{tag}_us"], _ = timer.median_us(
+                                    lambda: shim.run_moe(hb, m, x, logits, yo))
+                                case[f"vs_{tag}"] = case[f"{tag}_us"] / us
+                                if m <= args.graph_max_m:
+                                    g, why = capture(lambda: shim.run_moe(hb, m, x, logits, yo))
+                                    if g is not None:
+                                        case[f"{tag}_graph_us"], _ = timer.median_us(g.replay)
+                                        del g
+                                        if "graph_us" in case:
+                                            case[f"vs_{tag}_graph"] = \
+                                                case[f"{tag}_graph_us"] / case["graph_us"]
+                                del yo
+                            except Exception as ex:  # noqa: BLE001
+                                case[f"{tag}_error"] = f"{type(ex).__name__}: {str(ex)[:200]}"
                         if b13 is not None or (name, routing, m) in bf16_cache:
                             key = (name, routing, m)
                             if key not in bf16_cache:
@@ -624,13 +667,19 @@ def main():
                                         for k in ("graph_us", "bf16_graph_us", "vs_bf16_graph"))
                         hs = " | ".join(f"{case[k]:.1f}" if k in case else ""
                                         for k in ("humming_us", "humming_graph_us"))
+                        others = " ".join(f"{k}={case[k]:.1f}" for k in case
+                                          if k.endswith("_us") and k.split("_")[0] not in
+                                          ("bf16", "humming", "graph", "floor"))
+                        if others:
+                            print(f"#   {primary}: {case['plan']}; {others}", flush=True)
                         print(f"| {name} | {fmt} | {routing} | {m} | {case['experts_hit']} | "
                               f"{case['us']:.1f} | {case['floor_us']:.1f} | "
                               f"{case['pct_floor']:.0f}% | {case['tflops']:.1f} | {bs} | {vs} | "
                               f"{gs} | {hs} | {case.get('humming_rel_err', '')} | "
                               f"{case.get('rel_err', float('nan')):.1e} {case.get('check', '')} |",
                               flush=True)
-            shim.free(handle)
+            for hb in handles.values():
+                shim.free(hb)
             if h13 is not None:
                 h13.free()
                 h2.free()

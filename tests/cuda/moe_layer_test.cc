@@ -1,6 +1,7 @@
-// cuda-mma MoE on the GPU: the gate/up repack orders against their CPU definition, and the
-// whole layer (routing, dispatch, grouped GEMMs with the fused activation, combine) through the
-// backend against cpu-reference: every routing mode, gate/up layout, format, activation, bias,
+// The CUDA MoE layer on the GPU: the gate/up repack orders against their CPU definition, and the
+// whole layer (routing, dispatch, grouped GEMMs with the fused activation, combine) through
+// each backend that runs it (cuda-mma's grouped GEMMs, and cuda-hopper's on sm_90: every test
+// is instantiated for both) against cpu-reference: every routing mode, gate/up layout, format, activation, bias,
 // activation dtype and output dtype; every token-block size and the split-rows variant; experts
 // that get no token and one expert that gets every token; the local-expert map; scales off the
 // exact-fold range (FP32 scale path); staged prepare from host memory in chunks of experts;
@@ -12,6 +13,7 @@
 #include <cmath>
 #include <cstring>
 #include <random>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -32,6 +34,9 @@ namespace {
 using testing::Dev;
 using testing::random_weights;
 using testing::Weights;
+
+// The backend the current test runs (the CudaMoE fixture's parameter).
+const char* g_backend = "cuda-mma";
 
 TEST(CudaMoERepack, GateUpOrdersGpuEqualsCpu) {
   SKIP_WITHOUT_GPU();
@@ -176,7 +181,7 @@ void expect_close(const MoECase& c, const std::vector<uint8_t>& got) {
 std::vector<uint8_t> run_device(const MoECase& c, const PreparedWeights& w,
                                 cudaStream_t stream = nullptr) {
   const Problem& p = c.p;
-  const Backend* b = find_backend("cuda-mma");
+  const Backend* b = find_backend(g_backend);
   const DType xd = act_input_dtype(p.act);
   Dev<uint16_t> dx(c.x);
   Dev<float> dl(c.logits), dc(c.corr);
@@ -201,18 +206,47 @@ Problem moe(ElemType w, ActKey a, int64_t m, int64_t h, int64_t i, int64_t e, in
 void check(MoECase& c, Skew skew = Skew::kNone, int smin = -1, int smax = -1) {
   build(c, skew, smin, smax);
   if (::testing::Test::HasFatalFailure()) return;
-  const Backend* b = find_backend("cuda-mma");
+  const Backend* b = find_backend(g_backend);
   ASSERT_NE(b, nullptr);
   ASSERT_TRUE(b->can_implement(c.p)) << c.what << ": " << b->can_implement(c.p).reason;
   auto prep = b->prepare_moe(c.p, c.mw);
   ASSERT_TRUE(prep.ok()) << c.what << ": " << prep.status().to_string();
+  if (std::string(g_backend) == "cuda-hopper") {
+    // quantize()'s scales fold into the weights: the hopper kernels run; codes up to 140 do not
+    // (BF16 E2M1 folds up to 128, E4M3 up to 134): cuda-mma's FP32 scale path does.
+    const bool fold = smin < 0;
+    EXPECT_EQ(cuda::moe_layer_kernels(*prep.value()),
+              fold ? cuda::MoEKernels::kHopper : cuda::MoEKernels::kMma) << c.what;
+  }
   const std::vector<uint8_t> got = run_device(c, *prep.value());
   // BF16/F16 outputs: output rounding plus the intermediate rounded to the activation dtype
   // from an FP32 (not float64) gate/up, as the shared case list allows.
   expect_close(c, got);
 }
 
-TEST(CudaMoE, EveryLayoutFormatActivationBiasAndRouting) {
+// Every test below runs once per backend; cuda-hopper is skipped with the reason where it is
+// not built or the GPU is not an sm_90.
+class CudaMoE : public ::testing::TestWithParam<const char*> {
+ protected:
+  void SetUp() override {
+    g_backend = GetParam();
+    SKIP_WITHOUT_GPU();
+    if (find_backend(g_backend) == nullptr) {
+      std::printf("[ SKIPPED  ] %s is not in this build (no sm_90a code)\n", g_backend);
+      GTEST_SKIP() << g_backend << " is not in this build";
+    }
+    cudaDeviceProp prop{};
+    CUDA_OK(cudaGetDeviceProperties(&prop, 0));
+    if (hopper() && prop.major != 9) {
+      std::printf("[ SKIPPED  ] cuda-hopper MoE test: GPU is sm_%d%d, needs sm_90\n", prop.major,
+                  prop.minor);
+      GTEST_SKIP() << "cuda-hopper runs on sm_90 only";
+    }
+  }
+  static bool hopper() { return std::string(g_backend) == "cuda-hopper"; }
+};
+
+TEST_P(CudaMoE, EveryLayoutFormatActivationBiasAndRouting) {
   SKIP_WITHOUT_GPU();
   const io::GateUpLayout layouts[] = {io::GateUpLayout::kChunked, io::GateUpLayout::kInterleaved,
                                       io::GateUpLayout::kSeparate};
@@ -248,9 +282,10 @@ TEST(CudaMoE, EveryLayoutFormatActivationBiasAndRouting) {
 // wgmma variant on a Hopper; elsewhere mma.sync, warps over rows for the large ones) and 128
 // (775: the 128-token wgmma variant on a Hopper). ScalesOffTheFoldRange covers the mma.sync
 // blocks of 64 (over rows) on the Hopper.
-TEST(CudaMoE, EveryTokenBlockSizeAndSplitRows) {
+TEST_P(CudaMoE, EveryTokenBlockSizeAndSplitRows) {
   SKIP_WITHOUT_GPU();
-  for (int64_t m : {4, 48, 100, 600, 2000, 3100}) {
+  std::set<std::string> blocks;  // cuda-hopper: the dispatch blocks (= token tiles) that ran
+  for (int64_t m : {4, 48, 100, 180, 360, 600, 2000, 3100}) {
     MoECase c;
     c.p = moe(ElemType::kE2M1, ActKey::kBF16, m, 128, 256, 8, 2);
     c.p.bias = m % 2 == 0;
@@ -260,10 +295,20 @@ TEST(CudaMoE, EveryTokenBlockSizeAndSplitRows) {
     SCOPED_TRACE(m);
     check(c);
     if (HasFatalFailure()) return;
+    if (hopper()) {
+      const std::string plan = cuda::moe_launch_plan(c.p, cuda::MoEKernels::kHopper);
+      const size_t at = plan.find("dispatch blocks of ");
+      ASSERT_NE(at, std::string::npos) << plan;
+      blocks.insert(plan.substr(at + 19, plan.find(' ', at + 19) - at - 19));
+      std::printf("  M = %lld: %s\n", static_cast<long long>(m), plan.c_str());
+    }
+  }
+  if (hopper()) {
+    EXPECT_EQ(blocks, (std::set<std::string>{"16", "32", "64", "128", "256"}));
   }
 }
 
-TEST(CudaMoE, ExpertsWithoutTokensAndOneExpertWithAll) {
+TEST_P(CudaMoE, ExpertsWithoutTokensAndOneExpertWithAll) {
   SKIP_WITHOUT_GPU();
   {  // 64 experts, 3 tokens x 2: most experts get nothing
     MoECase c;
@@ -283,7 +328,7 @@ TEST(CudaMoE, ExpertsWithoutTokensAndOneExpertWithAll) {
   }
 }
 
-TEST(CudaMoE, LocalExpertMap) {
+TEST_P(CudaMoE, LocalExpertMap) {
   SKIP_WITHOUT_GPU();
   for (int64_t m : {1, 9, 200}) {
     MoECase c;
@@ -304,7 +349,7 @@ TEST(CudaMoE, LocalExpertMap) {
 // Scale codes beyond the exact-fold range: the FP32 per-block scale path (BF16: E2M1 codes
 // above 128, E4M3 above 134), with token blocks of 8 and 64; M = 2000 over 8 experts with
 // 2I = 512 gives 64-token blocks with warps over rows (70 blocks x 2 row blocks >= the SMs).
-TEST(CudaMoE, ScalesOffTheFoldRange) {
+TEST_P(CudaMoE, ScalesOffTheFoldRange) {
   SKIP_WITHOUT_GPU();
   for (ElemType w : {ElemType::kE2M1, ElemType::kE4M3})
     for (int64_t m : {2, 60, 900, 2000}) {
@@ -319,7 +364,7 @@ TEST(CudaMoE, ScalesOffTheFoldRange) {
 
 // Host weights staged one expert at a time give the same bytes out as device weights (one
 // launch), and the staging buffer stays within the bound (one expert here).
-TEST(CudaMoE, StagedPrepareEqualsDevicePrepare) {
+TEST_P(CudaMoE, StagedPrepareEqualsDevicePrepare) {
   SKIP_WITHOUT_GPU();
   for (io::GateUpLayout layout : {io::GateUpLayout::kInterleaved, io::GateUpLayout::kSeparate}) {
     MoECase c;
@@ -329,7 +374,8 @@ TEST(CudaMoE, StagedPrepareEqualsDevicePrepare) {
     ASSERT_FALSE(HasFatalFailure());
     const int64_t h = c.p.n, inter = c.p.k, e = c.local;
     const size_t per_expert = size_t(2 * inter * (h / 2 + h / 32));  // gate+up rows, E2M1
-    auto staged = cuda::prepare_moe_layer(c.p, c.mw, per_expert);
+    const cuda::MoEKernels fam = hopper() ? cuda::MoEKernels::kHopper : cuda::MoEKernels::kMma;
+    auto staged = cuda::prepare_moe_layer(c.p, c.mw, per_expert, fam);
     ASSERT_TRUE(staged.ok()) << staged.status().to_string();
     EXPECT_GT(cuda::moe_layer_staging_bytes(*staged.value()), 0u);
     EXPECT_LE(cuda::moe_layer_staging_bytes(*staged.value()), per_expert);
@@ -352,7 +398,7 @@ TEST(CudaMoE, StagedPrepareEqualsDevicePrepare) {
       to_dev(dw.w13, c.w13);
     }
     to_dev(dw.w2, c.w2);
-    auto direct = cuda::prepare_moe_layer(c.p, dw);
+    auto direct = cuda::prepare_moe_layer(c.p, dw, cuda::kMoEStageBytes, fam);
     ASSERT_TRUE(direct.ok()) << direct.status().to_string();
     EXPECT_EQ(cuda::moe_layer_staging_bytes(*direct.value()), 0u);
     EXPECT_EQ(run_device(c, *staged.value()), run_device(c, *direct.value())) << c.what;
@@ -362,7 +408,7 @@ TEST(CudaMoE, StagedPrepareEqualsDevicePrepare) {
 }
 
 // Two runs give the same bytes; a captured graph replays to the same bytes.
-TEST(CudaMoE, DeterministicAndGraphCapturable) {
+TEST_P(CudaMoE, DeterministicAndGraphCapturable) {
   SKIP_WITHOUT_GPU();
   MoECase c;
   c.p = moe(ElemType::kE2M1, ActKey::kBF16, 257, 128, 128, 16, 4);
@@ -372,7 +418,7 @@ TEST(CudaMoE, DeterministicAndGraphCapturable) {
   c.p.moe.routing = Routing::kTopKSoftmax;
   build(c);
   ASSERT_FALSE(HasFatalFailure());
-  const Backend* b = find_backend("cuda-mma");
+  const Backend* b = find_backend(g_backend);
   auto prep = b->prepare_moe(c.p, c.mw);
   ASSERT_TRUE(prep.ok()) << prep.status().to_string();
   const std::vector<uint8_t> first = run_device(c, *prep.value());
@@ -404,13 +450,13 @@ TEST(CudaMoE, DeterministicAndGraphCapturable) {
   CUDA_OK(cudaStreamDestroy(s));
 }
 
-TEST(CudaMoE, BadInputsNameTheProblem) {
+TEST_P(CudaMoE, BadInputsNameTheProblem) {
   SKIP_WITHOUT_GPU();
   MoECase c;
   c.p = moe(ElemType::kE2M1, ActKey::kBF16, 4, 64, 64, 8, 2);
   build(c);
   ASSERT_FALSE(HasFatalFailure());
-  const Backend* b = find_backend("cuda-mma");
+  const Backend* b = find_backend(g_backend);
   auto prep = b->prepare_moe(c.p, c.mw);
   ASSERT_TRUE(prep.ok());
   std::vector<uint16_t> y(size_t(4 * 64));
@@ -424,6 +470,14 @@ TEST(CudaMoE, BadInputsNameTheProblem) {
   ASSERT_FALSE(v.ok);
   EXPECT_NE(v.reason.find("multiples of 32"), std::string::npos) << v.reason;
 }
+
+INSTANTIATE_TEST_SUITE_P(Backends, CudaMoE, ::testing::Values("cuda-mma", "cuda-hopper"),
+                         [](const ::testing::TestParamInfo<const char*>& i) {
+                           std::string n = i.param;
+                           for (char& ch : n)
+                             if (ch == '-') ch = '_';
+                           return n;
+                         });
 
 }  // namespace
 }  // namespace mxq

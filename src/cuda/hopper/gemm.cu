@@ -4,6 +4,7 @@
 #include <cudaTypedefs.h>  // PFN_cuTensorMapEncodeTiled
 
 #include <algorithm>
+#include <cmath>
 #include <mutex>
 #include <string>
 
@@ -16,7 +17,7 @@
 namespace mxq::cuda::hopper {
 
 // Instances (instances/*.cu).
-template <typename T, bool kFp4, int NT>
+template <typename T, bool kFp4, int NT, bool kMoE>
 Status launch(const CUtensorMap&, const KernelParams&, const HopperGemmConfig&, cudaStream_t);
 template <typename T, bool kFp4, int NT>
 StatusOr<int> max_active_clusters(int splits);
@@ -62,12 +63,12 @@ StatusOr<int> active_clusters(int nt, int splits) {
 
 // Resident clusters per (device, instance, split): asked once of the runtime, then cached
 // (graph capture and the launch path stay free of occupancy queries).
-StatusOr<int> resident_clusters(const HopperGemmArgs& a, int nt, int splits) {
+StatusOr<int> resident_clusters(ElemType elem, DType act, int nt, int splits) {
   static std::mutex mu;
   static int cache[16][2][2][5][4] = {};
   int dev = 0;
   MXQ_CUDA_TRY(cudaGetDevice(&dev));
-  const int ti = a.act == DType::kBF16 ? 0 : 1, fi = a.elem == ElemType::kE2M1 ? 0 : 1;
+  const int ti = act == DType::kBF16 ? 0 : 1, fi = elem == ElemType::kE2M1 ? 0 : 1;
   const int ni = nt == 16 ? 0 : nt == 32 ? 1 : nt == 64 ? 2 : nt == 128 ? 3 : 4;
   const int si = splits == 1 ? 0 : splits == 2 ? 1 : splits == 4 ? 2 : 3;
   std::lock_guard<std::mutex> lock(mu);
@@ -136,36 +137,78 @@ StatusOr<PFN_cuTensorMapEncodeTiled_v12000> encode_fn() {
   return fn;
 }
 
-StatusOr<CUtensorMap> activation_map(const HopperGemmArgs& a, int nt) {
+// The activations [rows, k] (row stride ldx elements) in boxes of nt rows x 64 K with the
+// 128-byte swizzle; rows past `rows` and K past `k` read zeros.
+StatusOr<CUtensorMap> activation_map(const void* x, DType act, int64_t rows, int64_t k, int64_t ldx,
+                                     int nt) {
   auto fn = encode_fn();
   if (!fn.ok()) return fn.status();
   CUtensorMap map;
-  const cuuint64_t dims[2] = {cuuint64_t(a.k), cuuint64_t(a.m)};
-  const cuuint64_t strides[1] = {cuuint64_t(a.ldx) * 2};
+  const cuuint64_t dims[2] = {cuuint64_t(k), cuuint64_t(rows)};
+  const cuuint64_t strides[1] = {cuuint64_t(ldx) * 2};
   const cuuint32_t box[2] = {64, cuuint32_t(nt)};
   const cuuint32_t elem_strides[2] = {1, 1};
   const CUresult r = fn.value()(
-      &map, a.act == DType::kBF16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16,
-      2, const_cast<void*>(a.x), dims, strides, box, elem_strides, CU_TENSOR_MAP_INTERLEAVE_NONE,
+      &map, act == DType::kBF16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16,
+      2, const_cast<void*>(x), dims, strides, box, elem_strides, CU_TENSOR_MAP_INTERLEAVE_NONE,
       CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
       CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
   if (r != CUDA_SUCCESS)
     return Status(StatusCode::kInternal, "cuda-hopper: cuTensorMapEncodeTiled failed (CUresult " + std::to_string(int(r)) +
-                    ") for x [" + std::to_string(a.m) + ", " + std::to_string(a.k) + "], ldx " +
-                    std::to_string(a.ldx));
+                    ") for x [" + std::to_string(rows) + ", " + std::to_string(k) + "], ldx " +
+                    std::to_string(ldx));
   return map;
 }
 
-template <typename T, bool kFp4>
+template <typename T, bool kFp4, bool kMoE>
 Status launch_tokens(const CUtensorMap& map, const KernelParams& p, const HopperGemmConfig& c,
                      cudaStream_t s) {
   switch (c.tokens) {
-    case 16: return launch<T, kFp4, 16>(map, p, c, s);
-    case 32: return launch<T, kFp4, 32>(map, p, c, s);
-    case 64: return launch<T, kFp4, 64>(map, p, c, s);
-    case 128: return launch<T, kFp4, 128>(map, p, c, s);
-    default: return launch<T, kFp4, 256>(map, p, c, s);
+    case 16: return launch<T, kFp4, 16, kMoE>(map, p, c, s);
+    case 32: return launch<T, kFp4, 32, kMoE>(map, p, c, s);
+    case 64: return launch<T, kFp4, 64, kMoE>(map, p, c, s);
+    case 128: return launch<T, kFp4, 128, kMoE>(map, p, c, s);
+    default: return launch<T, kFp4, 256, kMoE>(map, p, c, s);
   }
+}
+
+template <bool kMoE>
+Status launch_types(ElemType elem, DType act, const CUtensorMap& map, const KernelParams& p,
+                    const HopperGemmConfig& c, cudaStream_t s) {
+  const bool fp4 = elem == ElemType::kE2M1;
+  return act == DType::kBF16
+             ? (fp4 ? launch_tokens<__nv_bfloat16, true, kMoE>(map, p, c, s)
+                    : launch_tokens<__nv_bfloat16, false, kMoE>(map, p, c, s))
+             : (fp4 ? launch_tokens<__half, true, kMoE>(map, p, c, s)
+                    : launch_tokens<__half, false, kMoE>(map, p, c, s));
+}
+
+// The cheapest split of K for token tile `nt` (cost model above) over `items` items, given the
+// best estimate so far: updates `best`, `c.tokens` and `c.splits` when it wins by 2%.
+Status rank_splits(ElemType elem, DType act, int64_t k64, int nt, int64_t items, double& best,
+                   HopperGemmConfig& c) {
+  for (int s = 1; s <= max_splits(nt) && s <= k64; s *= 2) {
+    auto r = resident_clusters(elem, act, nt, s);
+    if (!r.ok()) return r.status();
+    const double e = estimate_cycles(int(std::min<int64_t>(items, 1 << 30)), r.value(), k64, nt, s);
+    if (best == 0.0 || e < best * 0.98) {  // a bigger tile or split must win by 2%
+      best = e;
+      c.tokens = nt;
+      c.splits = s;
+    }
+  }
+  return Status::Ok();
+}
+
+// The rest of the config once tile and split are chosen.
+Status finish_config(ElemType elem, DType act, double best, HopperGemmConfig& c) {
+  c.estimate_us = best / 1.75e3;  // at ~1.75 GHz under load
+  c.stages = stages(c.tokens, elem == ElemType::kE2M1);
+  c.items = c.m_tiles * c.n_blocks;
+  auto r = resident_clusters(elem, act, c.tokens, c.splits);
+  if (!r.ok()) return r.status();
+  c.clusters = std::min(c.items, r.value());
+  return Status::Ok();
 }
 
 }  // namespace
@@ -200,31 +243,32 @@ StatusOr<HopperGemmConfig> choose_hopper_config(const HopperGemmArgs& a) {
   HopperGemmConfig c;
   const int64_t k64 = (a.k + 63) / 64;
   c.n_blocks = int((a.n + kItemRows - 1) / kItemRows);
-  const bool fp4 = a.elem == ElemType::kE2M1;
   // Every token tile and split the kernel has, ranked by the cost model; ties go to the
   // smaller tile and the smaller split (less padding, no reduction).
   double best = 0.0;
   for (int nt : {16, 32, 64, 128, 256}) {
     if (nt > 16 && (a.m + nt / 2 - 1) / (nt / 2) == 1) break;  // half the tile would be padding
-    const int items = int((a.m + nt - 1) / nt) * c.n_blocks;
-    for (int s = 1; s <= max_splits(nt) && s <= k64; s *= 2) {
-      auto r = resident_clusters(a, nt, s);
-      if (!r.ok()) return r.status();
-      const double e = estimate_cycles(items, r.value(), k64, nt, s);
-      if (best == 0.0 || e < best * 0.98) {  // a bigger tile or split must win by 2%
-        best = e;
-        c.tokens = nt;
-        c.splits = s;
-      }
-    }
+    const int64_t items = (a.m + nt - 1) / nt * c.n_blocks;
+    MXQ_RETURN_IF_ERROR(rank_splits(a.elem, a.act, k64, nt, items, best, c));
   }
-  c.estimate_us = best / 1.75e3;  // at ~1.75 GHz under load
-  c.stages = stages(c.tokens, fp4);
   c.m_tiles = int((a.m + c.tokens - 1) / c.tokens);
-  c.items = c.m_tiles * c.n_blocks;
-  auto r = resident_clusters(a, c.tokens, c.splits);
-  if (!r.ok()) return r.status();
-  c.clusters = std::min(c.items, r.value());
+  MXQ_RETURN_IF_ERROR(finish_config(a.elem, a.act, best, c));
+  return c;
+}
+
+StatusOr<HopperGemmConfig> choose_hopper_grouped_config(const HopperGroupedShape& g) {
+  if (g.block != 16 && g.block != 32 && g.block != 64 && g.block != 128 && g.block != 256)
+    return invalid_argument("cuda-hopper grouped GEMM: the dispatch block must be 16, 32, 64, "
+                            "128 or 256 tokens (the token tile), got " + std::to_string(g.block));
+  HopperGemmConfig c;
+  const int64_t k64 = (g.k + 63) / 64;
+  c.n_blocks = int((g.n + kItemRows - 1) / kItemRows);
+  double best = 0.0;
+  // The token tile is the dispatch block; the split is ranked over the blocks expected live.
+  MXQ_RETURN_IF_ERROR(rank_splits(g.elem, g.act, k64, g.block, std::max<int64_t>(1, g.live_blocks) *
+                                  c.n_blocks, best, c));
+  c.m_tiles = int(g.capacity / g.block);
+  MXQ_RETURN_IF_ERROR(finish_config(g.elem, g.act, best, c));
   return c;
 }
 
@@ -255,9 +299,9 @@ Status hopper_gemm(const HopperGemmArgs& a, cudaStream_t stream, HopperGemmConfi
   auto cfg = choose_hopper_config(a);
   if (!cfg.ok()) return cfg.status();
   const HopperGemmConfig& c = cfg.value();
-  auto map = activation_map(a, c.tokens);
+  auto map = activation_map(a.x, a.act, a.m, a.k, a.ldx, c.tokens);
   if (!map.ok()) return map.status();
-  KernelParams p;
+  KernelParams p = {};
   p.w = a.w;
   p.bias = a.bias;
   p.y = a.y;
@@ -269,13 +313,87 @@ Status hopper_gemm(const HopperGemmArgs& a, cudaStream_t stream, HopperGemmConfi
   p.items = c.items;
   p.splits = c.splits;
   p.out_f32 = a.out == DType::kF32;
-  const bool fp4 = a.elem == ElemType::kE2M1;
-  Status s = a.act == DType::kBF16
-                 ? (fp4 ? launch_tokens<__nv_bfloat16, true>(map.value(), p, c, stream)
-                        : launch_tokens<__nv_bfloat16, false>(map.value(), p, c, stream))
-                 : (fp4 ? launch_tokens<__half, true>(map.value(), p, c, stream)
-                        : launch_tokens<__half, false>(map.value(), p, c, stream));
-  if (!s.ok()) return s;
+  MXQ_RETURN_IF_ERROR(launch_types<false>(a.elem, a.act, map.value(), p, c, stream));
+  if (ran != nullptr) *ran = c;
+  return Status::Ok();
+}
+
+int64_t expected_live_blocks(int64_t pairs, int64_t experts, int block) {
+  if (pairs <= 0 || experts <= 0) return 0;
+  const int64_t hit = std::min(pairs, experts);
+  const int64_t per = (pairs + hit - 1) / hit;
+  return hit * ((per + block - 1) / block);
+}
+
+int hopper_grouped_block(int64_t tokens, int64_t topk, int64_t experts) {
+  const int64_t pairs = tokens * topk;
+  const double avg = double(pairs) / double(std::max<int64_t>(1, std::min(pairs, experts)));
+  const double want = 1.25 * avg;
+  int best_nt = 16;
+  double best = 0.0;
+  for (int nt : {16, 32, 64, 128, 256}) {
+    const double cost = std::ceil(want / nt) * step_cycles(nt);
+    if (best == 0.0 || cost < best * 0.98) {
+      best = cost;
+      best_nt = nt;
+    }
+  }
+  return best_nt;
+}
+
+Status hopper_grouped_gemm(const HopperGroupedArgs& a, cudaStream_t stream, HopperGemmConfig* ran) {
+  const HopperGroupedShape& g = a.shape;
+  if (g.elem != ElemType::kE2M1 && g.elem != ElemType::kE4M3)
+    return unimplemented(std::string("cuda-hopper grouped GEMM: weights must be E2M1 or E4M3, got ") +
+                         elem_type_name(g.elem));
+  if (g.act != DType::kBF16 && g.act != DType::kF16)
+    return unimplemented(std::string("cuda-hopper grouped GEMM: activations must be BF16 or F16, got ") +
+                         dtype_name(g.act));
+  if (g.n < 16 || g.k < 32 || g.n % 16 != 0 || g.k % 32 != 0 || (a.gate_up && g.n % 32 != 0))
+    return invalid_argument("cuda-hopper grouped GEMM: need N a multiple of 16 (gate/up: 32) and "
+                            "K a multiple of 32; got N=" + std::to_string(g.n) +
+                            " K=" + std::to_string(g.k));
+  if (g.capacity < g.block || g.capacity % g.block != 0 || g.capacity > 0x7FFFFFFF)
+    return invalid_argument("cuda-hopper grouped GEMM: capacity " + std::to_string(g.capacity) +
+                            " is not a positive multiple of the block " + std::to_string(g.block));
+  if (a.ldx < g.k || a.ldy < (a.gate_up ? g.n / 2 : g.n))
+    return invalid_argument("cuda-hopper grouped GEMM: row strides ldx=" + std::to_string(a.ldx) +
+                            " / ldy=" + std::to_string(a.ldy) + " too small");
+  if (reinterpret_cast<uintptr_t>(a.x) % 16 != 0 || a.ldx % 8 != 0)
+    return invalid_argument("cuda-hopper grouped GEMM: activation rows must be 16-byte aligned "
+                            "for TMA");
+  if (a.w == nullptr || a.x == nullptr || a.y == nullptr || a.block_expert == nullptr ||
+      a.pairs == nullptr || (!a.gate_up && a.topk_weights == nullptr))
+    return invalid_argument("cuda-hopper grouped GEMM: null weight, activation, output, "
+                            "dispatch or top-k weight pointer");
+  auto cfg = choose_hopper_grouped_config(g);
+  if (!cfg.ok()) return cfg.status();
+  const HopperGemmConfig& c = cfg.value();
+  auto map = activation_map(a.x, g.act, g.capacity, g.k, a.ldx, c.tokens);
+  if (!map.ok()) return map.status();
+  const HopperLayout one{g.elem, 1, g.n, g.k};
+  KernelParams p = {};
+  p.w = a.w;
+  p.bias = a.bias;
+  p.y = a.y;
+  p.m = int(g.capacity);
+  p.n = int(g.n);
+  p.k64 = int((g.k + 63) / 64);
+  p.ldy = a.ldy;
+  p.n_blocks = c.n_blocks;
+  p.items = c.items;
+  p.splits = c.splits;
+  p.out_f32 = !a.gate_up;
+  p.block_expert = a.block_expert;
+  p.pairs = a.pairs;
+  p.bias_up = a.bias_up;
+  p.topk_weights = a.topk_weights;
+  p.expert_bytes = int64_t(one.bytes());
+  p.gate_up = a.gate_up;
+  p.swiglu = a.swiglu;
+  p.alpha = a.alpha;
+  p.limit = a.limit;
+  MXQ_RETURN_IF_ERROR(launch_types<true>(g.elem, g.act, map.value(), p, c, stream));
   if (ran != nullptr) *ran = c;
   return Status::Ok();
 }

@@ -41,4 +41,51 @@ StatusOr<HopperGemmConfig> choose_hopper_config(const HopperGemmArgs& a);
 // scale_in_weights_range(elem, act) (the backend checks at prepare).
 Status hopper_gemm(const HopperGemmArgs& a, cudaStream_t stream, HopperGemmConfig* ran = nullptr);
 
+// ---- grouped (MoE) GEMMs ---------------------------------------------------------------------
+// One launch over all local experts on the padded dispatch of moe_dispatch (moe/dispatch.h):
+// token tile = dispatch block, item = (block, 128-row block of the expert's N), block b of
+// expert block_expert[b] (-1: past the end, skipped), the same ring, decode, split K and
+// deterministic reduction as the dense kernel.
+struct HopperGroupedShape {
+  ElemType elem = ElemType::kE2M1;
+  DType act = DType::kBF16;
+  int64_t n = 0, k = 0;      // per expert: gate/up n = 2I, k = H; down n = H, k = I
+  int block = 16;            // tokens per dispatch block = the token tile (16 .. 256)
+  int64_t capacity = 0;      // rows of the padded dispatch (a multiple of block)
+  int64_t live_blocks = 0;   // blocks expected to hold pairs (ranks the split of K)
+};
+
+struct HopperGroupedArgs {
+  HopperGroupedShape shape;
+  const uint8_t* w = nullptr;            // hopper layout, batch = local experts (gate/up: in
+                                         // the gate/up row order, frag_layout.h)
+  const int32_t* block_expert = nullptr; // [capacity / block]
+  const int32_t* pairs = nullptr;        // sorted_token_pairs [capacity]
+  const void* x = nullptr;               // [capacity, k] rows in dispatch order, row stride ldx
+                                         // (gate/up: x gathered by moe_gather_rows, padding
+                                         // rows zero; down: the gate/up output)
+  int64_t ldx = 0;
+  bool gate_up = true;
+  // gate/up: y = the intermediate [capacity, ldy] in the activation dtype; bias / bias_up
+  // [E, n / 2] FP32 or null; silu-and-mul or swigluoai(alpha, limit).
+  // down: y = FP32 [pairs, ldy] per (token, slot) pair, w_p * (acc + bias[e]), bias [E, n].
+  bool swiglu = false;
+  float alpha = 1.702f, limit = 7.0f;
+  const float* bias = nullptr;
+  const float* bias_up = nullptr;
+  const float* topk_weights = nullptr;   // down: [pairs]
+  void* y = nullptr;
+  int64_t ldy = 0;
+};
+
+// Blocks of `block` tokens expected to hold pairs: every expert's count rounded up to blocks,
+// for `pairs` pairs spread uniformly over `experts` local experts.
+int64_t expected_live_blocks(int64_t pairs, int64_t experts, int block);
+// The dispatch block (= token tile) for a grouped call: the tile whose cost-model time for the
+// average expert (1.25x the mean count, for the spread of real routing) is lowest.
+int hopper_grouped_block(int64_t tokens, int64_t topk, int64_t experts);
+StatusOr<HopperGemmConfig> choose_hopper_grouped_config(const HopperGroupedShape& g);
+Status hopper_grouped_gemm(const HopperGroupedArgs& a, cudaStream_t stream,
+                           HopperGemmConfig* ran = nullptr);
+
 }  // namespace mxq::cuda::hopper

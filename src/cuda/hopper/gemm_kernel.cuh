@@ -40,17 +40,31 @@
 #include "cuda/gemm/mx_gemm.cuh"  // decode_e2m1_scaled, decode_e4m3_scaled, scale_multiplier, store_out
 #include "cuda/hopper/gemm_config.h"
 #include "cuda/hopper/sm90_ptx.cuh"
+#include "cuda/moe/gate_up_act.cuh"
 
 namespace mxq::cuda::hopper {
 
 struct KernelParams {
   const uint8_t* w;     // hopper layout chunks
-  const float* bias;    // [N] or null
+  const float* bias;    // [N] or null (MoE: per expert, see below)
   void* y;              // [M, N], row stride ldy elements
-  int m, n, k64;
+  int m, n, k64;        // (MoE: m = rows of the padded dispatch, n and K per expert)
   int64_t ldy;
   int n_blocks, items, splits;
   bool out_f32;
+  // The grouped (MoE) instances only: token tile mt is dispatch block mt (block = NT rows of the
+  // padded pair list, moe/dispatch.h) of expert block_expert[mt] (-1: past the end, skipped),
+  // whose weights start at w + expert * expert_bytes.
+  //   gate/up (gate_up): y = the intermediate [m, ldy = N / 2] in T, act(gate + bias[e, c],
+  //     up + bias_up[e, c]) per intermediate column c (weights in the gate/up row order);
+  //   down: y = FP32 per-pair rows [pairs, ldy = N], topk_weights[p] * (acc + bias[e, row]).
+  const int32_t* block_expert;
+  const int32_t* pairs;          // sorted_token_pairs [m] (-1: padding)
+  const float* bias_up;          // gate/up: [E, N / 2] or null
+  const float* topk_weights;     // down: [pairs]
+  int64_t expert_bytes;
+  bool gate_up, swiglu;
+  float alpha, limit;
 };
 
 template <typename T, bool kFp4, int NT>
@@ -66,7 +80,56 @@ struct KernelShape {
   static_assert(kStages >= 2, "a step in flight and the next one decoded");
 };
 
-template <typename T, bool kFp4, int NT>
+// The grouped (MoE) epilogue of one item: lane (g, t) of warp `warp` holds rows row0 and
+// row0 + 8 of expert e, tokens (padded dispatch rows) mt * NT + 8i + 2t + h.
+template <typename T, int NT>
+__device__ __forceinline__ void moe_epilogue(const KernelParams& p, int e, int mt, int row0, int t,
+                                             const float (&acc)[NT / 2]) {
+  if (row0 >= p.n) return;  // N % 16 == 0: row0 + 8 < N too
+  if (p.gate_up) {
+    // Gate/up row order (frag_layout.h): row0 (g < 8 in its 16-row tile) is the gate and
+    // row0 + 8 the up row of intermediate column 8 * (row0 / 16) + g. Every padded row is
+    // written (zero activations there: finite values the down GEMM's padding columns read).
+    const int inter = p.n / 2, col = 8 * (row0 / 16) + row0 % 16;
+    const float bg = p.bias != nullptr ? p.bias[int64_t(e) * inter + col] : 0.0f;
+    const float bu = p.bias_up != nullptr ? p.bias_up[int64_t(e) * inter + col] : 0.0f;
+#pragma unroll
+    for (int i = 0; i < NT / 8; ++i)
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int r = mt * NT + 8 * i + 2 * t + h;
+        if (r >= p.m) continue;
+        float gate = acc[4 * i + h], up = acc[4 * i + 2 + h];
+        if (p.bias != nullptr) gate += bg;  // added only when present, as cuda-mma does
+        if (p.bias_up != nullptr) up += bu;
+        gemm::store_out<T>(p.y, int64_t(r) * p.ldy + col,
+                           moe::gate_up_activation(gate, up, p.swiglu, p.alpha, p.limit), false);
+      }
+    return;
+  }
+  const float b0 = p.bias != nullptr ? p.bias[int64_t(e) * p.n + row0] : 0.0f;
+  const float b1 = p.bias != nullptr ? p.bias[int64_t(e) * p.n + row0 + 8] : 0.0f;
+  float* o = static_cast<float*>(p.y);
+#pragma unroll
+  for (int i = 0; i < NT / 8; ++i)
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int r = mt * NT + 8 * i + 2 * t + h;
+      const int pair = r < p.m ? p.pairs[r] : -1;
+      if (pair < 0) continue;
+      float v0 = acc[4 * i + h], v1 = acc[4 * i + 2 + h];
+      if (p.bias != nullptr) {
+        v0 += b0;
+        v1 += b1;
+      }
+      const float w = p.topk_weights[pair];
+      o[int64_t(pair) * p.ldy + row0] = w * v0;
+      o[int64_t(pair) * p.ldy + row0 + 8] = w * v1;
+    }
+}
+
+// kMoE: the grouped instance (KernelParams' MoE fields); otherwise the dense GEMM.
+template <typename T, bool kFp4, int NT, bool kMoE>
 __global__ void __launch_bounds__(kThreads, 1)
     hopper_gemm_kernel(const __grid_constant__ CUtensorMap x_map, const KernelParams p) {
 #if MXQ_HAS_WGMMA
@@ -114,6 +177,11 @@ __global__ void __launch_bounds__(kThreads, 1)
       for (int item = cluster; item < p.items; item += clusters) {
         const int nb = item % p.n_blocks, mt = item / p.n_blocks;
         const uint8_t* wblk = p.w + size_t(nb) * kConsumers * size_t(p.k64) * S::kChunk;
+        if constexpr (kMoE) {
+          const int e = p.block_expert[mt];
+          if (e < 0) continue;  // past the dispatch's last block (the consumers skip it too)
+          wblk += size_t(e) * size_t(p.expert_bytes);
+        }
         for (int kt = kt_begin; kt < kt_end; ++kt) {
           sm90::mbar_wait(&empty[slot], phase ^ 1u);
           sm90::mbar_arrive_expect_tx(&full[slot], uint32_t(S::kActBytes + kConsumers * S::kChunk));
@@ -174,6 +242,11 @@ __global__ void __launch_bounds__(kThreads, 1)
 
   for (int item = cluster; item < p.items; item += clusters) {
     const int nb = item % p.n_blocks, mt = item / p.n_blocks;
+    int expert = 0;
+    if constexpr (kMoE) {
+      expert = p.block_expert[mt];
+      if (expert < 0) continue;
+    }
     float acc[S::kAcc];
 #pragma unroll
     for (int i = 0; i < S::kAcc; ++i) acc[i] = 0.0f;
@@ -254,7 +327,9 @@ __global__ void __launch_bounds__(kThreads, 1)
 
     // Epilogue: lane (g, t) of warp `warp` holds rows row0 and row0 + 8, tokens 8i + 2t + h.
     const int row0 = nb * kItemRows + c * 64 + warp * 16 + g;
-    if (row0 < p.n) {  // N % 16 == 0: row0 + 8 < N too
+    if constexpr (kMoE) {
+      moe_epilogue<T, NT>(p, expert, mt, row0, t, acc);
+    } else if (row0 < p.n) {  // N % 16 == 0: row0 + 8 < N too
       if (p.bias != nullptr) {  // added only when present: -0 sums stay -0 without a bias
         const float b0 = p.bias[row0], b1 = p.bias[row0 + 8];
 #pragma unroll

@@ -28,6 +28,7 @@
 #include "cuda/gemm/mx_gemm.h"
 #include "cuda/hopper/gemm.h"
 #include "cuda/mma_claims.h"
+#include "cuda/moe/moe_layer.h"
 #include "cuda/quant/act_operand.h"
 #include "mxq/numerics.h"
 
@@ -91,10 +92,9 @@ class CudaHopperBackend final : public Backend {
   bool declares_act_key(ActKey a) const override { return gemm16_runs_act_key(a); }
 
   Verdict can_implement(const Problem& p) const override {
-    if (p.op == Op::kMoE)
-      return Verdict::no("cuda-hopper runs linear layers; its MoE path is not built yet (cuda-mma runs MoE)");
+    if (p.op == Op::kMoE) return moe_layer_can_implement(p);
     if (p.op != Op::kLinear)
-      return Verdict::no(std::string("cuda-hopper runs linear layers, not ") + op_name(p.op));
+      return Verdict::no(std::string("cuda-hopper runs linear and MoE layers, not ") + op_name(p.op));
     if (Verdict v = mma_types_verdict(p, /*mx_act=*/true); !v) return v;
     if (p.n % 16 != 0 || p.k % 32 != 0)
       return Verdict::no("N = " + std::to_string(p.n) + ", K = " + std::to_string(p.k) +
@@ -107,7 +107,9 @@ class CudaHopperBackend final : public Backend {
   // The config choose_hopper_config makes for this problem on the current GPU (the launch the
   // run would make; scales outside the fold range go to cuda-mma, which prepare announces).
   std::string launch_plan(const Problem& p) const override {
-    if (p.op != Op::kLinear || !can_implement(p)) return {};
+    if (!can_implement(p)) return {};
+    if (p.op == Op::kMoE) return moe_launch_plan(p, MoEKernels::kHopper);
+    if (p.op != Op::kLinear) return {};
     hopper::HopperGemmArgs a;
     a.elem = p.weight;
     a.act = act_input_dtype(p.act);
@@ -238,6 +240,18 @@ class CudaHopperBackend final : public Backend {
     if (!y_dev) MXQ_CUDA_TRY(cudaMemcpyAsync(y.data, a.y, yb, cudaMemcpyDeviceToHost, s));
     MXQ_CUDA_TRY(cudaStreamSynchronize(s));
     return Status::Ok();
+  }
+
+  // MoE: the shared layer (moe/moe_layer.h: routing, dispatch, combine) on the hopper grouped
+  // GEMMs; weights whose scales do not fold go to the cuda-mma kernels (announced).
+  StatusOr<std::unique_ptr<PreparedWeights>> prepare_moe(const Problem& p,
+                                                         const MoEWeights& w) const override {
+    return prepare_moe_layer(p, w, kMoEStageBytes, MoEKernels::kHopper);
+  }
+
+  Status run_moe(const Problem& p, const PreparedWeights& w, const DenseView& x,
+                 const MoERouting& r, const DenseMutView& y, void* stream) const override {
+    return run_moe_layer(p, w, x, r, y, static_cast<cudaStream_t>(stream));
   }
 
  private:

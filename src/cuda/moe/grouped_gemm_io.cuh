@@ -7,6 +7,7 @@
 #include <cuda_fp16.h>
 
 #include "cuda/gemm/mx_gemm_dispatch.cuh"
+#include "cuda/moe/gate_up_act.cuh"
 #include "cuda/moe/grouped_gemm.h"
 
 namespace mxq::cuda::moe {
@@ -62,17 +63,7 @@ struct GateUpIO {
     const int col = 8 * (row / 16) + row % 16;
     if (bias_gate != nullptr) gate += bias_gate[int64_t(e) * inter + col];
     if (bias_up != nullptr) up += bias_up[int64_t(e) * inter + col];
-    // FP32 with the accurate expf (the build has no fast-math): the reference evaluates the
-    // same formula in float64; the difference moves the rounding to T by at most one step.
-    float v;
-    if (swiglu) {
-      gate = fminf(gate, limit);
-      up = fminf(fmaxf(up, -limit), limit);
-      v = gate / (1.0f + expf(-alpha * gate)) * (up + 1.0f);
-    } else {
-      v = gate / (1.0f + expf(-gate)) * up;
-    }
-    a[int64_t(r) * lda + col] = to_act<T>(v);
+    a[int64_t(r) * lda + col] = to_act<T>(gate_up_activation(gate, up, swiglu, alpha, limit));
   }
 };
 

@@ -3,6 +3,9 @@
 #include "cuda/moe/moe_layer.h"
 
 #include <algorithm>
+#include <cstdio>
+#include <functional>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -20,6 +23,10 @@
 #include "cuda/moe/routing.h"
 #include "cuda/quant/act_operand.h"
 #include "mxq/numerics.h"
+#if MXQ_WITH_HOPPER
+#include "cuda/hopper/gemm.h"
+#include "cuda/hopper/layout.h"
+#endif
 
 namespace mxq::cuda {
 namespace {
@@ -27,10 +34,12 @@ namespace {
 using io::GateUpLayout;
 
 struct PreparedMoE final : PreparedWeights {
+  MoEKernels kernels = MoEKernels::kMma;
   int device = 0;
   ElemType elem = ElemType::kE2M1;
   int64_t local = 0, hidden = 0, inter = 0;
-  DeviceBuffer w13, s13, w2, s2;             // fragment layout; w13 in the gate/up row order
+  DeviceBuffer w13, s13, w2, s2;             // fragment layout (kHopper: hopper layout, scales
+                                             // inside, s13 / s2 empty); w13 in the gate/up order
   DeviceBuffer bias_gate, bias_up, bias2;    // FP32 [local, I], [local, I], [local, H] or empty
   RepackStats stats13, stats2;
   size_t staging = 0;
@@ -50,31 +59,53 @@ size_t expert_bytes(const MXWeightView& w) {
   return size_t(w.n) * (row_code_bytes(w) + size_t(w.k / 32));
 }
 
-// Repacks `src` into `packed` / `scales` (allocated here). Device weights: one launch. Host
-// weights: through a staging buffer of at most `stage_limit` bytes (at least one expert),
-// a chunk of experts at a time; `staged` gets the staging buffer's size.
-Status repack_staged(const FragSource& src, size_t stage_limit, DeviceBuffer& packed,
-                     DeviceBuffer& scales, RepackStats& stats, size_t& staged) {
+// Repacks `src` into `packed` / `scales` (allocated here; kHopper: the hopper layout, scales
+// inside the chunks, `scales` left empty). Device weights: one launch. Host weights: through a
+// staging buffer of at most `stage_limit` bytes (at least one expert), a chunk of experts at a
+// time; `staged` gets the staging buffer's size.
+Status repack_staged(const FragSource& src, size_t stage_limit, MoEKernels kernels,
+                     DeviceBuffer& packed, DeviceBuffer& scales, RepackStats& stats, size_t& staged) {
   MXQ_RETURN_IF_ERROR(check_frag_layout(src));
   const FragLayout l = src.layout();
-  MXQ_RETURN_IF_ERROR(packed.allocate(l.packed_bytes()));
-  MXQ_RETURN_IF_ERROR(scales.allocate(l.scale_bytes()));
   DeviceBuffer dstats;
-  MXQ_RETURN_IF_ERROR(dstats.allocate(sizeof(RepackStats)));
+  MXQ_RETURN_IF_ERROR(dstats.allocate(sizeof(RepackStats), "the repack statistics"));
   const RepackStats init;
   MXQ_CUDA_TRY(cudaMemcpy(dstats.get(), &init, sizeof init, cudaMemcpyHostToDevice));
+  // One expert's bytes in the destination layout, and the repack of `part` (experts b0..).
+  size_t expert_packed = 0, expert_scales = 0;
+  std::function<Status(const FragSource&, int64_t)> repack;
+  if (kernels == MoEKernels::kHopper) {
+#if MXQ_WITH_HOPPER
+    expert_packed = hopper::hopper_layout(src.experts(0, 1)).bytes();
+    MXQ_RETURN_IF_ERROR(packed.allocate(expert_packed * size_t(src.w.batch), "the cuda-hopper expert chunks"));
+    repack = [&](const FragSource& part, int64_t b0) {
+      return hopper::repack_hopper(part, packed.get() + size_t(b0) * expert_packed,
+                                   dstats.get<RepackStats>(), nullptr);
+    };
+#else
+    return unimplemented("this build has no cuda-hopper kernels");
+#endif
+  } else {
+    const FragLayout one{l.elem, 1, l.n, l.k};
+    expert_packed = one.packed_bytes();
+    expert_scales = one.scale_bytes();
+    MXQ_RETURN_IF_ERROR(packed.allocate(l.packed_bytes()));
+    MXQ_RETURN_IF_ERROR(scales.allocate(l.scale_bytes()));
+    repack = [&](const FragSource& part, int64_t b0) {
+      return repack_frag(part, packed.get() + size_t(b0) * expert_packed,
+                         scales.get() + size_t(b0) * expert_scales, dstats.get<RepackStats>(), nullptr);
+    };
+  }
   const bool sep = src.order == RowOrder::kSeparate;
   if (on_device(src.w) && (!sep || on_device(src.up))) {
-    MXQ_RETURN_IF_ERROR(
-        repack_frag(src, packed.get(), scales.get(), dstats.get<RepackStats>(), nullptr));
+    MXQ_RETURN_IF_ERROR(repack(src, 0));
   } else {
     const size_t per_expert = expert_bytes(src.w) * (sep ? 2 : 1);
     const int64_t chunk =
         std::clamp<int64_t>(int64_t(stage_limit / per_expert), 1, src.w.batch);
     DeviceBuffer stage;
-    MXQ_RETURN_IF_ERROR(stage.allocate(size_t(chunk) * per_expert));
+    MXQ_RETURN_IF_ERROR(stage.allocate(size_t(chunk) * per_expert, "the expert staging buffer"));
     staged = std::max(staged, stage.bytes());
-    const FragLayout one{l.elem, 1, l.n, l.k};
     for (int64_t b0 = 0; b0 < src.w.batch; b0 += chunk) {
       const int64_t c = std::min(chunk, src.w.batch - b0);
       FragSource part = src.experts(b0, c);
@@ -91,9 +122,7 @@ Status repack_staged(const FragSource& src, size_t stage_limit, DeviceBuffer& pa
       };
       MXQ_RETURN_IF_ERROR(put(part.w));
       if (sep) MXQ_RETURN_IF_ERROR(put(part.up));
-      MXQ_RETURN_IF_ERROR(repack_frag(part, packed.get() + size_t(b0) * one.packed_bytes(),
-                                      scales.get() + size_t(b0) * one.scale_bytes(),
-                                      dstats.get<RepackStats>(), nullptr));
+      MXQ_RETURN_IF_ERROR(repack(part, b0));
       MXQ_CUDA_TRY(cudaDeviceSynchronize());  // the next chunk overwrites the staging buffer
     }
   }
@@ -168,12 +197,20 @@ Verdict moe_layer_can_implement(const Problem& p) {
   return Verdict::yes();
 }
 
+bool moe_hopper_built() { return MXQ_WITH_HOPPER != 0; }
+
+MoEKernels moe_layer_kernels(const PreparedWeights& w) {
+  const auto* m = dynamic_cast<const PreparedMoE*>(&w);
+  return m != nullptr ? m->kernels : MoEKernels::kMma;
+}
+
 StatusOr<std::unique_ptr<PreparedWeights>> prepare_moe_layer(const Problem& p, const MoEWeights& w,
-                                                             size_t stage_bytes) {
+                                                             size_t stage_bytes, MoEKernels kernels) {
   if (Verdict v = moe_layer_can_implement(p); !v)
     return invalid_argument("cuda-mma cannot run " + p.to_string() + ": " + v.reason);
   MXQ_RETURN_IF_ERROR(cpu::check_moe_weights(p, w));
   auto out = std::make_unique<PreparedMoE>();
+  out->kernels = kernels;
   MXQ_CUDA_TRY(cudaGetDevice(&out->device));
   out->elem = p.weight;
   out->local = w.w2.batch;
@@ -186,14 +223,39 @@ StatusOr<std::unique_ptr<PreparedWeights>> prepare_moe_layer(const Problem& p, c
     case GateUpLayout::kInterleaved: s13 = {w.w13, RowOrder::kInterleaved, {}}; break;
     default: s13 = {w.w13, RowOrder::kChunked, {}}; break;
   }
-  MXQ_RETURN_IF_ERROR(repack_staged(s13, stage_bytes, out->w13, out->s13, out->stats13, out->staging));
-  MXQ_RETURN_IF_ERROR(repack_staged(FragSource::plain(w.w2), stage_bytes, out->w2, out->s2,
+  MXQ_RETURN_IF_ERROR(repack_staged(s13, stage_bytes, kernels, out->w13, out->s13, out->stats13,
+                                    out->staging));
+  MXQ_RETURN_IF_ERROR(repack_staged(FragSource::plain(w.w2), stage_bytes, kernels, out->w2, out->s2,
                                     out->stats2, out->staging));
+  const char* who = kernels == MoEKernels::kHopper ? "cuda-hopper" : "cuda-mma";
   if (out->stats13.nan != 0 || out->stats2.nan != 0)
-    return invalid_argument(std::string("cuda-mma: the E4M3 expert weights (") +
+    return invalid_argument(std::string(who) + ": the E4M3 expert weights (" +
                             (out->stats13.nan != 0 ? "gate/up" : "down") +
-                            ") contain NaN codes (0x7F / 0xFF); cuda-mma's decode has no NaN, "
+                            ") contain NaN codes (0x7F / 0xFF); the GEMMs' decode has no NaN, "
                             "refusing (the cpu backends propagate NaN)");
+  if (kernels == MoEKernels::kHopper) {
+    // The hopper kernels fold every scale into the 16-bit weights; codes outside the exact
+    // range go to cuda-mma's FP32 per-block scale path (the same numbers), said once.
+    const ScaleRange r = scale_in_weights_range(p.weight, act_input_dtype(p.act));
+    const int lo = std::min(out->stats13.scale_min, out->stats2.scale_min);
+    const int hi = std::max(out->stats13.scale_max, out->stats2.scale_max);
+    if (lo < r.lo || hi > r.hi) {
+      out.reset();
+      static std::mutex mu;
+      static bool said = false;
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        if (!said)
+          std::fprintf(stderr,
+                       "mxq: note: cuda-hopper: MoE %s: scale codes [%d, %d] lie outside [%d, %d] "
+                       "(exact when folded into %s weights): running this layer on the cuda-mma "
+                       "kernels' FP32 scale path\n",
+                       p.to_string().c_str(), lo, hi, r.lo, r.hi, dtype_name(act_input_dtype(p.act)));
+        said = true;
+      }
+      return prepare_moe_layer(p, w, stage_bytes, MoEKernels::kMma);
+    }
+  }
 
   std::vector<float> gate, up, b2;
   MXQ_RETURN_IF_ERROR(gate_up_biases(p, w, out->local, gate, up));
@@ -283,7 +345,13 @@ Status run_moe_layer(const Problem& p, const PreparedWeights& pw, const DenseVie
   // Workspace: routing, dispatch, intermediate, per-pair outputs.
   // (the wgmma variant also needs 16-byte aligned activation rows: H % 32 == 0 gives the stride)
   const bool x16 = reinterpret_cast<uintptr_t>(xd) % 16 == 0;
+  const bool hopper = w->kernels == MoEKernels::kHopper;
+#if MXQ_WITH_HOPPER
+  const int block = hopper ? hopper::hopper_grouped_block(m, k, w->local)
+                           : moe_block_size(m, k, q.experts, fast13 && fast2 && x16);
+#else
   const int block = moe_block_size(m, k, q.experts, fast13 && fast2 && x16);
+#endif
   const MoEDispatchShape ds{m, k, q.experts, w->local, block};
   const int64_t cap = moe_dispatch_capacity(ds);
   StreamWorkspace ws(stream);
@@ -292,7 +360,9 @@ Status run_moe_layer(const Problem& p, const PreparedWeights& pw, const DenseVie
                o_bexp = ws.reserve(size_t(cap / block) * 4),
                o_dws = ws.reserve(moe_dispatch_workspace_bytes(ds)),
                o_a = ws.reserve(size_t(cap * inter) * size_t(dtype_bytes(act))),
-               o_o = ws.reserve(size_t(m * k * h) * 4);
+               o_o = ws.reserve(size_t(m * k * h) * 4),
+               // cuda-hopper: x's rows in dispatch order (its TMA tiles are dense rows)
+               o_xg = ws.reserve(hopper ? size_t(cap * h) * size_t(dtype_bytes(act)) : 0);
   MXQ_RETURN_IF_ERROR(ws.allocate());
   auto* ids = ws.at<int32_t>(o_ids);
   auto* tw = ws.at<float>(o_tw);
@@ -303,6 +373,56 @@ Status run_moe_layer(const Problem& p, const PreparedWeights& pw, const DenseVie
   MXQ_RETURN_IF_ERROR(moe_route(q, ld, lg.dtype, m, static_cast<const float*>(cd), ids, tw, stream));
   MXQ_RETURN_IF_ERROR(moe_dispatch(ds, ids, map, ws.at<int32_t>(o_off), sorted, bexp, nullptr,
                                    ws.at<void>(o_dws), stream));
+  if (hopper) {
+#if MXQ_WITH_HOPPER
+    void* xg = ws.at<void>(o_xg);
+    void* inter_rows = ws.at<void>(o_a);
+    MXQ_RETURN_IF_ERROR(moe_gather_rows(xd, h, h, dtype_bytes(act), sorted, cap, k, xg, stream));
+    hopper::HopperGroupedArgs g;
+    g.shape.elem = p.weight;
+    g.shape.act = act;
+    g.shape.n = 2 * inter;
+    g.shape.k = h;
+    g.shape.block = block;
+    g.shape.capacity = cap;
+    g.shape.live_blocks = hopper::expected_live_blocks(m * k, w->local, block);
+    g.w = w->w13.get();
+    g.block_expert = bexp;
+    g.pairs = sorted;
+    g.x = xg;
+    g.ldx = h;
+    g.gate_up = true;
+    g.swiglu = q.activation == MoEActivation::kSwigluOAI;
+    g.alpha = q.swiglu_alpha;
+    g.limit = q.swiglu_limit;
+    g.bias = w->bias_gate.bytes() ? w->bias_gate.get<float>() : nullptr;
+    g.bias_up = w->bias_up.bytes() ? w->bias_up.get<float>() : nullptr;
+    g.y = inter_rows;
+    g.ldy = inter;
+    MXQ_RETURN_IF_ERROR(hopper::hopper_grouped_gemm(g, stream));
+    MXQ_RETURN_IF_ERROR(act_quantize_in_place(p.act, p.act_rule, inter_rows, act, cap, inter, stream));
+    hopper::HopperGroupedArgs d = g;
+    d.shape.n = h;
+    d.shape.k = inter;
+    d.w = w->w2.get();
+    d.x = inter_rows;
+    d.ldx = inter;
+    d.gate_up = false;
+    d.bias = w->bias2.bytes() ? w->bias2.get<float>() : nullptr;
+    d.bias_up = nullptr;
+    d.topk_weights = tw;
+    d.y = ws.at<float>(o_o);
+    d.ldy = h;
+    MXQ_RETURN_IF_ERROR(hopper::hopper_grouped_gemm(d, stream));
+    MXQ_RETURN_IF_ERROR(moe_combine(ws.at<float>(o_o), ids, map, q.experts, w->local, m, k, h, yd,
+                                    p.out, stream));
+    if (!y_dev) MXQ_CUDA_TRY(cudaMemcpyAsync(y.data, yd, ybytes, cudaMemcpyDeviceToHost, stream));
+    if (staged) MXQ_CUDA_TRY(cudaStreamSynchronize(stream));
+    return Status::Ok();
+#else
+    return unimplemented("this build has no cuda-hopper kernels");
+#endif
+  }
 
   MoEGemmCommon c;
   c.elem = p.weight;
@@ -352,6 +472,41 @@ Status run_moe_layer(const Problem& p, const PreparedWeights& pw, const DenseVie
   if (!y_dev) MXQ_CUDA_TRY(cudaMemcpyAsync(y.data, yd, ybytes, cudaMemcpyDeviceToHost, stream));
   if (staged) MXQ_CUDA_TRY(cudaStreamSynchronize(stream));
   return Status::Ok();
+}
+
+std::string moe_launch_plan(const Problem& p, MoEKernels kernels) {
+  if (p.op != Op::kMoE) return {};
+  const MoEParams& q = p.moe;
+  const int64_t m = p.m, k = q.topk, local = q.experts;  // (an expert map: the local count is
+                                                           // known at prepare, not here)
+  const DType act = act_input_dtype(p.act);
+  if (kernels == MoEKernels::kHopper) {
+#if MXQ_WITH_HOPPER
+    const int block = hopper::hopper_grouped_block(m, k, local);
+    const int64_t cap = moe_dispatch_capacity({m, k, q.experts, local, block});
+    std::string out = "dispatch blocks of " + std::to_string(block) + " tokens (capacity " +
+                      std::to_string(cap) + "); ";
+    const char* names[2] = {"gate/up: ", "; down: "};
+    for (int gemm = 0; gemm < 2; ++gemm) {
+      hopper::HopperGroupedShape g;
+      g.elem = p.weight;
+      g.act = act;
+      g.n = gemm == 0 ? 2 * p.k : p.n;
+      g.k = gemm == 0 ? p.n : p.k;
+      g.block = block;
+      g.capacity = cap;
+      g.live_blocks = hopper::expected_live_blocks(m * k, local, block);
+      auto c = hopper::choose_hopper_grouped_config(g);
+      out += names[gemm] + (c.ok() ? c.value().to_string() : "(no launch: " + c.status().to_string() + ")");
+    }
+    return out;
+#else
+    return "(this build has no cuda-hopper kernels)";
+#endif
+  }
+  return "dispatch blocks of " + std::to_string(moe_block_size(m, k, q.experts, true)) +
+         " tokens (when both GEMMs' scales fold and x is 16-byte aligned; mma.sync or the wgmma "
+         "variant by block, grouped_gemm_io.cuh)";
 }
 
 }  // namespace mxq::cuda
