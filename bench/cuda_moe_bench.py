@@ -423,6 +423,24 @@ def inputs(s, name, routing, m):
     return x, logits.contiguous()
 
 
+def kernel_times(fn):
+    """Each GPU kernel's time (us) in one call of fn, by torch.profiler (CUPTI), summed by
+    kernel name (shortened), in launch order."""
+    from torch.profiler import ProfilerActivity, profile
+    fn()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        fn()
+        torch.cuda.synchronize()
+    out = {}
+    for e in prof.events():
+        if e.device_type != torch.autograd.DeviceType.CUDA:
+            continue
+        name = e.name.split("(")[0].split("<")[0].split("::")[-1][:60]
+        out[name] = out.get(name, 0.0) + e.device_time_total
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--shim", required=True)
@@ -440,6 +458,9 @@ def main():
                     help="mxq MoE backends, all timed in this process; the first that prepares "
                          "is the case's 'us' / 'graph_us', the others '<name>_us' (cuda-mma: "
                          "mma_us) and vs_<name> = their time / the first's")
+    ap.add_argument("--kernels", action="store_true",
+                    help="per case, each GPU kernel's time in one run of the first backend "
+                         "(torch.profiler), recorded as 'kernels'")
     ap.add_argument("--no-peers", action="store_true")
     ap.add_argument("--no-humming", action="store_true")
     ap.add_argument("--humming-shapes", default="", help="layer names (default: every shape)")
@@ -581,6 +602,14 @@ def main():
                             case["rel_err"] = err
                             case["check"] = "ok" if math.isfinite(err) and err < 2e-2 else "FAIL"
                         us, reps = timer.median_us(lambda: shim.run_moe(handle, m, x, logits, y))
+                        if args.kernels:
+                            try:
+                                case["kernels"] = kernel_times(
+                                    lambda: shim.run_moe(handle, m, x, logits, y))
+                                print("#   kernels (us): " + ", ".join(
+                                    f"{k} {v:.1f}" for k, v in case["kernels"].items()), flush=True)
+                            except Exception as ex:  # noqa: BLE001
+                                case["kernels_error"] = f"{type(ex).__name__}: {str(ex)[:200]}"
                         if m <= args.graph_max_m:  # launch overhead out: what an engine sees
                             y_eager = y.clone()
                             g, why = capture(lambda: shim.run_moe(handle, m, x, logits, y))

@@ -92,11 +92,14 @@ StatusOr<int> resident_clusters(ElemType elem, DType act, int nt, int splits) {
 // of dac13a0 (bench/results/h200/gemm-hopper.md, "Cost model"; steady state of 8192 x 8192,
 // 28672 x 8192 and 8192 x 28672): small tiles are decode-bound (the same weights cost the same
 // whatever the tokens), large ones MMA-bound.
+// Tiles up to 64 tokens run 3 consumer warpgroups (192-row items, gemm_config.h): their costs
+// are per 192-row step, first estimated from the 2-warpgroup ones (560 / 600 / 700 per 128
+// rows) at 3 warps per scheduler instead of 2, then measured (gemm-hopper.md, "Cost model").
 double step_cycles(int nt) {
   switch (nt) {
-    case 16: return 560;
-    case 32: return 600;
-    case 64: return 700;
+    case 16: return 620;
+    case 32: return 660;
+    case 64: return 800;
     case 128: return 850;
     default: return 1180;  // 256
   }
@@ -183,10 +186,12 @@ Status launch_types(ElemType elem, DType act, const CUtensorMap& map, const Kern
                     : launch_tokens<__half, false, kMoE>(map, p, c, s));
 }
 
-// The cheapest split of K for token tile `nt` (cost model above) over `items` items, given the
-// best estimate so far: updates `best`, `c.tokens` and `c.splits` when it wins by 2%.
-Status rank_splits(ElemType elem, DType act, int64_t k64, int nt, int64_t items, double& best,
-                   HopperGemmConfig& c) {
+// The cheapest split of K for token tile `nt` (cost model above) over `m_tiles` token tiles of
+// N rows, given the best estimate so far: updates `best`, `c.tokens` and `c.splits` when it
+// wins by 2%.
+Status rank_splits(ElemType elem, DType act, int64_t n, int64_t k64, int nt, int64_t m_tiles,
+                   double& best, HopperGemmConfig& c) {
+  const int64_t items = m_tiles * ((n + item_rows(nt) - 1) / item_rows(nt));
   for (int s = 1; s <= max_splits(nt) && s <= k64; s *= 2) {
     auto r = resident_clusters(elem, act, nt, s);
     if (!r.ok()) return r.status();
@@ -201,9 +206,11 @@ Status rank_splits(ElemType elem, DType act, int64_t k64, int nt, int64_t items,
 }
 
 // The rest of the config once tile and split are chosen.
-Status finish_config(ElemType elem, DType act, double best, HopperGemmConfig& c) {
+Status finish_config(ElemType elem, DType act, int64_t n, double best, HopperGemmConfig& c) {
+  c.n_blocks = int((n + item_rows(c.tokens) - 1) / item_rows(c.tokens));
   c.estimate_us = best / 1.75e3;  // at ~1.75 GHz under load
   c.stages = stages(c.tokens, elem == ElemType::kE2M1);
+  c.consumers = consumers(c.tokens);
   c.items = c.m_tiles * c.n_blocks;
   auto r = resident_clusters(elem, act, c.tokens, c.splits);
   if (!r.ok()) return r.status();
@@ -217,7 +224,8 @@ std::string HopperGemmConfig::to_string() const {
   return "wgmma m64n" + std::to_string(tokens) + " (weights as A, " + std::to_string(tokens) +
          " tokens per item), " + std::to_string(stages) + "-stage TMA ring, " +
          std::to_string(m_tiles) + " x " + std::to_string(n_blocks) + " items of " +
-         std::to_string(kItemRows) + " rows, split K " + std::to_string(splits) + ", " +
+         std::to_string(64 * consumers) + " rows (" + std::to_string(consumers) +
+         " consumer warpgroups), split K " + std::to_string(splits) + ", " +
          std::to_string(clusters) + " persistent clusters (" + std::to_string(ctas()) +
          " CTAs), model " + std::to_string(int(estimate_us + 0.5)) + " us";
 }
@@ -242,17 +250,15 @@ Status repack_hopper(const FragSource& fs, uint8_t* out, RepackStats* stats, cud
 StatusOr<HopperGemmConfig> choose_hopper_config(const HopperGemmArgs& a) {
   HopperGemmConfig c;
   const int64_t k64 = (a.k + 63) / 64;
-  c.n_blocks = int((a.n + kItemRows - 1) / kItemRows);
   // Every token tile and split the kernel has, ranked by the cost model; ties go to the
   // smaller tile and the smaller split (less padding, no reduction).
   double best = 0.0;
   for (int nt : {16, 32, 64, 128, 256}) {
     if (nt > 16 && (a.m + nt / 2 - 1) / (nt / 2) == 1) break;  // half the tile would be padding
-    const int64_t items = (a.m + nt - 1) / nt * c.n_blocks;
-    MXQ_RETURN_IF_ERROR(rank_splits(a.elem, a.act, k64, nt, items, best, c));
+    MXQ_RETURN_IF_ERROR(rank_splits(a.elem, a.act, a.n, k64, nt, (a.m + nt - 1) / nt, best, c));
   }
   c.m_tiles = int((a.m + c.tokens - 1) / c.tokens);
-  MXQ_RETURN_IF_ERROR(finish_config(a.elem, a.act, best, c));
+  MXQ_RETURN_IF_ERROR(finish_config(a.elem, a.act, a.n, best, c));
   return c;
 }
 
@@ -262,13 +268,12 @@ StatusOr<HopperGemmConfig> choose_hopper_grouped_config(const HopperGroupedShape
                             "128 or 256 tokens (the token tile), got " + std::to_string(g.block));
   HopperGemmConfig c;
   const int64_t k64 = (g.k + 63) / 64;
-  c.n_blocks = int((g.n + kItemRows - 1) / kItemRows);
   double best = 0.0;
   // The token tile is the dispatch block; the split is ranked over the blocks expected live.
-  MXQ_RETURN_IF_ERROR(rank_splits(g.elem, g.act, k64, g.block, std::max<int64_t>(1, g.live_blocks) *
-                                  c.n_blocks, best, c));
+  MXQ_RETURN_IF_ERROR(rank_splits(g.elem, g.act, g.n, k64, g.block,
+                                  std::max<int64_t>(1, g.live_blocks), best, c));
   c.m_tiles = int(g.capacity / g.block);
-  MXQ_RETURN_IF_ERROR(finish_config(g.elem, g.act, best, c));
+  MXQ_RETURN_IF_ERROR(finish_config(g.elem, g.act, g.n, best, c));
   return c;
 }
 
@@ -308,6 +313,7 @@ Status hopper_gemm(const HopperGemmArgs& a, cudaStream_t stream, HopperGemmConfi
   p.m = int(a.m);
   p.n = int(a.n);
   p.k64 = int((a.k + 63) / 64);
+  p.n64 = int(HopperLayout{a.elem, 1, a.n, a.k}.n64());
   p.ldy = a.ldy;
   p.n_blocks = c.n_blocks;
   p.items = c.items;
@@ -379,6 +385,7 @@ Status hopper_grouped_gemm(const HopperGroupedArgs& a, cudaStream_t stream, Hopp
   p.m = int(g.capacity);
   p.n = int(g.n);
   p.k64 = int((g.k + 63) / 64);
+  p.n64 = int(one.n64());
   p.ldy = a.ldy;
   p.n_blocks = c.n_blocks;
   p.items = c.items;

@@ -7,12 +7,21 @@
 
 namespace mxq::cuda::hopper {
 
-// CTA: one producer warpgroup (one thread issues the bulk copies) + 2 consumer warpgroups,
-// each owning 64 weight rows (wgmma M = 64, the weights as register A: "swap AB") of a
-// 128-row item, and the item's `tokens` activation rows as wgmma N.
-constexpr int kConsumers = 2;
-constexpr int kThreads = 128 * (1 + kConsumers);
-constexpr int kItemRows = 64 * kConsumers;
+// CTA: one producer warpgroup (one thread issues the bulk copies) + `consumers(tokens)`
+// consumer warpgroups, each owning 64 weight rows (wgmma M = 64, the weights as register A:
+// "swap AB") of an item of 64 x consumers rows, and the item's `tokens` activation rows as
+// wgmma N.
+//
+// Up to 64 tokens a k64 step is decode-bound (the same weights cost the same whatever the
+// tokens: ncu at M = 1 showed 46% of issue slots used with 2 warps per scheduler, stalled on
+// the decode's dependency chains), so these tiles run 3 consumer warpgroups, 3 warps per
+// scheduler, with 152 registers each (setmaxnreg: 128 x 40 + 384 x 152 <= 64K). 128 and 256
+// tokens need the accumulators (64 / 128 registers) and are MMA-bound: 2 warpgroups, 232
+// registers each.
+constexpr int consumers(int tokens) { return tokens <= 64 ? 3 : 2; }
+constexpr int threads(int tokens) { return 128 * (1 + consumers(tokens)); }
+constexpr int item_rows(int tokens) { return 64 * consumers(tokens); }
+constexpr int consumer_regs(int tokens) { return consumers(tokens) == 3 ? 152 : 232; }
 // Dynamic shared memory per CTA (227 KB on sm_90).
 constexpr int kSmemLimit = 232448;
 constexpr int kMaxStages = 24;
@@ -20,13 +29,16 @@ constexpr int kMaxStages = 24;
 constexpr int chunk_bytes(bool fp4) { return (fp4 ? 2048 : 4096) + 128; }  // hopper/layout.h
 constexpr int act_stage_bytes(int tokens) { return tokens * 128; }  // tokens x 64 K x 16 bit
 constexpr int stage_bytes(int tokens, bool fp4) {
-  return act_stage_bytes(tokens) + kConsumers * chunk_bytes(fp4);
+  return act_stage_bytes(tokens) + consumers(tokens) * chunk_bytes(fp4);
 }
 // Split K across the CTAs of a cluster (reduced through distributed shared memory) for token
 // tiles up to 128: the reduction buffer holds (splits - 1) x 256 threads x tokens/2 floats
-// (128 tokens, 2 splits: 64 KB, leaving a 7-stage (E2M1) / 6-stage (E4M3) ring).
+// (128 tokens, 2 splits: 64 KB, leaving a 7-stage (E2M1) / 6-stage (E4M3) ring; 16 tokens,
+// 8 splits, 3 consumers: 84 KB, a 17 / 10-stage ring).
 constexpr int max_splits(int tokens) { return tokens <= 16 ? 8 : tokens <= 32 ? 4 : tokens <= 128 ? 2 : 1; }
-constexpr int reduce_bytes(int tokens) { return (max_splits(tokens) - 1) * 128 * kConsumers * tokens / 2 * 4; }
+constexpr int reduce_bytes(int tokens) {
+  return (max_splits(tokens) - 1) * 128 * consumers(tokens) * tokens / 2 * 4;
+}
 constexpr int kBarrierBytes = 512;  // 2 x kMaxStages + 2 mbarriers, rounded up
 constexpr int stages(int tokens, bool fp4) {
   const int s = (kSmemLimit - 1024 - kBarrierBytes - reduce_bytes(tokens)) / stage_bytes(tokens, fp4);
@@ -40,6 +52,7 @@ struct HopperGemmConfig {
   int tokens = 16;     // wgmma N: token rows per item (16, 32, 64, 128, 256)
   int stages = 0;      // shared-memory ring depth (k64 steps)
   int splits = 1;      // CTAs per cluster, each a K range of the same item
+  int consumers = 2;   // consumer warpgroups: item rows = 64 x consumers
   int m_tiles = 0, n_blocks = 0;
   int items = 0;       // m_tiles x n_blocks
   int clusters = 0;    // persistent clusters launched (<= items)

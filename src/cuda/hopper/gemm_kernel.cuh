@@ -49,6 +49,7 @@ struct KernelParams {
   const float* bias;    // [N] or null (MoE: per expert, see below)
   void* y;              // [M, N], row stride ldy elements
   int m, n, k64;        // (MoE: m = rows of the padded dispatch, n and K per expert)
+  int n64;              // 64-row blocks of the layout (per expert)
   int64_t ldy;
   int n_blocks, items, splits;
   bool out_f32;
@@ -76,6 +77,9 @@ struct KernelShape {
   static constexpr int kLaneBytes = kFp4 ? 16 : 32;
   static constexpr int kAcc = NT / 2;                 // accumulators per consumer thread
   static constexpr int kSmem = smem_bytes(NT, kFp4);
+  static constexpr int kConsumers = consumers(NT);
+  static constexpr int kThreads = threads(NT);
+  static constexpr int kItemRows = item_rows(NT);
   static_assert(NT == 16 || NT == 32 || NT == 64 || NT == 128 || NT == 256, "wgmma N");
   static_assert(kStages >= 2, "a step in flight and the next one decoded");
 };
@@ -130,7 +134,7 @@ __device__ __forceinline__ void moe_epilogue(const KernelParams& p, int e, int m
 
 // kMoE: the grouped instance (KernelParams' MoE fields); otherwise the dense GEMM.
 template <typename T, bool kFp4, int NT, bool kMoE>
-__global__ void __launch_bounds__(kThreads, 1)
+__global__ void __launch_bounds__(threads(NT), 1)
     hopper_gemm_kernel(const __grid_constant__ CUtensorMap x_map, const KernelParams p) {
 #if MXQ_HAS_WGMMA
   using S = KernelShape<T, kFp4, NT>;
@@ -139,7 +143,7 @@ __global__ void __launch_bounds__(kThreads, 1)
                                              ~uintptr_t(1023));
   uint8_t* act = smem;                                  // kStages x kActBytes (1024-aligned)
   uint8_t* wts = act + S::kStages * S::kActBytes;       // kStages x kConsumers x kChunk
-  uint64_t* full = reinterpret_cast<uint64_t*>(wts + S::kStages * kConsumers * S::kChunk);
+  uint64_t* full = reinterpret_cast<uint64_t*>(wts + S::kStages * S::kConsumers * S::kChunk);
   uint64_t* empty = full + S::kStages;
   uint64_t* red_full = empty + S::kStages;
   uint64_t* red_empty = red_full + 1;
@@ -150,10 +154,10 @@ __global__ void __launch_bounds__(kThreads, 1)
   if (threadIdx.x == 0) {
     for (int s = 0; s < S::kStages; ++s) {
       sm90::mbar_init(&full[s], 1);
-      sm90::mbar_init(&empty[s], kConsumers * 4);  // lane 0 of every consumer warp
+      sm90::mbar_init(&empty[s], S::kConsumers * 4);  // lane 0 of every consumer warp
     }
-    sm90::mbar_init(red_full, uint32_t((splits - 1) * 128 * kConsumers));
-    sm90::mbar_init(red_empty, 128 * kConsumers);
+    sm90::mbar_init(red_full, uint32_t((splits - 1) * 128 * S::kConsumers));
+    sm90::mbar_init(red_empty, 128 * S::kConsumers);
     sm90::fence_mbar_init();
   }
   // Every barrier of the cluster is initialised before any copy or remote arrive uses it.
@@ -176,7 +180,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       uint32_t phase = 0;
       for (int item = cluster; item < p.items; item += clusters) {
         const int nb = item % p.n_blocks, mt = item / p.n_blocks;
-        const uint8_t* wblk = p.w + size_t(nb) * kConsumers * size_t(p.k64) * S::kChunk;
+        const uint8_t* wblk = p.w + size_t(nb) * S::kConsumers * size_t(p.k64) * S::kChunk;
         if constexpr (kMoE) {
           const int e = p.block_expert[mt];
           if (e < 0) continue;  // past the dispatch's last block (the consumers skip it too)
@@ -184,13 +188,18 @@ __global__ void __launch_bounds__(kThreads, 1)
         }
         for (int kt = kt_begin; kt < kt_end; ++kt) {
           sm90::mbar_wait(&empty[slot], phase ^ 1u);
-          sm90::mbar_arrive_expect_tx(&full[slot], uint32_t(S::kActBytes + kConsumers * S::kChunk));
+          sm90::mbar_arrive_expect_tx(&full[slot], uint32_t(S::kActBytes + S::kConsumers * S::kChunk));
           sm90::tma_load_2d(act + slot * S::kActBytes, &x_map, kt * 64, mt * NT, &full[slot]);
 #pragma unroll
-          for (int c = 0; c < kConsumers; ++c)
-            sm90::bulk_load(wts + (slot * kConsumers + c) * S::kChunk,
-                            wblk + (size_t(c) * p.k64 + kt) * S::kChunk, uint32_t(S::kChunk),
+          for (int c = 0; c < S::kConsumers; ++c) {
+            // With 3 consumers the last item of a column may reach past the layout's rows
+            // (padded to 128): that consumer reads the last 64-row block again and its
+            // results are never stored (rows >= N).
+            const int b64 = min(nb * S::kConsumers + c, p.n64 - 1) - nb * S::kConsumers;
+            sm90::bulk_load(wts + (slot * S::kConsumers + c) * S::kChunk,
+                            wblk + (size_t(b64) * p.k64 + kt) * S::kChunk, uint32_t(S::kChunk),
                             &full[slot], policy);
+          }
           if (++slot == S::kStages) {
             slot = 0;
             phase ^= 1u;
@@ -202,7 +211,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   }
 
   // ---- consumers -------------------------------------------------------------------------
-  sm90::regs_alloc<232>();
+  sm90::regs_alloc<consumer_regs(NT)>();
   const int c = wg - 1;                 // consumer index: rows 64c..64c+63 of the item
   const int ct = int(threadIdx.x) - 128;  // consumer thread 0..255
   const int warp = (int(threadIdx.x) >> 5) & 3, lane = int(threadIdx.x) & 31;
@@ -220,7 +229,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   // biased at once (bias_scale_codes: exact for every code the backend sends here) and each
   // multiplier one byte permute + shift, the E8M0 scale folded into the 16-bit weights.
   auto decode = [&](int s, uint32_t(&a)[4][4]) {
-    const uint32_t chunk = wts_addr + uint32_t((s * kConsumers + c) * S::kChunk);
+    const uint32_t chunk = wts_addr + uint32_t((s * S::kConsumers + c) * S::kChunk);
     const uint32_t sw = gemm::bias_scale_codes<T, kFp4>(
         sm90::lds_u32(chunk + uint32_t(S::kChunkW + warp * 32 + g * 4)));
     const uint32_t lane_w = chunk + uint32_t((warp * 32 + lane) * S::kLaneBytes);
@@ -300,7 +309,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       float* mine = red + size_t(ct) * S::kAcc;  // this thread's slot in a rank's buffer
       if (rank != 0) {
         if (red_pending) sm90::mbar_wait_cluster(red_empty, red_phase ^ 1u);
-        float* dst = mine + size_t(rank - 1) * 128 * kConsumers * S::kAcc;
+        float* dst = mine + size_t(rank - 1) * 128 * S::kConsumers * S::kAcc;
 #pragma unroll
         for (int i = 0; i < S::kAcc; i += 4)
           sm90::st_cluster_v4(dst + i, 0, make_float4(acc[i], acc[i + 1], acc[i + 2], acc[i + 3]));
@@ -312,7 +321,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       sm90::mbar_wait_cluster(red_full, red_phase);
       red_phase ^= 1u;
       for (int r = 1; r < splits; ++r) {
-        const float* src = mine + size_t(r - 1) * 128 * kConsumers * S::kAcc;
+        const float* src = mine + size_t(r - 1) * 128 * S::kConsumers * S::kAcc;
 #pragma unroll
         for (int i = 0; i < S::kAcc; i += 4) {
           const float4 v = *reinterpret_cast<const float4*>(src + i);
@@ -326,7 +335,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     }
 
     // Epilogue: lane (g, t) of warp `warp` holds rows row0 and row0 + 8, tokens 8i + 2t + h.
-    const int row0 = nb * kItemRows + c * 64 + warp * 16 + g;
+    const int row0 = nb * S::kItemRows + c * 64 + warp * 16 + g;
     if constexpr (kMoE) {
       moe_epilogue<T, NT>(p, expert, mt, row0, t, acc);
     } else if (row0 < p.n) {  // N % 16 == 0: row0 + 8 < N too

@@ -24,7 +24,7 @@ template <typename T, bool kFp4, int NT>
 cudaLaunchConfig_t launch_config(int ctas, int splits, cudaStream_t stream, cudaLaunchAttribute* attr) {
   cudaLaunchConfig_t c = {};
   c.gridDim = dim3(unsigned(ctas), 1, 1);
-  c.blockDim = dim3(kThreads, 1, 1);
+  c.blockDim = dim3(unsigned(threads(NT)), 1, 1);
   c.dynamicSmemBytes = size_t(KernelShape<T, kFp4, NT>::kSmem);
   c.stream = stream;
   attr[0].id = cudaLaunchAttributeClusterDimension;
