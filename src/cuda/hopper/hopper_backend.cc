@@ -61,7 +61,17 @@ class CudaHopperBackend final : public Backend {
   // 28.1, 28672 x 8192: 68.0 vs 92.4) and from M = 64 everywhere (1.4-3.9x cuda-mma).
   static constexpr int64_t kMmaDecodeMaxM = 8;
   static constexpr int64_t kMmaSmallLayerMaxM = 16, kSmallLayerMaxElems = int64_t(4096) * 4096;
+  // MoE: by the average pairs per expert, avg = M * topk / experts. Measured on the H200
+  // (bench/results/h200/moe.md, gpt-oss-120b MXFP4, 0c704a1): cuda-mma is faster while the
+  // experts get a few tokens each (M = 1 / 16: 48.2 / 312.9 us graphed against 60.6 / 362.3;
+  // avg 0.03 / 0.5), even at M = 128 (avg 4: 870 vs 885 eager), and cuda-hopper from there on
+  // (M = 2048 / 8192, avg 64 / 256: 1886 / 4904 us against 2489 / 7672).
+  static constexpr double kMoEMmaMaxAvgPairs = 4.0;
   int rank(const Problem& p) const override {
+    if (p.op == Op::kMoE) {
+      const double avg = double(p.m) * double(p.moe.topk) / double(std::max<int64_t>(1, p.moe.experts));
+      return avg <= kMoEMmaMaxAvgPairs ? 90 : priority();
+    }
     if (p.op != Op::kLinear) return priority();
     const bool small = p.n * p.k <= kSmallLayerMaxElems;
     return p.m <= kMmaDecodeMaxM || (small && p.m <= kMmaSmallLayerMaxM) ? 90 : priority();
