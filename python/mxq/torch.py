@@ -339,8 +339,10 @@ class MXMoE(torch.nn.Module):
 
         dev = torch.device(device)
         rw, rb = dense(spec["router_weight"]), dense(spec["router_bias"])
+        cb = dense(spec["correction_bias"])  # DeepSeek's e_score_correction_bias, as float32
         return cls(layer, rw.to(dev) if rw is not None else None,
-                   rb.to(dev) if rb is not None else None)
+                   rb.to(dev) if rb is not None else None,
+                   cb.to(dev) if cb is not None else None)
 
     def prepare(self, device: Union[str, torch.device] = "cuda") -> str:
         return self.layer.prepare_for(torch.device(device).type)
@@ -373,4 +375,8 @@ class MXMoE(torch.nn.Module):
         return f"{self.layer.problem}, handle={self.handle}"
 
 
-__all__ = ["MXLinear", "MXMoE", "linear", "moe", "quantize", "register", "unregister"]
+# transformers integration (needs only torch here; transformers is imported on use).
+from ._patch import MXMoEBlock, PatchedLinear, PatchReport, patch_model  # noqa: E402
+
+__all__ = ["MXLinear", "MXMoE", "MXMoEBlock", "PatchReport", "PatchedLinear", "linear", "moe",
+           "patch_model", "quantize", "register", "unregister"]

@@ -233,7 +233,11 @@ Status configure_moe(const nlohmann::json& config, const std::string& block, MoE
       m.swiglu_alpha = float(config.value("swiglu_alpha", 1.702));
       return Status();
     }
-    const std::string scoring = config.value("scoring_func", "softmax");
+    // transformers' DeepseekV3Config writes no scoring_func (its router is sigmoid-only), so
+    // a config.json saved by transformers names none: the model type implies sigmoid.
+    const std::string model_type = config.value("model_type", "");
+    const bool sigmoid_type = model_type == "deepseek_v3" || model_type == "deepseek_v32";
+    const std::string scoring = config.value("scoring_func", sigmoid_type ? "sigmoid" : "softmax");
     m.renormalize = config.value("norm_topk_prob", true);
     if (scoring == "sigmoid") {
       m.routing = Routing::kSigmoidGroupedTopK;

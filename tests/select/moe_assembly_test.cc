@@ -291,6 +291,17 @@ TEST_F(MoEAssemblyTest, DeepSeekSigmoidGroupedRoutingFromConfig) {
   EXPECT_EQ(b.value().cols, kE);
   EXPECT_EQ(num::load_dense(b.value().data, DType::kF32, 3), 0.75f);
 
+  // transformers' DeepseekV3Config saves no scoring_func: deepseek_v3 implies sigmoid.
+  json no_scoring = cfg;
+  no_scoring.erase("scoring_func");
+  auto ns = layers("ds_no_scoring", t, no_scoring);
+  ASSERT_TRUE(ns.ok()) << ns.status().to_string();
+  EXPECT_EQ(ns.value()[0].problem.moe.routing, Routing::kSigmoidGroupedTopK);
+  no_scoring["model_type"] = "qwen3_moe";
+  ns = layers("ds_no_scoring_qwen", t, no_scoring);
+  ASSERT_TRUE(ns.ok()) << ns.status().to_string();
+  EXPECT_EQ(ns.value()[0].problem.moe.routing, Routing::kSoftmaxTopK);
+
   json bad = cfg;
   bad["n_group"] = 3;  // does not divide 4 experts
   auto r = layers("ds_bad", t, bad);
