@@ -419,3 +419,30 @@ def test_patched_float32_model_casts(built):
     e = per_token_rel(l32, lr)
     print(f"float32 qwen3_moe: per-token median {e.median():.2e}")
     assert float(e.median()) < TOKEN_TOL
+
+
+@pytest.mark.parametrize("arch", ["qwen3_moe", "deepseek_v3", "gpt_oss"])
+def test_mxmoe_from_checkpoint_equals_patched_block(built, arch):
+    """MXMoE.from_checkpoint (router, router bias and DeepSeek's correction bias from the
+    checkpoint) computes what the patched block's MXMoE does with the model's own router."""
+    b = built(arch)
+    model, report = _patched(b, "cpu")
+    r = next(r for r in report.replaced if r.kind == "moe")
+    block = dict(model.named_modules())[r.name]
+    moe = mt.MXMoE.from_checkpoint(b.q, r.checkpoint)
+    if arch == "deepseek_v3":
+        assert moe.correction_bias is not None and moe.correction_bias.dtype == torch.float32
+        torch.testing.assert_close(moe.correction_bias, block.gate.e_score_correction_bias.float(),
+                                   rtol=0, atol=0)
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(9, moe.hidden, generator=g).to(torch.bfloat16)
+    router = getattr(block, block.router_name)
+    bias = getattr(router, "bias", None)
+    with torch.no_grad():
+        y = moe(x)  # router logits in float32 from the checkpoint's router tensors
+        logits = torch.nn.functional.linear(x.float(), router.weight.float(),
+                                            None if bias is None else bias.float())
+        torch.testing.assert_close(moe.route(x), logits, rtol=0, atol=0)
+        want = torch.ops.mxq.moe(x, logits, block.moe.handle, block._correction_bias(), None,
+                                 block.moe.out_dtype)
+    assert torch.equal(y, want), float((y.float() - want.float()).abs().max())
