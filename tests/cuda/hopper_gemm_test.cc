@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstdio>
 #include <random>
 #include <set>
@@ -173,6 +174,30 @@ TEST(HopperGemm, EveryTokenTileFormatAndDtype) {
     check_gemm(e, ActKey::kBF16, DType::kBF16, 1100, 2064, 2880, true, 112, 124);
   }
   EXPECT_EQ(tiles, (std::set<int>{16, 32, 64, 128, 256})) << "every token tile must have run";
+}
+
+// Every (token tile, consumer warpgroups) instance, forced through MXQ_HOPPER_CONFIG where the
+// cost model would not take it here, against cpu-reference; rows past N in the last 192-row
+// item (N = 2064 = 10.75 items of 192) and partial token tiles.
+TEST(HopperGemm, EveryConsumerCount) {
+  SKIP_WITHOUT_HOPPER();
+  std::set<std::pair<int, int>> ran;
+  for (int nt : {16, 32, 64})
+    for (int cons : {2, 3}) {
+      const std::string v = std::to_string(nt) + ":" + std::to_string(cons) + ":0";
+      ASSERT_EQ(setenv("MXQ_HOPPER_CONFIG", v.c_str(), 1), 0);
+      for (ElemType e : {ElemType::kE2M1, ElemType::kE4M3}) {
+        const auto c = config_of(e, nt - 3, 2064, 2880);
+        EXPECT_TRUE(c.forced);
+        ran.insert({c.tokens, c.consumers});
+        SCOPED_TRACE(c.to_string());
+        check_gemm(e, ActKey::kBF16, DType::kBF16, nt - 3, 2064, 2880, true, 112, 124);
+        check_gemm(e, ActKey::kFP16, DType::kF32, nt - 3, 80, 96, false, 112, 124);
+      }
+    }
+  unsetenv("MXQ_HOPPER_CONFIG");
+  EXPECT_EQ(ran, (std::set<std::pair<int, int>>{{16, 2}, {16, 3}, {32, 2}, {32, 3}, {64, 2}, {64, 3}}));
+  EXPECT_FALSE(config_of(ElemType::kE2M1, 5, 2064, 2880).forced);
 }
 
 TEST(HopperGemm, SplitKAcrossClusters) {

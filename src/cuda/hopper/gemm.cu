@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <mutex>
 #include <string>
 
@@ -17,9 +19,9 @@
 namespace mxq::cuda::hopper {
 
 // Instances (instances/*.cu).
-template <typename T, bool kFp4, int NT, bool kMoE>
+template <typename T, bool kFp4, int NT, int C, bool kMoE>
 Status launch(const CUtensorMap&, const KernelParams&, const HopperGemmConfig&, cudaStream_t);
-template <typename T, bool kFp4, int NT>
+template <typename T, bool kFp4, int NT, int C>
 StatusOr<int> max_active_clusters(int splits);
 
 namespace {
@@ -51,33 +53,38 @@ __global__ void repack_hopper_kernel(frag::Source src, int64_t n64, int64_t k64,
 
 // ---- the schedule ------------------------------------------------------------------------
 template <typename T, bool kFp4>
-StatusOr<int> active_clusters(int nt, int splits) {
+StatusOr<int> active_clusters(int nt, int c, int splits) {
+  if (c == 3) switch (nt) {
+      case 16: return max_active_clusters<T, kFp4, 16, 3>(splits);
+      case 32: return max_active_clusters<T, kFp4, 32, 3>(splits);
+      default: return max_active_clusters<T, kFp4, 64, 3>(splits);
+    }
   switch (nt) {
-    case 16: return max_active_clusters<T, kFp4, 16>(splits);
-    case 32: return max_active_clusters<T, kFp4, 32>(splits);
-    case 64: return max_active_clusters<T, kFp4, 64>(splits);
-    case 128: return max_active_clusters<T, kFp4, 128>(splits);
-    default: return max_active_clusters<T, kFp4, 256>(splits);
+    case 16: return max_active_clusters<T, kFp4, 16, 2>(splits);
+    case 32: return max_active_clusters<T, kFp4, 32, 2>(splits);
+    case 64: return max_active_clusters<T, kFp4, 64, 2>(splits);
+    case 128: return max_active_clusters<T, kFp4, 128, 2>(splits);
+    default: return max_active_clusters<T, kFp4, 256, 2>(splits);
   }
 }
 
 // Resident clusters per (device, instance, split): asked once of the runtime, then cached
 // (graph capture and the launch path stay free of occupancy queries).
-StatusOr<int> resident_clusters(ElemType elem, DType act, int nt, int splits) {
+StatusOr<int> resident_clusters(ElemType elem, DType act, int nt, int c, int splits) {
   static std::mutex mu;
-  static int cache[16][2][2][5][4] = {};
+  static int cache[16][2][2][5][2][4] = {};
   int dev = 0;
   MXQ_CUDA_TRY(cudaGetDevice(&dev));
   const int ti = act == DType::kBF16 ? 0 : 1, fi = elem == ElemType::kE2M1 ? 0 : 1;
   const int ni = nt == 16 ? 0 : nt == 32 ? 1 : nt == 64 ? 2 : nt == 128 ? 3 : 4;
   const int si = splits == 1 ? 0 : splits == 2 ? 1 : splits == 4 ? 2 : 3;
   std::lock_guard<std::mutex> lock(mu);
-  int& slot = cache[dev % 16][ti][fi][ni][si];
+  int& slot = cache[dev % 16][ti][fi][ni][c == 3 ? 1 : 0][si];
   if (slot == 0) {
-    StatusOr<int> n = ti == 0 ? (fi == 0 ? active_clusters<__nv_bfloat16, true>(nt, splits)
-                                         : active_clusters<__nv_bfloat16, false>(nt, splits))
-                              : (fi == 0 ? active_clusters<__half, true>(nt, splits)
-                                         : active_clusters<__half, false>(nt, splits));
+    StatusOr<int> n = ti == 0 ? (fi == 0 ? active_clusters<__nv_bfloat16, true>(nt, c, splits)
+                                         : active_clusters<__nv_bfloat16, false>(nt, c, splits))
+                              : (fi == 0 ? active_clusters<__half, true>(nt, c, splits)
+                                         : active_clusters<__half, false>(nt, c, splits));
     if (!n.ok()) return n.status();
     if (n.value() < 1)
       return Status(StatusCode::kInternal, "cuda-hopper: no cluster of " + std::to_string(splits) +
@@ -92,14 +99,16 @@ StatusOr<int> resident_clusters(ElemType elem, DType act, int nt, int splits) {
 // of dac13a0 (bench/results/h200/gemm-hopper.md, "Cost model"; steady state of 8192 x 8192,
 // 28672 x 8192 and 8192 x 28672): small tiles are decode-bound (the same weights cost the same
 // whatever the tokens), large ones MMA-bound.
-// Tiles up to 64 tokens run 3 consumer warpgroups (192-row items, gemm_config.h): their costs
-// are per 192-row step, first estimated from the 2-warpgroup ones (560 / 600 / 700 per 128
-// rows) at 3 warps per scheduler instead of 2, then measured (gemm-hopper.md, "Cost model").
-double step_cycles(int nt) {
+// With 3 consumer warpgroups (192-row items, up to 64 tokens) the cost is per 192-row step:
+// from the H200 runs of 2198927 (3 consumers only; gemm-hopper.md, "Cost model") 16 tokens
+// fit 620 (28672 x 8192 M = 1: 5 rounds of 32 steps, 68.9 us measured, 69 modelled; 8192^2:
+// 27.5 vs 28); 32 / 64 tokens scaled from the 2-warpgroup ratios.
+double step_cycles(int nt, int c) {
+  if (c == 3) return nt == 16 ? 620 : nt == 32 ? 680 : 820;
   switch (nt) {
-    case 16: return 620;
-    case 32: return 660;
-    case 64: return 800;
+    case 16: return 560;
+    case 32: return 600;
+    case 64: return 700;
     case 128: return 850;
     default: return 1180;  // 256
   }
@@ -115,11 +124,30 @@ constexpr double kLaunchCycles = 8750;
 
 // Estimated cycles of the launch: rounds of items over the resident clusters, times the k64
 // steps of one rank's K range, times the tile's step cost, plus the reductions.
-double estimate_cycles(int items, int resident, int64_t k64, int nt, int splits) {
+double estimate_cycles(int items, int resident, int64_t k64, int nt, int c, int splits) {
   const int rounds = (items + resident - 1) / resident;
   const int64_t steps = (k64 + splits - 1) / splits;
   return kLaunchCycles +
-         rounds * (double(steps) * step_cycles(nt) + (splits - 1) * kSplitCyclesPerRank);
+         rounds * (double(steps) * step_cycles(nt, c) + (splits - 1) * kSplitCyclesPerRank);
+}
+
+// MXQ_HOPPER_CONFIG=tokens:consumers:splits (0 = the model's choice for that field) fixes
+// the launch for A/B runs and for tests that must reach a given instance; the config says
+// "forced". Invalid values are ignored field by field.
+struct Forced {
+  int tokens = 0, consumers = 0, splits = 0;
+};
+Forced forced_config() {
+  Forced f;
+  const char* v = std::getenv("MXQ_HOPPER_CONFIG");
+  if (v == nullptr || *v == 0) return f;
+  int t = 0, c = 0, s = 0;
+  if (std::sscanf(v, "%d:%d:%d", &t, &c, &s) >= 1) {
+    if (t == 16 || t == 32 || t == 64 || t == 128 || t == 256) f.tokens = t;
+    if (c == 2 || c == 3) f.consumers = c;
+    if (s == 1 || s == 2 || s == 4 || s == 8) f.splits = s;
+  }
+  return f;
 }
 
 // ---- the activation tensor map -------------------------------------------------------------
@@ -166,12 +194,17 @@ StatusOr<CUtensorMap> activation_map(const void* x, DType act, int64_t rows, int
 template <typename T, bool kFp4, bool kMoE>
 Status launch_tokens(const CUtensorMap& map, const KernelParams& p, const HopperGemmConfig& c,
                      cudaStream_t s) {
+  if (c.consumers == 3) switch (c.tokens) {
+      case 16: return launch<T, kFp4, 16, 3, kMoE>(map, p, c, s);
+      case 32: return launch<T, kFp4, 32, 3, kMoE>(map, p, c, s);
+      default: return launch<T, kFp4, 64, 3, kMoE>(map, p, c, s);
+    }
   switch (c.tokens) {
-    case 16: return launch<T, kFp4, 16, kMoE>(map, p, c, s);
-    case 32: return launch<T, kFp4, 32, kMoE>(map, p, c, s);
-    case 64: return launch<T, kFp4, 64, kMoE>(map, p, c, s);
-    case 128: return launch<T, kFp4, 128, kMoE>(map, p, c, s);
-    default: return launch<T, kFp4, 256, kMoE>(map, p, c, s);
+    case 16: return launch<T, kFp4, 16, 2, kMoE>(map, p, c, s);
+    case 32: return launch<T, kFp4, 32, 2, kMoE>(map, p, c, s);
+    case 64: return launch<T, kFp4, 64, 2, kMoE>(map, p, c, s);
+    case 128: return launch<T, kFp4, 128, 2, kMoE>(map, p, c, s);
+    default: return launch<T, kFp4, 256, 2, kMoE>(map, p, c, s);
   }
 }
 
@@ -186,20 +219,27 @@ Status launch_types(ElemType elem, DType act, const CUtensorMap& map, const Kern
                     : launch_tokens<__half, false, kMoE>(map, p, c, s));
 }
 
-// The cheapest split of K for token tile `nt` (cost model above) over `m_tiles` token tiles of
-// N rows, given the best estimate so far: updates `best`, `c.tokens` and `c.splits` when it
-// wins by 2%.
+// The cheapest consumer count and split of K for token tile `nt` (cost model above) over
+// `m_tiles` token tiles of N rows, given the best estimate so far: updates `best`,
+// `c.tokens`, `c.consumers` and `c.splits` when it wins by 2% (2 consumers and smaller
+// splits first: ties keep them). `f` restricts the candidates (MXQ_HOPPER_CONFIG).
 Status rank_splits(ElemType elem, DType act, int64_t n, int64_t k64, int nt, int64_t m_tiles,
-                   double& best, HopperGemmConfig& c) {
-  const int64_t items = m_tiles * ((n + item_rows(nt) - 1) / item_rows(nt));
-  for (int s = 1; s <= max_splits(nt) && s <= k64; s *= 2) {
-    auto r = resident_clusters(elem, act, nt, s);
-    if (!r.ok()) return r.status();
-    const double e = estimate_cycles(int(std::min<int64_t>(items, 1 << 30)), r.value(), k64, nt, s);
-    if (best == 0.0 || e < best * 0.98) {  // a bigger tile or split must win by 2%
-      best = e;
-      c.tokens = nt;
-      c.splits = s;
+                   const Forced& f, double& best, HopperGemmConfig& c) {
+  for (int cons : {2, 3}) {
+    if (!has_consumers(nt, cons) || (f.consumers != 0 && f.consumers != cons)) continue;
+    const int64_t items = m_tiles * ((n + item_rows(cons) - 1) / item_rows(cons));
+    for (int s = 1; s <= max_splits(nt) && s <= k64; s *= 2) {
+      if (f.splits != 0 && f.splits != s) continue;
+      auto r = resident_clusters(elem, act, nt, cons, s);
+      if (!r.ok()) return r.status();
+      const double e =
+          estimate_cycles(int(std::min<int64_t>(items, 1 << 30)), r.value(), k64, nt, cons, s);
+      if (best == 0.0 || e < best * 0.98) {  // a bigger tile, split or CTA must win by 2%
+        best = e;
+        c.tokens = nt;
+        c.consumers = cons;
+        c.splits = s;
+      }
     }
   }
   return Status::Ok();
@@ -207,12 +247,13 @@ Status rank_splits(ElemType elem, DType act, int64_t n, int64_t k64, int nt, int
 
 // The rest of the config once tile and split are chosen.
 Status finish_config(ElemType elem, DType act, int64_t n, double best, HopperGemmConfig& c) {
-  c.n_blocks = int((n + item_rows(c.tokens) - 1) / item_rows(c.tokens));
+  if (best == 0.0)
+    return invalid_argument("cuda-hopper: MXQ_HOPPER_CONFIG leaves no launch for this problem");
+  c.n_blocks = int((n + item_rows(c.consumers) - 1) / item_rows(c.consumers));
   c.estimate_us = best / 1.75e3;  // at ~1.75 GHz under load
-  c.stages = stages(c.tokens, elem == ElemType::kE2M1);
-  c.consumers = consumers(c.tokens);
+  c.stages = stages(c.tokens, elem == ElemType::kE2M1, c.consumers);
   c.items = c.m_tiles * c.n_blocks;
-  auto r = resident_clusters(elem, act, c.tokens, c.splits);
+  auto r = resident_clusters(elem, act, c.tokens, c.consumers, c.splits);
   if (!r.ok()) return r.status();
   c.clusters = std::min(c.items, r.value());
   return Status::Ok();
@@ -227,7 +268,8 @@ std::string HopperGemmConfig::to_string() const {
          std::to_string(64 * consumers) + " rows (" + std::to_string(consumers) +
          " consumer warpgroups), split K " + std::to_string(splits) + ", " +
          std::to_string(clusters) + " persistent clusters (" + std::to_string(ctas()) +
-         " CTAs), model " + std::to_string(int(estimate_us + 0.5)) + " us";
+         " CTAs), model " + std::to_string(int(estimate_us + 0.5)) + " us" +
+         (forced ? " (forced by MXQ_HOPPER_CONFIG)" : "");
 }
 
 Status repack_hopper(const FragSource& fs, uint8_t* out, RepackStats* stats, cudaStream_t stream) {
@@ -253,9 +295,12 @@ StatusOr<HopperGemmConfig> choose_hopper_config(const HopperGemmArgs& a) {
   // Every token tile and split the kernel has, ranked by the cost model; ties go to the
   // smaller tile and the smaller split (less padding, no reduction).
   double best = 0.0;
+  const Forced f = forced_config();
+  c.forced = f.tokens != 0 || f.consumers != 0 || f.splits != 0;
   for (int nt : {16, 32, 64, 128, 256}) {
-    if (nt > 16 && (a.m + nt / 2 - 1) / (nt / 2) == 1) break;  // half the tile would be padding
-    MXQ_RETURN_IF_ERROR(rank_splits(a.elem, a.act, a.n, k64, nt, (a.m + nt - 1) / nt, best, c));
+    if (f.tokens != 0 ? nt != f.tokens : nt > 16 && (a.m + nt / 2 - 1) / (nt / 2) == 1)
+      continue;  // forced elsewhere, or half the tile would be padding
+    MXQ_RETURN_IF_ERROR(rank_splits(a.elem, a.act, a.n, k64, nt, (a.m + nt - 1) / nt, f, best, c));
   }
   c.m_tiles = int((a.m + c.tokens - 1) / c.tokens);
   MXQ_RETURN_IF_ERROR(finish_config(a.elem, a.act, a.n, best, c));
@@ -269,9 +314,12 @@ StatusOr<HopperGemmConfig> choose_hopper_grouped_config(const HopperGroupedShape
   HopperGemmConfig c;
   const int64_t k64 = (g.k + 63) / 64;
   double best = 0.0;
+  Forced f = forced_config();
+  f.tokens = 0;  // the dispatch block decides the tile
+  c.forced = f.consumers != 0 || f.splits != 0;
   // The token tile is the dispatch block; the split is ranked over the blocks expected live.
   MXQ_RETURN_IF_ERROR(rank_splits(g.elem, g.act, g.n, k64, g.block,
-                                  std::max<int64_t>(1, g.live_blocks), best, c));
+                                  std::max<int64_t>(1, g.live_blocks), f, best, c));
   c.m_tiles = int(g.capacity / g.block);
   MXQ_RETURN_IF_ERROR(finish_config(g.elem, g.act, g.n, best, c));
   return c;
@@ -338,7 +386,7 @@ int hopper_grouped_block(int64_t tokens, int64_t topk, int64_t experts) {
   int best_nt = 16;
   double best = 0.0;
   for (int nt : {16, 32, 64, 128, 256}) {
-    const double cost = std::ceil(want / nt) * step_cycles(nt);
+    const double cost = std::ceil(want / nt) * step_cycles(nt, 2);
     if (best == 0.0 || cost < best * 0.98) {
       best = cost;
       best_nt = nt;

@@ -7,45 +7,45 @@
 
 namespace mxq::cuda::hopper {
 
-// CTA: one producer warpgroup (one thread issues the bulk copies) + `consumers(tokens)`
-// consumer warpgroups, each owning 64 weight rows (wgmma M = 64, the weights as register A:
-// "swap AB") of an item of 64 x consumers rows, and the item's `tokens` activation rows as
-// wgmma N.
+// CTA: one producer warpgroup (one thread issues the bulk copies) + C = 2 or 3 consumer
+// warpgroups, each owning 64 weight rows (wgmma M = 64, the weights as register A: "swap AB")
+// of an item of 64 x C rows, and the item's `tokens` activation rows as wgmma N.
 //
 // Up to 64 tokens a k64 step is decode-bound (the same weights cost the same whatever the
-// tokens: ncu at M = 1 showed 46% of issue slots used with 2 warps per scheduler, stalled on
-// the decode's dependency chains), so these tiles run 3 consumer warpgroups, 3 warps per
-// scheduler, with 152 registers each (setmaxnreg: 128 x 40 + 384 x 152 <= 64K). 128 and 256
-// tokens need the accumulators (64 / 128 registers) and are MMA-bound: 2 warpgroups, 232
-// registers each.
-constexpr int consumers(int tokens) { return tokens <= 64 ? 3 : 2; }
-constexpr int threads(int tokens) { return 128 * (1 + consumers(tokens)); }
-constexpr int item_rows(int tokens) { return 64 * consumers(tokens); }
-constexpr int consumer_regs(int tokens) { return consumers(tokens) == 3 ? 152 : 232; }
+// tokens), so these tiles also come with 3 consumer warpgroups (3 warps per scheduler, 152
+// registers each: 128 x 40 + 384 x 152 <= 64K): 192-row items, fewer of them, which the cost
+// model (gemm.cu) takes where they fill the GPU better (measured: per row the two are about
+// as fast, so the choice is one of tiling). 128 and 256 tokens need their accumulators (64 /
+// 128 registers): 2 consumer warpgroups, 232 registers each.
+constexpr bool has_consumers(int tokens, int c) { return c == 2 || (c == 3 && tokens <= 64); }
+constexpr int threads(int c) { return 128 * (1 + c); }
+constexpr int item_rows(int c) { return 64 * c; }
+constexpr int consumer_regs(int c) { return c == 3 ? 152 : 232; }
 // Dynamic shared memory per CTA (227 KB on sm_90).
 constexpr int kSmemLimit = 232448;
 constexpr int kMaxStages = 24;
 
 constexpr int chunk_bytes(bool fp4) { return (fp4 ? 2048 : 4096) + 128; }  // hopper/layout.h
 constexpr int act_stage_bytes(int tokens) { return tokens * 128; }  // tokens x 64 K x 16 bit
-constexpr int stage_bytes(int tokens, bool fp4) {
-  return act_stage_bytes(tokens) + consumers(tokens) * chunk_bytes(fp4);
+constexpr int stage_bytes(int tokens, bool fp4, int c) {
+  return act_stage_bytes(tokens) + c * chunk_bytes(fp4);
 }
 // Split K across the CTAs of a cluster (reduced through distributed shared memory) for token
-// tiles up to 128: the reduction buffer holds (splits - 1) x 256 threads x tokens/2 floats
+// tiles up to 128: the reduction buffer holds (splits - 1) x 128 C threads x tokens/2 floats
 // (128 tokens, 2 splits: 64 KB, leaving a 7-stage (E2M1) / 6-stage (E4M3) ring; 16 tokens,
 // 8 splits, 3 consumers: 84 KB, a 17 / 10-stage ring).
 constexpr int max_splits(int tokens) { return tokens <= 16 ? 8 : tokens <= 32 ? 4 : tokens <= 128 ? 2 : 1; }
-constexpr int reduce_bytes(int tokens) {
-  return (max_splits(tokens) - 1) * 128 * consumers(tokens) * tokens / 2 * 4;
+constexpr int reduce_bytes(int tokens, int c) {
+  return (max_splits(tokens) - 1) * 128 * c * tokens / 2 * 4;
 }
 constexpr int kBarrierBytes = 512;  // 2 x kMaxStages + 2 mbarriers, rounded up
-constexpr int stages(int tokens, bool fp4) {
-  const int s = (kSmemLimit - 1024 - kBarrierBytes - reduce_bytes(tokens)) / stage_bytes(tokens, fp4);
+constexpr int stages(int tokens, bool fp4, int c) {
+  const int s = (kSmemLimit - 1024 - kBarrierBytes - reduce_bytes(tokens, c)) / stage_bytes(tokens, fp4, c);
   return s < kMaxStages ? s : kMaxStages;
 }
-constexpr int smem_bytes(int tokens, bool fp4) {
-  return 1024 + stages(tokens, fp4) * stage_bytes(tokens, fp4) + kBarrierBytes + reduce_bytes(tokens);
+constexpr int smem_bytes(int tokens, bool fp4, int c) {
+  return 1024 + stages(tokens, fp4, c) * stage_bytes(tokens, fp4, c) + kBarrierBytes +
+         reduce_bytes(tokens, c);
 }
 
 struct HopperGemmConfig {
@@ -57,6 +57,7 @@ struct HopperGemmConfig {
   int items = 0;       // m_tiles x n_blocks
   int clusters = 0;    // persistent clusters launched (<= items)
   double estimate_us = 0;  // the cost model's estimate (gemm.cu, estimate_cycles)
+  bool forced = false;     // tile / consumers / split set by MXQ_HOPPER_CONFIG (A/B, tests)
   int ctas() const { return clusters * splits; }
   std::string to_string() const;
 };

@@ -68,18 +68,19 @@ struct KernelParams {
   float alpha, limit;
 };
 
-template <typename T, bool kFp4, int NT>
+template <typename T, bool kFp4, int NT, int C>
 struct KernelShape {
-  static constexpr int kStages = stages(NT, kFp4);
+  static_assert(has_consumers(NT, C), "2 consumer warpgroups, or 3 up to 64 tokens");
+  static constexpr int kStages = stages(NT, kFp4, C);
   static constexpr int kActBytes = act_stage_bytes(NT);
   static constexpr int kChunk = chunk_bytes(kFp4);
   static constexpr int kChunkW = kChunk - 128;
   static constexpr int kLaneBytes = kFp4 ? 16 : 32;
   static constexpr int kAcc = NT / 2;                 // accumulators per consumer thread
-  static constexpr int kSmem = smem_bytes(NT, kFp4);
-  static constexpr int kConsumers = consumers(NT);
-  static constexpr int kThreads = threads(NT);
-  static constexpr int kItemRows = item_rows(NT);
+  static constexpr int kSmem = smem_bytes(NT, kFp4, C);
+  static constexpr int kConsumers = C;
+  static constexpr int kThreads = threads(C);
+  static constexpr int kItemRows = item_rows(C);
   static_assert(NT == 16 || NT == 32 || NT == 64 || NT == 128 || NT == 256, "wgmma N");
   static_assert(kStages >= 2, "a step in flight and the next one decoded");
 };
@@ -133,11 +134,11 @@ __device__ __forceinline__ void moe_epilogue(const KernelParams& p, int e, int m
 }
 
 // kMoE: the grouped instance (KernelParams' MoE fields); otherwise the dense GEMM.
-template <typename T, bool kFp4, int NT, bool kMoE>
-__global__ void __launch_bounds__(threads(NT), 1)
+template <typename T, bool kFp4, int NT, int C, bool kMoE>
+__global__ void __launch_bounds__(threads(C), 1)
     hopper_gemm_kernel(const __grid_constant__ CUtensorMap x_map, const KernelParams p) {
 #if MXQ_HAS_WGMMA
-  using S = KernelShape<T, kFp4, NT>;
+  using S = KernelShape<T, kFp4, NT, C>;
   extern __shared__ uint8_t smem_raw[];
   uint8_t* smem = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) &
                                              ~uintptr_t(1023));
@@ -211,7 +212,7 @@ __global__ void __launch_bounds__(threads(NT), 1)
   }
 
   // ---- consumers -------------------------------------------------------------------------
-  sm90::regs_alloc<consumer_regs(NT)>();
+  sm90::regs_alloc<consumer_regs(C)>();
   const int c = wg - 1;                 // consumer index: rows 64c..64c+63 of the item
   const int ct = int(threadIdx.x) - 128;  // consumer thread 0..255
   const int warp = (int(threadIdx.x) >> 5) & 3, lane = int(threadIdx.x) & 31;
