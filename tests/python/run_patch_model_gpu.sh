@@ -9,6 +9,9 @@
 # nanobind, scikit-build-core, nlohmann-json, CLI11). Extra pytest arguments after $1.
 #   MXQ_PATCH_COMPILE_CPU=1  also torch.compile on CPU
 #   MXQ_PATCH_DEVICES=cuda   only the CUDA cases
+#   BENCH=0                  skip the decode benchmark (scripts/patch_model_bench.py, run after
+#                            the tests: BENCH_LAYERS (4) layers of gpt-oss-20b's dimensions,
+#                            BENCH_ARGS e.g. "--compile --tokens 128"; JSON next to $1)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 out=${1:-tests/python/results/patch-model-gpu.txt}
@@ -44,5 +47,14 @@ py=$(python3 -c 'import sys; print(sys.executable)')
     python3 -m pytest -v -s -rs -p no:cacheprovider tests/python/package/test_pkg_patch_model.py "$@" 2>&1 \
     | grep -vE "^(Loading weights|Writing model shards)"
   echo "rc=${PIPESTATUS[0]}"
+  if [ "${BENCH:-1}" = 1 ]; then
+    # End-to-end decode tokens/s, gpt-oss-20b dimensions, BENCH_LAYERS layers: BF16 vs patched.
+    bench_json=$(dirname "$out")/patch-model-decode.json
+    echo "## python3 scripts/patch_model_bench.py --layers ${BENCH_LAYERS:-4} ${BENCH_ARGS:-} --json $bench_json"
+    python3 scripts/patch_model_bench.py --layers "${BENCH_LAYERS:-4}" ${BENCH_ARGS:-} \
+      --json "$bench_json" 2>&1 | grep -vE "^(Loading weights|Writing model shards)|Warning|warn"
+    echo "bench rc=${PIPESTATUS[0]}"
+    [ -n "${OUT:-}" ] && [ -f "$bench_json" ] && cp "$bench_json" "$OUT/" || true
+  fi
 } 2>&1 | tee "$out"
 [ -n "${OUT:-}" ] && [ "$(cd "$(dirname "$out")" && pwd)" != "$(cd "$OUT" && pwd)" ] && cp "$out" "$OUT/" || true
