@@ -102,9 +102,10 @@ StatusOr<int> resident_clusters(ElemType elem, DType act, int nt, int c, int spl
 // With 3 consumer warpgroups (192-row items, up to 64 tokens) the cost is per 192-row step:
 // from the H200 runs of 2198927 (3 consumers only; gemm-hopper.md, "Cost model") 16 tokens
 // fit 620 (28672 x 8192 M = 1: 5 rounds of 32 steps, 68.9 us measured, 69 modelled; 8192^2:
-// 27.5 vs 28); 32 / 64 tokens scaled from the 2-warpgroup ratios.
+// 27.5 vs 28); 32 tokens scaled from the 2-warpgroup ratio; 64 tokens 950 (at 820, 28672 x
+// 8192 M = 64 took 3 consumers, split 2, and ran 98.0 us against 85.3 with 2 consumers).
 double step_cycles(int nt, int c) {
-  if (c == 3) return nt == 16 ? 620 : nt == 32 ? 680 : 820;
+  if (c == 3) return nt == 16 ? 620 : nt == 32 ? 680 : 950;
   switch (nt) {
     case 16: return 560;
     case 32: return 600;
@@ -230,6 +231,10 @@ Status rank_splits(ElemType elem, DType act, int64_t n, int64_t k64, int nt, int
     const int64_t items = m_tiles * ((n + item_rows(cons) - 1) / item_rows(cons));
     for (int s = 1; s <= max_splits(nt) && s <= k64; s *= 2) {
       if (f.splits != 0 && f.splits != s) continue;
+      // 3 consumers split at most 2 ways unless forced: measured at 073f86c, split 8 ran 3x
+      // slower per step than the model (8192 x 28672 M = 1: 73.4 us against 62.0 with 2
+      // consumers, split 2; not understood yet, see gemm-hopper.md) and split 4 never won.
+      if (cons == 3 && s > 2 && f.splits == 0) continue;
       auto r = resident_clusters(elem, act, nt, cons, s);
       if (!r.ok()) return r.status();
       const double e =
