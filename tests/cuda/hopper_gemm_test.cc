@@ -364,9 +364,9 @@ TEST(HopperGemm, OracleRanksItByTheMeasuredTable) {
     ASSERT_TRUE(dec.ok()) << dec.status().to_string();
     EXPECT_EQ(dec.value().backend->name(), want) << "M = " << m << ", " << n << " x " << k;
   }
-  // MoE (gpt-oss-120b: 128 experts, top-4): cuda-mma while the experts get <= 4 pairs each.
-  for (auto [m, want] : {std::pair<int64_t, const char*>{1, "cuda-mma"}, {128, "cuda-mma"},
-                         {129, "cuda-hopper"}, {2048, "cuda-hopper"}}) {
+  // MoE (gpt-oss-120b: 128 experts, top-4): cuda-mma while the experts get <= 0.25 pairs each.
+  for (auto [m, want] : {std::pair<int64_t, const char*>{1, "cuda-mma"}, {8, "cuda-mma"},
+                         {9, "cuda-hopper"}, {128, "cuda-hopper"}, {2048, "cuda-hopper"}}) {
     auto dec = select_backend(Problem::moe_problem(ElemType::kE2M1, ActKey::kBF16, m, 2880, 2880, 128, 4),
                               this_device());
     ASSERT_TRUE(dec.ok()) << dec.status().to_string();

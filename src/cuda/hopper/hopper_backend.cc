@@ -62,11 +62,12 @@ class CudaHopperBackend final : public Backend {
   static constexpr int64_t kMmaDecodeMaxM = 8;
   static constexpr int64_t kMmaSmallLayerMaxM = 16, kSmallLayerMaxElems = int64_t(4096) * 4096;
   // MoE: by the average pairs per expert, avg = M * topk / experts. Measured on the H200
-  // (bench/results/h200/moe.md, gpt-oss-120b MXFP4, 0c704a1): cuda-mma is faster while the
-  // experts get a few tokens each (M = 1 / 16: 48.2 / 312.9 us graphed against 60.6 / 362.3;
-  // avg 0.03 / 0.5), even at M = 128 (avg 4: 870 vs 885 eager), and cuda-hopper from there on
-  // (M = 2048 / 8192, avg 64 / 256: 1886 / 4904 us against 2489 / 7672).
-  static constexpr double kMoEMmaMaxAvgPairs = 4.0;
+  // (bench/results/h200/moe-hopper.md, 437ecfc, MXFP4, CUDA graphs): cuda-mma is faster at
+  // M = 1 (avg 0.03-0.06: gpt-oss-120b 48.4 vs 49.7 us, Qwen3-30B-A3B 36.3 vs 39.5,
+  // DeepSeek-V3 132.0 vs 153.6: the hopper decode runs 3 more launches, gather included);
+  // cuda-hopper from M = 16 (avg 0.5-1: 1.00-1.18x) and at every larger M measured (1.07-1.56x)
+  // except Qwen3-30B-A3B M = 2048 (0.92x: 256-token tiles half empty, the open item).
+  static constexpr double kMoEMmaMaxAvgPairs = 0.25;
   int rank(const Problem& p) const override {
     if (p.op == Op::kMoE) {
       const double avg = double(p.m) * double(p.moe.topk) / double(std::max<int64_t>(1, p.moe.experts));
