@@ -385,6 +385,34 @@ TEST(CudaMoeDispatch, CapacityAndArgumentErrors) {  // host only: runs without a
 
 // ---- routing + dispatch in one CUDA graph ----
 
+// moe_gather_rows: rows in dispatch order, exact copies; padding rows zeroed or left as they
+// were (a sentinel), 16-byte and unaligned (2-byte) paths.
+TEST(CudaMoeDispatch, GatherRowsInDispatchOrder) {
+  SKIP_WITHOUT_GPU();
+  std::mt19937 g(7);
+  for (int64_t ldx : {int64_t(96), int64_t(97)})  // 97: unaligned rows, the 2-byte copy
+    for (bool zero : {true, false}) {
+      const int64_t m = 5, h = 96, topk = 2, cap = 24;
+      std::vector<uint16_t> x(size_t(m * ldx));
+      for (auto& v : x) v = uint16_t(g());
+      std::vector<int32_t> sorted(size_t(cap), -1);
+      for (int64_t r = 0; r < cap; ++r)
+        if (r % 3 != 2) sorted[size_t(r)] = int32_t(g() % uint32_t(m * topk));
+      testing::Dev<uint16_t> dx(x);
+      testing::Dev<int32_t> ds(sorted);
+      testing::Dev<uint16_t> dout(std::vector<uint16_t>(size_t(cap * h), 0xABCD));
+      ASSERT_TRUE(cuda::moe_gather_rows(dx.p, ldx, h, 2, ds.p, cap, topk, zero, dout.p, nullptr).ok());
+      const std::vector<uint16_t> out = dout.get();
+      for (int64_t r = 0; r < cap; ++r)
+        for (int64_t c = 0; c < h; ++c) {
+          const int p = sorted[size_t(r)];
+          const uint16_t want = p >= 0 ? x[size_t((p / topk) * ldx + c)] : zero ? 0 : 0xABCD;
+          ASSERT_EQ(out[size_t(r * h + c)], want) << "row " << r << " col " << c << " ldx " << ldx;
+        }
+    }
+  EXPECT_FALSE(cuda::moe_gather_rows(nullptr, 8, 8, 4, nullptr, 8, 1, true, nullptr, nullptr).ok());
+}
+
 TEST(CudaMoe, RoutingAndDispatchCapturedInACudaGraph) {
   SKIP_WITHOUT_GPU();
   const MoEParams p = grouped(256, 8, 8, 4, true, 2.5f);

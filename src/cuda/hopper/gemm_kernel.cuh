@@ -93,8 +93,9 @@ __device__ __forceinline__ void moe_epilogue(const KernelParams& p, int e, int m
   if (row0 >= p.n) return;  // N % 16 == 0: row0 + 8 < N too
   if (p.gate_up) {
     // Gate/up row order (frag_layout.h): row0 (g < 8 in its 16-row tile) is the gate and
-    // row0 + 8 the up row of intermediate column 8 * (row0 / 16) + g. Every padded row is
-    // written (zero activations there: finite values the down GEMM's padding columns read).
+    // row0 + 8 the up row of intermediate column 8 * (row0 / 16) + g. Padding rows are
+    // written too (whatever moe_gather_rows left there: the down GEMM reads them as token
+    // columns of their own and stores none of their results).
     const int inter = p.n / 2, col = 8 * (row0 / 16) + row0 % 16;
     const float bg = p.bias != nullptr ? p.bias[int64_t(e) * inter + col] : 0.0f;
     const float bu = p.bias_up != nullptr ? p.bias_up[int64_t(e) * inter + col] : 0.0f;

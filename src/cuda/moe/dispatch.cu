@@ -288,12 +288,17 @@ namespace {
 template <typename V>
 __global__ void __launch_bounds__(128) gather_rows_kernel(const V* __restrict__ x, int64_t ldx_v,
                                                          int64_t h_v, const int32_t* __restrict__ sorted,
-                                                         int64_t topk, V* __restrict__ out) {
+                                                         int64_t topk, bool zero_padding,
+                                                         V* __restrict__ out) {
   const int64_t r = blockIdx.x;
   const int p = sorted[r];
   V* dst = out + r * h_v;
   if (p < 0) {
-    for (int64_t i = threadIdx.x; i < h_v; i += blockDim.x) dst[i] = V{};
+    // Padding rows are zeroed only on request: a swap-AB grouped GEMM reads them as token
+    // columns of their own, whose results it never stores, so their contents cannot reach
+    // another column (and the copy skips up to half the bytes at large M).
+    if (zero_padding)
+      for (int64_t i = threadIdx.x; i < h_v; i += blockDim.x) dst[i] = V{};
     return;
   }
   const V* src = x + (int64_t(p) / topk) * ldx_v;
@@ -302,8 +307,8 @@ __global__ void __launch_bounds__(128) gather_rows_kernel(const V* __restrict__ 
 }  // namespace
 
 Status moe_gather_rows(const void* x, int64_t ldx, int64_t h, int elem_bytes,
-                       const int32_t* sorted_token_pairs, int64_t capacity, int64_t topk, void* out,
-                       cudaStream_t stream) {
+                       const int32_t* sorted_token_pairs, int64_t capacity, int64_t topk,
+                       bool zero_padding, void* out, cudaStream_t stream) {
   if (elem_bytes != 2 || topk < 1 || capacity > 0x7FFFFFFF || ldx < h)
     return invalid_argument("moe_gather_rows: need 16-bit elements, topk >= 1, ldx >= h and "
                             "capacity < 2^31 (got " + std::to_string(elem_bytes) + "-byte, topk " +
@@ -314,10 +319,10 @@ Status moe_gather_rows(const void* x, int64_t ldx, int64_t h, int elem_bytes,
                    reinterpret_cast<uintptr_t>(x) % 16 == 0 && reinterpret_cast<uintptr_t>(out) % 16 == 0;
   if (v16)
     gather_rows_kernel<uint4><<<unsigned(capacity), 128, 0, stream>>>(
-        static_cast<const uint4*>(x), ldx / 8, h / 8, sorted_token_pairs, topk, static_cast<uint4*>(out));
+        static_cast<const uint4*>(x), ldx / 8, h / 8, sorted_token_pairs, topk, zero_padding, static_cast<uint4*>(out));
   else
     gather_rows_kernel<uint16_t><<<unsigned(capacity), 128, 0, stream>>>(
-        static_cast<const uint16_t*>(x), ldx, h, sorted_token_pairs, topk, static_cast<uint16_t*>(out));
+        static_cast<const uint16_t*>(x), ldx, h, sorted_token_pairs, topk, zero_padding, static_cast<uint16_t*>(out));
   const cudaError_t e = cudaGetLastError();
   if (e != cudaSuccess)
     return Status(StatusCode::kInternal, std::string("moe_gather_rows: launch failed: ") +

@@ -53,11 +53,12 @@ Status moe_dispatch(const MoEDispatchShape& s, const int32_t* topk_ids,
 
 // The activation rows in dispatch order, for a grouped GEMM that reads its token tiles as one
 // dense 2-D array (cuda-hopper's TMA cannot gather rows on sm_90):
-//   out[r, :] = x[sorted_token_pairs[r] / topk, :]  (zeros where the entry is -1)
-// for r < capacity. x [M, h] 16-bit rows with stride ldx, out [capacity, h] contiguous
-// (16-byte copies when rows and pointers are 16-byte aligned, else 2-byte). Asynchronous.
+//   out[r, :] = x[sorted_token_pairs[r] / topk, :]  where the entry is a pair
+// for r < capacity; rows of -1 entries (padding) are zeros with `zero_padding`, else left
+// untouched. x [M, h] 16-bit rows with stride ldx, out [capacity, h] contiguous (16-byte
+// copies when rows and pointers are 16-byte aligned, else 2-byte). Asynchronous.
 Status moe_gather_rows(const void* x, int64_t ldx, int64_t h, int elem_bytes,
-                       const int32_t* sorted_token_pairs, int64_t capacity, int64_t topk, void* out,
-                       cudaStream_t stream);
+                       const int32_t* sorted_token_pairs, int64_t capacity, int64_t topk,
+                       bool zero_padding, void* out, cudaStream_t stream);
 
 }  // namespace mxq::cuda

@@ -377,7 +377,10 @@ Status run_moe_layer(const Problem& p, const PreparedWeights& pw, const DenseVie
 #if MXQ_WITH_HOPPER
     void* xg = ws.at<void>(o_xg);
     void* inter_rows = ws.at<void>(o_a);
-    MXQ_RETURN_IF_ERROR(moe_gather_rows(xd, h, h, dtype_bytes(act), sorted, cap, k, xg, stream));
+    // Padding rows stay as they are: the swap-AB GEMM reads them as their own token columns
+    // and stores none of their results (moe_gather_rows).
+    MXQ_RETURN_IF_ERROR(moe_gather_rows(xd, h, h, dtype_bytes(act), sorted, cap, k,
+                                        /*zero_padding=*/false, xg, stream));
     hopper::HopperGroupedArgs g;
     g.shape.elem = p.weight;
     g.shape.act = act;
