@@ -7,6 +7,8 @@
 //                   activations dynamic MXFP8.
 //   W4A8_MXFP4_FP8  <m>.weight U8 [N, K/2], <m>.weight_scale U8 [N, K/32], <m>.input_scale F32
 //                   scalar (static FP8 activations).
+//   mxfp4           (lower case, as ModelOpt 0.47 writes it for MXFP4_DEFAULT_CFG) <m>.weight U8
+//                   [N, K/2], <m>.weight_scale U8 [N, K/32]; activations dynamic MXFP4 (W4A4).
 // ModelOpt chooses E8M0 scales as 2^ceil(log2(amax / max_elem)) (MXFP8QTensor / MXFP4QTensor):
 // the rceil rule. NVFP4 (16-element blocks, E4M3 scales) and the non-MX algorithms are
 // reported as unimplemented.
@@ -25,6 +27,7 @@ struct Algo {
 constexpr Algo kAlgos[] = {
     {"MXFP8", ElemType::kE4M3, ActScheme::kMxfp8},
     {"W4A8_MXFP4_FP8", ElemType::kE2M1, ActScheme::kFp8Static},
+    {"mxfp4", ElemType::kE2M1, ActScheme::kMxfp4},
 };
 
 std::string supported_list() {
