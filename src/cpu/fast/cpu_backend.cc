@@ -8,11 +8,11 @@
 #include <string>
 #include <vector>
 
+#include "contract/weight_checks.h"
 #include "core/parallel.h"
 #include "cpu/backends.h"
 #include "cpu/common/act_quant.h"
 #include "cpu/fast/cpu_backend_internal.h"
-#include "cpu/reference/reference_backend.h"
 #include "mxq/numerics.h"
 #include "mxq/packing.h"
 
@@ -176,7 +176,7 @@ Verdict CpuBackend::can_implement(const Problem& p) const {
 StatusOr<std::unique_ptr<PreparedWeights>> CpuBackend::prepare_linear(
     const Problem& p, const LinearWeights& w) const {
   MXQ_RETURN_IF_ERROR(internal::check_problem(*this, p, Op::kLinear));
-  MXQ_RETURN_IF_ERROR(internal::ours(check_linear_weights(p, w)));  // cpu-reference's checks
+  MXQ_RETURN_IF_ERROR(internal::ours(contract::check_linear_weights(p, w)));  // the shared checks
   auto prepared = std::make_unique<PreparedLinear>();
   prepared->w = w;
   prepared->weight = internal::sanitize_padding(w.w, p.k);

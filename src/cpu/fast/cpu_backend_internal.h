@@ -36,9 +36,9 @@ OwnedWeight sanitize_padding(const MXWeightView& w, int64_t k_valid);
 
 // The op and can_implement as a Status ("cpu cannot run ...: why").
 Status check_problem(const CpuBackend& b, const Problem& p, Op op);
-// `s` with "cpu: " before its message: the weight checks are cpu-reference's
-// (check_linear_weights, check_moe_weights in cpu/reference/reference_backend.h), which accept
-// exactly what this backend accepts; the prefix says which backend refused.
+// `s` with "cpu: " before its message: the weight checks are the shared ones
+// (check_linear_weights, check_moe_weights in contract/weight_checks.h, what cpu-reference
+// accepts), which accept exactly what this backend accepts; the prefix says which backend refused.
 Status ours(Status s);
 // x / y views: data, dtype and shape, with messages that say expected vs got.
 Status check_dense(const char* name, const void* data, DType got_dtype, int64_t got_rows,

@@ -16,12 +16,12 @@
 #include <string>
 #include <vector>
 
+#include "contract/weight_checks.h"
 #include "core/parallel.h"
 #include "cpu/common/act_quant.h"
 #include "cpu/common/routing.h"
 #include "cpu/fast/cpu_backend.h"
 #include "cpu/fast/cpu_backend_internal.h"
-#include "cpu/reference/reference_backend.h"
 
 namespace mxq::cpu::fast {
 
@@ -241,7 +241,7 @@ Status run_moe_impl(const CpuBackendOptions& o, const Problem& p, const MoEWeigh
 StatusOr<std::unique_ptr<PreparedWeights>> CpuBackend::prepare_moe(const Problem& p,
                                                                    const MoEWeights& w) const {
   MXQ_RETURN_IF_ERROR(internal::check_problem(*this, p, Op::kMoE));
-  MXQ_RETURN_IF_ERROR(internal::ours(check_moe_weights(p, w)));  // cpu-reference's checks
+  MXQ_RETURN_IF_ERROR(internal::ours(contract::check_moe_weights(p, w)));  // the shared checks
   auto prepared = std::make_unique<PreparedMoE>();
   prepared->w = w;
   const auto sanitize = [&](const MXWeightView& v, int64_t k, OwnedWeight& own, MXWeightView& dst) {
@@ -262,7 +262,7 @@ Status CpuBackend::run_moe(const Problem& p, const PreparedWeights& pw, const De
   if (prepared == nullptr)
     return invalid_argument("cpu: the prepared weights do not come from cpu prepare_moe");
   MXQ_RETURN_IF_ERROR(internal::check_problem(*this, p, Op::kMoE));
-  MXQ_RETURN_IF_ERROR(internal::ours(check_moe_weights(p, prepared->w)));
+  MXQ_RETURN_IF_ERROR(internal::ours(contract::check_moe_weights(p, prepared->w)));
   return internal::run_moe_impl(opts_, p, prepared->w, x, r, y);
 }
 

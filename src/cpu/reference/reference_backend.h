@@ -35,6 +35,7 @@
 #include <memory>
 #include <string_view>
 
+#include "contract/weight_checks.h"
 #include "mxq/backend.h"
 
 namespace mxq::cpu {
@@ -64,9 +65,10 @@ class ReferenceBackend final : public Backend {
 };
 
 // The checks and computations behind the backend, usable directly (tests of other backends).
-// Every error names the tensor and the expected vs the given shape or dtype.
-Status check_linear_weights(const Problem& p, const LinearWeights& w);
-Status check_moe_weights(const Problem& p, const MoEWeights& w);
+// Every error names the tensor and the expected vs the given shape or dtype. The weight checks
+// are the ground floor's (contract/weight_checks.h), shared by every backend.
+using contract::check_linear_weights;
+using contract::check_moe_weights;
 Status reference_linear(const Problem& p, const LinearWeights& w, const DenseView& x,
                         const DenseMutView& y);
 Status reference_moe(const Problem& p, const MoEWeights& w, const DenseView& x,

@@ -56,56 +56,7 @@ struct Pair {
   float weight;
 };
 
-bool given(const DenseView& v) { return v.data != nullptr; }
-bool given(const MXWeightView& w) { return w.packed != nullptr || w.scales != nullptr; }
-
 }  // namespace
-
-Status check_moe_weights(const Problem& p, const MoEWeights& w) {
-  MXQ_RETURN_IF_ERROR(ref::check_problem(p, Op::kMoE));
-  const MoEParams& q = p.moe;
-  const int64_t h = p.n, inter = p.k, e_local = w.w2.batch;
-  if (q.expert_map ? (e_local < 1 || e_local > q.experts) : e_local != q.experts)
-    return invalid_argument(
-        "moe w2: expected " +
-        (q.expert_map ? "1.." + std::to_string(q.experts) + " local experts (expert map)"
-                      : std::to_string(q.experts) + " experts (no expert map)") +
-        ", got " + std::to_string(e_local));
-
-  const bool fused = q.layout != GateUpLayout::kSeparate;
-  const std::string layout = io::gate_up_layout_name(q.layout);
-  if (fused) {
-    MXQ_RETURN_IF_ERROR(ref::check_mx("moe w13", w.w13, p, e_local, 2 * inter, ref::round_up_32(h)));
-    if (given(w.w1) || given(w.w3) || given(w.bias1) || given(w.bias3))
-      return invalid_argument("moe w1/w3: given, but the " + layout +
-                              " layout takes the fused w13 (and bias13)");
-  } else {
-    MXQ_RETURN_IF_ERROR(ref::check_mx("moe w1", w.w1, p, e_local, inter, ref::round_up_32(h)));
-    MXQ_RETURN_IF_ERROR(ref::check_mx("moe w3", w.w3, p, e_local, inter, ref::round_up_32(h)));
-    if (given(w.w13) || given(w.bias13))
-      return invalid_argument("moe w13: given, but the separate layout takes w1 and w3 "
-                              "(and bias1/bias3)");
-  }
-  MXQ_RETURN_IF_ERROR(ref::check_mx("moe w2", w.w2, p, e_local, h, ref::round_up_32(inter)));
-
-  // Biases: any of the layout's biases may be given when p.bias, none otherwise.
-  const bool any_bias = given(w.bias13) || given(w.bias1) || given(w.bias3) || given(w.bias2);
-  if (!p.bias && any_bias)
-    return invalid_argument("moe bias: given, but the problem has no bias (" + p.to_string() + ")");
-  if (p.bias && !any_bias)
-    return invalid_argument("moe bias: the problem has a bias, but no bias view was given");
-  if (given(w.bias13)) MXQ_RETURN_IF_ERROR(ref::check_bias("moe bias13", w.bias13, e_local, 2 * inter));
-  if (given(w.bias1)) MXQ_RETURN_IF_ERROR(ref::check_bias("moe bias1", w.bias1, e_local, inter));
-  if (given(w.bias3)) MXQ_RETURN_IF_ERROR(ref::check_bias("moe bias3", w.bias3, e_local, inter));
-  if (given(w.bias2)) MXQ_RETURN_IF_ERROR(ref::check_bias("moe bias2", w.bias2, e_local, h));
-
-  if (p.act == ActKey::kFP8StaticTensor)
-    for (float s : {w.input_scale13, w.input_scale2})
-      if (!(s > 0.0f && std::isfinite(s)))
-        return invalid_argument("moe input_scale13/input_scale2: fp8-static-tensor needs "
-                                "positive finite scales, got " + std::to_string(s));
-  return Status::Ok();
-}
 
 Status reference_moe(const Problem& p, const MoEWeights& w, const DenseView& x,
                      const MoERouting& r, const DenseMutView& y) {

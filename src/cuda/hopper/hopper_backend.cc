@@ -21,7 +21,7 @@
 #include <string>
 #include <vector>
 
-#include "cpu/reference/reference_backend.h"
+#include "contract/weight_checks.h"
 #include "cuda/backends.h"
 #include "cuda/common/cuda_check.h"
 #include "cuda/common/device_memory.h"
@@ -138,7 +138,7 @@ class CudaHopperBackend final : public Backend {
                                                             const LinearWeights& lw) const override {
     if (Verdict v = can_implement(p); !v)
       return invalid_argument("cuda-hopper cannot run " + p.to_string() + ": " + v.reason);
-    MXQ_RETURN_IF_ERROR(cpu::check_linear_weights(p, lw));
+    MXQ_RETURN_IF_ERROR(contract::check_linear_weights(p, lw));
     MXQ_RETURN_IF_ERROR(check_frag_layout(lw.w));
     auto out = std::make_unique<PreparedHopperLinear>();
     MXQ_CUDA_TRY(cudaGetDevice(&out->device));

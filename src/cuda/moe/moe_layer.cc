@@ -9,8 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "cpu/reference/reference_backend.h"
-#include "cpu/reference/reference_util.h"
+#include "contract/weight_checks.h"
 #include "cuda/common/cuda_check.h"
 #include "cuda/common/device_memory.h"
 #include "cuda/common/stream_workspace.h"
@@ -208,7 +207,7 @@ StatusOr<std::unique_ptr<PreparedWeights>> prepare_moe_layer(const Problem& p, c
                                                              size_t stage_bytes, MoEKernels kernels) {
   if (Verdict v = moe_layer_can_implement(p); !v)
     return invalid_argument("cuda-mma cannot run " + p.to_string() + ": " + v.reason);
-  MXQ_RETURN_IF_ERROR(cpu::check_moe_weights(p, w));
+  MXQ_RETURN_IF_ERROR(contract::check_moe_weights(p, w));
   auto out = std::make_unique<PreparedMoE>();
   out->kernels = kernels;
   MXQ_CUDA_TRY(cudaGetDevice(&out->device));
@@ -290,8 +289,8 @@ Status run_moe_layer(const Problem& p, const PreparedWeights& pw, const DenseVie
                             (q.expert_map ? " (expert map)" : ""));
   const DType act = act_input_dtype(p.act);
   const int64_t m = p.m, h = p.n, inter = p.k, k = q.topk;
-  MXQ_RETURN_IF_ERROR(cpu::ref::check_in("moe x", x, act, m, h));
-  MXQ_RETURN_IF_ERROR(cpu::ref::check_out("moe y", y, p.out, m, h));
+  MXQ_RETURN_IF_ERROR(contract::check_in("moe x", x, act, m, h));
+  MXQ_RETURN_IF_ERROR(contract::check_out("moe y", y, p.out, m, h));
   const DenseView& lg = r.router_logits;
   if (lg.data == nullptr || lg.rows != m || lg.cols != q.experts ||
       (lg.dtype != DType::kF32 && lg.dtype != DType::kBF16 && lg.dtype != DType::kF16))
