@@ -205,7 +205,7 @@ struct Case {
   LayerSpec layer;                           // model mode: keeps assembled experts alive
   std::vector<uint8_t> x;                    // [M, in] in act_input_dtype(p.act)
   std::vector<float> logits;                 // MoE [M, E]
-  DenseView correction_bias;                 // MoE, or null
+  std::vector<float> correction_bias;        // MoE [E] F32, or empty
   uint64_t bytes = 0;
   bool bytes_exact = true;
   double flops = 0;
@@ -250,7 +250,7 @@ void account(Case& c) {
   } else {
     c.bytes_exact = false;
   }
-  c.bytes = per_expert * uint64_t(used) + io + c.logits.size() * 4 + dense_bytes(c.correction_bias);
+  c.bytes = per_expert * uint64_t(used) + io + c.logits.size() * 4 + c.correction_bias.size() * sizeof(float);
   c.flops = 6.0 * double(p.m) * double(p.moe.topk) * double(p.n) * double(p.k);
 }
 
@@ -364,7 +364,7 @@ Result time_backend(const Case& c, const Backend* b, const Settings& s, const Pr
     std::vector<uint8_t> y_host(ybytes);
     const void* xp = c.x.data();
     const void* lp = c.logits.data();
-    const void* cp = c.correction_bias.data;
+    const void* cp = c.correction_bias.empty() ? nullptr : c.correction_bias.data();
     void* yp = y_host.data();
 #if defined(MXQ_CLI_WITH_CUDA)
     gpu::Buffer dx, dl, dc, dy;
@@ -376,7 +376,7 @@ Result time_backend(const Case& c, const Backend* b, const Settings& s, const Pr
         dl = gpu::Buffer(c.logits.data(), c.logits.size() * sizeof(float));
         lp = dl.get();
         if (cp != nullptr) {
-          dc = gpu::Buffer(cp, dense_bytes(c.correction_bias));
+          dc = gpu::Buffer(cp, c.correction_bias.size() * sizeof(float));
           cp = dc.get();
         }
       }
@@ -395,7 +395,7 @@ Result time_backend(const Case& c, const Backend* b, const Settings& s, const Pr
     const DenseMutView yv{yp, p.out, p.m, p.n};
     MoERouting rt;
     rt.router_logits = {lp, DType::kF32, p.m, p.moe.experts};
-    rt.correction_bias = c.correction_bias;
+    rt.correction_bias = f32_view(c.correction_bias);
     rt.correction_bias.data = cp;
     auto call = [&] {
       throw_if_error(p.op == Op::kLinear ? b->run_linear(p, *w, xv, yv)

@@ -97,8 +97,9 @@ int run_model(const std::string& path, int64_t tokens, const std::string& backen
       const MoEWeights mw = get(moe_weights(ck, l));
       weight_bytes = l.w->bytes() + l.w2->bytes() + (l.w3 ? l.w3->bytes() : 0);  // assembled: now filled
       const std::vector<float> logits = get(router_logits(ck, l, x));
-      const MoERouting rt{{logits.data(), DType::kF32, p.m, p.moe.experts},
-                          get(correction_bias(ck, l)), nullptr};
+      const std::vector<float> cbias = get(correction_bias(ck, l));
+      const MoERouting rt{{logits.data(), DType::kF32, p.m, p.moe.experts}, f32_view(cbias),
+                          nullptr};
       auto prep_for = [&](const Backend* be) {
         return [&, be] { return get(be->prepare_moe(p, mw)); };
       };

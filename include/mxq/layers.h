@@ -48,8 +48,13 @@ StatusOr<std::vector<LayerSpec>> model_layers(const io::Checkpoint& ck, const io
 // the files, expert by expert, into l.assembled (one copy of that layer, never of the model).
 StatusOr<LinearWeights> linear_weights(const io::Checkpoint& ck, const LayerSpec& l);
 StatusOr<MoEWeights> moe_weights(const io::Checkpoint& ck, const LayerSpec& l);
-// The router's e_score_correction_bias [1, E] (F32), or a null view when the layer has none.
-StatusOr<DenseView> correction_bias(const io::Checkpoint& ck, const LayerSpec& l);
+// The router's e_score_correction_bias [E] as F32 values, empty when the layer has none. The
+// checkpoint may store it as F32, BF16 or F16 (transformers saves DeepSeek-V3's in BF16); BF16 and
+// F16 convert exactly. Another dtype, or a number of elements other than E, is an error naming
+// the tensor.
+StatusOr<std::vector<float>> correction_bias(const io::Checkpoint& ck, const LayerSpec& l);
+// A [1, size] F32 view of `v` (a null view when v is empty), e.g. for MoERouting::correction_bias.
+DenseView f32_view(const std::vector<float>& v);
 
 // Router logits [M, E] in F32 for BF16 inputs x [M, H]: x . router^T + bias, float64 sums.
 StatusOr<std::vector<float>> router_logits(const io::Checkpoint& ck, const LayerSpec& l,

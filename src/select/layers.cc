@@ -569,14 +569,19 @@ StatusOr<MoEWeights> moe_weights(const io::Checkpoint& ck, const LayerSpec& l) {
   return mw;
 }
 
-StatusOr<DenseView> correction_bias(const io::Checkpoint& ck, const LayerSpec& l) {
-  if (l.correction_bias.empty()) return DenseView{};
+StatusOr<std::vector<float>> correction_bias(const io::Checkpoint& ck, const LayerSpec& l) {
+  if (l.correction_bias.empty()) return std::vector<float>{};
+  // F32, BF16 or F16 (transformers saves DeepSeek-V3's bias in the model dtype): every BF16 / F16
+  // value is exactly an F32, so the conversion loses nothing.
   auto b = dense(ck, l.correction_bias, 1, l.problem.moe.experts);
   if (!b.ok()) return b.status();
-  if (b.value().dtype != DType::kF32)
-    return invalid_argument("tensor '" + l.correction_bias + "' has dtype " +
-                            dtype_name(b.value().dtype) + ", expected F32");
-  return b.value();
+  std::vector<float> v(size_t(l.problem.moe.experts));
+  for (int64_t e = 0; e < l.problem.moe.experts; ++e) v[size_t(e)] = load(b.value(), e);
+  return v;
+}
+
+DenseView f32_view(const std::vector<float>& v) {
+  return v.empty() ? DenseView{} : DenseView{v.data(), DType::kF32, 1, int64_t(v.size())};
 }
 
 StatusOr<std::vector<float>> router_logits(const io::Checkpoint& ck, const LayerSpec& l,

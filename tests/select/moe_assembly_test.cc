@@ -12,6 +12,7 @@
 #include <optional>
 #include <random>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -288,8 +289,12 @@ TEST_F(MoEAssemblyTest, DeepSeekSigmoidGroupedRoutingFromConfig) {
   EXPECT_EQ(l.correction_bias, "model.layers.2.mlp.gate.e_score_correction_bias");
   auto b = correction_bias(*o.ck, l);
   ASSERT_TRUE(b.ok()) << b.status().to_string();
-  EXPECT_EQ(b.value().cols, kE);
-  EXPECT_EQ(num::load_dense(b.value().data, DType::kF32, 3), 0.75f);
+  ASSERT_EQ(b.value().size(), size_t(kE));
+  EXPECT_EQ(b.value()[3], 0.75f);
+  const DenseView bv = f32_view(b.value());
+  EXPECT_EQ(bv.dtype, DType::kF32);
+  EXPECT_EQ(bv.cols, kE);
+  EXPECT_EQ(num::load_dense(bv.data, DType::kF32, 3), 0.75f);
 
   // transformers' DeepseekV3Config saves no scoring_func: deepseek_v3 implies sigmoid.
   json no_scoring = cfg;
@@ -310,6 +315,64 @@ TEST_F(MoEAssemblyTest, DeepSeekSigmoidGroupedRoutingFromConfig) {
   bad["scoring_func"] = "sqrtsoftplus";
   r = layers("ds_bad2", t, bad);
   EXPECT_TRUE(has_all(r.status(), StatusCode::kUnimplemented, {"scoring_func 'sqrtsoftplus'"}));
+}
+
+// transformers saves DeepSeek-V3's e_score_correction_bias in the model dtype (BF16), F16 is as
+// plausible: both load, converted exactly, to the same F32 values as an F32 bias; another dtype or
+// a wrong element count is an error naming the tensor.
+TEST_F(MoEAssemblyTest, CorrectionBiasBF16AndF16LoadExactlyAsF32) {
+  const SeparateExperts x;
+  const std::string name = "model.layers.2.mlp.gate.e_score_correction_bias";
+  // Values with 8 significant bits (exact in BF16 and F16), signs, a tiny and a large one.
+  const float vals[kE] = {0.25f, -1.3671875f, 0.0078125f, 96.5f};
+  std::vector<uint8_t> f32(kE * 4), bf16(kE * 2), f16(kE * 2);
+  for (int64_t e = 0; e < kE; ++e) {
+    std::memcpy(f32.data() + 4 * e, &vals[e], 4);
+    const uint16_t b = num::f32_to_bf16(vals[e]), h = num::f32_to_f16(vals[e]);
+    ASSERT_EQ(num::bf16_to_f32(b), vals[e]);
+    ASSERT_EQ(num::f16_to_f32(h), vals[e]);
+    std::memcpy(bf16.data() + 2 * e, &b, 2);
+    std::memcpy(f16.data() + 2 * e, &h, 2);
+  }
+  const json cfg = quark_config({{"model_type", "deepseek_v3"}, {"n_routed_experts", kE},
+                                 {"num_experts_per_tok", 2}, {"n_group", 2}, {"topk_group", 1},
+                                 {"routed_scaling_factor", 2.5}, {"norm_topk_prob", true}});
+  auto load = [&](const std::string& sub, io::StDType d, std::vector<int64_t> shape,
+                  const std::vector<uint8_t>& bytes) {
+    auto t = x.tensors("model.layers.2.mlp", "gate_proj", "up_proj", "down_proj");
+    t.push_back({name, d, std::move(shape), bytes});
+    const Opened o = write(sub, t, cfg);
+    auto ls = model_layers(*o.ck, *o.info, 1);
+    EXPECT_TRUE(ls.ok()) << ls.status().to_string();
+    if (!ls.ok()) return StatusOr<std::vector<float>>(ls.status());
+    EXPECT_EQ(ls.value().size(), 1u);
+    EXPECT_EQ(ls.value()[0].correction_bias, name);
+    return correction_bias(*o.ck, ls.value()[0]);
+  };
+  auto want = load("f32", io::StDType::kF32, {kE}, f32);
+  ASSERT_TRUE(want.ok()) << want.status().to_string();
+  ASSERT_EQ(want.value(), std::vector<float>(vals, vals + kE));
+  for (auto [sub, d, bytes] : {std::tuple{"bf16", io::StDType::kBF16, &bf16},
+                               std::tuple{"f16", io::StDType::kF16, &f16}}) {
+    auto got = load(sub, d, {kE}, *bytes);
+    ASSERT_TRUE(got.ok()) << sub << ": " << got.status().to_string();
+    ASSERT_EQ(got.value().size(), size_t(kE)) << sub;
+    for (int64_t e = 0; e < kE; ++e)  // bit for bit
+      EXPECT_EQ(num::f32_bits(got.value()[size_t(e)]), num::f32_bits(vals[e])) << sub << " " << e;
+  }
+  // [1, E] is the same tensor.
+  auto row = load("bf16_row", io::StDType::kBF16, {1, kE}, bf16);
+  ASSERT_TRUE(row.ok()) << row.status().to_string();
+  EXPECT_EQ(row.value(), want.value());
+
+  auto bad = load("i32", io::StDType::kI32, {kE}, f32);
+  EXPECT_TRUE(has_all(bad.status(), StatusCode::kInvalidArgument,
+                      {"'" + name + "'", "dtype I32", "F32, BF16 or F16"}));
+  bad = load("f64", io::StDType::kF64, {kE / 2}, f32);
+  EXPECT_TRUE(has_all(bad.status(), StatusCode::kInvalidArgument, {"'" + name + "'", "dtype F64"}));
+  bad = load("short", io::StDType::kBF16, {kE - 1}, std::vector<uint8_t>(bf16.begin(), bf16.end() - 2));
+  EXPECT_TRUE(has_all(bad.status(), StatusCode::kInvalidArgument,
+                      {"'" + name + "'", "3 elements", "expected 1 x 4"}));
 }
 
 // gpt-oss as Quark writes it (per-expert fused gate_up_proj with interleaved rows, biases, a
