@@ -46,6 +46,14 @@ struct MoERouting {
   const int32_t* expert_map = nullptr;  // [E] global -> local index, -1 if not local
 };
 
+// Where a backend's run_* arguments live: host memory, or CUDA device memory. The oracle takes
+// the memory of a call's arrays (SelectOptions::memory) and only considers backends taking it;
+// kAny (the default) considers every backend.
+enum class MemoryKind : uint8_t { kAny, kCPU, kCUDA };
+inline const char* memory_kind_name(MemoryKind m) {
+  return m == MemoryKind::kCPU ? "cpu" : m == MemoryKind::kCUDA ? "cuda" : "any";
+}
+
 class PreparedWeights {
  public:
   virtual ~PreparedWeights() = default;
@@ -67,6 +75,12 @@ class Backend {
   // Reference/emulation backends: choosing one on the automatic path warns (or fails in
   // strict mode) because it is slow.
   virtual bool is_reference() const { return false; }
+
+  // The memory run_* takes x, y and the routing arrays in. Default: CUDA device memory for the
+  // backends named cuda-*, host memory for every other one.
+  virtual MemoryKind memory_kind() const {
+    return name().substr(0, 4) == "cuda" ? MemoryKind::kCUDA : MemoryKind::kCPU;
+  }
 
   virtual Verdict supports(const Device& d) const = 0;
   virtual Verdict can_implement(const Problem& p) const = 0;

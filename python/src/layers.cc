@@ -32,6 +32,7 @@ void bind_layer_common(nb::class_<L>& c) {
       .def("explain", [](const L& l, int64_t m) {
         SelectOptions o;
         o.override_backend = l.override_backend;
+        o.override_source = "override (backend=)";
         o.strict = l.strict;
         o.use_env = l.use_env;
         o.warn = false;

@@ -6,7 +6,11 @@ namespace mxq::py {
 using namespace nb::literals;
 
 DevKind backend_kind(const Backend* b) {
-  return b->name().substr(0, 4) == "cuda" ? DevKind::kCUDA : DevKind::kCPU;
+  return b->memory_kind() == MemoryKind::kCUDA ? DevKind::kCUDA : DevKind::kCPU;
+}
+
+MemoryKind memory_of(DevKind kind) {
+  return kind == DevKind::kCUDA ? MemoryKind::kCUDA : MemoryKind::kCPU;
 }
 
 std::vector<std::string> backend_names() {
@@ -15,87 +19,19 @@ std::vector<std::string> backend_names() {
   return out;
 }
 
-// The oracle's choice among the backends that run on `kind` arrays. Overrides (argument, then
-// MXQ_LINEAR_BACKEND / MXQ_MOE_BACKEND) win and must run on that device.
+// The C++ oracle (src/select, select_backend) over the backends taking `kind` arrays: its
+// overrides (argument, then MXQ_LINEAR_BACKEND / MXQ_MOE_BACKEND), strict mode and the one-time
+// fallback warning.
 Choice choose(const Problem& p, DevKind kind, const std::string& override_backend, bool strict,
               bool use_env) {
-  std::string ov = override_backend, how = "override (backend=)";
-  if (ov.empty() && use_env) {
-    const char* env = p.op == Op::kMoE ? "MXQ_MOE_BACKEND" : "MXQ_LINEAR_BACKEND";
-    if (const char* v = std::getenv(env); v != nullptr && *v != '\0') {
-      const Backend* b = find_backend(v);
-      // An environment override for the other device kind does not apply to this one.
-      if (b == nullptr || backend_kind(b) == kind) {
-        ov = v;
-        how = std::string("override (") + env + ")";
-      }
-    }
-  }
-  if (!ov.empty()) {
-    const Backend* b = find_backend(ov);
-    if (b == nullptr) {
-      std::string names;
-      for (const auto& n : backend_names()) names += (names.empty() ? "" : ", ") + n;
-      fail("unknown backend '" + ov + "' (built-in backends: " + names + ")");
-    }
-    if (backend_kind(b) != kind)
-      fail("backend '" + ov + "' runs on " + dev_kind_name(backend_kind(b)) + " arrays, but the " +
-           "arrays are " + dev_kind_name(kind) + " arrays");
-    if (const Verdict v = b->supports(this_device()); !v)
-      throw Error(unimplemented("backend '" + ov + "' cannot run on this machine: " + v.reason));
-    if (const Verdict v = b->check_problem(p); !v)
-      throw Error(unimplemented("backend '" + ov + "' cannot run " + p.to_string() + ": " + v.reason));
-    return {b, how};
-  }
   SelectOptions o;
-  o.use_env = false;
-  o.warn = false;
-  std::string rejected;
-  const Backend* best = nullptr;
-  bool faster_exists = false;
-  // candidates come in rank order, with every backend's verdict, whether or not any is eligible
-  const StatusOr<Selection> sel = select_backend(p, this_device(), o);
-  std::vector<Candidate> cands;
-  if (sel.ok()) {
-    cands = sel.value().candidates;
-  } else {
-    for (const Backend* b : backends()) {
-      Verdict v = b->supports(this_device());
-      if (v) v = b->check_problem(p);
-      cands.push_back({b, v.ok, v.reason});
-    }
-  }
-  for (const Candidate& c : cands) {
-    if (backend_kind(c.backend) != kind) continue;
-    if (!c.backend->is_reference()) faster_exists = true;
-    if (c.eligible && best == nullptr) best = c.backend;
-    if (!c.eligible) rejected += "; " + std::string(c.backend->name()) + ": " + c.reason;
-  }
-  if (best == nullptr) {
-    if (kind == DevKind::kCUDA && rejected.empty())
-      throw Error(unimplemented("this build has no CUDA backend for " + p.to_string() +
-                                " (built-in backends: " + [] {
-                                  std::string s;
-                                  for (const auto& n : backend_names()) s += (s.empty() ? "" : ", ") + n;
-                                  return s;
-                                }() + ")"));
-    throw Error(unimplemented("no " + std::string(dev_kind_name(kind)) + " backend can run " +
-                              p.to_string() + rejected));
-  }
-  std::string h = "automatic";
-  if (best->is_reference() && faster_exists) {
-    if (strict)
-      throw Error(unimplemented("strict: only the reference backend '" + std::string(best->name()) +
-                                "' can run " + p.to_string() + rejected));
-    static std::mutex mu;
-    static std::set<std::string> warned;
-    std::lock_guard<std::mutex> lock(mu);
-    if (warned.insert(p.to_string() + rejected).second)
-      std::fprintf(stderr, "mxq: warning: %s falls back to %s%s\n", p.to_string().c_str(),
-                   std::string(best->name()).c_str(), rejected.c_str());
-    h = "automatic (fallback to reference)";
-  }
-  return {best, h};
+  o.override_backend = override_backend;
+  o.override_source = "override (backend=)";
+  o.use_env = use_env;
+  o.strict = strict;
+  o.memory = memory_of(kind);
+  const Selection sel = get(select_backend(p, this_device(), o));
+  return {sel.backend, sel.how};
 }
 
 DevKind parse_device(const std::string& d) {

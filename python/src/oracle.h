@@ -1,13 +1,14 @@
-// mxq._core: the backend choice of a prepared layer (oracle.cc), by the device kind of its
-// arrays, with overrides and the reference-fallback warning.
+// mxq._core: the backend choice of a prepared layer (oracle.cc): the C++ oracle
+// (select_backend) asked with the memory kind of the layer's arrays.
 #pragma once
 
 #include "core.h"
 
 namespace mxq::py {
 
-// Backends whose names start with "cuda" take device pointers; all others host pointers.
+// The device kind of the arrays a backend takes (Backend::memory_kind).
 DevKind backend_kind(const Backend* b);
+MemoryKind memory_of(DevKind kind);
 std::vector<std::string> backend_names();
 // 'cpu', 'cuda' or 'cuda:N' -> the device kind; anything else is an error naming it.
 DevKind parse_device(const std::string& d);

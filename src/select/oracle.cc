@@ -10,9 +10,12 @@
 //  3. If the choice is a reference backend while faster ones exist, that is a fallback: one
 //     warning per process on stderr naming why the others were rejected, or an error in strict
 //     mode.
+// SelectOptions::memory (the memory of the call's arrays) restricts all three rules to the
+// backends taking that memory: the Python package asks with the device of its arrays.
 #include "oracle.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <cstdlib>
 #include <mutex>
@@ -57,6 +60,26 @@ std::string rejected_summary(const std::vector<Candidate>& cs, const Backend* ch
   return s;
 }
 
+bool takes(const Backend* b, MemoryKind m) {
+  return m == MemoryKind::kAny || b->memory_kind() == m;
+}
+
+// The backends taking memory `m`, in rank order for p (ties: registration order).
+std::vector<const Backend*> ranked_for(const std::vector<const Backend*>& all, const Problem& p,
+                                       MemoryKind m) {
+  std::vector<const Backend*> ranked;
+  for (const Backend* b : all)
+    if (takes(b, m)) ranked.push_back(b);
+  std::stable_sort(ranked.begin(), ranked.end(),
+                   [&p](const Backend* a, const Backend* b) { return a->rank(p) > b->rank(p); });
+  return ranked;
+}
+
+std::string upper(std::string s) {
+  for (char& c : s) c = char(std::toupper(static_cast<unsigned char>(c)));
+  return s;
+}
+
 void warn_once(const std::string& msg) {
   static std::mutex mu;
   static std::set<std::string> seen;
@@ -70,24 +93,34 @@ StatusOr<Selection> select_from(const std::vector<const Backend*>& all, const Pr
                                 const Device& d, const SelectOptions& o) {
   MXQ_RETURN_IF_ERROR(p.validate());
   Selection sel;
-  std::vector<const Backend*> ranked = all;
-  std::stable_sort(ranked.begin(), ranked.end(),
-                   [&p](const Backend* a, const Backend* b) { return a->rank(p) > b->rank(p); });
+  const std::vector<const Backend*> ranked = ranked_for(all, p, o.memory);
   for (const Backend* b : ranked) sel.candidates.push_back(check(b, p, d));
 
-  std::string override_name = o.override_backend, source = "API override";
+  std::string override_name = o.override_backend;
+  std::string source = o.override_source.empty() ? "API override" : o.override_source;
   if (override_name.empty() && o.use_env) {
     if (const char* e = std::getenv(override_env(p)); e != nullptr && *e != '\0') {
-      override_name = e;
-      source = std::string("override (") + override_env(p) + ")";
+      // An environment override naming a backend of the other memory is for the other calls.
+      const auto known = std::find_if(all.begin(), all.end(),
+                                      [&](const Backend* b) { return b->name() == e; });
+      if (known == all.end() || takes(*known, o.memory)) {
+        override_name = e;
+        source = std::string("override (") + override_env(p) + ")";
+      }
     }
   }
   if (!override_name.empty()) {
-    const auto it = std::find_if(sel.candidates.begin(), sel.candidates.end(),
-                                 [&](const Candidate& c) { return c.backend->name() == override_name; });
-    if (it == sel.candidates.end())
+    const auto known = std::find_if(all.begin(), all.end(),
+                                    [&](const Backend* b) { return b->name() == override_name; });
+    if (known == all.end())
       return invalid_argument(source + ": unknown backend '" + override_name +
-                              "' (built-in backends: " + names(ranked) + ")");
+                              "' (built-in backends: " + names(ranked_for(all, p, MemoryKind::kAny)) + ")");
+    if (!takes(*known, o.memory))
+      return invalid_argument(source + ": backend '" + override_name + "' runs on " +
+                              memory_kind_name((*known)->memory_kind()) + " arrays, but the arrays are " +
+                              memory_kind_name(o.memory) + " arrays");
+    const auto it = std::find_if(sel.candidates.begin(), sel.candidates.end(),
+                                 [&](const Candidate& c) { return c.backend == *known; });
     if (!it->eligible)
       return unimplemented(source + ": backend '" + override_name + "' cannot run " +
                            p.to_string() + ": " + it->reason);
@@ -95,14 +128,18 @@ StatusOr<Selection> select_from(const std::vector<const Backend*>& all, const Pr
     sel.how = source;
     return sel;
   }
+  if (ranked.empty())
+    return unimplemented("this build has no " + upper(memory_kind_name(o.memory)) + " backend for " +
+                         p.to_string() + " (built-in backends: " + names(ranked_for(all, p, MemoryKind::kAny)) + ")");
   for (const Candidate& c : sel.candidates)
     if (c.eligible) {
       sel.backend = c.backend;
       break;
     }
   if (sel.backend == nullptr)
-    return unimplemented("no backend can run " + p.to_string() + ": " +
-                         rejected_summary(sel.candidates, nullptr));
+    return unimplemented(
+        std::string("no ") + (o.memory == MemoryKind::kAny ? "" : memory_kind_name(o.memory) + std::string(" ")) +
+        "backend can run " + p.to_string() + ": " + rejected_summary(sel.candidates, nullptr));
   sel.how = "automatic";
   const bool faster_exist = std::any_of(sel.candidates.begin(), sel.candidates.end(), [](const Candidate& c) {
     return !c.backend->is_reference();
@@ -138,10 +175,7 @@ std::string explain_from(const std::vector<const Backend*>& all, const Problem& 
   if (sel.ok()) {
     cs = sel.value().candidates;
   } else {
-    std::vector<const Backend*> ranked = all;
-    std::stable_sort(ranked.begin(), ranked.end(),
-                     [&p](const Backend* a, const Backend* b) { return a->rank(p) > b->rank(p); });
-    for (const Backend* b : ranked) cs.push_back(check(b, p, d));
+    for (const Backend* b : ranked_for(all, p, o.memory)) cs.push_back(check(b, p, d));
   }
   s << "backends (rank order)\n";
   for (const Candidate& c : cs) {

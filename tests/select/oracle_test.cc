@@ -1,10 +1,11 @@
 // The oracle's rules, driven by fake backends so each rule is isolated: capability gating,
 // activation-key gating, shape gating, overrides (API and env) that work or cannot run, strict
-// mode, fallback, explain output.
+// mode, fallback, explain output, the memory kind of the call's arrays.
 #include <gtest/gtest.h>
 
 #include <cstdlib>
 #include <functional>
+#include <optional>
 
 #include "select/oracle.h"
 
@@ -28,6 +29,9 @@ class FakeBackend : public Backend {
     return declared_16bit_only ? Backend::declares_act_key(a) : true;
   }
   bool declared_16bit_only = false;
+  // The memory the fake takes; unset: Backend's default (cuda-* device memory, others host).
+  std::optional<MemoryKind> mem;
+  MemoryKind memory_kind() const override { return mem ? *mem : Backend::memory_kind(); }
 
  private:
   std::string name_;
@@ -237,6 +241,115 @@ TEST_F(Fixture, ExplainListsEveryBackendItsVerdictAndTheChoice) {
   strict.strict = true;
   EXPECT_NE(detail::explain_from(all, p, no_gpu, strict).find("strict mode would refuse"),
             std::string::npos);
+}
+
+// SelectOptions::memory (the Python package passes its arrays' device): only backends taking
+// that memory are candidates, for every rule.
+struct MemoryFixture : Fixture {
+  MemoryFixture() {
+    gpu.mem = MemoryKind::kCUDA;
+    cpu.mem = MemoryKind::kCPU;
+    ref.mem = MemoryKind::kCPU;
+  }
+  SelectOptions on(MemoryKind m) {
+    SelectOptions o = quiet();
+    o.memory = m;
+    return o;
+  }
+};
+
+TEST_F(MemoryFixture, DefaultMemoryKindFollowsTheName) {
+  FakeBackend c("cuda-fake", 1, false, any_device, anything), h("fake-host", 1, false, any_device, anything);
+  EXPECT_EQ(c.memory_kind(), MemoryKind::kCUDA);
+  EXPECT_EQ(h.memory_kind(), MemoryKind::kCPU);
+  EXPECT_STREQ(memory_kind_name(MemoryKind::kCUDA), "cuda");
+  EXPECT_STREQ(memory_kind_name(MemoryKind::kCPU), "cpu");
+}
+
+TEST_F(MemoryFixture, OnlyBackendsTakingTheMemoryAreCandidates) {
+  auto h = detail::select_from(all, kBf16, with_gpu, on(MemoryKind::kCPU));
+  ASSERT_TRUE(h.ok()) << h.status().to_string();
+  EXPECT_EQ(h.value().backend, &cpu);  // the GPU backend outranks it, but takes device memory
+  ASSERT_EQ(h.value().candidates.size(), 2u);
+  auto d = detail::select_from(all, kBf16, with_gpu, on(MemoryKind::kCUDA));
+  ASSERT_TRUE(d.ok()) << d.status().to_string();
+  EXPECT_EQ(d.value().backend, &gpu);
+  ASSERT_EQ(d.value().candidates.size(), 1u);
+  EXPECT_EQ(detail::select_from(all, kBf16, with_gpu, on(MemoryKind::kAny)).value().candidates.size(), 3u);
+  // CUDA arrays on a machine without a GPU: none of the CPU backends is offered instead.
+  auto n = detail::select_from(all, kBf16, no_gpu, on(MemoryKind::kCUDA));
+  EXPECT_EQ(n.status().code(), StatusCode::kUnimplemented);
+  EXPECT_NE(n.status().message().find("no cuda backend can run linear mxfp4 x bf16"), std::string::npos)
+      << n.status().message();
+  EXPECT_NE(n.status().message().find("fake-gpu: device: no CUDA device"), std::string::npos);
+  // A build without any backend taking CUDA memory.
+  std::vector<const Backend*> host_only{&ref, &cpu};
+  auto b = detail::select_from(host_only, kBf16, with_gpu, on(MemoryKind::kCUDA));
+  EXPECT_EQ(b.status().code(), StatusCode::kUnimplemented);
+  EXPECT_NE(b.status().message().find("this build has no CUDA backend for linear mxfp4 x bf16"),
+            std::string::npos) << b.status().message();
+  EXPECT_NE(b.status().message().find("(built-in backends: fake-cpu, fake-ref)"), std::string::npos)
+      << b.status().message();
+}
+
+TEST_F(MemoryFixture, FallbackAndStrictCountOnlyBackendsOfThatMemory) {
+  Problem p = kBf16;
+  p.k = 2880;  // fake-cpu refuses; fake-gpu would run it, on device memory
+  auto s = detail::select_from(all, p, with_gpu, on(MemoryKind::kCPU));
+  ASSERT_TRUE(s.ok()) << s.status().to_string();
+  EXPECT_EQ(s.value().backend, &ref);
+  EXPECT_TRUE(s.value().fallback);
+  EXPECT_EQ(s.value().how, "automatic (fallback to reference)");
+  SelectOptions o = on(MemoryKind::kCPU);
+  o.strict = true;
+  auto t = detail::select_from(all, p, with_gpu, o);
+  ASSERT_FALSE(t.ok());
+  const std::string m = t.status().message();
+  EXPECT_NE(m.find("strict mode"), std::string::npos) << m;
+  EXPECT_NE(m.find("fake-cpu: K = 2880"), std::string::npos) << m;
+  EXPECT_EQ(m.find("fake-gpu"), std::string::npos) << m;
+  // Only reference backends take that memory: not a fallback (nothing faster could run there).
+  std::vector<const Backend*> ref_and_gpu{&ref, &gpu};
+  auto r = detail::select_from(ref_and_gpu, p, with_gpu, on(MemoryKind::kCPU));
+  ASSERT_TRUE(r.ok());
+  EXPECT_FALSE(r.value().fallback);
+  const std::string e = detail::explain_from(all, p, with_gpu, on(MemoryKind::kCPU));
+  EXPECT_EQ(e.find("fake-gpu"), std::string::npos) << e;
+  EXPECT_NE(e.find("fake-ref       prio   0  ok   <- chosen"), std::string::npos) << e;
+}
+
+TEST_F(MemoryFixture, OverridesAndTheMemory) {
+  SelectOptions o = on(MemoryKind::kCUDA);
+  o.override_backend = "fake-cpu";
+  o.override_source = "override (backend=)";
+  auto s = detail::select_from(all, kBf16, with_gpu, o);
+  EXPECT_EQ(s.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(s.status().message().find("override (backend=): backend 'fake-cpu' runs on cpu arrays, "
+                                      "but the arrays are cuda arrays"),
+            std::string::npos) << s.status().message();
+  o.override_backend = "fake-gpu";
+  auto g = detail::select_from(all, kBf16, with_gpu, o);
+  ASSERT_TRUE(g.ok());
+  EXPECT_EQ(g.value().how, "override (backend=)");
+  o.override_backend = "nope";
+  auto u = detail::select_from(all, kBf16, with_gpu, o);
+  EXPECT_EQ(u.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(u.status().message().find("unknown backend 'nope' (built-in backends: fake-gpu, fake-cpu, fake-ref)"),
+            std::string::npos) << u.status().message();
+  // An environment override naming a backend of the other memory is for the other calls.
+  ::setenv("MXQ_LINEAR_BACKEND", "fake-ref", 1);
+  auto e = detail::select_from(all, kBf16, with_gpu, on(MemoryKind::kCUDA));
+  ASSERT_TRUE(e.ok()) << e.status().to_string();
+  EXPECT_EQ(e.value().backend, &gpu);
+  EXPECT_EQ(e.value().how, "automatic");
+  auto h = detail::select_from(all, kBf16, with_gpu, on(MemoryKind::kCPU));
+  ASSERT_TRUE(h.ok());
+  EXPECT_EQ(h.value().backend, &ref);
+  EXPECT_EQ(h.value().how, "override (MXQ_LINEAR_BACKEND)");
+  // An unknown name in the environment is an error whatever the memory.
+  ::setenv("MXQ_LINEAR_BACKEND", "nonexistent", 1);
+  EXPECT_EQ(detail::select_from(all, kBf16, with_gpu, on(MemoryKind::kCUDA)).status().code(),
+            StatusCode::kInvalidArgument);
 }
 
 TEST(ProblemText, PrintsEveryMoEField) {
