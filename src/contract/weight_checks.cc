@@ -69,10 +69,10 @@ Status check_out(const char* name, const DenseMutView& v, DType dtype, int64_t r
   return check_dense(name, v, dtype, rows, cols);
 }
 
-Verdict computable(const Problem& p) {
+Verdict computable(const Problem& p, std::string_view who) {
   if (Status s = p.validate(); !s.ok()) return Verdict::no(s.message());
   if (p.op == Op::kQuantize)
-    return Verdict::no("cpu-reference runs linear and MoE layers (quantize is mxq::quantize)");
+    return Verdict::no(std::string(who) + " runs linear and MoE layers (quantize is mxq::quantize)");
   if (act_key_mx_elem(p.act)) {  // an MX key (cpu::act_key_is_mx)
     const char* key = act_key_name(p.act);
     if (p.op == Op::kLinear && p.k % kBlockSize != 0)

@@ -8,6 +8,8 @@
 // src/cpu/reference (callers and tests match them).
 #pragma once
 
+#include <string_view>
+
 #include <cstdint>
 #include <string>
 
@@ -34,7 +36,8 @@ Status check_out(const char* name, const DenseMutView& v, DType dtype, int64_t r
 // What can be computed at all (cpu-reference's can_implement, which implements all of it): a
 // Problem that passes validate(), a linear or MoE op, and under an MX activation key K (linear)
 // or H and I (MoE) multiples of 32.
-Verdict computable(const Problem& p);
+// `who` names the backend in the refusal of quantize problems (cpu and cpu-reference share it).
+Verdict computable(const Problem& p, std::string_view who = "cpu-reference");
 // p.op == op and computable(p), as a Status.
 Status check_problem(const Problem& p, Op op);
 

@@ -156,22 +156,8 @@ Verdict CpuBackend::supports(const Device& d) const {
                     " threads"};
 }
 
-Verdict CpuBackend::can_implement(const Problem& p) const {
-  if (Status s = p.validate(); !s.ok()) return Verdict::no(s.message());
-  if (p.op == Op::kQuantize)
-    return Verdict::no("cpu runs linear and MoE layers (quantize is mxq::quantize)");
-  if (act_key_is_mx(p.act)) {
-    const char* key = act_key_name(p.act);
-    if (p.op == Op::kLinear && p.k % kBlockSize != 0)
-      return Verdict::no(std::string(key) + " quantizes 32-blocks along K, but K = " +
-                         std::to_string(p.k) + " is not a multiple of 32");
-    if (p.op == Op::kMoE && (p.n % kBlockSize != 0 || p.k % kBlockSize != 0))
-      return Verdict::no(std::string(key) + " quantizes 32-blocks along H and I, but H = " +
-                         std::to_string(p.n) + ", I = " + std::to_string(p.k) +
-                         " are not both multiples of 32");
-  }
-  return Verdict::yes();
-}
+// The same problems as cpu-reference (the shared definition in the contract).
+Verdict CpuBackend::can_implement(const Problem& p) const { return contract::computable(p, "cpu"); }
 
 StatusOr<std::unique_ptr<PreparedWeights>> CpuBackend::prepare_linear(
     const Problem& p, const LinearWeights& w) const {
