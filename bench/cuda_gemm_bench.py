@@ -6,7 +6,9 @@ Usage: python3 bench/cuda_gemm_bench.py --shim build/cuda/bench/libmxq_bench_cud
            [--backends cuda-hopper,cuda-mma]
 
 --backends lists mxq backends measured per case (the first is "mxq" in the table and the
-ratios; the others are reported beside it, with the config each one launched).
+ratios; the others are reported beside it, with the config each one launched). An entry
+name@CONFIG runs backend `name` with MXQ_HOPPER_CONFIG=CONFIG (bench/forced_config.py), so
+launch configs can be A/B'd in one process: --backends cuda-hopper,cuda-hopper@128:2:1.
 
 Per case (N x K, M, weight format): mxq's time (median of CUDA-event timings, the L2 flushed
 before every run so the weights come from HBM, then a ~100 us GPU spin so that the host's launch
@@ -33,6 +35,7 @@ import sys
 import torch
 
 import case_list
+import forced_config
 import humming_peer
 import vllm_marlin_peer
 from provenance import provenance
@@ -61,22 +64,29 @@ class Shim:
         self.lib.mxq_shim_config_on.argtypes = [ctypes.c_char_p] + \
             self.lib.mxq_shim_config.argtypes
         self.err = ctypes.create_string_buffer(1024)
+        self.forced = {}  # handle -> MXQ_HOPPER_CONFIG of its "name@CONFIG" backend
 
     def prepare(self, elem, n, k, packed, scales, backend="cuda-mma"):
+        name, cfg = forced_config.split(backend)
         h = ctypes.c_void_p()
-        if self.lib.mxq_shim_prepare_on(backend.encode(), elem, 0, n, k, packed.data_ptr(),
-                                        scales.data_ptr(), ctypes.byref(h), self.err, 1024):
-            raise RuntimeError(self.err.value.decode())
+        with forced_config.env(cfg):
+            if self.lib.mxq_shim_prepare_on(name.encode(), elem, 0, n, k, packed.data_ptr(),
+                                            scales.data_ptr(), ctypes.byref(h), self.err, 1024):
+                raise RuntimeError(self.err.value.decode())
+        self.forced[h.value] = cfg
         return h
 
     def run(self, h, m, x, y):
         stream = torch.cuda.current_stream().cuda_stream
-        if self.lib.mxq_shim_run(h, m, x.data_ptr(), y.data_ptr(), stream, self.err, 1024):
-            raise RuntimeError(self.err.value.decode())
+        with forced_config.env(self.forced.get(h.value, "")):
+            if self.lib.mxq_shim_run(h, m, x.data_ptr(), y.data_ptr(), stream, self.err, 1024):
+                raise RuntimeError(self.err.value.decode())
 
     def config(self, elem, m, n, k, backend="cuda-mma"):
+        name, cfg = forced_config.split(backend)
         buf = ctypes.create_string_buffer(512)
-        self.lib.mxq_shim_config_on(backend.encode(), elem, m, n, k, buf, 512)
+        with forced_config.env(cfg):
+            self.lib.mxq_shim_config_on(name.encode(), elem, m, n, k, buf, 512)
         return buf.value.decode()
 
 
@@ -268,7 +278,7 @@ def main():
                         "tflops": 2 * m * n * k / (us * 1e-6) / 1e12,
                         "config": first["config"], "mxq_backends": per}
                 for b in backends[1:]:
-                    case[f"vs_{b.replace('-', '_')}"] = per[b]["us"] / us
+                    case[f"vs_{forced_config.tag(b)}"] = per[b]["us"] / us
                 if not args.no_peers:
                     case.update(peers(m, n, k, x, timer))
                 if hk is not None:

@@ -59,6 +59,7 @@ import time
 import torch
 
 import case_list
+import forced_config
 import humming_peer
 from provenance import provenance
 
@@ -89,27 +90,36 @@ class Shim:
                                               ctypes.c_int]
         self.lib.mxq_shim_free.argtypes = [vp]
         self.err = ctypes.create_string_buffer(1024)
+        self.forced = {}  # handle -> MXQ_HOPPER_CONFIG of its "name@CONFIG" backend
 
     def prepare_moe(self, backend, elem, s, w):
+        name, cfg = forced_config.split(backend)
         h = ctypes.c_void_p()
         ptr = lambda t: None if t is None else t.data_ptr()  # noqa: E731
+        with forced_config.env(cfg):
+            self._prepare(name, elem, s, w, h, ptr)
+        self.forced[h.value] = cfg
+        return h
+
+    def _prepare(self, backend, elem, s, w, h, ptr):
         if self.lib.mxq_shim_prepare_moe_on(
                 backend.encode(), elem, s["h"], s["i"], s["e"], s["k"], LAYOUT[s["layout"]], ACT[s["act"]],
                 ROUTING[s["routing"]], s["n_group"], s["topk_group"], ptr(w["w13"]),
                 ptr(w["s13"]), ptr(w.get("w3")), ptr(w.get("s3")), ptr(w["w2"]), ptr(w["s2"]),
                 ctypes.byref(h), self.err, 1024):
             raise RuntimeError(self.err.value.decode())
-        return h
 
     def run_moe(self, h, m, x, logits, y):
         stream = torch.cuda.current_stream().cuda_stream
-        if self.lib.mxq_shim_run_moe(h, m, x.data_ptr(), logits.data_ptr(), y.data_ptr(), stream,
-                                     self.err, 1024):
-            raise RuntimeError(self.err.value.decode())
+        with forced_config.env(self.forced.get(h.value, "")):
+            if self.lib.mxq_shim_run_moe(h, m, x.data_ptr(), logits.data_ptr(), y.data_ptr(),
+                                         stream, self.err, 1024):
+                raise RuntimeError(self.err.value.decode())
 
     def plan(self, h, m):
         buf = ctypes.create_string_buffer(2048)
-        self.lib.mxq_shim_plan(h, m, buf, 2048)
+        with forced_config.env(self.forced.get(h.value, "")):
+            self.lib.mxq_shim_plan(h, m, buf, 2048)
         return buf.value.decode()
 
     def free(self, h):
@@ -457,7 +467,9 @@ def main():
     ap.add_argument("--backends", default="cuda-hopper,cuda-mma",
                     help="mxq MoE backends, all timed in this process; the first that prepares "
                          "is the case's 'us' / 'graph_us', the others '<name>_us' (cuda-mma: "
-                         "mma_us) and vs_<name> = their time / the first's")
+                         "mma_us) and vs_<name> = their time / the first's; name@CONFIG runs "
+                         "a backend with MXQ_HOPPER_CONFIG=CONFIG (bench/forced_config.py: A/B "
+                         "of launch configs in one process)")
     ap.add_argument("--kernels", action="store_true",
                     help="per case, each GPU kernel's time in one run of the first backend "
                          "(torch.profiler), recorded as 'kernels'")
@@ -630,7 +642,7 @@ def main():
                         for b, hb in handles.items():  # the other mxq backends, same inputs
                             if b == primary:
                                 continue
-                            tag = b.replace("cuda-", "").replace("-", "_")
+                            tag = forced_config.tag(b.replace("cuda-", ""))
                             try:
                                 case[f"{tag}_plan"] = shim.plan(hb, m)
                                 yo = torch.full_like(y, float("nan"))

@@ -72,12 +72,12 @@ StatusOr<int> active_clusters(int nt, int c, int splits) {
 // (graph capture and the launch path stay free of occupancy queries).
 StatusOr<int> resident_clusters(ElemType elem, DType act, int nt, int c, int splits) {
   static std::mutex mu;
-  static int cache[16][2][2][5][2][4] = {};
+  static int cache[16][2][2][5][2][8] = {};
   int dev = 0;
   MXQ_CUDA_TRY(cudaGetDevice(&dev));
   const int ti = act == DType::kBF16 ? 0 : 1, fi = elem == ElemType::kE2M1 ? 0 : 1;
   const int ni = nt == 16 ? 0 : nt == 32 ? 1 : nt == 64 ? 2 : nt == 128 ? 3 : 4;
-  const int si = splits == 1 ? 0 : splits == 2 ? 1 : splits == 4 ? 2 : 3;
+  const int si = std::clamp(splits, 1, 8) - 1;
   std::lock_guard<std::mutex> lock(mu);
   int& slot = cache[dev % 16][ti][fi][ni][c == 3 ? 1 : 0][si];
   if (slot == 0) {
@@ -146,7 +146,7 @@ Forced forced_config() {
   if (std::sscanf(v, "%d:%d:%d", &t, &c, &s) >= 1) {
     if (t == 16 || t == 32 || t == 64 || t == 128 || t == 256) f.tokens = t;
     if (c == 2 || c == 3) f.consumers = c;
-    if (s == 1 || s == 2 || s == 4 || s == 8) f.splits = s;
+    if (s >= 1 && s <= 8) f.splits = s;
   }
   return f;
 }
@@ -229,7 +229,9 @@ Status rank_splits(ElemType elem, DType act, int64_t n, int64_t k64, int nt, int
   for (int cons : {2, 3}) {
     if (!has_consumers(nt, cons) || (f.consumers != 0 && f.consumers != cons)) continue;
     const int64_t items = m_tiles * ((n + item_rows(cons) - 1) / item_rows(cons));
-    for (int s = 1; s <= max_splits(nt) && s <= k64; s *= 2) {
+    // Any split up to the reduction buffer's (clusters of 3, 5, 6, 7 CTAs fill the SMs where
+    // powers of two leave a third of them idle: 43 items of 192 rows x 3 = 129 CTAs).
+    for (int s = 1; s <= max_splits(nt) && s <= k64; ++s) {
       if (f.splits != 0 && f.splits != s) continue;
       // 3 consumers split at most 2 ways unless forced: measured at 073f86c, split 8 ran 3x
       // slower per step than the model (8192 x 28672 M = 1: 73.4 us against 62.0 with 2

@@ -35,6 +35,7 @@
 #include <cuda_fp16.h>
 
 #include <cstdint>
+#include <type_traits>
 
 #include "cuda/common/wgmma_rs.cuh"  // WgmmaRS
 #include "cuda/gemm/mx_gemm.cuh"  // decode_e2m1_scaled, decode_e4m3_scaled, scale_multiplier, store_out
@@ -85,52 +86,62 @@ struct KernelShape {
   static_assert(kStages >= 2, "a step in flight and the next one decoded");
 };
 
-// The grouped (MoE) epilogue of one item: lane (g, t) of warp `warp` holds rows row0 and
-// row0 + 8 of expert e, tokens (padded dispatch rows) mt * NT + 8i + 2t + h.
+// The grouped (MoE) epilogue of one m64 tile: lane (g, t) of warp `warp` holds rows row0 and
+// row0 + 8 of expert e, tokens (padded dispatch rows) mt * NT + 8i + 2t + h. Every one of them
+// is below p.m: the grouped GEMM's m is the padded capacity, a multiple of the block (= NT),
+// checked on the host. Per value: the activation or the weighting, one store; the addresses
+// are a base per thread plus a constant per value, and the dispatch lookups (down) are
+// read-only loads (ld.global.nc), so that they are not ordered behind the stores.
 template <typename T, int NT>
 __device__ __forceinline__ void moe_epilogue(const KernelParams& p, int e, int mt, int row0, int t,
                                              const float (&acc)[NT / 2]) {
   if (row0 >= p.n) return;  // N % 16 == 0: row0 + 8 < N too
+  const int r0 = mt * NT + 2 * t;  // dispatch row of acc[4i + h]: r0 + 8i + h
   if (p.gate_up) {
     // Gate/up row order (frag_layout.h): row0 (g < 8 in its 16-row tile) is the gate and
     // row0 + 8 the up row of intermediate column 8 * (row0 / 16) + g. Padding rows are
     // written too (whatever moe_gather_rows left there: the down GEMM reads them as token
     // columns of their own and stores none of their results).
     const int inter = p.n / 2, col = 8 * (row0 / 16) + row0 % 16;
-    const float bg = p.bias != nullptr ? p.bias[int64_t(e) * inter + col] : 0.0f;
-    const float bu = p.bias_up != nullptr ? p.bias_up[int64_t(e) * inter + col] : 0.0f;
+    const bool has_bg = p.bias != nullptr, has_bu = p.bias_up != nullptr;
+    const float bg = has_bg ? __ldg(p.bias + int64_t(e) * inter + col) : 0.0f;
+    const float bu = has_bu ? __ldg(p.bias_up + int64_t(e) * inter + col) : 0.0f;
+    T* y = static_cast<T*>(p.y) + int64_t(r0) * p.ldy + col;
 #pragma unroll
     for (int i = 0; i < NT / 8; ++i)
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
-        const int r = mt * NT + 8 * i + 2 * t + h;
-        if (r >= p.m) continue;
         float gate = acc[4 * i + h], up = acc[4 * i + 2 + h];
-        if (p.bias != nullptr) gate += bg;  // added only when present, as cuda-mma does
-        if (p.bias_up != nullptr) up += bu;
-        gemm::store_out<T>(p.y, int64_t(r) * p.ldy + col,
-                           moe::gate_up_activation(gate, up, p.swiglu, p.alpha, p.limit), false);
+        if (has_bg) gate += bg;  // added only when present, as cuda-mma does
+        if (has_bu) up += bu;
+        const float v = moe::gate_up_activation(gate, up, p.swiglu, p.alpha, p.limit);
+        if constexpr (std::is_same_v<T, __half>)
+          y[int64_t(8 * i + h) * p.ldy] = __float2half_rn(v);
+        else
+          y[int64_t(8 * i + h) * p.ldy] = __float2bfloat16_rn(v);
       }
     return;
   }
-  const float b0 = p.bias != nullptr ? p.bias[int64_t(e) * p.n + row0] : 0.0f;
-  const float b1 = p.bias != nullptr ? p.bias[int64_t(e) * p.n + row0 + 8] : 0.0f;
-  float* o = static_cast<float*>(p.y);
+  const bool has_b = p.bias != nullptr;
+  const float b0 = has_b ? __ldg(p.bias + int64_t(e) * p.n + row0) : 0.0f;
+  const float b1 = has_b ? __ldg(p.bias + int64_t(e) * p.n + row0 + 8) : 0.0f;
+  float* o = static_cast<float*>(p.y) + row0;
+  const int32_t* pairs = p.pairs + r0;
 #pragma unroll
   for (int i = 0; i < NT / 8; ++i)
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
-      const int r = mt * NT + 8 * i + 2 * t + h;
-      const int pair = r < p.m ? p.pairs[r] : -1;
+      const int pair = __ldg(pairs + 8 * i + h);
       if (pair < 0) continue;
       float v0 = acc[4 * i + h], v1 = acc[4 * i + 2 + h];
-      if (p.bias != nullptr) {
+      if (has_b) {
         v0 += b0;
         v1 += b1;
       }
-      const float w = p.topk_weights[pair];
-      o[int64_t(pair) * p.ldy + row0] = w * v0;
-      o[int64_t(pair) * p.ldy + row0 + 8] = w * v1;
+      const float w = __ldg(p.topk_weights + pair);
+      float* dst = o + int64_t(pair) * p.ldy;
+      dst[0] = w * v0;
+      dst[8] = w * v1;
     }
 }
 
