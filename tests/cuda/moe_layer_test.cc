@@ -304,7 +304,42 @@ TEST_P(CudaMoE, EveryTokenBlockSizeAndSplitRows) {
     }
   }
   if (hopper()) {
-    EXPECT_EQ(blocks, (std::set<std::string>{"16", "32", "64", "128", "256"}));
+    // The small tiles for the small counts, and one of the large ones (256, or 288 = 256 +
+    // a 32-token tail) for the largest; the tail tiles are forced in TailTokenTiles.
+    for (const char* b : {"16", "32", "64", "128"})
+      EXPECT_EQ(blocks.count(b), 1u) << "block " << b << " did not run";
+    EXPECT_TRUE(blocks.count("256") || blocks.count("288")) << "no 256 / 288-token block ran";
+  }
+}
+
+// cuda-hopper's tail tiles (80 = 64 + 16, 144 = 128 + 16, 288 = 256 + 32 tokens: one weight
+// decode, a main and a tail wgmma), forced through MXQ_HOPPER_CONFIG, against cpu-reference:
+// per-expert counts inside the tail, above it (a second block) and far below it; gate/up and
+// down, both formats, bias, FP16.
+TEST_P(CudaMoE, TailTokenTiles) {
+  SKIP_WITHOUT_GPU();
+  if (!hopper()) GTEST_SKIP() << "cuda-hopper only";
+  for (int nt : {80, 144, 288}) {
+    const std::string v = std::to_string(nt) + ":0:0";
+    ASSERT_EQ(setenv("MXQ_HOPPER_CONFIG", v.c_str(), 1), 0);
+    // 8 experts, top-2: average counts nt - 8 (inside the tail), 1.3 nt (two blocks), nt / 8.
+    for (int64_t m : {int64_t(4 * (nt - 8)), int64_t(5 * nt + 20), int64_t(nt / 2)}) {
+      MoECase c;
+      c.p = moe(m % 3 == 0 ? ElemType::kE4M3 : ElemType::kE2M1,
+                m % 2 == 0 ? ActKey::kBF16 : ActKey::kFP16, m, 128, 96, 8, 2);
+      c.p.bias = true;
+      c.p.moe.layout = io::GateUpLayout::kInterleaved;
+      c.p.moe.activation = MoEActivation::kSwigluOAI;
+      c.p.moe.routing = Routing::kTopKSoftmax;
+      SCOPED_TRACE(std::to_string(nt) + " tokens, M = " + std::to_string(m));
+      check(c);
+      if (HasFatalFailure()) break;
+      const std::string plan = cuda::moe_launch_plan(c.p, cuda::MoEKernels::kHopper);
+      EXPECT_NE(plan.find("dispatch blocks of " + std::to_string(nt) + " "), std::string::npos)
+          << plan;
+    }
+    unsetenv("MXQ_HOPPER_CONFIG");
+    if (HasFatalFailure()) return;
   }
 }
 

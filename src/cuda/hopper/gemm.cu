@@ -60,6 +60,9 @@ StatusOr<int> active_clusters(int nt, int c, int splits) {
       default: return max_active_clusters<T, kFp4, 64, 3>(splits);
     }
   switch (nt) {
+    case 80: return max_active_clusters<T, kFp4, 80, 2>(splits);
+    case 144: return max_active_clusters<T, kFp4, 144, 2>(splits);
+    case 288: return max_active_clusters<T, kFp4, 288, 2>(splits);
     case 16: return max_active_clusters<T, kFp4, 16, 2>(splits);
     case 32: return max_active_clusters<T, kFp4, 32, 2>(splits);
     case 64: return max_active_clusters<T, kFp4, 64, 2>(splits);
@@ -72,11 +75,12 @@ StatusOr<int> active_clusters(int nt, int c, int splits) {
 // (graph capture and the launch path stay free of occupancy queries).
 StatusOr<int> resident_clusters(ElemType elem, DType act, int nt, int c, int splits) {
   static std::mutex mu;
-  static int cache[16][2][2][5][2][8] = {};
+  static int cache[16][2][2][8][2][8] = {};
   int dev = 0;
   MXQ_CUDA_TRY(cudaGetDevice(&dev));
   const int ti = act == DType::kBF16 ? 0 : 1, fi = elem == ElemType::kE2M1 ? 0 : 1;
-  const int ni = nt == 16 ? 0 : nt == 32 ? 1 : nt == 64 ? 2 : nt == 128 ? 3 : 4;
+  const int ni = nt == 16 ? 0 : nt == 32 ? 1 : nt == 64 ? 2 : nt == 128 ? 3 : nt == 256 ? 4
+               : nt == 80 ? 5 : nt == 144 ? 6 : 7;
   const int si = std::clamp(splits, 1, 8) - 1;
   std::lock_guard<std::mutex> lock(mu);
   int& slot = cache[dev % 16][ti][fi][ni][c == 3 ? 1 : 0][si];
@@ -104,9 +108,14 @@ StatusOr<int> resident_clusters(ElemType elem, DType act, int nt, int c, int spl
 // fit 620 (28672 x 8192 M = 1: 5 rounds of 32 steps, 68.9 us measured, 69 modelled; 8192^2:
 // 27.5 vs 28); 32 tokens scaled from the 2-warpgroup ratio; 64 tokens 950 (at 820, 28672 x
 // 8192 M = 64 took 3 consumers, split 2, and ran 98.0 us against 85.3 with 2 consumers).
+// The tail tiles (grouped only): the main tile's cost plus the tail's MMAs, FIRST GUESS by
+// MMA share (288: 1180 x 288 / 256 = 1330; 80, 144: + 60), to be refitted by measurement.
 double step_cycles(int nt, int c) {
   if (c == 3) return nt == 16 ? 620 : nt == 32 ? 680 : 950;
   switch (nt) {
+    case 80: return 760;
+    case 144: return 910;
+    case 288: return 1330;
     case 16: return 560;
     case 32: return 600;
     case 64: return 700;
@@ -144,7 +153,7 @@ Forced forced_config() {
   if (v == nullptr || *v == 0) return f;
   int t = 0, c = 0, s = 0;
   if (std::sscanf(v, "%d:%d:%d", &t, &c, &s) >= 1) {
-    if (t == 16 || t == 32 || t == 64 || t == 128 || t == 256) f.tokens = t;
+    if (t == 16 || t == 32 || t == 64 || t == 128 || t == 256 || is_tail_tile(t)) f.tokens = t;
     if (c == 2 || c == 3) f.consumers = c;
     if (s >= 1 && s <= 8) f.splits = s;
   }
@@ -169,7 +178,7 @@ StatusOr<PFN_cuTensorMapEncodeTiled_v12000> encode_fn() {
   return fn;
 }
 
-// The activations [rows, k] (row stride ldx elements) in boxes of nt rows x 64 K with the
+// The activations [rows, k] (row stride ldx elements) in boxes of box_rows(nt) x 64 K with the
 // 128-byte swizzle; rows past `rows` and K past `k` read zeros.
 StatusOr<CUtensorMap> activation_map(const void* x, DType act, int64_t rows, int64_t k, int64_t ldx,
                                      int nt) {
@@ -178,7 +187,7 @@ StatusOr<CUtensorMap> activation_map(const void* x, DType act, int64_t rows, int
   CUtensorMap map;
   const cuuint64_t dims[2] = {cuuint64_t(k), cuuint64_t(rows)};
   const cuuint64_t strides[1] = {cuuint64_t(ldx) * 2};
-  const cuuint32_t box[2] = {64, cuuint32_t(nt)};
+  const cuuint32_t box[2] = {64, cuuint32_t(box_rows(nt))};  // (288 tokens: 3 boxes)
   const cuuint32_t elem_strides[2] = {1, 1};
   const CUresult r = fn.value()(
       &map, act == DType::kBF16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16,
@@ -200,6 +209,11 @@ Status launch_tokens(const CUtensorMap& map, const KernelParams& p, const Hopper
       case 32: return launch<T, kFp4, 32, 3, kMoE>(map, p, c, s);
       default: return launch<T, kFp4, 64, 3, kMoE>(map, p, c, s);
     }
+  if constexpr (kMoE) {  // the tail tiles exist for the grouped GEMMs only
+    if (c.tokens == 80) return launch<T, kFp4, 80, 2, true>(map, p, c, s);
+    if (c.tokens == 144) return launch<T, kFp4, 144, 2, true>(map, p, c, s);
+    if (c.tokens == 288) return launch<T, kFp4, 288, 2, true>(map, p, c, s);
+  }
   switch (c.tokens) {
     case 16: return launch<T, kFp4, 16, 2, kMoE>(map, p, c, s);
     case 32: return launch<T, kFp4, 32, 2, kMoE>(map, p, c, s);
@@ -315,9 +329,11 @@ StatusOr<HopperGemmConfig> choose_hopper_config(const HopperGemmArgs& a) {
 }
 
 StatusOr<HopperGemmConfig> choose_hopper_grouped_config(const HopperGroupedShape& g) {
-  if (g.block != 16 && g.block != 32 && g.block != 64 && g.block != 128 && g.block != 256)
+  if (g.block != 16 && g.block != 32 && g.block != 64 && g.block != 128 && g.block != 256 &&
+      !is_tail_tile(g.block))
     return invalid_argument("cuda-hopper grouped GEMM: the dispatch block must be 16, 32, 64, "
-                            "128 or 256 tokens (the token tile), got " + std::to_string(g.block));
+                            "80, 128, 144, 256 or 288 tokens (the token tile), got " +
+                            std::to_string(g.block));
   HopperGemmConfig c;
   const int64_t k64 = (g.k + 63) / 64;
   double best = 0.0;
@@ -386,14 +402,30 @@ int64_t expected_live_blocks(int64_t pairs, int64_t experts, int block) {
   return hit * ((per + block - 1) / block);
 }
 
+double expected_blocks(double avg, int nt) {
+  // Per expert hit, cnt ~ Normal(avg, sd) with sd = sqrt(avg) (uniform routing is binomial)
+  // + 0.1 avg (real routers are less even); E[ceil(cnt / nt)] = sum_j P(cnt > j nt), j >= 0,
+  // the first term 1 (the expert is hit).
+  const double sd = std::sqrt(avg) + 0.1 * avg;
+  double e = 1.0;
+  for (int j = 1; j < 64; ++j) {
+    const double p = 0.5 * std::erfc((j * nt - avg) / (sd * std::sqrt(2.0)));
+    e += p;
+    if (p < 1e-4) break;
+  }
+  return e;
+}
+
 int hopper_grouped_block(int64_t tokens, int64_t topk, int64_t experts) {
   const int64_t pairs = tokens * topk;
   const double avg = double(pairs) / double(std::max<int64_t>(1, std::min(pairs, experts)));
-  const double want = 1.25 * avg;
+  // MXQ_HOPPER_CONFIG's token tile, when it is one the grouped GEMM has, fixes the block.
+  const Forced f = forced_config();
+  if (f.tokens != 0) return f.tokens;
   int best_nt = 16;
   double best = 0.0;
-  for (int nt : {16, 32, 64, 128, 256}) {
-    const double cost = std::ceil(want / nt) * step_cycles(nt, 2);
+  for (int nt : {16, 32, 64, 80, 128, 144, 256, 288}) {
+    const double cost = expected_blocks(avg, nt) * step_cycles(nt, 2);
     if (best == 0.0 || cost < best * 0.98) {
       best = cost;
       best_nt = nt;

@@ -82,7 +82,9 @@ struct HopperGroupedArgs {
 // for `pairs` pairs spread uniformly over `experts` local experts.
 int64_t expected_live_blocks(int64_t pairs, int64_t experts, int block);
 // The dispatch block (= token tile) for a grouped call: the tile whose cost-model time for the
-// average expert (1.25x the mean count, for the spread of real routing) is lowest.
+// average expert hit is lowest: expected blocks per expert (counts ~ Normal(avg, sqrt(avg) +
+// 0.1 avg), gemm.cu expected_blocks) x the tile's step cost; the tail tiles 80 / 144 / 288
+// included. MXQ_HOPPER_CONFIG's token tile, when set, is the block.
 int hopper_grouped_block(int64_t tokens, int64_t topk, int64_t experts);
 StatusOr<HopperGemmConfig> choose_hopper_grouped_config(const HopperGroupedShape& g);
 Status hopper_grouped_gemm(const HopperGroupedArgs& a, cudaStream_t stream,

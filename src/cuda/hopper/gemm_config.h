@@ -18,6 +18,18 @@ namespace mxq::cuda::hopper {
 // as fast, so the choice is one of tiling). 128 and 256 tokens need their accumulators (64 /
 // 128 registers): 2 consumer warpgroups, 232 registers each.
 constexpr bool has_consumers(int tokens, int c) { return c == 2 || (c == 3 && tokens <= 64); }
+// Token tiles with a tail (grouped GEMMs only): 80 = 64 + 16, 144 = 128 + 16, 288 = 256 + 32
+// tokens. One decode of the weights feeds two wgmma, the main one (N = 64 / 128 / 256) and
+// a tail one (N = 16 / 32) over the tile's last rows, so that an expert whose count is a bit
+// above a power of two takes one item instead of two: gpt-oss-120b at M = 8192 has 256 +- 16
+// pairs per expert, half of which spilled into a second, nearly empty 256-token block.
+constexpr int main_tokens(int tokens) {
+  return tokens == 80 ? 64 : tokens == 144 ? 128 : tokens == 288 ? 256 : tokens;
+}
+constexpr int tail_tokens(int tokens) { return tokens - main_tokens(tokens); }
+constexpr bool is_tail_tile(int tokens) { return tail_tokens(tokens) != 0; }
+// TMA boxes hold at most 256 rows: 288-token tiles load as 3 boxes of 96 rows.
+constexpr int box_rows(int tokens) { return tokens <= 256 ? tokens : tokens / 3; }
 constexpr int threads(int c) { return 128 * (1 + c); }
 constexpr int item_rows(int c) { return 64 * c; }
 constexpr int consumer_regs(int c) { return c == 3 ? 152 : 232; }

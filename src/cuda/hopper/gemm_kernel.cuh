@@ -82,7 +82,12 @@ struct KernelShape {
   static constexpr int kConsumers = C;
   static constexpr int kThreads = threads(C);
   static constexpr int kItemRows = item_rows(C);
-  static_assert(NT == 16 || NT == 32 || NT == 64 || NT == 128 || NT == 256, "wgmma N");
+  static constexpr int kMain = main_tokens(NT), kTail = tail_tokens(NT);  // wgmma N of each
+  static constexpr int kBox = box_rows(NT), kBoxes = NT / kBox;  // TMA boxes per stage
+  static_assert(kMain == 16 || kMain == 32 || kMain == 64 || kMain == 128 || kMain == 256,
+                "wgmma N");
+  static_assert(kTail == 0 || kTail == 16 || kTail == 32, "tail wgmma N");
+  static_assert(kBoxes * kBox == NT && (kBox * 128) % 1024 == 0, "whole swizzle atoms per box");
   static_assert(kStages >= 2, "a step in flight and the next one decoded");
 };
 
@@ -202,7 +207,10 @@ __global__ void __launch_bounds__(threads(C), 1)
         for (int kt = kt_begin; kt < kt_end; ++kt) {
           sm90::mbar_wait(&empty[slot], phase ^ 1u);
           sm90::mbar_arrive_expect_tx(&full[slot], uint32_t(S::kActBytes + S::kConsumers * S::kChunk));
-          sm90::tma_load_2d(act + slot * S::kActBytes, &x_map, kt * 64, mt * NT, &full[slot]);
+#pragma unroll
+          for (int bx = 0; bx < S::kBoxes; ++bx)
+            sm90::tma_load_2d(act + slot * S::kActBytes + bx * S::kBox * 128, &x_map, kt * 64,
+                              mt * NT + bx * S::kBox, &full[slot]);
 #pragma unroll
           for (int c = 0; c < S::kConsumers; ++c) {
             // With 3 consumers the last item of a column may reach past the layout's rows
@@ -294,7 +302,15 @@ __global__ void __launch_bounds__(threads(C), 1)
       const uint64_t xs = act_desc + uint64_t(cur * (S::kActBytes >> 4));
       ptx::wgmma_fence();
 #pragma unroll
-      for (int s = 0; s < 4; ++s) WgmmaRS<T, NT>::mma(acc, a[s], xs + uint64_t(2 * s), 1);
+      for (int s = 0; s < 4; ++s) {
+        // acc[0, kMain / 2) are the main tile's tokens, the rest the tail's (rows kMain.. of
+        // the activation tile: kMain x 128 bytes on, whole 1024-byte swizzle atoms).
+        WgmmaRS<T, S::kMain>::mma(*reinterpret_cast<float(*)[S::kMain / 2]>(&acc[0]), a[s],
+                                  xs + uint64_t(2 * s), 1);
+        if constexpr (S::kTail != 0)
+          WgmmaRS<T, S::kTail>::mma(*reinterpret_cast<float(*)[S::kTail / 2]>(&acc[S::kMain / 2]),
+                                    a[s], xs + uint64_t(2 * s + (S::kMain * 128 >> 4)), 1);
+      }
       ptx::wgmma_commit();
       const int done = cur;
       if (more) {

@@ -37,14 +37,16 @@ cudaLaunchConfig_t launch_config(int ctas, int splits, cudaStream_t stream, cuda
 }
 
 // How many clusters of `splits` CTAs can be resident at once on the current device (the
-// grouped instances have the same shared memory and threads: the dense one answers).
+// grouped instances have the same shared memory and threads: the dense one answers, or the
+// grouped one for the tail tiles, which are grouped only).
 template <typename T, bool kFp4, int NT, int C>
 StatusOr<int> max_active_clusters(int splits) {
-  MXQ_RETURN_IF_ERROR((set_smem_attribute<T, kFp4, NT, C, false>()));
+  constexpr bool kMoE = is_tail_tile(NT);
+  MXQ_RETURN_IF_ERROR((set_smem_attribute<T, kFp4, NT, C, kMoE>()));
   cudaLaunchAttribute attr[1];
   cudaLaunchConfig_t c = launch_config<T, kFp4, NT, C>(splits, splits, nullptr, attr);
   int n = 0;
-  MXQ_CUDA_TRY(cudaOccupancyMaxActiveClusters(&n, hopper_gemm_kernel<T, kFp4, NT, C, false>, &c));
+  MXQ_CUDA_TRY(cudaOccupancyMaxActiveClusters(&n, hopper_gemm_kernel<T, kFp4, NT, C, kMoE>, &c));
   return n;
 }
 
@@ -59,10 +61,15 @@ Status launch(const CUtensorMap& x_map, const KernelParams& p, const HopperGemmC
 }
 
 // The instances of one activation x weight type (instances/*.cu): NT = 16 .. 256 with 2
-// consumer warpgroups, 16 .. 64 with 3, each dense and grouped (MoE): 16 kernels.
+// consumer warpgroups, 16 .. 64 with 3, each dense and grouped (MoE), and the grouped tail
+// tiles 80, 144, 288 (2 consumers): 19 kernels.
 #define MXQ_HOPPER_INSTANCE(T, FP4, NT, C)                                                    \
   template Status launch<T, FP4, NT, C, false>(const CUtensorMap&, const KernelParams&,       \
                                                const HopperGemmConfig&, cudaStream_t);        \
+  template Status launch<T, FP4, NT, C, true>(const CUtensorMap&, const KernelParams&,        \
+                                              const HopperGemmConfig&, cudaStream_t);         \
+  template StatusOr<int> max_active_clusters<T, FP4, NT, C>(int);
+#define MXQ_HOPPER_MOE_INSTANCE(T, FP4, NT, C)                                                \
   template Status launch<T, FP4, NT, C, true>(const CUtensorMap&, const KernelParams&,        \
                                               const HopperGemmConfig&, cudaStream_t);         \
   template StatusOr<int> max_active_clusters<T, FP4, NT, C>(int);
@@ -74,6 +81,9 @@ Status launch(const CUtensorMap& x_map, const KernelParams& p, const HopperGemmC
   MXQ_HOPPER_INSTANCE(T, FP4, 256, 2) \
   MXQ_HOPPER_INSTANCE(T, FP4, 16, 3)  \
   MXQ_HOPPER_INSTANCE(T, FP4, 32, 3)  \
-  MXQ_HOPPER_INSTANCE(T, FP4, 64, 3)
+  MXQ_HOPPER_INSTANCE(T, FP4, 64, 3)  \
+  MXQ_HOPPER_MOE_INSTANCE(T, FP4, 80, 2) \
+  MXQ_HOPPER_MOE_INSTANCE(T, FP4, 144, 2) \
+  MXQ_HOPPER_MOE_INSTANCE(T, FP4, 288, 2)
 
 }  // namespace mxq::cuda::hopper
