@@ -203,10 +203,14 @@ MoEKernels moe_layer_kernels(const PreparedWeights& w) {
   return m != nullptr ? m->kernels : MoEKernels::kMma;
 }
 
+// The backend whose kernels the layer runs, for its error messages.
+static const char* family_name(MoEKernels k) { return k == MoEKernels::kHopper ? "cuda-hopper" : "cuda-mma"; }
+
 StatusOr<std::unique_ptr<PreparedWeights>> prepare_moe_layer(const Problem& p, const MoEWeights& w,
                                                              size_t stage_bytes, MoEKernels kernels) {
   if (Verdict v = moe_layer_can_implement(p); !v)
-    return invalid_argument("cuda-mma cannot run " + p.to_string() + ": " + v.reason);
+    return invalid_argument(std::string(family_name(kernels)) + " cannot run " + p.to_string() +
+                            ": " + v.reason);
   MXQ_RETURN_IF_ERROR(contract::check_moe_weights(p, w));
   auto out = std::make_unique<PreparedMoE>();
   out->kernels = kernels;
@@ -226,7 +230,7 @@ StatusOr<std::unique_ptr<PreparedWeights>> prepare_moe_layer(const Problem& p, c
                                     out->staging));
   MXQ_RETURN_IF_ERROR(repack_staged(FragSource::plain(w.w2), stage_bytes, kernels, out->w2, out->s2,
                                     out->stats2, out->staging));
-  const char* who = kernels == MoEKernels::kHopper ? "cuda-hopper" : "cuda-mma";
+  const char* who = family_name(kernels);
   if (out->stats13.nan != 0 || out->stats2.nan != 0)
     return invalid_argument(std::string(who) + ": the E4M3 expert weights (" +
                             (out->stats13.nan != 0 ? "gate/up" : "down") +
@@ -274,17 +278,19 @@ size_t moe_layer_staging_bytes(const PreparedWeights& w) {
 Status run_moe_layer(const Problem& p, const PreparedWeights& pw, const DenseView& x,
                      const MoERouting& r, const DenseMutView& y, cudaStream_t stream) {
   const auto* w = dynamic_cast<const PreparedMoE*>(&pw);
-  if (w == nullptr) return invalid_argument("cuda-mma: MoE weights were not prepared by cuda-mma");
+  if (w == nullptr)
+    return invalid_argument("cuda MoE layer: the weights were not prepared by cuda-mma or cuda-hopper");
+  const std::string who = family_name(w->kernels);
   if (Verdict v = moe_layer_can_implement(p); !v)
-    return invalid_argument("cuda-mma cannot run " + p.to_string() + ": " + v.reason);
+    return invalid_argument(who + " cannot run " + p.to_string() + ": " + v.reason);
   const MoEParams& q = p.moe;
   if (w->elem != p.weight || w->hidden != p.n || w->inter != p.k)
-    return invalid_argument("cuda-mma: prepared MoE weights are " +
+    return invalid_argument(who + ": prepared MoE weights are " +
                             std::string(mx_format_name(w->elem)) + " hidden " +
                             std::to_string(w->hidden) + ", intermediate " +
                             std::to_string(w->inter) + "; the problem asks for " + p.to_string());
   if (q.expert_map ? w->local > q.experts : w->local != q.experts)
-    return invalid_argument("cuda-mma: prepared MoE weights hold " + std::to_string(w->local) +
+    return invalid_argument(who + ": prepared MoE weights hold " + std::to_string(w->local) +
                             " experts; the problem has " + std::to_string(q.experts) +
                             (q.expert_map ? " (expert map)" : ""));
   const DType act = act_input_dtype(p.act);
@@ -310,7 +316,7 @@ Status run_moe_layer(const Problem& p, const PreparedWeights& pw, const DenseVie
   int dev = 0;
   MXQ_CUDA_TRY(cudaGetDevice(&dev));
   if (dev != w->device)
-    return invalid_argument("cuda-mma: MoE weights were prepared on GPU " +
+    return invalid_argument(who + ": MoE weights were prepared on GPU " +
                             std::to_string(w->device) + ", the current device is GPU " +
                             std::to_string(dev));
 
