@@ -75,12 +75,11 @@ StatusOr<int> active_clusters(int nt, int c, int splits) {
 // (graph capture and the launch path stay free of occupancy queries).
 StatusOr<int> resident_clusters(ElemType elem, DType act, int nt, int c, int splits) {
   static std::mutex mu;
-  static int cache[16][2][2][8][2][8] = {};
+  static int cache[16][2][2][kTokenTileCount][2][8] = {};
   int dev = 0;
   MXQ_CUDA_TRY(cudaGetDevice(&dev));
   const int ti = act == DType::kBF16 ? 0 : 1, fi = elem == ElemType::kE2M1 ? 0 : 1;
-  const int ni = nt == 16 ? 0 : nt == 32 ? 1 : nt == 64 ? 2 : nt == 128 ? 3 : nt == 256 ? 4
-               : nt == 80 ? 5 : nt == 144 ? 6 : 7;
+  const int ni = std::max(0, tile_index(nt));
   const int si = std::clamp(splits, 1, 8) - 1;
   std::lock_guard<std::mutex> lock(mu);
   int& slot = cache[dev % 16][ti][fi][ni][c == 3 ? 1 : 0][si];
@@ -153,7 +152,7 @@ Forced forced_config() {
   if (v == nullptr || *v == 0) return f;
   int t = 0, c = 0, s = 0;
   if (std::sscanf(v, "%d:%d:%d", &t, &c, &s) >= 1) {
-    if (t == 16 || t == 32 || t == 64 || t == 128 || t == 256 || is_tail_tile(t)) f.tokens = t;
+    if (tile_index(t) >= 0) f.tokens = t;
     if (c == 2 || c == 3) f.consumers = c;
     if (s >= 1 && s <= 8) f.splits = s;
   }
@@ -318,7 +317,7 @@ StatusOr<HopperGemmConfig> choose_hopper_config(const HopperGemmArgs& a) {
   double best = 0.0;
   const Forced f = forced_config();
   c.forced = f.tokens != 0 || f.consumers != 0 || f.splits != 0;
-  for (int nt : {16, 32, 64, 128, 256}) {
+  for (int nt : kDenseTiles) {
     if (f.tokens != 0 ? nt != f.tokens : nt > 16 && (a.m + nt / 2 - 1) / (nt / 2) == 1)
       continue;  // forced elsewhere, or half the tile would be padding
     MXQ_RETURN_IF_ERROR(rank_splits(a.elem, a.act, a.n, k64, nt, (a.m + nt - 1) / nt, f, best, c));
@@ -329,8 +328,7 @@ StatusOr<HopperGemmConfig> choose_hopper_config(const HopperGemmArgs& a) {
 }
 
 StatusOr<HopperGemmConfig> choose_hopper_grouped_config(const HopperGroupedShape& g) {
-  if (g.block != 16 && g.block != 32 && g.block != 64 && g.block != 128 && g.block != 256 &&
-      !is_tail_tile(g.block))
+  if (tile_index(g.block) < 0)
     return invalid_argument("cuda-hopper grouped GEMM: the dispatch block must be 16, 32, 64, "
                             "80, 128, 144, 256 or 288 tokens (the token tile), got " +
                             std::to_string(g.block));
@@ -402,7 +400,7 @@ int64_t expected_live_blocks(int64_t pairs, int64_t experts, int block) {
   return hit * ((per + block - 1) / block);
 }
 
-double expected_blocks(double avg, int nt) {
+static double expected_blocks(double avg, int nt) {
   // Per expert hit, cnt ~ Normal(avg, sd) with sd = sqrt(avg) (uniform routing is binomial)
   // + 0.1 avg (real routers are less even); E[ceil(cnt / nt)] = sum_j P(cnt > j nt), j >= 0,
   // the first term 1 (the expert is hit).
@@ -424,7 +422,7 @@ int hopper_grouped_block(int64_t tokens, int64_t topk, int64_t experts) {
   if (f.tokens != 0) return f.tokens;
   int best_nt = 16;
   double best = 0.0;
-  for (int nt : {16, 32, 64, 80, 128, 144, 256, 288}) {
+  for (int nt : kTokenTiles) {
     const double cost = expected_blocks(avg, nt) * step_cycles(nt, 2);
     if (best == 0.0 || cost < best * 0.98) {
       best = cost;

@@ -28,6 +28,16 @@ constexpr int main_tokens(int tokens) {
 }
 constexpr int tail_tokens(int tokens) { return tokens - main_tokens(tokens); }
 constexpr bool is_tail_tile(int tokens) { return tail_tokens(tokens) != 0; }
+// Every token tile: the dense GEMM has the first five (kDenseTiles), the grouped GEMMs all
+// (kTokenTiles). tile_index is the position in kTokenTiles, -1 for a size that is no tile.
+constexpr int kDenseTiles[] = {16, 32, 64, 128, 256};
+constexpr int kTokenTiles[] = {16, 32, 64, 80, 128, 144, 256, 288};
+constexpr int kTokenTileCount = 8;
+constexpr int tile_index(int tokens) {
+  for (int i = 0; i < kTokenTileCount; ++i)
+    if (kTokenTiles[i] == tokens) return i;
+  return -1;
+}
 // TMA boxes hold at most 256 rows: 288-token tiles load as 3 boxes of 96 rows.
 constexpr int box_rows(int tokens) { return tokens <= 256 ? tokens : tokens / 3; }
 constexpr int threads(int c) { return 128 * (1 + c); }
