@@ -1,6 +1,9 @@
 // Atomic output directories: missing parent directories are created (like mkdir -p), everything is
-// written under "<target>.tmp-<pid>" and renamed onto <target> by commit(); a StagedDir destroyed
-// without commit() removes what it wrote.
+// written under "<target>.tmp-<pid>" and renamed onto <target> by commit() (an existing target is
+// swapped with one renameat2(RENAME_EXCHANGE), so it is the old or the new output at every
+// instant); a StagedDir destroyed without commit() removes what it wrote. create() first removes
+// the temp directories of dead writers of the same target (and renames a dead writer's
+// "<target>.old-<pid>" back when the target is missing: see output_dir.cc).
 #pragma once
 
 #include <filesystem>

@@ -134,48 +134,120 @@ TEST_F(FileFaultTest, DequantizeUnderFullDiskKeepsOldOutput) {
   });
 }
 
-// SIGKILL at random points of a quantize that overwrites a previous output: afterwards the
-// target is the old model or the new one (identical bytes here: same input, same options) or
-// absent (killed between the two renames), never partial; the next run cleans up and succeeds.
-TEST_F(FileFaultTest, SigkillMidWriteLeavesOldOrNewNeverPartial) {
+// SIGKILL at random points of a writer that keeps overwriting an output whose old bytes differ
+// from the new ones (another element type / dtype): after every kill the target is exactly the
+// old output or exactly the new one, never absent (the commit is one RENAME_EXCHANGE) and never
+// a mix; on a file system without RENAME_EXCHANGE the target may be missing only while a
+// complete "<target>.old-<pid>" is there to be renamed back. The next run cleans up the dead
+// writers' temp directories and succeeds.
+class SigkillTest : public FileFaultTest {
+ protected:
+  void kill_at_random_points(const std::string& target, const std::function<Status()>& write_new) {
+    SCOPED_TRACE(target);
+    const Snapshot old = snapshot(dir_ / target);
+    const auto t0 = std::chrono::steady_clock::now();
+    {
+      const Status s = write_new();  // the new output, once, to know it and the time it takes
+      ASSERT_TRUE(s.ok()) << s.to_string();
+    }
+    const auto us = std::chrono::duration_cast<std::chrono::microseconds>(
+                        std::chrono::steady_clock::now() - t0).count();
+    const Snapshot fresh = snapshot(dir_ / target);
+    ASSERT_NE(fresh, old) << "old and new outputs must differ for the test to see a mix";
+    std::mt19937 rng(1234);
+    int killed = 0, mid_write = 0, saw_old = 0, saw_new = 0;
+    constexpr int kRounds = 8;
+    for (int round = 0; round < kRounds; ++round) {
+      // Start each round from the old output, so a kill can land in the swap itself.
+      fs::remove_all(dir_ / target);
+      fs::create_directories(dir_ / target);
+      for (const auto& [name, bytes] : old) {
+        std::ofstream f(dir_ / target / name, std::ios::binary);
+        f << bytes;
+      }
+      const pid_t pid = ::fork();
+      if (pid == 0) {
+        for (;;) (void)write_new();  // until killed
+      }
+      std::this_thread::sleep_for(std::chrono::microseconds(rng() % uint32_t(2 * us + 1)));
+      ASSERT_EQ(::kill(pid, SIGKILL), 0);
+      int st = 0;
+      ASSERT_EQ(::waitpid(pid, &st, 0), pid);
+      killed += WIFSIGNALED(st);
+      const std::vector<std::string> left = leftovers(dir_, target);
+      mid_write += !left.empty();
+      for (const auto& n : left)
+        EXPECT_TRUE(n.rfind(target + ".tmp-", 0) == 0 || n.rfind(target + ".old-", 0) == 0) << n;
+      if (fs::exists(dir_ / target)) {
+        const Snapshot now = snapshot(dir_ / target);
+        saw_old += now == old;
+        saw_new += now == fresh;
+        EXPECT_TRUE(now == old || now == fresh) << "round " << round << ": partial output";
+      } else {
+        bool restorable = false;
+        for (const auto& n : left)
+          restorable |= n.rfind(target + ".old-", 0) == 0 &&
+                        (snapshot(dir_ / n) == old || snapshot(dir_ / n) == fresh);
+        EXPECT_TRUE(restorable) << "round " << round << ": the target vanished";
+      }
+      // The next run (here: of the same writer) cleans up and writes the new output.
+      const Status s = write_new();
+      ASSERT_TRUE(s.ok()) << s.to_string();
+      EXPECT_EQ(snapshot(dir_ / target), fresh);
+      EXPECT_TRUE(leftovers(dir_, target).empty()) << leftovers(dir_, target)[0];
+    }
+    EXPECT_EQ(killed, kRounds);
+    // The kills landed mid-write (a temp dir left behind) at least once: the checks above saw
+    // real interrupted writes, not only kills between two runs.
+    EXPECT_GT(mid_write, 0);
+    std::printf("%s: %d of %d kills mid-write; target old %d, new %d\n", target.c_str(),
+                mid_write, kRounds, saw_old, saw_new);
+  }
+};
+
+TEST_F(SigkillTest, QuantizeLeavesOldOrNewNeverPartial) {
   QuantizeModelOptions o;
   o.overwrite = true;
-  const Snapshot good = snapshot(dir_ / "q");
-  std::mt19937 rng(1234);
-  // How long one quantize takes here, to spread the kill points over it.
-  const auto t0 = std::chrono::steady_clock::now();
-  ASSERT_TRUE(quantize_model(p("bf16"), p("q"), o).ok());
-  const auto us = std::chrono::duration_cast<std::chrono::microseconds>(
-                      std::chrono::steady_clock::now() - t0).count();
-  int killed = 0, mid_write = 0;
-  for (int round = 0; round < 12; ++round) {
-    const pid_t pid = ::fork();
-    if (pid == 0) {
-      for (;;) (void)quantize_model(p("bf16"), p("q"), o);  // until killed
-    }
-    std::this_thread::sleep_for(std::chrono::microseconds(rng() % uint32_t(2 * us + 1)));
-    ASSERT_EQ(::kill(pid, SIGKILL), 0);
-    int st = 0;
-    ASSERT_EQ(::waitpid(pid, &st, 0), pid);
-    killed += WIFSIGNALED(st);
-    if (fs::exists(dir_ / "q")) {
-      EXPECT_EQ(snapshot(dir_ / "q"), good) << "round " << round << ": partial output";
-    }
-    mid_write += !leftovers(dir_, "q").empty();
-    for (const auto& n : leftovers(dir_, "q")) {
-      EXPECT_TRUE(n.rfind("q.tmp-", 0) == 0 || n.rfind("q.old-", 0) == 0) << n;
-    }
-  }
-  EXPECT_EQ(killed, 12);
-  // The child writes all the time, so kills land mid-write (a temp dir left): the check above
-  // saw real interrupted writes, not only kills between two runs.
-  EXPECT_GT(mid_write, 0);
-  std::printf("%d of 12 kills landed mid-write\n", mid_write);
-  // The next run removes the dead writers' temp directories and writes the model.
-  ASSERT_TRUE(quantize_model(p("bf16"), p("q"), o).ok());
-  EXPECT_EQ(snapshot(dir_ / "q"), good);
-  EXPECT_TRUE(leftovers(dir_, "q").empty()) << leftovers(dir_, "q")[0];
+  o.quant.elem = ElemType::kE4M3;  // the old output "q" is MXFP4
+  ASSERT_TRUE(fs::exists(dir_ / "q"));
+  kill_at_random_points("q", [&] { return quantize_model(p("bf16"), p("q"), o).status(); });
   EXPECT_TRUE(verify_model(p("q"), p("bf16")).ok());
+}
+
+TEST_F(SigkillTest, ConvertLeavesOldOrNewNeverPartial) {
+  QuantizeModelOptions o;
+  o.quant.elem = ElemType::kE4M3;
+  ASSERT_TRUE(quantize_model(p("bf16"), p("q8"), o).ok());
+  ASSERT_TRUE(convert_model(p("q"), p("ct"), false).ok());
+  kill_at_random_points("ct", [&] { return convert_model(p("q8"), p("ct"), true).status(); });
+}
+
+TEST_F(SigkillTest, DequantizeLeavesOldOrNewNeverPartial) {
+  ASSERT_TRUE(dequantize_model(p("q"), p("dq"), DType::kBF16, false).ok());
+  kill_at_random_points("dq", [&] {
+    return dequantize_model(p("q"), p("dq"), DType::kF32, true).status();
+  });
+}
+
+// The fallback commit's window (no RENAME_EXCHANGE): a writer killed between moving the old
+// output aside and renaming the new one in leaves only "<target>.old-<pid>". The next write of
+// the target renames it back first, so it is not lost, and a write without --overwrite then
+// refuses to replace it.
+TEST_F(FileFaultTest, DeadWritersOldOutputIsRestored) {
+  const Snapshot old = snapshot(dir_ / "q");
+  const pid_t dead = ::fork();
+  if (dead == 0) ::_exit(0);
+  int st = 0;
+  ASSERT_EQ(::waitpid(dead, &st, 0), dead);
+  const fs::path aside = dir_ / ("q.old-" + std::to_string(dead));
+  fs::rename(dir_ / "q", aside);
+  fs::create_directories(dir_ / ("q.tmp-" + std::to_string(dead)));  // its unfinished new one
+  const Status s = quantize_model(p("bf16"), p("q"), QuantizeModelOptions{}).status();
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s.to_string();
+  EXPECT_NE(s.message().find("already exists"), std::string::npos) << s.message();
+  ASSERT_TRUE(fs::exists(dir_ / "q"));
+  EXPECT_EQ(snapshot(dir_ / "q"), old);
+  EXPECT_TRUE(leftovers(dir_, "q").empty()) << leftovers(dir_, "q")[0];
 }
 
 // Only dead writers' temp directories are removed: a running writer's (another live process,
