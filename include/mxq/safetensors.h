@@ -55,6 +55,14 @@ class SafetensorsFile {
   // not the file. No-op for parse() and for spans outside the mapping.
   void release(std::span<const uint8_t> bytes) const;
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
+  // Whether the file is still the one that was opened and every read of data() saw its bytes:
+  // a kDataLoss error naming the file when another process truncated it after open() (a read of
+  // the lost part got zeros instead of the SIGBUS that would have killed the process: the error
+  // names the tensor), changed its size, or wrote to it (modification time; a write within the
+  // file system's timestamp granularity of the open, same size, is not seen). A file deleted
+  // after open() is fine: the mapping keeps its bytes. Pipelines call it after reading and
+  // before committing any output. Always Ok for parse().
+  Status check_unchanged() const;
 
  private:
   SafetensorsFile() = default;
@@ -66,6 +74,9 @@ class SafetensorsFile {
   uint64_t buffer_size_ = 0;         // bytes in the data buffer
   void* map_ = nullptr;              // mmap base (nullptr when parsed from bytes)
   size_t map_size_ = 0;
+  int fd_ = -1;                      // kept open for check_unchanged()
+  int guard_ = -1;                   // SIGBUS guard slot of the mapping (-1: none)
+  int64_t mtime_ns_ = 0;              // modification time at open()
 };
 
 // A checkpoint: a single .safetensors file, or a directory with config.json and either one
@@ -92,6 +103,8 @@ class Checkpoint {
   const Entry* find(std::string_view name) const;       // nullptr if absent
   const std::vector<std::string>& names() const { return names_; }  // sorted
   const std::vector<std::unique_ptr<SafetensorsFile>>& files() const { return files_; }
+  // SafetensorsFile::check_unchanged() of every file: the first error.
+  Status check_unchanged() const;
 
  private:
   std::string root_;

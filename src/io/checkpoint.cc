@@ -156,3 +156,12 @@ StatusOr<Checkpoint> Checkpoint::open(const std::string& path) {
 }
 
 }  // namespace mxq::io
+
+namespace mxq::io {
+
+Status Checkpoint::check_unchanged() const {
+  for (const auto& f : files_) MXQ_RETURN_IF_ERROR(f->check_unchanged());
+  return Status::Ok();
+}
+
+}  // namespace mxq::io

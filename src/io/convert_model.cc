@@ -147,6 +147,7 @@ StatusOr<QuantizeReport> convert_model(const std::string& input, const std::stri
       }
       progress.advance(it.bytes.size());
     }
+    MXQ_RETURN_IF_ERROR(ck.check_unchanged());  // an input shard truncated or written meanwhile
     MXQ_RETURN_IF_ERROR(writer_or.value()->finish());
   }
   rep.copied = int64_t(info.passthrough.size());
@@ -157,6 +158,7 @@ StatusOr<QuantizeReport> convert_model(const std::string& input, const std::stri
   rep.bytes_in = total;
   rep.bytes_out = detail::dir_bytes(staged.path());
   rep.ignored = info.ignored;
+  MXQ_RETURN_IF_ERROR(ck.check_unchanged());
   MXQ_RETURN_IF_ERROR(staged.commit());
   rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return rep;

@@ -65,11 +65,13 @@ StatusOr<QuantizeReport> dequantize_model(const std::string& input, const std::s
       MXQ_RETURN_IF_ERROR(writer.value()->write(out));
       ++rep.quantized;
     }
+    MXQ_RETURN_IF_ERROR(ck.check_unchanged());  // an input shard truncated or written meanwhile
     MXQ_RETURN_IF_ERROR(writer.value()->finish());
   }
   MXQ_RETURN_IF_ERROR(detail::write_model_metadata(ck, staged.path(), config, weight_map));
   MXQ_RETURN_IF_ERROR(detail::copy_side_files(ck, staged.path()));
   rep.bytes_out = detail::dir_bytes(staged.path());
+  MXQ_RETURN_IF_ERROR(ck.check_unchanged());
   MXQ_RETURN_IF_ERROR(staged.commit());
   rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return rep;

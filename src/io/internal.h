@@ -38,4 +38,12 @@ StatusOr<std::string> read_text_file(const std::string& path);
 // Status for a failed open()/stat() of `path` with `err` (errno).
 Status open_error(const std::string& path, int err);
 
+// The SIGBUS guard of the reader's mappings (map_guard.cc): a read of a page that the file no
+// longer backs (truncated after mapping) gets zeros instead of killing the process, and the
+// offset of the first such read is recorded. guard_mapping returns a slot (-1: none free, the
+// mapping is not guarded); unguard_mapping before munmap.
+int guard_mapping(const void* base, size_t size);
+void unguard_mapping(int slot);
+int64_t mapping_fault_offset(int slot);  // -1: no read of the mapping has faulted
+
 }  // namespace mxq::io::internal

@@ -192,6 +192,7 @@ StatusOr<QuantizeReport> quantize_model(const std::string& input, const std::str
       MXQ_RETURN_IF_ERROR(writer.write(scales));
       ++rep.quantized;
     }
+    MXQ_RETURN_IF_ERROR(file->check_unchanged());  // a shard truncated or written meanwhile
     MXQ_RETURN_IF_ERROR(writer.finish());
   }
 
@@ -203,6 +204,7 @@ StatusOr<QuantizeReport> quantize_model(const std::string& input, const std::str
   progress.done();
   rep.bytes_in = total_in;
   rep.bytes_out = detail::dir_bytes(staged.path());
+  MXQ_RETURN_IF_ERROR(ck.check_unchanged());
   MXQ_RETURN_IF_ERROR(staged.commit());
   rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return rep;

@@ -275,7 +275,45 @@ StatusOr<uint64_t> tensor_bytes(StDType dtype, std::span<const int64_t> shape) {
 // ---- SafetensorsFile ----
 
 SafetensorsFile::~SafetensorsFile() {
+  internal::unguard_mapping(guard_);
   if (map_ != nullptr) munmap(map_, map_size_);
+  if (fd_ >= 0) ::close(fd_);
+}
+
+namespace {
+int64_t ns(const struct timespec& t) { return int64_t(t.tv_sec) * 1000000000 + t.tv_nsec; }
+}  // namespace
+
+Status SafetensorsFile::check_unchanged() const {
+  if (map_ == nullptr) return Status::Ok();
+  const int64_t fault = internal::mapping_fault_offset(guard_);
+  struct stat st {};
+  const bool have_stat = fd_ >= 0 && ::fstat(fd_, &st) == 0;
+  const std::string now =
+      have_stat ? " (now " + std::to_string(uint64_t(st.st_size)) + " bytes, " +
+                      std::to_string(map_size_) + " when opened)"
+                : std::string();
+  if (fault >= 0) {
+    std::string what = "byte " + std::to_string(fault) + " of the file";
+    const uint64_t start = uint64_t(buffer_ - static_cast<const uint8_t*>(map_));
+    if (uint64_t(fault) >= start) {
+      const uint64_t d = uint64_t(fault) - start;
+      for (const TensorInfo& t : tensors_)
+        if (d >= t.begin && d < t.end) what = "tensor " + quote(t.name);
+    }
+    return data_loss(path_, "changed while being read: truncated by another process after it "
+                            "was opened" + now + "; " + what +
+                            " could not be read (it read as zeros)");
+  }
+  if (!have_stat) return Status::Ok();
+  if (uint64_t(st.st_size) != map_size_)
+    return data_loss(path_, "changed while being read: its size changed after it was opened" +
+                                now + " (another process is writing it?)");
+  if (ns(st.st_mtim) != mtime_ns_)
+    return data_loss(path_, "changed while being read: another process wrote to it after it "
+                            "was opened (modification time changed), so the bytes read may mix "
+                            "old and new contents");
+  return Status::Ok();
 }
 
 StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::parse(std::span<const uint8_t> bytes,
@@ -318,17 +356,33 @@ StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::open(const std::stri
   }
   void* map = mmap(nullptr, size_t(size), PROT_READ, MAP_PRIVATE, fd, 0);
   const int map_err = errno;
-  ::close(fd);
   if (map == MAP_FAILED) {
+    ::close(fd);
     return data_loss(path, std::string("mmap failed: ") + std::strerror(map_err));
   }
+  // Guarded before the first read (the parser's): a file truncated from here on gives zeros and
+  // a recorded fault instead of SIGBUS.
+  const int guard = internal::guard_mapping(map, size_t(size));
   auto f = parse({static_cast<const uint8_t*>(map), size_t(size)}, path);
   if (!f.ok()) {
+    const bool truncated = internal::mapping_fault_offset(guard) >= 0;
+    internal::unguard_mapping(guard);
     munmap(map, size_t(size));
+    ::close(fd);
+    if (truncated)
+      return data_loss(path, "changed while being read: truncated by another process while "
+                             "its header was read (" + std::to_string(size) +
+                             " bytes when opened)");
     return f.status();
   }
-  f.value()->map_ = map;
-  f.value()->map_size_ = size_t(size);
+  SafetensorsFile& file = *f.value();  // owns the mapping and fd from here on
+  file.map_ = map;
+  file.map_size_ = size_t(size);
+  file.fd_ = fd;
+  file.guard_ = guard;
+  file.mtime_ns_ = ns(st.st_mtim);
+  // Truncated or rewritten since the fstat above: the header may have been parsed from zeros.
+  MXQ_RETURN_IF_ERROR(file.check_unchanged());
   ::madvise(map, size_t(size), MADV_SEQUENTIAL);  // streaming readers: read ahead, drop behind
   return f;
 }

@@ -81,6 +81,9 @@ StatusOr<VerifyReport> verify_model(const std::string& path, const std::string& 
     }
     rep.layers.push_back(std::move(l));
   }
+  // A model (or original) truncated or written while it was read: the numbers above are void.
+  MXQ_RETURN_IF_ERROR(ck.check_unchanged());
+  if (orig) MXQ_RETURN_IF_ERROR(orig->check_unchanged());
   return rep;
 }
 

@@ -28,7 +28,7 @@ case "$target" in
   safetensors)
     # Only what SafetensorsFile::parse needs (src/io also holds the format adapters and pipelines).
     sources=("$root/src/core/status.cc" "$root/src/io/json_util.cc" "$root/src/io/safetensors.cc"
-             "$root/tests/fuzz/safetensors_fuzz.cc")
+             "$root/src/io/map_guard.cc" "$root/tests/fuzz/safetensors_fuzz.cc")
     headers=("$root/include/mxq/status.h" "$root/include/mxq/safetensors.h" "$root/src/io/internal.h")
     seeds=("$root"/tests/fuzz/corpus/safetensors/*)
     opts=(-max_len=4096 -dict="$root/tests/fuzz/safetensors.dict")
@@ -37,7 +37,7 @@ case "$target" in
   model)
     # The targets mxq_core, mxq_io (reader), mxq_formats, mxq_backend_api and mxq_layers.
     sources=("$root"/src/core/*.cc "$root/src/io/json_util.cc" "$root/src/io/safetensors.cc"
-             "$root/src/io/checkpoint.cc" "$root/src/io/model.cc" "$root"/src/io/formats/*.cc
+             "$root/src/io/map_guard.cc" "$root/src/io/checkpoint.cc" "$root/src/io/model.cc" "$root"/src/io/formats/*.cc
              "$root/src/contract/problem.cc" "$root/src/contract/backend.cc"
              "$root/src/contract/weight_checks.cc" "$root/src/select/layers.cc"
              "$root/tests/fuzz/model_fuzz.cc")  # not device.cc: no device probe is needed
