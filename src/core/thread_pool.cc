@@ -16,6 +16,8 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <exception>
+#include <new>
 #include <system_error>
 #include <thread>
 #include <vector>
@@ -36,6 +38,19 @@ inline void cpu_relax() {
 
 using Clock = std::chrono::steady_clock;
 
+std::atomic<int> g_fail_thread_start{0};  // fail_nth_thread_start_for_testing
+
+// Every thread run_team starts: the test hook, then std::thread (which throws system_error or
+// bad_alloc when it cannot).
+template <typename F>
+std::thread start_thread(F&& f) {
+  if (g_fail_thread_start.load(std::memory_order_relaxed) > 0 &&
+      g_fail_thread_start.fetch_sub(1, std::memory_order_relaxed) == 1)
+    throw std::system_error(std::make_error_code(std::errc::resource_unavailable_try_again),
+                            "injected thread start failure");
+  return std::thread(std::forward<F>(f));
+}
+
 class Pool {
  public:
   // Runs the call on the pool; false when it cannot (busy, or a forked child).
@@ -46,9 +61,12 @@ class Pool {
     try {
       while (int(workers_.size()) < helpers) {
         const uint32_t seen = gen_.load(std::memory_order_relaxed);
-        workers_.emplace_back([this, seen] { worker_main(seen); });
+        workers_.reserve(workers_.size() + 1);  // a bad_alloc here leaves no thread unowned
+        workers_.push_back(start_thread([this, seen] { worker_main(seen); }));
       }
     } catch (const std::system_error&) {  // no more threads: run with the workers there are
+      helpers = int(workers_.size());
+    } catch (const std::bad_alloc&) {     // no memory for one more: likewise
       helpers = int(workers_.size());
     }
     const uint32_t g = gen_.load(std::memory_order_relaxed) + 1;
@@ -129,14 +147,37 @@ Pool& pool() {
 
 }  // namespace
 
+int fail_nth_thread_start_for_testing(int n) {
+  return std::max(0, g_fail_thread_start.exchange(n, std::memory_order_relaxed));
+}
+
 void run_team(int helpers, TaskRef task) {
   if (helpers <= 0) return task();
-  if (pool().try_run(helpers, task)) return;
-  std::vector<std::thread> threads;
-  threads.reserve(size_t(helpers));
-  for (int i = 0; i < helpers; ++i) threads.emplace_back([task] { task(); });
-  task();
-  for (auto& t : threads) t.join();
+  // Every call of the task catches what it throws; the first exception is kept and rethrown
+  // here once every call has returned (the pool's closing handshake / join orders the store
+  // before the load).
+  std::atomic<bool> failed{false};
+  std::exception_ptr first;
+  auto guarded = [&] {
+    try {
+      task();
+    } catch (...) {
+      if (!failed.exchange(true, std::memory_order_acq_rel)) first = std::current_exception();
+    }
+  };
+  const TaskRef g(guarded);
+  if (!pool().try_run(helpers, g)) {
+    std::vector<std::thread> threads;
+    try {
+      threads.reserve(size_t(helpers));
+      for (int i = 0; i < helpers; ++i) threads.push_back(start_thread([g] { g(); }));
+    } catch (const std::system_error&) {  // fewer threads: the task shares out the work
+    } catch (const std::bad_alloc&) {
+    }
+    g();
+    for (auto& t : threads) t.join();
+  }
+  if (first) std::rethrow_exception(first);
 }
 
 }  // namespace mxq::detail

@@ -35,8 +35,18 @@ class TaskRef {
 // returns once every call has returned. Pool workers that are late (still waking up when the
 // calling thread's own call has returned) are not let in, so the task must take its work from
 // shared state (an atomic counter of chunks) and not assume a number of concurrent calls:
-// between 1 and helpers + 1 calls run. The task must not throw.
+// between 1 and helpers + 1 calls run. A thread that cannot be started (std::thread's
+// system_error, or bad_alloc) is not an error: the call runs with the threads there are, at
+// worst on the calling thread alone. An exception thrown by a call of the task (std::bad_alloc
+// of a buffer it allocates) is caught on whichever thread it happens; run_team waits for the
+// other calls, then rethrows the first one on the calling thread (the pool stays usable).
 void run_team(int helpers, TaskRef task);
+
+// Test-only fault injection: the n-th thread start of run_team from now (1 = the next; a pool
+// worker or a fresh thread) fails as std::thread's constructor does when the system has no more
+// threads (0 disarms). Process-wide. Returns how many starts the previous arming still had to
+// wait for (0: it fired, or nothing was armed).
+int fail_nth_thread_start_for_testing(int n);
 
 // How long an idle pool worker spins before it parks.
 inline constexpr int kSpinMicros = 100;

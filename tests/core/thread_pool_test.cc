@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cstdint>
 #include <mutex>
+#include <new>
 #include <set>
 #include <thread>
 #include <vector>
@@ -81,6 +82,52 @@ TEST(ThreadPool, ConcurrentAndNestedCallersAllFinish) {
   }
   for (auto& t : callers) t.join();
   EXPECT_EQ(total.load(), int64_t{kCallers} * kCalls * 8 * 10);
+}
+
+// Thread start failures (issue 19): fresh threads (a nested call: the pool is busy with the
+// outer one) and pool workers (a helper count above any used before in this process) that
+// cannot start leave the work to the threads there are; every index is still visited once and
+// nothing throws.
+TEST(ThreadPool, ThreadStartFailuresRunWithTheThreadsThereAre) {
+  for (int n = 1; n <= 6; ++n) {
+    SCOPED_TRACE("failing thread start " + std::to_string(n));
+    std::atomic<int> inner_calls{0};
+    fail_nth_thread_start_for_testing(n);
+    parallel_for(2, 2, 1, [&](int64_t, int64_t) {
+      EXPECT_NO_THROW(visit_all(200, 4));
+      inner_calls.fetch_add(1);
+    });
+    EXPECT_EQ(fail_nth_thread_start_for_testing(0), 0) << "the injected failure was not reached";
+    EXPECT_EQ(inner_calls.load(), 2);
+  }
+  // The pool grows to more workers than any earlier call asked for: its first start fails.
+  fail_nth_thread_start_for_testing(1);
+  EXPECT_NO_THROW(visit_all(5000, 70));
+  fail_nth_thread_start_for_testing(0);
+  EXPECT_GT(visit_all(5000, 70), size_t(1)) << "the next call runs on several threads again";
+}
+
+// A task that throws (a buffer's bad_alloc) on any thread: run_team rethrows on the caller
+// after every call has returned, and the pool and the fresh-thread path work afterwards.
+TEST(ThreadPool, TaskExceptionsReachTheCallerAndThePoolStaysUsable) {
+  for (int64_t bad : {int64_t{0}, int64_t{999}, int64_t{-1}}) {  // first chunk, last, every
+    SCOPED_TRACE("throwing at " + std::to_string(bad));
+    std::atomic<int64_t> done{0};
+    EXPECT_THROW(parallel_for(1000, 4, 1,
+                              [&](int64_t b, int64_t e) {
+                                if (bad < 0 || (b <= bad && bad < e)) throw std::bad_alloc();
+                                done.fetch_add(e - b);
+                              }),
+                 std::bad_alloc);
+    EXPECT_LT(done.load(), 1000);
+    EXPECT_GT(visit_all(1000, 4), size_t(0));
+    // The same from a nested call (fresh threads).
+    parallel_for(2, 2, 1, [&](int64_t, int64_t) {
+      EXPECT_THROW(parallel_for(100, 3, 1, [&](int64_t, int64_t) { throw std::bad_alloc(); }),
+                   std::bad_alloc);
+    });
+  }
+  EXPECT_GT(visit_all(1000, 4), size_t(1));
 }
 
 }  // namespace
