@@ -12,6 +12,7 @@
 #include "core/parallel.h"
 #include "cpu/backends.h"
 #include "cpu/common/act_quant.h"
+#include "cpu/common/host_memory.h"
 #include "cpu/fast/cpu_backend_internal.h"
 #include "mxq/numerics.h"
 #include "mxq/packing.h"
@@ -112,28 +113,29 @@ struct PreparedLinear final : PreparedWeights {
   size_t bytes() const override { return weight.copy.size(); }
 };
 
-// Adds the bias and stores rows [0, m) x columns [n0, n1) of the FP32 result.
-void store_rows(const float* yf, int64_t ldf, const DenseView& bias, const DenseMutView& y,
+// Adds the bias (`b`: [N] in FP32, zeros when the layer has none) and stores rows [0, m) x
+// columns [n0, n1) of the FP32 result. Allocates nothing: every buffer of run_linear exists
+// before the first byte of y is written, so a call that fails on a host allocation leaves y
+// untouched.
+void store_rows(const float* yf, int64_t ldf, const float* bias, const DenseMutView& y,
                 int64_t m, int64_t n0, int64_t n1) {
-  std::vector<float> b(size_t(n1 - n0), 0.0f);
-  if (bias.data != nullptr)
-    for (int64_t j = n0; j < n1; ++j) b[size_t(j - n0)] = load_f32(bias.data, bias.dtype, j);
+  const float* b = bias + n0;
   for (int64_t r = 0; r < m; ++r) {
     const float* src = yf + r * ldf;
     switch (y.dtype) {
       case DType::kF32: {
         float* dst = static_cast<float*>(y.data) + r * y.cols;
-        for (int64_t j = n0; j < n1; ++j) dst[j] = src[j] + b[size_t(j - n0)];
+        for (int64_t j = n0; j < n1; ++j) dst[j] = src[j] + b[j - n0];
         break;
       }
       case DType::kBF16: {
         uint16_t* dst = static_cast<uint16_t*>(y.data) + r * y.cols;
-        for (int64_t j = n0; j < n1; ++j) dst[j] = num::f32_to_bf16(src[j] + b[size_t(j - n0)]);
+        for (int64_t j = n0; j < n1; ++j) dst[j] = num::f32_to_bf16(src[j] + b[j - n0]);
         break;
       }
       case DType::kF16: {
         uint16_t* dst = static_cast<uint16_t*>(y.data) + r * y.cols;
-        for (int64_t j = n0; j < n1; ++j) dst[j] = num::f32_to_f16(src[j] + b[size_t(j - n0)]);
+        for (int64_t j = n0; j < n1; ++j) dst[j] = num::f32_to_f16(src[j] + b[j - n0]);
         break;
       }
     }
@@ -160,17 +162,19 @@ Verdict CpuBackend::supports(const Device& d) const {
 Verdict CpuBackend::can_implement(const Problem& p) const { return contract::computable(p, "cpu"); }
 
 StatusOr<std::unique_ptr<PreparedWeights>> CpuBackend::prepare_linear(
-    const Problem& p, const LinearWeights& w) const {
+    const Problem& p, const LinearWeights& w) const try {
   MXQ_RETURN_IF_ERROR(internal::check_problem(*this, p, Op::kLinear));
   MXQ_RETURN_IF_ERROR(internal::ours(contract::check_linear_weights(p, w)));  // the shared checks
   auto prepared = std::make_unique<PreparedLinear>();
   prepared->w = w;
   prepared->weight = internal::sanitize_padding(w.w, p.k);
   return std::unique_ptr<PreparedWeights>(std::move(prepared));
+} catch (const std::bad_alloc&) {
+  return host_out_of_memory(name(), "prepare_linear", p);
 }
 
 Status CpuBackend::run_linear(const Problem& p, const PreparedWeights& pw, const DenseView& x,
-                              const DenseMutView& y, void*) const {
+                              const DenseMutView& y, void*) const try {
   const auto* prepared = dynamic_cast<const PreparedLinear*>(&pw);
   if (prepared == nullptr)
     return invalid_argument("cpu: the prepared weights do not come from cpu prepare_linear");
@@ -201,11 +205,17 @@ Status CpuBackend::run_linear(const Problem& p, const PreparedWeights& pw, const
   const MXMatrixRef w = internal::matrix(wv, 0);
   const int64_t min_rows = internal::min_rows_per_thread(opts_, packed_bytes(wv.elem, kq));
   const PackedX xp(opts_.isa, wv.elem, xq.data(), p.m, kq, kq);
+  const DenseView& bv = prepared->w.bias;
+  std::vector<float> bias(size_t(p.n), 0.0f);  // FP32, before the parallel part (store_rows)
+  if (bv.data != nullptr)
+    for (int64_t j = 0; j < p.n; ++j) bias[size_t(j)] = load_f32(bv.data, bv.dtype, j);
   internal::parallel_chunks(p.n, opts_.threads, min_rows, [&](int64_t n0, int64_t n1) {
     mx_gemm_rows(w, xp, yf, p.n, n0, n1);
-    store_rows(yf, p.n, prepared->w.bias, y, p.m, n0, n1);
+    store_rows(yf, p.n, bias.data(), y, p.m, n0, n1);
   });
   return Status::Ok();
+} catch (const std::bad_alloc&) {
+  return host_out_of_memory(name(), "run_linear", p);
 }
 
 }  // namespace cpu::fast

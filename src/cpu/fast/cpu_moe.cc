@@ -19,6 +19,7 @@
 #include "contract/weight_checks.h"
 #include "core/parallel.h"
 #include "cpu/common/act_quant.h"
+#include "cpu/common/host_memory.h"
 #include "cpu/common/routing.h"
 #include "cpu/fast/cpu_backend.h"
 #include "cpu/fast/cpu_backend_internal.h"
@@ -215,6 +216,8 @@ Status run_moe_impl(const CpuBackendOptions& o, const Problem& p, const MoEWeigh
   });
 
   // Phase 4: weighted combine per token, ascending local expert (pairs were built that way).
+  // The only writer of y, and it allocates nothing: a call that fails on a host allocation
+  // (every buffer above) leaves y untouched.
   std::vector<std::vector<std::pair<int64_t, float>>> pairs_of(static_cast<size_t>(m));  // (pair, weight)
   for (int64_t a = 0; a < n_active; ++a) {
     const int64_t le = active[size_t(a)];
@@ -223,14 +226,13 @@ Status run_moe_impl(const CpuBackendOptions& o, const Problem& p, const MoEWeigh
           {offset[size_t(a)] + i, weights_of[size_t(le)][size_t(i)]});
   }
   mxq::detail::parallel_for(m, o.threads, std::max<int64_t>(1, 8192 / h), [&](int64_t t0, int64_t t1) {
-    std::vector<float> acc(static_cast<size_t>(h));
     for (int64_t t = t0; t < t1; ++t) {
-      std::fill(acc.begin(), acc.end(), 0.0f);
-      for (const auto& [pi, wt] : pairs_of[size_t(t)]) {
-        const float* orow = obuf.data() + pi * h;
-        for (int64_t c = 0; c < h; ++c) acc[size_t(c)] += wt * orow[c];
+      const auto& ps = pairs_of[size_t(t)];
+      for (int64_t c = 0; c < h; ++c) {
+        float acc = 0.0f;  // the pairs in order, as before (same bits)
+        for (const auto& [pi, wt] : ps) acc += wt * obuf[size_t(pi * h + c)];
+        store_f32(y.data, y.dtype, t * h + c, acc);
       }
-      for (int64_t c = 0; c < h; ++c) store_f32(y.data, y.dtype, t * h + c, acc[size_t(c)]);
     }
   });
   return Status::Ok();
@@ -239,7 +241,7 @@ Status run_moe_impl(const CpuBackendOptions& o, const Problem& p, const MoEWeigh
 }  // namespace internal
 
 StatusOr<std::unique_ptr<PreparedWeights>> CpuBackend::prepare_moe(const Problem& p,
-                                                                   const MoEWeights& w) const {
+                                                                   const MoEWeights& w) const try {
   MXQ_RETURN_IF_ERROR(internal::check_problem(*this, p, Op::kMoE));
   MXQ_RETURN_IF_ERROR(internal::ours(contract::check_moe_weights(p, w)));  // the shared checks
   auto prepared = std::make_unique<PreparedMoE>();
@@ -254,16 +256,20 @@ StatusOr<std::unique_ptr<PreparedWeights>> CpuBackend::prepare_moe(const Problem
   sanitize(w.w3, p.n, prepared->w3, prepared->w.w3);
   sanitize(w.w2, p.k, prepared->w2, prepared->w.w2);
   return std::unique_ptr<PreparedWeights>(std::move(prepared));
+} catch (const std::bad_alloc&) {
+  return host_out_of_memory(name(), "prepare_moe", p);
 }
 
 Status CpuBackend::run_moe(const Problem& p, const PreparedWeights& pw, const DenseView& x,
-                           const MoERouting& r, const DenseMutView& y, void*) const {
+                           const MoERouting& r, const DenseMutView& y, void*) const try {
   const auto* prepared = dynamic_cast<const PreparedMoE*>(&pw);
   if (prepared == nullptr)
     return invalid_argument("cpu: the prepared weights do not come from cpu prepare_moe");
   MXQ_RETURN_IF_ERROR(internal::check_problem(*this, p, Op::kMoE));
   MXQ_RETURN_IF_ERROR(internal::ours(contract::check_moe_weights(p, prepared->w)));
   return internal::run_moe_impl(opts_, p, prepared->w, x, r, y);
+} catch (const std::bad_alloc&) {
+  return host_out_of_memory(name(), "run_moe", p);
 }
 
 }  // namespace mxq::cpu::fast

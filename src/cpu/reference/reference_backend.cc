@@ -9,6 +9,7 @@
 
 #include "cpu/backends.h"
 #include "cpu/common/act_quant.h"
+#include "cpu/common/host_memory.h"
 #include "cpu/reference/reference_util.h"
 #include "mxq/numerics.h"
 #include "mxq/packing.h"
@@ -80,33 +81,41 @@ Verdict ReferenceBackend::can_implement(const Problem& p) const {
 }
 
 StatusOr<std::unique_ptr<PreparedWeights>> ReferenceBackend::prepare_linear(
-    const Problem& p, const LinearWeights& w) const {
+    const Problem& p, const LinearWeights& w) const try {
   MXQ_RETURN_IF_ERROR(check_linear_weights(p, w));
   auto prepared = std::make_unique<PreparedLinear>();
   prepared->w = w;
   return std::unique_ptr<PreparedWeights>(std::move(prepared));
+} catch (const std::bad_alloc&) {
+  return host_out_of_memory(name(), "prepare_linear", p);
 }
 
 Status ReferenceBackend::run_linear(const Problem& p, const PreparedWeights& w,
-                                    const DenseView& x, const DenseMutView& y, void*) const {
+                                    const DenseView& x, const DenseMutView& y, void*) const try {
   const auto* prepared = dynamic_cast<const PreparedLinear*>(&w);
   if (prepared == nullptr) return not_ours("linear");
   return reference_linear(p, prepared->w, x, y);
+} catch (const std::bad_alloc&) {
+  return host_out_of_memory(name(), "run_linear", p);
 }
 
 StatusOr<std::unique_ptr<PreparedWeights>> ReferenceBackend::prepare_moe(
-    const Problem& p, const MoEWeights& w) const {
+    const Problem& p, const MoEWeights& w) const try {
   MXQ_RETURN_IF_ERROR(check_moe_weights(p, w));
   auto prepared = std::make_unique<PreparedMoE>();
   prepared->w = w;
   return std::unique_ptr<PreparedWeights>(std::move(prepared));
+} catch (const std::bad_alloc&) {
+  return host_out_of_memory(name(), "prepare_moe", p);
 }
 
 Status ReferenceBackend::run_moe(const Problem& p, const PreparedWeights& w, const DenseView& x,
-                                 const MoERouting& r, const DenseMutView& y, void*) const {
+                                 const MoERouting& r, const DenseMutView& y, void*) const try {
   const auto* prepared = dynamic_cast<const PreparedMoE*>(&w);
   if (prepared == nullptr) return not_ours("moe");
   return reference_moe(p, prepared->w, x, r, y);
+} catch (const std::bad_alloc&) {
+  return host_out_of_memory(name(), "run_moe", p);
 }
 
 // ---- linear ---------------------------------------------------------------------------------------
