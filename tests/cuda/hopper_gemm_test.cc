@@ -178,22 +178,26 @@ TEST(HopperGemm, EveryTokenTileFormatAndDtype) {
     }
   }
   unsetenv("MXQ_HOPPER_CONFIG");
-  // Enough tokens and rows that the cost model takes 256-token tiles.
+  // 256-token tiles, forced likewise (4 full tiles and a partial one): since the 2-step ring
+  // stages made the 64-token tile cheaper, the model takes 64 tokens here.
+  ASSERT_EQ(setenv("MXQ_HOPPER_CONFIG", "256:0:0", 1), 0);
   for (ElemType e : {ElemType::kE2M1, ElemType::kE4M3}) {
     tiles.insert(config_of(e, 1100, 2064, 2880).tokens);
     check_gemm(e, ActKey::kBF16, DType::kBF16, 1100, 2064, 2880, true, 112, 124);
   }
+  unsetenv("MXQ_HOPPER_CONFIG");
   EXPECT_EQ(tiles, (std::set<int>{16, 32, 64, 128, 256})) << "every token tile must have run";
 }
 
 // Every (token tile, consumer warpgroups) instance, forced through MXQ_HOPPER_CONFIG where the
-// cost model would not take it here, against cpu-reference; rows past N in the last 192-row
-// item (N = 2064 = 10.75 items of 192) and partial token tiles.
+// cost model would not take it here, against cpu-reference; rows past N in the last 192- and
+// 256-row items (N = 2064 = 10.75 items of 192, 8.06 of 256) and partial token tiles.
 TEST(HopperGemm, EveryConsumerCount) {
   SKIP_WITHOUT_HOPPER();
   std::set<std::pair<int, int>> ran;
   for (int nt : {16, 32, 64})
-    for (int cons : {2, 3}) {
+    for (int cons : {2, 3, 4}) {
+      if (cons == 4 && nt > 16) continue;  // 4 consumers: the 16-token tile only
       const std::string v = std::to_string(nt) + ":" + std::to_string(cons) + ":0";
       ASSERT_EQ(setenv("MXQ_HOPPER_CONFIG", v.c_str(), 1), 0);
       for (ElemType e : {ElemType::kE2M1, ElemType::kE4M3}) {
@@ -206,18 +210,22 @@ TEST(HopperGemm, EveryConsumerCount) {
       }
     }
   unsetenv("MXQ_HOPPER_CONFIG");
-  EXPECT_EQ(ran, (std::set<std::pair<int, int>>{{16, 2}, {16, 3}, {32, 2}, {32, 3}, {64, 2}, {64, 3}}));
+  EXPECT_EQ(ran, (std::set<std::pair<int, int>>{
+                     {16, 2}, {16, 3}, {16, 4}, {32, 2}, {32, 3}, {64, 2}, {64, 3}}));
   EXPECT_FALSE(config_of(ElemType::kE2M1, 5, 2064, 2880).forced);
 }
 
 TEST(HopperGemm, SplitKAcrossClusters) {
   SKIP_WITHOUT_HOPPER();
-  // Few 128-row items and a long K: the schedule splits K across up to 8 CTAs per cluster.
+  // Few 128-row items and a long K: the schedule splits K across up to 8 CTAs per cluster (one
+  // item and K = 16384 is split 8 ways by the model; since the 2-step ring stages made a step
+  // cheaper, K = 2880 is split 4); 224 items of a short K run unsplit.
   std::set<int> splits;
   bool split_128 = false;
   for (auto [m, n, k] : {std::tuple<int64_t, int64_t, int64_t>{1, 96, 2880}, {5, 1024, 4096},
                          {16, 4096, 4096}, {30, 2880, 2880}, {60, 256, 8192}, {1, 5760, 2880},
-                         {16, 16384, 1024}, {128, 8192, 2048}}) {
+                         {16, 16384, 1024}, {128, 8192, 2048}, {1, 96, 16384},
+                         {64, 28672, 512}}) {
     for (ElemType e : {ElemType::kE2M1, ElemType::kE4M3}) {
       const auto cfg = config_of(e, m, n, k);
       splits.insert(cfg.splits);
@@ -227,7 +235,13 @@ TEST(HopperGemm, SplitKAcrossClusters) {
     }
   }
   EXPECT_GE(splits.size(), 3u) << "the cases must cover several split counts";
-  EXPECT_TRUE(splits.count(1) && splits.count(8)) << "no split and an 8-CTA cluster must both run";
+  std::string ran;
+  for (int s : splits) {
+    ran.push_back(' ');
+    ran.append(std::to_string(s));
+  }
+  EXPECT_TRUE(splits.count(1) && splits.count(8))
+      << "no split and an 8-CTA cluster must both run; the splits that ran:" << ran;
   EXPECT_TRUE(split_128) << "a 128-token tile split in 2 (64 KB reduction buffer) must run";
 }
 
@@ -296,6 +310,20 @@ TEST(HopperGemm, SanitizerSizedClusters) {
     check_gemm(ElemType::kE2M1, ActKey::kBF16, DType::kF32, m, n, k, true, 118, 126);
   }
   EXPECT_EQ(splits, (std::set<int>{1, 2, 8})) << "splits 1, 2 and 8 must each run once";
+}
+
+// The 4-consumer-warpgroup kernel (640 threads, 256-row items) split 1 and 2 on a small shape
+// (rows past N in the last item), sized for compute-sanitizer memcheck / racecheck.
+TEST(HopperGemm, SanitizerFourConsumers) {
+  SKIP_WITHOUT_HOPPER();
+  for (const char* v : {"16:4:1", "16:4:2"}) {
+    SCOPED_TRACE(v);
+    ASSERT_EQ(setenv("MXQ_HOPPER_CONFIG", v, 1), 0);
+    const auto cfg = config_of(ElemType::kE2M1, 5, 400, 512);
+    EXPECT_EQ(cfg.consumers, 4);
+    check_gemm(ElemType::kE2M1, ActKey::kBF16, DType::kF32, 5, 400, 512, true, 118, 126);
+  }
+  unsetenv("MXQ_HOPPER_CONFIG");
 }
 
 // W4A4 / W8A8 / W6A6 checkpoints: the MX activation keys are quantized on the GPU into the

@@ -54,6 +54,7 @@ __global__ void repack_hopper_kernel(frag::Source src, int64_t n64, int64_t k64,
 // ---- the schedule ------------------------------------------------------------------------
 template <typename T, bool kFp4>
 StatusOr<int> active_clusters(int nt, int c, int splits) {
+  if (c == 4) return max_active_clusters<T, kFp4, 16, 4>(splits);
   if (c == 3) switch (nt) {
       case 16: return max_active_clusters<T, kFp4, 16, 3>(splits);
       case 32: return max_active_clusters<T, kFp4, 32, 3>(splits);
@@ -75,14 +76,14 @@ StatusOr<int> active_clusters(int nt, int c, int splits) {
 // (graph capture and the launch path stay free of occupancy queries).
 StatusOr<int> resident_clusters(ElemType elem, DType act, int nt, int c, int splits) {
   static std::mutex mu;
-  static int cache[16][2][2][kTokenTileCount][2][8] = {};
+  static int cache[16][2][2][kTokenTileCount][3][8] = {};
   int dev = 0;
   MXQ_CUDA_TRY(cudaGetDevice(&dev));
   const int ti = act == DType::kBF16 ? 0 : 1, fi = elem == ElemType::kE2M1 ? 0 : 1;
   const int ni = std::max(0, tile_index(nt));
   const int si = std::clamp(splits, 1, 8) - 1;
   std::lock_guard<std::mutex> lock(mu);
-  int& slot = cache[dev % 16][ti][fi][ni][c == 3 ? 1 : 0][si];
+  int& slot = cache[dev % 16][ti][fi][ni][c - 2][si];
   if (slot == 0) {
     StatusOr<int> n = ti == 0 ? (fi == 0 ? active_clusters<__nv_bfloat16, true>(nt, c, splits)
                                          : active_clusters<__nv_bfloat16, false>(nt, c, splits))
@@ -97,27 +98,30 @@ StatusOr<int> resident_clusters(ElemType elem, DType act, int nt, int c, int spl
   return slot;
 }
 
-// The schedule's cost model: a CTA's time for one k64 step (both consumer warpgroups, both
-// 64-row halves of the item) by token tile, in SM cycles at ~1.75 GHz, from the H200 MXFP4 runs
-// of dac13a0 (bench/results/h200/gemm-hopper.md, "Cost model"; steady state of 8192 x 8192,
-// 28672 x 8192 and 8192 x 28672): small tiles are decode-bound (the same weights cost the same
-// whatever the tokens), large ones MMA-bound.
-// With 3 consumer warpgroups (192-row items, up to 64 tokens) the cost is per 192-row step:
-// from the H200 runs of 2198927 (3 consumers only; gemm-hopper.md, "Cost model") 16 tokens
-// fit 620 (28672 x 8192 M = 1: 5 rounds of 32 steps, 68.9 us measured, 69 modelled; 8192^2:
-// 27.5 vs 28); 32 tokens scaled from the 2-warpgroup ratio; 64 tokens 950 (at 820, 28672 x
-// 8192 M = 64 took 3 consumers, split 2, and ran 98.0 us against 85.3 with 2 consumers).
+// The schedule's cost model: a CTA's time for one k64 step (all its consumer warpgroups, the
+// whole item) by token tile, in SM cycles at ~1.75 GHz under load. Small tiles are
+// decode-bound (the same weights cost the same whatever the tokens), large ones MMA-bound.
+// Tiles up to 64 tokens run two k64 steps per ring stage (gemm_config.h stage_steps); their
+// costs are fitted to the H200 MXFP4 runs of 2026-12-04 with that ring (gemm-hopper.md, "Cost
+// model"; M = 1..64 on 8192 x 8192, 28672 x 8192, 8192 x 28672, 4096^2, fitted to the large
+// layers, whose steady state dominates): 2 consumers 16 / 32 / 64 tokens 430 / 450 / 530
+// (one step per stage: 560 / 600 / 700); 3 consumers (192-row items) 16 / 32 tokens 550 / 610
+// (28672 x 8192 M = 1, 32: 3 rounds of 64 steps, 66.4 / 73.7 us), 64 tokens 720 (one step per
+// stage 950, scaled by the 2-consumer ratio: not measured yet); 4 consumers (256-row items, 16
+// tokens) 670 (28672 x 8192 M = 1 split 1, 1 round of 128 steps: 53.0 us; 8192 x 28672 split
+// 3: 63.4; 8192^2 split 2 / 3: 31.1 / 25.2). 128 and 256 tokens from the runs of dac13a0.
 // The tail tiles (grouped only): the main tile's cost plus the tail's MMAs, FIRST GUESS by
 // MMA share (288: 1180 x 288 / 256 = 1330; 80, 144: + 60), to be refitted by measurement.
 double step_cycles(int nt, int c) {
-  if (c == 3) return nt == 16 ? 620 : nt == 32 ? 680 : 950;
+  if (c == 4) return 670;
+  if (c == 3) return nt == 16 ? 550 : nt == 32 ? 610 : 720;
   switch (nt) {
     case 80: return 760;
     case 144: return 910;
     case 288: return 1330;
-    case 16: return 560;
-    case 32: return 600;
-    case 64: return 700;
+    case 16: return 430;
+    case 32: return 450;
+    case 64: return 530;
     case 128: return 850;
     default: return 1180;  // 256
   }
@@ -153,7 +157,7 @@ Forced forced_config() {
   int t = 0, c = 0, s = 0;
   if (std::sscanf(v, "%d:%d:%d", &t, &c, &s) >= 1) {
     if (tile_index(t) >= 0) f.tokens = t;
-    if (c == 2 || c == 3) f.consumers = c;
+    if (c >= 2 && c <= 4) f.consumers = c;
     if (s >= 1 && s <= 8) f.splits = s;
   }
   return f;
@@ -203,6 +207,9 @@ StatusOr<CUtensorMap> activation_map(const void* x, DType act, int64_t rows, int
 template <typename T, bool kFp4, bool kMoE>
 Status launch_tokens(const CUtensorMap& map, const KernelParams& p, const HopperGemmConfig& c,
                      cudaStream_t s) {
+  if constexpr (!kMoE) {  // 4 consumers: dense only (gemm_launch.cuh)
+    if (c.consumers == 4) return launch<T, kFp4, 16, 4, false>(map, p, c, s);
+  }
   if (c.consumers == 3) switch (c.tokens) {
       case 16: return launch<T, kFp4, 16, 3, kMoE>(map, p, c, s);
       case 32: return launch<T, kFp4, 32, 3, kMoE>(map, p, c, s);
@@ -238,13 +245,14 @@ Status launch_types(ElemType elem, DType act, const CUtensorMap& map, const Kern
 // `c.tokens`, `c.consumers` and `c.splits` when it wins by 2% (2 consumers and smaller
 // splits first: ties keep them). `f` restricts the candidates (MXQ_HOPPER_CONFIG).
 Status rank_splits(ElemType elem, DType act, int64_t n, int64_t k64, int nt, int64_t m_tiles,
-                   const Forced& f, double& best, HopperGemmConfig& c) {
-  for (int cons : {2, 3}) {
+                   bool grouped, const Forced& f, double& best, HopperGemmConfig& c) {
+  for (int cons : {2, 3, 4}) {
     if (!has_consumers(nt, cons) || (f.consumers != 0 && f.consumers != cons)) continue;
+    if (grouped && cons == 4) continue;  // dense-only instances (gemm_launch.cuh)
     const int64_t items = m_tiles * ((n + item_rows(cons) - 1) / item_rows(cons));
     // Any split up to the reduction buffer's (clusters of 3, 5, 6, 7 CTAs fill the SMs where
     // powers of two leave a third of them idle: 43 items of 192 rows x 3 = 129 CTAs).
-    for (int s = 1; s <= max_splits(nt) && s <= k64; ++s) {
+    for (int s = 1; s <= max_splits(nt, cons) && s <= k64; ++s) {
       if (f.splits != 0 && f.splits != s) continue;
       // 3 consumers split at most 2 ways unless forced: measured at 073f86c, split 8 ran 3x
       // slower per step than the model (8192 x 28672 M = 1: 73.4 us against 62.0 with 2
@@ -272,6 +280,7 @@ Status finish_config(ElemType elem, DType act, int64_t n, double best, HopperGem
   c.n_blocks = int((n + item_rows(c.consumers) - 1) / item_rows(c.consumers));
   c.estimate_us = best / 1.75e3;  // at ~1.75 GHz under load
   c.stages = stages(c.tokens, elem == ElemType::kE2M1, c.consumers);
+  c.stage_steps = stage_steps(c.tokens, c.consumers);
   c.items = c.m_tiles * c.n_blocks;
   auto r = resident_clusters(elem, act, c.tokens, c.consumers, c.splits);
   if (!r.ok()) return r.status();
@@ -283,7 +292,8 @@ Status finish_config(ElemType elem, DType act, int64_t n, double best, HopperGem
 
 std::string HopperGemmConfig::to_string() const {
   return "wgmma m64n" + std::to_string(tokens) + " (weights as A, " + std::to_string(tokens) +
-         " tokens per item), " + std::to_string(stages) + "-stage TMA ring, " +
+         " tokens per item), " + std::to_string(stages) + "-stage TMA ring of " +
+         std::to_string(stage_steps) + " k64 step" + (stage_steps > 1 ? "s, " : ", ") +
          std::to_string(m_tiles) + " x " + std::to_string(n_blocks) + " items of " +
          std::to_string(64 * consumers) + " rows (" + std::to_string(consumers) +
          " consumer warpgroups), split K " + std::to_string(splits) + ", " +
@@ -320,7 +330,8 @@ StatusOr<HopperGemmConfig> choose_hopper_config(const HopperGemmArgs& a) {
   for (int nt : kDenseTiles) {
     if (f.tokens != 0 ? nt != f.tokens : nt > 16 && (a.m + nt / 2 - 1) / (nt / 2) == 1)
       continue;  // forced elsewhere, or half the tile would be padding
-    MXQ_RETURN_IF_ERROR(rank_splits(a.elem, a.act, a.n, k64, nt, (a.m + nt - 1) / nt, f, best, c));
+    MXQ_RETURN_IF_ERROR(
+        rank_splits(a.elem, a.act, a.n, k64, nt, (a.m + nt - 1) / nt, false, f, best, c));
   }
   c.m_tiles = int((a.m + c.tokens - 1) / c.tokens);
   MXQ_RETURN_IF_ERROR(finish_config(a.elem, a.act, a.n, best, c));
@@ -337,10 +348,14 @@ StatusOr<HopperGemmConfig> choose_hopper_grouped_config(const HopperGroupedShape
   double best = 0.0;
   Forced f = forced_config();
   f.tokens = 0;  // the dispatch block decides the tile
+  // 4 consumers are dense-only instances; a consumer count the block does not have is ignored
+  // (else no candidate would be ranked).
+  if (f.consumers == 4 || (f.consumers != 0 && !has_consumers(g.block, f.consumers)))
+    f.consumers = 0;
   c.forced = f.consumers != 0 || f.splits != 0;
   // The token tile is the dispatch block; the split is ranked over the blocks expected live.
   MXQ_RETURN_IF_ERROR(rank_splits(g.elem, g.act, g.n, k64, g.block,
-                                  std::max<int64_t>(1, g.live_blocks), f, best, c));
+                                  std::max<int64_t>(1, g.live_blocks), true, f, best, c));
   c.m_tiles = int(g.capacity / g.block);
   MXQ_RETURN_IF_ERROR(finish_config(g.elem, g.act, g.n, best, c));
   return c;

@@ -7,7 +7,7 @@
 
 namespace mxq::cuda::hopper {
 
-// CTA: one producer warpgroup (one thread issues the bulk copies) + C = 2 or 3 consumer
+// CTA: one producer warpgroup (one thread issues the bulk copies) + C = 2, 3 or 4 consumer
 // warpgroups, each owning 64 weight rows (wgmma M = 64, the weights as register A: "swap AB")
 // of an item of 64 x C rows, and the item's `tokens` activation rows as wgmma N.
 //
@@ -17,7 +17,11 @@ namespace mxq::cuda::hopper {
 // model (gemm.cu) takes where they fill the GPU better (measured: per row the two are about
 // as fast, so the choice is one of tiling). 128 and 256 tokens need their accumulators (64 /
 // 128 registers): 2 consumer warpgroups, 232 registers each.
-constexpr bool has_consumers(int tokens, int c) { return c == 2 || (c == 3 && tokens <= 64); }
+// 4 consumer warpgroups (640 threads, 4 warps per scheduler: the decode is latency-bound, so
+// more warps per scheduler move more rows per cycle) for the 16-token tile: 256-row items.
+constexpr bool has_consumers(int tokens, int c) {
+  return c == 2 || (c == 3 && tokens <= 64) || (c == 4 && tokens <= 16);
+}
 // Token tiles with a tail (grouped GEMMs only): 80 = 64 + 16, 144 = 128 + 16, 288 = 256 + 32
 // tokens. One decode of the weights feeds two wgmma, the main one (N = 64 / 128 / 256) and
 // a tail one (N = 16 / 32) over the tile's last rows, so that an expert whose count is a bit
@@ -42,23 +46,37 @@ constexpr int tile_index(int tokens) {
 constexpr int box_rows(int tokens) { return tokens <= 256 ? tokens : tokens / 3; }
 constexpr int threads(int c) { return 128 * (1 + c); }
 constexpr int item_rows(int c) { return 64 * c; }
-constexpr int consumer_regs(int c) { return c == 3 ? 152 : 232; }
+// setmaxnreg: the consumers take what the producer (40 registers) gives back of the launch's
+// 65536 / threads (rounded down to 8): 2: 232; 3: 128 + 88 x 128 / 384 -> 152; 4: 96 + 56 x
+// 128 / 512 -> 104.
+constexpr int consumer_regs(int c) { return c == 4 ? 104 : c == 3 ? 152 : 232; }
 // Dynamic shared memory per CTA (227 KB on sm_90).
 constexpr int kSmemLimit = 232448;
 constexpr int kMaxStages = 24;
 
 constexpr int chunk_bytes(bool fp4) { return (fp4 ? 2048 : 4096) + 128; }  // hopper/layout.h
 constexpr int act_stage_bytes(int tokens) { return tokens * 128; }  // tokens x 64 K x 16 bit
+// k64 steps per ring stage: one full / empty barrier round and one bulk copy per consumer
+// (its chunks of consecutive steps are contiguous in the layout) for that many steps. A CTA's
+// ring moves a bounded number of stages per microsecond whatever their size, so small stages
+// starve the small-token tiles: measured on the H200 (bench/experiments/stream_floor.py,
+// 2026-12-04, the bytes of an 8192 x 8192 MXFP4 matrix over 128 CTAs, no decode or MMA), one
+// step per stage (2 copies of 2176 bytes) streams 2.0 TB/s (17.8 us), two steps per stage
+// (2 copies of 4352) 2.95 TB/s (12.1 us), four no more (12.0); 28672 x 8192: 2.4 TB/s against
+// 4.0 (the copy bandwidth). From 128 tokens the activation tile alone is 16 KB a step.
+constexpr int stage_steps(int tokens, int) { return tokens <= 64 ? 2 : 1; }
 constexpr int stage_bytes(int tokens, bool fp4, int c) {
-  return act_stage_bytes(tokens) + c * chunk_bytes(fp4);
+  return stage_steps(tokens, c) * (act_stage_bytes(tokens) + c * chunk_bytes(fp4));
 }
 // Split K across the CTAs of a cluster (reduced through distributed shared memory) for token
 // tiles up to 128: the reduction buffer holds (splits - 1) x 128 C threads x tokens/2 floats
 // (128 tokens, 2 splits: 64 KB, leaving a 7-stage (E2M1) / 6-stage (E4M3) ring; 16 tokens,
 // 8 splits, 3 consumers: 84 KB, a 17 / 10-stage ring).
-constexpr int max_splits(int tokens) { return tokens <= 16 ? 8 : tokens <= 32 ? 4 : tokens <= 128 ? 2 : 1; }
+constexpr int max_splits(int tokens, int c) {
+  return c == 4 ? 4 : tokens <= 16 ? 8 : tokens <= 32 ? 4 : tokens <= 128 ? 2 : 1;
+}
 constexpr int reduce_bytes(int tokens, int c) {
-  return (max_splits(tokens) - 1) * 128 * c * tokens / 2 * 4;
+  return (max_splits(tokens, c) - 1) * 128 * c * tokens / 2 * 4;
 }
 constexpr int kBarrierBytes = 512;  // 2 x kMaxStages + 2 mbarriers, rounded up
 constexpr int stages(int tokens, bool fp4, int c) {
@@ -72,7 +90,8 @@ constexpr int smem_bytes(int tokens, bool fp4, int c) {
 
 struct HopperGemmConfig {
   int tokens = 16;     // wgmma N: token rows per item (16, 32, 64, 128, 256)
-  int stages = 0;      // shared-memory ring depth (k64 steps)
+  int stages = 0;      // shared-memory ring depth (stages of stage_steps k64 steps)
+  int stage_steps = 1;
   int splits = 1;      // CTAs per cluster, each a K range of the same item
   int consumers = 2;   // consumer warpgroups: item rows = 64 x consumers
   int m_tiles = 0, n_blocks = 0;

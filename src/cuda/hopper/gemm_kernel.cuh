@@ -8,11 +8,13 @@
 //   takes the r-th of `splits` equal K ranges of every item (split K for grids smaller than a
 //   wave: decode).
 // - Warpgroup 0 is the producer: after giving up registers (setmaxnreg) one thread walks the
-//   items' k64 steps and, per step, waits for a free ring slot (its `empty` mbarrier), announces
-//   the slot's bytes on its `full` mbarrier and issues one TMA tile load of the activations
-//   (tokens x 64 K, 128-byte swizzle, rows past M and K past the end zero-filled by the copy
-//   engine) and one bulk copy per consumer of its weight chunk (elements + scales, one
-//   contiguous run), the weights with an evict-first L2 policy.
+//   items' k64 steps in stages of stage_steps(NT) steps (2 up to 64 tokens: gemm_config.h says
+//   why) and, per stage, waits for a free ring slot (its `empty` mbarrier), announces the
+//   slot's bytes on its `full` mbarrier and issues per step one TMA tile load of the
+//   activations (tokens x 64 K, 128-byte swizzle, rows past M and K past the end zero-filled
+//   by the copy engine) and one bulk copy per consumer of its weight chunks (elements +
+//   scales of consecutive steps: one contiguous run), the weights with an evict-first L2
+//   policy.
 // - Warpgroups 1 and 2 are consumers, 64 weight rows each: per k64 step they wait on `full`,
 //   read their chunk from shared memory (one 16-byte LDS per lane, + 16 for E4M3, one 4-byte
 //   scale LDS), decode it in registers into the wgmma A fragments with the E8M0 scale folded
@@ -21,7 +23,7 @@
 //   the shared-memory B operand. While a step's group runs, the warpgroup decodes the next
 //   step into a second register buffer; then the group retires (wait_group 0: ptxas
 //   serialises all wgmma when A registers of a group in flight are written, C7513, seen with
-//   wait_group 1) and the slot goes back to the producer. The two warpgroups' MMAs and
+//   wait_group 1); after a stage's last step the slot goes back to the producer. The two warpgroups' MMAs and
 //   decodes interleave on the SM sub-partitions besides.
 // - Epilogue: with one split, bias + conversion + store straight from the accumulators. With
 //   several, ranks 1.. store their FP32 partial sums into rank 0's shared memory (distributed
@@ -71,8 +73,9 @@ struct KernelParams {
 
 template <typename T, bool kFp4, int NT, int C>
 struct KernelShape {
-  static_assert(has_consumers(NT, C), "2 consumer warpgroups, or 3 up to 64 tokens");
-  static constexpr int kStages = stages(NT, kFp4, C);
+  static_assert(has_consumers(NT, C), "2 consumer warpgroups, 3 up to 64 tokens, 4 at 16");
+  static constexpr int kStages = stages(NT, kFp4, C);  // ring stages
+  static constexpr int kStageSteps = stage_steps(NT, C);  // k64 steps per stage
   static constexpr int kActBytes = act_stage_bytes(NT);
   static constexpr int kChunk = chunk_bytes(kFp4);
   static constexpr int kChunkW = kChunk - 128;
@@ -159,9 +162,14 @@ __global__ void __launch_bounds__(threads(C), 1)
   extern __shared__ uint8_t smem_raw[];
   uint8_t* smem = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) &
                                              ~uintptr_t(1023));
-  uint8_t* act = smem;                                  // kStages x kActBytes (1024-aligned)
-  uint8_t* wts = act + S::kStages * S::kActBytes;       // kStages x kConsumers x kChunk
-  uint64_t* full = reinterpret_cast<uint64_t*>(wts + S::kStages * S::kConsumers * S::kChunk);
+  // Stage s holds k64 steps s * kStageSteps + j: activation tile j at act[s * kStageSteps + j]
+  // (kActBytes each, 1024-aligned), and consumer c's chunks of its steps contiguously at
+  // wts[((s * kConsumers + c) * kStageSteps + j) * kChunk] (one bulk copy).
+  constexpr int SPS = S::kStageSteps;
+  uint8_t* act = smem;
+  uint8_t* wts = act + S::kStages * SPS * S::kActBytes;
+  uint64_t* full =
+      reinterpret_cast<uint64_t*>(wts + S::kStages * S::kConsumers * SPS * S::kChunk);
   uint64_t* empty = full + S::kStages;
   uint64_t* red_full = empty + S::kStages;
   uint64_t* red_empty = red_full + 1;
@@ -204,21 +212,29 @@ __global__ void __launch_bounds__(threads(C), 1)
           if (e < 0) continue;  // past the dispatch's last block (the consumers skip it too)
           wblk += size_t(e) * size_t(p.expert_bytes);
         }
-        for (int kt = kt_begin; kt < kt_end; ++kt) {
+        // An item's steps fill stages of SPS steps from its first; the last may hold fewer
+        // (the consumers count the same way).
+        for (int kt = kt_begin; kt < kt_end; kt += SPS) {
+          const int n = min(SPS, kt_end - kt);
           sm90::mbar_wait(&empty[slot], phase ^ 1u);
-          sm90::mbar_arrive_expect_tx(&full[slot], uint32_t(S::kActBytes + S::kConsumers * S::kChunk));
+          sm90::mbar_arrive_expect_tx(&full[slot],
+                                      uint32_t(n * (S::kActBytes + S::kConsumers * S::kChunk)));
 #pragma unroll
-          for (int bx = 0; bx < S::kBoxes; ++bx)
-            sm90::tma_load_2d(act + slot * S::kActBytes + bx * S::kBox * 128, &x_map, kt * 64,
-                              mt * NT + bx * S::kBox, &full[slot]);
+          for (int j = 0; j < SPS; ++j) {
+            if (j >= n) break;
+#pragma unroll
+            for (int bx = 0; bx < S::kBoxes; ++bx)
+              sm90::tma_load_2d(act + (slot * SPS + j) * S::kActBytes + bx * S::kBox * 128, &x_map,
+                                (kt + j) * 64, mt * NT + bx * S::kBox, &full[slot]);
+          }
 #pragma unroll
           for (int c = 0; c < S::kConsumers; ++c) {
             // With 3 consumers the last item of a column may reach past the layout's rows
             // (padded to 128): that consumer reads the last 64-row block again and its
             // results are never stored (rows >= N).
             const int b64 = min(nb * S::kConsumers + c, p.n64 - 1) - nb * S::kConsumers;
-            sm90::bulk_load(wts + (slot * S::kConsumers + c) * S::kChunk,
-                            wblk + (size_t(b64) * p.k64 + kt) * S::kChunk, uint32_t(S::kChunk),
+            sm90::bulk_load(wts + (slot * S::kConsumers + c) * SPS * S::kChunk,
+                            wblk + (size_t(b64) * p.k64 + kt) * S::kChunk, uint32_t(n * S::kChunk),
                             &full[slot], policy);
           }
           if (++slot == S::kStages) {
@@ -238,19 +254,19 @@ __global__ void __launch_bounds__(threads(C), 1)
   const int warp = (int(threadIdx.x) >> 5) & 3, lane = int(threadIdx.x) & 31;
   const int g = lane >> 2, t = lane & 3;
   const int steps = kt_end - kt_begin;
-  int slot = 0;
+  int slot = 0;  // the ring stage of the next unit to decode (parity `phase`)
   uint32_t phase = 0;
   uint32_t red_phase = 0;
   bool red_pending = false;  // ranks >= 1: rank 0 has not yet released the reduction buffer
 
   const uint64_t act_desc = sm90::desc_kmajor_sw128(act);  // ring slot 0, k16 step 0
   const uint32_t wts_addr = sm90::smem_addr(wts);
-  // The A fragments of one k64 step (4 k16 steps x 4 registers) from its chunk in ring slot
-  // `s`: one 16-byte LDS (+ 16 for E4M3) and one 4-byte scale LDS per lane, the four scale codes
+  // The A fragments of one k64 step (4 k16 steps x 4 registers) from its chunk, step j of ring
+  // stage `s`: one 16-byte LDS (+ 16 for E4M3) and one 4-byte scale LDS per lane, the four scale codes
   // biased at once (bias_scale_codes: exact for every code the backend sends here) and each
   // multiplier one byte permute + shift, the E8M0 scale folded into the 16-bit weights.
-  auto decode = [&](int s, uint32_t(&a)[4][4]) {
-    const uint32_t chunk = wts_addr + uint32_t((s * S::kConsumers + c) * S::kChunk);
+  auto decode = [&](int s, int j, uint32_t(&a)[4][4]) {
+    const uint32_t chunk = wts_addr + uint32_t(((s * S::kConsumers + c) * SPS + j) * S::kChunk);
     const uint32_t sw = gemm::bias_scale_codes<T, kFp4>(
         sm90::lds_u32(chunk + uint32_t(S::kChunkW + warp * 32 + g * 4)));
     const uint32_t lane_w = chunk + uint32_t((warp * 32 + lane) * S::kLaneBytes);
@@ -285,37 +301,53 @@ __global__ void __launch_bounds__(threads(C), 1)
     // (wait_group 0) and its slot goes back to the producer. The decode never writes registers
     // of a group in flight (ptxas would serialise every wgmma: C7513), and the two buffers are
     // distinct arrays by a 2x unroll, never a run-time index.
-    uint32_t a0[4][4], a1[4][4];
-    int cur = slot;  // ring slot of the step whose fragments are decoded
-    sm90::mbar_wait(&full[slot], phase);
-    decode(slot, a0);
+    // The unit of the pipeline is a ring stage: its SPS k64 steps are decoded together (more
+    // independent work between two waits: the decode is latency-bound at 2 warps per
+    // scheduler) and issued as one wgmma group. An item's last stage may hold fewer steps
+    // (n); the rest of its fragments are decoded from stale shared memory and never used.
+    uint32_t a0[4 * SPS][4], a1[4 * SPS][4];
+    const int units = (steps + SPS - 1) / SPS;
+    auto fetch = [&](uint32_t(&a)[4 * SPS][4]) {
+      sm90::mbar_wait(&full[slot], phase);
+#pragma unroll
+      for (int j = 0; j < SPS; ++j)
+        decode(slot, j, *reinterpret_cast<uint32_t(*)[4][4]>(&a[4 * j]));
+    };
     auto advance = [&] {
       if (++slot == S::kStages) {
         slot = 0;
         phase ^= 1u;
       }
     };
+    int cur = slot;  // ring stage of the unit whose fragments are decoded
+    fetch(a0);
     advance();
-    auto step = [&](uint32_t(&a)[4][4], uint32_t(&next)[4][4], bool more) {
+    auto step = [&](int u, uint32_t(&a)[4 * SPS][4], uint32_t(&next)[4 * SPS][4], bool more) {
+      const int n = min(SPS, steps - u * SPS);
       // The descriptor's address field is (address >> 4) in 14 bits, which holds every shared
       // address, so offsets add to it directly (k16 step s: 32 bytes = 2).
-      const uint64_t xs = act_desc + uint64_t(cur * (S::kActBytes >> 4));
+      const uint64_t xs = act_desc + uint64_t(cur * SPS * (S::kActBytes >> 4));
       ptx::wgmma_fence();
 #pragma unroll
-      for (int s = 0; s < 4; ++s) {
-        // acc[0, kMain / 2) are the main tile's tokens, the rest the tail's (rows kMain.. of
-        // the activation tile: kMain x 128 bytes on, whole 1024-byte swizzle atoms).
-        WgmmaRS<T, S::kMain>::mma(*reinterpret_cast<float(*)[S::kMain / 2]>(&acc[0]), a[s],
-                                  xs + uint64_t(2 * s), 1);
-        if constexpr (S::kTail != 0)
-          WgmmaRS<T, S::kTail>::mma(*reinterpret_cast<float(*)[S::kTail / 2]>(&acc[S::kMain / 2]),
-                                    a[s], xs + uint64_t(2 * s + (S::kMain * 128 >> 4)), 1);
+      for (int j = 0; j < SPS; ++j) {
+        if (j >= n) break;
+        const uint64_t xj = xs + uint64_t(j * (S::kActBytes >> 4));
+#pragma unroll
+        for (int s = 0; s < 4; ++s) {
+          // acc[0, kMain / 2) are the main tile's tokens, the rest the tail's (rows kMain.. of
+          // the activation tile: kMain x 128 bytes on, whole 1024-byte swizzle atoms).
+          WgmmaRS<T, S::kMain>::mma(*reinterpret_cast<float(*)[S::kMain / 2]>(&acc[0]),
+                                    a[4 * j + s], xj + uint64_t(2 * s), 1);
+          if constexpr (S::kTail != 0)
+            WgmmaRS<T, S::kTail>::mma(
+                *reinterpret_cast<float(*)[S::kTail / 2]>(&acc[S::kMain / 2]), a[4 * j + s],
+                xj + uint64_t(2 * s + (S::kMain * 128 >> 4)), 1);
+        }
       }
       ptx::wgmma_commit();
       const int done = cur;
       if (more) {
-        sm90::mbar_wait(&full[slot], phase);
-        decode(slot, next);
+        fetch(next);
         sm90::pin_registers(next);  // decoded before the wait below, not after
         cur = slot;
         advance();
@@ -327,12 +359,12 @@ __global__ void __launch_bounds__(threads(C), 1)
     // wait_group above its decode (SASS, 2026-12-03); a branch around the decode keeps the
     // wait after it, as in the second step.
     const bool live = p.m > 0;
-    int i = 0;
-    for (; i + 2 <= steps; i += 2) {
-      step(a0, a1, live);
-      step(a1, a0, i + 2 < steps);
+    int u = 0;
+    for (; u + 2 <= units; u += 2) {
+      step(u, a0, a1, live);
+      step(u + 1, a1, a0, u + 2 < units);
     }
-    if (i < steps) step(a0, a1, false);
+    if (u < units) step(u, a0, a1, false);
 
     if (splits > 1) {
       float* mine = red + size_t(ct) * S::kAcc;  // this thread's slot in a rank's buffer

@@ -61,13 +61,18 @@ Status launch(const CUtensorMap& x_map, const KernelParams& p, const HopperGemmC
 }
 
 // The instances of one activation x weight type (instances/*.cu): NT = 16 .. 256 with 2
-// consumer warpgroups, 16 .. 64 with 3, each dense and grouped (MoE), and the grouped tail
-// tiles 80, 144, 288 (2 consumers): 19 kernels.
+// consumer warpgroups, 16 .. 64 with 3, each dense and grouped (MoE); 16 with 4, dense only
+// (the MoE block model ranks 2-consumer tiles); and the grouped tail tiles 80, 144, 288 (2
+// consumers): 20 kernels.
 #define MXQ_HOPPER_INSTANCE(T, FP4, NT, C)                                                    \
   template Status launch<T, FP4, NT, C, false>(const CUtensorMap&, const KernelParams&,       \
                                                const HopperGemmConfig&, cudaStream_t);        \
   template Status launch<T, FP4, NT, C, true>(const CUtensorMap&, const KernelParams&,        \
                                               const HopperGemmConfig&, cudaStream_t);         \
+  template StatusOr<int> max_active_clusters<T, FP4, NT, C>(int);
+#define MXQ_HOPPER_DENSE_INSTANCE(T, FP4, NT, C)                                              \
+  template Status launch<T, FP4, NT, C, false>(const CUtensorMap&, const KernelParams&,       \
+                                               const HopperGemmConfig&, cudaStream_t);        \
   template StatusOr<int> max_active_clusters<T, FP4, NT, C>(int);
 #define MXQ_HOPPER_MOE_INSTANCE(T, FP4, NT, C)                                                \
   template Status launch<T, FP4, NT, C, true>(const CUtensorMap&, const KernelParams&,        \
@@ -82,6 +87,7 @@ Status launch(const CUtensorMap& x_map, const KernelParams& p, const HopperGemmC
   MXQ_HOPPER_INSTANCE(T, FP4, 16, 3)  \
   MXQ_HOPPER_INSTANCE(T, FP4, 32, 3)  \
   MXQ_HOPPER_INSTANCE(T, FP4, 64, 3)  \
+  MXQ_HOPPER_DENSE_INSTANCE(T, FP4, 16, 4) \
   MXQ_HOPPER_MOE_INSTANCE(T, FP4, 80, 2) \
   MXQ_HOPPER_MOE_INSTANCE(T, FP4, 144, 2) \
   MXQ_HOPPER_MOE_INSTANCE(T, FP4, 288, 2)
