@@ -23,8 +23,8 @@
 //   the shared-memory B operand. While a step's group runs, the warpgroup decodes the next
 //   step into a second register buffer; then the group retires (wait_group 0: ptxas
 //   serialises all wgmma when A registers of a group in flight are written, C7513, seen with
-//   wait_group 1); after a stage's last step the slot goes back to the producer. The two warpgroups' MMAs and
-//   decodes interleave on the SM sub-partitions besides.
+//   wait_group 1); after a stage's last step the slot goes back to the producer. The two
+//   warpgroups' MMAs and decodes interleave on the SM sub-partitions besides.
 // - Epilogue: with one split, bias + conversion + store straight from the accumulators. With
 //   several, ranks 1.. store their FP32 partial sums into rank 0's shared memory (distributed
 //   shared memory) and arrive on its `red_full` barrier; rank 0 adds them in rank order
