@@ -33,6 +33,12 @@ against the same float32 reference as mxq and timed eager and as a graph like th
 (humming_*). Its first call per layer JIT-compiles (humming_layers: gate_up_compile_s,
 down_compile_s; not timed);
 --humming-shapes / --humming-budget-s limit that.
+
+vLLM 0.26.0's MX MoE paths (bench/vllm_moe_peer.py, --vllm-peers build/peers from
+../shared/peers), on gpt-oss layers only (the only ones they run): triton_kernels' matmul_ogs
+(vllm_triton_*, vLLM's MXFP4 MoE choice on Hopper) and Marlin MoE (vllm_marlin_*, its MXFP4
+fallback and its MXFP8 path), prepared once per layer from the same canonical MX experts, checked
+against the same float32 reference and timed eager and as a graph (vllm_layers: prepare times).
 The selection used for the floor is computed in torch with the same rule as mxq (float64):
 top-k of the logits (softmax-topk, topk-softmax), or sigmoid scores, group score = sum of the
 best 2 in each group, the best topk_group groups kept, top-k among their experts.
@@ -61,6 +67,7 @@ import torch
 import case_list
 import forced_config
 import humming_peer
+import vllm_moe_peer
 from provenance import provenance
 
 # The layers (name: hidden h, intermediate i, experts e, top-k k, gate/up layout, activation,
@@ -478,11 +485,17 @@ def main():
     ap.add_argument("--humming-shapes", default="", help="layer names (default: every shape)")
     ap.add_argument("--humming-budget-s", type=float, default=1e9,
                     help="stop building humming layers once their JIT compiles took this long")
+    ap.add_argument("--vllm-peers", default="",
+                    help="build/peers from ../shared/peers/fetch_vllm_peers.sh: vLLM's "
+                         "triton_kernels and Marlin MX MoE (gpt-oss layers; vllm_moe_peer.py)")
     args = ap.parse_args()
     if args.quick:
         args.reps = min(args.reps, 5)
 
     torch.backends.cuda.matmul.allow_tf32 = False  # the reference is plain float32
+    vp, vp_error = vllm_moe_peer.load(args.vllm_peers)  # before CUDA starts (lazy loading)
+    vllm_note = "vLLM 0.26.0 triton_kernels + Marlin MX MoE" if vp else \
+        f"not available: {vp_error}"
     shim = Shim(args.shim)
     timer = Timer(args.reps)
     props = torch.cuda.get_device_properties(0)
@@ -500,14 +513,17 @@ def main():
         "down GEMM, float32 weighted index_add_ combine"
     result = {"device": props.name, "sms": props.multi_processor_count,
               "copy_bandwidth_Bps": bw, "torch": torch.__version__, "humming": humming_note,
-              "bf16_baseline": baseline, "grouped_mm_probe": probe, "reps": args.reps,
+              "vllm_moe": vllm_note, "bf16_baseline": baseline, "grouped_mm_probe": probe,
+              "reps": args.reps,
               "skew": {"offset": SKEW_OFFSET, "hot_experts": "2 * topk",
                        "rule": f"logits ~ N(0,1) + {SKEW_OFFSET} on the first 2*topk experts of "
                                f"torch.randperm(E) with torch.manual_seed({SKEW_SEED})"},
               "scales": SCALES, "bf16_peak_flops": peak, "bf16_peak_source": peak_source,
-              **provenance(args.shim), "argv": sys.argv[1:], "humming_layers": [], "cases": []}
+              **provenance(args.shim), "argv": sys.argv[1:], "humming_layers": [], "vllm_layers": [],
+              "cases": []}
     print(f"# {props.name}: copy bandwidth {bw / 1e12:.2f} TB/s; BF16 peak "
           f"{peak / 1e12:.0f} TFLOP/s ({peak_source}); humming-kernels {humming_note}; "
+          f"vLLM MoE {vllm_note}; "
           f"BF16 baseline {baseline} ({probe}); commit {result['commit']}; "
           f"shim sha256 {result['shim_sha256'][:16]}", flush=True)
 
@@ -533,6 +549,32 @@ def main():
         except Exception as ex:  # noqa: BLE001
             case["humming_error"] = humming_peer.short(ex)
             print(f"# humming {case['shape']} {case['format']} M={m}: {case['humming_error']}",
+                  flush=True)
+
+    def run_vllm(case, tag, f, x, logits, ref, us, m):
+        """One vLLM MoE peer on the case's inputs: checked, timed eager and as a graph."""
+        try:
+            yv = f(x, logits)
+            torch.cuda.synchronize()
+            if ref is not None:
+                verr = rel_err(yv, ref)
+                case[f"{tag}_rel_err"] = verr
+                case[f"{tag}_check"] = "ok" if math.isfinite(verr) and verr < 2e-2 else "FAIL"
+            case[f"{tag}_us"], _ = timer.median_us(lambda: f(x, logits))
+            case[f"vs_{tag}"] = case[f"{tag}_us"] / us
+            if m <= args.graph_max_m:
+                g, why = capture(lambda: f(x, logits))
+                if g is None:
+                    case[f"{tag}_graph_error"] = why
+                else:
+                    case[f"{tag}_graph_us"], _ = timer.median_us(g.replay)
+                    del g
+                    if "graph_us" in case:
+                        case[f"vs_{tag}_graph"] = case[f"{tag}_graph_us"] / case["graph_us"]
+            del yv
+        except Exception as ex:  # noqa: BLE001
+            case[f"{tag}_error"] = humming_peer.short(ex)
+            print(f"# {tag} {case['shape']} {case['format']} M={m}: {case[f'{tag}_error']}",
                   flush=True)
 
     def save():
@@ -588,6 +630,22 @@ def main():
                     hk_info["error"] = "skipped: --humming-budget-s spent on earlier layers"
                 result["humming_layers"].append(hk_info)
                 print(f"# humming {name} {fmt}: {hk_info}", flush=True)
+            vllm = {}  # peer tag -> f(x, logits), built once per layer
+            if vp is not None:
+                why = vllm_moe_peer.applies(s)
+                for tag in ([] if why else vllm_moe_peer.names(fmt)):
+                    info = {"shape": name, "format": fmt, "peer": tag}
+                    t1 = time.perf_counter()
+                    try:
+                        vllm[tag] = vllm_moe_peer.build(vp, tag, fmt, s, w)
+                        torch.cuda.synchronize()
+                        info["prepare_s"] = time.perf_counter() - t1
+                    except Exception as ex:  # noqa: BLE001
+                        info["error"] = humming_peer.short(ex)
+                    result["vllm_layers"].append(info)
+                    print(f"# {tag} {name} {fmt}: {info}", flush=True)
+                if why:
+                    result["vllm_layers"].append({"shape": name, "format": fmt, "skipped": why})
             per_expert = 3 * s["h"] * s["i"] * ((0.5 if fmt == "mxfp4" else 1.0) + 1 / 32)
             expert = mx_expert(fmt, s, w)
             for routing in routings:
@@ -694,6 +752,8 @@ def main():
                                 case["vs_bf16_graph"] = case["bf16_graph_us"] / case["graph_us"]
                         if h13 is not None:
                             run_humming(case, s, x, logits, h13, h2, ref, us, m)
+                        for tag, f in vllm.items():
+                            run_vllm(case, tag, f, x, logits, ref, us, m)
                         del x, logits, y, ref
                     except Exception as ex:  # noqa: BLE001
                         case["error"] = f"{type(ex).__name__}: {str(ex)[:300]}"
@@ -724,6 +784,7 @@ def main():
             if h13 is not None:
                 h13.free()
                 h2.free()
+            vllm.clear()
             del w, expert, b13, b2, h13, h2
             torch.cuda.empty_cache()
     save()
