@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -114,8 +115,8 @@ TEST_F(ReadFaultTest, TruncatedAfterOpenIsAnErrorNamingTheTensorNotSigbus) {
 
 // What a SIGBUS outside the guarded mappings must end in: the action installed before the guard.
 // In a plain build that is the default (the process dies of SIGBUS); under AddressSanitizer it
-// is ASan's deadly-signal handler, which reports and exits with its exit code (1 unless
-// ASAN_OPTIONS says otherwise) instead of dying of the signal.
+// is ASan's deadly-signal handler, which reports and then aborts or exits (sanitizer_outcome)
+// instead of dying of the signal.
 #if defined(__SANITIZE_ADDRESS__)
 constexpr bool kSanitizerHandlesSigbus = true;
 #elif defined(__has_feature)
@@ -128,19 +129,38 @@ constexpr bool kSanitizerHandlesSigbus = false;
 constexpr bool kSanitizerHandlesSigbus = false;
 #endif
 
-// ASan's exit code: ASAN_OPTIONS exitcode=N, else 1. (The children's own failure codes are >= 10.)
-int sanitizer_exit_code() {
+// How ASan's deadly-signal report ends the process, from ASAN_OPTIONS (the ASan ctest runs with
+// abort_on_error=1): abort_on_error=1/true -> SIGABRT (returned as -SIGABRT), else exit with
+// exitcode=N (default 1). The children's own failure codes are >= 10. The last setting wins, as
+// in ASan's own parser (options separated by ':', ',' or spaces).
+int sanitizer_outcome() {
   const char* o = std::getenv("ASAN_OPTIONS");
-  const std::string opts = o != nullptr ? o : "";
-  const size_t at = opts.find("exitcode=");
-  return at == std::string::npos ? 1 : std::atoi(opts.c_str() + at + 9);
+  std::string opts = o != nullptr ? o : "";
+  for (char& c : opts)
+    if (c == ',' || c == ' ') c = ':';
+  bool abort_on_error = false;
+  int exit_code = 1;
+  size_t at = 0;
+  while (at <= opts.size()) {
+    const size_t end = std::min(opts.find(':', at), opts.size());
+    const std::string kv = opts.substr(at, end - at);
+    if (kv.rfind("abort_on_error=", 0) == 0) {
+      const std::string v = kv.substr(15);
+      abort_on_error = v == "1" || v == "true";
+    } else if (kv.rfind("exitcode=", 0) == 0) {
+      exit_code = std::atoi(kv.c_str() + 9);
+    }
+    at = end + 1;
+  }
+  return abort_on_error ? -SIGABRT : exit_code;
 }
 
 void expect_previous_action(int rc) {
   const std::string got = rc < 0 ? "signal " + std::to_string(-rc) : "exit " + std::to_string(rc);
   if (kSanitizerHandlesSigbus) {
-    EXPECT_EQ(rc, sanitizer_exit_code())
-        << "AddressSanitizer's SIGBUS report should end the process with its exit code; got "
+    EXPECT_EQ(rc, sanitizer_outcome())
+        << "AddressSanitizer's SIGBUS report should end the process as ASAN_OPTIONS says "
+           "(abort_on_error: SIGABRT, else its exitcode); got "
         << got;
   } else {
     EXPECT_EQ(rc, -SIGBUS) << "the process should die of SIGBUS; got " << got;
