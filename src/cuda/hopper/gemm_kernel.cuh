@@ -330,7 +330,11 @@ __global__ void __launch_bounds__(threads(C), 1)
       ptx::wgmma_fence();
 #pragma unroll
       for (int j = 0; j < SPS; ++j) {
-        if (j >= n) break;
+        // n >= 1 (u < units), so step 0 is always issued: no guard for it. A guard ptxas cannot
+        // resolve puts a branch and a dummy HGMMA 64x8x16 into every group (SASS of 59436fe's
+        // n256 loop: 10 HGMMA and 8 WARPGROUP.ARRIVE for 2 steps where 8 and 4 suffice), which
+        // made the one-step-stage tiles (128 / 256 tokens and the tails) ~10% slower at large M.
+        if (j > 0 && j >= n) break;
         const uint64_t xj = xs + uint64_t(j * (S::kActBytes >> 4));
 #pragma unroll
         for (int s = 0; s < 4; ++s) {
