@@ -54,10 +54,21 @@ inline const char* memory_kind_name(MemoryKind m) {
   return m == MemoryKind::kCPU ? "cpu" : m == MemoryKind::kCUDA ? "cuda" : "any";
 }
 
+class Backend;
+
 class PreparedWeights {
  public:
   virtual ~PreparedWeights() = default;
   virtual size_t bytes() const = 0;  // memory the prepared form holds beyond the canonical one
+  // Who prepared it, for which problem: recorded by Backend::prepare_*, checked by
+  // Backend::run_* (null / default for weights not made by a prepare_* call).
+  const Backend* prepared_by() const { return prepared_by_; }
+  const Problem& prepared_for() const { return prepared_for_; }
+
+ private:
+  friend class Backend;
+  const Backend* prepared_by_ = nullptr;
+  Problem prepared_for_;
 };
 
 class Backend {
@@ -103,17 +114,45 @@ class Backend {
   // key is declared (else a reason naming the key and the keys declared), then can_implement.
   Verdict check_problem(const Problem& p) const;
 
-  virtual StatusOr<std::unique_ptr<PreparedWeights>> prepare_linear(const Problem& p,
-                                                                    const LinearWeights& w) const;
+  // The public entry (docs/architecture.md, "Where arguments are checked"). Each call checks
+  // its arguments once, here, with the shared contract checks (contract/weight_checks.h), and
+  // only then calls the backend's do_* method:
+  //   prepare_*: the op, Problem::validate(), this backend's check_problem (a refusal is
+  //              kUnimplemented: "<name> cannot run <problem>: <reason>"), then every weight
+  //              view (check_linear_weights / check_moe_weights: kInvalidArgument);
+  //   run_*:     the prepared weights come from this backend's prepare_* of the same layer
+  //              (the problem may differ in M only), check_problem for this M, then x, y and,
+  //              for MoE, the routing views (check_linear_call / check_moe_call).
+  // Argument errors read "<name>: <tensor>: expected ..., got ...". The backends trust what
+  // reaches do_* (debug asserts only) and report only what the entry cannot know: device
+  // errors, values (NaN codes, expert-map entries), resources.
+  StatusOr<std::unique_ptr<PreparedWeights>> prepare_linear(const Problem& p,
+                                                            const LinearWeights& w) const;
   // y [M, N] in p.out; x [M, K] in act_input_dtype(p.act).
-  virtual Status run_linear(const Problem& p, const PreparedWeights& w, const DenseView& x,
-                            const DenseMutView& y, void* stream = nullptr) const;
+  Status run_linear(const Problem& p, const PreparedWeights& w, const DenseView& x,
+                    const DenseMutView& y, void* stream = nullptr) const;
 
-  virtual StatusOr<std::unique_ptr<PreparedWeights>> prepare_moe(const Problem& p,
-                                                                 const MoEWeights& w) const;
+  StatusOr<std::unique_ptr<PreparedWeights>> prepare_moe(const Problem& p,
+                                                         const MoEWeights& w) const;
   // y [M, H] in p.out; x [M, H] in act_input_dtype(p.act).
-  virtual Status run_moe(const Problem& p, const PreparedWeights& w, const DenseView& x,
-                         const MoERouting& r, const DenseMutView& y, void* stream = nullptr) const;
+  Status run_moe(const Problem& p, const PreparedWeights& w, const DenseView& x,
+                 const MoERouting& r, const DenseMutView& y, void* stream = nullptr) const;
+
+ protected:
+  // What a backend implements, called by the entry above with validated arguments only (the
+  // defaults: "backend <name> does not provide linear / MoE layers").
+  virtual StatusOr<std::unique_ptr<PreparedWeights>> do_prepare_linear(
+      const Problem& p, const LinearWeights& w) const;
+  virtual Status do_run_linear(const Problem& p, const PreparedWeights& w, const DenseView& x,
+                               const DenseMutView& y, void* stream) const;
+  virtual StatusOr<std::unique_ptr<PreparedWeights>> do_prepare_moe(const Problem& p,
+                                                                    const MoEWeights& w) const;
+  virtual Status do_run_moe(const Problem& p, const PreparedWeights& w, const DenseView& x,
+                            const MoERouting& r, const DenseMutView& y, void* stream) const;
+
+ private:
+  Status check_call(const Problem& p, Op op, const char* call) const;
+  Status check_prepared(const Problem& p, const PreparedWeights& w, Op op) const;
 };
 
 }  // namespace mxq

@@ -1,14 +1,38 @@
-// Default Backend methods: an op a backend does not provide is a clear error, not a crash.
+// The Backend base: the public entry of every backend call (prepare_* / run_*), where the
+// arguments are checked once with the shared contract checks before the backend's do_* method
+// runs (docs/architecture.md, "Where arguments are checked"), and the defaults for an op a
+// backend does not provide (a clear error, not a crash).
+#include <new>
 #include <string>
 
+#include "contract/weight_checks.h"
 #include "mxq/backend.h"
 
 namespace mxq {
 
 namespace {
+
 Status not_provided(const Backend& b, const char* what) {
   return unimplemented("backend " + std::string(b.name()) + " does not provide " + what);
 }
+
+// `s` with "<backend>: " before its message (the entry's errors name the backend called).
+Status named(const Backend& b, Status s) {
+  if (s.ok()) return s;
+  return {s.code(), std::string(b.name()) + ": " + s.message()};
+}
+
+// The checks allocate only when they fail; if building that message runs out of host memory,
+// the call still returns (the message that needs no allocation).
+template <typename Fn>
+Status guarded(Fn&& check) noexcept {
+  try {
+    return check();
+  } catch (const std::bad_alloc&) {
+    return Status(StatusCode::kResourceExhausted, "out of memory");
+  }
+}
+
 }  // namespace
 
 Verdict Backend::check_problem(const Problem& p) const {
@@ -23,20 +47,103 @@ Verdict Backend::check_problem(const Problem& p) const {
   return can_implement(p);
 }
 
-StatusOr<std::unique_ptr<PreparedWeights>> Backend::prepare_linear(const Problem&,
-                                                                   const LinearWeights&) const {
+// ---- the public entry ------------------------------------------------------------------------
+
+Status Backend::check_call(const Problem& p, Op op, const char* call) const {
+  if (p.op != op)
+    return invalid_argument(std::string(name()) + " " + call + ": expected a " + op_name(op) +
+                            " problem, got " + p.to_string());
+  if (Status s = p.validate(); !s.ok()) return named(*this, s);
+  if (const Verdict v = check_problem(p); !v)
+    return unimplemented(std::string(name()) + " cannot run " + p.to_string() + ": " + v.reason);
+  return Status::Ok();
+}
+
+Status Backend::check_prepared(const Problem& p, const PreparedWeights& w, Op op) const {
+  const std::string_view prep = op == Op::kLinear ? "prepare_linear" : "prepare_moe";
+  if (w.prepared_by() != this || w.prepared_for().op != op)
+    return invalid_argument(
+        std::string(name()) + ": the prepared weights do not come from " + std::string(name()) +
+        " " + std::string(prep) +
+        (w.prepared_by() == nullptr
+             ? std::string(" (they were not made by a prepare call)")
+             : " (they come from " + std::string(w.prepared_by()->name()) + " for " +
+                   w.prepared_for().to_string() + ")"));
+  if (!contract::same_layer(w.prepared_for(), p))
+    return invalid_argument(std::string(name()) + ": the prepared weights are for " +
+                            w.prepared_for().to_string() + "; the call asks for " + p.to_string() +
+                            " (only M may differ)");
+  return Status::Ok();
+}
+
+StatusOr<std::unique_ptr<PreparedWeights>> Backend::prepare_linear(const Problem& p,
+                                                                   const LinearWeights& w) const {
+  const Status checked = guarded([&] {
+    MXQ_RETURN_IF_ERROR(check_call(p, Op::kLinear, "prepare_linear"));
+    return named(*this, contract::check_linear_weights(p, w));
+  });
+  if (!checked.ok()) return checked;
+  auto prepared = do_prepare_linear(p, w);
+  if (prepared.ok()) {
+    prepared.value()->prepared_by_ = this;
+    prepared.value()->prepared_for_ = p;
+  }
+  return prepared;
+}
+
+Status Backend::run_linear(const Problem& p, const PreparedWeights& w, const DenseView& x,
+                           const DenseMutView& y, void* stream) const {
+  const Status checked = guarded([&] {
+    MXQ_RETURN_IF_ERROR(check_prepared(p, w, Op::kLinear));
+    MXQ_RETURN_IF_ERROR(check_call(p, Op::kLinear, "run_linear"));
+    return named(*this, contract::check_linear_call(p, x, y));
+  });
+  if (!checked.ok()) return checked;
+  return do_run_linear(p, w, x, y, stream);
+}
+
+StatusOr<std::unique_ptr<PreparedWeights>> Backend::prepare_moe(const Problem& p,
+                                                                const MoEWeights& w) const {
+  const Status checked = guarded([&] {
+    MXQ_RETURN_IF_ERROR(check_call(p, Op::kMoE, "prepare_moe"));
+    return named(*this, contract::check_moe_weights(p, w));
+  });
+  if (!checked.ok()) return checked;
+  auto prepared = do_prepare_moe(p, w);
+  if (prepared.ok()) {
+    prepared.value()->prepared_by_ = this;
+    prepared.value()->prepared_for_ = p;
+  }
+  return prepared;
+}
+
+Status Backend::run_moe(const Problem& p, const PreparedWeights& w, const DenseView& x,
+                        const MoERouting& r, const DenseMutView& y, void* stream) const {
+  const Status checked = guarded([&] {
+    MXQ_RETURN_IF_ERROR(check_prepared(p, w, Op::kMoE));
+    MXQ_RETURN_IF_ERROR(check_call(p, Op::kMoE, "run_moe"));
+    return named(*this, contract::check_moe_call(p, x, r, y));
+  });
+  if (!checked.ok()) return checked;
+  return do_run_moe(p, w, x, r, y, stream);
+}
+
+// ---- defaults --------------------------------------------------------------------------------
+
+StatusOr<std::unique_ptr<PreparedWeights>> Backend::do_prepare_linear(const Problem&,
+                                                                      const LinearWeights&) const {
   return not_provided(*this, "linear layers");
 }
-Status Backend::run_linear(const Problem&, const PreparedWeights&, const DenseView&,
-                           const DenseMutView&, void*) const {
+Status Backend::do_run_linear(const Problem&, const PreparedWeights&, const DenseView&,
+                              const DenseMutView&, void*) const {
   return not_provided(*this, "linear layers");
 }
-StatusOr<std::unique_ptr<PreparedWeights>> Backend::prepare_moe(const Problem&,
-                                                                const MoEWeights&) const {
+StatusOr<std::unique_ptr<PreparedWeights>> Backend::do_prepare_moe(const Problem&,
+                                                                   const MoEWeights&) const {
   return not_provided(*this, "MoE layers");
 }
-Status Backend::run_moe(const Problem&, const PreparedWeights&, const DenseView&,
-                        const MoERouting&, const DenseMutView&, void*) const {
+Status Backend::do_run_moe(const Problem&, const PreparedWeights&, const DenseView&,
+                           const MoERouting&, const DenseMutView&, void*) const {
   return not_provided(*this, "MoE layers");
 }
 

@@ -3,7 +3,11 @@
 #include "contract/weight_checks.h"
 
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <string>
+
+#include "contract/debug_assert.h"
 
 namespace mxq::contract {
 
@@ -37,18 +41,20 @@ std::string shape_str(int64_t rows, int64_t cols) {
 
 Status check_mx(const char* name, const MXWeightView& w, const Problem& p, int64_t batch,
                 int64_t n, int64_t k) {
-  const std::string what = std::string(name) + ": ";
+  // Nothing is allocated unless there is an error (the entry runs this on every prepare, inside
+  // the host-allocation fault tests' window).
+  const auto what = [&] { return std::string(name) + ": "; };
   if (w.packed == nullptr || w.scales == nullptr)
-    return invalid_argument(what + "missing (null packed or scales pointer)");
+    return invalid_argument(what() + "missing (null packed or scales pointer)");
   if (w.elem != p.weight)
-    return invalid_argument(what + "expected " + mx_format_name(p.weight) + " elements, got " +
+    return invalid_argument(what() + "expected " + mx_format_name(p.weight) + " elements, got " +
                             mx_format_name(w.elem));
   if (w.batch != batch || w.n != n || w.k != k)
-    return invalid_argument(what + "expected shape [" + std::to_string(batch) + ", " +
+    return invalid_argument(what() + "expected shape [" + std::to_string(batch) + ", " +
                             std::to_string(n) + ", " + std::to_string(k) + "], got [" +
                             std::to_string(w.batch) + ", " + std::to_string(w.n) + ", " +
                             std::to_string(w.k) + "]" +
-                            (k % kBlockSize == 0 ? "" : " (K must be a multiple of 32)"));
+                            (w.k % kBlockSize == 0 ? "" : " (K must be a multiple of 32)"));
   return Status::Ok();
 }
 
@@ -154,6 +160,67 @@ Status check_moe_weights(const Problem& p, const MoEWeights& w) {
         return invalid_argument("moe input_scale13/input_scale2: fp8-static-tensor needs "
                                 "positive finite scales, got " + std::to_string(s));
   return Status::Ok();
+}
+
+Status check_linear_call(const Problem& p, const DenseView& x, const DenseMutView& y) {
+  MXQ_RETURN_IF_ERROR(check_in("linear x", x, act_input_dtype(p.act), p.m, p.k));
+  return check_out("linear y", y, p.out, p.m, p.n);
+}
+
+Status check_moe_call(const Problem& p, const DenseView& x, const MoERouting& r,
+                      const DenseMutView& y) {
+  const MoEParams& q = p.moe;
+  const int64_t m = p.m, h = p.n;
+  MXQ_RETURN_IF_ERROR(check_in("moe x", x, act_input_dtype(p.act), m, h));
+  MXQ_RETURN_IF_ERROR(check_out("moe y", y, p.out, m, h));
+  const DenseView& lg = r.router_logits;
+  if (lg.data == nullptr) return invalid_argument("moe router_logits: missing (null data)");
+  if (lg.dtype != DType::kF32 && lg.dtype != DType::kBF16 && lg.dtype != DType::kF16)
+    return invalid_argument(
+        std::string("moe router_logits: expected dtype f32, bf16 or f16, got ") +
+        dtype_name(lg.dtype));
+  if (lg.rows != m || lg.cols != q.experts)
+    return invalid_argument("moe router_logits: expected " + shape_str(m, q.experts) + ", got " +
+                            shape_str(lg.rows, lg.cols));
+  const DenseView& cb = r.correction_bias;
+  const bool want_bias = q.routing == Routing::kSigmoidGroupedTopK && q.correction_bias;
+  if (want_bias && cb.data == nullptr)
+    return invalid_argument("moe correction_bias: the problem has correction_bias=true (" +
+                            std::string(routing_name(q.routing)) +
+                            "), but none was given: pass f32 " + shape_str(1, q.experts));
+  if (!want_bias && cb.data != nullptr)
+    return invalid_argument(std::string("moe correction_bias: given, but the problem uses none (") +
+                            routing_name(q.routing) +
+                            (q.correction_bias ? "" : ", correction_bias=false") + ")");
+  if (want_bias && (cb.dtype != DType::kF32 || cb.rows * cb.cols != q.experts))
+    return invalid_argument(std::string("moe correction_bias: expected f32 [1, ") +
+                            std::to_string(q.experts) + "], got " + dtype_name(cb.dtype) + " " +
+                            shape_str(cb.rows, cb.cols));
+  if (q.expert_map && r.expert_map == nullptr)
+    return invalid_argument("moe expert_map: the problem has expert_map=true, but none was given: "
+                            "pass int32 [" + std::to_string(q.experts) + "]");
+  if (!q.expert_map && r.expert_map != nullptr)
+    return invalid_argument("moe expert_map: given, but the problem has none");
+  return Status::Ok();
+}
+
+bool same_layer(const Problem& a, const Problem& b) {
+  const MoEParams &x = a.moe, &y = b.moe;
+  const bool same_moe =
+      a.op != Op::kMoE ||
+      (x.experts == y.experts && x.topk == y.topk && x.activation == y.activation &&
+       x.layout == y.layout && x.routing == y.routing && x.renormalize == y.renormalize &&
+       x.n_group == y.n_group && x.topk_group == y.topk_group &&
+       x.routed_scaling == y.routed_scaling && x.correction_bias == y.correction_bias &&
+       x.swiglu_alpha == y.swiglu_alpha && x.swiglu_limit == y.swiglu_limit &&
+       x.expert_map == y.expert_map);
+  return a.op == b.op && a.weight == b.weight && a.act == b.act && a.act_rule == b.act_rule &&
+         a.out == b.out && a.n == b.n && a.k == b.k && a.bias == b.bias && same_moe;
+}
+
+void debug_assert_failed(const char* cond, const char* what, const char* file, int line) {
+  std::fprintf(stderr, "mxq: debug assertion failed at %s:%d: %s (%s)\n", file, line, cond, what);
+  std::abort();
 }
 
 }  // namespace mxq::contract

@@ -46,4 +46,15 @@ Status check_problem(const Problem& p, Op op);
 Status check_linear_weights(const Problem& p, const LinearWeights& w);
 Status check_moe_weights(const Problem& p, const MoEWeights& w);
 
+// The per-call views of a linear / MoE problem (M = p.m): x [M, K] (MoE: [M, H]) in
+// act_input_dtype(p.act), y [M, N] (MoE: [M, H]) in p.out; MoE routing: router_logits [M, E]
+// F32/BF16/F16, correction_bias [1, E] F32 exactly when the routing is sigmoid-grouped-topk with
+// p.moe.correction_bias, an expert map exactly when p.moe.expert_map. Used by Backend::run_*.
+Status check_linear_call(const Problem& p, const DenseView& x, const DenseMutView& y);
+Status check_moe_call(const Problem& p, const DenseView& x, const MoERouting& r,
+                      const DenseMutView& y);
+
+// a and b describe the same layer: every field equal except M (the tokens of one call).
+bool same_layer(const Problem& a, const Problem& b);
+
 }  // namespace mxq::contract

@@ -19,7 +19,7 @@
 #include <string>
 #include <vector>
 
-#include "contract/weight_checks.h"
+#include "contract/debug_assert.h"
 #include "cuda/backends.h"
 #include "cuda/common/cuda_check.h"
 #include "cuda/common/device_memory.h"
@@ -97,12 +97,12 @@ class CudaMmaBackend final : public Backend {
     return Verdict::yes();
   }
 
-  StatusOr<std::unique_ptr<PreparedWeights>> prepare_linear(const Problem& p,
-                                                            const LinearWeights& lw) const override {
-    if (Verdict v = can_implement(p); !v)
-      return invalid_argument("cuda-mma cannot run " + p.to_string() + ": " + v.reason);
-    MXQ_RETURN_IF_ERROR(contract::check_linear_weights(p, lw));
-    MXQ_RETURN_IF_ERROR(check_frag_layout(lw.w));
+ protected:
+  // Arguments checked by the entry (Backend::prepare_* / run_*: can_implement, the weight and
+  // call views); what is left here is the device's business (memory, NaN codes, which GPU).
+  StatusOr<std::unique_ptr<PreparedWeights>> do_prepare_linear(
+      const Problem& p, const LinearWeights& lw) const override {
+    MXQ_DEBUG_ASSERT(check_frag_layout(lw.w).ok(), "can_implement and check_linear_weights passed");
     auto out = std::make_unique<PreparedLinear>();
     MXQ_CUDA_TRY(cudaGetDevice(&out->device));
     out->layout = FragLayout{lw.w.elem, 1, lw.w.n, lw.w.k};
@@ -132,9 +132,8 @@ class CudaMmaBackend final : public Backend {
                               "propagate NaN)");
 
     if (p.act == ActKey::kFP8StaticTensor) {
-      if (!(lw.input_scale > 0.0f) || !std::isfinite(lw.input_scale))
-        return invalid_argument("cuda-mma: fp8-static-tensor needs a positive finite input_scale, got " +
-                                std::to_string(lw.input_scale));
+      MXQ_DEBUG_ASSERT(lw.input_scale > 0.0f && std::isfinite(lw.input_scale),
+                       "check_linear_weights checked the fp8-static-tensor input_scale");
       out->input_scale = lw.input_scale;
     }
     if (lw.bias.data != nullptr)
@@ -143,28 +142,17 @@ class CudaMmaBackend final : public Backend {
     return std::unique_ptr<PreparedWeights>(std::move(out));
   }
 
-  Status run_linear(const Problem& p, const PreparedWeights& pw, const DenseView& x,
-                    const DenseMutView& y, void* stream) const override {
-    const auto* w = dynamic_cast<const PreparedLinear*>(&pw);
-    if (w == nullptr)
-      return invalid_argument("cuda-mma: weights were not prepared by cuda-mma");
-    if (Verdict v = can_implement(p); !v)
-      return invalid_argument("cuda-mma cannot run " + p.to_string() + ": " + v.reason);
-    if (w->layout.n != p.n || w->layout.k != p.k || w->layout.elem != p.weight)
-      return invalid_argument("cuda-mma: prepared weights are " + std::string(mx_format_name(w->layout.elem)) +
-                              " [" + std::to_string(w->layout.n) + ", " + std::to_string(w->layout.k) +
-                              "], the problem asks for " + p.to_string());
+  Status do_run_linear(const Problem& p, const PreparedWeights& pw, const DenseView& x,
+                       const DenseMutView& y, void* stream) const override {
+    MXQ_DEBUG_ASSERT(dynamic_cast<const PreparedLinear*>(&pw) != nullptr,
+                     "the entry checked that pw comes from this backend's prepare_linear");
+    const auto* w = static_cast<const PreparedLinear*>(&pw);
+    MXQ_DEBUG_ASSERT(w->layout.n == p.n && w->layout.k == p.k && w->layout.elem == p.weight,
+                     "the entry checked that pw was prepared for this layer");
     const DType act = act_input_dtype(p.act);
-    if (x.data == nullptr || x.dtype != act || x.rows != p.m || x.cols != p.k)
-      return invalid_argument("cuda-mma: x must be " + std::string(dtype_name(act)) + " [" +
-                              std::to_string(p.m) + ", " + std::to_string(p.k) + "], got " +
-                              dtype_name(x.dtype) + " [" + std::to_string(x.rows) + ", " +
-                              std::to_string(x.cols) + "]");
-    if (y.data == nullptr || y.dtype != p.out || y.rows != p.m || y.cols != p.n)
-      return invalid_argument("cuda-mma: y must be " + std::string(dtype_name(p.out)) + " [" +
-                              std::to_string(p.m) + ", " + std::to_string(p.n) + "], got " +
-                              dtype_name(y.dtype) + " [" + std::to_string(y.rows) + ", " +
-                              std::to_string(y.cols) + "]");
+    MXQ_DEBUG_ASSERT(x.data != nullptr && x.dtype == act && x.rows == p.m && x.cols == p.k &&
+                         y.data != nullptr && y.dtype == p.out && y.rows == p.m && y.cols == p.n,
+                     "the entry checked x and y");
     int dev = 0;
     MXQ_CUDA_TRY(cudaGetDevice(&dev));
     if (dev != w->device)
@@ -231,13 +219,13 @@ class CudaMmaBackend final : public Backend {
     return Status::Ok();
   }
 
-  StatusOr<std::unique_ptr<PreparedWeights>> prepare_moe(const Problem& p,
-                                                         const MoEWeights& w) const override {
+  StatusOr<std::unique_ptr<PreparedWeights>> do_prepare_moe(const Problem& p,
+                                                            const MoEWeights& w) const override {
     return prepare_moe_layer(p, w);
   }
 
-  Status run_moe(const Problem& p, const PreparedWeights& w, const DenseView& x,
-                 const MoERouting& r, const DenseMutView& y, void* stream) const override {
+  Status do_run_moe(const Problem& p, const PreparedWeights& w, const DenseView& x,
+                    const MoERouting& r, const DenseMutView& y, void* stream) const override {
     return run_moe_layer(p, w, x, r, y, static_cast<cudaStream_t>(stream));
   }
 };

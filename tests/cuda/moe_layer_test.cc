@@ -193,7 +193,12 @@ std::vector<uint8_t> run_device(const MoECase& c, const PreparedWeights& w,
   rt.router_logits.data = dl.p;
   if (rt.correction_bias.data != nullptr) rt.correction_bias.data = dc.p;
   if (rt.expert_map != nullptr) rt.expert_map = dm.p;
-  const Status s = b->run_moe(p, w, {dx.p, xd, p.m, p.n}, rt, {dy.p, p.out, p.m, p.n}, stream);
+  // Weights from cuda::prepare_moe_layer itself (not a backend's prepare_moe) run through the
+  // layer function: the backend entry accepts only weights its own prepare_moe made.
+  const Status s =
+      w.prepared_by() == nullptr
+          ? cuda::run_moe_layer(p, w, {dx.p, xd, p.m, p.n}, rt, {dy.p, p.out, p.m, p.n}, stream)
+          : b->run_moe(p, w, {dx.p, xd, p.m, p.n}, rt, {dy.p, p.out, p.m, p.n}, stream);
   EXPECT_TRUE(s.ok()) << c.what << ": " << s.to_string();
   cudaDeviceSynchronize();
   return dy.get();

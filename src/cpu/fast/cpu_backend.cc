@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "contract/debug_assert.h"
 #include "contract/weight_checks.h"
 #include "core/parallel.h"
 #include "cpu/backends.h"
@@ -28,42 +29,6 @@ std::unique_ptr<Backend> make_cpu_backend(const CpuBackendOptions& opts) {
 }
 
 namespace internal {
-
-std::string shape_str(int64_t rows, int64_t cols) {
-  std::string s = "[";
-  s += std::to_string(rows);
-  s += ", ";
-  s += std::to_string(cols);
-  s += "]";
-  return s;
-}
-
-Status check_problem(const CpuBackend& b, const Problem& p, Op op) {
-  if (p.op != op)
-    return invalid_argument("cpu: expected a " + std::string(op_name(op)) + " problem, got " +
-                            p.to_string());
-  const Verdict v = b.can_implement(p);
-  if (!v.ok) return invalid_argument("cpu cannot run " + p.to_string() + ": " + v.reason);
-  return Status::Ok();
-}
-
-Status ours(Status s) {
-  if (s.ok()) return s;
-  return {s.code(), "cpu: " + s.message()};
-}
-
-Status check_dense(const char* name, const void* data, DType got_dtype, int64_t got_rows,
-                   int64_t got_cols, DType dtype, int64_t rows, int64_t cols) {
-  const std::string what = std::string("cpu: ") + name + ": ";
-  if (data == nullptr) return invalid_argument(what + "missing (null data)");
-  if (got_dtype != dtype)
-    return invalid_argument(what + "expected dtype " + dtype_name(dtype) + ", got " +
-                            dtype_name(got_dtype));
-  if (got_rows != rows || got_cols != cols)
-    return invalid_argument(what + "expected shape " + shape_str(rows, cols) + ", got " +
-                            shape_str(got_rows, got_cols));
-  return Status::Ok();
-}
 
 OwnedWeight sanitize_padding(const MXWeightView& w, int64_t k_valid) {
   OwnedWeight o{w, {}};
@@ -161,10 +126,8 @@ Verdict CpuBackend::supports(const Device& d) const {
 // The same problems as cpu-reference (the shared definition in the contract).
 Verdict CpuBackend::can_implement(const Problem& p) const { return contract::computable(p, "cpu"); }
 
-StatusOr<std::unique_ptr<PreparedWeights>> CpuBackend::prepare_linear(
+StatusOr<std::unique_ptr<PreparedWeights>> CpuBackend::do_prepare_linear(
     const Problem& p, const LinearWeights& w) const try {
-  MXQ_RETURN_IF_ERROR(internal::check_problem(*this, p, Op::kLinear));
-  MXQ_RETURN_IF_ERROR(internal::ours(contract::check_linear_weights(p, w)));  // the shared checks
   auto prepared = std::make_unique<PreparedLinear>();
   prepared->w = w;
   prepared->weight = internal::sanitize_padding(w.w, p.k);
@@ -173,20 +136,17 @@ StatusOr<std::unique_ptr<PreparedWeights>> CpuBackend::prepare_linear(
   return host_out_of_memory(name(), "prepare_linear", p);
 }
 
-Status CpuBackend::run_linear(const Problem& p, const PreparedWeights& pw, const DenseView& x,
-                              const DenseMutView& y, void*) const try {
-  const auto* prepared = dynamic_cast<const PreparedLinear*>(&pw);
-  if (prepared == nullptr)
-    return invalid_argument("cpu: the prepared weights do not come from cpu prepare_linear");
-  MXQ_RETURN_IF_ERROR(internal::check_problem(*this, p, Op::kLinear));
+Status CpuBackend::do_run_linear(const Problem& p, const PreparedWeights& pw, const DenseView& x,
+                                 const DenseMutView& y, void*) const try {
+  MXQ_DEBUG_ASSERT(dynamic_cast<const PreparedLinear*>(&pw) != nullptr,
+                   "the entry checked that pw comes from this backend's prepare_linear");
+  const auto* prepared = static_cast<const PreparedLinear*>(&pw);
   const MXWeightView& wv = prepared->weight.view;
-  if (wv.n != p.n || wv.k != internal::round_up_32(p.k) || wv.elem != p.weight)
-    return invalid_argument("cpu: the prepared weights were prepared for another problem than " +
-                            p.to_string());
-  MXQ_RETURN_IF_ERROR(internal::check_dense("linear x", x.data, x.dtype, x.rows, x.cols,
-                                            act_input_dtype(p.act), p.m, p.k));
-  MXQ_RETURN_IF_ERROR(
-      internal::check_dense("linear y", y.data, y.dtype, y.rows, y.cols, p.out, p.m, p.n));
+  MXQ_DEBUG_ASSERT(wv.n == p.n && wv.k == internal::round_up_32(p.k) && wv.elem == p.weight,
+                   "the entry checked that pw was prepared for this layer");
+  MXQ_DEBUG_ASSERT(x.dtype == act_input_dtype(p.act) && x.rows == p.m && x.cols == p.k &&
+                       y.dtype == p.out && y.rows == p.m && y.cols == p.n,
+                   "the entry checked x and y");
 
   const int64_t kq = wv.k;
   std::vector<float> xq;  // [M, kq]

@@ -54,16 +54,18 @@ class CpuBackend final : public Backend {
   Verdict can_implement(const Problem& p) const override;
   bool declares_act_key(ActKey) const override { return true; }  // act_quant.h, every key
 
-  StatusOr<std::unique_ptr<PreparedWeights>> prepare_linear(const Problem& p,
-                                                            const LinearWeights& w) const override;
-  Status run_linear(const Problem& p, const PreparedWeights& w, const DenseView& x,
-                    const DenseMutView& y, void* stream = nullptr) const override;
-  StatusOr<std::unique_ptr<PreparedWeights>> prepare_moe(const Problem& p,
-                                                         const MoEWeights& w) const override;
-  Status run_moe(const Problem& p, const PreparedWeights& w, const DenseView& x,
-                 const MoERouting& r, const DenseMutView& y, void* stream = nullptr) const override;
-
   const CpuBackendOptions& options() const { return opts_; }
+
+ protected:
+  // Arguments checked by the entry (Backend::prepare_* / run_*).
+  StatusOr<std::unique_ptr<PreparedWeights>> do_prepare_linear(
+      const Problem& p, const LinearWeights& w) const override;
+  Status do_run_linear(const Problem& p, const PreparedWeights& w, const DenseView& x,
+                       const DenseMutView& y, void* stream) const override;
+  StatusOr<std::unique_ptr<PreparedWeights>> do_prepare_moe(const Problem& p,
+                                                            const MoEWeights& w) const override;
+  Status do_run_moe(const Problem& p, const PreparedWeights& w, const DenseView& x,
+                    const MoERouting& r, const DenseMutView& y, void* stream) const override;
 
  private:
   CpuBackendOptions opts_;

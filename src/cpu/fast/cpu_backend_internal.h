@@ -34,17 +34,6 @@ struct OwnedWeight {
 // K = the problem's dimension, w.k = K rounded up to 32 (checked before).
 OwnedWeight sanitize_padding(const MXWeightView& w, int64_t k_valid);
 
-// The op and can_implement as a Status ("cpu cannot run ...: why").
-Status check_problem(const CpuBackend& b, const Problem& p, Op op);
-// `s` with "cpu: " before its message: the weight checks are the shared ones
-// (check_linear_weights, check_moe_weights in contract/weight_checks.h, what cpu-reference
-// accepts), which accept exactly what this backend accepts; the prefix says which backend refused.
-Status ours(Status s);
-// x / y views: data, dtype and shape, with messages that say expected vs got.
-Status check_dense(const char* name, const void* data, DType got_dtype, int64_t got_rows,
-                   int64_t got_cols, DType dtype, int64_t rows, int64_t cols);
-std::string shape_str(int64_t rows, int64_t cols);
-
 // x [rows, k] under p.act (MX keys: with p.act_rule) -> FP32 [rows, kq] (columns k..kq zero).
 Status quantize_activations(ActKey key, const DenseView& x, float input_scale, int64_t kq,
                             std::vector<float>& out, ScaleRule rule = ScaleRule::kFloor);
@@ -73,6 +62,7 @@ void parallel_chunks(int64_t n, int threads, int64_t chunk, Fn&& fn) {
   mxq::detail::run_team(t - 1, mxq::detail::TaskRef(work));
 }
 
+// The MoE layer on arguments the entry checked (Backend::run_moe).
 Status run_moe_impl(const CpuBackendOptions& o, const Problem& p, const MoEWeights& w,
                     const DenseView& x, const MoERouting& r, const DenseMutView& y);
 

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "contract/debug_assert.h"
 #include "contract/weight_checks.h"
 #include "core/parallel.h"
 #include "cpu/common/act_quant.h"
@@ -76,18 +77,14 @@ Status run_moe_impl(const CpuBackendOptions& o, const Problem& p, const MoEWeigh
   const MoEParams& q = p.moe;
   const int64_t m = p.m, h = p.n, inter = p.k, e_local = w.w2.batch;
   const int64_t hq = round_up_32(h), iq = round_up_32(inter);
-  MXQ_RETURN_IF_ERROR(
-      check_dense("moe x", x.data, x.dtype, x.rows, x.cols, act_input_dtype(p.act), m, h));
-  MXQ_RETURN_IF_ERROR(check_dense("moe y", y.data, y.dtype, y.rows, y.cols, p.out, m, h));
-  if (r.router_logits.rows != m || r.router_logits.cols != q.experts)
-    return invalid_argument("cpu: moe router_logits: expected " + shape_str(m, q.experts) +
-                            ", got " + shape_str(r.router_logits.rows, r.router_logits.cols));
-  if (q.expert_map != (r.expert_map != nullptr))
-    return invalid_argument(q.expert_map
-                                ? "cpu: moe expert_map: the problem says one is given, but it is null"
-                                : "cpu: moe expert_map: given, but the problem has none");
+  MXQ_DEBUG_ASSERT(x.dtype == act_input_dtype(p.act) && x.rows == m && x.cols == h &&
+                       y.dtype == p.out && y.rows == m && y.cols == h,
+                   "the entry checked x and y");
+  MXQ_DEBUG_ASSERT(r.router_logits.rows == m && r.router_logits.cols == q.experts &&
+                       q.expert_map == (r.expert_map != nullptr),
+                   "the entry checked the routing views");
 
-  TopK topk;
+  TopK topk;  // route() checks its own arguments (it is called directly too); valid ones here
   MXQ_RETURN_IF_ERROR(route(q, r.router_logits, r.correction_bias, topk));
 
   // Pairs per local expert in token order; then each token's pairs by ascending local expert.
@@ -240,10 +237,8 @@ Status run_moe_impl(const CpuBackendOptions& o, const Problem& p, const MoEWeigh
 
 }  // namespace internal
 
-StatusOr<std::unique_ptr<PreparedWeights>> CpuBackend::prepare_moe(const Problem& p,
-                                                                   const MoEWeights& w) const try {
-  MXQ_RETURN_IF_ERROR(internal::check_problem(*this, p, Op::kMoE));
-  MXQ_RETURN_IF_ERROR(internal::ours(contract::check_moe_weights(p, w)));  // the shared checks
+StatusOr<std::unique_ptr<PreparedWeights>> CpuBackend::do_prepare_moe(
+    const Problem& p, const MoEWeights& w) const try {
   auto prepared = std::make_unique<PreparedMoE>();
   prepared->w = w;
   const auto sanitize = [&](const MXWeightView& v, int64_t k, OwnedWeight& own, MXWeightView& dst) {
@@ -260,14 +255,11 @@ StatusOr<std::unique_ptr<PreparedWeights>> CpuBackend::prepare_moe(const Problem
   return host_out_of_memory(name(), "prepare_moe", p);
 }
 
-Status CpuBackend::run_moe(const Problem& p, const PreparedWeights& pw, const DenseView& x,
-                           const MoERouting& r, const DenseMutView& y, void*) const try {
-  const auto* prepared = dynamic_cast<const PreparedMoE*>(&pw);
-  if (prepared == nullptr)
-    return invalid_argument("cpu: the prepared weights do not come from cpu prepare_moe");
-  MXQ_RETURN_IF_ERROR(internal::check_problem(*this, p, Op::kMoE));
-  MXQ_RETURN_IF_ERROR(internal::ours(contract::check_moe_weights(p, prepared->w)));
-  return internal::run_moe_impl(opts_, p, prepared->w, x, r, y);
+Status CpuBackend::do_run_moe(const Problem& p, const PreparedWeights& pw, const DenseView& x,
+                              const MoERouting& r, const DenseMutView& y, void*) const try {
+  MXQ_DEBUG_ASSERT(dynamic_cast<const PreparedMoE*>(&pw) != nullptr,
+                   "the entry checked that pw comes from this backend's prepare_moe");
+  return internal::run_moe_impl(opts_, p, static_cast<const PreparedMoE&>(pw).w, x, r, y);
 } catch (const std::bad_alloc&) {
   return host_out_of_memory(name(), "run_moe", p);
 }

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "contract/debug_assert.h"
 #include "cpu/backends.h"
 #include "cpu/common/act_quant.h"
 #include "cpu/common/host_memory.h"
@@ -67,11 +68,6 @@ struct PreparedMoE final : PreparedWeights {
   size_t bytes() const override { return 0; }
 };
 
-Status not_ours(const char* op) {
-  return invalid_argument(std::string("cpu-reference: the prepared weights do not come from "
-                                      "cpu-reference prepare_") + op);
-}
-
 }  // namespace
 
 Verdict ReferenceBackend::supports(const Device&) const { return Verdict::yes(); }
@@ -80,9 +76,8 @@ Verdict ReferenceBackend::can_implement(const Problem& p) const {
   return contract::computable(p);
 }
 
-StatusOr<std::unique_ptr<PreparedWeights>> ReferenceBackend::prepare_linear(
+StatusOr<std::unique_ptr<PreparedWeights>> ReferenceBackend::do_prepare_linear(
     const Problem& p, const LinearWeights& w) const try {
-  MXQ_RETURN_IF_ERROR(check_linear_weights(p, w));
   auto prepared = std::make_unique<PreparedLinear>();
   prepared->w = w;
   return std::unique_ptr<PreparedWeights>(std::move(prepared));
@@ -90,18 +85,17 @@ StatusOr<std::unique_ptr<PreparedWeights>> ReferenceBackend::prepare_linear(
   return host_out_of_memory(name(), "prepare_linear", p);
 }
 
-Status ReferenceBackend::run_linear(const Problem& p, const PreparedWeights& w,
-                                    const DenseView& x, const DenseMutView& y, void*) const try {
-  const auto* prepared = dynamic_cast<const PreparedLinear*>(&w);
-  if (prepared == nullptr) return not_ours("linear");
-  return reference_linear(p, prepared->w, x, y);
+Status ReferenceBackend::do_run_linear(const Problem& p, const PreparedWeights& w,
+                                       const DenseView& x, const DenseMutView& y, void*) const try {
+  MXQ_DEBUG_ASSERT(dynamic_cast<const PreparedLinear*>(&w) != nullptr,
+                   "the entry checked that w comes from this backend's prepare_linear");
+  return ref::linear_checked(p, static_cast<const PreparedLinear&>(w).w, x, y);
 } catch (const std::bad_alloc&) {
   return host_out_of_memory(name(), "run_linear", p);
 }
 
-StatusOr<std::unique_ptr<PreparedWeights>> ReferenceBackend::prepare_moe(
+StatusOr<std::unique_ptr<PreparedWeights>> ReferenceBackend::do_prepare_moe(
     const Problem& p, const MoEWeights& w) const try {
-  MXQ_RETURN_IF_ERROR(check_moe_weights(p, w));
   auto prepared = std::make_unique<PreparedMoE>();
   prepared->w = w;
   return std::unique_ptr<PreparedWeights>(std::move(prepared));
@@ -109,11 +103,11 @@ StatusOr<std::unique_ptr<PreparedWeights>> ReferenceBackend::prepare_moe(
   return host_out_of_memory(name(), "prepare_moe", p);
 }
 
-Status ReferenceBackend::run_moe(const Problem& p, const PreparedWeights& w, const DenseView& x,
-                                 const MoERouting& r, const DenseMutView& y, void*) const try {
-  const auto* prepared = dynamic_cast<const PreparedMoE*>(&w);
-  if (prepared == nullptr) return not_ours("moe");
-  return reference_moe(p, prepared->w, x, r, y);
+Status ReferenceBackend::do_run_moe(const Problem& p, const PreparedWeights& w, const DenseView& x,
+                                    const MoERouting& r, const DenseMutView& y, void*) const try {
+  MXQ_DEBUG_ASSERT(dynamic_cast<const PreparedMoE*>(&w) != nullptr,
+                   "the entry checked that w comes from this backend's prepare_moe");
+  return ref::moe_checked(p, static_cast<const PreparedMoE&>(w).w, x, r, y);
 } catch (const std::bad_alloc&) {
   return host_out_of_memory(name(), "run_moe", p);
 }
@@ -123,9 +117,12 @@ Status ReferenceBackend::run_moe(const Problem& p, const PreparedWeights& w, con
 Status reference_linear(const Problem& p, const LinearWeights& w, const DenseView& x,
                         const DenseMutView& y) {
   MXQ_RETURN_IF_ERROR(check_linear_weights(p, w));
-  MXQ_RETURN_IF_ERROR(ref::check_in("linear x", x, act_input_dtype(p.act), p.m, p.k));
-  MXQ_RETURN_IF_ERROR(ref::check_out("linear y", y, p.out, p.m, p.n));
+  MXQ_RETURN_IF_ERROR(contract::check_linear_call(p, x, y));
+  return ref::linear_checked(p, w, x, y);
+}
 
+Status ref::linear_checked(const Problem& p, const LinearWeights& w, const DenseView& x,
+                           const DenseMutView& y) {
   std::vector<float> xq;  // [M, K]
   MXQ_RETURN_IF_ERROR(act_quantize(p.act, x, w.input_scale, xq, p.act_rule));
   std::vector<double> wrow;

@@ -53,20 +53,23 @@ class ReferenceBackend final : public Backend {
   Verdict can_implement(const Problem& p) const override;
   bool declares_act_key(ActKey) const override { return true; }  // act_quant.h, every key
 
-  // Keep the views (no copy; the caller keeps the weights alive); bytes() == 0.
-  StatusOr<std::unique_ptr<PreparedWeights>> prepare_linear(const Problem& p,
-                                                            const LinearWeights& w) const override;
-  Status run_linear(const Problem& p, const PreparedWeights& w, const DenseView& x,
-                    const DenseMutView& y, void* stream = nullptr) const override;
-  StatusOr<std::unique_ptr<PreparedWeights>> prepare_moe(const Problem& p,
-                                                         const MoEWeights& w) const override;
-  Status run_moe(const Problem& p, const PreparedWeights& w, const DenseView& x,
-                 const MoERouting& r, const DenseMutView& y, void* stream = nullptr) const override;
+ protected:
+  // Keep the views (no copy; the caller keeps the weights alive); bytes() == 0. The arguments
+  // were checked by the entry (Backend::prepare_* / run_*).
+  StatusOr<std::unique_ptr<PreparedWeights>> do_prepare_linear(
+      const Problem& p, const LinearWeights& w) const override;
+  Status do_run_linear(const Problem& p, const PreparedWeights& w, const DenseView& x,
+                       const DenseMutView& y, void* stream) const override;
+  StatusOr<std::unique_ptr<PreparedWeights>> do_prepare_moe(const Problem& p,
+                                                            const MoEWeights& w) const override;
+  Status do_run_moe(const Problem& p, const PreparedWeights& w, const DenseView& x,
+                    const MoERouting& r, const DenseMutView& y, void* stream) const override;
 };
 
-// The checks and computations behind the backend, usable directly (tests of other backends).
-// Every error names the tensor and the expected vs the given shape or dtype. The weight checks
-// are the ground floor's (contract/weight_checks.h), shared by every backend.
+// The computations behind the backend, usable directly without a Backend (tests of other
+// backends): they check their arguments with the same contract checks as the backend entry
+// (check_*_weights, check_*_call in contract/weight_checks.h), so every error names the tensor
+// and the expected vs the given shape or dtype.
 using contract::check_linear_weights;
 using contract::check_moe_weights;
 Status reference_linear(const Problem& p, const LinearWeights& w, const DenseView& x,

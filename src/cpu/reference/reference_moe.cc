@@ -61,18 +61,15 @@ struct Pair {
 Status reference_moe(const Problem& p, const MoEWeights& w, const DenseView& x,
                      const MoERouting& r, const DenseMutView& y) {
   MXQ_RETURN_IF_ERROR(check_moe_weights(p, w));
+  MXQ_RETURN_IF_ERROR(contract::check_moe_call(p, x, r, y));
+  return ref::moe_checked(p, w, x, r, y);
+}
+
+Status ref::moe_checked(const Problem& p, const MoEWeights& w, const DenseView& x,
+                        const MoERouting& r, const DenseMutView& y) {
   const MoEParams& q = p.moe;
   const int64_t m = p.m, h = p.n, inter = p.k, e_local = w.w2.batch;
-  MXQ_RETURN_IF_ERROR(ref::check_in("moe x", x, act_input_dtype(p.act), m, h));
-  MXQ_RETURN_IF_ERROR(ref::check_out("moe y", y, p.out, m, h));
-  if (r.router_logits.rows != m)
-    return invalid_argument("moe router_logits: expected " + ref::shape_str(m, q.experts) +
-                            ", got " + ref::shape_str(r.router_logits.rows, r.router_logits.cols));
-  if (q.expert_map != (r.expert_map != nullptr))
-    return invalid_argument(q.expert_map ? "moe expert_map: the problem says one is given, but "
-                                           "it is null"
-                                         : "moe expert_map: given, but the problem has none");
-
+  // route() checks its own arguments (it is called directly too); valid ones here.
   TopK topk;
   MXQ_RETURN_IF_ERROR(route(q, r.router_logits, r.correction_bias, topk));
 

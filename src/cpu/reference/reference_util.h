@@ -28,4 +28,11 @@ double dot(const float* x, const double* w, int64_t n);
 // Element i of an optional bias view, 0 when it has no data.
 double bias_at(const DenseView& b, int64_t i);
 
+// reference_linear / reference_moe on arguments already checked (by them, or by the backend
+// entry Backend::run_*).
+Status linear_checked(const Problem& p, const LinearWeights& w, const DenseView& x,
+                      const DenseMutView& y);
+Status moe_checked(const Problem& p, const MoEWeights& w, const DenseView& x,
+                   const MoERouting& r, const DenseMutView& y);
+
 }  // namespace mxq::cpu::ref

@@ -21,7 +21,7 @@
 #include <string>
 #include <vector>
 
-#include "contract/weight_checks.h"
+#include "contract/debug_assert.h"
 #include "cuda/backends.h"
 #include "cuda/common/cuda_check.h"
 #include "cuda/common/device_memory.h"
@@ -134,12 +134,12 @@ class CudaHopperBackend final : public Backend {
     return c.ok() ? c.value().to_string() : "(no launch: " + c.status().to_string() + ")";
   }
 
-  StatusOr<std::unique_ptr<PreparedWeights>> prepare_linear(const Problem& p,
-                                                            const LinearWeights& lw) const override {
-    if (Verdict v = can_implement(p); !v)
-      return invalid_argument("cuda-hopper cannot run " + p.to_string() + ": " + v.reason);
-    MXQ_RETURN_IF_ERROR(contract::check_linear_weights(p, lw));
-    MXQ_RETURN_IF_ERROR(check_frag_layout(lw.w));
+ protected:
+  // Arguments checked by the entry (Backend::prepare_* / run_*: can_implement, the weight and
+  // call views); what is left here is the device's business (memory, NaN codes, which GPU).
+  StatusOr<std::unique_ptr<PreparedWeights>> do_prepare_linear(
+      const Problem& p, const LinearWeights& lw) const override {
+    MXQ_DEBUG_ASSERT(check_frag_layout(lw.w).ok(), "can_implement and check_linear_weights passed");
     auto out = std::make_unique<PreparedHopperLinear>();
     MXQ_CUDA_TRY(cudaGetDevice(&out->device));
     const FragSource src = FragSource::plain(lw.w);
@@ -183,30 +183,19 @@ class CudaHopperBackend final : public Backend {
     return std::unique_ptr<PreparedWeights>(std::move(out));
   }
 
-  Status run_linear(const Problem& p, const PreparedWeights& pw, const DenseView& x,
-                    const DenseMutView& y, void* stream) const override {
-    const auto* w = dynamic_cast<const PreparedHopperLinear*>(&pw);
-    if (w == nullptr)
-      return invalid_argument("cuda-hopper: weights were not prepared by cuda-hopper");
+  Status do_run_linear(const Problem& p, const PreparedWeights& pw, const DenseView& x,
+                       const DenseMutView& y, void* stream) const override {
+    MXQ_DEBUG_ASSERT(dynamic_cast<const PreparedHopperLinear*>(&pw) != nullptr,
+                     "the entry checked that pw comes from this backend's prepare_linear");
+    const auto* w = static_cast<const PreparedHopperLinear*>(&pw);
+    // cuda-mma's own entry (its prepared weights, the same problem) for the FP32 scale path.
     if (w->mma) return mma_->run_linear(p, *w->mma, x, y, stream);
-    if (Verdict v = can_implement(p); !v)
-      return invalid_argument("cuda-hopper cannot run " + p.to_string() + ": " + v.reason);
-    if (w->layout.n != p.n || w->layout.k != p.k || w->layout.elem != p.weight)
-      return invalid_argument("cuda-hopper: prepared weights are " +
-                              std::string(mx_format_name(w->layout.elem)) + " [" +
-                              std::to_string(w->layout.n) + ", " + std::to_string(w->layout.k) +
-                              "], the problem asks for " + p.to_string());
+    MXQ_DEBUG_ASSERT(w->layout.n == p.n && w->layout.k == p.k && w->layout.elem == p.weight,
+                     "the entry checked that pw was prepared for this layer");
     const DType act = act_input_dtype(p.act);
-    if (x.data == nullptr || x.dtype != act || x.rows != p.m || x.cols != p.k)
-      return invalid_argument("cuda-hopper: x must be " + std::string(dtype_name(act)) + " [" +
-                              std::to_string(p.m) + ", " + std::to_string(p.k) + "], got " +
-                              dtype_name(x.dtype) + " [" + std::to_string(x.rows) + ", " +
-                              std::to_string(x.cols) + "]");
-    if (y.data == nullptr || y.dtype != p.out || y.rows != p.m || y.cols != p.n)
-      return invalid_argument("cuda-hopper: y must be " + std::string(dtype_name(p.out)) + " [" +
-                              std::to_string(p.m) + ", " + std::to_string(p.n) + "], got " +
-                              dtype_name(y.dtype) + " [" + std::to_string(y.rows) + ", " +
-                              std::to_string(y.cols) + "]");
+    MXQ_DEBUG_ASSERT(x.data != nullptr && x.dtype == act && x.rows == p.m && x.cols == p.k &&
+                         y.data != nullptr && y.dtype == p.out && y.rows == p.m && y.cols == p.n,
+                     "the entry checked x and y");
     int dev = 0;
     MXQ_CUDA_TRY(cudaGetDevice(&dev));
     if (dev != w->device)
@@ -255,13 +244,13 @@ class CudaHopperBackend final : public Backend {
 
   // MoE: the shared layer (moe/moe_layer.h: routing, dispatch, combine) on the hopper grouped
   // GEMMs; weights whose scales do not fold go to the cuda-mma kernels (announced).
-  StatusOr<std::unique_ptr<PreparedWeights>> prepare_moe(const Problem& p,
-                                                         const MoEWeights& w) const override {
+  StatusOr<std::unique_ptr<PreparedWeights>> do_prepare_moe(const Problem& p,
+                                                            const MoEWeights& w) const override {
     return prepare_moe_layer(p, w, kMoEStageBytes, MoEKernels::kHopper);
   }
 
-  Status run_moe(const Problem& p, const PreparedWeights& w, const DenseView& x,
-                 const MoERouting& r, const DenseMutView& y, void* stream) const override {
+  Status do_run_moe(const Problem& p, const PreparedWeights& w, const DenseView& x,
+                    const MoERouting& r, const DenseMutView& y, void* stream) const override {
     return run_moe_layer(p, w, x, r, y, static_cast<cudaStream_t>(stream));
   }
 

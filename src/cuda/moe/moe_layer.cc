@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "contract/debug_assert.h"
 #include "contract/weight_checks.h"
 #include "cuda/common/cuda_check.h"
 #include "cuda/common/device_memory.h"
@@ -208,10 +209,9 @@ static const char* family_name(MoEKernels k) { return k == MoEKernels::kHopper ?
 
 StatusOr<std::unique_ptr<PreparedWeights>> prepare_moe_layer(const Problem& p, const MoEWeights& w,
                                                              size_t stage_bytes, MoEKernels kernels) {
-  if (Verdict v = moe_layer_can_implement(p); !v)
-    return invalid_argument(std::string(family_name(kernels)) + " cannot run " + p.to_string() +
-                            ": " + v.reason);
-  MXQ_RETURN_IF_ERROR(contract::check_moe_weights(p, w));
+  // Checked by the entry (Backend::prepare_moe; tests that call this directly pass valid ones).
+  MXQ_DEBUG_ASSERT(moe_layer_can_implement(p).ok, "the backend's can_implement passed");
+  MXQ_DEBUG_ASSERT(contract::check_moe_weights(p, w).ok(), "check_moe_weights passed");
   auto out = std::make_unique<PreparedMoE>();
   out->kernels = kernels;
   MXQ_CUDA_TRY(cudaGetDevice(&out->device));
@@ -277,42 +277,22 @@ size_t moe_layer_staging_bytes(const PreparedWeights& w) {
 
 Status run_moe_layer(const Problem& p, const PreparedWeights& pw, const DenseView& x,
                      const MoERouting& r, const DenseMutView& y, cudaStream_t stream) {
-  const auto* w = dynamic_cast<const PreparedMoE*>(&pw);
-  if (w == nullptr)
-    return invalid_argument("cuda MoE layer: the weights were not prepared by cuda-mma or cuda-hopper");
+  // The arguments were checked by the entry (Backend::run_moe: the prepared weights come from
+  // this backend's prepare_moe of this layer, can_implement, x, y and the routing views,
+  // contract::check_moe_call); the device is this function's business.
+  MXQ_DEBUG_ASSERT(dynamic_cast<const PreparedMoE*>(&pw) != nullptr,
+                   "the entry checked that pw comes from a cuda MoE prepare");
+  const auto* w = static_cast<const PreparedMoE*>(&pw);
   const std::string who = family_name(w->kernels);
-  if (Verdict v = moe_layer_can_implement(p); !v)
-    return invalid_argument(who + " cannot run " + p.to_string() + ": " + v.reason);
   const MoEParams& q = p.moe;
-  if (w->elem != p.weight || w->hidden != p.n || w->inter != p.k)
-    return invalid_argument(who + ": prepared MoE weights are " +
-                            std::string(mx_format_name(w->elem)) + " hidden " +
-                            std::to_string(w->hidden) + ", intermediate " +
-                            std::to_string(w->inter) + "; the problem asks for " + p.to_string());
-  if (q.expert_map ? w->local > q.experts : w->local != q.experts)
-    return invalid_argument(who + ": prepared MoE weights hold " + std::to_string(w->local) +
-                            " experts; the problem has " + std::to_string(q.experts) +
-                            (q.expert_map ? " (expert map)" : ""));
+  MXQ_DEBUG_ASSERT(w->elem == p.weight && w->hidden == p.n && w->inter == p.k &&
+                       (q.expert_map ? w->local <= q.experts : w->local == q.experts),
+                   "the entry checked that pw was prepared for this layer");
+  MXQ_DEBUG_ASSERT(contract::check_moe_call(p, x, r, y).ok(), "the entry checked the call views");
   const DType act = act_input_dtype(p.act);
   const int64_t m = p.m, h = p.n, inter = p.k, k = q.topk;
-  MXQ_RETURN_IF_ERROR(contract::check_in("moe x", x, act, m, h));
-  MXQ_RETURN_IF_ERROR(contract::check_out("moe y", y, p.out, m, h));
   const DenseView& lg = r.router_logits;
-  if (lg.data == nullptr || lg.rows != m || lg.cols != q.experts ||
-      (lg.dtype != DType::kF32 && lg.dtype != DType::kBF16 && lg.dtype != DType::kF16))
-    return invalid_argument("moe router_logits: expected F32/BF16/F16 [" + std::to_string(m) +
-                            ", " + std::to_string(q.experts) + "], got " +
-                            dtype_name(lg.dtype) + " [" + std::to_string(lg.rows) + ", " +
-                            std::to_string(lg.cols) + "]");
   const bool want_corr = q.routing == Routing::kSigmoidGroupedTopK && q.correction_bias;
-  if (want_corr && (r.correction_bias.data == nullptr || r.correction_bias.dtype != DType::kF32 ||
-                    r.correction_bias.rows * r.correction_bias.cols != q.experts))
-    return invalid_argument("moe correction_bias: expected F32 [1, " + std::to_string(q.experts) +
-                            "]");
-  if (q.expert_map != (r.expert_map != nullptr))
-    return invalid_argument(q.expert_map ? "moe expert_map: the problem says one is given, but "
-                                           "it is null"
-                                         : "moe expert_map: given, but the problem has none");
   int dev = 0;
   MXQ_CUDA_TRY(cudaGetDevice(&dev));
   if (dev != w->device)
