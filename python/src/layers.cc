@@ -53,7 +53,7 @@ void bind_layers(nb::module_& m) {
         new (self) Linear();
         if (p.op != Op::kLinear) fail("Linear needs a linear problem, got " + p.to_string());
         self->problem = p;
-        self->w.w = weight_view(packed, scales, p.weight, 1, "weight", p.n, p.k);
+        self->w.w = weight_view(packed, scales, p.weight, 1, "weight");
         if (p.bias != bias.has_value()) fail(p.bias ? "the problem has a bias but none was given" : "a bias was given but the problem has none");
         self->w.bias = dense_host(bias, "bias", 1, p.n);
         self->w.input_scale = input_scale;
@@ -81,16 +81,16 @@ void bind_layers(nb::module_& m) {
         const int64_t e = p.moe.experts, h = p.n, i = p.k;
         if (p.moe.layout == io::GateUpLayout::kSeparate) {
           if (!w1p || !w1s || !w3p || !w3s) fail("layout 'separate' needs w1 and w3 (gate, up) packed and scales");
-          self->w.w1 = weight_view(*w1p, *w1s, p.weight, e, "w1", i, h);
-          self->w.w3 = weight_view(*w3p, *w3s, p.weight, e, "w3", i, h);
+          self->w.w1 = weight_view(*w1p, *w1s, p.weight, e, "w1");
+          self->w.w3 = weight_view(*w3p, *w3s, p.weight, e, "w3");
           self->w.bias1 = dense_host(b1, "bias1", e, i);
           self->w.bias3 = dense_host(b3, "bias3", e, i);
         } else {
           if (!w13p || !w13s) fail("layout '" + std::string(io::gate_up_layout_name(p.moe.layout)) + "' needs w13 (fused gate/up) packed and scales");
-          self->w.w13 = weight_view(*w13p, *w13s, p.weight, e, "w13", 2 * i, h);
+          self->w.w13 = weight_view(*w13p, *w13s, p.weight, e, "w13");
           self->w.bias13 = dense_host(b13, "bias13", e, 2 * i);
         }
-        self->w.w2 = weight_view(w2p, w2s, p.weight, e, "w2", h, i);
+        self->w.w2 = weight_view(w2p, w2s, p.weight, e, "w2");
         self->w.bias2 = dense_host(b2, "bias2", e, h);
         self->w.input_scale13 = input_scale13;
         self->w.input_scale2 = input_scale2;

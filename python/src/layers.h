@@ -44,21 +44,21 @@ struct LayerBase {
     return s;
   }
 
-  Problem call_problem(const Slot& s, int64_t m) const {
+  // The problem of one call: the layer's with M = m. Whether the backend runs it (and every
+  // view's shape and dtype) is checked by the backend entry (Backend::run_*), once.
+  Problem call_problem(int64_t m) const {
     Problem p = problem;
     p.m = m;
-    if (m > 0) {
-      if (const Verdict v = s.backend->check_problem(p); !v)
-        throw Error(unimplemented("backend '" + std::string(s.backend->name()) +
-                                  "' (prepared for this layer) cannot run " + p.to_string() + ": " +
-                                  v.reason));
-    }
     return p;
   }
 };
 
+// The view of packed [batch * n, k * bits / 8] and scales [batch * n, k / 32] arrays: only what
+// the view cannot carry is checked here (memory, dtype, whole element groups, the scales' count
+// for this K); its shape against the problem is checked once, by the backend entry
+// (Backend::prepare_*: check_linear_weights / check_moe_weights).
 inline MXWeightView weight_view(const Array& packed, const Array& scales, ElemType t, int64_t batch,
-                         const char* name, int64_t n_expect = -1, int64_t k_expect = -1) {
+                         const char* name) {
   const std::string pn = std::string(name) + " packed", sn = std::string(name) + " scales";
   check_cpu(packed, pn.c_str());
   check_cpu(scales, sn.c_str());
@@ -72,10 +72,6 @@ inline MXWeightView weight_view(const Array& packed, const Array& scales, ElemTy
   const int64_t k = bytes * 8 / bits;
   if (rows % batch != 0) fail(pn + " has shape " + shape_str(packed) + ", not " + std::to_string(batch) + " experts");
   const int64_t n = rows / batch;
-  if (n_expect >= 0 && n != n_expect)
-    fail(pn + " has shape " + shape_str(packed) + ": N = " + std::to_string(n) + ", expected " + std::to_string(n_expect));
-  if (k_expect >= 0 && k != k_expect)
-    fail(pn + " has shape " + shape_str(packed) + ": K = " + std::to_string(k) + " (" + std::to_string(bytes) + " bytes of " + elem_type_name(t) + "), expected K = " + std::to_string(k_expect));
   if (numel(scales) != rows * (k / kBlockSize))
     fail(sn + " has shape " + shape_str(scales) + "; expected " + std::to_string(rows) + " x " + std::to_string(k / kBlockSize) + " for K = " + std::to_string(k));
   return {t, batch, n, k, static_cast<const uint8_t*>(packed.data()),
@@ -111,14 +107,6 @@ inline DenseArg dense_arg(const MutArray& a, const char* what, const std::option
   return {a.data(), dt, r, c, d};
 }
 
-inline void expect_dense(const DenseArg& a, const char* what, DType dt, int64_t rows, int64_t cols) {
-  if (a.dtype != dt)
-    fail(std::string(what) + " has dtype " + dtype_name(a.dtype) + "; this layer expects " + dtype_name(dt));
-  if (a.rows != rows || a.cols != cols)
-    fail(std::string(what) + " is " + std::to_string(a.rows) + " x " + std::to_string(a.cols) +
-         " (rows x last dim); expected " + std::to_string(rows) + " x " + std::to_string(cols));
-}
-
 struct Linear : LayerBase {
   LinearWeights w;
   // Prepared under LayerBase::mu with the GIL held (releasing it there could deadlock).
@@ -131,11 +119,10 @@ struct Linear : LayerBase {
     DevKind dev = device_of(x, "x");
     const DenseArg xa = dense_arg(x, "x", x_dtype, &dev);
     const DenseArg ya = dense_arg(y, "out", y_dtype, &dev);
-    expect_dense(xa, "x", act_input_dtype(problem.act), xa.rows, problem.k);
-    expect_dense(ya, "out", problem.out, xa.rows, problem.n);
+    // x [M, K] and out [M, N] (named x and y by the entry) are checked by Backend::run_linear.
     const DeviceGuard guard(dev, x.device_id());  // before slot(): prepare on x's GPU
     Slot& s = slot(dev);
-    const Problem p = call_problem(s, xa.rows);
+    const Problem p = call_problem(xa.rows);
     if (xa.rows == 0) return;
     nb::gil_scoped_release nogil;
     throw_if_error(s.backend->run_linear(p, *s.prepared, {xa.data, xa.dtype, xa.rows, xa.cols},
@@ -145,7 +132,7 @@ struct Linear : LayerBase {
   // Raw-pointer entry for the torch ops (shapes and dtypes checked by the caller in Python).
   void run_ptr(uintptr_t x, uintptr_t y, int64_t m, bool cuda, uintptr_t stream) {
     Slot& s = slot(cuda ? DevKind::kCUDA : DevKind::kCPU);
-    const Problem p = call_problem(s, m);
+    const Problem p = call_problem(m);
     if (m == 0) return;
     nb::gil_scoped_release nogil;
     throw_if_error(s.backend->run_linear(
@@ -170,21 +157,14 @@ struct MoE : LayerBase {
     const DenseArg la = dense_arg(logits, "router_logits", logits_dtype, &dev);
     const DenseArg ya = dense_arg(y, "out", y_dtype, &dev);
     const int64_t e = problem.moe.experts;
-    expect_dense(xa, "x", act_input_dtype(problem.act), xa.rows, problem.n);
-    expect_dense(la, "router_logits", la.dtype, xa.rows, e);
-    expect_dense(ya, "out", problem.out, xa.rows, problem.n);
+    // x, router_logits, out (y) and correction_bias: shapes, dtypes and presence are checked by
+    // Backend::run_moe (contract::check_moe_call), once. The expert map is a raw int32 pointer
+    // there, so its dtype and length are checked here, the only place that sees the array.
     MoERouting r{{la.data, la.dtype, la.rows, la.cols}, {}, nullptr};
-    if (problem.moe.correction_bias != correction_bias.has_value())
-      fail(problem.moe.correction_bias ? "this MoE layer was prepared with correction_bias=True: pass correction_bias [E] float32"
-                                       : "correction_bias given, but the layer was prepared without it");
     if (correction_bias) {
       const DenseArg cb = dense_arg(*correction_bias, "correction_bias", std::nullopt, &dev);
-      if (cb.dtype != DType::kF32 || cb.rows * cb.cols != e) fail("correction_bias must be float32 with " + std::to_string(e) + " values");
-      r.correction_bias = {cb.data, cb.dtype, 1, e};
+      r.correction_bias = {cb.data, cb.dtype, cb.rows, cb.cols};
     }
-    if (problem.moe.expert_map != expert_map.has_value())
-      fail(problem.moe.expert_map ? "this MoE layer was prepared with expert_map=True: pass expert_map [E] int32"
-                                  : "expert_map given, but the layer was prepared without it");
     if (expert_map) {
       const MutArray& em = *expert_map;
       if (device_of(em, "expert_map") != dev) fail("expert_map must be on the same device as x");
@@ -195,7 +175,7 @@ struct MoE : LayerBase {
       r.expert_map = static_cast<const int32_t*>(em.data());
     }
     Slot& s = slot(dev);
-    const Problem p = call_problem(s, xa.rows);
+    const Problem p = call_problem(xa.rows);
     if (xa.rows == 0) return;
     nb::gil_scoped_release nogil;
     throw_if_error(s.backend->run_moe(p, *s.prepared, {xa.data, xa.dtype, xa.rows, xa.cols}, r,
@@ -206,7 +186,7 @@ struct MoE : LayerBase {
                int64_t m, uintptr_t correction_bias, uintptr_t expert_map, bool cuda,
                uintptr_t stream) {
     Slot& s = slot(cuda ? DevKind::kCUDA : DevKind::kCPU);
-    const Problem p = call_problem(s, m);
+    const Problem p = call_problem(m);
     if (m == 0) return;
     const int64_t e = p.moe.experts;
     MoERouting r{{reinterpret_cast<const void*>(logits), get(parse_dtype(logits_dtype)), m, e}, {}, nullptr};

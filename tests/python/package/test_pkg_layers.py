@@ -99,9 +99,9 @@ def test_linear_errors():
     lin = mxq.Linear.prepare(q.packed, q.scales, "mxfp4")
     with pytest.raises(ValueError, match=r"expected \[..., K=128\]"):
         lin(np.zeros((2, 64), BF16))
-    with pytest.raises(ValueError, match="x has dtype f32; this layer expects bf16"):
+    with pytest.raises(ValueError, match="linear x: expected dtype bf16, got f32"):
         lin(np.zeros((2, 128), np.float32))
-    with pytest.raises(ValueError, match="out is 2 x 63"):
+    with pytest.raises(ValueError, match=r"linear y: expected shape \[2, 64\], got \[2, 63\]"):
         lin(np.zeros((2, 128), BF16), out=np.empty((2, 63), BF16))
     with pytest.raises(ValueError, match="K = 256.*expected|scales has shape"):
         mxq.Linear.prepare(q.packed, q.scales[:, :2], "mxfp4")
@@ -145,6 +145,60 @@ def moe_weights(e=4, h=64, i=32, fmt="mxfp4", seed=0):
     return w13, w2
 
 
+
+# A malformed call gets exactly one error, from the public entry that owns the check (the C++
+# backend entry Backend::prepare_* / run_* for views; the Python op for the array's shape it
+# reshapes by), naming the tensor, the expected and the given value: the whole message is
+# matched, so an error wrapped in another or reported twice fails.
+def one_error(exc, message):
+    return pytest.raises(exc, match="^" + message.replace("[", r"\[").replace("]", r"\]")
+                         .replace("(", r"\(").replace(")", r"\)") + "$")
+
+
+def test_malformed_linear_call_is_one_error_from_the_entry():
+    q = weights(8, 64)
+    lin = mxq.Linear.prepare(q.packed, q.scales, "mxfp4", backend="cpu")
+    x = np.zeros((2, 64), BF16)
+    with one_error(ValueError, "invalid argument: cpu: linear x: expected dtype bf16, got f32"):
+        lin(np.zeros((2, 64), np.float32))
+    with one_error(ValueError, "invalid argument: cpu: linear y: expected shape [2, 8], got [2, 7]"):
+        lin(x, out=np.empty((2, 7), BF16))
+    with one_error(ValueError, "x has shape [2, 63]; expected [..., K=64]"):  # the Python op's
+        lin(np.zeros((2, 63), BF16))
+    # K not in whole 32-blocks: 20 bytes of E2M1 per row are K = 40 (canonical views round up).
+    packed = np.zeros((8, 20), np.uint8)
+    scales = np.full((8, 1), 127, np.uint8)
+    with one_error(ValueError, "invalid argument: cpu: linear weight: expected shape [1, 8, 64], "
+                               "got [1, 8, 40] (K must be a multiple of 32)"):
+        mxq.Linear.prepare(packed, scales, "mxfp4", backend="cpu")
+    assert lin(x).shape == (2, 8)  # the layer still runs
+
+
+def test_malformed_moe_call_is_one_error_from_the_entry():
+    w13, w2 = moe_weights()
+    layer = mxq.MoE.prepare(w13.packed, w13.scales, w2.packed, w2.scales, "mxfp4", topk=2,
+                            backend="cpu")
+    x = np.zeros((3, 64), BF16)
+    logits = np.zeros((3, 4), np.float32)
+    with one_error(ValueError, "invalid argument: cpu: moe x: expected dtype bf16, got f32"):
+        layer(np.zeros((3, 64), np.float32), logits)
+    with one_error(ValueError, "invalid argument: cpu: moe router_logits: expected [3, 4], "
+                               "got [3, 3]"):
+        layer(x, np.zeros((3, 3), np.float32))
+    with one_error(ValueError, "invalid argument: cpu: moe y: expected shape [3, 64], "
+                               "got [2, 64]"):
+        layer(x, logits, out=np.empty((2, 64), BF16))
+    # The down projection with I = 40 (20 bytes per row): not whole 32-blocks.
+    e, h, i = 4, 64, 40
+    w13p = np.zeros((e, 2 * i, h // 2), np.uint8)
+    w13s = np.full((e, 2 * i, h // 32), 127, np.uint8)
+    w2p = np.zeros((e, h, i // 2), np.uint8)
+    w2s = np.full((e, h, 1), 127, np.uint8)
+    with one_error(ValueError, "invalid argument: cpu: moe w2: expected shape [4, 64, 64], "
+                               "got [4, 64, 40] (K must be a multiple of 32)"):
+        mxq.MoE.prepare(w13p, w13s, w2p, w2s, "mxfp4", topk=2, backend="cpu")
+    assert layer(x, logits).shape == (3, 64)  # the layer still runs
+
 @pytest.mark.parametrize("routing,activation,layout", [
     ("softmax-topk", "silu", "chunked"),
     ("topk-softmax", "swigluoai", "interleaved"),
@@ -173,11 +227,11 @@ def test_moe_grouped_routing_and_errors():
     logits = np.random.default_rng(1).standard_normal((3, 8)).astype(np.float32)
     cb = np.zeros(8, np.float32)
     assert layer(x, logits, correction_bias=cb).shape == (3, 64)
-    with pytest.raises(ValueError, match="correction_bias=True"):
+    with pytest.raises(ValueError, match="correction_bias=true"):
         layer(x, logits)
-    with pytest.raises(ValueError, match="router_logits is 3 x 4"):
+    with pytest.raises(ValueError, match=r"moe router_logits: expected \[3, 8\], got \[3, 4\]"):
         layer(x, logits[:, :4], correction_bias=cb)
-    with pytest.raises(ValueError, match="w13 packed has shape.*expected K = 32"):
+    with pytest.raises(ValueError, match=r"moe w13: expected shape \[8, 64, 32\], got \[8, 64, 64\]"):
         mxq.MoE.prepare(w13.packed, w13.scales, w2.packed[:, :32], w2.scales[:, :32], "mxfp4", topk=2)
     with pytest.raises(ValueError, match="separate"):
         mxq.MoE.prepare(None, None, w2.packed, w2.scales, "mxfp4", topk=2, layout="separate")
