@@ -19,6 +19,10 @@ way: cuBLAS BF16 (torch.matmul), cuBLASLt FP8 rowwise (torch._scaled_mm) and hum
 torch reference on the dequantized weights (relative Frobenius error must be < 1e-2); humming's
 output is checked against the same reference and its error recorded (humming_rel_err).
 
+The JSON records the run's provenance (bench/provenance.py): commit, shim sha256, device,
+driver, CUDA runtime, torch / triton versions, the peers' versions (`peers`), and the copy
+bandwidth and cuBLAS BF16 peak (`bf16_peak_flops`, `bf16_peak_source`) measured in this process.
+
 humming gets the same canonical MX weights (MXFP4 / MXFP8 codes, E8M0 scales per 32 along K) and
 the same BF16 x, writes into a preallocated BF16 y, and is timed the same way. Its first call per
 layer JIT-compiles its kernels for every M interval (humming_layers[].compile_s, not in any
@@ -38,7 +42,7 @@ import case_list
 import forced_config
 import humming_peer
 import vllm_marlin_peer
-from provenance import provenance
+import provenance
 
 # Default N x K shapes and token counts: tests/cases/cases.json, sets.cuda_gemm_bench (the one
 # case list of the tests and benchmarks).
@@ -142,10 +146,8 @@ class Timer:
 
 
 def copy_bandwidth(timer):
-    src = torch.empty(1 << 30, dtype=torch.uint8, device="cuda")
-    dst = torch.empty_like(src)
-    us = timer.median_us(lambda: dst.copy_(src))
-    return 2 * src.numel() / (us * 1e-6)  # bytes read + written per second
+    """Bytes read + written per second of a 1 GiB device-to-device copy (bench/provenance.py)."""
+    return provenance.copy_bandwidth(timer.median_us)
 
 
 def peers(m, n, k, x, timer):
@@ -192,24 +194,30 @@ def main():
     timer = Timer(args.reps, args.flush)
     vp, vp_error = vllm_marlin_peer.load(args.vllm_peers)
     marlin_note = "vLLM 0.26.0 Marlin (dense MXFP4/MXFP8)" if vp else f"not available: {vp_error}"
-    torch.manual_seed(0)
     props = torch.cuda.get_device_properties(0)
-    bw = copy_bandwidth(timer)
+    # Copy bandwidth and cuBLAS BF16 peak, measured here with this bench's timer.
+    rates = provenance.measure(timer.median_us)
+    bw = rates["copy_bandwidth_Bps"]
+    torch.manual_seed(0)  # after the peak's random GEMM operands: the cases' weights as before
     hk_version, hk_error = (None, "disabled (--no-humming)") if args.no_humming else \
         humming_peer.probe()
     humming_note = hk_version or f"not available: {hk_error}"
     hk_budget = humming_peer.Budget(args.humming_budget_s)
     hk_shapes = {tuple(map(int, v.split("x"))) for v in args.humming_shapes.split(",") if v}
-    result = {"device": props.name, "sms": props.multi_processor_count,
-              "copy_bandwidth_Bps": bw, "torch": torch.__version__, "humming": humming_note,
-              "marlin": marlin_note, "flush": args.flush, **provenance(args.shim),
+    result = {**provenance.environment(args.shim, args.vllm_peers,
+                                       {"humming": humming_note, "marlin": marlin_note}),
+              "device": props.name, "sms": props.multi_processor_count,
+              **rates, "torch": torch.__version__, "humming": humming_note,
+              "marlin": marlin_note, "flush": args.flush,
               "humming_layers": [], "argv": sys.argv[1:], "backends": args.backends,
               "cases": []}
 
     def save():
         with open(args.out, "w") as f:
             json.dump(result, f, indent=1)
-    print(f"# {props.name}: copy bandwidth {bw / 1e12:.2f} TB/s; humming-kernels {humming_note}; "
+    print(f"# {props.name}: copy bandwidth {bw / 1e12:.2f} TB/s; BF16 peak "
+          f"{rates['bf16_peak_flops'] / 1e12:.0f} TFLOP/s; driver {result['driver']}; "
+          f"humming-kernels {humming_note}; "
           f"marlin {marlin_note}; L2 flush by {args.flush}; commit {result['commit']}; "
           f"shim sha256 {result['shim_sha256'][:16]}", flush=True)
 

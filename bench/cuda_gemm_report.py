@@ -9,7 +9,8 @@ first run next to its JSON as .png when matplotlib is importable)
 Plot: per N x K and format, time vs M for mxq, cuBLAS BF16, cuBLASLt FP8 rowwise and
 humming-kernels (where measured), with the two
 floors of the MX kernel: weight bytes / measured copy bandwidth (the decode floor) and
-2 M N K / the cuBLAS BF16 peak rate seen in the same run (the compute floor).
+2 M N K / the cuBLAS BF16 peak measured in the run (bf16_peak_flops; in older files the best
+cuBLAS BF16 rate among the cases; the compute floor).
 """
 import json
 import os
@@ -28,7 +29,10 @@ def tables(paths):
           f"{head['copy_bandwidth_Bps'] / 1e12:.2f} TB/s, torch {head['torch']}, "
           f"{head['humming']}, {head.get('marlin', 'Marlin not run')}, L2 flush by "
           f"{head.get('flush', 'write')}; commit {head.get('commit')}, shim sha256 "
-          f"{head.get('shim_sha256')}.")
+          f"{head.get('shim_sha256')}" +
+          (f"; driver {head['driver']}" if "driver" in head else "") +
+          (f"; BF16 peak {head['bf16_peak_flops'] / 1e12:.0f} TFLOP/s measured in the run"
+           if head.get("bf16_peak_flops") else "") + ".")
     for r in runs:
         print(f"- `{' '.join(r['argv'])}`")
     cases = [c for r in runs for c in r["cases"]]
@@ -73,8 +77,11 @@ def main(paths):
     groups = {}
     for c in cases:
         groups.setdefault((c["n"], c["k"]), {}).setdefault(c["format"], []).append(c)
-    peak = max((2 * c["m"] * c["n"] * c["k"] / (c["cublas_bf16_us"] * 1e-6)
-                for c in cases if c.get("cublas_bf16_us")), default=None)
+    # The BF16 peak measured in the run (bf16_peak_flops); files written before it was recorded:
+    # the best cuBLAS BF16 rate among the cases of the same run.
+    peak = data.get("bf16_peak_flops") or max(
+        (2 * c["m"] * c["n"] * c["k"] / (c["cublas_bf16_us"] * 1e-6)
+         for c in cases if c.get("cublas_bf16_us")), default=None)
     fig, axes = plt.subplots(2, (len(groups) + 1) // 2, figsize=(5 * ((len(groups) + 1) // 2), 9),
                              squeeze=False)
     for ax, ((n, k), fmts) in zip(axes.flat, sorted(groups.items())):

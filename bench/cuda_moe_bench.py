@@ -51,8 +51,10 @@ checked the same way against its own weights for M <= 64.
 Weights are random, generated on the GPU: E2M1 / E4M3 code bytes uniform (E4M3 NaN codes
 0x7F / 0xFF replaced by 0x7E / 0xFE), E8M0 scales uniform in 118..123 (2^-9..2^-4) for MXFP4 and
 112..117 for MXFP8 (E4M3 elements reach 448 = 2^8.8, E2M1 only 6: the shift keeps the weight
-magnitudes alike). Results are written to --out after every case, with the commit measured
-(MXQ_COMMIT first, then git) and the shim's sha256 (bench/provenance.py).
+magnitudes alike). Results are written to --out after every case, with the run's provenance
+(bench/provenance.py): the commit measured (MXQ_COMMIT first, then git), the shim's sha256,
+device, driver, CUDA runtime, torch / triton versions, the peers' versions (`peers`) and the copy
+bandwidth and BF16 peak measured in this process.
 """
 import argparse
 import ctypes
@@ -68,7 +70,7 @@ import case_list
 import forced_config
 import humming_peer
 import vllm_moe_peer
-from provenance import provenance
+import provenance
 
 # The layers (name: hidden h, intermediate i, experts e, top-k k, gate/up layout, activation,
 # routing, groups) and token counts: tests/cases/cases.json, sets.cuda_moe_bench (the one case
@@ -180,36 +182,6 @@ def capture(fn):
     except Exception as ex:  # noqa: BLE001
         torch.cuda.synchronize()
         return None, f"{type(ex).__name__}: {str(ex).splitlines()[0][:200]}"
-
-
-def copy_bandwidth(timer):
-    src = torch.empty(1 << 30, dtype=torch.uint8, device="cuda")
-    dst = torch.empty_like(src)
-    us, _ = timer.median_us(lambda: dst.copy_(src))
-    del src, dst
-    return 2 * (1 << 30) / (us * 1e-6)  # bytes read + written per second
-
-
-# BF16 peak: measured here, as the GEMM bench's report takes its peak from the cuBLAS runs of the
-# same process. Square-ish GEMMs large enough to be compute-bound; the best rate is the peak.
-PEAK_SHAPES = [(8192, 8192, 8192), (16384, 8192, 8192), (8192, 16384, 16384)]
-
-
-def bf16_peak(timer):
-    """(FLOP/s, source) of cuBLAS BF16 (torch.matmul, BF16 in/out, FP32 accumulation) at its
-    best over PEAK_SHAPES in this process."""
-    best, where = 0.0, ""
-    for m, n, k in PEAK_SHAPES:
-        a = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
-        b = torch.randn(k, n, device="cuda", dtype=torch.bfloat16)
-        us, _ = timer.median_us(lambda: torch.matmul(a, b))
-        rate = 2 * m * n * k / (us * 1e-6)
-        if rate > best:
-            best, where = rate, f"{m}x{n}x{k}"
-        del a, b
-    torch.cuda.empty_cache()
-    return best, (f"measured: cuBLAS BF16 torch.matmul, best of {len(PEAK_SHAPES)} GEMMs "
-                  f"(M x N x K {where}), median of CUDA-event timings in this process")
 
 
 # ---------------------------------------------------------------------------------- weights
@@ -499,8 +471,10 @@ def main():
     shim = Shim(args.shim)
     timer = Timer(args.reps)
     props = torch.cuda.get_device_properties(0)
-    bw = copy_bandwidth(timer)
-    peak, peak_source = bf16_peak(timer)
+    # Copy bandwidth and BF16 peak measured here with this bench's timer (bench/provenance.py).
+    rates = provenance.measure(lambda fn: timer.median_us(fn)[0])
+    bw, peak, peak_source = rates["copy_bandwidth_Bps"], rates["bf16_peak_flops"], \
+        rates["bf16_peak_source"]
     hk_version, hk_error = (None, "disabled (--no-humming)") if args.no_humming else \
         humming_peer.probe()
     humming_note = hk_version or f"unavailable: {hk_error}"
@@ -511,15 +485,16 @@ def main():
                 "per-expert torch.matmul loop over the experts with tokens") + \
         ": torch routing, stable argsort by expert, gather, gate/up GEMM, activation in BF16, " \
         "down GEMM, float32 weighted index_add_ combine"
-    result = {"device": props.name, "sms": props.multi_processor_count,
-              "copy_bandwidth_Bps": bw, "torch": torch.__version__, "humming": humming_note,
+    result = {**provenance.environment(args.shim, args.vllm_peers,
+                                       {"humming": humming_note, "vllm_moe": vllm_note}),
+              "device": props.name, "sms": props.multi_processor_count,
+              **rates, "torch": torch.__version__, "humming": humming_note,
               "vllm_moe": vllm_note, "bf16_baseline": baseline, "grouped_mm_probe": probe,
               "reps": args.reps,
               "skew": {"offset": SKEW_OFFSET, "hot_experts": "2 * topk",
                        "rule": f"logits ~ N(0,1) + {SKEW_OFFSET} on the first 2*topk experts of "
                                f"torch.randperm(E) with torch.manual_seed({SKEW_SEED})"},
-              "scales": SCALES, "bf16_peak_flops": peak, "bf16_peak_source": peak_source,
-              **provenance(args.shim), "argv": sys.argv[1:], "humming_layers": [], "vllm_layers": [],
+              "scales": SCALES, "argv": sys.argv[1:], "humming_layers": [], "vllm_layers": [],
               "cases": []}
     print(f"# {props.name}: copy bandwidth {bw / 1e12:.2f} TB/s; BF16 peak "
           f"{peak / 1e12:.0f} TFLOP/s ({peak_source}); humming-kernels {humming_note}; "
