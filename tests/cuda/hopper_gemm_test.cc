@@ -243,6 +243,24 @@ TEST(HopperGemm, SplitKAcrossClusters) {
   EXPECT_TRUE(splits.count(1) && splits.count(8))
       << "no split and an 8-CTA cluster must both run; the splits that ran:" << ran;
   EXPECT_TRUE(split_128) << "a 128-token tile split in 2 (64 KB reduction buffer) must run";
+
+  // 256 tokens split in 2: the partial sums go through a 32 KB buffer in 4 rounds. The model
+  // takes it where unsplit 256-token items leave most SMs idle (N = 8192, M = 256: 64 items);
+  // forced on partial token tiles, several items per cluster and rows past N.
+  const auto big = config_of(ElemType::kE2M1, 256, 8192, 8192);
+  EXPECT_TRUE(big.tokens == 256 && big.splits == 2) << big.to_string();
+  ASSERT_EQ(setenv("MXQ_HOPPER_CONFIG", "256:2:2", 1), 0);
+  for (ElemType e : {ElemType::kE2M1, ElemType::kE4M3}) {
+    const auto cfg = config_of(e, 300, 2064, 2880);
+    EXPECT_TRUE(cfg.forced && cfg.tokens == 256 && cfg.splits == 2) << cfg.to_string();
+    check_gemm(e, ActKey::kBF16, DType::kF32, 300, 2064, 2880, true, 115, 125);
+    check_gemm(e, ActKey::kFP16, DType::kF16, 256, 1024, 4096, false, 115, 125);
+    check_gemm(e, ActKey::kBF16, DType::kBF16, 1, 96, 128, true, 115, 125);
+    // 5 x 32 = 160 items over at most 66 resident clusters: several items per cluster, so the
+    // buffer's rounds of one item follow the last round of the one before.
+    check_gemm(e, ActKey::kBF16, DType::kF32, 1100, 4096, 512, true, 115, 125);
+  }
+  unsetenv("MXQ_HOPPER_CONFIG");
 }
 
 TEST(HopperGemm, RealShapes) {
@@ -310,6 +328,43 @@ TEST(HopperGemm, SanitizerSizedClusters) {
     check_gemm(ElemType::kE2M1, ActKey::kBF16, DType::kF32, m, n, k, true, 118, 126);
   }
   EXPECT_EQ(splits, (std::set<int>{1, 2, 8})) << "splits 1, 2 and 8 must each run once";
+
+  // The 256-token tile split in 2 (4 reduction rounds per item through st.async): 4 items, a
+  // partial token tile; K = 512 keeps each rank's 4 steps inside the 5-stage ring (racecheck
+  // reports every ring wrap, see SanitizerRingWraps).
+  ASSERT_EQ(setenv("MXQ_HOPPER_CONFIG", "256:2:2", 1), 0);
+  {
+    const Case c = make_case(ElemType::kE2M1, ActKey::kBF16, DType::kF32, 300, 256, 512, true, 118, 126);
+    const Backend* b = hopper_backend();
+    ASSERT_NE(b, nullptr);
+    auto prep = b->prepare_linear(c.p, c.lw());
+    ASSERT_TRUE(prep.ok()) << prep.status().to_string();
+    EXPECT_EQ(run_hopper(c, *prep.value()), run_hopper(c, *prep.value())) << "256:2:2";
+    check_gemm(ElemType::kE2M1, ActKey::kBF16, DType::kF32, 300, 256, 512, true, 118, 126);
+  }
+  unsetenv("MXQ_HOPPER_CONFIG");
+}
+
+// Rings that wrap several times (K = 4096: 64 k64 steps, or 32 per rank split in 2) for every
+// dense token tile, sized for compute-sanitizer memcheck (scripts/gpu_check.sh) and checked
+// against cpu-reference. Under racecheck (not run in gpu_check.sh) every wrap is reported as a
+// hazard between the consumers' LDS of a slot and the producer's next bulk copy into it, for
+// every tile including those unchanged since 0b8663a: the two are ordered by the slot's
+// `empty` mbarrier (each warp's lanes meet at __syncwarp, lane 0 arrives with release, the
+// producer waits with acquire before issuing the copy), which racecheck does not seem to
+// connect to the async proxy's writes (2026-12-04, tests/cuda/results). Each config is printed
+// before it runs, so that a sanitizer report can be placed.
+TEST(HopperGemm, SanitizerRingWraps) {
+  SKIP_WITHOUT_HOPPER();
+  for (const char* v : {"16:2:1", "64:2:1", "128:2:1", "128:2:2", "256:2:1", "256:2:2"}) {
+    SCOPED_TRACE(v);
+    ASSERT_EQ(setenv("MXQ_HOPPER_CONFIG", v, 1), 0);
+    const int nt = std::atoi(v);
+    std::printf("ring-wrap case %s\n", v);
+    std::fflush(stdout);
+    check_gemm(ElemType::kE2M1, ActKey::kBF16, DType::kF32, nt + 3, 128, 4096, true, 118, 126);
+  }
+  unsetenv("MXQ_HOPPER_CONFIG");
 }
 
 // The 4-consumer-warpgroup kernel (640 threads, 256-row items) split 1 and 2 on a small shape

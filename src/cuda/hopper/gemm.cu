@@ -112,7 +112,7 @@ StatusOr<int> resident_clusters(ElemType elem, DType act, int nt, int c, int spl
 // 3: 63.4; 8192^2 split 2 / 3: 31.1 / 25.2). 128 and 256 tokens from the runs of dac13a0.
 // The tail tiles (grouped only): the main tile's cost plus the tail's MMAs, FIRST GUESS by
 // MMA share (288: 1180 x 288 / 256 = 1330; 80, 144: + 60), to be refitted by measurement.
-double step_cycles(int nt, int c) {
+double step_cycles(int nt, int c, bool grouped) {
   if (c == 4) return 670;
   if (c == 3) return nt == 16 ? 550 : nt == 32 ? 610 : 720;
   switch (nt) {
@@ -122,7 +122,10 @@ double step_cycles(int nt, int c) {
     case 16: return 430;
     case 32: return 450;
     case 64: return 530;
-    case 128: return 850;
+    // Dense 128 tokens refitted after 1883034 took the dummy wgmma out of its loop (H200,
+    // 2026-12-04, 128:2:1 one round: 8192^2 M = 256 57.8 us, 4096^2 M = 512 32.2 us: 720-745
+    // cycles); the grouped one is not refitted (its block model was fitted with 850).
+    case 128: return grouped ? 850 : 740;
     default: return 1180;  // 256
   }
 }
@@ -131,17 +134,27 @@ double step_cycles(int nt, int c) {
 // H200: 4096^2 M = 1 split 8 ran 3 rounds of 8 steps in 23.2 us, about 6000 cycles per round
 // more than its steps (bench/results/h200/gemm-hopper.md, "Cost model").
 constexpr double kSplitCyclesPerRank = 850;
+// ... for the tiles up to 64 tokens (8-32 floats a thread). 128 and 256 tokens (64 / 128 floats,
+// 256: 4 buffer rounds), fitted on the H200 after the conflict-free st.async reduction (
+// 2026-12-04, gemm-hopper.md "Split K for 256 tokens"): one item per cluster, forced configs
+// against the model's steps, 4096^2 M = 256 128:2:2 23.2 us (~4000 cycles beyond its steps),
+// 8192^2 M = 256 / 4096^2 M = 512 / 8192 x 28672 M = 256 256:2:2 55.9 / 36.3 / 163.0 us
+// (~10000-15000).
+double split_cycles(int nt) {
+  return nt == 256 ? 11000 : nt >= 128 ? 3700 : kSplitCyclesPerRank;
+}
 // Launch, prologue (barrier init, cluster sync, first copies) and exit, the same for every
 // candidate: it changes no choice, only the printed estimate (~5 us at M = 1 on 2880^2).
 constexpr double kLaunchCycles = 8750;
 
 // Estimated cycles of the launch: rounds of items over the resident clusters, times the k64
 // steps of one rank's K range, times the tile's step cost, plus the reductions.
-double estimate_cycles(int items, int resident, int64_t k64, int nt, int c, int splits) {
+double estimate_cycles(int items, int resident, int64_t k64, int nt, int c, int splits,
+                       bool grouped) {
   const int rounds = (items + resident - 1) / resident;
   const int64_t steps = (k64 + splits - 1) / splits;
   return kLaunchCycles +
-         rounds * (double(steps) * step_cycles(nt, c) + (splits - 1) * kSplitCyclesPerRank);
+         rounds * (double(steps) * step_cycles(nt, c, grouped) + (splits - 1) * split_cycles(nt));
 }
 
 // MXQ_HOPPER_CONFIG=tokens:consumers:splits (0 = the model's choice for that field) fixes
@@ -260,8 +273,8 @@ Status rank_splits(ElemType elem, DType act, int64_t n, int64_t k64, int nt, int
       if (cons == 3 && s > 2 && f.splits == 0) continue;
       auto r = resident_clusters(elem, act, nt, cons, s);
       if (!r.ok()) return r.status();
-      const double e =
-          estimate_cycles(int(std::min<int64_t>(items, 1 << 30)), r.value(), k64, nt, cons, s);
+      const double e = estimate_cycles(int(std::min<int64_t>(items, 1 << 30)), r.value(), k64,
+                                       nt, cons, s, grouped);
       if (best == 0.0 || e < best * 0.98) {  // a bigger tile, split or CTA must win by 2%
         best = e;
         c.tokens = nt;
@@ -438,7 +451,7 @@ int hopper_grouped_block(int64_t tokens, int64_t topk, int64_t experts) {
   int best_nt = 16;
   double best = 0.0;
   for (int nt : kTokenTiles) {
-    const double cost = expected_blocks(avg, nt) * step_cycles(nt, 2);
+    const double cost = expected_blocks(avg, nt) * step_cycles(nt, 2, true);
     if (best == 0.0 || cost < best * 0.98) {
       best = cost;
       best_nt = nt;

@@ -69,14 +69,21 @@ constexpr int stage_bytes(int tokens, bool fp4, int c) {
   return stage_steps(tokens, c) * (act_stage_bytes(tokens) + c * chunk_bytes(fp4));
 }
 // Split K across the CTAs of a cluster (reduced through distributed shared memory) for token
-// tiles up to 128: the reduction buffer holds (splits - 1) x 128 C threads x tokens/2 floats
-// (128 tokens, 2 splits: 64 KB, leaving a 7-stage (E2M1) / 6-stage (E4M3) ring; 16 tokens,
-// 8 splits, 3 consumers: 84 KB, a 17 / 10-stage ring).
+// tiles up to 256: the reduction buffer holds (splits - 1) x 128 C threads x the floats of one
+// reduction round (128 tokens, 2 splits: 64 KB, leaving a 7-stage (E2M1) / 6-stage (E4M3)
+// ring; 16 tokens, 8 splits, 3 consumers: 84 KB, a 17 / 10-stage ring).
+// 256 tokens split in 2: for the layers with 64 items of 128 rows (N = 8192) at M = 256, where
+// unsplit 256-token items fill 64 of 132 SMs and two 128-token tiles decode every weight twice
+// (8192^2 M = 256: 57.0 us against cuBLAS BF16's 45.8, gemm-hopper.md). Its 128 accumulators
+// per thread go through a 32 KB buffer in 4 rounds of 32, so the ring keeps 5 (E2M1) / 4 (E4M3)
+// stages of 36-40 KB instead of 6 / 5 (a 128 KB buffer would leave 2).
 constexpr int max_splits(int tokens, int c) {
-  return c == 4 ? 4 : tokens <= 16 ? 8 : tokens <= 32 ? 4 : tokens <= 128 ? 2 : 1;
+  return c == 4 ? 4 : tokens <= 16 ? 8 : tokens <= 32 ? 4 : tokens <= 128 || tokens == 256 ? 2 : 1;
 }
+constexpr int reduce_rounds(int tokens) { return tokens == 256 ? 4 : 1; }
+constexpr int reduce_round_floats(int tokens) { return tokens / 2 / reduce_rounds(tokens); }
 constexpr int reduce_bytes(int tokens, int c) {
-  return (max_splits(tokens, c) - 1) * 128 * c * tokens / 2 * 4;
+  return (max_splits(tokens, c) - 1) * 128 * c * reduce_round_floats(tokens) * 4;
 }
 constexpr int kBarrierBytes = 512;  // 2 x kMaxStages + 2 mbarriers, rounded up
 constexpr int stages(int tokens, bool fp4, int c) {

@@ -27,9 +27,9 @@
 //   warpgroups' MMAs and decodes interleave on the SM sub-partitions besides.
 // - Epilogue: with one split, bias + conversion + store straight from the accumulators. With
 //   several, ranks 1.. store their FP32 partial sums into rank 0's shared memory (distributed
-//   shared memory) and arrive on its `red_full` barrier; rank 0 adds them in rank order
+//   shared memory, st.async completing bytes on its `red_full` barrier); rank 0 adds them in rank order
 //   (deterministic: no atomics in the result path) and releases the buffer through each rank's
-//   `red_empty` barrier before the next item.
+//   `red_empty` barrier before the next round (256 tokens: 4 rounds per item, gemm_config.h).
 #pragma once
 
 #include <cuda.h>
@@ -81,6 +81,9 @@ struct KernelShape {
   static constexpr int kChunkW = kChunk - 128;
   static constexpr int kLaneBytes = kFp4 ? 16 : 32;
   static constexpr int kAcc = NT / 2;                 // accumulators per consumer thread
+  static constexpr int kRedRounds = reduce_rounds(NT);      // split K: reduction rounds
+  static constexpr int kRedFloats = reduce_round_floats(NT);  // accumulators per round
+  static_assert(kRedRounds * kRedFloats == kAcc && kRedFloats % 4 == 0, "whole float4 rounds");
   static constexpr int kSmem = smem_bytes(NT, kFp4, C);
   static constexpr int kConsumers = C;
   static constexpr int kThreads = threads(C);
@@ -182,7 +185,7 @@ __global__ void __launch_bounds__(threads(C), 1)
       sm90::mbar_init(&full[s], 1);
       sm90::mbar_init(&empty[s], S::kConsumers * 4);  // lane 0 of every consumer warp
     }
-    sm90::mbar_init(red_full, uint32_t((splits - 1) * 128 * S::kConsumers));
+    sm90::mbar_init(red_full, 1);  // rank 0's arrive.expect_tx of a round's bytes
     sm90::mbar_init(red_empty, 128 * S::kConsumers);
     sm90::fence_mbar_init();
   }
@@ -357,6 +360,10 @@ __global__ void __launch_bounds__(threads(C), 1)
         advance();
       }
       ptx::wgmma_wait<0>();
+      // Every lane's reads of the slot (its LDS of step `done`) are ordered before lane 0's
+      // release of it: without this, compute-sanitizer racecheck reports the producer's next
+      // bulk copy into the slot against the other lanes' LDS at every wrap of the ring.
+      __syncwarp();
       if (lane == 0) sm90::mbar_arrive(&empty[done]);
     };
     // `live` is true but opaque: with a constant condition ptxas hoists the first step's
@@ -371,32 +378,55 @@ __global__ void __launch_bounds__(threads(C), 1)
     if (u < units) step(u, a0, a1, false);
 
     if (splits > 1) {
-      float* mine = red + size_t(ct) * S::kAcc;  // this thread's slot in a rank's buffer
+      // The partial sums go through rank 0's buffer in kRedRounds rounds of kRedFloats
+      // accumulators per thread (one round up to 128 tokens; 256 tokens: 4, gemm_config.h),
+      // each round one red_full / red_empty round trip; rank 0 adds them in rank order. The
+      // partial sums travel as st.async stores that complete bytes on rank 0's red_full (one
+      // expect_tx per round): a remote store + arrive.release.cluster per thread compiled to
+      // MEMBAR.ALL.GPU + ERRBAR per warp (SASS, 2026-12-04).
+      // Buffer layout [rank - 1][float4 j of the round][consumer thread]: the 32 lanes of a
+      // warp store / load 512 consecutive bytes per instruction. (Thread-major slots, 256 B
+      // apart, put all lanes on the same banks: 32 wavefronts per instruction on both sides,
+      // measured on the H200 as ~6 us per item for 64 floats a thread, 2026-12-04.)
+      constexpr int RR = S::kRedRounds, RF = S::kRedFloats, kRedThreads = 128 * S::kConsumers;
+      auto red_slot = [&](int r, int j) {  // float4 j of this thread's partial sums of rank r
+        return red + (size_t((r - 1) * (RF / 4) + j) * kRedThreads + size_t(ct)) * 4;
+      };
       if (rank != 0) {
-        if (red_pending) sm90::mbar_wait_cluster(red_empty, red_phase ^ 1u);
-        float* dst = mine + size_t(rank - 1) * 128 * S::kConsumers * S::kAcc;
 #pragma unroll
-        for (int i = 0; i < S::kAcc; i += 4)
-          sm90::st_cluster_v4(dst + i, 0, make_float4(acc[i], acc[i + 1], acc[i + 2], acc[i + 3]));
-        sm90::mbar_arrive_cluster(red_full, 0);
-        red_pending = true;
-        red_phase ^= 1u;
+        for (int q = 0; q < RR; ++q) {
+          if (red_pending) sm90::mbar_wait_cluster(red_empty, red_phase ^ 1u);
+#pragma unroll
+          for (int i = 0; i < RF; i += 4)
+            sm90::st_async_v4(red_slot(int(rank), i / 4), 0,
+                              make_float4(acc[q * RF + i], acc[q * RF + i + 1],
+                                          acc[q * RF + i + 2], acc[q * RF + i + 3]),
+                              red_full);
+          red_pending = true;
+          red_phase ^= 1u;
+        }
         continue;
       }
-      sm90::mbar_wait_cluster(red_full, red_phase);
-      red_phase ^= 1u;
-      for (int r = 1; r < splits; ++r) {
-        const float* src = mine + size_t(r - 1) * 128 * S::kConsumers * S::kAcc;
 #pragma unroll
-        for (int i = 0; i < S::kAcc; i += 4) {
-          const float4 v = *reinterpret_cast<const float4*>(src + i);
-          acc[i] += v.x;
-          acc[i + 1] += v.y;
-          acc[i + 2] += v.z;
-          acc[i + 3] += v.w;
+      for (int q = 0; q < RR; ++q) {
+        // The round's bytes from every other rank (st.async transactions; they may land
+        // before this expect, which the transaction count allows).
+        if (ct == 0)
+          sm90::mbar_arrive_expect_tx(red_full, uint32_t((splits - 1) * kRedThreads * RF * 4));
+        sm90::mbar_wait(red_full, red_phase);
+        red_phase ^= 1u;
+        for (int r = 1; r < splits; ++r) {
+#pragma unroll
+          for (int i = 0; i < RF; i += 4) {
+            const float4 v = *reinterpret_cast<const float4*>(red_slot(r, i / 4));
+            acc[q * RF + i] += v.x;
+            acc[q * RF + i + 1] += v.y;
+            acc[q * RF + i + 2] += v.z;
+            acc[q * RF + i + 3] += v.w;
+          }
         }
+        for (int r = 1; r < splits; ++r) sm90::mbar_arrive_cluster(red_empty, uint32_t(r));
       }
-      for (int r = 1; r < splits; ++r) sm90::mbar_arrive_cluster(red_empty, uint32_t(r));
     }
 
     // Epilogue: lane (g, t) of warp `warp` holds rows row0 and row0 + 8, tokens 8i + 2t + h.

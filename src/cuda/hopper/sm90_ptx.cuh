@@ -180,6 +180,24 @@ __device__ __forceinline__ void st_cluster_v4(const void* local, uint32_t rank, 
 #endif
 }
 
+// 16 bytes to the same shared-memory offset as `local` in CTA `rank` of the cluster, as an
+// asynchronous store that completes 16 transaction bytes on the barrier at `bar`'s offset in
+// that CTA (st.async: no fence, the receiver's barrier phase orders the data).
+__device__ __forceinline__ void st_async_v4(const void* local, uint32_t rank, float4 v,
+                                            uint64_t* bar) {
+#if MXQ_HAS_WGMMA
+  asm volatile(
+      "{\n.reg .b32 ra, rb;\nmapa.shared::cluster.u32 ra, %0, %1;\n"
+      "mapa.shared::cluster.u32 rb, %6, %1;\n"
+      "st.async.shared::cluster.mbarrier::complete_tx::bytes.v4.f32 [ra], {%2, %3, %4, %5}, [rb];\n}\n"
+      ::"r"(smem_addr(local)), "r"(rank), "f"(v.x), "f"(v.y), "f"(v.z), "f"(v.w),
+      "r"(smem_addr(bar))
+      : "memory");
+#else
+  (void)local; (void)rank; (void)v; (void)bar;
+#endif
+}
+
 // ---- registers -----------------------------------------------------------------------------
 // Warpgroup-wide register budget changes (need a register cap at kernel entry).
 template <int N>
