@@ -33,6 +33,52 @@ Status guarded(Fn&& check) noexcept {
   }
 }
 
+// A std::bad_alloc that leaves a backend's do_* method (the CPU backends catch their own and say
+// more; the CUDA backends' host buffers do not) is a resource-exhausted Status naming the
+// backend, the call and the problem, not an exception through the API; when even that message
+// cannot be built, the short one.
+Status host_out_of_memory(const Backend& b, const char* call, const Problem& p) noexcept {
+  try {
+    return Status(StatusCode::kResourceExhausted,
+                  "out of host memory in " + std::string(b.name()) + " " + call + " for " +
+                      p.to_string() + ": std::bad_alloc (the size of the failed request is " +
+                      "not known here)");
+  } catch (...) {
+    return Status(StatusCode::kResourceExhausted, "out of memory");
+  }
+}
+
+// A resource-exhausted Status from a backend's do_* method names the backend: "<backend>: "
+// before a message that does not name it already (a device allocation's message names what and
+// how much, not who asked); unchanged when even that cannot be allocated.
+Status name_exhausted(const Backend& b, Status s) noexcept {
+  if (s.code() != StatusCode::kResourceExhausted) return s;
+  try {
+    if (s.message().find(b.name()) != std::string::npos) return s;
+    return Status(s.code(), std::string(b.name()) + ": " + s.message());
+  } catch (...) {
+    return s;
+  }
+}
+
+Status named_result(const Backend& b, Status s) { return name_exhausted(b, std::move(s)); }
+template <typename T>
+StatusOr<T> named_result(const Backend& b, StatusOr<T> r) {
+  if (r.ok()) return r;
+  return name_exhausted(b, r.status());
+}
+
+// `fn()` (a do_* call) with a std::bad_alloc that escapes it as host_out_of_memory, and its
+// resource-exhausted errors naming the backend.
+template <typename Fn>
+auto caught(const Backend& b, const char* call, const Problem& p, Fn&& fn) -> decltype(fn()) {
+  try {
+    return named_result(b, fn());
+  } catch (const std::bad_alloc&) {
+    return host_out_of_memory(b, call, p);
+  }
+}
+
 }  // namespace
 
 Verdict Backend::check_problem(const Problem& p) const {
@@ -83,7 +129,7 @@ StatusOr<std::unique_ptr<PreparedWeights>> Backend::prepare_linear(const Problem
     return named(*this, contract::check_linear_weights(p, w));
   });
   if (!checked.ok()) return checked;
-  auto prepared = do_prepare_linear(p, w);
+  auto prepared = caught(*this, "prepare_linear", p, [&] { return do_prepare_linear(p, w); });
   if (prepared.ok()) {
     prepared.value()->prepared_by_ = this;
     prepared.value()->prepared_for_ = p;
@@ -99,7 +145,7 @@ Status Backend::run_linear(const Problem& p, const PreparedWeights& w, const Den
     return named(*this, contract::check_linear_call(p, x, y));
   });
   if (!checked.ok()) return checked;
-  return do_run_linear(p, w, x, y, stream);
+  return caught(*this, "run_linear", p, [&] { return do_run_linear(p, w, x, y, stream); });
 }
 
 StatusOr<std::unique_ptr<PreparedWeights>> Backend::prepare_moe(const Problem& p,
@@ -109,7 +155,7 @@ StatusOr<std::unique_ptr<PreparedWeights>> Backend::prepare_moe(const Problem& p
     return named(*this, contract::check_moe_weights(p, w));
   });
   if (!checked.ok()) return checked;
-  auto prepared = do_prepare_moe(p, w);
+  auto prepared = caught(*this, "prepare_moe", p, [&] { return do_prepare_moe(p, w); });
   if (prepared.ok()) {
     prepared.value()->prepared_by_ = this;
     prepared.value()->prepared_for_ = p;
@@ -125,7 +171,7 @@ Status Backend::run_moe(const Problem& p, const PreparedWeights& w, const DenseV
     return named(*this, contract::check_moe_call(p, x, r, y));
   });
   if (!checked.ok()) return checked;
-  return do_run_moe(p, w, x, r, y, stream);
+  return caught(*this, "run_moe", p, [&] { return do_run_moe(p, w, x, r, y, stream); });
 }
 
 // ---- defaults --------------------------------------------------------------------------------

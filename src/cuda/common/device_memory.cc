@@ -12,9 +12,23 @@ namespace mxq::cuda {
 
 namespace {
 std::atomic<int> g_fail_nth{0};
+std::atomic<int64_t> g_live_count{0}, g_live_bytes{0};
 }  // namespace
 
-void fail_nth_device_allocation_for_testing(int n) { g_fail_nth.store(n); }
+DeviceAllocations live_device_allocations() {
+  return {g_live_count.load(std::memory_order_relaxed),
+          g_live_bytes.load(std::memory_order_relaxed)};
+}
+void note_device_allocation(size_t bytes) {
+  g_live_count.fetch_add(1, std::memory_order_relaxed);
+  g_live_bytes.fetch_add(int64_t(bytes), std::memory_order_relaxed);
+}
+void note_device_free(size_t bytes) {
+  g_live_count.fetch_sub(1, std::memory_order_relaxed);
+  g_live_bytes.fetch_sub(int64_t(bytes), std::memory_order_relaxed);
+}
+
+int fail_nth_device_allocation_for_testing(int n) { return g_fail_nth.exchange(n); }
 
 bool injected_device_allocation_failure() {
   return g_fail_nth.load(std::memory_order_relaxed) > 0 && g_fail_nth.fetch_sub(1) == 1;
@@ -49,11 +63,15 @@ Status DeviceBuffer::allocate(size_t bytes, const char* what) {
     return device_allocation_status(e, "cudaMalloc", bytes, what);
   }
   bytes_ = bytes;
+  note_device_allocation(bytes);
   return Status::Ok();
 }
 
 void DeviceBuffer::reset() {
-  if (p_ != nullptr) cudaFree(p_);
+  if (p_ != nullptr) {
+    cudaFree(p_);
+    note_device_free(bytes_);
+  }
   p_ = nullptr;
   bytes_ = 0;
 }

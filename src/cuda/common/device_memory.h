@@ -60,8 +60,24 @@ Status to_device(const void* p, size_t bytes, DeviceBuffer& tmp, const void** ou
 Status upload_as_f32(const void* src, DType dtype, int64_t count, DeviceBuffer& out,
                      const char* what);
 
-// Test-only fault injection: the n-th DeviceBuffer::allocate from now (1 = the next) fails as
-// cudaMalloc's out-of-memory would (0 disarms). Process-wide; for single-threaded tests.
-void fail_nth_device_allocation_for_testing(int n);
+// Test-only fault injection: the n-th device allocation from now (1 = the next) fails as
+// cudaMalloc's out-of-memory would (0 disarms): DeviceBuffer::allocate, StreamBuffer::allocate
+// and StreamWorkspace::allocate alike. Process-wide; for single-threaded tests. Returns the
+// countdown it replaces: 0 once the armed failure happened (or when none was armed), else how
+// many allocations were still to come before it (arm a large n and read it back: the count).
+int fail_nth_device_allocation_for_testing(int n);
+
+// The device allocations mxq holds now (DeviceBuffer, StreamBuffer, StreamWorkspace; all
+// threads): how many and their requested bytes. The tests' leak check: back to the same counts
+// after a failed call. A stream-ordered buffer counts from its cudaMallocAsync until its
+// cudaFreeAsync is enqueued.
+struct DeviceAllocations {
+  int64_t count = 0;
+  int64_t bytes = 0;
+};
+DeviceAllocations live_device_allocations();
+// For the allocation classes: a successful allocation of `bytes`, and its release.
+void note_device_allocation(size_t bytes);
+void note_device_free(size_t bytes);
 
 }  // namespace mxq::cuda

@@ -10,6 +10,7 @@
 #include <cstdint>
 
 #include "cuda/common/cuda_check.h"
+#include "cuda/common/device_memory.h"
 #include "mxq/status.h"
 
 namespace mxq::cuda {
@@ -43,7 +44,10 @@ class StreamWorkspace {
   StreamWorkspace(const StreamWorkspace&) = delete;
   StreamWorkspace& operator=(const StreamWorkspace&) = delete;
   ~StreamWorkspace() {
-    if (base_ != nullptr) cudaFreeAsync(base_, stream_);
+    if (base_ != nullptr) {
+      cudaFreeAsync(base_, stream_);
+      note_device_free(size_);
+    }
   }
   // Reserves `bytes` (256-byte aligned) and returns its offset; call before allocate().
   size_t reserve(size_t bytes) {
@@ -51,9 +55,18 @@ class StreamWorkspace {
     size_ += (bytes + 255) / 256 * 256;
     return at;
   }
-  Status allocate() {
+  // Out of memory is a resource-exhausted Status naming `what` and the bytes, its error
+  // cleared (device_memory.h; the test hook fails it too).
+  Status allocate(const char* what = "a run's stream-ordered workspace") {
     MXQ_RETURN_IF_ERROR(keep_pool_memory());
-    MXQ_CUDA_TRY(cudaMallocAsync(&base_, std::max<size_t>(size_, 256), stream_));
+    const cudaError_t e = injected_device_allocation_failure()
+                              ? cudaErrorMemoryAllocation
+                              : cudaMallocAsync(&base_, std::max<size_t>(size_, 256), stream_);
+    if (e != cudaSuccess) {
+      base_ = nullptr;
+      return device_allocation_status(e, "cudaMallocAsync", size_, what);
+    }
+    note_device_allocation(size_);
     return Status::Ok();
   }
   template <typename T>

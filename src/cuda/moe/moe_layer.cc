@@ -348,7 +348,8 @@ Status run_moe_layer(const Problem& p, const PreparedWeights& pw, const DenseVie
                o_o = ws.reserve(size_t(m * k * h) * 4),
                // cuda-hopper: x's rows in dispatch order (its TMA tiles are dense rows)
                o_xg = ws.reserve(hopper ? size_t(cap * h) * size_t(dtype_bytes(act)) : 0);
-  MXQ_RETURN_IF_ERROR(ws.allocate());
+  MXQ_RETURN_IF_ERROR(
+      ws.allocate("the MoE workspace (routing, dispatch, intermediate, outputs)"));
   auto* ids = ws.at<int32_t>(o_ids);
   auto* tw = ws.at<float>(o_tw);
   auto* sorted = ws.at<int32_t>(o_sorted);

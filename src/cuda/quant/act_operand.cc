@@ -18,6 +18,8 @@ Status StreamBuffer::allocate(size_t bytes, const char* what) {
     p_ = nullptr;
     return device_allocation_status(e, "cudaMallocAsync", bytes, what);
   }
+  bytes_ = bytes;
+  note_device_allocation(bytes);
   return Status::Ok();
 }
 

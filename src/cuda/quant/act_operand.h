@@ -39,7 +39,10 @@ class StreamBuffer {
   StreamBuffer(const StreamBuffer&) = delete;
   StreamBuffer& operator=(const StreamBuffer&) = delete;
   ~StreamBuffer() {
-    if (p_ != nullptr) cudaFreeAsync(p_, stream_);
+    if (p_ != nullptr) {
+      cudaFreeAsync(p_, stream_);
+      note_device_free(bytes_);
+    }
   }
   // Out of memory is a resource-exhausted Status naming `what` (device_memory.h).
   Status allocate(size_t bytes, const char* what = "a stream-ordered device buffer");
@@ -48,6 +51,7 @@ class StreamBuffer {
  private:
   cudaStream_t stream_;
   void* p_ = nullptr;
+  size_t bytes_ = 0;
 };
 
 // *operand = x for bf16 / fp16; for an MX key, x [rows, k] (device memory, `dtype`, row-major
