@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 cmake --preset cuda >/dev/null
 targets=(mxq_cuda_tests mxq_cuda_layout_tests mxq_cuda_gemm_tests mxq_cuda_moe_layer_tests
-         mxq_backend_cases_tests
+         mxq_backend_cases_tests mxq_cuda_fault_tests mxq_cuda_stress
          mxq_bench_cuda_shim mxq)
 for t in mxq_cuda_quant_tests mxq_bench_cuda_quant mxq_cuda_moe_tests mxq_cuda_hopper_tests \
          mxq_cuda_act_tests; do  # when present

@@ -18,9 +18,14 @@ run() {  # name, command...: log to $out/name.log, remember failures
 }
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv >"$out/device.txt" 2>&1
 for t in mxq_cuda_tests mxq_cuda_layout_tests mxq_cuda_gemm_tests mxq_cuda_hopper_tests \
-         mxq_cuda_quant_tests mxq_cuda_moe_tests mxq_cuda_moe_layer_tests mxq_cuda_act_tests; do
+         mxq_cuda_quant_tests mxq_cuda_moe_tests mxq_cuda_moe_layer_tests mxq_cuda_act_tests \
+         mxq_cuda_fault_tests; do
   [ -x "$b/tests/cuda/$t" ] && run "$t" "$b/tests/cuda/$t"
 done
+# The stress test (issue 19): MXQ_STRESS_SECONDS, default 120 (scripts/gpu_faults.sh runs it
+# with the fault tests alone).
+[ -x "$b/tests/cuda/mxq_cuda_stress" ] &&
+  run stress env MXQ_STRESS_SECONDS="${MXQ_STRESS_SECONDS:-120}" "$b/tests/cuda/mxq_cuda_stress"
 MXQ_CASES=full run cases_full "$b/tests/cases/mxq_backend_cases_tests"
 san="compute-sanitizer --error-exitcode 1"
 run memcheck_gemm $san --tool memcheck "$b/tests/cuda/mxq_cuda_gemm_tests" \
