@@ -4,7 +4,9 @@
 #   scripts/gpu_faults.sh OUTDIR [BUILD_DIR]   (BUILD_DIR: default build/cuda; the binaries are
 #                                              BUILD_DIR/tests/cuda/mxq_cuda_fault_tests and
 #                                              mxq_cuda_stress, from scripts/build_cuda.sh)
-# MXQ_STRESS_SECONDS (default 120) and MXQ_STRESS_THREADS (default 6) set the stress run.
+# MXQ_STRESS_SECONDS (default 120) and MXQ_STRESS_THREADS (default 6) set the stress run;
+# MXQ_FAULTS_TIMEOUT (default 300 s) bounds each fault-test process, the stress run gets
+# MXQ_STRESS_SECONDS + 60.
 # The device-allocation sweeps and the host-allocation sweeps run as separate processes, so a
 # crash in one (an exception through a noexcept frame) leaves the other's log intact.
 set -uo pipefail
@@ -34,8 +36,9 @@ st=$b/tests/cuda/mxq_cuda_stress
 for x in "$ft" "$st"; do
   [ -x "$x" ] || { echo "missing $x (scripts/build_cuda.sh builds it)"; exit 2; }
 done
-run faults_device 300 "$ft" --gtest_filter='*DeviceAllocations*:*RealOutOfMemory*'
-run faults_host 300 "$ft" --gtest_filter='*HostAllocations*'
+limit=${MXQ_FAULTS_TIMEOUT:-300}
+run faults_device "$limit" "$ft" --gtest_filter='*DeviceAllocations*:*RealOutOfMemory*'
+run faults_host "$limit" "$ft" --gtest_filter='*HostAllocations*'
 secs=${MXQ_STRESS_SECONDS:-120}
-run stress $((secs + 180)) env MXQ_STRESS_SECONDS="$secs" "$st"
+run stress $((secs + 60)) env MXQ_STRESS_SECONDS="$secs" "$st"
 exit $status
