@@ -44,73 +44,8 @@
 #include "fault_layers.h"
 #include "gpu_test_util.h"
 
-// ---- the host allocation hook ------------------------------------------------------------------
-namespace {
-std::atomic<long> g_countdown{0};  // > 0: the g_countdown-th host allocation from now fails
-std::atomic<long> g_allocs{0};     // host allocations made, all threads
-std::atomic<long> g_live{0};       // host allocations not yet freed, all threads
-
-void* counted_alloc(std::size_t n, std::size_t align, bool nothrow) {
-  long c = g_countdown.load(std::memory_order_relaxed);
-  while (c > 0 && !g_countdown.compare_exchange_weak(c, c - 1, std::memory_order_relaxed)) {
-  }
-  if (c == 1) {
-    if (nothrow) return nullptr;
-    throw std::bad_alloc();
-  }
-  g_allocs.fetch_add(1, std::memory_order_relaxed);
-  void* p = nullptr;
-  if (align <= alignof(std::max_align_t)) {
-    p = std::malloc(n ? n : 1);
-  } else if (posix_memalign(&p, align, n ? n : 1) != 0) {
-    p = nullptr;
-  }
-  if (p == nullptr) {
-    if (nothrow) return nullptr;
-    throw std::bad_alloc();
-  }
-  g_live.fetch_add(1, std::memory_order_relaxed);
-  return p;
-}
-void counted_free(void* p) noexcept {
-  if (p == nullptr) return;
-  g_live.fetch_sub(1, std::memory_order_relaxed);
-  std::free(p);
-}
-}  // namespace
-
-void* operator new(std::size_t n) { return counted_alloc(n, 0, false); }
-void* operator new[](std::size_t n) { return counted_alloc(n, 0, false); }
-void* operator new(std::size_t n, const std::nothrow_t&) noexcept {
-  try { return counted_alloc(n, 0, true); } catch (...) { return nullptr; }
-}
-void* operator new[](std::size_t n, const std::nothrow_t&) noexcept {
-  try { return counted_alloc(n, 0, true); } catch (...) { return nullptr; }
-}
-void* operator new(std::size_t n, std::align_val_t a) {
-  return counted_alloc(n, static_cast<std::size_t>(a), false);
-}
-void* operator new[](std::size_t n, std::align_val_t a) {
-  return counted_alloc(n, static_cast<std::size_t>(a), false);
-}
-void* operator new(std::size_t n, std::align_val_t a, const std::nothrow_t&) noexcept {
-  try { return counted_alloc(n, static_cast<std::size_t>(a), true); } catch (...) { return nullptr; }
-}
-void* operator new[](std::size_t n, std::align_val_t a, const std::nothrow_t&) noexcept {
-  try { return counted_alloc(n, static_cast<std::size_t>(a), true); } catch (...) { return nullptr; }
-}
-void operator delete(void* p) noexcept { counted_free(p); }
-void operator delete[](void* p) noexcept { counted_free(p); }
-void operator delete(void* p, std::size_t) noexcept { counted_free(p); }
-void operator delete[](void* p, std::size_t) noexcept { counted_free(p); }
-void operator delete(void* p, std::align_val_t) noexcept { counted_free(p); }
-void operator delete[](void* p, std::align_val_t) noexcept { counted_free(p); }
-void operator delete(void* p, std::size_t, std::align_val_t) noexcept { counted_free(p); }
-void operator delete[](void* p, std::size_t, std::align_val_t) noexcept { counted_free(p); }
-void operator delete(void* p, const std::nothrow_t&) noexcept { counted_free(p); }
-void operator delete[](void* p, const std::nothrow_t&) noexcept { counted_free(p); }
-void operator delete(void* p, std::align_val_t, const std::nothrow_t&) noexcept { counted_free(p); }
-void operator delete[](void* p, std::align_val_t, const std::nothrow_t&) noexcept { counted_free(p); }
+// The host allocation hook (g_countdown, g_allocs, g_live; tests/common).
+#include "common/host_alloc_hook.h"
 
 namespace mxq {
 namespace {
