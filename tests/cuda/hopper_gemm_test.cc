@@ -104,18 +104,21 @@ const Backend* hopper_backend() {
   return b;
 }
 
-// Runs cuda-hopper with device pointers on a poisoned output; returns the output bytes.
-std::vector<uint8_t> run_hopper(const Case& c, const PreparedWeights& prep) {
+// Runs cuda-hopper with device pointers on a poisoned output (y_offset bytes into its
+// allocation: 2 makes the output rows 2-byte but not 16-byte aligned); returns the output bytes.
+std::vector<uint8_t> run_hopper(const Case& c, const PreparedWeights& prep, size_t y_offset = 0) {
   const Backend* b = hopper_backend();
   const DType xd = act_input_dtype(c.p.act);
   const size_t ybytes = size_t(c.p.m * c.p.n * dtype_bytes(c.p.out));
   Dev<uint16_t> dx(c.x);
-  Dev<uint8_t> dy(ybytes);
-  EXPECT_EQ(cudaMemset(dy.p, 0xFF, ybytes), cudaSuccess);  // NaN in every output dtype
-  const Status s = b->run_linear(c.p, prep, {dx.p, xd, c.p.m, c.p.k}, {dy.p, c.p.out, c.p.m, c.p.n});
+  Dev<uint8_t> dy(ybytes + y_offset);
+  EXPECT_EQ(cudaMemset(dy.p, 0xFF, ybytes + y_offset), cudaSuccess);  // NaN in every output dtype
+  const Status s = b->run_linear(c.p, prep, {dx.p, xd, c.p.m, c.p.k},
+                                 {dy.p + y_offset, c.p.out, c.p.m, c.p.n});
   EXPECT_TRUE(s.ok()) << s.to_string();
   EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-  return dy.get();
+  std::vector<uint8_t> y = dy.get();
+  return std::vector<uint8_t>(y.begin() + std::ptrdiff_t(y_offset), y.end());
 }
 
 void check_gemm(ElemType e, ActKey act, DType out, int64_t m, int64_t n, int64_t k, bool bias,
@@ -261,6 +264,59 @@ TEST(HopperGemm, SplitKAcrossClusters) {
     check_gemm(e, ActKey::kBF16, DType::kF32, 1100, 4096, 512, true, 115, 125);
   }
   unsetenv("MXQ_HOPPER_CONFIG");
+}
+
+// The epilogue through shared memory + TMA stores (MXQ_HOPPER_EPILOGUE=tma, opt-in until this
+// test has passed on a GPU) writes exactly the bits of the direct stores: every dense token
+// tile, consumer count and split (rank 0 reuses the reduction buffer for its tiles), partial
+// token tiles (rows past M clipped by the copy engine), N = 2064 (the last 64-column box
+// half outside N) and 3-consumer items reaching past N, several items per cluster (the two
+// tiles of a warpgroup reused across items), BF16 and FP16, with and without bias; an output
+// that is not 16-byte aligned takes the direct stores and gives the same bits too.
+TEST(HopperGemm, TmaEpilogueEqualsDirectStores) {
+  SKIP_WITHOUT_HOPPER();
+  struct Shape {
+    const char* config;  // MXQ_HOPPER_CONFIG tokens:consumers:splits
+    int64_t m, n, k;
+  };
+  const Shape shapes[] = {
+      {"16:2:1", 1, 2064, 2880},    {"16:3:2", 17, 2064, 2880},  {"16:4:4", 16, 4096, 1024},
+      {"32:2:4", 33, 2064, 2880},   {"32:3:1", 40, 80, 96},      {"64:2:2", 100, 2064, 2880},
+      {"64:3:1", 200, 2064, 2880},  {"128:2:1", 300, 2064, 2880}, {"128:2:2", 129, 1024, 4096},
+      {"256:2:1", 1100, 2064, 2880}, {"256:2:2", 300, 2064, 2880}, {"256:2:1", 2000, 4096, 512}};
+  const Backend* b = hopper_backend();
+  ASSERT_NE(b, nullptr);
+  int compared = 0;
+  for (ElemType e : {ElemType::kE2M1, ElemType::kE4M3})
+    for (ActKey a : {ActKey::kBF16, ActKey::kFP16})
+      for (const Shape& sh : shapes) {
+        ASSERT_EQ(setenv("MXQ_HOPPER_CONFIG", sh.config, 1), 0);
+        const DType xd = act_input_dtype(a);
+        const Case c = make_case(e, a, xd, sh.m, sh.n, sh.k, sh.m % 2 == 1, 115, 125);
+        const std::string what = c.p.to_string() + " forced " + sh.config;
+        auto prep = b->prepare_linear(c.p, c.lw());
+        ASSERT_TRUE(prep.ok()) << prep.status().to_string();
+        ASSERT_EQ(setenv("MXQ_HOPPER_EPILOGUE", "direct", 1), 0);
+        EXPECT_FALSE(config_of(e, sh.m, sh.n, sh.k).tma_store) << what;
+        const std::vector<uint8_t> want = run_hopper(c, *prep.value());
+        ASSERT_EQ(setenv("MXQ_HOPPER_EPILOGUE", "tma", 1), 0);
+        const auto cfg = config_of(e, sh.m, sh.n, sh.k);
+        EXPECT_TRUE(cfg.tma_store) << what << ": " << cfg.to_string();
+        const std::vector<uint8_t> got = run_hopper(c, *prep.value());
+        const std::vector<uint8_t> unaligned = run_hopper(c, *prep.value(), 2);
+        unsetenv("MXQ_HOPPER_EPILOGUE");
+        size_t first = 0;
+        while (first < want.size() && got[first] == want[first]) ++first;
+        EXPECT_EQ(first, want.size()) << what << ": TMA epilogue differs first at output "
+                                      << first / 2 << " (token " << first / 2 / size_t(sh.n)
+                                      << ", column " << first / 2 % size_t(sh.n) << ")";
+        EXPECT_EQ(unaligned, want) << what << ": unaligned output (direct stores)";
+        for (size_t i = 0; i + 1 < want.size(); i += 2)  // every output written (no 0xFFFF left)
+          ASSERT_FALSE(want[i] == 0xFF && want[i + 1] == 0xFF) << what << ": output " << i / 2;
+        ++compared;
+      }
+  unsetenv("MXQ_HOPPER_CONFIG");
+  EXPECT_EQ(compared, 48);
 }
 
 TEST(HopperGemm, RealShapes) {

@@ -20,7 +20,8 @@ namespace mxq::cuda::hopper {
 
 // Instances (instances/*.cu).
 template <typename T, bool kFp4, int NT, int C, bool kMoE>
-Status launch(const CUtensorMap&, const KernelParams&, const HopperGemmConfig&, cudaStream_t);
+Status launch(const CUtensorMap&, const CUtensorMap&, const KernelParams&, const HopperGemmConfig&,
+              cudaStream_t);
 template <typename T, bool kFp4, int NT, int C>
 StatusOr<int> max_active_clusters(int splits);
 
@@ -217,40 +218,73 @@ StatusOr<CUtensorMap> activation_map(const void* x, DType act, int64_t rows, int
   return map;
 }
 
+// The dense output [rows, n] (row stride ldy elements, 16-bit) in boxes of
+// epilogue_rows(nt) tokens x 64 columns with the 128-byte swizzle, as the epilogue's
+// shared-memory tiles are written (gemm_kernel.cuh); rows past `rows`, columns past `n` are not
+// stored.
+StatusOr<CUtensorMap> output_map(void* y, DType out, int64_t rows, int64_t n, int64_t ldy, int nt) {
+  auto fn = encode_fn();
+  if (!fn.ok()) return fn.status();
+  CUtensorMap map;
+  const cuuint64_t dims[2] = {cuuint64_t(n), cuuint64_t(rows)};
+  const cuuint64_t strides[1] = {cuuint64_t(ldy) * 2};
+  const cuuint32_t box[2] = {64, cuuint32_t(epilogue_rows(nt))};
+  const cuuint32_t elem_strides[2] = {1, 1};
+  const CUresult r = fn.value()(
+      &map, out == DType::kBF16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16,
+      2, y, dims, strides, box, elem_strides, CU_TENSOR_MAP_INTERLEAVE_NONE,
+      CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_NONE, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  if (r != CUDA_SUCCESS)
+    return Status(StatusCode::kInternal, "cuda-hopper: cuTensorMapEncodeTiled failed (CUresult " +
+                    std::to_string(int(r)) + ") for y [" + std::to_string(rows) + ", " +
+                    std::to_string(n) + "], ldy " + std::to_string(ldy));
+  return map;
+}
+
+// MXQ_HOPPER_EPILOGUE=tma (read per call, like MXQ_HOPPER_CONFIG): the dense 16-bit epilogue
+// through shared memory + TMA stores. Opt-in for now: written and compiled on 2026-12-04 in a
+// session with no GPU lent, it has not yet run on one. Once HopperGemm.
+// TmaEpilogueEqualsDirectStores passes and the A/B (bench/cuda_gemm_bench.py with and without
+// it) has run on the H200, it becomes the default and "direct" the A/B switch.
+bool tma_epilogue_requested() {
+  const char* v = std::getenv("MXQ_HOPPER_EPILOGUE");
+  return v != nullptr && std::string(v) == "tma";
+}
+
 template <typename T, bool kFp4, bool kMoE>
-Status launch_tokens(const CUtensorMap& map, const KernelParams& p, const HopperGemmConfig& c,
-                     cudaStream_t s) {
+Status launch_tokens(const CUtensorMap& map, const CUtensorMap& ymap, const KernelParams& p,
+                     const HopperGemmConfig& c, cudaStream_t s) {
   if constexpr (!kMoE) {  // 4 consumers: dense only (gemm_launch.cuh)
-    if (c.consumers == 4) return launch<T, kFp4, 16, 4, false>(map, p, c, s);
+    if (c.consumers == 4) return launch<T, kFp4, 16, 4, false>(map, ymap, p, c, s);
   }
   if (c.consumers == 3) switch (c.tokens) {
-      case 16: return launch<T, kFp4, 16, 3, kMoE>(map, p, c, s);
-      case 32: return launch<T, kFp4, 32, 3, kMoE>(map, p, c, s);
-      default: return launch<T, kFp4, 64, 3, kMoE>(map, p, c, s);
+      case 16: return launch<T, kFp4, 16, 3, kMoE>(map, ymap, p, c, s);
+      case 32: return launch<T, kFp4, 32, 3, kMoE>(map, ymap, p, c, s);
+      default: return launch<T, kFp4, 64, 3, kMoE>(map, ymap, p, c, s);
     }
   if constexpr (kMoE) {  // the tail tiles exist for the grouped GEMMs only
-    if (c.tokens == 80) return launch<T, kFp4, 80, 2, true>(map, p, c, s);
-    if (c.tokens == 144) return launch<T, kFp4, 144, 2, true>(map, p, c, s);
-    if (c.tokens == 288) return launch<T, kFp4, 288, 2, true>(map, p, c, s);
+    if (c.tokens == 80) return launch<T, kFp4, 80, 2, true>(map, ymap, p, c, s);
+    if (c.tokens == 144) return launch<T, kFp4, 144, 2, true>(map, ymap, p, c, s);
+    if (c.tokens == 288) return launch<T, kFp4, 288, 2, true>(map, ymap, p, c, s);
   }
   switch (c.tokens) {
-    case 16: return launch<T, kFp4, 16, 2, kMoE>(map, p, c, s);
-    case 32: return launch<T, kFp4, 32, 2, kMoE>(map, p, c, s);
-    case 64: return launch<T, kFp4, 64, 2, kMoE>(map, p, c, s);
-    case 128: return launch<T, kFp4, 128, 2, kMoE>(map, p, c, s);
-    default: return launch<T, kFp4, 256, 2, kMoE>(map, p, c, s);
+    case 16: return launch<T, kFp4, 16, 2, kMoE>(map, ymap, p, c, s);
+    case 32: return launch<T, kFp4, 32, 2, kMoE>(map, ymap, p, c, s);
+    case 64: return launch<T, kFp4, 64, 2, kMoE>(map, ymap, p, c, s);
+    case 128: return launch<T, kFp4, 128, 2, kMoE>(map, ymap, p, c, s);
+    default: return launch<T, kFp4, 256, 2, kMoE>(map, ymap, p, c, s);
   }
 }
 
 template <bool kMoE>
-Status launch_types(ElemType elem, DType act, const CUtensorMap& map, const KernelParams& p,
-                    const HopperGemmConfig& c, cudaStream_t s) {
+Status launch_types(ElemType elem, DType act, const CUtensorMap& map, const CUtensorMap& ymap,
+                    const KernelParams& p, const HopperGemmConfig& c, cudaStream_t s) {
   const bool fp4 = elem == ElemType::kE2M1;
   return act == DType::kBF16
-             ? (fp4 ? launch_tokens<__nv_bfloat16, true, kMoE>(map, p, c, s)
-                    : launch_tokens<__nv_bfloat16, false, kMoE>(map, p, c, s))
-             : (fp4 ? launch_tokens<__half, true, kMoE>(map, p, c, s)
-                    : launch_tokens<__half, false, kMoE>(map, p, c, s));
+             ? (fp4 ? launch_tokens<__nv_bfloat16, true, kMoE>(map, ymap, p, c, s)
+                    : launch_tokens<__nv_bfloat16, false, kMoE>(map, ymap, p, c, s))
+             : (fp4 ? launch_tokens<__half, true, kMoE>(map, ymap, p, c, s)
+                    : launch_tokens<__half, false, kMoE>(map, ymap, p, c, s));
 }
 
 // The cheapest consumer count and split of K for token tile `nt` (cost model above) over
@@ -312,7 +346,8 @@ std::string HopperGemmConfig::to_string() const {
          " consumer warpgroups), split K " + std::to_string(splits) + ", " +
          std::to_string(clusters) + " persistent clusters (" + std::to_string(ctas()) +
          " CTAs), model " + std::to_string(int(estimate_us + 0.5)) + " us" +
-         (forced ? " (forced by MXQ_HOPPER_CONFIG)" : "");
+         (forced ? " (forced by MXQ_HOPPER_CONFIG)" : "") +
+         (tma_store ? ", epilogue through shared memory + TMA store" : ", epilogue direct stores");
 }
 
 Status repack_hopper(const FragSource& fs, uint8_t* out, RepackStats* stats, cudaStream_t stream) {
@@ -348,6 +383,8 @@ StatusOr<HopperGemmConfig> choose_hopper_config(const HopperGemmArgs& a) {
   }
   c.m_tiles = int((a.m + c.tokens - 1) / c.tokens);
   MXQ_RETURN_IF_ERROR(finish_config(a.elem, a.act, a.n, best, c));
+  // (hopper_gemm turns it off for output rows that are not 16-byte aligned)
+  c.tma_store = a.out != DType::kF32 && tma_epilogue_requested();
   return c;
 }
 
@@ -400,9 +437,17 @@ Status hopper_gemm(const HopperGemmArgs& a, cudaStream_t stream, HopperGemmConfi
     return invalid_argument("cuda-hopper GEMM: null weight, activation or output pointer");
   auto cfg = choose_hopper_config(a);
   if (!cfg.ok()) return cfg.status();
-  const HopperGemmConfig& c = cfg.value();
+  HopperGemmConfig c = cfg.value();
   auto map = activation_map(a.x, a.act, a.m, a.k, a.ldx, c.tokens);
   if (!map.ok()) return map.status();
+  // The TMA-store epilogue needs 16-byte aligned output rows; else (and for F32) direct stores.
+  c.tma_store = c.tma_store && reinterpret_cast<uintptr_t>(a.y) % 16 == 0 && a.ldy % 8 == 0;
+  CUtensorMap ymap = {};
+  if (c.tma_store) {
+    auto m = output_map(a.y, a.out, a.m, a.n, a.ldy, c.tokens);
+    if (!m.ok()) return m.status();
+    ymap = m.value();
+  }
   KernelParams p = {};
   p.w = a.w;
   p.bias = a.bias;
@@ -416,7 +461,8 @@ Status hopper_gemm(const HopperGemmArgs& a, cudaStream_t stream, HopperGemmConfi
   p.items = c.items;
   p.splits = c.splits;
   p.out_f32 = a.out == DType::kF32;
-  MXQ_RETURN_IF_ERROR(launch_types<false>(a.elem, a.act, map.value(), p, c, stream));
+  p.tma_store = c.tma_store;
+  MXQ_RETURN_IF_ERROR(launch_types<false>(a.elem, a.act, map.value(), ymap, p, c, stream));
   if (ran != nullptr) *ran = c;
   return Status::Ok();
 }
@@ -513,7 +559,8 @@ Status hopper_grouped_gemm(const HopperGroupedArgs& a, cudaStream_t stream, Hopp
   p.swiglu = a.swiglu;
   p.alpha = a.alpha;
   p.limit = a.limit;
-  MXQ_RETURN_IF_ERROR(launch_types<true>(g.elem, g.act, map.value(), p, c, stream));
+  const CUtensorMap no_output_map = {};  // (the grouped epilogues store directly)
+  MXQ_RETURN_IF_ERROR(launch_types<true>(g.elem, g.act, map.value(), no_output_map, p, c, stream));
   if (ran != nullptr) *ran = c;
   return Status::Ok();
 }

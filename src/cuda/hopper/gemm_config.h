@@ -85,6 +85,17 @@ constexpr int reduce_round_floats(int tokens) { return tokens / 2 / reduce_round
 constexpr int reduce_bytes(int tokens, int c) {
   return (max_splits(tokens, c) - 1) * 128 * c * reduce_round_floats(tokens) * 4;
 }
+// The dense epilogue for 16-bit outputs goes through shared memory and TMA stores: each
+// consumer warpgroup writes its 64 rows x epilogue_rows(tokens) tokens of the output tile
+// transposed into a [tokens][64 columns] tile (stmatrix .trans, 128-byte rows, 128-byte
+// swizzle: conflict-free) and one thread stores it with one TMA box, double buffered, so the
+// next round (or item) is written while the last one drains. (Direct stores of the swap-AB
+// accumulators are 2-byte stores scattered over 8 output rows per warp instruction.) The tiles
+// live in the reduction buffer, which is free outside a split item's reduction: every dense
+// tile has one at least this large (static_assert in KernelShape), so the ring keeps its
+// stages. Tail tiles (grouped only) have neither.
+constexpr int epilogue_rows(int tokens) { return tokens < 64 ? tokens : 64; }
+constexpr int epilogue_bytes(int tokens, int c) { return 2 * c * epilogue_rows(tokens) * 128; }
 constexpr int kBarrierBytes = 512;  // 2 x kMaxStages + 2 mbarriers, rounded up
 constexpr int stages(int tokens, bool fp4, int c) {
   const int s = (kSmemLimit - 1024 - kBarrierBytes - reduce_bytes(tokens, c)) / stage_bytes(tokens, fp4, c);
@@ -106,6 +117,10 @@ struct HopperGemmConfig {
   int clusters = 0;    // persistent clusters launched (<= items)
   double estimate_us = 0;  // the cost model's estimate (gemm.cu, estimate_cycles)
   bool forced = false;     // tile / consumers / split set by MXQ_HOPPER_CONFIG (A/B, tests)
+  // Dense 16-bit outputs: through shared memory and TMA stores (epilogue_bytes above) when the
+  // output rows are 16-byte aligned and MXQ_HOPPER_EPILOGUE=tma (opt-in until it has run on a
+  // GPU: gemm.cu); else direct stores from the accumulators (F32 outputs, grouped GEMMs).
+  bool tma_store = false;
   int ctas() const { return clusters * splits; }
   std::string to_string() const;
 };

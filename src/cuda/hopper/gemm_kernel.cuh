@@ -25,8 +25,10 @@
 //   serialises all wgmma when A registers of a group in flight are written, C7513, seen with
 //   wait_group 1); after a stage's last step the slot goes back to the producer. The two
 //   warpgroups' MMAs and decodes interleave on the SM sub-partitions besides.
-// - Epilogue: with one split, bias + conversion + store straight from the accumulators. With
-//   several, ranks 1.. store their FP32 partial sums into rank 0's shared memory (distributed
+// - Epilogue: bias + conversion; 16-bit dense outputs go through shared memory (stmatrix
+//   .trans into swizzled [tokens][64 columns] tiles, double buffered) and TMA stores, F32 and
+//   grouped outputs straight from the accumulators (gemm_config.h, epilogue_bytes). With
+//   several splits, ranks 1.. store their FP32 partial sums into rank 0's shared memory (distributed
 //   shared memory, st.async completing bytes on its `red_full` barrier); rank 0 adds them in rank order
 //   (deterministic: no atomics in the result path) and releases the buffer through each rank's
 //   `red_empty` barrier before the next round (256 tokens: 4 rounds per item, gemm_config.h).
@@ -56,6 +58,7 @@ struct KernelParams {
   int64_t ldy;
   int n_blocks, items, splits;
   bool out_f32;
+  bool tma_store;       // dense, 16-bit output: the epilogue through shared memory + y_map
   // The grouped (MoE) instances only: token tile mt is dispatch block mt (block = NT rows of the
   // padded pair list, moe/dispatch.h) of expert block_expert[mt] (-1: past the end, skipped),
   // whose weights start at w + expert * expert_bytes.
@@ -81,6 +84,11 @@ struct KernelShape {
   static constexpr int kChunkW = kChunk - 128;
   static constexpr int kLaneBytes = kFp4 ? 16 : 32;
   static constexpr int kAcc = NT / 2;                 // accumulators per consumer thread
+  static constexpr int kRedBytes = reduce_bytes(NT, C);   // reduction / epilogue tiles
+  static constexpr int kEpiRows = epilogue_rows(NT);       // tokens per epilogue TMA box
+  static_assert(is_tail_tile(NT) || epilogue_bytes(NT, C) <= kRedBytes,
+                "the epilogue tiles fit in the reduction buffer");
+  static_assert(kRedBytes % 1024 == 0, "the next region stays 1024-aligned");
   static constexpr int kRedRounds = reduce_rounds(NT);      // split K: reduction rounds
   static constexpr int kRedFloats = reduce_round_floats(NT);  // accumulators per round
   static_assert(kRedRounds * kRedFloats == kAcc && kRedFloats % 4 == 0, "whole float4 rounds");
@@ -96,6 +104,19 @@ struct KernelShape {
   static_assert(kBoxes * kBox == NT && (kBox * 128) % 1024 == 0, "whole swizzle atoms per box");
   static_assert(kStages >= 2, "a step in flight and the next one decoded");
 };
+
+// Two outputs as one 32-bit register of T (lo in the low half), rounded to nearest even as
+// gemm::store_out rounds them.
+template <typename T>
+__device__ __forceinline__ uint32_t pack_pair(float lo, float hi) {
+  if constexpr (std::is_same_v<T, __half>) {
+    const __half2 h = __floats2half2_rn(lo, hi);
+    return *reinterpret_cast<const uint32_t*>(&h);
+  } else {
+    const __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
+    return *reinterpret_cast<const uint32_t*>(&h);
+  }
+}
 
 // The grouped (MoE) epilogue of one m64 tile: lane (g, t) of warp `warp` holds rows row0 and
 // row0 + 8 of expert e, tokens (padded dispatch rows) mt * NT + 8i + 2t + h. Every one of them
@@ -159,9 +180,11 @@ __device__ __forceinline__ void moe_epilogue(const KernelParams& p, int e, int m
 // kMoE: the grouped instance (KernelParams' MoE fields); otherwise the dense GEMM.
 template <typename T, bool kFp4, int NT, int C, bool kMoE>
 __global__ void __launch_bounds__(threads(C), 1)
-    hopper_gemm_kernel(const __grid_constant__ CUtensorMap x_map, const KernelParams p) {
+    hopper_gemm_kernel(const __grid_constant__ CUtensorMap x_map,
+                       const __grid_constant__ CUtensorMap y_map, const KernelParams p) {
 #if MXQ_HAS_WGMMA
   using S = KernelShape<T, kFp4, NT, C>;
+  constexpr bool kTmaEpilogue = !kMoE;  // (the grouped GEMMs' epilogues are their own)
   extern __shared__ uint8_t smem_raw[];
   uint8_t* smem = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) &
                                              ~uintptr_t(1023));
@@ -169,14 +192,16 @@ __global__ void __launch_bounds__(threads(C), 1)
   // (kActBytes each, 1024-aligned), and consumer c's chunks of its steps contiguously at
   // wts[((s * kConsumers + c) * kStageSteps + j) * kChunk] (one bulk copy).
   constexpr int SPS = S::kStageSteps;
+  // The reduction buffer (also the epilogue's swizzled tiles: 1024-aligned) follows the
+  // activation tiles, then the weight chunks, then the barriers.
   uint8_t* act = smem;
-  uint8_t* wts = act + S::kStages * SPS * S::kActBytes;
+  float* red = reinterpret_cast<float*>(act + S::kStages * SPS * S::kActBytes);
+  uint8_t* wts = reinterpret_cast<uint8_t*>(red) + S::kRedBytes;
   uint64_t* full =
       reinterpret_cast<uint64_t*>(wts + S::kStages * S::kConsumers * SPS * S::kChunk);
   uint64_t* empty = full + S::kStages;
   uint64_t* red_full = empty + S::kStages;
   uint64_t* red_empty = red_full + 1;
-  float* red = reinterpret_cast<float*>(reinterpret_cast<uint8_t*>(full) + kBarrierBytes);
 
   const int splits = p.splits;
   const uint32_t rank = splits > 1 ? sm90::cluster_rank() : 0u;
@@ -261,6 +286,7 @@ __global__ void __launch_bounds__(threads(C), 1)
   uint32_t phase = 0;
   uint32_t red_phase = 0;
   bool red_pending = false;  // ranks >= 1: rank 0 has not yet released the reduction buffer
+  uint32_t epi_buf = 0;      // the epilogue tile (of two) the next TMA-store round writes
 
   const uint64_t act_desc = sm90::desc_kmajor_sw128(act);  // ring slot 0, k16 step 0
   const uint32_t wts_addr = sm90::smem_addr(wts);
@@ -425,7 +451,9 @@ __global__ void __launch_bounds__(threads(C), 1)
             acc[q * RF + i + 3] += v.w;
           }
         }
-        for (int r = 1; r < splits; ++r) sm90::mbar_arrive_cluster(red_empty, uint32_t(r));
+        // The last round's release waits for the epilogue when its tiles reuse the buffer.
+        if (!(kTmaEpilogue && p.tma_store && q == RR - 1))
+          for (int r = 1; r < splits; ++r) sm90::mbar_arrive_cluster(red_empty, uint32_t(r));
       }
     }
 
@@ -433,6 +461,64 @@ __global__ void __launch_bounds__(threads(C), 1)
     const int row0 = nb * S::kItemRows + c * 64 + warp * 16 + g;
     if constexpr (kMoE) {
       moe_epilogue<T, NT>(p, expert, mt, row0, t, acc);
+    } else if (kTmaEpilogue && p.tma_store) {
+      // Through shared memory (gemm_config.h, epilogue_bytes): rounds of kEpiRows tokens; per
+      // round this warpgroup's tile [kEpiRows tokens][64 columns] is written by stmatrix .trans
+      // (warp w's 16 rows are columns 16w.. of the tile: 16-byte chunks 2w and 2w + 1 of each
+      // 128-byte token row, XOR-swizzled by the row as the tensor map's 128-byte swizzle reads
+      // them) and stored by one thread with one TMA box; rows past M and columns past N are
+      // clipped by the copy engine. Each warpgroup has two tiles: a round waits only for the
+      // store of two rounds ago to have read its tile.
+      if (p.bias != nullptr) {  // added only when present: -0 sums stay -0 without a bias
+        const bool in = row0 < p.n;  // N % 16 == 0: row0 + 8 < N too
+        const float b0 = in ? p.bias[row0] : 0.0f, b1 = in ? p.bias[row0 + 8] : 0.0f;
+#pragma unroll
+        for (int i = 0; i < S::kAcc; i += 4) {
+          acc[i] += b0;
+          acc[i + 1] += b0;
+          acc[i + 2] += b1;
+          acc[i + 3] += b1;
+        }
+      }
+      constexpr int ER = S::kEpiRows;
+      constexpr uint32_t kTileBytes = uint32_t(ER * 128);
+      const bool issuer = (ct & 127) == 0;
+      // Split items: both warpgroups' reduction reads of the buffer are done before a tile is
+      // written into it (the tiles and the partial-sum slots interleave).
+      if (splits > 1) sm90::named_barrier_sync(1, 128 * S::kConsumers);
+      uint8_t* tiles = reinterpret_cast<uint8_t*>(red) + c * 2 * kTileBytes;
+      const int mat = lane >> 3, mrow = lane & 7;  // stmatrix x4: this lane's matrix and row
+#pragma unroll
+      for (int q = 0; q < NT / ER; ++q) {
+        const uint32_t tile = sm90::smem_addr(tiles + epi_buf * kTileBytes);
+        if (issuer) sm90::bulk_wait_group_read<1>();
+        sm90::named_barrier_sync(2 + c, 128);
+#pragma unroll
+        for (int i = 0; i < ER / 8; i += 2) {
+          // Matrices: (token block i, rows g), (i, rows g + 8), (i + 1, g), (i + 1, g + 8).
+          const int b = q * (ER / 8) + i;  // token block of acc
+          const int row = 8 * (i + (mat >> 1)) + mrow;
+          const uint32_t addr = tile + uint32_t(row * 128 + (((2 * warp + (mat & 1)) ^ mrow) << 4));
+          sm90::stmatrix_x4_trans(addr, pack_pair<T>(acc[4 * b], acc[4 * b + 1]),
+                                  pack_pair<T>(acc[4 * b + 2], acc[4 * b + 3]),
+                                  pack_pair<T>(acc[4 * b + 4], acc[4 * b + 5]),
+                                  pack_pair<T>(acc[4 * b + 6], acc[4 * b + 7]));
+        }
+        sm90::fence_proxy_async_smem();
+        sm90::named_barrier_sync(2 + c, 128);
+        if (issuer) {
+          sm90::tma_store_2d(&y_map, tiles + epi_buf * kTileBytes, nb * S::kItemRows + c * 64,
+                             mt * NT + q * ER);
+          sm90::bulk_commit_group();
+        }
+        epi_buf ^= 1u;
+      }
+      if (splits > 1) {
+        // The buffer goes back to the other ranks once this warpgroup's stores have read it.
+        if (issuer) sm90::bulk_wait_group_read<0>();
+        sm90::named_barrier_sync(2 + c, 128);
+        for (int r = 1; r < splits; ++r) sm90::mbar_arrive_cluster(red_empty, uint32_t(r));
+      }
     } else if (row0 < p.n) {  // N % 16 == 0: row0 + 8 < N too
       if (p.bias != nullptr) {  // added only when present: -0 sums stay -0 without a bias
         const float b0 = p.bias[row0], b1 = p.bias[row0 + 8];
@@ -456,6 +542,9 @@ __global__ void __launch_bounds__(threads(C), 1)
         }
     }
   }
+  // The shared-memory tiles outlive their last TMA store.
+  if constexpr (kTmaEpilogue)
+    if (p.tma_store && (ct & 127) == 0) sm90::bulk_wait_group_all();
   // Ranks >= 1 stay until rank 0 has read their last partial sums (their shared memory and
   // barrier must outlive its remote arrive).
   if (splits > 1 && rank != 0 && red_pending) sm90::mbar_wait_cluster(red_empty, red_phase ^ 1u);

@@ -51,12 +51,12 @@ StatusOr<int> max_active_clusters(int splits) {
 }
 
 template <typename T, bool kFp4, int NT, int C, bool kMoE>
-Status launch(const CUtensorMap& x_map, const KernelParams& p, const HopperGemmConfig& cfg,
-              cudaStream_t stream) {
+Status launch(const CUtensorMap& x_map, const CUtensorMap& y_map, const KernelParams& p,
+              const HopperGemmConfig& cfg, cudaStream_t stream) {
   MXQ_RETURN_IF_ERROR((set_smem_attribute<T, kFp4, NT, C, kMoE>()));
   cudaLaunchAttribute attr[1];
   cudaLaunchConfig_t c = launch_config<T, kFp4, NT, C>(cfg.ctas(), cfg.splits, stream, attr);
-  MXQ_CUDA_TRY(cudaLaunchKernelEx(&c, hopper_gemm_kernel<T, kFp4, NT, C, kMoE>, x_map, p));
+  MXQ_CUDA_TRY(cudaLaunchKernelEx(&c, hopper_gemm_kernel<T, kFp4, NT, C, kMoE>, x_map, y_map, p));
   return Status::Ok();
 }
 
@@ -65,18 +65,22 @@ Status launch(const CUtensorMap& x_map, const KernelParams& p, const HopperGemmC
 // (the MoE block model ranks 2-consumer tiles); and the grouped tail tiles 80, 144, 288 (2
 // consumers): 20 kernels.
 #define MXQ_HOPPER_INSTANCE(T, FP4, NT, C)                                                    \
-  template Status launch<T, FP4, NT, C, false>(const CUtensorMap&, const KernelParams&,       \
-                                               const HopperGemmConfig&, cudaStream_t);        \
-  template Status launch<T, FP4, NT, C, true>(const CUtensorMap&, const KernelParams&,        \
-                                              const HopperGemmConfig&, cudaStream_t);         \
+  template Status launch<T, FP4, NT, C, false>(const CUtensorMap&, const CUtensorMap&,         \
+                                               const KernelParams&, const HopperGemmConfig&,   \
+                                               cudaStream_t);        \
+  template Status launch<T, FP4, NT, C, true>(const CUtensorMap&, const CUtensorMap&,          \
+                                              const KernelParams&, const HopperGemmConfig&,    \
+                                              cudaStream_t);         \
   template StatusOr<int> max_active_clusters<T, FP4, NT, C>(int);
 #define MXQ_HOPPER_DENSE_INSTANCE(T, FP4, NT, C)                                              \
-  template Status launch<T, FP4, NT, C, false>(const CUtensorMap&, const KernelParams&,       \
-                                               const HopperGemmConfig&, cudaStream_t);        \
+  template Status launch<T, FP4, NT, C, false>(const CUtensorMap&, const CUtensorMap&,         \
+                                               const KernelParams&, const HopperGemmConfig&,   \
+                                               cudaStream_t);        \
   template StatusOr<int> max_active_clusters<T, FP4, NT, C>(int);
 #define MXQ_HOPPER_MOE_INSTANCE(T, FP4, NT, C)                                                \
-  template Status launch<T, FP4, NT, C, true>(const CUtensorMap&, const KernelParams&,        \
-                                              const HopperGemmConfig&, cudaStream_t);         \
+  template Status launch<T, FP4, NT, C, true>(const CUtensorMap&, const CUtensorMap&,          \
+                                              const KernelParams&, const HopperGemmConfig&,    \
+                                              cudaStream_t);         \
   template StatusOr<int> max_active_clusters<T, FP4, NT, C>(int);
 #define MXQ_HOPPER_INSTANCES(T, FP4)  \
   MXQ_HOPPER_INSTANCE(T, FP4, 16, 2)  \

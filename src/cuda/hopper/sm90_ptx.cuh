@@ -152,6 +152,69 @@ __device__ __forceinline__ void prefetch_tensor_map(const CUtensorMap* map) {
 #endif
 }
 
+// ---- the epilogue's shared-memory tile and TMA store -----------------------------------------
+// Four 8x8 16-bit matrices stored transposed (stmatrix .trans): lane l gives the shared address
+// of row l % 8 of matrix l / 8 (16 bytes), register r of lane (g, t) holds elements (g, 2t) and
+// (g, 2t + 1) of matrix r as the MMA accumulator layout has them, which land in column g of
+// rows 2t and 2t + 1 of the stored matrix.
+__device__ __forceinline__ void stmatrix_x4_trans(uint32_t addr, uint32_t r0, uint32_t r1,
+                                                  uint32_t r2, uint32_t r3) {
+#if MXQ_HAS_WGMMA
+  asm volatile("stmatrix.sync.aligned.m8n8.x4.trans.shared.b16 [%0], {%1, %2, %3, %4};\n" ::"r"(
+                   addr),
+               "r"(r0), "r"(r1), "r"(r2), "r"(r3)
+               : "memory");
+#else
+  (void)addr; (void)r0; (void)r1; (void)r2; (void)r3;
+#endif
+}
+// This thread's generic-proxy shared-memory writes made visible to the async proxy (the TMA
+// store that reads them next).
+__device__ __forceinline__ void fence_proxy_async_smem() {
+#if MXQ_HAS_WGMMA
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+#endif
+}
+// Named barrier `id` (1..15; 0 is __syncthreads) over `threads` threads (a multiple of 32).
+__device__ __forceinline__ void named_barrier_sync(uint32_t id, uint32_t threads) {
+#if MXQ_HAS_WGMMA
+  asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
+#else
+  (void)id; (void)threads;
+#endif
+}
+// One box of a 2-D tensor map from shared memory to global at element coordinates (c0 inner,
+// c1 outer); out-of-bounds elements are not written. Completes in this thread's bulk group.
+__device__ __forceinline__ void tma_store_2d(const CUtensorMap* map, const void* src, int c0,
+                                             int c1) {
+#if MXQ_HAS_WGMMA
+  asm volatile("cp.async.bulk.tensor.2d.global.shared::cta.bulk_group [%0, {%1, %2}], [%3];\n" ::"l"(
+                   map),
+               "r"(c0), "r"(c1), "r"(smem_addr(src))
+               : "memory");
+#else
+  (void)map; (void)src; (void)c0; (void)c1;
+#endif
+}
+__device__ __forceinline__ void bulk_commit_group() {
+#if MXQ_HAS_WGMMA
+  asm volatile("cp.async.bulk.commit_group;\n" ::: "memory");
+#endif
+}
+// Until at most N of this thread's bulk groups still read their shared-memory source.
+template <int N>
+__device__ __forceinline__ void bulk_wait_group_read() {
+#if MXQ_HAS_WGMMA
+  asm volatile("cp.async.bulk.wait_group.read %0;\n" ::"n"(N) : "memory");
+#endif
+}
+// Until every bulk group of this thread has completed (its global writes done).
+__device__ __forceinline__ void bulk_wait_group_all() {
+#if MXQ_HAS_WGMMA
+  asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory");
+#endif
+}
+
 // ---- clusters ------------------------------------------------------------------------------
 __device__ __forceinline__ uint32_t cluster_rank() {
   uint32_t r = 0;
