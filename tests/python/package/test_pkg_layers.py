@@ -288,3 +288,47 @@ def test_linear_equals_mxq_run_bitwise(sample, cli, tmp_path, tokens):
         y = lin(x)
         assert lin.problem.out == ydt
         np.testing.assert_array_equal(np.asarray(y).view(y_run.dtype), y_run)
+
+
+# Out of memory (issue 19): a layer whose run cannot get its working set raises MemoryError
+# naming the backend, the call and the bytes, leaves `out` untouched, and the same layer runs
+# once memory is back. In a child process, whose address space is capped (RLIMIT_AS) just
+# above what it already uses after the layer is prepared and every array allocated.
+_OOM_CHILD = r"""
+import resource, sys
+import numpy as np, ml_dtypes, mxq
+backend = sys.argv[1]
+q = mxq.quantize(np.random.default_rng(0).standard_normal((1024, 1024)).astype(np.float32), "mxfp4")
+x = np.random.default_rng(1).standard_normal((4096, 1024)).astype(ml_dtypes.bfloat16)
+out = np.full((4096, 1024), 7.0, np.float32)
+lay = mxq.Linear.prepare(q.packed, q.scales, "mxfp4", backend=backend, out_dtype="f32")
+want = lay(x[:8])
+vm = next(int(l.split()[1]) * 1024 for l in open("/proc/self/status") if l.startswith("VmSize"))
+resource.setrlimit(resource.RLIMIT_AS, (vm + 4 * 2**20, resource.RLIM_INFINITY))
+try:
+    lay(x, out=out)
+    print("RAN")
+except MemoryError as e:
+    print("MEMORYERROR", e)
+resource.setrlimit(resource.RLIMIT_AS, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+print("UNTOUCHED", bool((out == 7.0).all()))
+y = lay(x, out=out)
+print("AGAIN", bool(np.array_equal(y[:8].view(np.uint32), want.view(np.uint32))))
+"""
+
+
+@pytest.mark.parametrize("backend", ["cpu", "cpu-reference"])
+def test_out_of_host_memory_is_memory_error_and_the_layer_recovers(backend):
+    import subprocess
+    import sys
+    p = subprocess.run([sys.executable, "-c", _OOM_CHILD, backend], capture_output=True,
+                       text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    lines = p.stdout.splitlines()
+    err = next((l for l in lines if l.startswith("MEMORYERROR")), None)
+    assert err is not None, f"no MemoryError under the cap: {p.stdout[-2000:]}"
+    # mxq's own error (a resource-exhausted Status), not numpy's or the interpreter's
+    assert "resource exhausted" in err and backend in err and "run_linear" in err, err
+    assert "bytes" in err, err
+    assert "UNTOUCHED True" in lines, p.stdout
+    assert "AGAIN True" in lines, p.stdout

@@ -342,3 +342,43 @@ def test_modules_from_checkpoint_run_its_activation_scheme(tmp_path, device):
         with pytest.raises(NotImplementedError, match="fused gate/up epilogue"):
             mt.MXMoE(layer)(torch.randn(3, 256, dtype=torch.bfloat16, device="cuda"),
                             torch.randn(3, 8, device="cuda"))
+
+
+# Out of memory (issue 19): inside the torch ops mxq's MemoryError is torch.OutOfMemoryError
+# (what engines' memory profiling catches), with mxq's message; the module works afterwards.
+# CPU tensors in a child process whose address space is capped (RLIMIT_AS) just above its use.
+_TORCH_OOM_CHILD = r"""
+import resource
+import torch, mxq, mxq.torch as mt
+# K large, N small: the output (512 KB, allocated by torch) fits under the cap, the run's
+# working set (x in FP32, 128 MB) does not.
+q = mxq.quantize(torch.randn(64, 8192, generator=torch.Generator().manual_seed(0)).numpy(), "mxfp4")
+lin = mt.MXLinear.from_weights(q.packed, q.scales, "mxfp4", device="cpu", backend="cpu")
+x = torch.randn(4096, 8192).to(torch.bfloat16)
+want = lin(x[:8])
+vm = next(int(l.split()[1]) * 1024 for l in open("/proc/self/status") if l.startswith("VmSize"))
+resource.setrlimit(resource.RLIMIT_AS, (vm + 4 * 2**20, resource.RLIM_INFINITY))
+oom = getattr(torch, "OutOfMemoryError", None) or torch.cuda.OutOfMemoryError
+try:
+    lin(x)
+    print("RAN")
+except oom as e:
+    print("TORCHOOM", e)
+except MemoryError as e:
+    print("PLAINMEMORYERROR", e)
+resource.setrlimit(resource.RLIMIT_AS, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+print("AGAIN", bool(torch.equal(lin(x[:8]), want)))
+"""
+
+
+def test_out_of_memory_is_torch_out_of_memory_error():
+    import subprocess
+    import sys
+    p = subprocess.run([sys.executable, "-c", _TORCH_OOM_CHILD], capture_output=True, text=True,
+                       timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    lines = p.stdout.splitlines()
+    err = next((l for l in lines if l.startswith(("TORCHOOM", "PLAINMEMORYERROR", "RAN"))), "")
+    assert err.startswith("TORCHOOM"), p.stdout[-2000:]
+    assert "resource exhausted" in err and "cpu run_linear" in err, err
+    assert "AGAIN True" in lines, p.stdout
