@@ -3,9 +3,12 @@
 #   tests/python/gpu_wheel_test.sh WHEEL OUTDIR [PYTEST_PATH...]
 # 1. a fresh venv that sees the host's packages (torch, transformers, numpy, ml_dtypes, pytest:
 #    nothing can be downloaded there), `pip install --no-deps --no-index WHEEL`, timed;
-# 2. `python -c "import mxq; print(mxq.__version__, mxq.device())"` from outside the checkout, and
-#    the CUDA check: where torch.cuda.is_available() (or a GPU is listed by nvidia-smi), the wheel
-#    must have its CUDA part (mxq.cuda_built, a GPU in mxq.device(), a supported CUDA backend);
+# 2. `python -c "import mxq; print(mxq.__version__, mxq.device())"` from outside the checkout; the
+#    version check: mxq.__version__ = CMakeLists.txt's project version, and the wheel's CLI
+#    (mxq/_bin/mxq, the `mxq` script in the venv's bin, `python -m mxq`) prints exactly
+#    `mxq <that version> (commit <mxq.__commit__>)`; the CUDA check: where
+#    torch.cuda.is_available() (or a GPU is listed by nvidia-smi), the wheel must have its CUDA
+#    part (mxq.cuda_built, a GPU in mxq.device(), a supported CUDA backend);
 # 3. pytest of tests/python/package (numpy suite + test_pkg_torch.py: opcheck, torch.compile,
 #    CUDA graphs, CUDA vs cpu-reference), then test_pkg_patch_model.py (transformers models on
 #    cpu and cuda), in the venv's interpreter with mxq imported from the venv first (asserted
@@ -13,9 +16,9 @@
 #    checkout; the cwd is a temp dir, PYTHONPATH and the user site are off). PYTEST_PATHs replace
 #    the two default steps by one.
 # Logs in OUTDIR: env.txt, install.log, import.txt, pytest-<step>.log + .xml, summary.txt (one
-# line: wheel size, install seconds, CUDA check, pass/fail/error/skip counts). Exit 1 if the
-# install or import fails, the CUDA part is missing where CUDA is available, or any test fails,
-# errors or times out. On a machine without a GPU the CUDA tests skip with their printed reason.
+# line: wheel size, install seconds, the CLI's version line, CUDA check, pass/fail/error/skip
+# counts). Exit 1 if the install, the import or the version check fails, the CUDA part is
+# missing where CUDA is available, or any test fails, errors or times out. On a machine without a GPU the CUDA tests skip with their printed reason.
 # Environment:
 #   PYTHON                      the host interpreter (default python3). When it is itself a
 #                               venv (the GPU host's /opt/torch/.venv), --system-site-packages
@@ -39,12 +42,12 @@ unset PYTHONPATH
 export PYTHONNOUSERSITE=1
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/mxq_gpu_wheel_XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
-status=0 cuda_check=n/a install_s=- counts="no tests run" why="" commit=-
+status=0 cuda_check=n/a install_s=- counts="no tests run" why="" commit=- cli=-
 size=$(stat -c %s "$whl" 2>/dev/null || echo 0)
 size_mib=$(awk -v b="$size" 'BEGIN { printf "%.1f", b / 1048576 }')
 summary() {  # the one line, also on early exits
   local line
-  line="gpu_wheel_test: $(basename "$whl") ${size_mib} MiB ($size bytes), commit $commit; install ${install_s} s; cuda part: $cuda_check; tests: $counts; $([ "$status" = 0 ] && echo PASS || echo "FAIL${why:+: $why}")"
+  line="gpu_wheel_test: $(basename "$whl") ${size_mib} MiB ($size bytes), commit $commit; install ${install_s} s; cli: $cli; cuda part: $cuda_check; tests: $counts; $([ "$status" = 0 ] && echo PASS || echo "FAIL${why:+: $why}")"
   echo "$line" | tee "$out/summary.txt"
 }
 die() { echo "FAIL: $*" >&2; why=$*; status=1; summary; exit 1; }
@@ -105,6 +108,21 @@ where = os.path.realpath(mxq.__file__)
 print("mxq", mxq.__version__, "commit", mxq.__commit__ or "-", "cuda_built", mxq.cuda_built, "from", where)
 assert where.startswith(root), f"mxq imported from {where}, not from the venv {root}"
 assert mxq.__version__ == want, f"mxq {mxq.__version__}, CMakeLists.txt says {want}"
+# The wheel's CLI (mxq/_bin/mxq), the `mxq` script on the venv's PATH and `python -m mxq`
+# print the package's version and commit.
+import shutil, subprocess
+from mxq import _cli
+exe = _cli.path()
+assert exe and os.path.realpath(exe).startswith(root), f"the wheel's CLI is {exe}, not in the venv"
+script = shutil.which("mxq", path=os.path.join(venv, "bin") + os.pathsep + os.environ.get("PATH", ""))
+assert script and os.path.realpath(script) == os.path.realpath(os.path.join(venv, "bin", "mxq")), \
+    f"mxq on the venv's PATH is {script}"
+line = f"mxq {mxq.__version__}" + (f" (commit {mxq.__commit__})" if mxq.__commit__ else "")
+for cmd in ([exe], [script], [sys.executable, "-m", "mxq"]):
+    out = subprocess.run([*cmd, "--version"], capture_output=True, text=True, timeout=60,
+                         check=True).stdout.strip()
+    assert out == line, f"{' '.join(cmd)} --version printed {out!r}, the package is {line!r}"
+print(f"CLI: {line} (mxq/_bin/mxq = the mxq script on PATH = python -m mxq)")
 for b in mxq.backends():
     print(f"  backend {b['name']:12} {b['device']:4} supported={b['supported']} {b['reason']}")
 try:
@@ -140,7 +158,9 @@ here=$(git rev-parse --short HEAD 2>/dev/null || echo "")
 [ -n "$here" ] && [ "$commit" != "$here" ] &&
   echo "NOTE: the wheel is of commit $commit, the tests of checkout $here (an error message a later commit changed may fail)"
 cuda_check=$(sed -n 's/^CUDA CHECK: \([^ ,(]*\).*/\1/p; s/^CUDA CHECK FAILED.*/MISSING/p' "$out/import.txt" | head -1)
-[ "$rc" = 0 ] || { cuda_check=${cuda_check:-FAILED}; die "import / CUDA check ($(grep -m1 -E 'FAILED|Error' "$out/import.txt"))"; }
+cli=$(sed -n 's/^CLI: \(.*\) (mxq\/_bin\/mxq = .*/\1/p' "$out/import.txt" | head -1)
+cli=${cli:-missing}
+[ "$rc" = 0 ] || { cuda_check=${cuda_check:-FAILED}; die "import / CLI / CUDA check ($(grep -m1 -E 'FAILED|Error' "$out/import.txt"))"; }
 
 # --- the tests, from the installed wheel --------------------------------------------------------
 "$vpy" -c "import pytest" 2>/dev/null || die "pytest is not importable from the host's packages (nothing is downloaded)"

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The built wheel (issue 20) in a fresh venv: pip install takes seconds (nothing compiles),
-# `import mxq; mxq.device()` works from site-packages, the version is the CMake project's, and
-# the numpy suite of tests/python/package passes against the installed package.
+# `import mxq; mxq.device()` works from site-packages, the version is the CMake project's, the
+# wheel's CLI (`mxq` on the venv's PATH, `python -m mxq`) prints that version and the package's
+# commit, and the numpy suite of tests/python/package passes against the installed package
+# (its CLI cross-checks with the wheel's CLI).
 #   tests/python/wheel_install_test.sh WHEEL [PYTHON]
 # MXQ_WHEEL_OFFLINE=1 (a host without PyPI, e.g. the GPU host): the venv sees the system's
 # site-packages (numpy, ml_dtypes, pytest, torch) and the wheel is installed with --no-deps;
@@ -41,8 +43,22 @@ print(mxq.device())
 import numpy as np
 x = np.array([[0.5, 1.0, -6.0, 3.0] * 8], dtype=np.float32)
 assert np.array_equal(mxq.dequantize(mxq.quantize(x, "mxfp4")), x), "round trip"
+# The CLI of the same build: mxq/_bin/mxq, the `mxq` script on the venv's PATH and
+# `python -m mxq`, each printing the package's version (= CMakeLists.txt's) and commit.
+import os, shutil, subprocess
+from mxq import _cli
+exe = _cli.path()
+assert exe and exe.startswith(venv), f"the wheel's CLI is {exe}, not in the venv"
+script = shutil.which("mxq", path=os.path.join(venv, "bin") + os.pathsep + os.environ["PATH"])
+assert script == os.path.join(venv, "bin", "mxq"), f"mxq on the venv's PATH is {script}"
+line = f"mxq {mxq.__version__}" + (f" (commit {mxq.__commit__})" if mxq.__commit__ else "")
+for cmd in ([exe], [script], [sys.executable, "-m", "mxq"]):
+    out = subprocess.run([*cmd, "--version"], capture_output=True, text=True, timeout=60,
+                         check=True).stdout.strip()
+    assert out == line, f"{' '.join(cmd)} --version printed {out!r}, the package is {line!r}"
+print("cli", line, "(mxq/_bin/mxq, the mxq script on PATH, python -m mxq)")
 PY
-) || fail "import mxq from the installed wheel"
+) || fail "import mxq and its CLI from the installed wheel"
 
 if [ "$offline" != 1 ]; then "$vpy" -m pip install -q pytest || fail "pip install pytest"; fi
 MXQ_REQUIRE_PACKAGE=1 "$vpy" -m pytest -q -rs -p no:cacheprovider tests/python/package 2>&1 | tail -${MXQ_WHEEL_TEST_TAIL:-3}

@@ -32,15 +32,29 @@ def pytest_collection_modifyitems(config, items):
         item.add_marker(pytest.mark.skip(reason=msg))
 
 
+def _package_cli():
+    """The CLI that came with the imported package (mxq/_bin/mxq: the wheel's, or in a CMake
+    build's package a link to that build's CLI), or None."""
+    try:
+        from mxq import _cli
+    except ImportError:
+        return None
+    path = _cli.path()
+    return pathlib.Path(path) if path else None
+
+
 def _cli():
+    """The CLI for the cross-checks: MXQ_CLI, else the package's own (tests run from an installed
+    wheel use the wheel's CLI), else build/release/mxq; None if none is an executable."""
     env = os.environ.get("MXQ_CLI")
-    path = pathlib.Path(env) if env else REPO_ROOT / "build" / "release" / "mxq"
+    path = pathlib.Path(env) if env else _package_cli() or REPO_ROOT / "build" / "release" / "mxq"
     return path if path.is_file() and os.access(path, os.X_OK) else None
 
 
 @pytest.fixture(scope="session")
 def cli():
-    """Runs the mxq CLI (MXQ_CLI, else build/release/mxq); skips the test if there is none."""
+    """Runs the mxq CLI (MXQ_CLI, else the package's mxq/_bin/mxq, else build/release/mxq);
+    skips the test if there is none."""
     path = _cli()
     if path is None:
         pytest.skip("mxq CLI not found (set MXQ_CLI): needed for this cross-check")
