@@ -8,9 +8,12 @@
 #    nvcc only, no GPU);
 # 2. with a GPU: `mxq bench` of an MXFP4 linear layer (M=1 and M=512) and a gpt-oss-shaped MoE
 #    layer on every backend that can run them, JSON reports into OUTDIR;
-# 3. with WHEEL (scripts/build_wheel.sh where nvcc is; CUDA part for sm_80 + sm_90a): installs
-#    it into a fresh venv (offline: system site-packages, --no-deps) and runs
-#    tests/python/package against it, torch tests included where torch is installed.
+# 3. with WHEEL (scripts/build_wheel.sh where nvcc is; CUDA part for sm_80 + sm_90a):
+#    tests/python/gpu_wheel_test.sh WHEEL OUTDIR/wheel: a fresh venv that sees the host's torch
+#    (also when the host Python is itself a venv, as /opt/torch/.venv on the GPU host; PYTHON
+#    picks it, default python3), the offline install timed, the version and CLI check, the CUDA
+#    part check and the torch tests of tests/python/package from the installed wheel; its logs
+#    and summary.txt in OUTDIR/wheel.
 # Every step logs to OUTDIR/<step>.log; exit 1 if any failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -40,6 +43,6 @@ else
   echo "== no GPU: bench steps skipped"
 fi
 if [ -n "$whl" ]; then
-  run wheel_install env MXQ_WHEEL_OFFLINE=1 MXQ_WHEEL_TEST_TAIL=40 tests/python/wheel_install_test.sh "$whl"
+  run gpu_wheel tests/python/gpu_wheel_test.sh "$whl" "$out/wheel"
 fi
 exit $status
