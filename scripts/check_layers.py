@@ -34,6 +34,8 @@ LAYERS = [
     ("cpu-reference", ["src/cpu/reference/"], BELOW_BACKENDS + ["cpu-common"]),
     ("cpu", ["src/cpu/fast/"], BELOW_BACKENDS + ["cpu-common"]),
     ("cuda", ["src/cuda/"], BELOW_BACKENDS),
+    # MX-aware tensor / expert parallel splits of a layer's weights (the contract's views).
+    ("shard", ["src/shard/", "include/mxq/shard.h"], BELOW_BACKENDS),
     # Above the backends: the registry, the oracle, a model's layers.
     ("select", ["src/select/", "include/mxq/select.h", "include/mxq/layers.h"],
      BELOW_BACKENDS + ["cpu-common", "cpu-reference", "cpu", "cuda"]),
