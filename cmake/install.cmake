@@ -15,7 +15,7 @@ include(CMakePackageConfigHelpers)
 # The component libraries, found by walking the link graph of what the CLI links, so a new
 # component library (or the CUDA ones) is picked up without a list to keep in sync.
 set(_mxq_components)
-set(_mxq_todo mxq_pipeline mxq_select mxq_build_info)
+set(_mxq_todo mxq_pipeline mxq_select mxq_shard mxq_build_info)
 while(_mxq_todo)
   list(POP_FRONT _mxq_todo t)
   if(NOT TARGET ${t} OR t IN_LIST _mxq_components)
