@@ -51,7 +51,7 @@ class CudaHopperBackend final : public Backend {
   CudaHopperBackend() : mma_(make_cuda_mma_backend()) {}
   std::string_view name() const override { return "cuda-hopper"; }
   // Above cuda-mma (100): the Hopper kernels are the faster family on sm_90
-  // (bench/results/h200/gemm.md).
+  // (bench/results/h200/gemm-hopper.md).
   int priority() const override { return 110; }
   // Below cuda-mma (100) for decode: measured on the H200 (2026-12-03, 0b8663a,
   // bench/results/h200/gemm-hopper.md) cuda-mma is faster up to M = 8 on every measured shape
