@@ -47,6 +47,14 @@ const char* moe_parallel_name(MoEParallel p);        // "expert", "tensor"
 // One rank's linear layer. The views point into the source weights (zero_copy) or into the
 // shard's own storage, which moves with it (std::vector buffers keep their address on move).
 struct LinearShard {
+  // Move-only: the views may point into the shard's own buffers (a copy would point into
+  // the original's).
+  LinearShard() = default;
+  LinearShard(const LinearShard&) = delete;
+  LinearShard& operator=(const LinearShard&) = delete;
+  LinearShard(LinearShard&&) = default;
+  LinearShard& operator=(LinearShard&&) = default;
+
   ShardSpec spec;
   LinearParallel how = LinearParallel::kColumn;
   Problem problem;         // the rank's problem: n = n1 - n0, k = k1 - k0 (bias: rank 0 / column)
@@ -65,6 +73,14 @@ StatusOr<LinearShard> shard_linear(const Problem& p, const LinearWeights& w, Lin
                                    ShardSpec s);
 
 struct MoEShard {
+  // Move-only: the views may point into the shard's own buffers (a copy would point into
+  // the original's).
+  MoEShard() = default;
+  MoEShard(const MoEShard&) = delete;
+  MoEShard& operator=(const MoEShard&) = delete;
+  MoEShard(MoEShard&&) = default;
+  MoEShard& operator=(MoEShard&&) = default;
+
   ShardSpec spec;
   MoEParallel how = MoEParallel::kExpert;
   Problem problem;        // the rank's problem: expert parallel sets moe.expert_map; tensor

@@ -19,7 +19,7 @@ NotImplementedError (valid but unsupported by this build or backend).
 from . import _core
 from ._checkpoint import (Model, backends, convert, dequantize_model, device, explain, inspect,
                           load, make_problem, quantize_model, verify, write_sample_model)
-from ._layers import Linear, MoE
+from ._layers import Linear, MoE, shard_linear, shard_moe
 from ._tensor import (MXTensor, decode, dequantize, encode, format_info, pack, quantize,
                       scale_codes, unpack)
 
@@ -33,5 +33,5 @@ __all__ = [
     "Linear", "MoE", "MXTensor", "MXWeight", "Model", "Problem", "backends", "convert",
     "cuda_built", "decode", "dequantize", "dequantize_model", "device", "encode", "explain",
     "format_info", "inspect", "load", "make_problem", "pack", "quantize", "quantize_model",
-    "scale_codes", "unpack", "verify", "write_sample_model",
+    "scale_codes", "shard_linear", "shard_moe", "unpack", "verify", "write_sample_model",
 ]

@@ -153,18 +153,26 @@ class MoE(_Layer):
                 routed_scaling: float = 1.0, correction_bias: bool = False,
                 swiglu_alpha: float = 1.702, swiglu_limit: float = 7.0, expert_map: bool = False,
                 input_scale13: float = 1.0, input_scale2: float = 1.0,
+                experts: Optional[int] = None,
                 backend: Optional[str] = None, strict: bool = False, device: str = "cpu",
                 tokens: int = 1, use_env: bool = True) -> "MoE":
         """Prepares experts given as w13 (fused gate/up) packed ``[E, 2I, H * bits / 8]`` and
         scales ``[E, 2I, H / 32]`` (``layout`` chunked or interleaved), or w1 (gate) and w3
         (up) ``[E, I, ...]`` (``layout='separate'``), and w2 (down) ``[E, H, I * bits / 8]``.
-        ``correction_bias`` / ``expert_map`` say whether calls pass those arrays."""
+        ``correction_bias`` / ``expert_map`` say whether calls pass those arrays. With
+        ``expert_map`` (expert parallelism, e.g. from :func:`shard_moe`) the weights hold the
+        local experts and ``experts`` is the global count E (router columns, map length)."""
         if w2_packed is None or w2_scales is None:
             raise ValueError("w2_packed and w2_scales (the down projection) are required")
         w2p, w2s = _weights(w2_packed, w2_scales, "w2")
         if w2p.ndim != 3:
             raise ValueError(f"w2 packed has shape {w2p.shape}; expected [E, H, I * bits / 8]")
         e, h, i = w2p.shape[0], w2p.shape[1], _k_of(w2p.shape, fmt)
+        if experts is not None:
+            if not expert_map:
+                raise ValueError("experts (the global expert count) is for expert_map=True layers, "
+                                 "whose weights hold the local experts")
+            e = int(experts)
         keep = [w2p, w2s]
         w13p = w13s = w1p = w1s = w3p = w3s = None
         if layout == "separate":
@@ -233,3 +241,62 @@ def _dn(name: str) -> str:
 
 
 __all__ = ["Linear", "MoE", "device_kind"]
+
+
+def shard_linear(packed: Any, scales: Any, fmt: str = "mxfp4", *, how: str, rank: int,
+                 ranks: int, bias: Any = None, act: str = "bf16") -> dict:
+    """One rank's part of a linear layer for tensor parallelism (the C++ ``mxq::shard_linear``,
+    include/mxq/shard.h): ``how='column'`` splits N (the rank's output columns, joined by an
+    all-gather), ``how='row'`` splits K on 32-element blocks (a partial sum, joined by an
+    all-reduce; the bias on rank 0 only). Returns ``packed``, ``scales``, ``bias`` (or None) as
+    new arrays for :meth:`Linear.prepare`, ``act``, the ranges ``n0 n1 k0 k1``, ``bytes`` and
+    ``describe``; a split that would change the numerics is a ValueError naming the rule."""
+    p, s = _weights(packed, scales, "weight")
+    if p.ndim != 2:
+        raise ValueError(f"packed has shape {p.shape}; expected [N, K * bits / 8]")
+    n, k = p.shape[0], _k_of(p.shape, fmt)
+    b = bias_f32(bias, "bias")
+    prob = _core.Problem.linear(fmt, act, 1, n, k, b is not None, None)
+    d = dict(_core.shard_linear(prob, p, s, b, how, int(rank), int(ranks)))
+    if d["bias"] is not None:
+        d["bias"] = d["bias"].reshape(-1)
+    d["act"] = act
+    return d
+
+
+def shard_moe(fmt: str = "mxfp4", *, how: str, rank: int, ranks: int, topk: int,
+              w2_packed: Any, w2_scales: Any, w13_packed: Any = None, w13_scales: Any = None,
+              w1_packed: Any = None, w1_scales: Any = None, w3_packed: Any = None,
+              w3_scales: Any = None, bias13: Any = None, bias1: Any = None, bias3: Any = None,
+              bias2: Any = None, layout: str = "chunked", act: str = "bf16") -> dict:
+    """One rank's part of an MoE layer (the C++ ``mxq::shard_moe``): ``how='expert'`` takes a
+    balanced contiguous range of experts ``[e0, e1)`` and returns the local-expert map
+    (``expert_map`` int32 [E], -1 for other ranks' experts: prepare with ``expert_map=True``
+    and pass it per call); ``how='tensor'`` splits every expert's intermediate columns
+    ``[i0, i1)`` on 32-element blocks, gate and up kept together for any ``layout``, the down
+    bias on rank 0 only. Either way the ranks' outputs sum to the layer's (an all-reduce).
+    Returns the rank's arrays under the argument names (3-D ``[E_local, rows, bytes]``)."""
+    w2p, w2s = _weights(w2_packed, w2_scales, "w2")
+    if w2p.ndim != 3:
+        raise ValueError(f"w2 packed has shape {w2p.shape}; expected [E, H, I * bits / 8]")
+    e, h, i = w2p.shape[0], w2p.shape[1], _k_of(w2p.shape, fmt)
+    arrays = {"w2_packed": w2p, "w2_scales": w2s}
+    for name, pk, sc in (("w13", w13_packed, w13_scales), ("w1", w1_packed, w1_scales),
+                         ("w3", w3_packed, w3_scales)):
+        if pk is not None or sc is not None:
+            arrays[f"{name}_packed"], arrays[f"{name}_scales"] = _weights(pk, sc, name)
+    biases = {n: bias_f32(b, n) for n, b in (("bias13", bias13), ("bias1", bias1),
+                                             ("bias3", bias3), ("bias2", bias2))}
+    arrays.update({n: b for n, b in biases.items() if b is not None})
+    prob = _core.Problem.moe(fmt, act, 1, h, i, e, topk, "silu", layout, "softmax-topk", True, 1,
+                             1, 1.0, False, 1.702, 7.0, False,
+                             any(b is not None for b in biases.values()), None)
+    d = dict(_core.shard_moe(prob, arrays, how, int(rank), int(ranks)))
+    local = d["e1"] - d["e0"]
+    for key, v in list(d.items()):
+        if key.endswith(("_packed", "_scales", "bias13", "bias1", "bias3", "bias2")) and v is not None:
+            d[key] = v.reshape(local, -1, v.shape[-1]) if key.endswith(("_packed", "_scales")) \
+                else v.reshape(local, -1)
+    d["act"] = act
+    d["layout"] = layout
+    return d

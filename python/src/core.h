@@ -94,6 +94,7 @@ void bind_numerics(nb::module_& m);
 void bind_tensors(nb::module_& m);
 void bind_oracle(nb::module_& m);
 void bind_layers(nb::module_& m);
+void bind_shard(nb::module_& m);  // shard.cc
 void bind_checkpoints(nb::module_& m);
 
 }  // namespace mxq::py

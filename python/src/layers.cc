@@ -78,7 +78,10 @@ void bind_layers(nb::module_& m) {
         new (self) MoE();
         if (p.op != Op::kMoE) fail("MoE needs a moe problem, got " + p.to_string());
         self->problem = p;
-        const int64_t e = p.moe.experts, h = p.n, i = p.k;
+        // With an expert map (expert parallelism) the weights hold this rank's local experts
+        // (w2's first dimension; the contract checks 1..E), else all E.
+        const int64_t e = p.moe.expert_map && w2p.ndim() >= 1 ? int64_t(w2p.shape(0)) : p.moe.experts;
+        const int64_t h = p.n, i = p.k;
         if (p.moe.layout == io::GateUpLayout::kSeparate) {
           if (!w1p || !w1s || !w3p || !w3s) fail("layout 'separate' needs w1 and w3 (gate, up) packed and scales");
           self->w.w1 = weight_view(*w1p, *w1s, p.weight, e, "w1");

@@ -42,5 +42,6 @@ NB_MODULE(_core, m) {
   bind_tensors(m);
   bind_oracle(m);
   bind_layers(m);
+  bind_shard(m);
   bind_checkpoints(m);
 }
