@@ -459,16 +459,7 @@ __global__ void __launch_bounds__(threads(C), 1)
 
     // Epilogue: lane (g, t) of warp `warp` holds rows row0 and row0 + 8, tokens 8i + 2t + h.
     const int row0 = nb * S::kItemRows + c * 64 + warp * 16 + g;
-    if constexpr (kMoE) {
-      moe_epilogue<T, NT>(p, expert, mt, row0, t, acc);
-    } else if (kTmaEpilogue && p.tma_store) {
-      // Through shared memory (gemm_config.h, epilogue_bytes): rounds of kEpiRows tokens; per
-      // round this warpgroup's tile [kEpiRows tokens][64 columns] is written by stmatrix .trans
-      // (warp w's 16 rows are columns 16w.. of the tile: 16-byte chunks 2w and 2w + 1 of each
-      // 128-byte token row, XOR-swizzled by the row as the tensor map's 128-byte swizzle reads
-      // them) and stored by one thread with one TMA box; rows past M and columns past N are
-      // clipped by the copy engine. Each warpgroup has two tiles: a round waits only for the
-      // store of two rounds ago to have read its tile.
+    if constexpr (!kMoE) {
       if (p.bias != nullptr) {  // added only when present: -0 sums stay -0 without a bias
         const bool in = row0 < p.n;  // N % 16 == 0: row0 + 8 < N too
         const float b0 = in ? p.bias[row0] : 0.0f, b1 = in ? p.bias[row0 + 8] : 0.0f;
@@ -480,6 +471,17 @@ __global__ void __launch_bounds__(threads(C), 1)
           acc[i + 3] += b1;
         }
       }
+    }
+    if constexpr (kMoE) {
+      moe_epilogue<T, NT>(p, expert, mt, row0, t, acc);
+    } else if (kTmaEpilogue && p.tma_store) {
+      // Through shared memory (gemm_config.h, epilogue_bytes): rounds of kEpiRows tokens; per
+      // round this warpgroup's tile [kEpiRows tokens][64 columns] is written by stmatrix .trans
+      // (warp w's 16 rows are columns 16w.. of the tile: 16-byte chunks 2w and 2w + 1 of each
+      // 128-byte token row, XOR-swizzled by the row as the tensor map's 128-byte swizzle reads
+      // them) and stored by one thread with one TMA box; rows past M and columns past N are
+      // clipped by the copy engine. Each warpgroup has two tiles: a round waits only for the
+      // store of two rounds ago to have read its tile.
       constexpr int ER = S::kEpiRows;
       constexpr uint32_t kTileBytes = uint32_t(ER * 128);
       const bool issuer = (ct & 127) == 0;
@@ -520,16 +522,6 @@ __global__ void __launch_bounds__(threads(C), 1)
         for (int r = 1; r < splits; ++r) sm90::mbar_arrive_cluster(red_empty, uint32_t(r));
       }
     } else if (row0 < p.n) {  // N % 16 == 0: row0 + 8 < N too
-      if (p.bias != nullptr) {  // added only when present: -0 sums stay -0 without a bias
-        const float b0 = p.bias[row0], b1 = p.bias[row0 + 8];
-#pragma unroll
-        for (int i = 0; i < S::kAcc; i += 4) {
-          acc[i] += b0;
-          acc[i + 1] += b0;
-          acc[i + 2] += b1;
-          acc[i + 3] += b1;
-        }
-      }
 #pragma unroll
       for (int i = 0; i < NT / 8; ++i)
 #pragma unroll
