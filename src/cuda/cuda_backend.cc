@@ -23,6 +23,7 @@
 #include "cuda/backends.h"
 #include "cuda/common/cuda_check.h"
 #include "cuda/common/device_memory.h"
+#include "cuda/common/staged_run.h"
 #include "cuda/gemm/frag_layout.h"
 #include "cuda/gemm/mx_gemm.h"
 #include "cuda/gemm/repack.h"
@@ -153,11 +154,7 @@ class CudaMmaBackend final : public Backend {
     MXQ_DEBUG_ASSERT(x.data != nullptr && x.dtype == act && x.rows == p.m && x.cols == p.k &&
                          y.data != nullptr && y.dtype == p.out && y.rows == p.m && y.cols == p.n,
                      "the entry checked x and y");
-    int dev = 0;
-    MXQ_CUDA_TRY(cudaGetDevice(&dev));
-    if (dev != w->device)
-      return invalid_argument("cuda-mma: weights were prepared on GPU " + std::to_string(w->device) +
-                              ", the current device is GPU " + std::to_string(dev));
+    MXQ_RETURN_IF_ERROR(check_prepared_device(name(), w->device));
 
     GemmArgs a;
     a.elem = p.weight;
@@ -175,7 +172,6 @@ class CudaMmaBackend final : public Backend {
     a.scale_in_weights = w->scale_min >= r.lo && w->scale_max <= r.hi;
     auto* s = static_cast<cudaStream_t>(stream);
 
-    const bool x_dev = is_device_pointer(x.data), y_dev = is_device_pointer(y.data);
     // The activation key's operand (x itself for bf16 / fp16; MX keys quantized on the GPU;
     // FP8 keys as E4M3 values, the GEMM into FP32 and the scale and bias in scale_rows).
     StreamBuffer xq(s), xs(s), acc(s);
@@ -197,26 +193,10 @@ class CudaMmaBackend final : public Backend {
       return scale_rows(static_cast<const float*>(acc.get()), p.m, p.n, row_scale, w->input_scale,
                         a.bias, p.out, a.y, a.ldy, s);
     };
-    if (x_dev && y_dev) {
-      a.x = x.data;
-      a.y = y.data;
-      return gemm();
-    }
-    // Host memory: the staged convenience path (synchronous).
-    const size_t xb = size_t(p.m * p.k) * size_t(dtype_bytes(act));
-    const size_t yb = size_t(p.m * p.n) * size_t(dtype_bytes(p.out));
-    DeviceBuffer tx, ty;
-    MXQ_RETURN_IF_ERROR(to_device(x.data, xb, tx, &a.x));
-    if (y_dev) {
-      a.y = y.data;
-    } else {
-      MXQ_RETURN_IF_ERROR(ty.allocate(yb, "the staged output"));
-      a.y = ty.get();
-    }
-    MXQ_RETURN_IF_ERROR(gemm());
-    if (!y_dev) MXQ_CUDA_TRY(cudaMemcpyAsync(y.data, a.y, yb, cudaMemcpyDeviceToHost, s));
-    MXQ_CUDA_TRY(cudaStreamSynchronize(s));
-    return Status::Ok();
+    // Device pointers as they are; host memory staged (synchronous).
+    return run_device_or_staged(x.data, size_t(p.m * p.k) * size_t(dtype_bytes(act)), y.data,
+                                size_t(p.m * p.n) * size_t(dtype_bytes(p.out)), &a.x, &a.y, s,
+                                gemm);
   }
 
   StatusOr<std::unique_ptr<PreparedWeights>> do_prepare_moe(const Problem& p,

@@ -25,6 +25,7 @@
 #include "cuda/backends.h"
 #include "cuda/common/cuda_check.h"
 #include "cuda/common/device_memory.h"
+#include "cuda/common/staged_run.h"
 #include "cuda/gemm/mx_gemm.h"
 #include "cuda/hopper/gemm.h"
 #include "cuda/mma_claims.h"
@@ -196,11 +197,7 @@ class CudaHopperBackend final : public Backend {
     MXQ_DEBUG_ASSERT(x.data != nullptr && x.dtype == act && x.rows == p.m && x.cols == p.k &&
                          y.data != nullptr && y.dtype == p.out && y.rows == p.m && y.cols == p.n,
                      "the entry checked x and y");
-    int dev = 0;
-    MXQ_CUDA_TRY(cudaGetDevice(&dev));
-    if (dev != w->device)
-      return invalid_argument("cuda-hopper: weights were prepared on GPU " + std::to_string(w->device) +
-                              ", the current device is GPU " + std::to_string(dev));
+    MXQ_RETURN_IF_ERROR(check_prepared_device(name(), w->device));
     hopper::HopperGemmArgs a;
     a.elem = p.weight;
     a.act = act;
@@ -213,7 +210,6 @@ class CudaHopperBackend final : public Backend {
     a.ldx = p.k;
     a.ldy = p.n;
     auto* s = static_cast<cudaStream_t>(stream);
-    const bool x_dev = is_device_pointer(x.data), y_dev = is_device_pointer(y.data);
     // The activation key's operand: x itself for bf16 / fp16, an MX key's exact fake-quantized
     // copy (stream-ordered, freed on the stream) otherwise; contiguous, so ldx = K holds.
     StreamBuffer xq(s);
@@ -221,25 +217,10 @@ class CudaHopperBackend final : public Backend {
       MXQ_RETURN_IF_ERROR(act_operand(p.act, p.act_rule, a.x, act, p.m, p.k, xq, &a.x, s));
       return hopper::hopper_gemm(a, s);
     };
-    if (x_dev && y_dev) {
-      a.x = x.data;
-      a.y = y.data;
-      return gemm();
-    }
-    const size_t xb = size_t(p.m * p.k) * size_t(dtype_bytes(act));
-    const size_t yb = size_t(p.m * p.n) * size_t(dtype_bytes(p.out));
-    DeviceBuffer tx, ty;
-    MXQ_RETURN_IF_ERROR(to_device(x.data, xb, tx, &a.x));
-    if (y_dev) {
-      a.y = y.data;
-    } else {
-      MXQ_RETURN_IF_ERROR(ty.allocate(yb, "the staged output"));
-      a.y = ty.get();
-    }
-    MXQ_RETURN_IF_ERROR(gemm());
-    if (!y_dev) MXQ_CUDA_TRY(cudaMemcpyAsync(y.data, a.y, yb, cudaMemcpyDeviceToHost, s));
-    MXQ_CUDA_TRY(cudaStreamSynchronize(s));
-    return Status::Ok();
+    // Device pointers as they are; host memory staged (synchronous).
+    return run_device_or_staged(x.data, size_t(p.m * p.k) * size_t(dtype_bytes(act)), y.data,
+                                size_t(p.m * p.n) * size_t(dtype_bytes(p.out)), &a.x, &a.y, s,
+                                gemm);
   }
 
   // MoE: the shared layer (moe/moe_layer.h: routing, dispatch, combine) on the hopper grouped
