@@ -506,7 +506,7 @@ __global__ void __launch_bounds__(threads(C), 1)
                                   pack_pair<T>(acc[4 * b + 4], acc[4 * b + 5]),
                                   pack_pair<T>(acc[4 * b + 6], acc[4 * b + 7]));
         }
-        sm90::fence_proxy_async_smem();
+        ptx::fence_proxy_async();  // the tile's writes visible to the TMA store
         sm90::named_barrier_sync(2 + c, 128);
         if (issuer) {
           sm90::tma_store_2d(&y_map, tiles + epi_buf * kTileBytes, nb * S::kItemRows + c * 64,

@@ -168,13 +168,6 @@ __device__ __forceinline__ void stmatrix_x4_trans(uint32_t addr, uint32_t r0, ui
   (void)addr; (void)r0; (void)r1; (void)r2; (void)r3;
 #endif
 }
-// This thread's generic-proxy shared-memory writes made visible to the async proxy (the TMA
-// store that reads them next).
-__device__ __forceinline__ void fence_proxy_async_smem() {
-#if MXQ_HAS_WGMMA
-  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-#endif
-}
 // Named barrier `id` (1..15; 0 is __syncthreads) over `threads` threads (a multiple of 32).
 __device__ __forceinline__ void named_barrier_sync(uint32_t id, uint32_t threads) {
 #if MXQ_HAS_WGMMA
