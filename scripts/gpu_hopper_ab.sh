@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # On a GPU host (sm_90), after scripts/build_cuda.sh: an A/B of a cuda-hopper switch that is read
-# from the environment per call (MXQ_HOPPER_EPILOGUE=tma, MXQ_HOPPER_CONFIG=...), in one go:
+# from the environment per call (MXQ_HOPPER_EPILOGUE=direct, MXQ_HOPPER_CONFIG=...), in one go:
 #   1. the hopper tests and the shared case list (full tier) with the switch set (B), and the
 #      hopper tests without it (A);
 #   2. compute-sanitizer memcheck (sanitizer cases + ring wraps) and racecheck (sanitizer cases)
@@ -9,7 +9,7 @@
 #      MXFP4 + MXFP8, cuda-hopper, no peers: the peer run is a separate job);
 #   then packs every log and JSON into OUTDIR/ab.tar.xz (the device tool returns few files).
 #   scripts/gpu_hopper_ab.sh OUTDIR NAME=VALUE [BUILD_DIR]
-# e.g. scripts/gpu_hopper_ab.sh "$OUT" MXQ_HOPPER_EPILOGUE=tma
+# e.g. scripts/gpu_hopper_ab.sh "$OUT" MXQ_HOPPER_EPILOGUE=direct
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${1:?usage: scripts/gpu_hopper_ab.sh OUTDIR NAME=VALUE [BUILD_DIR]}

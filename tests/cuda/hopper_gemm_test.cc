@@ -266,8 +266,8 @@ TEST(HopperGemm, SplitKAcrossClusters) {
   unsetenv("MXQ_HOPPER_CONFIG");
 }
 
-// The epilogue through shared memory + TMA stores (MXQ_HOPPER_EPILOGUE=tma, opt-in until this
-// test has passed on a GPU) writes exactly the bits of the direct stores: every dense token
+// The epilogue through shared memory + TMA stores (the default; MXQ_HOPPER_EPILOGUE=direct
+// turns it off; passed on the H200 2026-12-05) writes exactly the bits of the direct stores: every dense token
 // tile, consumer count and split (rank 0 reuses the reduction buffer for its tiles), partial
 // token tiles (rows past M clipped by the copy engine), N = 2064 (the last 64-column box
 // half outside N) and 3-consumer items reaching past N, several items per cluster (the two

@@ -118,8 +118,8 @@ struct HopperGemmConfig {
   double estimate_us = 0;  // the cost model's estimate (gemm.cu, estimate_cycles)
   bool forced = false;     // tile / consumers / split set by MXQ_HOPPER_CONFIG (A/B, tests)
   // Dense 16-bit outputs: through shared memory and TMA stores (epilogue_bytes above) when the
-  // output rows are 16-byte aligned and MXQ_HOPPER_EPILOGUE=tma (opt-in until it has run on a
-  // GPU: gemm.cu); else direct stores from the accumulators (F32 outputs, grouped GEMMs).
+  // output rows are 16-byte aligned, unless MXQ_HOPPER_EPILOGUE=direct (gemm.cu); else direct
+  // stores from the accumulators (F32 outputs, grouped GEMMs).
   bool tma_store = false;
   int ctas() const { return clusters * splits; }
   std::string to_string() const;
