@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <mutex>
 #include <string>
 
@@ -241,16 +242,13 @@ StatusOr<CUtensorMap> output_map(void* y, DType out, int64_t rows, int64_t n, in
   return map;
 }
 
-// The dense 16-bit epilogue goes through shared memory + TMA stores by default;
+// The dense 16-bit epilogue goes through shared memory + TMA stores by default (measured on
+// the H200: bench/results/h200/gemm-hopper-tma-epilogue-ab-2026-12-05.md);
 // MXQ_HOPPER_EPILOGUE=direct (read per call, like MXQ_HOPPER_CONFIG) keeps the direct stores
-// from the accumulators, for A/B runs. Default since 2026-12-05: on the H200
-// HopperGemm.TmaEpilogueEqualsDirectStores passed (bitwise over every tile, consumer count and
-// split), memcheck clean, and the interleaved A/B (bench/results/h200/
-// gemm-hopper-tma-epilogue-ab-2026-12-05.md) measured it 2-7.5% faster from M = 128 on
-// 8192^2 and 28672 x 8192 (8192^2 M = 256: 57.8 -> 53.5 us), neutral below.
+// from the accumulators, for A/B runs.
 bool tma_epilogue_requested() {
   const char* v = std::getenv("MXQ_HOPPER_EPILOGUE");
-  return v == nullptr || std::string(v) != "direct";
+  return v == nullptr || std::strcmp(v, "direct") != 0;
 }
 
 template <typename T, bool kFp4, bool kMoE>
