@@ -57,6 +57,29 @@ void decode_e4m3(uint32_t w0, uint32_t w1, bool bf16, float out[4][2]) {
   }
 }
 
+// The cuda-hopper E2M1 decode (gemm_kernel.cuh, decode_e2m1_word): the kernel's shift / mask
+// bits (layout_word.h, shared) and its HMUL2, emulated as the multiply by 2^126 / 2^14.
+template <int kTarget>
+void hopper_bits(uint32_t q, uint32_t (&r)[4]) {
+  r[0] = hopper::e2m1_operand_bits<kTarget, 0>(q);
+  r[1] = hopper::e2m1_operand_bits<kTarget, 1>(q);
+  r[2] = hopper::e2m1_operand_bits<kTarget, 2>(q);
+  r[3] = hopper::e2m1_operand_bits<kTarget, 3>(q);
+}
+void decode_e2m1_hopper(uint32_t q, bool bf16, float out[4][2]) {
+  uint32_t r[4];
+  if (bf16)
+    hopper_bits<6>(q, r);
+  else
+    hopper_bits<9>(q, r);
+  for (int i = 0; i < 4; ++i)
+    for (int h = 0; h < 2; ++h) {
+      const uint32_t bits = (r[i] >> (16 * h)) & 0xFFFF;
+      out[i][h] = bf16 ? bf16_bits_to_f32(bits) * std::ldexp(1.0f, 126)
+                       : f16_bits_to_f32(bits) * std::ldexp(1.0f, 14);
+    }
+}
+
 using testing::random_weights;
 using testing::Weights;
 
@@ -238,7 +261,7 @@ void check_hopper_layout(ElemType e, int64_t batch, int64_t n, int64_t k) {
               for (int s = 0; s < 4; ++s) {
                 float a[4][2];
                 if (e == ElemType::kE2M1)
-                  decode_e2m1(words[s], bf16, a);
+                  decode_e2m1_hopper(words[s], bf16, a);
                 else
                   decode_e4m3(words[2 * s], words[2 * s + 1], bf16, a);
                 const int64_t k0 = 64 * kt + 16 * s + 2 * t;

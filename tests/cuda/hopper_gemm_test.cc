@@ -408,8 +408,11 @@ TEST(HopperGemm, SanitizerSizedClusters) {
 // every tile including those unchanged since 0b8663a: the two are ordered by the slot's
 // `empty` mbarrier (each warp's lanes meet at __syncwarp, lane 0 arrives with release, the
 // producer waits with acquire before issuing the copy), which racecheck does not seem to
-// connect to the async proxy's writes (2026-12-04, tests/cuda/results). Each config is printed
-// before it runs, so that a sanitizer report can be placed.
+// connect to the async proxy's writes (2026-12-04, tests/cuda/results). A proxy fence in the
+// producer after the wait (since 2026-12-05) leaves the same 32 reports
+// (hopper-e2m1-layout-h200-2026-12-05.txt); tests/cuda/standalone/racecheck_ring_probe.cu is
+// the smallest ring of this kind, with plain-store, bulk and bulk + fence producers. Each
+// config is printed before it runs, so that a sanitizer report can be placed.
 TEST(HopperGemm, SanitizerRingWraps) {
   SKIP_WITHOUT_HOPPER();
   for (const char* v : {"16:2:1", "64:2:1", "128:2:1", "128:2:2", "256:2:1", "256:2:2"}) {

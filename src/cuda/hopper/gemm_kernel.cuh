@@ -42,8 +42,9 @@
 #include <type_traits>
 
 #include "cuda/common/wgmma_rs.cuh"  // WgmmaRS
-#include "cuda/gemm/mx_gemm.cuh"  // decode_e2m1_scaled, decode_e4m3_scaled, scale_multiplier, store_out
+#include "cuda/gemm/mx_gemm.cuh"  // decode_e4m3_scaled, multiplier_of_code, store_out
 #include "cuda/hopper/gemm_config.h"
+#include "cuda/hopper/layout_word.h"  // e2m1_operand_bits: the hopper E2M1 bit positions
 #include "cuda/hopper/sm90_ptx.cuh"
 #include "cuda/moe/gate_up_act.cuh"
 
@@ -104,6 +105,19 @@ struct KernelShape {
   static_assert(kBoxes * kBox == NT && (kBox * 128) % 1024 == 0, "whole swizzle atoms per box");
   static_assert(kStages >= 2, "a step in flight and the next one decoded");
 };
+
+// The four A registers of one word of 8 E2M1 codes in the hopper bit positions
+// (layout_word.h): 11 shift / mask / merge instructions for BF16 (14 for FP16) + 4 HMUL2 by
+// the scale multipliers of rows g (m0: registers 0, 2) and g + 8 (m1: registers 1, 3).
+template <typename T>
+__device__ __forceinline__ void decode_e2m1_word(uint32_t q, uint32_t m0, uint32_t m1,
+                                                 uint32_t (&a)[4]) {
+  constexpr int kTarget = std::is_same_v<T, __half> ? 9 : 6;
+  a[0] = ptx::mul2<T>(e2m1_operand_bits<kTarget, 0>(q), m0);
+  a[1] = ptx::mul2<T>(e2m1_operand_bits<kTarget, 1>(q), m1);
+  a[2] = ptx::mul2<T>(e2m1_operand_bits<kTarget, 2>(q), m0);
+  a[3] = ptx::mul2<T>(e2m1_operand_bits<kTarget, 3>(q), m1);
+}
 
 // Two outputs as one 32-bit register of T (lo in the low half), rounded to nearest even as
 // gemm::store_out rounds them.
@@ -245,6 +259,13 @@ __global__ void __launch_bounds__(threads(C), 1)
         for (int kt = kt_begin; kt < kt_end; kt += SPS) {
           const int n = min(SPS, kt_end - kt);
           sm90::mbar_wait(&empty[slot], phase ^ 1u);
+          // The consumers' reads of the slot (generic proxy, released through `empty`) are
+          // ordered before the copies into it (async proxy) by a proxy fence after the
+          // acquire: the conservative reading of the PTX memory model for a cross-proxy WAR
+          // (CUTLASS's TMA pipelines go without). One instruction per stage in this thread,
+          // measured neutral on the H200 (2026-12-05, gemm-hopper-e2m1-layout-ab); it does not
+          // quiet racecheck's ring-wrap reports (tests/cuda/standalone/racecheck_ring_probe.cu).
+          ptx::fence_proxy_async();
           sm90::mbar_arrive_expect_tx(&full[slot],
                                       uint32_t(n * (S::kActBytes + S::kConsumers * S::kChunk)));
 #pragma unroll
@@ -305,8 +326,8 @@ __global__ void __launch_bounds__(threads(C), 1)
       const uint32_t m0 = gemm::multiplier_of_code<T>(sw, blk);      // rows g: code byte blk
       const uint32_t m1 = gemm::multiplier_of_code<T>(sw, 2 + blk);  // rows g + 8: byte 2 + blk
       if constexpr (kFp4) {
-        gemm::decode_e2m1_scaled<T>(blk == 0 ? q0.x : q0.z, m0, m1, a[2 * blk]);
-        gemm::decode_e2m1_scaled<T>(blk == 0 ? q0.y : q0.w, m0, m1, a[2 * blk + 1]);
+        decode_e2m1_word<T>(blk == 0 ? q0.x : q0.z, m0, m1, a[2 * blk]);
+        decode_e2m1_word<T>(blk == 0 ? q0.y : q0.w, m0, m1, a[2 * blk + 1]);
       } else {
         const uint4 v = blk == 0 ? q0 : sm90::lds_v4(lane_w + 16);
         gemm::decode_e4m3_scaled<T>(v.x, v.y, m0, m1, a[2 * blk]);

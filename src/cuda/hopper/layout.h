@@ -8,9 +8,11 @@
 //
 // Stripe j is the 16-row tile 4 nb + j, which warp j of the warpgroup feeds to wgmma as its
 // slice of the 64-row register A operand. A lane's bytes are its mma.m16n8k16 A fragments for
-// the four k16 steps in the bit positions of the cuda-mma decode (frag_word.h), with one
-// difference: the K order inside a k16 step is the MMA's own (Source::natural_k), because the
-// activations arrive by TMA in memory order and cannot be permuted on the way. A warp reads
+// the four k16 steps, as cuda-mma's (frag_word.h) with two differences: the K order inside a
+// k16 step is the MMA's own (Source::natural_k), because the activations arrive by TMA in
+// memory order and cannot be permuted on the way; and E2M1 codes sit in the bit positions
+// that make the decode cheapest (layout_word.h, hopper_e2m1_word: 11 instead of 15
+// instructions per word of 8 codes for BF16; E4M3 bytes as cuda-mma's). A warp reads
 // its stripe with one 16-byte LDS per lane (512 contiguous bytes: conflict-free) and its scale
 // word with one 4-byte LDS (the quad's lanes share it).
 //
