@@ -377,6 +377,9 @@ class MXMoE(torch.nn.Module):
 
 # transformers integration (needs only torch here; transformers is imported on use).
 from ._patch import MXMoEBlock, PatchedLinear, PatchReport, patch_model  # noqa: E402
+# Tensor- and expert-parallel modules over torch.distributed (issue 21).
+from ._parallel import ColumnParallelMXLinear, ParallelMXMoE, RowParallelMXLinear  # noqa: E402
 
-__all__ = ["MXLinear", "MXMoE", "MXMoEBlock", "PatchReport", "PatchedLinear", "linear", "moe",
+__all__ = ["ColumnParallelMXLinear", "MXLinear", "MXMoE", "MXMoEBlock", "ParallelMXMoE",
+           "PatchReport", "PatchedLinear", "RowParallelMXLinear", "linear", "moe",
            "patch_model", "quantize", "register", "unregister"]

@@ -1,6 +1,7 @@
 // mxq._core: checkpoints (tensors, model layers) and the pipelines.
 #include "core.h"
 #include "layers.h"
+#include "mxq/shard.h"
 
 namespace mxq::py {
 namespace {
@@ -210,6 +211,76 @@ void bind_checkpoints(nb::module_& m) {
         return moe_;
       }, "name"_a, "act"_a = "", "out"_a = nb::none(), "tokens"_a = 1, "backend"_a = "",
          "strict"_a = false, "use_env"_a = true)
+      // One rank's shard of a checkpoint layer (include/mxq/shard.h), prepared like
+      // Model.linear / Model.moe: (layer, info) with info the ranges, bytes and describe().
+      .def("linear_shard", [](nb::handle self, const std::string& name, const std::string& how,
+                              int rank, int ranks, const std::string& act,
+                              const std::optional<std::string>& out, int64_t tokens,
+                              const std::string& backend, bool strict, bool use_env) {
+        const Model& md = nb::cast<const Model&>(self);
+        LayerSpec l = find_layer(md, name, tokens);
+        if (l.problem.op != Op::kLinear) fail("layer '" + name + "' is an MoE layer; use Model.moe_shard");
+        LinearParallel par;
+        if (how == "column") par = LinearParallel::kColumn;
+        else if (how == "row") par = LinearParallel::kRow;
+        else fail("linear_shard: how must be 'column' or 'row', got '" + how + "'");
+        if (!act.empty()) l.problem.act = get(parse_act_key(act));
+        l.problem.out = out ? get(parse_dtype(*out)) : act_input_dtype(l.problem.act);
+        const LinearWeights w = get(linear_weights(*md.ck, l));
+        auto shard = std::make_shared<LinearShard>(get(shard_linear(l.problem, w, par, {rank, ranks})));
+        auto lin_ = std::make_unique<Linear>();
+        lin_->problem = shard->problem;
+        lin_->w = shard->weights;
+        lin_->hold = shard;
+        lin_->keep.push_back(nb::borrow(self));
+        configure(*lin_, backend, strict, use_env);
+        nb::dict d;
+        d["n0"] = shard->n0, d["n1"] = shard->n1, d["k0"] = shard->k0, d["k1"] = shard->k1;
+        d["n"] = l.problem.n, d["k"] = l.problem.k;
+        d["bias"] = l.problem.bias;
+        d["zero_copy"] = shard->zero_copy;
+        d["bytes"] = shard->bytes();
+        d["describe"] = shard->describe(l.problem.n, l.problem.k);
+        return nb::make_tuple(nb::cast(lin_.release(), nb::rv_policy::take_ownership), d);
+      }, "name"_a, "how"_a, "rank"_a, "ranks"_a, "act"_a = "", "out"_a = nb::none(),
+         "tokens"_a = 1, "backend"_a = "", "strict"_a = false, "use_env"_a = true)
+      .def("moe_shard", [](nb::handle self, const std::string& name, const std::string& how,
+                           int rank, int ranks, const std::string& act,
+                           const std::optional<std::string>& out, int64_t tokens,
+                           const std::string& backend, bool strict, bool use_env) {
+        const Model& md = nb::cast<const Model&>(self);
+        LayerSpec l = find_layer(md, name, tokens);
+        if (l.problem.op != Op::kMoE) fail("layer '" + name + "' is a linear layer; use Model.linear_shard");
+        MoEParallel par;
+        if (how == "expert") par = MoEParallel::kExpert;
+        else if (how == "tensor") par = MoEParallel::kTensor;
+        else fail("moe_shard: how must be 'expert' or 'tensor', got '" + how + "'");
+        if (!act.empty()) l.problem.act = get(parse_act_key(act));
+        l.problem.out = out ? get(parse_dtype(*out)) : act_input_dtype(l.problem.act);
+        const MoEWeights w = get(moe_weights(*md.ck, l));
+        // The shard's views point into the assembled experts (expert parallel) or its own copies.
+        struct Held {
+          std::shared_ptr<AssembledExperts> assembled;
+          MoEShard shard;
+        };
+        auto held = std::make_shared<Held>(Held{l.assembled, get(shard_moe(l.problem, w, par, {rank, ranks}))});
+        const MoEShard& s = held->shard;
+        auto moe_ = std::make_unique<MoE>();
+        moe_->problem = s.problem;
+        moe_->w = s.weights;
+        moe_->hold = held;
+        moe_->keep.push_back(nb::borrow(self));
+        configure(*moe_, backend, strict, use_env);
+        nb::dict d;
+        d["e0"] = s.e0, d["e1"] = s.e1, d["i0"] = s.i0, d["i1"] = s.i1;
+        d["experts"] = l.problem.moe.experts, d["inter"] = l.problem.k;
+        d["zero_copy"] = s.zero_copy;
+        d["bytes"] = s.bytes();
+        d["describe"] = s.describe(l.problem.moe.experts, l.problem.k);
+        d["expert_map"] = s.expert_map;  // [] for tensor parallel
+        return nb::make_tuple(nb::cast(moe_.release(), nb::rv_policy::take_ownership), d);
+      }, "name"_a, "how"_a, "rank"_a, "ranks"_a, "act"_a = "", "out"_a = nb::none(),
+         "tokens"_a = 1, "backend"_a = "", "strict"_a = false, "use_env"_a = true)
       .def("router_logits", [](const Model& md, const std::string& name, const Array& x) {
         check_cpu(x, "x");
         check_contiguous(x, "x");

@@ -23,6 +23,9 @@ struct Slot {
 struct LayerBase {
   Problem problem;
   std::vector<nb::object> keep;  // owners of every host buffer the views point into
+  // C++ owners of the views' storage: experts assembled from per-expert tensors, a rank's
+  // shard (include/mxq/shard.h) whose copied slices the views point into.
+  std::shared_ptr<const void> hold;
   std::string override_backend;
   bool strict = false, use_env = true;
   Slot slots[2];
@@ -143,7 +146,6 @@ struct Linear : LayerBase {
 
 struct MoE : LayerBase {
   MoEWeights w;
-  std::shared_ptr<const void> hold;  // experts assembled from per-expert tensors (w's storage)
   StatusOr<std::unique_ptr<PreparedWeights>> do_prepare(const Backend* b) override {
     return b->prepare_moe(problem, w);
   }
