@@ -1,4 +1,5 @@
 // mxq explain | run: which backend each problem or layer gets, and running layers on it.
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -12,6 +13,7 @@
 #include "mxq/pipeline.h"
 #include "mxq/layers.h"
 #include "mxq/select.h"
+#include "mxq/shard.h"
 
 namespace mxq::cli {
 namespace {
@@ -21,9 +23,78 @@ T get(StatusOr<T> v) {
   return std::move(v).value();
 }
 
+// --tp / --ep / --rank / --row-parallel of `explain MODEL`: each rank's shard of every layer,
+// as the C++ sharding (include/mxq/shard.h) computes it.
+struct ShardArgs {
+  int tp = 1, ep = 1, rank = -1;  // rank -1: every rank
+  std::string row_parallel = "o_proj,down_proj,out_proj,wo,w2";
+  bool any() const { return tp > 1 || ep > 1; }
+};
+
+// Whether linear module `name` splits K (row parallel): its last dotted component is one of
+// the comma-separated `list`; every other linear layer splits N (column parallel).
+bool is_row_parallel(const std::string& name, const std::string& list) {
+  const size_t dot = name.rfind('.');
+  const std::string leaf = dot == std::string::npos ? name : name.substr(dot + 1);
+  size_t start = 0;
+  while (start <= list.size()) {
+    const size_t comma = std::min(list.find(',', start), list.size());
+    if (list.compare(start, comma - start, leaf) == 0 && comma - start == leaf.size()) return true;
+    start = comma + 1;
+  }
+  return false;
+}
+
+// The backend the oracle picks for a shard's problem ("-" with the reason when none).
+std::string shard_backend(const Problem& p, const SelectOptions& o) {
+  SelectOptions q = o;
+  q.warn = false;
+  const auto sel = select_backend(p, this_device(), q);
+  return sel.ok() ? std::string(sel.value().backend->name()) : "- (" + sel.status().message() + ")";
+}
+
+// Prints "  shard <describe>; backend <name>" for each selected rank of layer `l`; returns
+// false (after printing "  shard error: ...") when the split is refused.
+bool print_shards(const io::Checkpoint& ck, const LayerSpec& l, const ShardArgs& sa,
+                  const SelectOptions& o) {
+  if (l.problem.op == Op::kLinear) {
+    if (sa.tp <= 1) return true;
+    const LinearParallel how = is_row_parallel(l.name, sa.row_parallel) ? LinearParallel::kRow
+                                                                        : LinearParallel::kColumn;
+    const LinearWeights w = get(linear_weights(ck, l));
+    for (int r = 0; r < sa.tp; ++r) {
+      if (sa.rank >= 0 && r != sa.rank) continue;
+      auto s = shard_linear(l.problem, w, how, {r, sa.tp});
+      if (!s.ok()) {
+        std::printf("  shard error: %s\n", s.status().message().c_str());
+        return false;
+      }
+      std::printf("  shard %s; backend %s\n", s.value().describe(l.problem.n, l.problem.k).c_str(),
+                  shard_backend(s.value().problem, o).c_str());
+    }
+    return true;
+  }
+  const int ranks = sa.ep > 1 ? sa.ep : sa.tp;
+  if (ranks <= 1) return true;
+  const MoEParallel how = sa.ep > 1 ? MoEParallel::kExpert : MoEParallel::kTensor;
+  const MoEWeights w = get(moe_weights(ck, l));
+  for (int r = 0; r < ranks; ++r) {
+    if (sa.rank >= 0 && r != sa.rank) continue;
+    auto s = shard_moe(l.problem, w, how, {r, ranks});
+    if (!s.ok()) {
+      std::printf("  shard error: %s\n", s.status().message().c_str());
+      return false;
+    }
+    std::printf("  shard %s; backend %s\n",
+                s.value().describe(l.problem.moe.experts, l.problem.k).c_str(),
+                shard_backend(s.value().problem, o).c_str());
+  }
+  return true;
+}
+
 // `act`: an explicit --act (overrides the checkpoint's activation scheme), or "" for its own.
 int explain_model(const std::string& path, int64_t tokens, const SelectOptions& o,
-                  const std::string& act) {
+                  const std::string& act, const ShardArgs& sa) {
   const io::Checkpoint ck = get(io::Checkpoint::open(path));
   const io::ModelInfo info = get(io::read_model(ck));
   std::printf("model    %s (%s, %s)\n", path.c_str(), info.format.c_str(), info.scheme.c_str());
@@ -37,6 +108,10 @@ int explain_model(const std::string& path, int64_t tokens, const SelectOptions& 
   const ActKey forced_act = forced ? get(parse_act_key(act)) : ActKey::kBF16;
   if (forced) std::printf("; override --act %s", act_key_name(forced_act));
   std::printf("\n");
+  if (sa.any())
+    std::printf("shards   --tp %d (linear: row parallel for %s, column for the rest%s), --ep %d%s\n",
+                sa.tp, sa.row_parallel.c_str(), sa.ep > 1 ? "" : "; MoE: tensor parallel", sa.ep,
+                sa.rank >= 0 ? (", rank " + std::to_string(sa.rank)).c_str() : ", every rank");
   std::printf("%-40s %-7s %-14s %s\n", "layer", "op", "backend",
               "problem (weights x act key, shape); how; rejected backends");
   int rc = 0;
@@ -58,6 +133,7 @@ int explain_model(const std::string& path, int64_t tokens, const SelectOptions& 
     std::printf("%-40s %-7s %-14s %s; %s\n", l.name.c_str(), op_name(l.problem.op),
                 sel.ok() ? std::string(sel.value().backend->name()).c_str() : "-",
                 l.problem.to_string().c_str(), why.c_str());
+    if (sa.any() && !print_shards(ck, l, sa, o)) rc = 1;
   }
   return rc;
 }
@@ -119,14 +195,31 @@ void add_backend_commands(CLI::App& app) {
   e->add_option("--tokens", tokens, "tokens per layer call (model mode)");
   e->add_option("--backend", backend, "force a backend (an override that cannot run is an error)");
   e->add_flag("--strict", strict, "a fallback to a reference backend is an error");
+  static ShardArgs sa;
+  e->add_option("--tp", sa.tp, "model: each rank's shard of every linear layer (and of MoE "
+                               "layers without --ep: their intermediate split) for tensor "
+                               "parallelism over N ranks")->check(CLI::PositiveNumber);
+  e->add_option("--ep", sa.ep, "model: each rank's experts of every MoE layer for expert "
+                               "parallelism over N ranks")->check(CLI::PositiveNumber);
+  e->add_option("--rank", sa.rank, "with --tp / --ep: print this rank's shards only")
+      ->check(CLI::NonNegativeNumber);
+  e->add_option("--row-parallel", sa.row_parallel,
+                "with --tp: comma-separated last name components of the linear layers split "
+                "along K (the rest split N)");
   e->callback([] {
     SelectOptions o;
     o.override_backend = backend;
     o.strict = strict;
+    if (sa.rank >= 0 && sa.rank >= std::max(sa.tp, sa.ep))
+      throw Error(invalid_argument("--rank " + std::to_string(sa.rank) + " is not a rank of --tp " +
+                                   std::to_string(sa.tp) + " / --ep " + std::to_string(sa.ep)));
     if (!model.empty()) {
-      exit_code() = explain_model(model, tokens, o, act_opt->count() > 0 ? a.act : std::string());
+      exit_code() = explain_model(model, tokens, o, act_opt->count() > 0 ? a.act : std::string(), sa);
       return;
     }
+    if (sa.any())
+      throw Error(invalid_argument("--tp / --ep print the shards of a model's layers: give a "
+                                   "model directory (a problem has no weights to split)"));
     const Problem p = make_problem(a);
     std::printf("%s", explain(p, this_device(), o).c_str());
     exit_code() = select_backend(p, this_device(), [&] {

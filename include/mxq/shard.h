@@ -61,8 +61,11 @@ struct LinearShard {
   LinearWeights weights;   // views for the rank's backend
   int64_t n0 = 0, n1 = 0, k0 = 0, k1 = 0;  // ranges of the full layer's N and K
   bool zero_copy = true;
+  bool layer_bias = false;  // the full layer has a bias (row parallel: rank 0's shard holds it)
   uint64_t bytes() const;  // packed + scales (+ bias) of the shard
-  // "rank 1 of 4: column parallel, N [2048, 4096) of 8192, K [0, 8192) of 8192, 8.5 MiB (view)"
+  // "rank 1 of 4: column parallel, N [2048, 4096) of 8192, K [0, 8192) of 8192, 8.5 MiB (view)";
+  // row parallel with a bias adds ", bias" (rank 0) or ", no bias (rank 0 adds it)". Sizes
+  // below 1 MiB in KiB, below 1 KiB in bytes.
   std::string describe(int64_t full_n, int64_t full_k) const;
 
   std::vector<uint8_t> own_packed, own_scales;  // row parallel: the copied slices
@@ -92,6 +95,7 @@ struct MoEShard {
   bool zero_copy = true;
   uint64_t bytes() const;
   // "rank 0 of 2: expert parallel, experts [0, 64) of 128, I [0, 2880) of 2880, 31.6 MiB (view)"
+  // (sizes as LinearShard::describe's)
   std::string describe(int64_t full_experts, int64_t full_inter) const;
 
   // Tensor parallel: the copied slices (w13 or w1 + w3, w2; biases as F32 copies in the source

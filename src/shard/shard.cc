@@ -19,9 +19,15 @@ Status check_spec(const char* what, ShardSpec s) {
   return Status::Ok();
 }
 
+// "8.5 MiB", "12.0 KiB", "640 B": a shard of a small layer reads as more than "0.0 MiB".
 std::string mib(uint64_t b) {
   char buf[32];
-  std::snprintf(buf, sizeof buf, "%.1f MiB", double(b) / (1024.0 * 1024.0));
+  if (b >= (uint64_t(1) << 20))
+    std::snprintf(buf, sizeof buf, "%.1f MiB", double(b) / (1024.0 * 1024.0));
+  else if (b >= 1024)
+    std::snprintf(buf, sizeof buf, "%.1f KiB", double(b) / 1024.0);
+  else
+    std::snprintf(buf, sizeof buf, "%llu B", static_cast<unsigned long long>(b));
   return buf;
 }
 
@@ -126,8 +132,9 @@ std::string LinearShard::describe(int64_t full_n, int64_t full_k) const {
          std::to_string(n1) + ") of " + std::to_string(full_n) + ", K [" + std::to_string(k0) +
          ", " + std::to_string(k1) + ") of " + std::to_string(full_k) + ", " + mib(bytes()) +
          (zero_copy ? " (view)" : " (copy)") +
-         (how == LinearParallel::kRow ? (problem.bias ? ", bias" : ", no bias (rank 0 adds it)")
-                                      : "");
+         (how == LinearParallel::kRow && layer_bias
+              ? (problem.bias ? ", bias" : ", no bias (rank 0 adds it)")
+              : "");
 }
 
 StatusOr<LinearShard> shard_linear(const Problem& p, const LinearWeights& w, LinearParallel how,
@@ -139,6 +146,7 @@ StatusOr<LinearShard> shard_linear(const Problem& p, const LinearWeights& w, Lin
   out.how = how;
   out.problem = p;
   out.weights = w;
+  out.layer_bias = p.bias;
   out.n0 = 0, out.n1 = p.n, out.k0 = 0, out.k1 = p.k;
   const std::string layer = p.to_string();
   if (how == LinearParallel::kColumn) {
