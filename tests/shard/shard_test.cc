@@ -162,6 +162,37 @@ TEST(ShardLinear, JoinedResultsAreTheLayer) {
     }
 }
 
+// describe() is what `mxq explain --tp` and the torch modules print: exact lines, sizes in the
+// unit that shows them, the row-parallel bias note only where the layer has a bias.
+TEST(ShardLinear, DescribeNamesRangesBytesAndTheBias) {
+  const LinearCase c = linear_case(ElemType::kE2M1, 1, 64, 256);  // rows of 128 + 8 bytes
+  auto col = shard_linear(c.p, c.lw(), LinearParallel::kColumn, {1, 2});
+  ASSERT_TRUE(col.ok()) << col.status().to_string();
+  // 32 rows x 136 bytes + 32 f32 bias values
+  EXPECT_EQ(col.value().describe(64, 256),
+            "rank 1 of 2: column parallel, N [32, 64) of 64, K [0, 256) of 256, 4.4 KiB (view)");
+  auto r0 = shard_linear(c.p, c.lw(), LinearParallel::kRow, {0, 2});
+  auto r1 = shard_linear(c.p, c.lw(), LinearParallel::kRow, {1, 2});
+  ASSERT_TRUE(r0.ok() && r1.ok());
+  EXPECT_EQ(r0.value().describe(64, 256),  // 64 x (64 + 4) bytes + 64 f32 bias values
+            "rank 0 of 2: row parallel, N [0, 64) of 64, K [0, 128) of 256, 4.5 KiB (copy), bias");
+  EXPECT_EQ(r1.value().describe(64, 256),  // the same without the bias: 4.25 KiB
+            "rank 1 of 2: row parallel, N [0, 64) of 64, K [128, 256) of 256, 4.2 KiB (copy), "
+            "no bias (rank 0 adds it)");
+  Problem nb = c.p;
+  nb.bias = false;
+  auto r0nb = shard_linear(nb, {c.w.view, {}, 1.0f}, LinearParallel::kRow, {0, 4});
+  ASSERT_TRUE(r0nb.ok()) << r0nb.status().to_string();
+  EXPECT_EQ(r0nb.value().describe(64, 256),  // 64 x (32 + 2) bytes, no bias note
+            "rank 0 of 4: row parallel, N [0, 64) of 64, K [0, 64) of 256, 2.1 KiB (copy)");
+  const LinearCase tiny = linear_case(ElemType::kE2M1, 1, 8, 32);
+  auto t = shard_linear(tiny.p, tiny.lw(), LinearParallel::kColumn, {0, 2});
+  ASSERT_TRUE(t.ok());
+  EXPECT_EQ(t.value().bytes(), 4u * (16 + 1) + 4u * 4);
+  EXPECT_EQ(t.value().describe(8, 32),
+            "rank 0 of 2: column parallel, N [0, 4) of 8, K [0, 32) of 32, 84 B (view)");
+}
+
 TEST(ShardLinear, BadSplitsAreErrorsNamingTheRule) {
   const LinearCase c = linear_case(ElemType::kE2M1, 1, 48, 96);
   auto col = shard_linear(c.p, c.lw(), LinearParallel::kColumn, {0, 5});

@@ -161,6 +161,14 @@ def _worker(rank, ranks, init_file, out_dir, ckpt):
             res["moe:" + name] = dict(y=y1, again=y2, describe=mod.describe(), repr=repr(mod),
                                       e0=mod.e0, e1=mod.e1, i0=mod.i0, i1=mod.i1,
                                       expert_map=mod.expert_map, bytes=mod.shard["bytes"])
+        # Errors raised before any collective (the same on every rank, so none hangs).
+        row = _linear_module(LINEAR_CASES["row-scatter-mxfp4"], group)
+        for key, shape in (("error:scatter-rows", (3, K)), ("error:x-shape", (2, K // 2))):
+            try:
+                row(_x(shape, 11))
+                res[key] = None
+            except ValueError as e:
+                res[key] = str(e)
         # Checkpoint layers (the sample model quantized to MXFP4): a column / row pair and the
         # gpt-oss-shaped MoE block with its router, expert and tensor parallel.
         x = _x((5, 256), 30)
@@ -358,6 +366,15 @@ def test_checkpoint_layers_equal_the_one_rank_modules(ranks, checkpoint):
         for how in ("expert", "tensor"):
             assert_close(got[f"ckpt:moe-{how}"]["y"], moe(xm), f"checkpoint moe {how} rank {r}")
             assert f"{how} parallel" in got[f"ckpt:moe-{how}"]["describe"]
+
+
+@pytest.mark.parametrize("ranks", WORLDS)
+def test_bad_calls_are_value_errors_on_every_rank(ranks, checkpoint):
+    runs = run_ranks(ranks, checkpoint)
+    for r in range(ranks):
+        assert "reduce-scatter of 3 rows over" in (runs[r]["error:scatter-rows"] or "")
+        assert "first dimension must be a multiple of the ranks" in runs[r]["error:scatter-rows"]
+        assert f"expected [..., K={K}]" in (runs[r]["error:x-shape"] or "")
 
 
 def test_a_process_group_is_required():
