@@ -323,7 +323,8 @@ class ParallelMXMoE(_ParallelBase):
                  out_dtype: torch.dtype, *, sharded_tokens: bool = False, ordered: bool = True,
                  router_weight: Optional[torch.Tensor] = None,
                  router_bias: Optional[torch.Tensor] = None,
-                 correction_bias: Optional[torch.Tensor] = None):
+                 correction_bias: Optional[torch.Tensor] = None,
+                 device: Union[str, torch.device] = "cpu"):
         super().__init__()
         from .torch import register
 
@@ -344,7 +345,8 @@ class ParallelMXMoE(_ParallelBase):
         self.sharded_tokens = bool(sharded_tokens)
         self.ordered = bool(ordered)
         em = shard.get("expert_map")
-        em_t = torch.as_tensor(np.asarray(em, dtype=np.int32)) if how == "expert" else None
+        # The local-expert map on the device the layer runs on (a buffer: .to() moves it).
+        em_t = torch.as_tensor(np.asarray(em, dtype=np.int32)).to(device) if how == "expert" else None
         self.register_buffer("expert_map", em_t)
         self.register_buffer("router_weight", router_weight)
         self.register_buffer("router_bias", router_bias)
@@ -390,7 +392,7 @@ class ParallelMXMoE(_ParallelBase):
         shard.update(experts=layer.experts, inter=inter)
         return cls(layer, shard, group, how, out, sharded_tokens=sharded_tokens,
                    ordered=ordered, router_weight=router_weight, router_bias=router_bias,
-                   correction_bias=correction_bias)
+                   correction_bias=correction_bias, device=device)
 
     @classmethod
     def from_checkpoint(cls, model: Union[str, "os.PathLike[str]", Model], name: str, *,
@@ -423,7 +425,7 @@ class ParallelMXMoE(_ParallelBase):
         return cls(layer, dict(info), group, how, out, sharded_tokens=sharded_tokens,
                    ordered=ordered, router_weight=dense(spec["router_weight"]),
                    router_bias=dense(spec["router_bias"]),
-                   correction_bias=dense(spec["correction_bias"]))
+                   correction_bias=dense(spec["correction_bias"]), device=device)
 
     def route(self, x: torch.Tensor) -> torch.Tensor:
         if self.router_weight is None:

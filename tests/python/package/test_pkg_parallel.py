@@ -109,6 +109,11 @@ for fmt in ("mxfp4", "mxfp8"):
     MOE_CASES[f"expert-chunked-{fmt}-top1"] = dict(fmt=fmt, layout="chunked", how="expert", topk=1, kw={})
     MOE_CASES[f"expert-chunked-{fmt}-f32"] = dict(fmt=fmt, layout="chunked", how="expert", topk=2,
                                                   kw=dict(out_dtype=torch.float32))
+for how in ("expert", "tensor"):  # DeepSeek routing with the router's correction bias
+    MOE_CASES[f"{how}-chunked-mxfp8-deepseek"] = dict(
+        fmt="mxfp8", layout="chunked", how=how, topk=2, kw=dict(sharded_tokens=how == "expert"),
+        moe=dict(routing="sigmoid-grouped-topk", n_group=4, topk_group=2, routed_scaling=2.5),
+        correction_bias=True)
 MOE_CASES["expert-separate-mxfp4-6experts"] = dict(fmt="mxfp4", layout="separate", how="expert", topk=2,
                                                    kw={}, e=6)  # 4 ranks: 2, 2, 1, 1 experts
 
@@ -134,11 +139,20 @@ def _linear_module(case, group):
                             act=case.get("act", "bf16"), **case["kw"])
 
 
+def correction_bias(case):
+    if not case.get("correction_bias"):
+        return None
+    e = case.get("e", E)
+    return torch.from_numpy(np.random.default_rng(22).standard_normal(e).astype(np.float32) * 0.5)
+
+
 def _moe_module(case, group):
     w = moe_weights(case["fmt"], case["layout"], case.get("e", E))
     kw = dict(case["kw"])
     return mt.ParallelMXMoE.from_weights(fmt=case["fmt"], group=group, how=case["how"],
-                                         **moe_options(case["layout"], case["topk"]), **w, **kw)
+                                         correction_bias=correction_bias(case),
+                                         **moe_options(case["layout"], case["topk"]),
+                                         **case.get("moe", {}), **w, **kw)
 
 
 def _worker(rank, ranks, init_file, out_dir, ckpt):
@@ -253,8 +267,10 @@ def full_linear(case):
 def full_moe(case, out=None):
     w = moe_weights(case["fmt"], case["layout"], case.get("e", E))
     out = out or ("f32" if case["kw"].get("out_dtype") == torch.float32 else None)
-    return mt.MXMoE(mxq.MoE.prepare(fmt=case["fmt"], out_dtype=out,
-                                    **moe_options(case["layout"], case["topk"]), **w))
+    cb = correction_bias(case)
+    return mt.MXMoE(mxq.MoE.prepare(fmt=case["fmt"], out_dtype=out, correction_bias=cb is not None,
+                                    **moe_options(case["layout"], case["topk"]),
+                                    **case.get("moe", {}), **w), correction_bias=cb)
 
 
 WORLDS = [2, 4]
