@@ -175,6 +175,16 @@ def _worker(rank, ranks, init_file, out_dir, ckpt):
             res["moe:" + name] = dict(y=y1, again=y2, describe=mod.describe(), repr=repr(mod),
                                       e0=mod.e0, e1=mod.e1, i0=mod.i0, i1=mod.i1,
                                       expert_map=mod.expert_map, bytes=mod.shard["bytes"])
+        # Two groups of 2 inside the world of 4 ([0, 1] and [2, 3]): each module uses only the
+        # group it was given (every rank creates both groups, as new_group requires).
+        if ranks == 4:
+            pairs = [dist.new_group([0, 1]), dist.new_group([2, 3])]
+            mine = pairs[rank // 2]
+            row = _linear_module(dict(LINEAR_CASES["row-allreduce-ordered-mxfp4"]), mine)
+            moe = _moe_module(MOE_CASES["expert-interleaved-mxfp4"], mine)
+            x, logits = moe_inputs(MOE_CASES["expert-interleaved-mxfp4"], 2)
+            res["subgroup"] = dict(row=row(_x((2, 4, K), 10)), row_describe=row.describe(),
+                                   moe=moe(x, logits), moe_describe=moe.describe())
         # Errors raised before any collective (the same on every rank, so none hangs).
         row = _linear_module(LINEAR_CASES["row-scatter-mxfp4"], group)
         for key, shape in (("error:scatter-rows", (3, K)), ("error:x-shape", (2, K // 2))):
@@ -391,6 +401,21 @@ def test_bad_calls_are_value_errors_on_every_rank(ranks, checkpoint):
         assert "reduce-scatter of 3 rows over" in (runs[r]["error:scatter-rows"] or "")
         assert "first dimension must be a multiple of the ranks" in runs[r]["error:scatter-rows"]
         assert f"expected [..., K={K}]" in (runs[r]["error:x-shape"] or "")
+
+
+def test_modules_use_the_group_they_are_given(checkpoint):
+    runs = run_ranks(4, checkpoint)
+    row_ref = full_linear(LINEAR_CASES["row-allreduce-ordered-mxfp4"])(_x((2, 4, K), 10))
+    case = MOE_CASES["expert-interleaved-mxfp4"]
+    moe_ref = full_moe(case)(*moe_inputs(case, 2))
+    for r in range(4):
+        got = runs[r]["subgroup"]
+        assert got["row_describe"].startswith(f"rank {r % 2} of 2: row parallel, N [0, {N}) of {N}, "
+                                              f"K [{K // 2 * (r % 2)}, {K // 2 * (r % 2 + 1)}) of {K}")
+        assert got["moe_describe"].startswith(f"rank {r % 2} of 2: expert parallel, experts "
+                                              f"[{4 * (r % 2)}, {4 * (r % 2 + 1)}) of {E}")
+        assert_close(got["row"], row_ref, f"row parallel in a group of 2, world rank {r}")
+        assert_close(got["moe"], moe_ref, f"expert parallel in a group of 2, world rank {r}")
 
 
 def test_a_process_group_is_required():
