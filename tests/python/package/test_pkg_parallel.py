@@ -117,6 +117,9 @@ for how in ("expert", "tensor"):  # DeepSeek routing with the router's correctio
 MOE_CASES["expert-separate-mxfp4-6experts"] = dict(fmt="mxfp4", layout="separate", how="expert", topk=2,
                                                    kw={}, e=6)  # 4 ranks: 2, 2, 1, 1 experts
 
+COMPILED = ["column-gather-mxfp4", "row-allreduce-ordered-mxfp8", "row-scatter-mxfp4",
+            "expert-interleaved-mxfp4-sharded", "tensor-separate-mxfp8", "expert-chunked-mxfp4-native"]
+
 MOE_M = 6          # tokens of a replicated-token call; a sharded call: 3 per rank
 
 
@@ -175,6 +178,18 @@ def _worker(rank, ranks, init_file, out_dir, ckpt):
             res["moe:" + name] = dict(y=y1, again=y2, describe=mod.describe(), repr=repr(mod),
                                       e0=mod.e0, e1=mod.e1, i0=mod.i0, i1=mod.i1,
                                       expert_map=mod.expert_map, bytes=mod.shard["bytes"])
+        # torch.compile(fullgraph=True) traces the op and the collectives without a graph break
+        # (aot_eager: dynamo + AOTAutograd, no code generation; the same bits as eager).
+        compiled = {}
+        for name in COMPILED:
+            if name in LINEAR_CASES:
+                mod, args = _linear_module(LINEAR_CASES[name], group), (_x(LINEAR_CASES[name]["x"], 10),)
+            else:
+                mod = _moe_module(MOE_CASES[name], group)
+                args = moe_inputs(MOE_CASES[name], ranks, rank)
+            fn = torch.compile(mod, backend="aot_eager", fullgraph=True)
+            compiled[name] = (fn(*args), mod(*args))
+        res["compiled"] = compiled
         # Two groups of 2 inside the world of 4 ([0, 1] and [2, 3]): each module uses only the
         # group it was given (every rank creates both groups, as new_group requires).
         if ranks == 4:
@@ -401,6 +416,15 @@ def test_bad_calls_are_value_errors_on_every_rank(ranks, checkpoint):
         assert "reduce-scatter of 3 rows over" in (runs[r]["error:scatter-rows"] or "")
         assert "first dimension must be a multiple of the ranks" in runs[r]["error:scatter-rows"]
         assert f"expected [..., K={K}]" in (runs[r]["error:x-shape"] or "")
+
+
+@pytest.mark.parametrize("ranks", WORLDS)
+def test_torch_compile_fullgraph_equals_eager(ranks, checkpoint):
+    runs = run_ranks(ranks, checkpoint)
+    for r in range(ranks):
+        assert sorted(runs[r]["compiled"]) == sorted(COMPILED)
+        for name, (compiled, eager) in runs[r]["compiled"].items():
+            assert_bitwise(compiled, eager, f"{name} rank {r}: torch.compile vs eager")
 
 
 def test_modules_use_the_group_they_are_given(checkpoint):
