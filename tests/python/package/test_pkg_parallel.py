@@ -210,18 +210,22 @@ def _worker(rank, ranks, init_file, out_dir, ckpt):
                 res[key] = str(e)
         # Checkpoint layers (the sample model quantized to MXFP4): a column / row pair and the
         # gpt-oss-shaped MoE block with its router, expert and tensor parallel.
-        x = _x((5, 256), 30)
-        col = mt.ColumnParallelMXLinear.from_checkpoint(ckpt, "model.layers.0.mlp.up_proj", group=group)
-        row = mt.RowParallelMXLinear.from_checkpoint(ckpt, "model.layers.0.mlp.down_proj", group=group,
-                                                     input_is_parallel=True, ordered=True)
-        local = mt.ColumnParallelMXLinear.from_checkpoint(ckpt, "model.layers.0.mlp.up_proj",
-                                                          group=group, gather_output=False)
-        res["ckpt:column"] = dict(y=col(x), describe=col.describe())
-        res["ckpt:row"] = dict(y=row(local(x)), describe=row.describe())
-        for how in ("expert", "tensor"):
-            moe = mt.ParallelMXMoE.from_checkpoint(ckpt, "model.layers.2.mlp", group=group, how=how)
-            res[f"ckpt:moe-{how}"] = dict(y=moe(_x((5, 256), 31)), describe=moe.describe(),
-                                          repr=repr(moe))
+        for fmt, path in sorted(ckpt.items()):
+            x = _x((5, 256), 30)
+            col = mt.ColumnParallelMXLinear.from_checkpoint(path, "model.layers.0.mlp.up_proj",
+                                                            group=group)
+            row = mt.RowParallelMXLinear.from_checkpoint(path, "model.layers.0.mlp.down_proj",
+                                                         group=group, input_is_parallel=True,
+                                                         ordered=True)
+            local = mt.ColumnParallelMXLinear.from_checkpoint(path, "model.layers.0.mlp.up_proj",
+                                                              group=group, gather_output=False)
+            res[f"ckpt:{fmt}:column"] = dict(y=col(x), describe=col.describe())
+            res[f"ckpt:{fmt}:row"] = dict(y=row(local(x)), describe=row.describe())
+            for how in ("expert", "tensor"):
+                moe = mt.ParallelMXMoE.from_checkpoint(path, "model.layers.2.mlp", group=group,
+                                                       how=how)
+                res[f"ckpt:{fmt}:moe-{how}"] = dict(y=moe(_x((5, 256), 31)),
+                                                    describe=moe.describe(), repr=repr(moe))
         torch.save(res, os.path.join(out_dir, f"rank{rank}.pt"))
     finally:
         dist.destroy_process_group()
@@ -234,8 +238,11 @@ _RUNS = {}
 def checkpoint(tmp_path_factory):
     d = tmp_path_factory.mktemp("ckpt")
     mxq.write_sample_model(d / "bf16")
-    mxq.quantize_model(d / "bf16", d / "mxfp4")
-    return str(d / "mxfp4")
+    out = {}
+    for fmt in ("mxfp4", "mxfp8"):
+        mxq.quantize_model(d / "bf16", d / fmt, scheme=fmt)
+        out[fmt] = str(d / fmt)
+    return out
 
 
 def run_ranks(ranks, checkpoint):
@@ -392,21 +399,25 @@ def test_describe_is_the_cpp_shard_description(ranks, checkpoint):
 
 
 @pytest.mark.parametrize("ranks", WORLDS)
-def test_checkpoint_layers_equal_the_one_rank_modules(ranks, checkpoint):
+@pytest.mark.parametrize("fmt", ["mxfp4", "mxfp8"])
+def test_checkpoint_layers_equal_the_one_rank_modules(ranks, fmt, checkpoint):
     runs = run_ranks(ranks, checkpoint)
+    path = checkpoint[fmt]
+    assert mxq.load(path).layers()[0]["problem"].weights == fmt
     x = _x((5, 256), 30)
-    up = mt.MXLinear.from_checkpoint(checkpoint, "model.layers.0.mlp.up_proj")
-    down = mt.MXLinear.from_checkpoint(checkpoint, "model.layers.0.mlp.down_proj")
-    moe = mt.MXMoE.from_checkpoint(checkpoint, "model.layers.2.mlp")
+    up = mt.MXLinear.from_checkpoint(path, "model.layers.0.mlp.up_proj")
+    down = mt.MXLinear.from_checkpoint(path, "model.layers.0.mlp.down_proj")
+    moe = mt.MXMoE.from_checkpoint(path, "model.layers.2.mlp")
     xm = _x((5, 256), 31)
     for r in range(ranks):
-        got = runs[r]
-        assert_bitwise(got["ckpt:column"]["y"], up(x), f"checkpoint column rank {r}")
-        assert_close(got["ckpt:row"]["y"], down(up(x)), f"checkpoint column -> row rank {r}")
-        assert got["ckpt:row"]["describe"].startswith(f"rank {r} of {ranks}: row parallel, N [0, 256) of 256, K [")
+        got = {k[len(f"ckpt:{fmt}:"):]: v for k, v in runs[r].items() if k.startswith(f"ckpt:{fmt}:")}
+        assert_bitwise(got["column"]["y"], up(x), f"checkpoint column rank {r}")
+        assert_close(got["row"]["y"], down(up(x)), f"checkpoint column -> row rank {r}")
+        assert got["row"]["describe"].startswith(f"rank {r} of {ranks}: row parallel, N [0, 256) of 256, K [")
         for how in ("expert", "tensor"):
-            assert_close(got[f"ckpt:moe-{how}"]["y"], moe(xm), f"checkpoint moe {how} rank {r}")
-            assert f"{how} parallel" in got[f"ckpt:moe-{how}"]["describe"]
+            assert_close(got[f"moe-{how}"]["y"], moe(xm), f"checkpoint moe {how} rank {r}")
+            assert f"{how} parallel" in got[f"moe-{how}"]["describe"]
+            assert got[f"moe-{how}"]["describe"] in got[f"moe-{how}"]["repr"]
 
 
 @pytest.mark.parametrize("ranks", WORLDS)
