@@ -218,6 +218,38 @@ TEST(HopperGemm, EveryConsumerCount) {
   EXPECT_FALSE(config_of(ElemType::kE2M1, 5, 2064, 2880).forced);
 }
 
+// K halves inside the CTA (16 tokens, 4 consumer warpgroups on 128-row items, the ring's
+// stages alternating between consumers 0-1 and 2-3, partial sums handed over in shared memory),
+// forced, against cpu-reference: odd unit counts (K = 2880: 23 two-step units per item, so the
+// halves' parity flips from item to item), several items per cluster (170 items), one-unit
+// items where one half has nothing (K = 96) and two-unit items (K = 160), rows past N, split K
+// 1, 2 and 4 across the cluster on top, both formats and activation types, bias, F32 / 16-bit
+// outputs (TMA-store and direct epilogues).
+TEST(HopperGemm, KHalvesInsideTheCta) {
+  SKIP_WITHOUT_HOPPER();
+  struct Shape {
+    const char* config;
+    int64_t m, n, k;
+  };
+  const Shape shapes[] = {{"16:4:1:2", 1, 2064, 2880},  {"16:4:1:2", 160, 2064, 2880},
+                          {"16:4:1:2", 5, 80, 96},       {"16:4:1:2", 16, 1024, 160},
+                          {"16:4:2:2", 13, 2064, 2880},  {"16:4:2:2", 3, 256, 160},
+                          {"16:4:4:2", 1, 1024, 4096},   {"16:4:4:2", 40, 384, 2880}};
+  for (const Shape& sh : shapes) {
+    ASSERT_EQ(setenv("MXQ_HOPPER_CONFIG", sh.config, 1), 0);
+    for (ElemType e : {ElemType::kE2M1, ElemType::kE4M3}) {
+      const auto c = config_of(e, sh.m, sh.n, sh.k);
+      EXPECT_TRUE(c.forced && c.k_halves == 2 && c.consumers == 4 && c.tokens == 16)
+          << sh.config << ": " << c.to_string();
+      EXPECT_EQ(c.n_blocks, (sh.n + 127) / 128) << c.to_string();
+      SCOPED_TRACE(c.to_string());
+      check_gemm(e, ActKey::kBF16, DType::kBF16, sh.m, sh.n, sh.k, true, 112, 124);
+      check_gemm(e, ActKey::kFP16, DType::kF32, sh.m, sh.n, sh.k, sh.m % 2 == 1, 112, 124);
+    }
+  }
+  unsetenv("MXQ_HOPPER_CONFIG");
+}
+
 TEST(HopperGemm, SplitKAcrossClusters) {
   SKIP_WITHOUT_HOPPER();
   // Few 128-row items and a long K: the schedule splits K across up to 8 CTAs per cluster (one
@@ -268,7 +300,7 @@ TEST(HopperGemm, SplitKAcrossClusters) {
 
 // The epilogue through shared memory + TMA stores (the default; MXQ_HOPPER_EPILOGUE=direct
 // turns it off; passed on the H200 2026-12-05) writes exactly the bits of the direct stores: every dense token
-// tile, consumer count and split (rank 0 reuses the reduction buffer for its tiles), partial
+// tile, consumer count (with and without K halves) and split (rank 0 reuses the reduction buffer for its tiles), partial
 // token tiles (rows past M clipped by the copy engine), N = 2064 (the last 64-column box
 // half outside N) and 3-consumer items reaching past N, several items per cluster (the two
 // tiles of a warpgroup reused across items), BF16 and FP16, with and without bias; an output
@@ -283,7 +315,8 @@ TEST(HopperGemm, TmaEpilogueEqualsDirectStores) {
       {"16:2:1", 1, 2064, 2880},    {"16:3:2", 17, 2064, 2880},  {"16:4:4", 16, 4096, 1024},
       {"32:2:4", 33, 2064, 2880},   {"32:3:1", 40, 80, 96},      {"64:2:2", 100, 2064, 2880},
       {"64:3:1", 200, 2064, 2880},  {"128:2:1", 300, 2064, 2880}, {"128:2:2", 129, 1024, 4096},
-      {"256:2:1", 1100, 2064, 2880}, {"256:2:2", 300, 2064, 2880}, {"256:2:1", 2000, 4096, 512}};
+      {"256:2:1", 1100, 2064, 2880}, {"256:2:2", 300, 2064, 2880}, {"256:2:1", 2000, 4096, 512},
+      {"16:4:1:2", 160, 2064, 2880}, {"16:4:2:2", 5, 2064, 2880}};
   const Backend* b = hopper_backend();
   ASSERT_NE(b, nullptr);
   int compared = 0;
@@ -316,7 +349,7 @@ TEST(HopperGemm, TmaEpilogueEqualsDirectStores) {
         ++compared;
       }
   unsetenv("MXQ_HOPPER_CONFIG");
-  EXPECT_EQ(compared, 48);
+  EXPECT_EQ(compared, 56);
 }
 
 TEST(HopperGemm, RealShapes) {
@@ -426,11 +459,12 @@ TEST(HopperGemm, SanitizerRingWraps) {
   unsetenv("MXQ_HOPPER_CONFIG");
 }
 
-// The 4-consumer-warpgroup kernel (640 threads, 256-row items) split 1 and 2 on a small shape
-// (rows past N in the last item), sized for compute-sanitizer memcheck / racecheck.
+// The 4-consumer-warpgroup kernels (640 threads: 256-row items, and 128-row items with K
+// halves) split 1 and 2 on a small shape (rows past N in the last item), sized for
+// compute-sanitizer memcheck / racecheck.
 TEST(HopperGemm, SanitizerFourConsumers) {
   SKIP_WITHOUT_HOPPER();
-  for (const char* v : {"16:4:1", "16:4:2"}) {
+  for (const char* v : {"16:4:1", "16:4:2", "16:4:1:2", "16:4:2:2"}) {
     SCOPED_TRACE(v);
     ASSERT_EQ(setenv("MXQ_HOPPER_CONFIG", v, 1), 0);
     const auto cfg = config_of(ElemType::kE2M1, 5, 400, 512);

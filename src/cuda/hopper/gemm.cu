@@ -20,10 +20,10 @@
 namespace mxq::cuda::hopper {
 
 // Instances (instances/*.cu).
-template <typename T, bool kFp4, int NT, int C, bool kMoE>
+template <typename T, bool kFp4, int NT, int C, bool kMoE, int KH = 1>
 Status launch(const CUtensorMap&, const CUtensorMap&, const KernelParams&, const HopperGemmConfig&,
               cudaStream_t);
-template <typename T, bool kFp4, int NT, int C>
+template <typename T, bool kFp4, int NT, int C, int KH = 1>
 StatusOr<int> max_active_clusters(int splits);
 
 namespace {
@@ -55,8 +55,10 @@ __global__ void repack_hopper_kernel(frag::Source src, int64_t n64, int64_t k64,
 
 // ---- the schedule ------------------------------------------------------------------------
 template <typename T, bool kFp4>
-StatusOr<int> active_clusters(int nt, int c, int splits) {
-  if (c == 4) return max_active_clusters<T, kFp4, 16, 4>(splits);
+StatusOr<int> active_clusters(int nt, int c, int splits, int kh) {
+  if (c == 4)
+    return kh == 2 ? max_active_clusters<T, kFp4, 16, 4, 2>(splits)
+                   : max_active_clusters<T, kFp4, 16, 4>(splits);
   if (c == 3) switch (nt) {
       case 16: return max_active_clusters<T, kFp4, 16, 3>(splits);
       case 32: return max_active_clusters<T, kFp4, 32, 3>(splits);
@@ -76,21 +78,21 @@ StatusOr<int> active_clusters(int nt, int c, int splits) {
 
 // Resident clusters per (device, instance, split): asked once of the runtime, then cached
 // (graph capture and the launch path stay free of occupancy queries).
-StatusOr<int> resident_clusters(ElemType elem, DType act, int nt, int c, int splits) {
+StatusOr<int> resident_clusters(ElemType elem, DType act, int nt, int c, int splits, int kh = 1) {
   static std::mutex mu;
-  static int cache[16][2][2][kTokenTileCount][3][8] = {};
+  static int cache[16][2][2][kTokenTileCount][4][8] = {};  // [.][consumers 2, 3, 4, 4 + K halves]
   int dev = 0;
   MXQ_CUDA_TRY(cudaGetDevice(&dev));
   const int ti = act == DType::kBF16 ? 0 : 1, fi = elem == ElemType::kE2M1 ? 0 : 1;
   const int ni = std::max(0, tile_index(nt));
   const int si = std::clamp(splits, 1, 8) - 1;
   std::lock_guard<std::mutex> lock(mu);
-  int& slot = cache[dev % 16][ti][fi][ni][c - 2][si];
+  int& slot = cache[dev % 16][ti][fi][ni][kh == 2 ? 3 : c - 2][si];
   if (slot == 0) {
-    StatusOr<int> n = ti == 0 ? (fi == 0 ? active_clusters<__nv_bfloat16, true>(nt, c, splits)
-                                         : active_clusters<__nv_bfloat16, false>(nt, c, splits))
-                              : (fi == 0 ? active_clusters<__half, true>(nt, c, splits)
-                                         : active_clusters<__half, false>(nt, c, splits));
+    StatusOr<int> n = ti == 0 ? (fi == 0 ? active_clusters<__nv_bfloat16, true>(nt, c, splits, kh)
+                                         : active_clusters<__nv_bfloat16, false>(nt, c, splits, kh))
+                              : (fi == 0 ? active_clusters<__half, true>(nt, c, splits, kh)
+                                         : active_clusters<__half, false>(nt, c, splits, kh));
     if (!n.ok()) return n.status();
     if (n.value() < 1)
       return Status(StatusCode::kInternal, "cuda-hopper: no cluster of " + std::to_string(splits) +
@@ -114,7 +116,14 @@ StatusOr<int> resident_clusters(ElemType elem, DType act, int nt, int c, int spl
 // 3: 63.4; 8192^2 split 2 / 3: 31.1 / 25.2). 128 and 256 tokens from the runs of dac13a0.
 // The tail tiles (grouped only): the main tile's cost plus the tail's MMAs, FIRST GUESS by
 // MMA share (288: 1180 x 288 / 256 = 1330; 80, 144: + 60), to be refitted by measurement.
-double step_cycles(int nt, int c, bool grouped) {
+// K halves (16 tokens, 4 consumers on 128-row items), measured on an H100 (2026-12-05, after the
+// E2M1 layout change; bench/results/h100/gemm-hopper-k-halves-2026-12-05.md): ~350 cycles a
+// step on 64 CTAs (8192^2 M = 1 forced 16:4:1:2, 30.1 us), as predicted from the 256-row rate,
+// but 420 once 128 CTAs stream together (16:4:2:2, 21.1 us, against 21.3 for 16:2:2): the
+// weight stream, not the decode, bounds a full GPU there. Fitted to the latter, so the model
+// keeps the 2-consumer tiles wherever the two are within its 2% margin.
+double step_cycles(int nt, int c, bool grouped, int kh = 1) {
+  if (kh == 2) return 420;
   if (c == 4) return 670;
   if (c == 3) return nt == 16 ? 550 : nt == 32 ? 610 : 720;
   switch (nt) {
@@ -148,32 +157,38 @@ double split_cycles(int nt) {
 // Launch, prologue (barrier init, cluster sync, first copies) and exit, the same for every
 // candidate: it changes no choice, only the printed estimate (~5 us at M = 1 on 2880^2).
 constexpr double kLaunchCycles = 8750;
+// K halves: the hand-off of the second half's partial sums per item (8 floats a thread through
+// shared memory and a named barrier each way): an estimate, not measured apart (it is inside
+// the fit of step_cycles above).
+constexpr double kPairCycles = 400;
 
 // Estimated cycles of the launch: rounds of items over the resident clusters, times the k64
 // steps of one rank's K range, times the tile's step cost, plus the reductions.
 double estimate_cycles(int items, int resident, int64_t k64, int nt, int c, int splits,
-                       bool grouped) {
+                       bool grouped, int kh = 1) {
   const int rounds = (items + resident - 1) / resident;
   const int64_t steps = (k64 + splits - 1) / splits;
-  return kLaunchCycles +
-         rounds * (double(steps) * step_cycles(nt, c, grouped) + (splits - 1) * split_cycles(nt));
+  return kLaunchCycles + rounds * (double(steps) * step_cycles(nt, c, grouped, kh) +
+                                   (splits - 1) * split_cycles(nt) + (kh == 2 ? kPairCycles : 0));
 }
 
-// MXQ_HOPPER_CONFIG=tokens:consumers:splits (0 = the model's choice for that field) fixes
-// the launch for A/B runs and for tests that must reach a given instance; the config says
-// "forced". Invalid values are ignored field by field.
+// MXQ_HOPPER_CONFIG=tokens:consumers:splits[:halves] (0 = the model's choice for that field;
+// halves 1 or 2: K halves inside the CTA) fixes the launch for A/B runs and for tests that
+// must reach a given instance; the config says "forced". Invalid values are ignored field by
+// field.
 struct Forced {
-  int tokens = 0, consumers = 0, splits = 0;
+  int tokens = 0, consumers = 0, splits = 0, halves = 0;
 };
 Forced forced_config() {
   Forced f;
   const char* v = std::getenv("MXQ_HOPPER_CONFIG");
   if (v == nullptr || *v == 0) return f;
-  int t = 0, c = 0, s = 0;
-  if (std::sscanf(v, "%d:%d:%d", &t, &c, &s) >= 1) {
+  int t = 0, c = 0, s = 0, h = 0;
+  if (std::sscanf(v, "%d:%d:%d:%d", &t, &c, &s, &h) >= 1) {
     if (tile_index(t) >= 0) f.tokens = t;
     if (c >= 2 && c <= 4) f.consumers = c;
     if (s >= 1 && s <= 8) f.splits = s;
+    if (h == 1 || h == 2) f.halves = h;
   }
   return f;
 }
@@ -255,7 +270,9 @@ template <typename T, bool kFp4, bool kMoE>
 Status launch_tokens(const CUtensorMap& map, const CUtensorMap& ymap, const KernelParams& p,
                      const HopperGemmConfig& c, cudaStream_t s) {
   if constexpr (!kMoE) {  // 4 consumers: dense only (gemm_launch.cuh)
-    if (c.consumers == 4) return launch<T, kFp4, 16, 4, false>(map, ymap, p, c, s);
+    if (c.consumers == 4)
+      return c.k_halves == 2 ? launch<T, kFp4, 16, 4, false, 2>(map, ymap, p, c, s)
+                             : launch<T, kFp4, 16, 4, false>(map, ymap, p, c, s);
   }
   if (c.consumers == 3) switch (c.tokens) {
       case 16: return launch<T, kFp4, 16, 3, kMoE>(map, ymap, p, c, s);
@@ -293,30 +310,33 @@ Status launch_types(ElemType elem, DType act, const CUtensorMap& map, const CUte
 // splits first: ties keep them). `f` restricts the candidates (MXQ_HOPPER_CONFIG).
 Status rank_splits(ElemType elem, DType act, int64_t n, int64_t k64, int nt, int64_t m_tiles,
                    bool grouped, const Forced& f, double& best, HopperGemmConfig& c) {
-  for (int cons : {2, 3, 4}) {
-    if (!has_consumers(nt, cons) || (f.consumers != 0 && f.consumers != cons)) continue;
-    if (grouped && cons == 4) continue;  // dense-only instances (gemm_launch.cuh)
-    const int64_t items = m_tiles * ((n + item_rows(cons) - 1) / item_rows(cons));
-    // Any split up to the reduction buffer's (clusters of 3, 5, 6, 7 CTAs fill the SMs where
-    // powers of two leave a third of them idle: 43 items of 192 rows x 3 = 129 CTAs).
-    for (int s = 1; s <= max_splits(nt, cons) && s <= k64; ++s) {
-      if (f.splits != 0 && f.splits != s) continue;
-      // 3 consumers split at most 2 ways unless forced: measured at 073f86c, split 8 ran 3x
-      // slower per step than the model (8192 x 28672 M = 1: 73.4 us against 62.0 with 2
-      // consumers, split 2; not understood yet, see gemm-hopper.md) and split 4 never won.
-      if (cons == 3 && s > 2 && f.splits == 0) continue;
-      auto r = resident_clusters(elem, act, nt, cons, s);
-      if (!r.ok()) return r.status();
-      const double e = estimate_cycles(int(std::min<int64_t>(items, 1 << 30)), r.value(), k64,
-                                       nt, cons, s, grouped);
-      if (best == 0.0 || e < best * 0.98) {  // a bigger tile, split or CTA must win by 2%
-        best = e;
-        c.tokens = nt;
-        c.consumers = cons;
-        c.splits = s;
+  for (int cons : {2, 3, 4})
+    for (int kh : {1, 2}) {
+      if (!has_consumers(nt, cons) || (f.consumers != 0 && f.consumers != cons)) continue;
+      if (!has_k_halves(nt, cons, kh) || (f.halves != 0 && f.halves != kh)) continue;
+      if (grouped && cons == 4) continue;  // dense-only instances (gemm_launch.cuh)
+      const int64_t items = m_tiles * ((n + item_rows(cons, kh) - 1) / item_rows(cons, kh));
+      // Any split up to the reduction buffer's (clusters of 3, 5, 6, 7 CTAs fill the SMs where
+      // powers of two leave a third of them idle: 43 items of 192 rows x 3 = 129 CTAs).
+      for (int s = 1; s <= max_splits(nt, cons) && s <= k64; ++s) {
+        if (f.splits != 0 && f.splits != s) continue;
+        // 3 consumers split at most 2 ways unless forced: measured at 073f86c, split 8 ran 3x
+        // slower per step than the model (8192 x 28672 M = 1: 73.4 us against 62.0 with 2
+        // consumers, split 2; not understood yet, see gemm-hopper.md) and split 4 never won.
+        if (cons == 3 && s > 2 && f.splits == 0) continue;
+        auto r = resident_clusters(elem, act, nt, cons, s, kh);
+        if (!r.ok()) return r.status();
+        const double e = estimate_cycles(int(std::min<int64_t>(items, 1 << 30)), r.value(), k64,
+                                         nt, cons, s, grouped, kh);
+        if (best == 0.0 || e < best * 0.98) {  // a bigger tile, split or CTA must win by 2%
+          best = e;
+          c.tokens = nt;
+          c.consumers = cons;
+          c.k_halves = kh;
+          c.splits = s;
+        }
       }
     }
-  }
   return Status::Ok();
 }
 
@@ -324,12 +344,13 @@ Status rank_splits(ElemType elem, DType act, int64_t n, int64_t k64, int nt, int
 Status finish_config(ElemType elem, DType act, int64_t n, double best, HopperGemmConfig& c) {
   if (best == 0.0)
     return invalid_argument("cuda-hopper: MXQ_HOPPER_CONFIG leaves no launch for this problem");
-  c.n_blocks = int((n + item_rows(c.consumers) - 1) / item_rows(c.consumers));
+  const int rows = item_rows(c.consumers, c.k_halves);
+  c.n_blocks = int((n + rows - 1) / rows);
   c.estimate_us = best / 1.75e3;  // at ~1.75 GHz under load
-  c.stages = stages(c.tokens, elem == ElemType::kE2M1, c.consumers);
+  c.stages = stages(c.tokens, elem == ElemType::kE2M1, c.consumers, c.k_halves);
   c.stage_steps = stage_steps(c.tokens, c.consumers);
   c.items = c.m_tiles * c.n_blocks;
-  auto r = resident_clusters(elem, act, c.tokens, c.consumers, c.splits);
+  auto r = resident_clusters(elem, act, c.tokens, c.consumers, c.splits, c.k_halves);
   if (!r.ok()) return r.status();
   c.clusters = std::min(c.items, r.value());
   return Status::Ok();
@@ -342,8 +363,9 @@ std::string HopperGemmConfig::to_string() const {
          " tokens per item), " + std::to_string(stages) + "-stage TMA ring of " +
          std::to_string(stage_steps) + " k64 step" + (stage_steps > 1 ? "s, " : ", ") +
          std::to_string(m_tiles) + " x " + std::to_string(n_blocks) + " items of " +
-         std::to_string(64 * consumers) + " rows (" + std::to_string(consumers) +
-         " consumer warpgroups), split K " + std::to_string(splits) + ", " +
+         std::to_string(item_rows(consumers, k_halves)) + " rows (" + std::to_string(consumers) +
+         " consumer warpgroups" + (k_halves == 2 ? ", K in 2 halves inside the CTA" : "") +
+         "), split K " + std::to_string(splits) + ", " +
          std::to_string(clusters) + " persistent clusters (" + std::to_string(ctas()) +
          " CTAs), model " + std::to_string(int(estimate_us + 0.5)) + " us" +
          (forced ? " (forced by MXQ_HOPPER_CONFIG)" : "") +
@@ -374,7 +396,7 @@ StatusOr<HopperGemmConfig> choose_hopper_config(const HopperGemmArgs& a) {
   // smaller tile and the smaller split (less padding, no reduction).
   double best = 0.0;
   const Forced f = forced_config();
-  c.forced = f.tokens != 0 || f.consumers != 0 || f.splits != 0;
+  c.forced = f.tokens != 0 || f.consumers != 0 || f.splits != 0 || f.halves != 0;
   for (int nt : kDenseTiles) {
     if (f.tokens != 0 ? nt != f.tokens : nt > 16 && (a.m + nt / 2 - 1) / (nt / 2) == 1)
       continue;  // forced elsewhere, or half the tile would be padding
@@ -398,6 +420,7 @@ StatusOr<HopperGemmConfig> choose_hopper_grouped_config(const HopperGroupedShape
   double best = 0.0;
   Forced f = forced_config();
   f.tokens = 0;  // the dispatch block decides the tile
+  f.halves = 0;  // K halves: dense only
   // 4 consumers are dense-only instances; a consumer count the block does not have is ignored
   // (else no candidate would be ranked).
   if (f.consumers == 4 || (f.consumers != 0 && !has_consumers(g.block, f.consumers)))

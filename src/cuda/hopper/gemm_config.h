@@ -22,6 +22,17 @@ namespace mxq::cuda::hopper {
 constexpr bool has_consumers(int tokens, int c) {
   return c == 2 || (c == 3 && tokens <= 64) || (c == 4 && tokens <= 16);
 }
+// K halves inside the CTA (kh = 2; 16 tokens, 4 consumer warpgroups, dense): the 4-warps-per-
+// scheduler decode rate of 256-row items on 128-row items, without splitting K across more CTAs
+// of a cluster. Consumers c and c + 2 own the same 64 rows; the ring's stages (the 2-consumer
+// stage, unchanged for the producer) go alternately to consumers 0-1 and 2-3, and 2-3 hand their
+// partial sums to 0-1 through shared memory (pair_bytes) before the epilogue. kh = 1: every
+// consumer owns its own 64 rows and takes every stage.
+constexpr bool has_k_halves(int tokens, int c, int kh) {
+  return kh == 1 || (kh == 2 && c == 4 && tokens == 16);
+}
+// The 64-row blocks of an item (the consumers that own distinct rows).
+constexpr int row_blocks(int c, int kh) { return c / kh; }
 // Token tiles with a tail (grouped GEMMs only): 80 = 64 + 16, 144 = 128 + 16, 288 = 256 + 32
 // tokens. One decode of the weights feeds two wgmma, the main one (N = 64 / 128 / 256) and
 // a tail one (N = 16 / 32) over the tile's last rows, so that an expert whose count is a bit
@@ -45,7 +56,7 @@ constexpr int tile_index(int tokens) {
 // TMA boxes hold at most 256 rows: 288-token tiles load as 3 boxes of 96 rows.
 constexpr int box_rows(int tokens) { return tokens <= 256 ? tokens : tokens / 3; }
 constexpr int threads(int c) { return 128 * (1 + c); }
-constexpr int item_rows(int c) { return 64 * c; }
+constexpr int item_rows(int c, int kh = 1) { return 64 * row_blocks(c, kh); }
 // setmaxnreg: the consumers take what the producer (40 registers) gives back of the launch's
 // 65536 / threads (rounded down to 8): 2: 232; 3: 128 + 88 x 128 / 384 -> 152; 4: 96 + 56 x
 // 128 / 512 -> 104.
@@ -65,8 +76,8 @@ constexpr int act_stage_bytes(int tokens) { return tokens * 128; }  // tokens x 
 // (2 copies of 4352) 2.95 TB/s (12.1 us), four no more (12.0); 28672 x 8192: 2.4 TB/s against
 // 4.0 (the copy bandwidth). From 128 tokens the activation tile alone is 16 KB a step.
 constexpr int stage_steps(int tokens, int) { return tokens <= 64 ? 2 : 1; }
-constexpr int stage_bytes(int tokens, bool fp4, int c) {
-  return stage_steps(tokens, c) * (act_stage_bytes(tokens) + c * chunk_bytes(fp4));
+constexpr int stage_bytes(int tokens, bool fp4, int c, int kh = 1) {
+  return stage_steps(tokens, c) * (act_stage_bytes(tokens) + row_blocks(c, kh) * chunk_bytes(fp4));
 }
 // Split K across the CTAs of a cluster (reduced through distributed shared memory) for token
 // tiles up to 256: the reduction buffer holds (splits - 1) x 128 C threads x the floats of one
@@ -77,13 +88,18 @@ constexpr int stage_bytes(int tokens, bool fp4, int c) {
 // (8192^2 M = 256: 57.0 us against cuBLAS BF16's 45.8, gemm-hopper.md). Its 128 accumulators
 // per thread go through a 32 KB buffer in 4 rounds of 32, so the ring keeps 5 (E2M1) / 4 (E4M3)
 // stages of 36-40 KB instead of 6 / 5 (a 128 KB buffer would leave 2).
-constexpr int max_splits(int tokens, int c) {
+constexpr int max_splits(int tokens, int c) {  // (4 consumers: either kh)
   return c == 4 ? 4 : tokens <= 16 ? 8 : tokens <= 32 ? 4 : tokens <= 128 || tokens == 256 ? 2 : 1;
 }
 constexpr int reduce_rounds(int tokens) { return tokens == 256 ? 4 : 1; }
 constexpr int reduce_round_floats(int tokens) { return tokens / 2 / reduce_rounds(tokens); }
-constexpr int reduce_bytes(int tokens, int c) {
-  return (max_splits(tokens, c) - 1) * 128 * c * reduce_round_floats(tokens) * 4;
+constexpr int reduce_bytes(int tokens, int c, int kh = 1) {
+  return (max_splits(tokens, c) - 1) * 128 * row_blocks(c, kh) * reduce_round_floats(tokens) * 4;
+}
+// K halves: the second half's partial sums, one float per accumulator and thread of its
+// row_blocks warpgroups (16 tokens: 8 KB).
+constexpr int pair_bytes(int tokens, int c, int kh) {
+  return kh == 2 ? row_blocks(c, kh) * 128 * (tokens / 2) * 4 : 0;
 }
 // The dense epilogue for 16-bit outputs goes through shared memory and TMA stores: each
 // consumer warpgroup writes its 64 rows x epilogue_rows(tokens) tokens of the output tile
@@ -97,13 +113,15 @@ constexpr int reduce_bytes(int tokens, int c) {
 constexpr int epilogue_rows(int tokens) { return tokens < 64 ? tokens : 64; }
 constexpr int epilogue_bytes(int tokens, int c) { return 2 * c * epilogue_rows(tokens) * 128; }
 constexpr int kBarrierBytes = 512;  // 2 x kMaxStages + 2 mbarriers, rounded up
-constexpr int stages(int tokens, bool fp4, int c) {
-  const int s = (kSmemLimit - 1024 - kBarrierBytes - reduce_bytes(tokens, c)) / stage_bytes(tokens, fp4, c);
+constexpr int stages(int tokens, bool fp4, int c, int kh = 1) {
+  const int s = (kSmemLimit - 1024 - kBarrierBytes - reduce_bytes(tokens, c, kh) -
+                 pair_bytes(tokens, c, kh)) /
+                stage_bytes(tokens, fp4, c, kh);
   return s < kMaxStages ? s : kMaxStages;
 }
-constexpr int smem_bytes(int tokens, bool fp4, int c) {
-  return 1024 + stages(tokens, fp4, c) * stage_bytes(tokens, fp4, c) + kBarrierBytes +
-         reduce_bytes(tokens, c);
+constexpr int smem_bytes(int tokens, bool fp4, int c, int kh = 1) {
+  return 1024 + stages(tokens, fp4, c, kh) * stage_bytes(tokens, fp4, c, kh) + kBarrierBytes +
+         reduce_bytes(tokens, c, kh) + pair_bytes(tokens, c, kh);
 }
 
 struct HopperGemmConfig {
@@ -111,7 +129,8 @@ struct HopperGemmConfig {
   int stages = 0;      // shared-memory ring depth (stages of stage_steps k64 steps)
   int stage_steps = 1;
   int splits = 1;      // CTAs per cluster, each a K range of the same item
-  int consumers = 2;   // consumer warpgroups: item rows = 64 x consumers
+  int consumers = 2;   // consumer warpgroups: item rows = 64 x consumers / k_halves
+  int k_halves = 1;    // 2: K split inside the CTA between consumer pairs (has_k_halves)
   int m_tiles = 0, n_blocks = 0;
   int items = 0;       // m_tiles x n_blocks
   int clusters = 0;    // persistent clusters launched (<= items)

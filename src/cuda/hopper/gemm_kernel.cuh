@@ -25,6 +25,11 @@
 //   serialises all wgmma when A registers of a group in flight are written, C7513, seen with
 //   wait_group 1); after a stage's last step the slot goes back to the producer. The two
 //   warpgroups' MMAs and decodes interleave on the SM sub-partitions besides.
+// - K halves (KH = 2, 16 tokens, 4 consumer warpgroups on a 128-row item, dense only):
+//   consumers c and c + 2 share row block c and take the even / odd k64 steps of each ring
+//   stage; at the item's end the odd half passes its partial sums to the even one through the
+//   reduction buffer (two named barriers per pair), which adds them (fixed order) and runs the
+//   epilogue. Measured neutral on a full GPU (docs/cuda.md); kept for forced A/B runs.
 // - Epilogue: bias + conversion; 16-bit dense outputs go through shared memory (stmatrix
 //   .trans into swizzled [tokens][64 columns] tiles, double buffered) and TMA stores, F32 and
 //   grouped outputs straight from the accumulators (gemm_config.h, epilogue_bytes). With
@@ -75,28 +80,32 @@ struct KernelParams {
   float alpha, limit;
 };
 
-template <typename T, bool kFp4, int NT, int C>
+template <typename T, bool kFp4, int NT, int C, int KH = 1>
 struct KernelShape {
   static_assert(has_consumers(NT, C), "2 consumer warpgroups, 3 up to 64 tokens, 4 at 16");
-  static constexpr int kStages = stages(NT, kFp4, C);  // ring stages
+  static_assert(has_k_halves(NT, C, KH), "K halves: 16 tokens, 4 consumers");
+  static constexpr int kRowBlocks = row_blocks(C, KH);  // consumers with rows of their own
+  static constexpr int kStages = stages(NT, kFp4, C, KH);  // ring stages
   static constexpr int kStageSteps = stage_steps(NT, C);  // k64 steps per stage
   static constexpr int kActBytes = act_stage_bytes(NT);
   static constexpr int kChunk = chunk_bytes(kFp4);
   static constexpr int kChunkW = kChunk - 128;
   static constexpr int kLaneBytes = kFp4 ? 16 : 32;
   static constexpr int kAcc = NT / 2;                 // accumulators per consumer thread
-  static constexpr int kRedBytes = reduce_bytes(NT, C);   // reduction / epilogue tiles
+  static constexpr int kRedBytes = reduce_bytes(NT, C, KH);  // reduction / epilogue tiles
+  static constexpr int kPairBytes = pair_bytes(NT, C, KH);   // K halves: the hand-off
+  static_assert(kPairBytes % 1024 == 0, "the next region stays 1024-aligned");
   static constexpr int kEpiRows = epilogue_rows(NT);       // tokens per epilogue TMA box
-  static_assert(is_tail_tile(NT) || epilogue_bytes(NT, C) <= kRedBytes,
+  static_assert(is_tail_tile(NT) || epilogue_bytes(NT, kRowBlocks) <= kRedBytes,
                 "the epilogue tiles fit in the reduction buffer");
   static_assert(kRedBytes % 1024 == 0, "the next region stays 1024-aligned");
   static constexpr int kRedRounds = reduce_rounds(NT);      // split K: reduction rounds
   static constexpr int kRedFloats = reduce_round_floats(NT);  // accumulators per round
   static_assert(kRedRounds * kRedFloats == kAcc && kRedFloats % 4 == 0, "whole float4 rounds");
-  static constexpr int kSmem = smem_bytes(NT, kFp4, C);
+  static constexpr int kSmem = smem_bytes(NT, kFp4, C, KH);
   static constexpr int kConsumers = C;
   static constexpr int kThreads = threads(C);
-  static constexpr int kItemRows = item_rows(C);
+  static constexpr int kItemRows = item_rows(C, KH);
   static constexpr int kMain = main_tokens(NT), kTail = tail_tokens(NT);  // wgmma N of each
   static constexpr int kBox = box_rows(NT), kBoxes = NT / kBox;  // TMA boxes per stage
   static_assert(kMain == 16 || kMain == 32 || kMain == 64 || kMain == 128 || kMain == 256,
@@ -191,28 +200,31 @@ __device__ __forceinline__ void moe_epilogue(const KernelParams& p, int e, int m
     }
 }
 
-// kMoE: the grouped instance (KernelParams' MoE fields); otherwise the dense GEMM.
-template <typename T, bool kFp4, int NT, int C, bool kMoE>
+// kMoE: the grouped instance (KernelParams' MoE fields); otherwise the dense GEMM. KH: K halves
+// inside the CTA (gemm_config.h, has_k_halves; dense only).
+template <typename T, bool kFp4, int NT, int C, bool kMoE, int KH = 1>
 __global__ void __launch_bounds__(threads(C), 1)
     hopper_gemm_kernel(const __grid_constant__ CUtensorMap x_map,
                        const __grid_constant__ CUtensorMap y_map, const KernelParams p) {
 #if MXQ_HAS_WGMMA
-  using S = KernelShape<T, kFp4, NT, C>;
+  using S = KernelShape<T, kFp4, NT, C, KH>;
+  static_assert(KH == 1 || !kMoE, "K halves: dense only");
+  constexpr int R = S::kRowBlocks;
   constexpr bool kTmaEpilogue = !kMoE;  // (the grouped GEMMs' epilogues are their own)
   extern __shared__ uint8_t smem_raw[];
   uint8_t* smem = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) &
                                              ~uintptr_t(1023));
   // Stage s holds k64 steps s * kStageSteps + j: activation tile j at act[s * kStageSteps + j]
-  // (kActBytes each, 1024-aligned), and consumer c's chunks of its steps contiguously at
-  // wts[((s * kConsumers + c) * kStageSteps + j) * kChunk] (one bulk copy).
+  // (kActBytes each, 1024-aligned), and row block b's chunks of its steps contiguously at
+  // wts[((s * R + b) * kStageSteps + j) * kChunk] (one bulk copy).
   constexpr int SPS = S::kStageSteps;
   // The reduction buffer (also the epilogue's swizzled tiles: 1024-aligned) follows the
-  // activation tiles, then the weight chunks, then the barriers.
+  // activation tiles, then the K halves' hand-off, the weight chunks and the barriers.
   uint8_t* act = smem;
   float* red = reinterpret_cast<float*>(act + S::kStages * SPS * S::kActBytes);
-  uint8_t* wts = reinterpret_cast<uint8_t*>(red) + S::kRedBytes;
-  uint64_t* full =
-      reinterpret_cast<uint64_t*>(wts + S::kStages * S::kConsumers * SPS * S::kChunk);
+  float* pair = reinterpret_cast<float*>(reinterpret_cast<uint8_t*>(red) + S::kRedBytes);
+  uint8_t* wts = reinterpret_cast<uint8_t*>(pair) + S::kPairBytes;
+  uint64_t* full = reinterpret_cast<uint64_t*>(wts + S::kStages * R * SPS * S::kChunk);
   uint64_t* empty = full + S::kStages;
   uint64_t* red_full = empty + S::kStages;
   uint64_t* red_empty = red_full + 1;
@@ -222,10 +234,10 @@ __global__ void __launch_bounds__(threads(C), 1)
   if (threadIdx.x == 0) {
     for (int s = 0; s < S::kStages; ++s) {
       sm90::mbar_init(&full[s], 1);
-      sm90::mbar_init(&empty[s], S::kConsumers * 4);  // lane 0 of every consumer warp
+      sm90::mbar_init(&empty[s], R * 4);  // lane 0 of every warp of the stage's consumers
     }
     sm90::mbar_init(red_full, 1);  // rank 0's arrive.expect_tx of a round's bytes
-    sm90::mbar_init(red_empty, 128 * S::kConsumers);
+    sm90::mbar_init(red_empty, 128 * R);
     sm90::fence_mbar_init();
   }
   // Every barrier of the cluster is initialised before any copy or remote arrive uses it.
@@ -236,7 +248,10 @@ __global__ void __launch_bounds__(threads(C), 1)
 
   const int cluster = int(blockIdx.x) / splits, clusters = int(gridDim.x) / splits;
   const int kt_begin = int(rank) * p.k64 / splits, kt_end = (int(rank) + 1) * p.k64 / splits;
-  const int wg = int(threadIdx.x) / 128;
+  // Warp-uniform by construction (lane 0's value), which ptxas can see: a branch on it (the K
+  // halves' second half) is then not a divergent path, around which ptxas would serialise the
+  // wgmma (C7520).
+  const int wg = __shfl_sync(0xFFFFFFFFu, int(threadIdx.x) / 128, 0);
 
   if (wg == 0) {
     // ---- producer ----------------------------------------------------------------------
@@ -248,7 +263,7 @@ __global__ void __launch_bounds__(threads(C), 1)
       uint32_t phase = 0;
       for (int item = cluster; item < p.items; item += clusters) {
         const int nb = item % p.n_blocks, mt = item / p.n_blocks;
-        const uint8_t* wblk = p.w + size_t(nb) * S::kConsumers * size_t(p.k64) * S::kChunk;
+        const uint8_t* wblk = p.w + size_t(nb) * R * size_t(p.k64) * S::kChunk;
         if constexpr (kMoE) {
           const int e = p.block_expert[mt];
           if (e < 0) continue;  // past the dispatch's last block (the consumers skip it too)
@@ -266,8 +281,7 @@ __global__ void __launch_bounds__(threads(C), 1)
           // measured neutral on the H200 (2026-12-05, gemm-hopper-e2m1-layout-ab); it does not
           // quiet racecheck's ring-wrap reports (tests/cuda/standalone/racecheck_ring_probe.cu).
           ptx::fence_proxy_async();
-          sm90::mbar_arrive_expect_tx(&full[slot],
-                                      uint32_t(n * (S::kActBytes + S::kConsumers * S::kChunk)));
+          sm90::mbar_arrive_expect_tx(&full[slot], uint32_t(n * (S::kActBytes + R * S::kChunk)));
 #pragma unroll
           for (int j = 0; j < SPS; ++j) {
             if (j >= n) break;
@@ -277,12 +291,12 @@ __global__ void __launch_bounds__(threads(C), 1)
                                 (kt + j) * 64, mt * NT + bx * S::kBox, &full[slot]);
           }
 #pragma unroll
-          for (int c = 0; c < S::kConsumers; ++c) {
+          for (int c = 0; c < R; ++c) {
             // With 3 consumers the last item of a column may reach past the layout's rows
             // (padded to 128): that consumer reads the last 64-row block again and its
             // results are never stored (rows >= N).
-            const int b64 = min(nb * S::kConsumers + c, p.n64 - 1) - nb * S::kConsumers;
-            sm90::bulk_load(wts + (slot * S::kConsumers + c) * SPS * S::kChunk,
+            const int b64 = min(nb * R + c, p.n64 - 1) - nb * R;
+            sm90::bulk_load(wts + (slot * R + c) * SPS * S::kChunk,
                             wblk + (size_t(b64) * p.k64 + kt) * S::kChunk, uint32_t(n * S::kChunk),
                             &full[slot], policy);
           }
@@ -298,8 +312,9 @@ __global__ void __launch_bounds__(threads(C), 1)
 
   // ---- consumers -------------------------------------------------------------------------
   sm90::regs_alloc<consumer_regs(C)>();
-  const int c = wg - 1;                 // consumer index: rows 64c..64c+63 of the item
-  const int ct = int(threadIdx.x) - 128;  // consumer thread 0..255
+  const int c = (wg - 1) % R;            // row block: rows 64c..64c+63 of the item
+  const int half = (wg - 1) / R;         // K halves: which stages of the ring (else 0)
+  const int ct = int(threadIdx.x) - 128;  // consumer thread 0..128 C - 1
   const int warp = (int(threadIdx.x) >> 5) & 3, lane = int(threadIdx.x) & 31;
   const int g = lane >> 2, t = lane & 3;
   const int steps = kt_end - kt_begin;
@@ -308,6 +323,8 @@ __global__ void __launch_bounds__(threads(C), 1)
   uint32_t red_phase = 0;
   bool red_pending = false;  // ranks >= 1: rank 0 has not yet released the reduction buffer
   uint32_t epi_buf = 0;      // the epilogue tile (of two) the next TMA-store round writes
+  uint32_t unit_parity = 0;  // K halves: parity of the ring units of the items before
+  bool pair_pending = false; // K halves, second half: its last partial sums not yet taken
 
   const uint64_t act_desc = sm90::desc_kmajor_sw128(act);  // ring slot 0, k16 step 0
   const uint32_t wts_addr = sm90::smem_addr(wts);
@@ -316,7 +333,7 @@ __global__ void __launch_bounds__(threads(C), 1)
   // biased at once (bias_scale_codes: exact for every code the backend sends here) and each
   // multiplier one byte permute + shift, the E8M0 scale folded into the 16-bit weights.
   auto decode = [&](int s, int j, uint32_t(&a)[4][4]) {
-    const uint32_t chunk = wts_addr + uint32_t(((s * S::kConsumers + c) * SPS + j) * S::kChunk);
+    const uint32_t chunk = wts_addr + uint32_t(((s * R + c) * SPS + j) * S::kChunk);
     const uint32_t sw = gemm::bias_scale_codes<T, kFp4>(
         sm90::lds_u32(chunk + uint32_t(S::kChunkW + warp * 32 + g * 4)));
     const uint32_t lane_w = chunk + uint32_t((warp * 32 + lane) * S::kLaneBytes);
@@ -357,6 +374,16 @@ __global__ void __launch_bounds__(threads(C), 1)
     // (n); the rest of its fragments are decoded from stale shared memory and never used.
     uint32_t a0[4 * SPS][4], a1[4 * SPS][4];
     const int units = (steps + SPS - 1) / SPS;
+    // K halves: the item's units go alternately to the two halves by the ring's running unit
+    // count (its parity before the item: unit_parity), so each half takes every other stage
+    // of the ring whatever the items' lengths; this half's units are u0, u0 + 2, ... (`own` of
+    // them; none when the item has one unit and it is the other half's). KH = 1: all of them.
+    int u0 = 0;
+    if constexpr (KH == 2) {
+      u0 = int((uint32_t(half) ^ unit_parity) & 1u);
+      unit_parity ^= uint32_t(units) & 1u;
+    }
+    const int own = units > u0 ? (units - u0 + KH - 1) / KH : 0;
     auto fetch = [&](uint32_t(&a)[4 * SPS][4]) {
       sm90::mbar_wait(&full[slot], phase);
 #pragma unroll
@@ -369,9 +396,17 @@ __global__ void __launch_bounds__(threads(C), 1)
         phase ^= 1u;
       }
     };
+    // Past unit u's stage, and past the other half's stage after it (K halves).
+    auto advance_past = [&](int u) {
+      advance();
+      if (KH == 2 && u + 1 < units) advance();
+    };
+    if (KH == 2 && u0 == 1) advance();  // the other half's first unit
     int cur = slot;  // ring stage of the unit whose fragments are decoded
-    fetch(a0);
-    advance();
+    if (own > 0) {
+      fetch(a0);
+      advance_past(u0);
+    }
     auto step = [&](int u, uint32_t(&a)[4 * SPS][4], uint32_t(&next)[4 * SPS][4], bool more) {
       const int n = min(SPS, steps - u * SPS);
       // The descriptor's address field is (address >> 4) in 14 bits, which holds every shared
@@ -404,7 +439,7 @@ __global__ void __launch_bounds__(threads(C), 1)
         fetch(next);
         sm90::pin_registers(next);  // decoded before the wait below, not after
         cur = slot;
-        advance();
+        advance_past(u + KH);
       }
       ptx::wgmma_wait<0>();
       // Every lane's reads of the slot (its LDS of step `done`) are ordered before lane 0's
@@ -417,12 +452,42 @@ __global__ void __launch_bounds__(threads(C), 1)
     // wait_group above its decode (SASS, 2026-12-03); a branch around the decode keeps the
     // wait after it, as in the second step.
     const bool live = p.m > 0;
-    int u = 0;
-    for (; u + 2 <= units; u += 2) {
-      step(u, a0, a1, live);
-      step(u + 1, a1, a0, u + 2 < units);
+    int i = 0;  // this half's i-th unit: u0 + KH i
+    for (; i + 2 <= own; i += 2) {
+      step(u0 + KH * i, a0, a1, live);
+      step(u0 + KH * (i + 1), a1, a0, i + 2 < own);
     }
-    if (u < units) step(u, a0, a1, false);
+    if (i < own) step(u0 + KH * i, a0, a1, false);
+
+    if constexpr (KH == 2) {
+      // The second half's partial sums to the first through shared memory, [row block][float4
+      // j][thread of the warpgroup] (a warp's lanes write 512 consecutive bytes), handed over
+      // by named barrier 6 + c (full) and released by 8 + c (empty) once read, which the
+      // second half waits for before writing again; the first half adds them (a fixed order:
+      // deterministic) and goes on alone to the split reduction and the epilogue.
+      const int wt = ct & 127;
+      float* slot4 = pair + size_t(c) * (S::kAcc / 4) * 128 * 4;
+      if (half == 1) {
+        if (pair_pending) sm90::named_barrier_sync(8 + c, 256);
+#pragma unroll
+        for (int j = 0; j < S::kAcc / 4; ++j)
+          *reinterpret_cast<float4*>(slot4 + (size_t(j) * 128 + wt) * 4) =
+              make_float4(acc[4 * j], acc[4 * j + 1], acc[4 * j + 2], acc[4 * j + 3]);
+        sm90::named_barrier_arrive(6 + c, 256);
+        pair_pending = true;
+        continue;
+      }
+      sm90::named_barrier_sync(6 + c, 256);
+#pragma unroll
+      for (int j = 0; j < S::kAcc / 4; ++j) {
+        const float4 v = *reinterpret_cast<const float4*>(slot4 + (size_t(j) * 128 + wt) * 4);
+        acc[4 * j] += v.x;
+        acc[4 * j + 1] += v.y;
+        acc[4 * j + 2] += v.z;
+        acc[4 * j + 3] += v.w;
+      }
+      if (item + clusters < p.items) sm90::named_barrier_arrive(8 + c, 256);
+    }
 
     if (splits > 1) {
       // The partial sums go through rank 0's buffer in kRedRounds rounds of kRedFloats
@@ -435,7 +500,7 @@ __global__ void __launch_bounds__(threads(C), 1)
       // warp store / load 512 consecutive bytes per instruction. (Thread-major slots, 256 B
       // apart, put all lanes on the same banks: 32 wavefronts per instruction on both sides,
       // measured on the H200 as ~6 us per item for 64 floats a thread, 2026-12-04.)
-      constexpr int RR = S::kRedRounds, RF = S::kRedFloats, kRedThreads = 128 * S::kConsumers;
+      constexpr int RR = S::kRedRounds, RF = S::kRedFloats, kRedThreads = 128 * R;
       auto red_slot = [&](int r, int j) {  // float4 j of this thread's partial sums of rank r
         return red + (size_t((r - 1) * (RF / 4) + j) * kRedThreads + size_t(ct)) * 4;
       };
@@ -508,7 +573,7 @@ __global__ void __launch_bounds__(threads(C), 1)
       const bool issuer = (ct & 127) == 0;
       // Split items: both warpgroups' reduction reads of the buffer are done before a tile is
       // written into it (the tiles and the partial-sum slots interleave).
-      if (splits > 1) sm90::named_barrier_sync(1, 128 * S::kConsumers);
+      if (splits > 1) sm90::named_barrier_sync(1, 128 * R);
       uint8_t* tiles = reinterpret_cast<uint8_t*>(red) + c * 2 * kTileBytes;
       const int mat = lane >> 3, mrow = lane & 7;  // stmatrix x4: this lane's matrix and row
 #pragma unroll

@@ -10,22 +10,22 @@
 
 namespace mxq::cuda::hopper {
 
-template <typename T, bool kFp4, int NT, int C, bool kMoE>
+template <typename T, bool kFp4, int NT, int C, bool kMoE, int KH = 1>
 Status set_smem_attribute() {
-  using S = KernelShape<T, kFp4, NT, C>;
-  MXQ_CUDA_TRY(cudaFuncSetAttribute(hopper_gemm_kernel<T, kFp4, NT, C, kMoE>,
+  using S = KernelShape<T, kFp4, NT, C, KH>;
+  MXQ_CUDA_TRY(cudaFuncSetAttribute(hopper_gemm_kernel<T, kFp4, NT, C, kMoE, KH>,
                                     cudaFuncAttributeMaxDynamicSharedMemorySize, S::kSmem));
-  MXQ_CUDA_TRY(cudaFuncSetAttribute(hopper_gemm_kernel<T, kFp4, NT, C, kMoE>,
+  MXQ_CUDA_TRY(cudaFuncSetAttribute(hopper_gemm_kernel<T, kFp4, NT, C, kMoE, KH>,
                                     cudaFuncAttributeNonPortableClusterSizeAllowed, 0));
   return Status::Ok();
 }
 
-template <typename T, bool kFp4, int NT, int C>
+template <typename T, bool kFp4, int NT, int C, int KH = 1>
 cudaLaunchConfig_t launch_config(int ctas, int splits, cudaStream_t stream, cudaLaunchAttribute* attr) {
   cudaLaunchConfig_t c = {};
   c.gridDim = dim3(unsigned(ctas), 1, 1);
   c.blockDim = dim3(unsigned(threads(C)), 1, 1);
-  c.dynamicSmemBytes = size_t(KernelShape<T, kFp4, NT, C>::kSmem);
+  c.dynamicSmemBytes = size_t(KernelShape<T, kFp4, NT, C, KH>::kSmem);
   c.stream = stream;
   attr[0].id = cudaLaunchAttributeClusterDimension;
   attr[0].val.clusterDim.x = unsigned(splits);
@@ -39,31 +39,33 @@ cudaLaunchConfig_t launch_config(int ctas, int splits, cudaStream_t stream, cuda
 // How many clusters of `splits` CTAs can be resident at once on the current device (the
 // grouped instances have the same shared memory and threads: the dense one answers, or the
 // grouped one for the tail tiles, which are grouped only).
-template <typename T, bool kFp4, int NT, int C>
+template <typename T, bool kFp4, int NT, int C, int KH = 1>
 StatusOr<int> max_active_clusters(int splits) {
   constexpr bool kMoE = is_tail_tile(NT);
-  MXQ_RETURN_IF_ERROR((set_smem_attribute<T, kFp4, NT, C, kMoE>()));
+  MXQ_RETURN_IF_ERROR((set_smem_attribute<T, kFp4, NT, C, kMoE, KH>()));
   cudaLaunchAttribute attr[1];
-  cudaLaunchConfig_t c = launch_config<T, kFp4, NT, C>(splits, splits, nullptr, attr);
+  cudaLaunchConfig_t c = launch_config<T, kFp4, NT, C, KH>(splits, splits, nullptr, attr);
   int n = 0;
-  MXQ_CUDA_TRY(cudaOccupancyMaxActiveClusters(&n, hopper_gemm_kernel<T, kFp4, NT, C, kMoE>, &c));
+  MXQ_CUDA_TRY(
+      cudaOccupancyMaxActiveClusters(&n, hopper_gemm_kernel<T, kFp4, NT, C, kMoE, KH>, &c));
   return n;
 }
 
-template <typename T, bool kFp4, int NT, int C, bool kMoE>
+template <typename T, bool kFp4, int NT, int C, bool kMoE, int KH = 1>
 Status launch(const CUtensorMap& x_map, const CUtensorMap& y_map, const KernelParams& p,
               const HopperGemmConfig& cfg, cudaStream_t stream) {
-  MXQ_RETURN_IF_ERROR((set_smem_attribute<T, kFp4, NT, C, kMoE>()));
+  MXQ_RETURN_IF_ERROR((set_smem_attribute<T, kFp4, NT, C, kMoE, KH>()));
   cudaLaunchAttribute attr[1];
-  cudaLaunchConfig_t c = launch_config<T, kFp4, NT, C>(cfg.ctas(), cfg.splits, stream, attr);
-  MXQ_CUDA_TRY(cudaLaunchKernelEx(&c, hopper_gemm_kernel<T, kFp4, NT, C, kMoE>, x_map, y_map, p));
+  cudaLaunchConfig_t c = launch_config<T, kFp4, NT, C, KH>(cfg.ctas(), cfg.splits, stream, attr);
+  MXQ_CUDA_TRY(
+      cudaLaunchKernelEx(&c, hopper_gemm_kernel<T, kFp4, NT, C, kMoE, KH>, x_map, y_map, p));
   return Status::Ok();
 }
 
 // The instances of one activation x weight type (instances/*.cu): NT = 16 .. 256 with 2
 // consumer warpgroups, 16 .. 64 with 3, each dense and grouped (MoE); 16 with 4, dense only
-// (the MoE block model ranks 2-consumer tiles); and the grouped tail tiles 80, 144, 288 (2
-// consumers): 20 kernels.
+// (the MoE block model ranks 2-consumer tiles), in 256-row items and in 128-row items with
+// K halves; and the grouped tail tiles 80, 144, 288 (2 consumers): 21 kernels.
 #define MXQ_HOPPER_INSTANCE(T, FP4, NT, C)                                                    \
   template Status launch<T, FP4, NT, C, false>(const CUtensorMap&, const CUtensorMap&,         \
                                                const KernelParams&, const HopperGemmConfig&,   \
@@ -77,6 +79,11 @@ Status launch(const CUtensorMap& x_map, const CUtensorMap& y_map, const KernelPa
                                                const KernelParams&, const HopperGemmConfig&,   \
                                                cudaStream_t);        \
   template StatusOr<int> max_active_clusters<T, FP4, NT, C>(int);
+#define MXQ_HOPPER_K_HALVES_INSTANCE(T, FP4, NT, C)                                           \
+  template Status launch<T, FP4, NT, C, false, 2>(const CUtensorMap&, const CUtensorMap&,      \
+                                                  const KernelParams&, const HopperGemmConfig&, \
+                                                  cudaStream_t);     \
+  template StatusOr<int> max_active_clusters<T, FP4, NT, C, 2>(int);
 #define MXQ_HOPPER_MOE_INSTANCE(T, FP4, NT, C)                                                \
   template Status launch<T, FP4, NT, C, true>(const CUtensorMap&, const CUtensorMap&,          \
                                               const KernelParams&, const HopperGemmConfig&,    \
@@ -92,6 +99,7 @@ Status launch(const CUtensorMap& x_map, const CUtensorMap& y_map, const KernelPa
   MXQ_HOPPER_INSTANCE(T, FP4, 32, 3)  \
   MXQ_HOPPER_INSTANCE(T, FP4, 64, 3)  \
   MXQ_HOPPER_DENSE_INSTANCE(T, FP4, 16, 4) \
+  MXQ_HOPPER_K_HALVES_INSTANCE(T, FP4, 16, 4) \
   MXQ_HOPPER_MOE_INSTANCE(T, FP4, 80, 2) \
   MXQ_HOPPER_MOE_INSTANCE(T, FP4, 144, 2) \
   MXQ_HOPPER_MOE_INSTANCE(T, FP4, 288, 2)

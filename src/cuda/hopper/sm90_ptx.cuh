@@ -176,6 +176,16 @@ __device__ __forceinline__ void named_barrier_sync(uint32_t id, uint32_t threads
   (void)id; (void)threads;
 #endif
 }
+// Arrives on named barrier `id` without waiting: this thread's earlier shared-memory writes are
+// visible to the threads that complete the barrier with named_barrier_sync (the producer side
+// of a hand-off; `threads` counts both sides).
+__device__ __forceinline__ void named_barrier_arrive(uint32_t id, uint32_t threads) {
+#if MXQ_HAS_WGMMA
+  asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
+#else
+  (void)id; (void)threads;
+#endif
+}
 // One box of a 2-D tensor map from shared memory to global at element coordinates (c0 inner,
 // c1 outer); out-of-bounds elements are not written. Completes in this thread's bulk group.
 __device__ __forceinline__ void tma_store_2d(const CUtensorMap* map, const void* src, int c0,
