@@ -13,7 +13,19 @@ echo "== release build and tests =="
 # The Python package is built by this CMake build (not a separate pip build) for the Python
 # that setup.sh installed nanobind for; tests/python/package runs against it (ctest label python).
 py=$("${PYTHON:-python3}" -c 'import sys; print(sys.executable)')
-cmake --preset release -DMXQ_BUILD_PYTHON=ON -DPython_EXECUTABLE="$py" >/dev/null
+# The CUDA kernel instance set (MXQ_CUDA_INSTANCES, CMakeLists.txt): where no GPU can run the
+# kernels (CI), the minimal set (every kernel template compiled once, sm_90a image, about half
+# the CUDA compile time); with a GPU the full set. The environment variable overrides.
+if [[ -z ${MXQ_CUDA_INSTANCES:-} ]]; then
+  if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
+    MXQ_CUDA_INSTANCES=full
+  else
+    MXQ_CUDA_INSTANCES=minimal
+  fi
+fi
+echo "CUDA kernel instance set: $MXQ_CUDA_INSTANCES (where nvcc is; MXQ_CUDA_INSTANCES=full|minimal overrides)"
+cmake --preset release -DMXQ_BUILD_PYTHON=ON -DPython_EXECUTABLE="$py" \
+  -DMXQ_CUDA_INSTANCES="$MXQ_CUDA_INSTANCES" >/dev/null
 cmake --build --preset release -j "$jobs"
 ctest --preset release -j "$jobs"
 

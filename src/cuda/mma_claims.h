@@ -6,6 +6,7 @@
 
 #include <string>
 
+#include "cuda/common/instance_set.h"
 #include "mxq/problem.h"
 
 namespace mxq::cuda {
@@ -26,6 +27,9 @@ inline Verdict mma_types_verdict(const Problem& p, bool mx_act = false) {
   if (p.out != a && p.out != DType::kF32)
     return Verdict::no(std::string("output ") + dtype_name(p.out) + ": cuda-mma writes " +
                        dtype_name(a) + " or F32");
+  if (!instance_types_compiled(a == DType::kBF16, p.weight == ElemType::kE2M1))
+    return Verdict::no(std::string(dtype_name(a)) + " x " + mx_format_name(p.weight) + ": " +
+                       kMinimalInstancesNote);
   return Verdict::yes();
 }
 

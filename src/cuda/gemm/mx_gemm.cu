@@ -4,6 +4,7 @@
 #include <string>
 
 #include "cuda/common/cuda_check.h"
+#include "cuda/common/instance_set.h"
 #include "cuda/gemm/mx_gemm_dispatch.cuh"
 
 namespace mxq::cuda {
@@ -77,11 +78,19 @@ Status mx_gemm(const GemmArgs& a, cudaStream_t stream) {
                             "and row stride a multiple of 4 elements)");
   if (a.w == nullptr || a.w_scales == nullptr || a.x == nullptr || a.y == nullptr)
     return invalid_argument("cuda-mma GEMM: null weight, activation or output pointer");
-  const bool fp4 = a.elem == ElemType::kE2M1;
-  if (a.act == DType::kBF16)
-    fp4 ? launch_bf16_e2m1(a, stream) : launch_bf16_e4m3(a, stream);
-  else
-    fp4 ? launch_f16_e2m1(a, stream) : launch_f16_e4m3(a, stream);
+  const bool fp4 = a.elem == ElemType::kE2M1, bf16 = a.act == DType::kBF16;
+  if (!instance_types_compiled(bf16, fp4))
+    return unimplemented(std::string("cuda-mma GEMM: ") + kMinimalInstancesNote);
+  // The absent pairs of a minimal build are named only in discarded branches (not linked).
+  if (bf16 && fp4) {
+    launch_bf16_e2m1(a, stream);
+  } else if (bf16) {
+    if constexpr (instance_types_compiled(true, false)) launch_bf16_e4m3(a, stream);
+  } else if (fp4) {
+    if constexpr (instance_types_compiled(false, true)) launch_f16_e2m1(a, stream);
+  } else {
+    launch_f16_e4m3(a, stream);
+  }
   MXQ_CUDA_TRY(cudaGetLastError());
   return Status::Ok();
 }

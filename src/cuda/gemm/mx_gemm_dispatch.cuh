@@ -10,7 +10,7 @@
 #include <cuda_runtime.h>
 
 #include "cuda/gemm/mx_gemm.cuh"
-#include "cuda/gemm/mx_gemm_wgmma.cuh"
+#include "cuda/gemm/mx_gemm_wgmma_launch.h"  // the Hopper variant: declared here, built for sm_90a only
 
 namespace mxq::cuda::gemm {
 
@@ -67,7 +67,7 @@ inline bool is_sm90() {
 // Its activation rows must be 16-byte aligned (pointer and row stride).
 constexpr int64_t kWgmmaMinTokens = 128;
 inline bool use_wgmma(int64_t m, bool scale_in_weights) {
-  return scale_in_weights && m >= kWgmmaMinTokens && is_sm90();
+  return kWgmmaVariant && scale_in_weights && m >= kWgmmaMinTokens && is_sm90();
 }
 inline bool wgmma_aligned(const void* x, int64_t ldx) {
   return reinterpret_cast<uintptr_t>(x) % 16 == 0 && ldx % 8 == 0;
@@ -134,7 +134,7 @@ template <typename T, bool kFp4, int NT, bool kFast>
 void launch(const GemmArgs& a, cudaStream_t stream) {
   const DenseIO<T> dio{static_cast<const T*>(a.x), a.y, a.bias, int(a.m), a.ldx, a.ldy,
                        a.out == DType::kF32};
-  if constexpr (NT == 8 && kFast) {
+  if constexpr (NT == 8 && kFast && kWgmmaVariant) {
     if (use_wgmma(a.m, true) && wgmma_aligned(a.x, a.ldx)) {
       launch_wgmma<T, kFp4>(a.w, a.w_scales, a.n, a.k, unsigned((a.m + kWgTokens - 1) / kWgTokens),
                             dio, stream);

@@ -21,11 +21,10 @@
 
 #include "cuda/common/wgmma.cuh"
 #include "cuda/gemm/mx_gemm.cuh"
+#include "cuda/gemm/mx_gemm_wgmma_launch.h"  // kWgTokens, kWgRows, the declaration of launch_wgmma
 
 namespace mxq::cuda::gemm {
 
-constexpr int kWgTokens = 128;  // tokens per block (the wgmma N): 128, or 64 (MoE blocks)
-constexpr int kWgRows = 128;    // weight rows per block (2 warpgroups x 64)
 constexpr int kWgThreads = 256;
 // K stride between core matrices: one k8 chunk of NB / 8 token groups, + 16 bytes so that the
 // staging stores of a half-warp (8-byte stores to chunks 0, 2, 4, 6: offsets 2 s LBO = 32 s
@@ -198,7 +197,9 @@ __global__ void __launch_bounds__(kWgThreads, MINB)
 // weight tile in flight; the MoE epilogues (IO::kSmallEpilogue false) with 128 tokens do not
 // fit 128 registers: one block per SM, activations two steps ahead.
 // 64-token blocks (MoE) need half the accumulators and staging registers: two blocks per SM.
-template <typename T, bool kFp4, int NB = kWgTokens, class IO>
+// The definition of the declaration in mx_gemm_wgmma_launch.h: included only by the sm_90a-only
+// instance files (gemm/sm90/, moe/sm90/), which instantiate it explicitly.
+template <typename T, bool kFp4, int NB, class IO>
 void launch_wgmma(const uint8_t* w, const uint8_t* s, int64_t n, int64_t k, unsigned token_blocks,
                   const IO& io, cudaStream_t stream) {
   const dim3 grid(unsigned((n + kWgRows - 1) / kWgRows), token_blocks);

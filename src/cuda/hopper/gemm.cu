@@ -10,8 +10,10 @@
 #include <cstring>
 #include <mutex>
 #include <string>
+#include <type_traits>
 
 #include "cuda/common/cuda_check.h"
+#include "cuda/common/instance_set.h"
 #include "cuda/gemm/repack_stats.cuh"
 #include "cuda/hopper/gemm.h"
 #include "cuda/hopper/gemm_kernel.cuh"
@@ -76,6 +78,16 @@ StatusOr<int> active_clusters(int nt, int c, int splits, int kh) {
   }
 }
 
+// active_clusters for the type pairs this build has instances of (common/instance_set.h); the
+// absent pairs of a minimal build are never named, so their instance files need not exist.
+template <typename T, bool kFp4>
+StatusOr<int> active_clusters_of(int nt, int c, int splits, int kh) {
+  if constexpr (instance_types_compiled(std::is_same_v<T, __nv_bfloat16>, kFp4))
+    return active_clusters<T, kFp4>(nt, c, splits, kh);
+  else
+    return unimplemented(std::string("cuda-hopper: ") + kMinimalInstancesNote);
+}
+
 // Resident clusters per (device, instance, split): asked once of the runtime, then cached
 // (graph capture and the launch path stay free of occupancy queries).
 StatusOr<int> resident_clusters(ElemType elem, DType act, int nt, int c, int splits, int kh = 1) {
@@ -89,10 +101,10 @@ StatusOr<int> resident_clusters(ElemType elem, DType act, int nt, int c, int spl
   std::lock_guard<std::mutex> lock(mu);
   int& slot = cache[dev % 16][ti][fi][ni][kh == 2 ? 3 : c - 2][si];
   if (slot == 0) {
-    StatusOr<int> n = ti == 0 ? (fi == 0 ? active_clusters<__nv_bfloat16, true>(nt, c, splits, kh)
-                                         : active_clusters<__nv_bfloat16, false>(nt, c, splits, kh))
-                              : (fi == 0 ? active_clusters<__half, true>(nt, c, splits, kh)
-                                         : active_clusters<__half, false>(nt, c, splits, kh));
+    StatusOr<int> n = ti == 0 ? (fi == 0 ? active_clusters_of<__nv_bfloat16, true>(nt, c, splits, kh)
+                                         : active_clusters_of<__nv_bfloat16, false>(nt, c, splits, kh))
+                              : (fi == 0 ? active_clusters_of<__half, true>(nt, c, splits, kh)
+                                         : active_clusters_of<__half, false>(nt, c, splits, kh));
     if (!n.ok()) return n.status();
     if (n.value() < 1)
       return Status(StatusCode::kInternal, "cuda-hopper: no cluster of " + std::to_string(splits) +
@@ -293,15 +305,25 @@ Status launch_tokens(const CUtensorMap& map, const CUtensorMap& ymap, const Kern
   }
 }
 
+// launch_tokens for the type pairs this build has instances of (as active_clusters_of).
+template <typename T, bool kFp4, bool kMoE>
+Status launch_tokens_of(const CUtensorMap& map, const CUtensorMap& ymap, const KernelParams& p,
+                        const HopperGemmConfig& c, cudaStream_t s) {
+  if constexpr (instance_types_compiled(std::is_same_v<T, __nv_bfloat16>, kFp4))
+    return launch_tokens<T, kFp4, kMoE>(map, ymap, p, c, s);
+  else
+    return unimplemented(std::string("cuda-hopper: ") + kMinimalInstancesNote);
+}
+
 template <bool kMoE>
 Status launch_types(ElemType elem, DType act, const CUtensorMap& map, const CUtensorMap& ymap,
                     const KernelParams& p, const HopperGemmConfig& c, cudaStream_t s) {
   const bool fp4 = elem == ElemType::kE2M1;
   return act == DType::kBF16
-             ? (fp4 ? launch_tokens<__nv_bfloat16, true, kMoE>(map, ymap, p, c, s)
-                    : launch_tokens<__nv_bfloat16, false, kMoE>(map, ymap, p, c, s))
-             : (fp4 ? launch_tokens<__half, true, kMoE>(map, ymap, p, c, s)
-                    : launch_tokens<__half, false, kMoE>(map, ymap, p, c, s));
+             ? (fp4 ? launch_tokens_of<__nv_bfloat16, true, kMoE>(map, ymap, p, c, s)
+                    : launch_tokens_of<__nv_bfloat16, false, kMoE>(map, ymap, p, c, s))
+             : (fp4 ? launch_tokens_of<__half, true, kMoE>(map, ymap, p, c, s)
+                    : launch_tokens_of<__half, false, kMoE>(map, ymap, p, c, s));
 }
 
 // The cheapest consumer count and split of K for token tile `nt` (cost model above) over

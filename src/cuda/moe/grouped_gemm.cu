@@ -4,6 +4,7 @@
 #include <string>
 
 #include "cuda/common/cuda_check.h"
+#include "cuda/common/instance_set.h"
 #include "cuda/moe/grouped_gemm_io.cuh"
 
 namespace mxq::cuda {
@@ -17,9 +18,9 @@ Status check_common(const MoEGemmCommon& c, const char* what) {
     return unimplemented(w + "activations must be BF16 or F16, got " + dtype_name(c.act));
   if (c.block != 8 && c.block != 16 && c.block != 64 && c.block != 128)
     return invalid_argument(w + "block must be 8, 16, 64 or 128, got " + std::to_string(c.block));
-  if (c.block == 128 && !(c.scale_in_weights && gemm::is_sm90()))
-    return invalid_argument(w + "128-token blocks (wgmma) need a Hopper GPU and scales that fold "
-                            "into the weights");
+  if (c.block == 128 && !(gemm::kWgmmaVariant && c.scale_in_weights && gemm::is_sm90()))
+    return invalid_argument(w + "128-token blocks (wgmma) need a Hopper GPU, a build with the "
+                            "sm_90a image and scales that fold into the weights");
   if (c.capacity < c.block || c.capacity % c.block != 0 || c.capacity / c.block > 65535)
     return invalid_argument(w + "capacity " + std::to_string(c.capacity) +
                             " must be a positive multiple of the block " + std::to_string(c.block) +
@@ -83,7 +84,7 @@ __global__ void combine_kernel(const float* __restrict__ o, const int32_t* __res
 
 int moe_block_size(int64_t tokens, int64_t topk, int64_t experts, bool wgmma_ok) {
   const int64_t avg = (tokens * topk + experts - 1) / std::max<int64_t>(experts, 1);
-  if (wgmma_ok && gemm::is_sm90()) {
+  if (gemm::kWgmmaVariant && wgmma_ok && gemm::is_sm90()) {
     // Measured on the H100 (gpt-oss-120b / DeepSeek-V3 / Qwen3-30B-A3B, MXFP4, M 16..2048):
     // 8-token blocks up to 4 pairs per expert, 16 up to 12, then the 64-token wgmma variant
     // (Qwen3 M = 512: 406 us against 1277 with 32-token mma.sync blocks).
@@ -104,11 +105,19 @@ Status moe_gate_up_gemm(const MoEGateUpArgs& a, cudaStream_t stream) {
     return invalid_argument("cuda-mma MoE gate/up: 128-token blocks (wgmma) need 16-byte aligned "
                             "x rows");
   MXQ_RETURN_IF_ERROR(check_rows(a.a, a.lda, a.c.n / 2, "intermediate"));
-  const bool fp4 = a.c.elem == ElemType::kE2M1;
-  if (a.c.act == DType::kBF16)
-    fp4 ? moe::gate_up_bf16_e2m1(a, stream) : moe::gate_up_bf16_e4m3(a, stream);
-  else
-    fp4 ? moe::gate_up_f16_e2m1(a, stream) : moe::gate_up_f16_e4m3(a, stream);
+  const bool fp4 = a.c.elem == ElemType::kE2M1, bf16 = a.c.act == DType::kBF16;
+  if (!instance_types_compiled(bf16, fp4))
+    return unimplemented(std::string("cuda-mma MoE gate/up: ") + kMinimalInstancesNote);
+  // The absent pairs of a minimal build are named only in discarded branches (not linked).
+  if (bf16 && fp4) {
+    moe::gate_up_bf16_e2m1(a, stream);
+  } else if (bf16) {
+    if constexpr (instance_types_compiled(true, false)) moe::gate_up_bf16_e4m3(a, stream);
+  } else if (fp4) {
+    if constexpr (instance_types_compiled(false, true)) moe::gate_up_f16_e2m1(a, stream);
+  } else {
+    moe::gate_up_f16_e4m3(a, stream);
+  }
   MXQ_CUDA_TRY(cudaGetLastError());
   return Status::Ok();
 }
@@ -121,11 +130,18 @@ Status moe_down_gemm(const MoEDownArgs& a, cudaStream_t stream) {
                             "intermediate rows");
   if (a.o == nullptr || a.topk_weights == nullptr)
     return invalid_argument("cuda-mma MoE down: null output or top-k weights");
-  const bool fp4 = a.c.elem == ElemType::kE2M1;
-  if (a.c.act == DType::kBF16)
-    fp4 ? moe::down_bf16_e2m1(a, stream) : moe::down_bf16_e4m3(a, stream);
-  else
-    fp4 ? moe::down_f16_e2m1(a, stream) : moe::down_f16_e4m3(a, stream);
+  const bool fp4 = a.c.elem == ElemType::kE2M1, bf16 = a.c.act == DType::kBF16;
+  if (!instance_types_compiled(bf16, fp4))
+    return unimplemented(std::string("cuda-mma MoE down: ") + kMinimalInstancesNote);
+  if (bf16 && fp4) {
+    moe::down_bf16_e2m1(a, stream);
+  } else if (bf16) {
+    if constexpr (instance_types_compiled(true, false)) moe::down_bf16_e4m3(a, stream);
+  } else if (fp4) {
+    if constexpr (instance_types_compiled(false, true)) moe::down_f16_e2m1(a, stream);
+  } else {
+    moe::down_f16_e4m3(a, stream);
+  }
   MXQ_CUDA_TRY(cudaGetLastError());
   return Status::Ok();
 }

@@ -121,15 +121,17 @@ void dispatch_grouped(const MoEGemmCommon& c, const IO& io, bool rows_aligned, c
     else
       launch_grouped<T, kFp4, NT, false>(c, io, stream);
   };
-  if (c.block == gemm::kWgTokens) {  // checked: Hopper, scale in weights, aligned rows
-    gemm::launch_wgmma<T, kFp4, 128>(c.w, c.w_scales, c.n, c.k, unsigned(c.capacity / c.block),
-                                     io, stream);
-    return;
-  }
-  if (c.block == 64 && c.scale_in_weights && rows_aligned && gemm::is_sm90()) {
-    gemm::launch_wgmma<T, kFp4, 64>(c.w, c.w_scales, c.n, c.k, unsigned(c.capacity / c.block),
-                                    io, stream);
-    return;
+  if constexpr (gemm::kWgmmaVariant) {  // the sm_90a instances (moe/sm90/wgmma_grouped.cu)
+    if (c.block == gemm::kWgTokens) {  // checked: Hopper, scale in weights, aligned rows
+      gemm::launch_wgmma<T, kFp4, 128>(c.w, c.w_scales, c.n, c.k, unsigned(c.capacity / c.block),
+                                       io, stream);
+      return;
+    }
+    if (c.block == 64 && c.scale_in_weights && rows_aligned && gemm::is_sm90()) {
+      gemm::launch_wgmma<T, kFp4, 64>(c.w, c.w_scales, c.n, c.k, unsigned(c.capacity / c.block),
+                                      io, stream);
+      return;
+    }
   }
   switch (c.block) {  // 8, 16 or 64 (checked)
     case 8: return path(std::integral_constant<int, 1>{});

@@ -359,6 +359,9 @@ Status run_moe_layer(const Problem& p, const PreparedWeights& pw, const DenseVie
   MXQ_RETURN_IF_ERROR(moe_route(q, ld, lg.dtype, m, static_cast<const float*>(cd), ids, tw, stream));
   MXQ_RETURN_IF_ERROR(moe_dispatch(ds, ids, map, ws.at<int32_t>(o_off), sorted, bexp, nullptr,
                                    ws.at<void>(o_dws), stream));
+#if !MXQ_WITH_HOPPER
+  (void)o_xg;  // no cuda-hopper kernels in this build: `hopper` is never true here
+#endif
   if (hopper) {
 #if MXQ_WITH_HOPPER
     void* xg = ws.at<void>(o_xg);
@@ -490,6 +493,8 @@ std::string moe_launch_plan(const Problem& p, MoEKernels kernels) {
     }
     return out;
 #else
+    (void)local;
+    (void)act;
     return "(this build has no cuda-hopper kernels)";
 #endif
   }
