@@ -248,6 +248,58 @@ TEST(CudaActKeys, Fp8OperandTimesScaleEqualsCpuDefinition) {
     }
 }
 
+// The FP8 tensor-core operand (fp8_act_quant_codes): the E4M3 codes themselves, in rows of
+// ld bytes, whose decode is fp8_act_quant's 16-bit value bit for bit (so the codes are the
+// reference's, by the test above) with the same row scales; columns past k untouched; NaN rows
+// the NaN code.
+TEST(CudaActKeys, Fp8CodesAreTheOperandsCodes) {
+  SKIP_WITHOUT_GPU();
+  for (DType d : {DType::kBF16, DType::kF16})
+    for (bool per_row : {false, true})
+      for (auto [rows, k] : {std::pair<int64_t, int64_t>{1, 32}, {9, 2880}, {130, 500}}) {
+        std::vector<uint16_t> x = nasty_rows(d, rows, k, uint32_t(rows * 7 + k), false);
+        if (rows > 1) x[size_t(k + 3)] = d == DType::kBF16 ? 0x7FC0 : 0x7E00;  // NaN in row 1
+        const int64_t ld = (k + 15) / 16 * 16 + 16;
+        Dev<uint16_t> dx(x), dq(x.size());
+        Dev<uint8_t> dc(std::vector<uint8_t>(size_t(rows * ld), 0xA5));
+        Dev<float> ds{static_cast<size_t>(rows)}, ds2{static_cast<size_t>(rows)};
+        const float input_scale = 0.0371f;
+        ASSERT_TRUE(cuda::fp8_act_quant(dx.p, d, rows, k, per_row, input_scale, dq.p,
+                                        per_row ? ds.p : nullptr, nullptr).ok());
+        ASSERT_TRUE(cuda::fp8_act_quant_codes(dx.p, d, rows, k, per_row, input_scale, dc.p, ld,
+                                              per_row ? ds2.p : nullptr, nullptr).ok());
+        CUDA_OK(cudaDeviceSynchronize());
+        const std::vector<uint16_t> q = dq.get();
+        const std::vector<uint8_t> c = dc.get();
+        if (per_row) {
+          const std::vector<float> a = ds.get(), b = ds2.get();
+          for (int64_t r = 0; r < rows; ++r) ASSERT_EQ(num::f32_bits(a[size_t(r)]), num::f32_bits(b[size_t(r)]));
+        }
+        for (int64_t r = 0; r < rows; ++r)
+          for (int64_t j = 0; j < ld; ++j) {
+            const uint8_t code = c[size_t(r * ld + j)];
+            if (j >= k) {
+              ASSERT_EQ(code, 0xA5) << "row " << r << " col " << j << " past k was written";
+              continue;
+            }
+            const uint16_t v16 = q[size_t(r * k + j)];
+            const float want = d == DType::kBF16 ? num::bf16_to_f32(v16) : num::f16_to_f32(v16);
+            const float got = num::decode_elem(ElemType::kE4M3, code);
+            if (std::isnan(want)) {
+              ASSERT_EQ(code & 0x7F, 0x7F) << "row " << r << " col " << j;
+            } else {
+              ASSERT_EQ(num::f32_bits(got), num::f32_bits(want)) << "row " << r << " col " << j;
+            }
+          }
+      }
+  Dev<uint16_t> dx(std::vector<uint16_t>(64, 0));
+  Dev<uint8_t> dc(std::vector<uint8_t>(64, 0));
+  const Status bad = cuda::fp8_act_quant_codes(dx.p, DType::kBF16, 2, 32, false, 1.0f, dc.p, 16,
+                                               nullptr, nullptr);
+  EXPECT_FALSE(bad.ok());
+  EXPECT_NE(bad.message().find("ld 16"), std::string::npos) << bad.message();
+}
+
 // cuda-mma linear under the FP8 keys against cpu-reference: with F32 output to FP32 precision
 // (the scale kept apart from the codes costs at most half an FP32 ulp per element), and with
 // BF16 output at the shared cases' tolerance; and clearly different from the bf16 key.

@@ -103,13 +103,18 @@ cudaError_t launch(const void* x, DType dtype, uint32_t units, bool vec, ScaleRu
 
 constexpr int kRowThreads = 256;
 
-template <DType D>
+// kCodes: write the E4M3 codes themselves (row stride ld bytes: the FP8 tensor-core operand)
+// instead of their values in the 16-bit type (row stride k: the 16-bit GEMMs' operand).
+template <DType D, bool kCodes>
 __global__ void __launch_bounds__(kRowThreads)
     fp8_rows_kernel(const void* __restrict__ in, int64_t k, bool per_row, float static_s,
-                    uint16_t* __restrict__ out, float* __restrict__ row_scale) {
+                    void* __restrict__ out, int64_t ld, float* __restrict__ row_scale) {
   const int64_t row = blockIdx.x;
   const void* x = static_cast<const uint16_t*>(in) + row * k;
-  uint16_t* o = out + row * k;
+  uint16_t* o = static_cast<uint16_t*>(out) + row * k;
+  uint8_t* oc = static_cast<uint8_t*>(out) + row * ld;
+  (void)o;
+  (void)oc;
   float s = static_s;
   if (per_row) {
     // amax and finiteness of the row: max is order independent, so any reduction order gives
@@ -135,7 +140,12 @@ __global__ void __launch_bounds__(kRowThreads)
     }
     if (bad[0] != 0) {
       const uint16_t nan = to16<D>(num::kF32QuietNaN);
-      for (int64_t i = threadIdx.x; i < k; i += kRowThreads) o[i] = nan;
+      for (int64_t i = threadIdx.x; i < k; i += kRowThreads) {
+        if constexpr (kCodes)
+          oc[i] = 0x7F;  // E4M3's NaN code
+        else
+          o[i] = nan;
+      }
       if (threadIdx.x == 0) row_scale[row] = 1.0f;
       return;
     }
@@ -145,16 +155,17 @@ __global__ void __launch_bounds__(kRowThreads)
   constexpr uint8_t kMax = uint8_t(elem_info(ElemType::kE4M3).max_mag);
   for (int64_t i = threadIdx.x; i < k; i += kRowThreads) {
     const float q = __fdiv_rn(num::load_dense(x, D, i), s);
-    uint32_t v;
-    if (isnan(q)) {
-      v = num::kF32QuietNaN;
-    } else {
-      const uint8_t code = isinf(q) ? uint8_t(kMax | (q < 0.0f ? 0x80u : 0u))
+    const uint8_t code = isnan(q)   ? uint8_t(0x7F)
+                         : isinf(q) ? uint8_t(kMax | (q < 0.0f ? 0x80u : 0u))
                                     : num::encode_elem(ElemType::kE4M3, __float_as_uint(q), 0,
                                                        Rounding::kRne, Saturation::kSaturate);
-      v = __float_as_uint(num::decode_elem(ElemType::kE4M3, code));
+    if constexpr (kCodes) {
+      oc[i] = code;
+    } else {
+      const uint32_t v = isnan(q) ? num::kF32QuietNaN
+                                  : __float_as_uint(num::decode_elem(ElemType::kE4M3, code));
+      o[i] = to16<D>(v);
     }
-    o[i] = to16<D>(v);
   }
 }
 
@@ -243,14 +254,37 @@ Status fp8_act_quant(const void* x, DType dtype, int64_t rows, int64_t k, bool p
   if (rows * k == 0) return Status::Ok();
   if (x == nullptr || out == nullptr || (per_row && row_scale == nullptr))
     return invalid_argument("fp8_act_quant: null pointer");
-  auto* o = static_cast<uint16_t*>(out);
   if (dtype == DType::kBF16)
-    fq::fp8_rows_kernel<DType::kBF16><<<unsigned(rows), fq::kRowThreads, 0, stream>>>(
-        x, k, per_row, input_scale, o, row_scale);
+    fq::fp8_rows_kernel<DType::kBF16, false><<<unsigned(rows), fq::kRowThreads, 0, stream>>>(
+        x, k, per_row, input_scale, out, k, row_scale);
   else
-    fq::fp8_rows_kernel<DType::kF16><<<unsigned(rows), fq::kRowThreads, 0, stream>>>(
-        x, k, per_row, input_scale, o, row_scale);
+    fq::fp8_rows_kernel<DType::kF16, false><<<unsigned(rows), fq::kRowThreads, 0, stream>>>(
+        x, k, per_row, input_scale, out, k, row_scale);
   return launch_error(cudaGetLastError(), "fp8_act_quant");
+}
+
+Status fp8_act_quant_codes(const void* x, DType dtype, int64_t rows, int64_t k, bool per_row,
+                           float input_scale, uint8_t* codes, int64_t ld, float* row_scale,
+                           cudaStream_t stream) {
+  if (dtype != DType::kBF16 && dtype != DType::kF16)
+    return invalid_argument(std::string("fp8_act_quant_codes: activations must be BF16 or F16, got ") +
+                            dtype_name(dtype));
+  if (rows < 0 || k < 0 || rows > 0x7FFFFFFF || ld < k)
+    return invalid_argument("fp8_act_quant_codes: bad shape [" + std::to_string(rows) + ", " +
+                            std::to_string(k) + "], ld " + std::to_string(ld));
+  if (!per_row && !(input_scale > 0.0f && input_scale <= 3.4028234663852886e38f))
+    return invalid_argument("fp8_act_quant_codes: fp8-static-tensor needs a positive finite input_scale, got " +
+                            std::to_string(input_scale));
+  if (rows * k == 0) return Status::Ok();
+  if (x == nullptr || codes == nullptr || (per_row && row_scale == nullptr))
+    return invalid_argument("fp8_act_quant_codes: null pointer");
+  if (dtype == DType::kBF16)
+    fq::fp8_rows_kernel<DType::kBF16, true><<<unsigned(rows), fq::kRowThreads, 0, stream>>>(
+        x, k, per_row, input_scale, codes, ld, row_scale);
+  else
+    fq::fp8_rows_kernel<DType::kF16, true><<<unsigned(rows), fq::kRowThreads, 0, stream>>>(
+        x, k, per_row, input_scale, codes, ld, row_scale);
+  return launch_error(cudaGetLastError(), "fp8_act_quant_codes");
 }
 
 Status scale_rows(const float* acc, int64_t rows, int64_t n, const float* row_scale, float scale,

@@ -44,6 +44,14 @@ Status mx_fake_quant(ElemType elem, const void* x, DType dtype, int64_t rows, in
 Status fp8_act_quant(const void* x, DType dtype, int64_t rows, int64_t k, bool per_row,
                      float input_scale, void* out, float* row_scale, cudaStream_t stream);
 
+// The same quantization with the E4M3 codes themselves as the output, for the FP8 tensor
+// cores (issue 17): codes [rows, ld] bytes (ld >= k; columns k..ld-1 are not written), a NaN
+// quotient (or a NaN/Inf row under per_row) the NaN code 0x7F, row_scale as above. Bit for bit
+// the codes fp8_act_quant decodes.
+Status fp8_act_quant_codes(const void* x, DType dtype, int64_t rows, int64_t k, bool per_row,
+                           float input_scale, uint8_t* codes, int64_t ld, float* row_scale,
+                           cudaStream_t stream);
+
 // The epilogue of a GEMM over fp8_act_quant's operand: y[r, c] = out(s_r * acc[r, c] + bias[c])
 // with acc [rows, n] FP32 (row stride n), s_r = row_scale[r] (or `scale` when row_scale is null),
 // one FP32 multiply and one FP32 add (no contraction), then rounding to `out` (BF16 / F16 round
