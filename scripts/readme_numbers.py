@@ -1,17 +1,16 @@
 #!/usr/bin/env python3
-"""Benchmark numbers in README.md, generated from the result JSON files they cite.
+"""Benchmark numbers in README.md (and bench/README.md), generated from the result JSON files.
 
-Between `<!-- numbers:begin -->` and `<!-- numbers:end -->` every benchmark number is a link
+In each document of DOCS, between `<!-- numbers:begin -->` and `<!-- numbers:end -->` every benchmark number is a link
 written `[TEXT](PATH "n:ID")`: ID names a claim of CLAIMS below (result file, case selector,
-value, format), PATH is the result file it comes from. The script recomputes TEXT and PATH of
-each claim from the files; the prose around them stays hand-written.
+value, format), PATH is the result file it comes from (relative to the document). The script
+recomputes TEXT and PATH of each claim from the files; the prose around them stays hand-written.
 
-  scripts/readme_numbers.py            rewrite README.md from the result files
-  scripts/readme_numbers.py --check    exit 1 with a diff when README.md differs (a hand edit,
+  scripts/readme_numbers.py            rewrite the documents' numbers from the result files
+  scripts/readme_numbers.py --check    exit 1 with a diff when a document differs (a hand edit,
                                        a changed result file, a claim missing or unknown)
 
-Options: --root DIR (repository root, default: this script's parent), --readme PATH (default
-ROOT/README.md). Standard library only.
+--root DIR: the repository root (default: this script's parent). Standard library only.
 """
 import argparse
 import difflib
@@ -30,15 +29,16 @@ GEMM_8K = {"format": "mxfp4", "n": 8192, "k": 8192}
 OSS = {"shape": "gpt-oss-120b", "format": "mxfp4", "routing": "uniform"}
 
 
-def claim(files, where=None, value="us", fmt="{:.1f} us", run=None, pick=None):
+def claim(files, where=None, value="us", fmt="{:.1f} us", run=None, pick=None, scale=1):
     """files: one result file or a list (then `pick` chooses among the matching cases);
     where: field -> value (or list of allowed values) a case must have;
     value: a case field, 'a/b' (field a over field b), a dotted path into nested dicts
     ('mxq_backends.cuda-mma.us'), or '@field' for a field of the file (or of its run);
     run: index into the file's 'runs' list, for files that hold several runs;
-    pick: 'min:FIELD' takes the case with the smallest FIELD over all files."""
+    pick: 'min:FIELD' / 'max:FIELD' takes the case with the smallest / largest FIELD over all
+    matching cases of all files; scale: the value is multiplied by it before formatting."""
     return {"files": [files] if isinstance(files, str) else list(files), "where": where or {},
-            "value": value, "fmt": fmt, "run": run, "pick": pick}
+            "value": value, "fmt": fmt, "run": run, "pick": pick, "scale": scale}
 
 
 # README.md's performance claims, in the order they appear.
@@ -125,6 +125,36 @@ CLAIMS = {
 }
 
 
+# bench/README.md's cuda-mma MoE paragraph (H100, issue 6).
+UP_TO_128 = dict(OSS, m=[1, 4, 16, 64, 128])
+ARCHIVE_MOE = "bench/results/archive/h100/moe-2da3d70.json"
+BENCH_CLAIMS = {
+    "h100-moe-m1-us": claim(H100 + "moe.json", dict(OSS, m=1)),
+    "h100-moe-m1-graph-us": claim(H100 + "moe.json", dict(OSS, m=1), "graph_us"),
+    "h100-moe-m1-floor-us": claim(H100 + "moe.json", dict(OSS, m=1), "floor_us"),
+    "h100-moe-m16-us": claim(H100 + "moe.json", dict(OSS, m=16)),
+    "h100-moe-m8192-tflops": claim(H100 + "moe.json", dict(OSS, m=8192), "tflops", "{:.0f}"),
+    "h100-moe-m8192-pct-peak": claim(H100 + "moe.json", dict(OSS, m=8192), "pct_bf16_peak",
+                                     "{:.1f}%"),
+    "h100-moe-bf16-peak": claim(H100 + "moe.json", value="@bf16_peak_flops", fmt="{:.0f}",
+                                scale=1e-12),
+    "h100-moe-vs-bf16-graph-low": claim(H100 + "moe.json", UP_TO_128, "vs_bf16_graph", "{:.1f}",
+                                        pick="min:vs_bf16_graph"),
+    "h100-moe-vs-bf16-graph-high": claim(H100 + "moe.json", UP_TO_128, "vs_bf16_graph",
+                                         "{:.1f}x", pick="max:vs_bf16_graph"),
+    "h100-moe-m8192-vs-bf16": claim(H100 + "moe.json", dict(OSS, m=8192), "vs_bf16", "{:.2f}x"),
+    "h100-moe-m1-vs-humming-graph": claim(ARCHIVE_MOE, dict(OSS, m=1), "vs_humming_graph",
+                                          "{:.1f}x"),
+    "h100-moe-m16-vs-humming-graph": claim(ARCHIVE_MOE, dict(OSS, m=16), "vs_humming_graph",
+                                           "{:.2f}x"),
+    "h100-moe-m512-vs-humming-graph": claim(ARCHIVE_MOE, dict(OSS, m=512), "vs_humming_graph",
+                                            "{:.2f}x"),
+}
+
+# The documents and their claims tables (paths relative to the repository root).
+DOCS = {"README.md": CLAIMS, "bench/README.md": BENCH_CLAIMS}
+
+
 class ClaimError(Exception):
     pass
 
@@ -168,8 +198,8 @@ def evaluate(cid, c, root):
     if not found:
         raise ClaimError(f"claim {cid}: no case with {c['where']} in {', '.join(c['files'])}")
     if c["pick"]:
-        key = c["pick"].split(":", 1)[1]
-        found.sort(key=lambda t: lookup(t[2], key, cid, t[0]))
+        how, key = c["pick"].split(":", 1)
+        found.sort(key=lambda t: lookup(t[2], key, cid, t[0]), reverse=how == "max")
     elif len(found) > 1:
         raise ClaimError(f"claim {cid}: {len(found)} cases match {c['where']} in "
                          f"{', '.join(c['files'])}; narrow the selector")
@@ -181,13 +211,16 @@ def evaluate(cid, c, root):
         value = lookup(case, num, cid, rel) / lookup(case, den, cid, rel)
     else:
         value = lookup(case, c["value"], cid, rel)
+    if c["scale"] != 1:
+        value *= c["scale"]
     return c["fmt"].format(value), rel
 
 
 def regenerate(text, readme_dir, root, claims):
     """The README text with every claim link recomputed, and the list of problems."""
     problems = []
-    b, e = text.find(BEGIN), text.find(END)
+    b = text.find(BEGIN)
+    e = text.find(END, b + 1) if b >= 0 else -1
     if b < 0 or e < b:
         return text, [f"no {BEGIN} ... {END} section"]
     body = text[b:e]
@@ -224,38 +257,39 @@ def regenerate(text, readme_dir, root, claims):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--check", action="store_true", help="exit 1 if README.md is not current")
+    ap.add_argument("--check", action="store_true", help="exit 1 if a document is not current")
     ap.add_argument("--root", default=os.path.join(os.path.dirname(__file__), ".."))
-    ap.add_argument("--readme")
     args = ap.parse_args(argv)
     root = os.path.abspath(args.root)
-    readme = os.path.abspath(args.readme or os.path.join(root, "README.md"))
-    with open(readme) as f:
-        text = f.read()
-    new, problems = regenerate(text, os.path.dirname(readme), root, CLAIMS)
-    name = os.path.relpath(readme, root)
-    if args.check:
-        if new != text:
-            sys.stdout.writelines(difflib.unified_diff(
-                text.splitlines(True), new.splitlines(True), name, name + " (from the results)"))
+    status = 0
+    for name, claims in DOCS.items():
+        doc = os.path.join(root, name)
+        with open(doc) as f:
+            text = f.read()
+        new, problems = regenerate(text, os.path.dirname(doc), root, claims)
         for p in problems:
-            print(p)
-        if problems or new != text:
-            print(f"{name}: numbers differ from the result files; "
-                  "run scripts/readme_numbers.py to regenerate them")
-            return 1
-        print(f"{name}: {len(CLAIMS)} numbers match their result files")
-        return 0
-    fatal = [p for p in problems if "README has" not in p]
-    for p in problems:
-        print(p)
-    if new != text:
-        tmp = readme + ".tmp"
-        with open(tmp, "w") as f:
-            f.write(new)
-        os.replace(tmp, readme)
-        print(f"{name}: rewrote the numbers from the result files")
-    return 1 if fatal else 0
+            print(f"{name}: {p}")
+        if args.check:
+            if new != text:
+                sys.stdout.writelines(difflib.unified_diff(
+                    text.splitlines(True), new.splitlines(True), name,
+                    name + " (from the results)"))
+            if problems or new != text:
+                print(f"{name}: numbers differ from the result files; "
+                      "run scripts/readme_numbers.py to regenerate them")
+                status = 1
+            else:
+                print(f"{name}: {len(claims)} numbers match their result files")
+            continue
+        if any("README has" not in p for p in problems):
+            status = 1
+        if new != text:
+            tmp = doc + ".tmp"
+            with open(tmp, "w") as f:
+                f.write(new)
+            os.replace(tmp, doc)
+            print(f"{name}: rewrote the numbers from the result files")
+    return status
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
-"""scripts/readme_numbers.py --check on the tree, and mutations it must catch (ctest
+"""scripts/readme_numbers.py --check on the tree (README.md, bench/README.md), and mutations it must catch (ctest
 readme_numbers, label "script").
 
-1. README.md's numbers match the result files (--check exits 0).
-2. On a temp copy of README.md + bench/results: one digit of a number edited by hand, a number
+1. The documents' numbers match the result files (--check exits 0).
+2. On a temp copy of README.md, bench/README.md and bench/results: one digit of a number edited by hand, a number
    pointed at another file, a claim's link removed, a claim link with an unknown id, a plain
    result-file link added in the numbers section, and a changed value in a result file each
    make --check exit 1 naming the claim (and the file); regenerating the hand-edited copy
@@ -36,7 +36,7 @@ def run(*args):
 
 
 rc, out = run("--check", "--root", ROOT)
-check(rc == 0, f"README.md is current (--check rc {rc})\n{out}")
+check(rc == 0, f"README.md and bench/README.md are current (--check rc {rc})\n{out}")
 
 with open(os.path.join(ROOT, "README.md")) as f:
     readme = f.read()
@@ -51,6 +51,8 @@ cid = first.group(3)
 def temp_root():
     d = tempfile.mkdtemp(prefix="readme_numbers_")
     shutil.copytree(os.path.join(ROOT, "bench", "results"), os.path.join(d, "bench", "results"))
+    shutil.copy(os.path.join(ROOT, "bench", "README.md"), os.path.join(d, "bench", "README.md"))
+    shutil.copy(os.path.join(ROOT, "README.md"), os.path.join(d, "README.md"))
     return d
 
 
@@ -82,21 +84,27 @@ with open(os.path.join(d, "README.md")) as f:
     check(rc == 0 and f.read() == readme, "regenerating the hand-edited copy restores README.md")
 shutil.rmtree(d)
 
-# Every other claim's number with one digit changed fails too (one temp copy, rewritten).
+# Every other claim's number, in README.md and bench/README.md, with one digit changed fails
+# too (one temp copy, rewritten).
 d = temp_root()
 missed = []
-for m in list(link.finditer(readme))[1:]:
-    s, e = m.span(1)
-    num = m.group(1)
-    pos = next((i for i, ch in enumerate(num) if ch.isdigit()), None)
-    if pos is None:
-        continue
-    digit = "7" if num[pos] != "7" else "3"
-    with open(os.path.join(d, "README.md"), "w") as f:
-        f.write(readme[:s] + num[:pos] + digit + num[pos + 1:] + readme[e:])
-    rc, out = run("--check", "--root", d)
-    if rc != 1 or f"claim {m.group(3)} " not in out:
-        missed.append(m.group(3))
+for doc in ("README.md", os.path.join("bench", "README.md")):
+    with open(os.path.join(ROOT, doc)) as f:
+        original = f.read()
+    for m in list(link.finditer(original))[1 if doc == "README.md" else 0:]:
+        s, e = m.span(1)
+        num = m.group(1)
+        pos = next((i for i, ch in enumerate(num) if ch.isdigit()), None)
+        if pos is None:
+            continue
+        digit = "7" if num[pos] != "7" else "3"
+        with open(os.path.join(d, doc), "w") as f:
+            f.write(original[:s] + num[:pos] + digit + num[pos + 1:] + original[e:])
+        rc, out = run("--check", "--root", d)
+        if rc != 1 or f"{doc}: claim {m.group(3)} " not in out:
+            missed.append(f"{doc}:{m.group(3)}")
+    with open(os.path.join(d, doc), "w") as f:
+        f.write(original)
 check(not missed, f"a one-digit edit of every claim's number fails --check (missed: {missed})")
 shutil.rmtree(d)
 
