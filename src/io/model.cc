@@ -3,6 +3,7 @@
 #include <numeric>
 
 #include "formats/common.h"
+#include "io/json_fields.h"
 #include "mxq/model.h"
 #include "mxq/quantize.h"
 
@@ -69,7 +70,7 @@ StatusOr<formats::json> parse_json(const std::string& text, const std::string& w
 
 }  // namespace
 
-StatusOr<ModelInfo> read_model(const Checkpoint& ckpt) {
+static StatusOr<ModelInfo> read_model_unguarded(const Checkpoint& ckpt) {
   auto cfg = parse_json(ckpt.config_json(), ckpt.root() + "/config.json");
   if (!cfg.ok()) return cfg.status();
   auto hfq = parse_json(ckpt.hf_quant_config_json(), ckpt.root() + "/hf_quant_config.json");
@@ -99,6 +100,19 @@ StatusOr<ModelInfo> read_model(const Checkpoint& ckpt) {
   info.format = "unquantized";
   formats::finalize(info, ckpt);
   return info;
+}
+
+// The format readers read optional config fields with field_or, which throws on a field of the
+// wrong type; nlohmann may throw on a shape the readers did not foresee. Both become a data-loss
+// Status naming config.json, never an exception out of the reader (the model fuzzer checks).
+StatusOr<ModelInfo> read_model(const Checkpoint& ckpt) {
+  try {
+    return read_model_unguarded(ckpt);
+  } catch (const ConfigFieldError& e) {
+    return Status(StatusCode::kDataLoss, ckpt.root() + "/config.json: " + e.what());
+  } catch (const nlohmann::json::exception& e) {
+    return Status(StatusCode::kDataLoss, ckpt.root() + "/config.json: " + e.what());
+  }
 }
 
 StatusOr<std::vector<float>> dequantize_weight(const MXWeight& w, int threads) {

@@ -10,6 +10,7 @@
 #include <set>
 
 #include "formats/compressed_tensors.h"
+#include "io/json_fields.h"
 #include "mxq/pipeline.h"
 #include "output_dir.h"
 #include "pipeline_util.h"
@@ -109,6 +110,12 @@ StatusOr<QuantizeReport> quantize_model(const std::string& input, const std::str
     return invalid_argument(std::string("activation scheme ") + act_scheme_name(opts.act) +
                             ": compressed-tensors has no MXFP6 activation preset (mxq reads fp6 "
                             "activations from Quark checkpoints)");
+  bool interleaved_moe = false;
+  try {
+    interleaved_moe = io::field_or(config, "model_type", "") == "gpt_oss";
+  } catch (const ConfigFieldError& e) {
+    return Status(StatusCode::kDataLoss, ck.root() + "/config.json: " + e.what());
+  }
   auto staged_or = StagedDir::create(outdir, opts.overwrite);
   if (!staged_or.ok()) return staged_or.status();
   StagedDir staged = std::move(staged_or).value();
@@ -117,7 +124,6 @@ StatusOr<QuantizeReport> quantize_model(const std::string& input, const std::str
   recipe.elem = opts.quant.elem;
   recipe.act = opts.act;
   recipe.scale_rule = opts.quant.scale_rule;
-  const bool interleaved_moe = config.value("model_type", "") == "gpt_oss";
 
   QuantizeReport rep;
   uint64_t total_in = 0;

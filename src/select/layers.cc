@@ -7,6 +7,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 
+#include "io/json_fields.h"
 #include "mxq/numerics.h"
 
 namespace mxq {
@@ -217,33 +218,33 @@ Status fill(const io::Checkpoint& ck, const std::string& block, AssembledExperts
 // The experts count the config states, 0 when it gives none.
 int64_t config_experts(const nlohmann::json& c) {
   for (const char* k : {"num_experts", "n_routed_experts", "num_local_experts"})
-    if (c.contains(k) && c[k].is_number_integer()) return c[k].get<int64_t>();
+    if (const int64_t e = io::field_or(c, k, int64_t{0}); e != 0) return e;
   return 0;
 }
 
 // MoE routing and activation from the config.
 Status configure_moe(const nlohmann::json& config, const std::string& block, MoEParams& m,
                      bool correction_bias) {
-  const bool gpt_oss = config.value("model_type", "") == "gpt_oss";
+  const bool gpt_oss = io::field_or(config, "model_type", "") == "gpt_oss";
   try {
     if (gpt_oss) {
       m.activation = MoEActivation::kSwigluOAI;
       m.routing = Routing::kTopKSoftmax;
-      m.swiglu_limit = float(config.value("swiglu_limit", 7.0));
-      m.swiglu_alpha = float(config.value("swiglu_alpha", 1.702));
+      m.swiglu_limit = float(io::field_or(config, "swiglu_limit", 7.0));
+      m.swiglu_alpha = float(io::field_or(config, "swiglu_alpha", 1.702));
       return Status();
     }
     // transformers' DeepseekV3Config writes no scoring_func (its router is sigmoid-only), so
     // a config.json saved by transformers names none: the model type implies sigmoid.
-    const std::string model_type = config.value("model_type", "");
+    const std::string model_type = io::field_or(config, "model_type", "");
     const bool sigmoid_type = model_type == "deepseek_v3" || model_type == "deepseek_v32";
-    const std::string scoring = config.value("scoring_func", sigmoid_type ? "sigmoid" : "softmax");
-    m.renormalize = config.value("norm_topk_prob", true);
+    const std::string scoring = io::field_or(config, "scoring_func", sigmoid_type ? "sigmoid" : "softmax");
+    m.renormalize = io::field_or(config, "norm_topk_prob", true);
     if (scoring == "sigmoid") {
       m.routing = Routing::kSigmoidGroupedTopK;
-      m.n_group = config.value("n_group", int64_t{1});
-      m.topk_group = config.value("topk_group", int64_t{1});
-      m.routed_scaling = float(config.value("routed_scaling_factor", 1.0));
+      m.n_group = io::field_or(config, "n_group", int64_t{1});
+      m.topk_group = io::field_or(config, "topk_group", int64_t{1});
+      m.routed_scaling = float(io::field_or(config, "routed_scaling_factor", 1.0));
       m.correction_bias = correction_bias;
       if (m.n_group < 1 || m.experts % m.n_group != 0 || m.topk_group < 1 ||
           m.topk_group > m.n_group)
@@ -255,6 +256,8 @@ Status configure_moe(const nlohmann::json& config, const std::string& block, MoE
       return Status(StatusCode::kUnimplemented, "MoE block '" + block + "': config.json scoring_func '" +
                                                    scoring + "' (softmax and sigmoid are implemented)");
     }
+  } catch (const io::ConfigFieldError& e) {
+    return Status(StatusCode::kDataLoss, "config.json: MoE routing parameters: " + std::string(e.what()));
   } catch (const nlohmann::json::exception& e) {
     return invalid_argument("config.json: MoE routing parameters: " + std::string(e.what()));
   }
@@ -316,8 +319,8 @@ Status need_scale(const LayerSpec& l, const io::MXWeight& w) {
 
 }  // namespace
 
-StatusOr<std::vector<LayerSpec>> model_layers(const io::Checkpoint& ck, const io::ModelInfo& info,
-                                              int64_t tokens) {
+static StatusOr<std::vector<LayerSpec>> model_layers_unguarded(const io::Checkpoint& ck,
+                                                        const io::ModelInfo& info, int64_t tokens) {
   nlohmann::json config = nlohmann::json::object();
   if (!ck.config_json().empty()) {
     try {
@@ -326,10 +329,9 @@ StatusOr<std::vector<LayerSpec>> model_layers(const io::Checkpoint& ck, const io
       return Status(StatusCode::kDataLoss, ck.root() + "/config.json: " + e.what());
     }
   }
-  const bool gpt_oss = config.value("model_type", "") == "gpt_oss";
+  const bool gpt_oss = io::field_or(config, "model_type", "") == "gpt_oss";
   int64_t topk = 2;
-  if (config.contains("num_experts_per_tok") && config["num_experts_per_tok"].is_number_integer())
-    topk = config["num_experts_per_tok"].get<int64_t>();
+  topk = io::field_or(config, "num_experts_per_tok", topk);  // a non-integer is an error, not 2
   const int64_t cfg_experts = config_experts(config);
   const ActKey act = default_act(info.act);
   std::map<std::string, const io::MXWeight*> by_module;
@@ -491,6 +493,19 @@ StatusOr<std::vector<LayerSpec>> model_layers(const io::Checkpoint& ck, const io
   // The checkpoint's activation scale rule (Quark names one per spec), floor when not recorded.
   for (LayerSpec& l : out) l.problem.act_rule = info.act_scale_rule.value_or(ScaleRule::kFloor);
   return out;
+}
+
+// A config field of the wrong type (io::field_or) or a JSON shape nobody foresaw becomes a
+// data-loss Status naming config.json, never an exception (the model fuzzer checks).
+StatusOr<std::vector<LayerSpec>> model_layers(const io::Checkpoint& ck, const io::ModelInfo& info,
+                                              int64_t tokens) {
+  try {
+    return model_layers_unguarded(ck, info, tokens);
+  } catch (const io::ConfigFieldError& e) {
+    return Status(StatusCode::kDataLoss, ck.root() + "/config.json: " + e.what());
+  } catch (const nlohmann::json::exception& e) {
+    return Status(StatusCode::kDataLoss, ck.root() + "/config.json: " + e.what());
+  }
 }
 
 StatusOr<LinearWeights> linear_weights(const io::Checkpoint& ck, const LayerSpec& l) {

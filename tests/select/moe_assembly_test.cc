@@ -699,5 +699,26 @@ TEST_F(MoEAssemblyTest, StackedExpertCountMustAgreeWithConfig) {
                        "config.json says 8"}));
 }
 
+// config.json fields of the wrong type (found by the model fuzzer: `"model_type": {}` threw
+// nlohmann's type_error out of model_layers) are data-loss errors naming the file and the key.
+TEST_F(MoEAssemblyTest, WrongTypedConfigFieldsNameTheKey) {
+  const SeparateExperts x;
+  const std::vector<Tensor> t = x.tensors("model.layers.0.mlp", "gate_proj", "up_proj", "down_proj");
+  const std::vector<std::pair<std::string, json>> cases = {
+      {"model_type", json::object()},
+      {"scoring_func", 3},
+      {"norm_topk_prob", "yes"},
+      {"num_experts_per_tok", 2.5},  // not an integer: the default 2 would silently change topk
+  };
+  int i = 0;
+  for (const auto& [key, value] : cases) {
+    json model = {{"model_type", "qwen3_moe"}, {"num_experts", kE}, {"num_experts_per_tok", 3}};
+    model[key] = value;
+    auto r = layers("wrong_type_" + std::to_string(i++), t, quark_config(model));
+    EXPECT_TRUE(has_all(r.status(), StatusCode::kDataLoss, {"config.json", "\"" + key + "\"", value.dump()}))
+        << key << ": " << r.status().to_string();
+  }
+}
+
 }  // namespace
 }  // namespace mxq

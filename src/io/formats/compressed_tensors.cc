@@ -8,6 +8,8 @@
 
 #include <map>
 
+#include "io/json_fields.h"
+
 namespace mxq::io::formats {
 namespace ct {
 
@@ -47,11 +49,11 @@ json act_config(ActScheme a) {
 StatusOr<ActScheme> parse_act(const json& a, const std::string& where) {
   if (a.is_null()) return ActScheme::kNone;
   if (!a.is_object()) return Status(StatusCode::kDataLoss, where + " must be null or an object");
-  const int bits = a.value("num_bits", 0);
-  const std::string strategy = a.value("strategy", "");
+  const int bits = io::field_or(a, "num_bits", 0);
+  const std::string strategy = io::field_or(a, "strategy", "");
   const bool dynamic = a.contains("dynamic") && a["dynamic"].is_boolean() && a["dynamic"].get<bool>();
-  if (strategy == "group" && a.value("group_size", 0) == 32 && bits == 4) return ActScheme::kMxfp4;
-  if (strategy == "group" && a.value("group_size", 0) == 32 && bits == 8) return ActScheme::kMxfp8;
+  if (strategy == "group" && io::field_or(a, "group_size", 0) == 32 && bits == 4) return ActScheme::kMxfp4;
+  if (strategy == "group" && io::field_or(a, "group_size", 0) == 32 && bits == 8) return ActScheme::kMxfp8;
   if (bits == 8 && strategy == "tensor" && !dynamic) return ActScheme::kFp8Static;
   if (bits == 8 && (strategy == "token" || dynamic)) return ActScheme::kFp8Dynamic;
   return Status(StatusCode::kUnimplemented,
@@ -116,7 +118,7 @@ StatusOr<ModelInfo> read_compressed_tensors(const Checkpoint& ckpt, const json& 
   ModelInfo info;
   info.format = "compressed-tensors";
   // The element type: per-group format, else the global one.
-  std::string format = q.value("format", "");
+  std::string format = io::field_or(q, "format", "");
   const json groups = q.contains("config_groups") ? q["config_groups"] : json::object();
   if (!groups.is_object() || groups.empty())
     return Status(StatusCode::kDataLoss, where + ": config_groups is missing or empty");
@@ -131,12 +133,12 @@ StatusOr<ModelInfo> read_compressed_tensors(const Checkpoint& ckpt, const json& 
   if (!g.contains("weights") || !g["weights"].is_object())
     return Status(StatusCode::kDataLoss, where + ": " + groups.begin().key() + ".weights missing");
   const json& w = g["weights"];
-  if (w.value("group_size", 0) != 32 || w.value("strategy", "") != "group")
+  if (io::field_or(w, "group_size", 0) != 32 || io::field_or(w, "strategy", "") != "group")
     return Status(StatusCode::kDataLoss, where + ": weights must be strategy \"group\" with "
                                                  "group_size 32 for " + format + ", got " + w.dump());
-  if (w.value("num_bits", 0) != elem_info(elem.value()).bits)
+  if (io::field_or(w, "num_bits", 0) != elem_info(elem.value()).bits)
     return Status(StatusCode::kDataLoss, where + ": weights.num_bits " +
-                                             std::to_string(w.value("num_bits", 0)) +
+                                             std::to_string(io::field_or(w, "num_bits", 0)) +
                                              " does not match format " + format);
   auto act = ct::parse_act(g.contains("input_activations") ? g["input_activations"] : json(nullptr),
                            where + " input_activations");
