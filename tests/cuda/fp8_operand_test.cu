@@ -7,10 +7,12 @@
 
 #include <cmath>
 #include <cstdint>
+#include <algorithm>
 #include <cstdio>
 #include <random>
 #include <vector>
 
+#include "cuda/common/wgmma.cuh"
 #include "cuda/hopper/fp8_operand.h"
 #include "mxq/numerics.h"
 #include "gpu_test_util.h"
@@ -147,6 +149,122 @@ TEST(Fp8Operand, DeviceDecodeEqualsTheHostModel) {
     ASSERT_EQ(out[2 * i], lo) << "word " << i;
     ASSERT_EQ(out[2 * i + 1], hi) << "word " << i;
   }
+}
+
+// One FP8 wgmma (m64n16k32, A from registers, B from shared memory) on operands built exactly
+// as the kernel will: each thread forms its operand words from its rows' E2M1 codes
+// (operand_word), decodes them with its row's shift table (decode_word) into the A fragment
+// a[0] = lo(row g), a[1] = lo(row g + 8), a[2] = hi(row g), a[3] = hi(row g + 8), and B is 16
+// tokens x 32 K E4M3 codes, K-major without swizzle: the 8 x 16-byte core matrix of token group
+// r and k chunk c at c * lbo + r * sbo. out[row * 16 + col] = D.
+__global__ void __launch_bounds__(128) fp8_wgmma_kernel(const uint8_t* a_codes, const int* shifts,
+                                                        const uint8_t* b_codes, uint32_t lbo,
+                                                        uint32_t sbo, float* out) {
+  __shared__ alignas(128) uint8_t b_smem[512];
+  const int tid = int(threadIdx.x), warp = tid / 32, lane = tid % 32, g = lane / 4, t = lane % 4;
+  for (int i = tid; i < 512; i += 128) {  // i = token * 32 + k
+    const int token = i / 32, k = i % 32;
+    b_smem[(k / 16) * lbo + (token / 8) * sbo + (token % 8) * 16 + k % 16] = b_codes[i];
+  }
+  uint32_t a[4];
+  for (int half = 0; half < 2; ++half) {
+    const int row = 16 * warp + g + 8 * half;
+    fp8::decode_word(fp8::operand_word(a_codes + row * 32, t), fp8::shift_table(shifts[row]),
+                     a[half], a[2 + half]);
+  }
+  cuda::ptx::fence_proxy_async();
+  __syncthreads();
+  float d[8] = {};
+  cuda::ptx::wgmma_fence();
+  cuda::WgmmaRS<cuda::Fp8E4M3, 16>::mma(d, a, cuda::ptx::smem_desc(b_smem, lbo, sbo), 0);
+  cuda::ptx::wgmma_commit();
+  cuda::ptx::wgmma_wait<0>();
+  for (int i = 0; i < 2; ++i)
+    for (int j = 0; j < 4; ++j) {
+      const int row = 16 * warp + g + 8 * (j >> 1), col = 8 * i + 2 * t + (j & 1);
+      out[row * 16 + col] = d[4 * i + j];
+    }
+}
+
+// The FP8 tensor core on the decoded operand: D = sum_k (E2M1 x 2^shift) * E4M3 per (row,
+// token), against the double sum. Every product is exact in FP32, so what differs is the
+// tensor core's own addition, and it is not FP32's: on the H100 (2026-12-06) one k32 step was
+// off by up to 2^-11 of sum|products| (FP32 would be ~2^-19 for 32 terms), the limited
+// accumulation precision of Hopper's FP8 wgmma (docs/cuda.md, "The FP8 path"). The bound is
+// 2^-9 of sum|products|: a misplaced operand byte or a wrong descriptor is off by O(1). It
+// prints the largest error relative to the sum and to the largest product.
+TEST(Fp8Operand, WgmmaOnTheDecodedOperandEqualsTheDoubleSum) {
+  SKIP_WITHOUT_GPU();
+  int major = 0, minor = 0;
+  cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0);
+  cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, 0);
+  if (major != 9 || minor != 0) GTEST_SKIP() << "FP8 wgmma needs sm_90a (this GPU is sm_" << major << minor << ")";
+  std::mt19937 rng(31);
+  std::vector<uint8_t> a(64 * 32), b(16 * 32);
+  std::vector<int> shifts(64);
+  for (int r = 0; r < 64; ++r) shifts[r] = fp8::kMinShift + int(rng() % fp8::kShifts);
+  shifts[0] = fp8::kMinShift, shifts[1] = fp8::kMaxShift;  // both ends of the fold range
+  for (auto& c : a) c = uint8_t(rng() & 15u);
+  for (auto& c : b) {
+    do c = uint8_t(rng()); while ((c & 0x7Fu) == 0x7Fu);  // E4M3 NaN codes excluded
+  }
+  uint8_t *da = nullptr, *db = nullptr;
+  int* ds = nullptr;
+  float* dout = nullptr;
+  ASSERT_EQ(cudaMalloc(&da, a.size()), cudaSuccess);
+  ASSERT_EQ(cudaMalloc(&db, b.size()), cudaSuccess);
+  ASSERT_EQ(cudaMalloc(&ds, 64 * 4), cudaSuccess);
+  ASSERT_EQ(cudaMalloc(&dout, 64 * 16 * 4), cudaSuccess);
+  ASSERT_EQ(cudaMemcpy(da, a.data(), a.size(), cudaMemcpyHostToDevice), cudaSuccess);
+  ASSERT_EQ(cudaMemcpy(db, b.data(), b.size(), cudaMemcpyHostToDevice), cudaSuccess);
+  ASSERT_EQ(cudaMemcpy(ds, shifts.data(), 64 * 4, cudaMemcpyHostToDevice), cudaSuccess);
+  std::vector<double> want(64 * 16), mag(64 * 16), maxp(64 * 16);
+  for (int r = 0; r < 64; ++r)
+    for (int n = 0; n < 16; ++n) {
+      double s = 0, m = 0;
+      for (int k = 0; k < 32; ++k) {
+        const double p = double(num::decode_elem(ElemType::kE2M1, a[r * 32 + k])) *
+                         std::ldexp(1.0, shifts[r]) *
+                         double(num::decode_elem(ElemType::kE4M3, b[n * 32 + k]));
+        s += p, m += std::fabs(p);
+        maxp[r * 16 + n] = std::max(maxp[r * 16 + n], std::fabs(p));
+      }
+      want[r * 16 + n] = s, mag[r * 16 + n] = m;
+    }
+  // Two layouts, each with its matching descriptor (lbo: bytes between the k chunks, sbo:
+  // between the token groups): the kernel's (256, 128) and (128, 256). Both pass only if the
+  // hardware reads the fields as smem_desc documents them.
+  double worst_of_max = 0;
+  const auto run = [&](uint32_t lbo, uint32_t sbo, double* worst) {
+    std::vector<float> got(64 * 16, -1.0f);
+    EXPECT_EQ(cudaMemset(dout, 0xFF, 64 * 16 * 4), cudaSuccess);
+    fp8_wgmma_kernel<<<1, 128>>>(da, ds, db, lbo, sbo, dout);
+    EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+    EXPECT_EQ(cudaMemcpy(got.data(), dout, got.size() * 4, cudaMemcpyDeviceToHost), cudaSuccess);
+    int bad = 0;
+    *worst = 0;
+    for (int i = 0; i < 64 * 16; ++i) {
+      const double err = std::fabs(double(got[i]) - want[i]);
+      const double rel = mag[i] > 0 ? err / mag[i] : err;
+      *worst = std::max(*worst, rel);
+      if (maxp[i] > 0) worst_of_max = std::max(worst_of_max, err / maxp[i]);
+      if (!(rel <= std::ldexp(1.0, -9))) ++bad;  // NaN counts as bad
+    }
+    return bad;
+  };
+  double worst = 0, worst_swapped = 0;
+  const int bad = run(256, 128, &worst);
+  const int bad_swapped = run(128, 256, &worst_swapped);
+  std::printf("[fp8 wgmma] m64n16k32 e4m3, one k32 step: largest |error| / sum|products| = "
+              "%.3g (2^%.1f), / max|product| = %.3g (2^%.1f)\n",
+              worst, worst > 0 ? std::log2(worst) : -99.0, worst_of_max,
+              worst_of_max > 0 ? std::log2(worst_of_max) : -99.0);
+  EXPECT_EQ(bad, 0) << "of 1024 outputs outside 2^-9 of sum|products| (largest " << worst << ")";
+  EXPECT_EQ(bad_swapped, 0) << "with lbo 128 / sbo 256 (largest " << worst_swapped << ")";
+  cudaFree(da);
+  cudaFree(db);
+  cudaFree(ds);
+  cudaFree(dout);
 }
 
 }  // namespace
