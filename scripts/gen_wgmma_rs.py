@@ -32,62 +32,29 @@ out = [
     "struct WgmmaRS;",
     "",
 ]
-for n in SHAPES:
-    nacc = n // 2
-    for ctype, ptype in TYPES:
-        dlist = ",".join(f"%{i}" for i in range(nacc))
-        a0 = nacc
-        sd = nacc + 4
-        desc = nacc + 5
-        outs = ", ".join(f'"+f"(d[{i}])' for i in range(nacc))
-        out += [
-            "template <>",
-            f"struct WgmmaRS<{ctype}, {n}> {{",
-            f"  static __device__ __forceinline__ void mma(float (&d)[{nacc}], const uint32_t (&a)[4],",
-            "                                             uint64_t b_desc, int scale_d) {",
-            "#if MXQ_HAS_WGMMA",
-            "    asm volatile(",
-            f'        "{{\\n.reg .pred p;\\nsetp.ne.b32 p, %{sd}, 0;\\n"',
-            f'        "wgmma.mma_async.sync.aligned.m64n{n}k16.f32.{ptype}.{ptype} "',
-            f'        "{{{dlist}}}, "',
-            f'        "{{%{a0},%{a0 + 1},%{a0 + 2},%{a0 + 3}}}, %{desc}, p, 1, 1, 0;\\n}}\\n"',
-            f"        : {outs}",
-            '        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(scale_d), "l"(b_desc));',
-            "#else",
-            "    (void)d; (void)a; (void)b_desc; (void)scale_d;",
-            "    __trap();",
-            "#endif",
-            "  }",
-            "};",
-            "",
-        ]
-# FP8: wgmma.mma_async.m64nNk32.f32.e4m3.e4m3 (A: the 8-bit fragment of 4 registers of 4 bytes,
-# src/cuda/hopper/fp8_operand.h; B K-major, which 8-bit types require: no transpose operand).
-out += [
-    "// The FP8 path (issue 17): wgmma.mma_async.m64nNk32.f32.e4m3.e4m3, A from registers (4",
-    "// registers of 4 E4M3 bytes: src/cuda/hopper/fp8_operand.h), B K-major from shared memory (8-bit",
-    "// types take no transpose operand), FP32 accumulators in the layout above.",
-    "struct Fp8E4M3 {};  // the element tag of WgmmaRS<Fp8E4M3, N>",
-    "",
-]
-for n in SHAPES:
+
+
+def wrapper(tag, n, shape_types, tail):
+    """WgmmaRS<tag, n>: `shape_types` is the instruction's shape and types part (for example
+    "m64n16k16.f32.bf16.bf16"), `tail` the operands after scale-d (16-bit types take the
+    scale-a/b and the B transpose; 8-bit types no transpose)."""
     nacc = n // 2
     dlist = ",".join(f"%{i}" for i in range(nacc))
     a0 = nacc
     sd = nacc + 4
     desc = nacc + 5
     outs = ", ".join(f'"+f"(d[{i}])' for i in range(nacc))
-    out += [
+    return [
         "template <>",
-        f"struct WgmmaRS<Fp8E4M3, {n}> {{",
+        f"struct WgmmaRS<{tag}, {n}> {{",
         f"  static __device__ __forceinline__ void mma(float (&d)[{nacc}], const uint32_t (&a)[4],",
         "                                             uint64_t b_desc, int scale_d) {",
         "#if MXQ_HAS_WGMMA",
         "    asm volatile(",
         f'        "{{\\n.reg .pred p;\\nsetp.ne.b32 p, %{sd}, 0;\\n"',
-        f'        "wgmma.mma_async.sync.aligned.m64n{n}k32.f32.e4m3.e4m3 "',
+        f'        "wgmma.mma_async.sync.aligned.{shape_types} "',
         f'        "{{{dlist}}}, "',
-        f'        "{{%{a0},%{a0 + 1},%{a0 + 2},%{a0 + 3}}}, %{desc}, p, 1, 1;\\n}}\\n"',
+        f'        "{{%{a0},%{a0 + 1},%{a0 + 2},%{a0 + 3}}}, %{desc}, p, {tail};\\n}}\\n"',
         f"        : {outs}",
         '        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(scale_d), "l"(b_desc));',
         "#else",
@@ -98,6 +65,22 @@ for n in SHAPES:
         "};",
         "",
     ]
+
+
+for n in SHAPES:
+    for ctype, ptype in TYPES:
+        out += wrapper(ctype, n, f"m64n{n}k16.f32.{ptype}.{ptype}", "1, 1, 0")
+# FP8: wgmma.mma_async.m64nNk32.f32.e4m3.e4m3 (A: the 8-bit fragment of 4 registers of 4 bytes,
+# src/cuda/hopper/fp8_operand.h; B K-major, which 8-bit types require: no transpose operand).
+out += [
+    "// The FP8 path (issue 17): wgmma.mma_async.m64nNk32.f32.e4m3.e4m3, A from registers (4",
+    "// registers of 4 E4M3 bytes: src/cuda/hopper/fp8_operand.h), B K-major from shared memory (8-bit",
+    "// types take no transpose operand), FP32 accumulators in the layout above.",
+    "struct Fp8E4M3 {};  // the element tag of WgmmaRS<Fp8E4M3, N>",
+    "",
+]
+for n in SHAPES:
+    out += wrapper("Fp8E4M3", n, f"m64n{n}k32.f32.e4m3.e4m3", "1, 1")
 out += ["}  // namespace mxq::cuda", ""]
 path = pathlib.Path(__file__).resolve().parent.parent / "src/cuda/common/wgmma_rs.cuh"
 path.write_text("\n".join(out))
