@@ -19,6 +19,8 @@
 
 #include "cpu/reference/reference_backend.h"
 #include "cuda/common/instance_set.h"
+#include "contract/fp8_fold.h"
+#include "cuda/hopper/fp8_repack.h"
 #include "cuda/hopper/gemm.h"
 #include "mxq/numerics.h"
 #include "mxq/select.h"
@@ -85,6 +87,49 @@ TEST(HopperRepack, GpuEqualsCpuDefinition) {
       EXPECT_EQ(st.scale_min, lo);
       EXPECT_EQ(st.scale_max, hi);
     }
+}
+
+// The FP8 layout's GPU repack (fp8_repack.cu) gives repack_fp8_cpu's bytes and bases, padding
+// (rows and K) included, and names the first block that does not fold as the CPU does.
+TEST(HopperRepack, Fp8GpuEqualsCpuDefinition) {
+  SKIP_WITHOUT_HOPPER();
+  namespace fp8 = cuda::hopper::fp8;
+  for (auto [batch, n, k] : {std::tuple<int64_t, int64_t, int64_t>{1, 16, 32}, {3, 48, 160},
+                             {2, 144, 2880}, {1, 256, 4096}}) {
+    const std::string what = std::to_string(batch) + "x" + std::to_string(n) + "x" + std::to_string(k);
+    Weights w = random_weights(ElemType::kE2M1, batch, n, k, uint32_t(k + n), 110, 124);
+    std::vector<int32_t> row_bases(size_t(batch * n));
+    auto st = contract::fp8_fold_stats(w.view, row_bases.data());
+    ASSERT_TRUE(st.ok()) << st.status().to_string();
+    ASSERT_EQ(st.value().folded, st.value().rows) << what;
+    for (bool break_a_row : {false, true}) {
+      if (break_a_row) w.scales[size_t((batch * n - 1) * (k / 32))] = 150;  // last row, block 0
+      std::vector<uint8_t> want;
+      std::vector<int32_t> want_bases;
+      auto cpu = fp8::repack_fp8_cpu(w.view, row_bases.data(), want, want_bases);
+      const fp8::Fp8Layout l{batch, n, k};
+      Dev<uint8_t> dp(w.packed), ds(w.scales), out(l.bytes());
+      Dev<int32_t> drb(row_bases), db(size_t(batch * l.n_pad()));
+      Dev<unsigned long long> bad(std::vector<unsigned long long>{fp8::kNoBadBlock});
+      MXWeightView dv = w.view;
+      dv.packed = dp.p;
+      dv.scales = ds.p;
+      MXQ_OK(fp8::repack_fp8(dv, drb.p, out.p, db.p, bad.p, nullptr));
+      CUDA_OK(cudaDeviceSynchronize());
+      const Status gpu = fp8::fold_error(w.view, bad.get()[0]);
+      if (!break_a_row) {
+        ASSERT_TRUE(cpu.ok()) << cpu.status().to_string();
+        MXQ_OK(gpu);
+        EXPECT_EQ(out.get(), want) << what;
+        EXPECT_EQ(db.get(), want_bases) << what;
+      } else {
+        const std::string row = "row " + std::to_string(batch * n - 1) + " block 0";
+        EXPECT_FALSE(cpu.ok()) << what;
+        EXPECT_NE(cpu.status().message().find(row), std::string::npos) << cpu.status().to_string();
+        EXPECT_NE(gpu.message().find(row), std::string::npos) << what << ": " << gpu.to_string();
+      }
+    }
+  }
 }
 
 struct Case {

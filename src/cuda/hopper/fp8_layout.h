@@ -26,6 +26,7 @@
 
 namespace mxq::cuda::hopper::fp8 {
 
+// constexpr members: the GPU repack (fp8_repack.cu) uses them too.
 struct Fp8Layout {
   int64_t batch = 1, n = 0, k = 0;
 
@@ -33,11 +34,11 @@ struct Fp8Layout {
   static constexpr int kWordBytes = 4 * 32 * 4 * 2 * 4;  // [warp][lane][k32][half] uint32
   static constexpr int kIndexBytes = 4 * 8 * 2 * 4;      // [warp][group][half][k32] uint8
   static constexpr int kChunkBytes = kWordBytes + kIndexBytes;
-  int64_t n_pad() const { return (n + kRowAlign - 1) / kRowAlign * kRowAlign; }
-  int64_t n64() const { return n_pad() / 64; }
-  int64_t k128() const { return (k + kStepK - 1) / kStepK; }
-  int64_t chunks() const { return batch * n64() * k128(); }
-  size_t bytes() const { return size_t(chunks()) * size_t(kChunkBytes); }
+  constexpr int64_t n_pad() const { return (n + kRowAlign - 1) / kRowAlign * kRowAlign; }
+  constexpr int64_t n64() const { return n_pad() / 64; }
+  constexpr int64_t k128() const { return (k + kStepK - 1) / kStepK; }
+  constexpr int64_t chunks() const { return batch * n64() * k128(); }
+  constexpr size_t bytes() const { return size_t(chunks()) * size_t(kChunkBytes); }
 };
 
 // Byte offsets inside a chunk.
