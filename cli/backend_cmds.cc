@@ -9,6 +9,7 @@
 #include <string>
 
 #include "commands.h"
+#include "contract/fp8_fold.h"
 #include "mxq/numerics.h"
 #include "mxq/pipeline.h"
 #include "mxq/layers.h"
@@ -93,6 +94,43 @@ bool print_shards(const io::Checkpoint& ck, const LayerSpec& l, const ShardArgs&
 }
 
 // `act`: an explicit --act (overrides the checkpoint's activation scheme), or "" for its own.
+// For an FP8 activation key: how many of the layer's weight rows fold into exact E4M3 operands
+// (src/contract/fp8_fold.h), the rows the FP8 tensor-core path can take; the rest need
+// per-32-block promotion. Reads the layer's weights (MX formats whose elements E4M3 can hold).
+void print_fp8_fold(const io::Checkpoint& ck, const LayerSpec& l) {
+  if (l.problem.act != ActKey::kFP8StaticTensor && l.problem.act != ActKey::kFP8DynamicToken) return;
+  if (l.problem.weight != ElemType::kE2M1 && l.problem.weight != ElemType::kE4M3) return;
+  std::vector<MXWeightView> views;
+  if (l.problem.op == Op::kLinear) {
+    auto lw = linear_weights(ck, l);
+    if (!lw.ok()) {
+      std::printf("  fp8 fold: not counted: %s\n", lw.status().message().c_str());
+      return;
+    }
+    views.push_back(lw.value().w);
+  } else {
+    auto mw = moe_weights(ck, l);
+    if (!mw.ok()) {
+      std::printf("  fp8 fold: not counted: %s\n", mw.status().message().c_str());
+      return;
+    }
+    for (const MXWeightView* v : {&mw.value().w13, &mw.value().w1, &mw.value().w3, &mw.value().w2})
+      if (v->packed != nullptr) views.push_back(*v);
+  }
+  contract::Fp8FoldStats total;
+  for (const MXWeightView& v : views) {
+    auto st = contract::fp8_fold_stats(v);
+    if (!st.ok()) {
+      std::printf("  fp8 fold: %s\n", st.status().message().c_str());
+      return;
+    }
+    total.rows += st.value().rows;
+    total.folded += st.value().folded;
+  }
+  std::printf("  fp8 fold: %s (rows that fold run as exact E4M3 operands on the FP8 tensor "
+              "cores; the FP8 wgmma path is issue 17, not built yet)\n", total.summary().c_str());
+}
+
 int explain_model(const std::string& path, int64_t tokens, const SelectOptions& o,
                   const std::string& act, const ShardArgs& sa) {
   const io::Checkpoint ck = get(io::Checkpoint::open(path));
@@ -133,6 +171,7 @@ int explain_model(const std::string& path, int64_t tokens, const SelectOptions& 
     std::printf("%-40s %-7s %-14s %s; %s\n", l.name.c_str(), op_name(l.problem.op),
                 sel.ok() ? std::string(sel.value().backend->name()).c_str() : "-",
                 l.problem.to_string().c_str(), why.c_str());
+    print_fp8_fold(ck, l);
     if (sa.any() && !print_shards(ck, l, sa, o)) rc = 1;
   }
   return rc;
