@@ -8,7 +8,12 @@ Usage: python3 bench/cuda_gemm_bench.py --shim build/cuda/bench/libmxq_bench_cud
 --backends lists mxq backends measured per case (the first is "mxq" in the table and the
 ratios; the others are reported beside it, with the config each one launched). An entry
 name@CONFIG runs backend `name` with MXQ_HOPPER_CONFIG=CONFIG (bench/forced_config.py), so
-launch configs can be A/B'd in one process: --backends cuda-hopper,cuda-hopper@128:2:1.
+launch configs can be A/B'd in one process: --backends cuda-hopper,cuda-hopper@128:2:1. An
+entry name+KEY runs the layer under activation key KEY (fp8-dynamic-token, fp8-static-tensor:
+BF16 x quantized to E4M3 by the layer; checked against the reference on the same quantized x):
+--backends cuda-hopper+fp8-dynamic-token,cuda-hopper. A key suffix /16bit prepares the layer
+with MXQ_HOPPER_FP8_PATH=16bit (cuda-hopper: the FP8 keys on the exact 16-bit kernel instead of
+the FP8 tensor cores): cuda-hopper+fp8-dynamic-token/16bit.
 
 Per case (N x K, M, weight format): mxq's time (median of CUDA-event timings, the L2 flushed
 before every run so the weights come from HBM, then a ~100 us GPU spin so that the host's launch
@@ -61,6 +66,8 @@ class Shim:
                                           ctypes.c_void_p, ctypes.c_void_p, ctypes.c_char_p,
                                           ctypes.c_int]
         self.lib.mxq_shim_free.argtypes = [ctypes.c_void_p]
+        self.lib.mxq_shim_plan.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_char_p,
+                                           ctypes.c_int]
         self.lib.mxq_shim_config.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64,
                                              ctypes.c_int64, ctypes.c_char_p, ctypes.c_int]
         self.lib.mxq_shim_prepare_on.argtypes = [ctypes.c_char_p] + \
@@ -69,15 +76,20 @@ class Shim:
             self.lib.mxq_shim_config.argtypes
         self.err = ctypes.create_string_buffer(1024)
         self.forced = {}  # handle -> MXQ_HOPPER_CONFIG of its "name@CONFIG" backend
+        self.paths = {}  # handle -> MXQ_HOPPER_FP8_PATH of its "name+KEY/16bit" backend
 
     def prepare(self, elem, n, k, packed, scales, backend="cuda-mma"):
         name, cfg = forced_config.split(backend)
+        path = "16bit" if name.endswith("/16bit") else ""
+        name, key = split_key(name)
         h = ctypes.c_void_p()
-        with forced_config.env(cfg):
-            if self.lib.mxq_shim_prepare_on(name.encode(), elem, 0, n, k, packed.data_ptr(),
+        with forced_config.env(cfg), forced_config.env(path, "MXQ_HOPPER_FP8_PATH"):
+            if self.lib.mxq_shim_prepare_on(name.encode(), elem, ACT_CODES[key], n, k,
+                                            packed.data_ptr(),
                                             scales.data_ptr(), ctypes.byref(h), self.err, 1024):
                 raise RuntimeError(self.err.value.decode())
         self.forced[h.value] = cfg
+        self.paths[h.value] = path
         return h
 
     def run(self, h, m, x, y):
@@ -86,12 +98,44 @@ class Shim:
             if self.lib.mxq_shim_run(h, m, x.data_ptr(), y.data_ptr(), stream, self.err, 1024):
                 raise RuntimeError(self.err.value.decode())
 
+    def plan(self, h, m):
+        buf = ctypes.create_string_buffer(1024)
+        with forced_config.env(self.forced.get(h.value, "")), \
+                forced_config.env(self.paths.get(h.value, ""), "MXQ_HOPPER_FP8_PATH"):
+            self.lib.mxq_shim_plan(h, m, buf, 1024)
+        return buf.value.decode()
+
     def config(self, elem, m, n, k, backend="cuda-mma"):
         name, cfg = forced_config.split(backend)
         buf = ctypes.create_string_buffer(512)
         with forced_config.env(cfg):
             self.lib.mxq_shim_config_on(name.encode(), elem, m, n, k, buf, 512)
         return buf.value.decode()
+
+
+# The shim's activation codes (bench/cuda_gemm_shim.cc, act_of) and fp8-static-tensor's scale.
+ACT_CODES = {"": 0, "fp8-dynamic-token": 2, "fp8-static-tensor": 3}
+STATIC_INPUT_SCALE = 5.0 / 448.0
+
+
+def split_key(name):
+    """'cuda-hopper+fp8-dynamic-token' -> ('cuda-hopper', 'fp8-dynamic-token') (a /16bit
+    suffix of the key is dropped here: path_env reads it)."""
+    name, _, key = name.partition("+")
+    key = key.split("/")[0]
+    if key not in ACT_CODES:
+        raise SystemExit(f"unknown activation key {key!r} in {name}+{key}")
+    return name, key
+
+
+def quantized_x(x, key):
+    """x as the layer under `key` sees it (E4M3 RNE per token or per tensor; torch's cast)."""
+    if not key:
+        return x.float()
+    xf = x.float()
+    s = (xf.abs().amax(dim=1, keepdim=True) / 448.0).clamp_min(1e-30) \
+        if key == "fp8-dynamic-token" else torch.tensor(STATIC_INPUT_SCALE, device=x.device)
+    return (xf / s).clamp(-448, 448).to(torch.float8_e4m3fn).float() * s
 
 
 def dequant(elem, packed, scales, n, k):
@@ -266,17 +310,22 @@ def main():
                 x = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
                 y = torch.full((m, n), float("nan"), device="cuda", dtype=torch.bfloat16)
                 ref = x.float() @ wref.t()
+                refs = {"": ref}
                 per = {}
                 for b, h in hs.items():
+                    key = split_key(forced_config.split(b)[0])[1]
+                    if key not in refs:
+                        refs[key] = quantized_x(x, key) @ wref.t()
                     y.fill_(float("nan"))
                     shim.run(h, m, x, y)
                     torch.cuda.synchronize()
-                    err = ((y.float() - ref).norm() / ref.norm()).item()
+                    err = ((y.float() - refs[key]).norm() / refs[key].norm()).item()
                     if not math.isfinite(err) or err > 1e-2:
                         raise SystemExit(f"{b} {fmt} {n}x{k} M={m}: relative error {err} "
                                          "(want < 1e-2)")
                     per[b] = {"us": timer.median_us(lambda: shim.run(h, m, x, y)),
-                              "rel_err": err, "config": shim.config(elem, m, n, k, b)}
+                              "rel_err": err,
+                              "config": shim.plan(h, m) if key else shim.config(elem, m, n, k, b)}
                 first = per[backends[0]]
                 us, err = first["us"], first["rel_err"]
                 case = {"format": fmt, "n": n, "k": k, "m": m, "us": us, "rel_err": err,

@@ -30,13 +30,22 @@ int fail(const std::string& msg, char* err, int len) {
 }
 
 mxq::ElemType elem_of(int e) { return e == 0 ? mxq::ElemType::kE2M1 : mxq::ElemType::kE4M3; }
-mxq::ActKey act_of(int a) { return a == 0 ? mxq::ActKey::kBF16 : mxq::ActKey::kFP16; }
+// 0 bf16, 1 fp16, 2 fp8-dynamic-token, 3 fp8-static-tensor (the FP8 keys: BF16 x and output).
+mxq::ActKey act_of(int a) {
+  return a == 1   ? mxq::ActKey::kFP16
+         : a == 2 ? mxq::ActKey::kFP8DynamicToken
+         : a == 3 ? mxq::ActKey::kFP8StaticTensor
+                  : mxq::ActKey::kBF16;
+}
+// fp8-static-tensor's input scale in the benchmark (x ~ N(0, 1): amax ~5 over a row).
+constexpr float kBenchInputScale = 5.0f / 448.0f;
 
 }  // namespace
 
 extern "C" {
 
-// elem: 0 = E2M1 (MXFP4), 1 = E4M3 (MXFP8); act: 0 = BF16, 1 = FP16 (output dtype = act).
+// elem: 0 = E2M1 (MXFP4), 1 = E4M3 (MXFP8); act: 0 = BF16, 1 = FP16 (output dtype = act), 2 =
+// fp8-dynamic-token, 3 = fp8-static-tensor (input scale kBenchInputScale; BF16 x and output).
 // packed [n, k * bits / 8], scales [n, k / 32], host or device memory. `backend`: a linear
 // backend's name (cuda-mma, cuda-hopper).
 int mxq_shim_prepare_on(const char* backend, int elem, int act, int64_t n, int64_t k,
@@ -48,7 +57,7 @@ int mxq_shim_prepare_on(const char* backend, int elem, int act, int64_t n, int64
   if (mxq::Verdict v = layer->backend->supports(mxq::this_device()); !v)
     return fail(std::string(backend) + " does not support this machine: " + v.reason, err, errlen);
   layer->problem = mxq::Problem::linear(elem_of(elem), act_of(act), 1, n, k);
-  const mxq::LinearWeights lw{{elem_of(elem), 1, n, k, packed, scales}, {}, 1.0f};
+  const mxq::LinearWeights lw{{elem_of(elem), 1, n, k, packed, scales}, {}, kBenchInputScale};
   auto prep = layer->backend->prepare_linear(layer->problem, lw);
   if (!prep.ok()) return fail(prep.status().to_string(), err, errlen);
   layer->weights = std::move(prep.value());

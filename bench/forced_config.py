@@ -20,22 +20,24 @@ def split(backend):
 
 
 def tag(backend):
-    """A JSON-key-safe name: 'cuda-hopper@128:2:1' -> 'cuda_hopper_at_128_2_1'."""
-    return backend.replace("-", "_").replace("@", "_at_").replace(":", "_")
+    """A JSON-key-safe name: 'cuda-hopper@128:2:1' -> 'cuda_hopper_at_128_2_1'
+    ('cuda-hopper+fp8-dynamic-token' -> 'cuda_hopper_with_fp8_dynamic_token')."""
+    return backend.replace("-", "_").replace("@", "_at_").replace(":", "_").replace("+", "_with_").replace("/", "_")
 
 
 @contextlib.contextmanager
-def env(cfg):
-    """MXQ_HOPPER_CONFIG=cfg inside the block (nothing when cfg is empty), restored after."""
+def env(cfg, var=VAR):
+    """var=cfg (MXQ_HOPPER_CONFIG by default) inside the block (nothing when cfg is empty),
+    restored after."""
     if not cfg:
         yield
         return
-    old = os.environ.get(VAR)
-    os.environ[VAR] = cfg
+    old = os.environ.get(var)
+    os.environ[var] = cfg
     try:
         yield
     finally:
         if old is None:
-            del os.environ[VAR]
+            del os.environ[var]
         else:
-            os.environ[VAR] = old
+            os.environ[var] = old

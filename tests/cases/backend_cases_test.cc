@@ -61,7 +61,7 @@ void compare(const Problem& p, const std::vector<uint8_t>& got, const std::vecto
     ss += b * b;
   }
   const double rel = std::sqrt(se / std::max(ss, 1e-300));
-  EXPECT_LE(rel, tolerance(p)) << backend << " on " << p.to_string();
+  EXPECT_LE(rel, tolerance(p, backend)) << backend << " on " << p.to_string();
 }
 
 void skip_note(std::string_view backend, const std::string& why) {

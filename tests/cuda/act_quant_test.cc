@@ -103,40 +103,32 @@ TEST(CudaActKeys, CudaMmaDeclaresEveryKeyAndItsMoERefusesFp8) {
   }
 }
 
-// cuda-hopper's kernels take 16-bit activations and it declares no quantized key: the oracle
-// refuses it for them (the reason shows in mxq explain) and picks cuda-mma, which runs them.
-TEST(CudaActKeys, CudaHopperIsRefusedForQuantizedKeys) {
+// cuda-hopper declares every key (the MX keys through act_operand, the FP8 keys on its FP8
+// tensor cores or its 16-bit kernel, hopper_backend.cc); its MoE layer refuses the FP8 keys with
+// the reason, and on an H200 (described, so this runs on machines without one) the oracle picks
+// it for a large-M linear layer under every key.
+TEST(CudaActKeys, CudaHopperDeclaresEveryKeyAndItsMoERefusesFp8) {
   const Backend* h = find_backend("cuda-hopper");
   if (h == nullptr) {
     std::printf("[ SKIPPED  ] cuda-hopper is not in this build\n");
     GTEST_SKIP() << "cuda-hopper is not in this build";
   }
+  Device h200 = this_device();
+  h200.cuda_built = true;
+  h200.cuda_archs_compiled = {80, 90};
+  h200.cuda_status.clear();
+  h200.gpus = {{0, "NVIDIA H200 (described)", 9, 0, size_t(141) << 30, 132}};
   for (ActKey a : kAllActKeys) {
-    const bool sixteen = a == ActKey::kBF16 || a == ActKey::kFP16;
-    if (h->declares_act_key(a) && !sixteen) {
-      std::printf("note: cuda-hopper now declares %s (wired to act_operand?)\n", act_key_name(a));
-      continue;
-    }
-    Problem p = Problem::linear(compiled_weight_for(a), a, 512, 4096, 4096);
+    EXPECT_TRUE(h->declares_act_key(a)) << act_key_name(a);
+    const Problem p = Problem::linear(compiled_weight_for(a), a, 512, 4096, 4096);
     const Verdict v = h->check_problem(p);
-    if (sixteen) {
-      EXPECT_TRUE(v.ok) << v.reason;
-      continue;
-    }
-    EXPECT_FALSE(v.ok) << act_key_name(a);
-    EXPECT_NE(v.reason.find("is not declared by cuda-hopper"), std::string::npos) << v.reason;
-    // explain on an H200 (described, so this runs on machines without one): cuda-hopper is
-    // rejected with that reason; cuda-mma runs the MX keys; nothing CUDA runs the FP8 keys.
-    Device h200 = this_device();
-    h200.cuda_built = true;
-    h200.cuda_archs_compiled = {80, 90};
-    h200.cuda_status.clear();
-    h200.gpus = {{0, "NVIDIA H200 (described)", 9, 0, size_t(141) << 30, 132}};
+    EXPECT_TRUE(v.ok) << act_key_name(a) << ": " << v.reason;
+    const Problem m = Problem::moe_problem(compiled_weight_for(a), a, 4, 64, 96, 8, 2);
+    const Verdict mv = h->check_problem(m);
+    const bool fp8 = a == ActKey::kFP8StaticTensor || a == ActKey::kFP8DynamicToken;
+    EXPECT_EQ(mv.ok, !fp8) << act_key_name(a) << " moe: " << mv.reason;
     const std::string e = explain(p, h200);
-    EXPECT_NE(e.find("cuda-hopper    prio 110  rejected: activation key " + std::string(act_key_name(a)) +
-                     " is not declared by cuda-hopper"),
-              std::string::npos) << e;
-    EXPECT_NE(e.find("choice   cuda-mma (automatic)"), std::string::npos) << e;
+    EXPECT_NE(e.find("choice   cuda-hopper (automatic)"), std::string::npos) << e;
   }
 }
 

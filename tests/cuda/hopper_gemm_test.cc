@@ -540,7 +540,7 @@ TEST(HopperGemm, SanitizerFourConsumers) {
 
 // W4A4 / W8A8 / W6A6 checkpoints: the MX activation keys are quantized on the GPU into the
 // 16-bit operand (quant/act_operand.h) and must match cpu-reference, which quantizes x the same
-// way; the FP8 keys are not declared (their scale belongs after an FP32 GEMM).
+// way. The FP8 keys are declared too (their tests: hopper_fp8_gemm_test.cc).
 TEST(HopperGemm, MxActivationKeysMatchTheReference) {
   SKIP_WITHOUT_HOPPER();
   SKIP_WITHOUT_FULL_INSTANCES();
@@ -552,8 +552,8 @@ TEST(HopperGemm, MxActivationKeysMatchTheReference) {
       for (int64_t m : {1, 100})
         check_gemm(e, a, DType::kF32, m, 256, 2880, true, 115, 125);
   }
-  EXPECT_FALSE(b->declares_act_key(ActKey::kFP8StaticTensor));
-  EXPECT_FALSE(b->declares_act_key(ActKey::kFP8DynamicToken));
+  EXPECT_TRUE(b->declares_act_key(ActKey::kFP8StaticTensor));
+  EXPECT_TRUE(b->declares_act_key(ActKey::kFP8DynamicToken));
 }
 
 TEST(HopperGemm, ScalesOutsideTheFoldRangeRunExactlyOnTheFp32Path) {

@@ -128,7 +128,7 @@ std::vector<LayerSpec> stress_specs() {
   lin(ElemType::kE4M3, ActKey::kBF16, 64, 2048, 2880);
   lin(ElemType::kE2M1, ActKey::kFP16, 300, 1024, 1024);
   lin(ElemType::kE2M1, ActKey::kMXFP8Dynamic, 17, 512, 768);
-  lin(ElemType::kE4M3, ActKey::kFP8DynamicToken, 9, 256, 512);  // cuda-mma only
+  lin(ElemType::kE4M3, ActKey::kFP8DynamicToken, 9, 256, 512);  // cuda-mma (M <= 16, small layer)
   moe(ElemType::kE2M1, ActKey::kBF16, 1, 1024, 512, 32, 4);
   moe(ElemType::kE2M1, ActKey::kBF16, 128, 512, 256, 16, 4);
   moe(ElemType::kE4M3, ActKey::kBF16, 40, 256, 128, 8, 2);

@@ -16,16 +16,17 @@
 #include "cuda/common/instance_set.h"
 #include "cuda/gemm/repack_stats.cuh"
 #include "cuda/hopper/gemm.h"
+#include "cuda/hopper/fp8_layout.h"
 #include "cuda/hopper/gemm_kernel.cuh"
 #include "cuda/hopper/layout_word.h"
 
 namespace mxq::cuda::hopper {
 
 // Instances (instances/*.cu).
-template <typename T, bool kFp4, int NT, int C, bool kMoE, int KH = 1>
+template <typename T, bool kFp4, int NT, int C, bool kMoE, int KH = 1, bool kFp8 = false>
 Status launch(const CUtensorMap&, const CUtensorMap&, const KernelParams&, const HopperGemmConfig&,
               cudaStream_t);
-template <typename T, bool kFp4, int NT, int C, int KH = 1>
+template <typename T, bool kFp4, int NT, int C, int KH = 1, bool kFp8 = false>
 StatusOr<int> max_active_clusters(int splits);
 
 namespace {
@@ -78,33 +79,61 @@ StatusOr<int> active_clusters(int nt, int c, int splits, int kh) {
   }
 }
 
+// The FP8 instances (gemm_launch.cuh, MXQ_HOPPER_FP8_INSTANCES).
+template <typename T>
+StatusOr<int> active_clusters_fp8(int nt, int c, int splits) {
+  if (c == 4) return max_active_clusters<T, true, 16, 4, 1, true>(splits);
+  if (c == 3) switch (nt) {
+      case 16: return max_active_clusters<T, true, 16, 3, 1, true>(splits);
+      case 32: return max_active_clusters<T, true, 32, 3, 1, true>(splits);
+      default: return max_active_clusters<T, true, 64, 3, 1, true>(splits);
+    }
+  switch (nt) {
+    case 16: return max_active_clusters<T, true, 16, 2, 1, true>(splits);
+    case 32: return max_active_clusters<T, true, 32, 2, 1, true>(splits);
+    case 64: return max_active_clusters<T, true, 64, 2, 1, true>(splits);
+    default: return max_active_clusters<T, true, 128, 2, 1, true>(splits);
+  }
+}
+
 // active_clusters for the type pairs this build has instances of (common/instance_set.h); the
 // absent pairs of a minimal build are never named, so their instance files need not exist.
-template <typename T, bool kFp4>
+// (FP8: the output type's instances exist where T x E2M1 does.)
+template <typename T, bool kFp4, bool kFp8 = false>
 StatusOr<int> active_clusters_of(int nt, int c, int splits, int kh) {
-  if constexpr (instance_types_compiled(std::is_same_v<T, __nv_bfloat16>, kFp4))
-    return active_clusters<T, kFp4>(nt, c, splits, kh);
-  else
+  if constexpr (instance_types_compiled(std::is_same_v<T, __nv_bfloat16>, kFp4)) {
+    if constexpr (kFp8)
+      return active_clusters_fp8<T>(nt, c, splits);
+    else
+      return active_clusters<T, kFp4>(nt, c, splits, kh);
+  } else {
     return unimplemented(std::string("cuda-hopper: ") + kMinimalInstancesNote);
+  }
 }
 
 // Resident clusters per (device, instance, split): asked once of the runtime, then cached
 // (graph capture and the launch path stay free of occupancy queries).
-StatusOr<int> resident_clusters(ElemType elem, DType act, int nt, int c, int splits, int kh = 1) {
+// FP8 (`fp8`): `act` is the instance's 16-bit type (the output's), elem E2M1.
+StatusOr<int> resident_clusters(ElemType elem, DType act, int nt, int c, int splits, int kh = 1,
+                                bool fp8 = false) {
   static std::mutex mu;
-  static int cache[16][2][2][kTokenTileCount][4][8] = {};  // [.][consumers 2, 3, 4, 4 + K halves]
+  // [device][type][E2M1, E4M3, FP8][tile][consumers 2, 3, 4, 4 + K halves][split]
+  static int cache[16][2][3][kTokenTileCount][4][8] = {};
   int dev = 0;
   MXQ_CUDA_TRY(cudaGetDevice(&dev));
-  const int ti = act == DType::kBF16 ? 0 : 1, fi = elem == ElemType::kE2M1 ? 0 : 1;
+  const int ti = act == DType::kBF16 ? 0 : 1, fi = fp8 ? 2 : elem == ElemType::kE2M1 ? 0 : 1;
   const int ni = std::max(0, tile_index(nt));
   const int si = std::clamp(splits, 1, 8) - 1;
   std::lock_guard<std::mutex> lock(mu);
   int& slot = cache[dev % 16][ti][fi][ni][kh == 2 ? 3 : c - 2][si];
   if (slot == 0) {
-    StatusOr<int> n = ti == 0 ? (fi == 0 ? active_clusters_of<__nv_bfloat16, true>(nt, c, splits, kh)
-                                         : active_clusters_of<__nv_bfloat16, false>(nt, c, splits, kh))
-                              : (fi == 0 ? active_clusters_of<__half, true>(nt, c, splits, kh)
-                                         : active_clusters_of<__half, false>(nt, c, splits, kh));
+    StatusOr<int> n =
+        fi == 2 ? (ti == 0 ? active_clusters_of<__nv_bfloat16, true, true>(nt, c, splits, kh)
+                           : active_clusters_of<__half, true, true>(nt, c, splits, kh))
+        : ti == 0 ? (fi == 0 ? active_clusters_of<__nv_bfloat16, true>(nt, c, splits, kh)
+                             : active_clusters_of<__nv_bfloat16, false>(nt, c, splits, kh))
+                  : (fi == 0 ? active_clusters_of<__half, true>(nt, c, splits, kh)
+                             : active_clusters_of<__half, false>(nt, c, splits, kh));
     if (!n.ok()) return n.status();
     if (n.value() < 1)
       return Status(StatusCode::kInternal, "cuda-hopper: no cluster of " + std::to_string(splits) +
@@ -134,7 +163,15 @@ StatusOr<int> resident_clusters(ElemType elem, DType act, int nt, int c, int spl
 // but 420 once 128 CTAs stream together (16:4:2:2, 21.1 us, against 21.3 for 16:2:2): the
 // weight stream, not the decode, bounds a full GPU there. Fitted to the latter, so the model
 // keeps the 2-consumer tiles wherever the two are within its 2% margin.
-double step_cycles(int nt, int c, bool grouped, int kh = 1) {
+// FP8 (one k128 step = two k64 steps of K): FIRST GUESS, not fitted yet: the 16-bit cost of
+// two k64 steps, x 0.85 up to 32 tokens (the decode: 9 instructions per 8 codes against 11 +
+// the scale's HMUL2, plus the table loads) and x 0.6 from 64 (half the MMA time).
+double step_cycles(int nt, int c, bool grouped, int kh = 1, bool fp8 = false);
+double fp8_step_cycles(int nt, int c) {
+  return 2.0 * step_cycles(nt, c, false) * (nt <= 32 ? 0.85 : 0.6);
+}
+double step_cycles(int nt, int c, bool grouped, int kh, bool fp8) {
+  if (fp8) return fp8_step_cycles(nt, c);
   if (kh == 2) return 420;
   if (c == 4) return 670;
   if (c == 3) return nt == 16 ? 550 : nt == 32 ? 610 : 720;
@@ -176,11 +213,11 @@ constexpr double kPairCycles = 400;
 
 // Estimated cycles of the launch: rounds of items over the resident clusters, times the k64
 // steps of one rank's K range, times the tile's step cost, plus the reductions.
-double estimate_cycles(int items, int resident, int64_t k64, int nt, int c, int splits,
-                       bool grouped, int kh = 1) {
+double estimate_cycles(int items, int resident, int64_t ksteps, int nt, int c, int splits,
+                       bool grouped, int kh = 1, bool fp8 = false) {
   const int rounds = (items + resident - 1) / resident;
-  const int64_t steps = (k64 + splits - 1) / splits;
-  return kLaunchCycles + rounds * (double(steps) * step_cycles(nt, c, grouped, kh) +
+  const int64_t steps = (ksteps + splits - 1) / splits;
+  return kLaunchCycles + rounds * (double(steps) * step_cycles(nt, c, grouped, kh, fp8) +
                                    (splits - 1) * split_cycles(nt) + (kh == 2 ? kPairCycles : 0));
 }
 
@@ -225,17 +262,22 @@ StatusOr<PFN_cuTensorMapEncodeTiled_v12000> encode_fn() {
 
 // The activations [rows, k] (row stride ldx elements) in boxes of box_rows(nt) x 64 K with the
 // 128-byte swizzle; rows past `rows` and K past `k` read zeros.
+// fp8: E4M3 codes (bytes; row stride ldx bytes) in boxes of box_rows(nt) x 128 K: the same
+// 128-byte rows.
 StatusOr<CUtensorMap> activation_map(const void* x, DType act, int64_t rows, int64_t k, int64_t ldx,
-                                     int nt) {
+                                     int nt, bool fp8 = false) {
   auto fn = encode_fn();
   if (!fn.ok()) return fn.status();
   CUtensorMap map;
   const cuuint64_t dims[2] = {cuuint64_t(k), cuuint64_t(rows)};
-  const cuuint64_t strides[1] = {cuuint64_t(ldx) * 2};
-  const cuuint32_t box[2] = {64, cuuint32_t(box_rows(nt))};  // (288 tokens: 3 boxes)
+  const cuuint64_t strides[1] = {cuuint64_t(ldx) * (fp8 ? 1 : 2)};
+  const cuuint32_t box[2] = {cuuint32_t(step_k(fp8)), cuuint32_t(box_rows(nt))};  // (288: 3 boxes)
   const cuuint32_t elem_strides[2] = {1, 1};
+  const CUtensorMapDataType type = fp8                   ? CU_TENSOR_MAP_DATA_TYPE_UINT8
+                                   : act == DType::kBF16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16
+                                                         : CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
   const CUresult r = fn.value()(
-      &map, act == DType::kBF16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16,
+      &map, type,
       2, const_cast<void*>(x), dims, strides, box, elem_strides, CU_TENSOR_MAP_INTERLEAVE_NONE,
       CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
       CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
@@ -326,15 +368,39 @@ Status launch_types(ElemType elem, DType act, const CUtensorMap& map, const CUte
                     : launch_tokens_of<__half, false, kMoE>(map, ymap, p, c, s));
 }
 
+// The FP8 instances of output type T (gemm_launch.cuh, MXQ_HOPPER_FP8_INSTANCES).
+template <typename T>
+Status launch_fp8_tokens(const CUtensorMap& map, const CUtensorMap& ymap, const KernelParams& p,
+                         const HopperGemmConfig& c, cudaStream_t s) {
+  if constexpr (instance_types_compiled(std::is_same_v<T, __nv_bfloat16>, true)) {
+    if (c.consumers == 4) return launch<T, true, 16, 4, false, 1, true>(map, ymap, p, c, s);
+    if (c.consumers == 3) switch (c.tokens) {
+        case 16: return launch<T, true, 16, 3, false, 1, true>(map, ymap, p, c, s);
+        case 32: return launch<T, true, 32, 3, false, 1, true>(map, ymap, p, c, s);
+        default: return launch<T, true, 64, 3, false, 1, true>(map, ymap, p, c, s);
+      }
+    switch (c.tokens) {
+      case 16: return launch<T, true, 16, 2, false, 1, true>(map, ymap, p, c, s);
+      case 32: return launch<T, true, 32, 2, false, 1, true>(map, ymap, p, c, s);
+      case 64: return launch<T, true, 64, 2, false, 1, true>(map, ymap, p, c, s);
+      default: return launch<T, true, 128, 2, false, 1, true>(map, ymap, p, c, s);
+    }
+  } else {
+    return unimplemented(std::string("cuda-hopper FP8: ") + kMinimalInstancesNote);
+  }
+}
+
 // The cheapest consumer count and split of K for token tile `nt` (cost model above) over
 // `m_tiles` token tiles of N rows, given the best estimate so far: updates `best`,
 // `c.tokens`, `c.consumers` and `c.splits` when it wins by 2% (2 consumers and smaller
 // splits first: ties keep them). `f` restricts the candidates (MXQ_HOPPER_CONFIG).
 Status rank_splits(ElemType elem, DType act, int64_t n, int64_t k64, int nt, int64_t m_tiles,
-                   bool grouped, const Forced& f, double& best, HopperGemmConfig& c) {
+                   bool grouped, const Forced& f, double& best, HopperGemmConfig& c,
+                   bool fp8 = false) {
   for (int cons : {2, 3, 4})
     for (int kh : {1, 2}) {
       if (!has_consumers(nt, cons) || (f.consumers != 0 && f.consumers != cons)) continue;
+      if (fp8 && !has_fp8_tile(nt, cons, kh)) continue;
       if (!has_k_halves(nt, cons, kh) || (f.halves != 0 && f.halves != kh)) continue;
       if (grouped && cons == 4) continue;  // dense-only instances (gemm_launch.cuh)
       const int64_t items = m_tiles * ((n + item_rows(cons, kh) - 1) / item_rows(cons, kh));
@@ -346,10 +412,10 @@ Status rank_splits(ElemType elem, DType act, int64_t n, int64_t k64, int nt, int
         // slower per step than the model (8192 x 28672 M = 1: 73.4 us against 62.0 with 2
         // consumers, split 2; not understood yet, see gemm-hopper.md) and split 4 never won.
         if (cons == 3 && s > 2 && f.splits == 0) continue;
-        auto r = resident_clusters(elem, act, nt, cons, s, kh);
+        auto r = resident_clusters(elem, act, nt, cons, s, kh, fp8);
         if (!r.ok()) return r.status();
         const double e = estimate_cycles(int(std::min<int64_t>(items, 1 << 30)), r.value(), k64,
-                                         nt, cons, s, grouped, kh);
+                                         nt, cons, s, grouped, kh, fp8);
         if (best == 0.0 || e < best * 0.98) {  // a bigger tile, split or CTA must win by 2%
           best = e;
           c.tokens = nt;
@@ -369,10 +435,10 @@ Status finish_config(ElemType elem, DType act, int64_t n, double best, HopperGem
   const int rows = item_rows(c.consumers, c.k_halves);
   c.n_blocks = int((n + rows - 1) / rows);
   c.estimate_us = best / 1.75e3;  // at ~1.75 GHz under load
-  c.stages = stages(c.tokens, elem == ElemType::kE2M1, c.consumers, c.k_halves);
-  c.stage_steps = stage_steps(c.tokens, c.consumers);
+  c.stages = stages(c.tokens, elem == ElemType::kE2M1, c.consumers, c.k_halves, c.fp8);
+  c.stage_steps = stage_steps(c.tokens, c.consumers, c.fp8);
   c.items = c.m_tiles * c.n_blocks;
-  auto r = resident_clusters(elem, act, c.tokens, c.consumers, c.splits, c.k_halves);
+  auto r = resident_clusters(elem, act, c.tokens, c.consumers, c.splits, c.k_halves, c.fp8);
   if (!r.ok()) return r.status();
   c.clusters = std::min(c.items, r.value());
   return Status::Ok();
@@ -381,9 +447,12 @@ Status finish_config(ElemType elem, DType act, int64_t n, double best, HopperGem
 }  // namespace
 
 std::string HopperGemmConfig::to_string() const {
-  return "wgmma m64n" + std::to_string(tokens) + " (weights as A, " + std::to_string(tokens) +
-         " tokens per item), " + std::to_string(stages) + "-stage TMA ring of " +
-         std::to_string(stage_steps) + " k64 step" + (stage_steps > 1 ? "s, " : ", ") +
+  return std::string(fp8 ? "FP8 wgmma m64n" + std::to_string(tokens) +
+                               "k32 e4m3 (MXFP4 folded into E4M3 weights as A, "
+                         : "wgmma m64n" + std::to_string(tokens) + " (weights as A, ") +
+         std::to_string(tokens) + " tokens per item), " + std::to_string(stages) +
+         "-stage TMA ring of " + std::to_string(stage_steps) + (fp8 ? " k128 step" : " k64 step") +
+         (stage_steps > 1 ? "s, " : ", ") + (fp8 ? "FP32 promotion per stage, " : "") +
          std::to_string(m_tiles) + " x " + std::to_string(n_blocks) + " items of " +
          std::to_string(item_rows(consumers, k_halves)) + " rows (" + std::to_string(consumers) +
          " consumer warpgroups" + (k_halves == 2 ? ", K in 2 halves inside the CTA" : "") +
@@ -499,7 +568,7 @@ Status hopper_gemm(const HopperGemmArgs& a, cudaStream_t stream, HopperGemmConfi
   p.y = a.y;
   p.m = int(a.m);
   p.n = int(a.n);
-  p.k64 = int((a.k + 63) / 64);
+  p.ksteps = int((a.k + 63) / 64);
   p.n64 = int(HopperLayout{a.elem, 1, a.n, a.k}.n64());
   p.ldy = a.ldy;
   p.n_blocks = c.n_blocks;
@@ -508,6 +577,86 @@ Status hopper_gemm(const HopperGemmArgs& a, cudaStream_t stream, HopperGemmConfi
   p.out_f32 = a.out == DType::kF32;
   p.tma_store = c.tma_store;
   MXQ_RETURN_IF_ERROR(launch_types<false>(a.elem, a.act, map.value(), ymap, p, c, stream));
+  if (ran != nullptr) *ran = c;
+  return Status::Ok();
+}
+
+// The FP8 instance type: the 16-bit output's, BF16 for F32 outputs.
+static DType fp8_instance_type(DType out) { return out == DType::kF16 ? DType::kF16 : DType::kBF16; }
+
+StatusOr<HopperGemmConfig> choose_hopper_fp8_config(const HopperFp8GemmArgs& a) {
+  HopperGemmConfig c;
+  c.fp8 = true;
+  const int64_t k128 = (a.k + 127) / 128;
+  const DType t = fp8_instance_type(a.out);
+  double best = 0.0;
+  Forced f = forced_config();
+  f.halves = 0;
+  c.forced = f.tokens != 0 || f.consumers != 0 || f.splits != 0;
+  for (int nt : kFp8DenseTiles) {
+    if (f.tokens != 0 ? nt != f.tokens : nt > 16 && (a.m + nt / 2 - 1) / (nt / 2) == 1)
+      continue;  // forced elsewhere, or half the tile would be padding
+    MXQ_RETURN_IF_ERROR(rank_splits(ElemType::kE2M1, t, a.n, k128, nt, (a.m + nt - 1) / nt, false,
+                                    f, best, c, /*fp8=*/true));
+  }
+  c.m_tiles = int((a.m + c.tokens - 1) / c.tokens);
+  MXQ_RETURN_IF_ERROR(finish_config(ElemType::kE2M1, t, a.n, best, c));
+  c.tma_store = a.out != DType::kF32 && tma_epilogue_requested();
+  return c;
+}
+
+Status hopper_fp8_gemm(const HopperFp8GemmArgs& a, cudaStream_t stream, HopperGemmConfig* ran) {
+  if (a.out != DType::kBF16 && a.out != DType::kF16 && a.out != DType::kF32)
+    return unimplemented(std::string("cuda-hopper FP8 GEMM: output must be BF16, F16 or F32, got ") +
+                         dtype_name(a.out));
+  if (a.m < 1 || a.n < 16 || a.k < 32 || a.n % 16 != 0 || a.k % 32 != 0)
+    return invalid_argument("cuda-hopper FP8 GEMM: need M >= 1, N a multiple of 16, K a multiple "
+                            "of 32; got M=" + std::to_string(a.m) + " N=" + std::to_string(a.n) +
+                            " K=" + std::to_string(a.k));
+  if (a.m > 0x7FFFFFFF || a.n > 0x7FFFFFFF || a.k > 0x7FFFFFFF)
+    return invalid_argument("cuda-hopper FP8 GEMM: M, N or K too large for one launch");
+  if (a.ldx < a.k || a.ldy < a.n)
+    return invalid_argument("cuda-hopper FP8 GEMM: row strides ldx=" + std::to_string(a.ldx) +
+                            " / ldy=" + std::to_string(a.ldy) + " smaller than K / N");
+  if (reinterpret_cast<uintptr_t>(a.x) % 16 != 0 || a.ldx % 16 != 0)
+    return invalid_argument("cuda-hopper FP8 GEMM: activation code rows must be 16-byte aligned "
+                            "for TMA (x pointer and row stride a multiple of 16 bytes)");
+  if (a.w == nullptr || a.row_mul == nullptr || a.x == nullptr || a.y == nullptr)
+    return invalid_argument("cuda-hopper FP8 GEMM: null weight, row multiplier, activation or "
+                            "output pointer");
+  auto cfg = choose_hopper_fp8_config(a);
+  if (!cfg.ok()) return cfg.status();
+  HopperGemmConfig c = cfg.value();
+  auto map = activation_map(a.x, DType::kBF16, a.m, a.k, a.ldx, c.tokens, /*fp8=*/true);
+  if (!map.ok()) return map.status();
+  c.tma_store = c.tma_store && reinterpret_cast<uintptr_t>(a.y) % 16 == 0 && a.ldy % 8 == 0;
+  CUtensorMap ymap = {};
+  if (c.tma_store) {
+    auto m = output_map(a.y, a.out, a.m, a.n, a.ldy, c.tokens);
+    if (!m.ok()) return m.status();
+    ymap = m.value();
+  }
+  const fp8::Fp8Layout l{1, a.n, a.k};
+  KernelParams p = {};
+  p.w = a.w;
+  p.bias = a.bias;
+  p.y = a.y;
+  p.m = int(a.m);
+  p.n = int(a.n);
+  p.ksteps = int(l.k128());
+  p.n64 = int(l.n64());
+  p.ldy = a.ldy;
+  p.n_blocks = c.n_blocks;
+  p.items = c.items;
+  p.splits = c.splits;
+  p.out_f32 = a.out == DType::kF32;
+  p.tma_store = c.tma_store;
+  p.row_mul = a.row_mul;
+  p.act_row_scale = a.act_row_scale;
+  p.act_scale = a.act_scale;
+  MXQ_RETURN_IF_ERROR(fp8_instance_type(a.out) == DType::kBF16
+                          ? launch_fp8_tokens<__nv_bfloat16>(map.value(), ymap, p, c, stream)
+                          : launch_fp8_tokens<__half>(map.value(), ymap, p, c, stream));
   if (ran != nullptr) *ran = c;
   return Status::Ok();
 }
@@ -588,7 +737,7 @@ Status hopper_grouped_gemm(const HopperGroupedArgs& a, cudaStream_t stream, Hopp
   p.y = a.y;
   p.m = int(g.capacity);
   p.n = int(g.n);
-  p.k64 = int((g.k + 63) / 64);
+  p.ksteps = int((g.k + 63) / 64);
   p.n64 = int(one.n64());
   p.ldy = a.ldy;
   p.n_blocks = c.n_blocks;

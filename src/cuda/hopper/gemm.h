@@ -41,6 +41,28 @@ StatusOr<HopperGemmConfig> choose_hopper_config(const HopperGemmArgs& a);
 // scale_in_weights_range(elem, act) (the backend checks at prepare).
 Status hopper_gemm(const HopperGemmArgs& a, cudaStream_t stream, HopperGemmConfig* ran = nullptr);
 
+// ---- the FP8 GEMM (issue 17) ----------------------------------------------------------------
+// y[M, N] = out(s_m x 2^(base_n - 127) x sum_k code_m,k . q_n,k + bias[n]): E4M3 activation codes
+// (fp8_act_quant_codes) x MXFP4 weights folded into E4M3 operands (fp8_layout.h, every row
+// folding: fp8_fold.h), FP8 wgmma, each k128 stage's sum added into FP32 accumulators (the
+// tensor core sums a stage below FP32 precision: docs/cuda.md, "The FP8 MMA does not add in
+// FP32"), the scales and bias in the epilogue.
+struct HopperFp8GemmArgs {
+  DType out = DType::kBF16;             // BF16, F16 or F32
+  const uint8_t* w = nullptr;           // fp8::Fp8Layout{1, n, k} chunks (device)
+  const float* row_mul = nullptr;       // [n_pad] 2^(base - 127) per row (device)
+  const float* bias = nullptr;          // [N] FP32 (device) or null
+  const uint8_t* x = nullptr;           // E4M3 codes [M, K], row stride ldx bytes (16-aligned)
+  const float* act_row_scale = nullptr; // [M] per-token scales (device), or null:
+  float act_scale = 1.0f;               //   the per-tensor scale
+  void* y = nullptr;                    // [M, N], row stride ldy elements
+  int64_t m = 0, n = 0, k = 0, ldx = 0, ldy = 0;
+};
+StatusOr<HopperGemmConfig> choose_hopper_fp8_config(const HopperFp8GemmArgs& a);
+// Checks, chooses and launches on `stream`: asynchronous, allocates nothing, graph-capturable.
+Status hopper_fp8_gemm(const HopperFp8GemmArgs& a, cudaStream_t stream,
+                       HopperGemmConfig* ran = nullptr);
+
 // ---- grouped (MoE) GEMMs ---------------------------------------------------------------------
 // One launch over all local experts on the padded dispatch of moe_dispatch (moe/dispatch.h):
 // token tile = dispatch block, item = (block, 128-row block of the expert's N), block b of

@@ -65,8 +65,29 @@ constexpr int consumer_regs(int c) { return c == 4 ? 104 : c == 3 ? 152 : 232; }
 constexpr int kSmemLimit = 232448;
 constexpr int kMaxStages = 24;
 
-constexpr int chunk_bytes(bool fp4) { return (fp4 ? 2048 : 4096) + 128; }  // hopper/layout.h
-constexpr int act_stage_bytes(int tokens) { return tokens * 128; }  // tokens x 64 K x 16 bit
+// The FP8 path (issue 17; `fp8` below): MXFP4 weights folded into E4M3 operands for
+// wgmma.m64nNk32.e4m3 (fp8_layout.h, fp8_operand.h), E4M3 activation codes. Its K step is k128:
+// 128 activation bytes per token row, the bytes of the 16-bit k64 step, so the activation tile,
+// its TMA box and the 128-byte swizzle are the same; its chunk (64 rows x k128: operand words +
+// shift-table indices) is Fp8Layout::kChunkBytes. One k128 step per ring stage: a stage is
+// promoted from the tensor core's accumulator into FP32 registers (docs/cuda.md: the FP8 MMA
+// does not add in FP32), and its weight copies are already 4352 bytes, the size that streams at
+// the copy rate (stage_steps below). Tiles: 16 .. 128 tokens (the stage accumulator doubles the
+// accumulators: 256 tokens would need 256 registers), 2 consumers, 3 up to 64 tokens, 4 at 16;
+// no K halves, dense only (MoE on FP8 is the next step).
+constexpr bool has_fp8_tile(int tokens, int c, int kh) {
+  return kh == 1 && (tokens == 16 || tokens == 32 || tokens == 64 || tokens == 128) &&
+         has_consumers(tokens, c);
+}
+constexpr int kFp8DenseTiles[] = {16, 32, 64, 128};
+constexpr int kFp8ChunkBytes = 4352;  // fp8::Fp8Layout::kChunkBytes (static_assert in the kernel)
+constexpr int kFp8TableBytes = 128;   // the 15 shift tables (8 bytes each) in shared memory
+constexpr int chunk_bytes(bool fp4, bool fp8 = false) {  // hopper/layout.h, fp8_layout.h
+  return fp8 ? kFp8ChunkBytes : (fp4 ? 2048 : 4096) + 128;
+}
+// K elements per layout step: k64 for 16-bit activations, k128 for E4M3 (same bytes per row).
+constexpr int step_k(bool fp8) { return fp8 ? 128 : 64; }
+constexpr int act_stage_bytes(int tokens) { return tokens * 128; }  // tokens x 128 bytes of K
 // k64 steps per ring stage: one full / empty barrier round and one bulk copy per consumer
 // (its chunks of consecutive steps are contiguous in the layout) for that many steps. A CTA's
 // ring moves a bounded number of stages per microsecond whatever their size, so small stages
@@ -75,9 +96,13 @@ constexpr int act_stage_bytes(int tokens) { return tokens * 128; }  // tokens x 
 // step per stage (2 copies of 2176 bytes) streams 2.0 TB/s (17.8 us), two steps per stage
 // (2 copies of 4352) 2.95 TB/s (12.1 us), four no more (12.0); 28672 x 8192: 2.4 TB/s against
 // 4.0 (the copy bandwidth). From 128 tokens the activation tile alone is 16 KB a step.
-constexpr int stage_steps(int tokens, int) { return tokens <= 64 ? 2 : 1; }
-constexpr int stage_bytes(int tokens, bool fp4, int c, int kh = 1) {
-  return stage_steps(tokens, c) * (act_stage_bytes(tokens) + row_blocks(c, kh) * chunk_bytes(fp4));
+// (FP8: one k128 step per stage, see above.)
+constexpr int stage_steps(int tokens, int, bool fp8 = false) {
+  return fp8 ? 1 : tokens <= 64 ? 2 : 1;
+}
+constexpr int stage_bytes(int tokens, bool fp4, int c, int kh = 1, bool fp8 = false) {
+  return stage_steps(tokens, c, fp8) *
+         (act_stage_bytes(tokens) + row_blocks(c, kh) * chunk_bytes(fp4, fp8));
 }
 // Split K across the CTAs of a cluster (reduced through distributed shared memory) for token
 // tiles up to 256: the reduction buffer holds (splits - 1) x 128 C threads x the floats of one
@@ -113,20 +138,23 @@ constexpr int pair_bytes(int tokens, int c, int kh) {
 constexpr int epilogue_rows(int tokens) { return tokens < 64 ? tokens : 64; }
 constexpr int epilogue_bytes(int tokens, int c) { return 2 * c * epilogue_rows(tokens) * 128; }
 constexpr int kBarrierBytes = 512;  // 2 x kMaxStages + 2 mbarriers, rounded up
-constexpr int stages(int tokens, bool fp4, int c, int kh = 1) {
-  const int s = (kSmemLimit - 1024 - kBarrierBytes - reduce_bytes(tokens, c, kh) -
-                 pair_bytes(tokens, c, kh)) /
-                stage_bytes(tokens, fp4, c, kh);
+constexpr int table_bytes(bool fp8) { return fp8 ? kFp8TableBytes : 0; }
+constexpr int stages(int tokens, bool fp4, int c, int kh = 1, bool fp8 = false) {
+  const int s = (kSmemLimit - 1024 - kBarrierBytes - table_bytes(fp8) -
+                 reduce_bytes(tokens, c, kh) - pair_bytes(tokens, c, kh)) /
+                stage_bytes(tokens, fp4, c, kh, fp8);
   return s < kMaxStages ? s : kMaxStages;
 }
-constexpr int smem_bytes(int tokens, bool fp4, int c, int kh = 1) {
-  return 1024 + stages(tokens, fp4, c, kh) * stage_bytes(tokens, fp4, c, kh) + kBarrierBytes +
-         reduce_bytes(tokens, c, kh) + pair_bytes(tokens, c, kh);
+constexpr int smem_bytes(int tokens, bool fp4, int c, int kh = 1, bool fp8 = false) {
+  return 1024 + stages(tokens, fp4, c, kh, fp8) * stage_bytes(tokens, fp4, c, kh, fp8) +
+         kBarrierBytes + table_bytes(fp8) + reduce_bytes(tokens, c, kh) +
+         pair_bytes(tokens, c, kh);
 }
 
 struct HopperGemmConfig {
   int tokens = 16;     // wgmma N: token rows per item (16, 32, 64, 128, 256)
-  int stages = 0;      // shared-memory ring depth (stages of stage_steps k64 steps)
+  bool fp8 = false;    // FP8 wgmma on E4M3 activation codes (steps are k128, see above)
+  int stages = 0;      // shared-memory ring depth (stages of stage_steps k64 / k128 steps)
   int stage_steps = 1;
   int splits = 1;      // CTAs per cluster, each a K range of the same item
   int consumers = 2;   // consumer warpgroups: item rows = 64 x consumers / k_halves

@@ -48,6 +48,8 @@
 
 #include "cuda/common/wgmma_rs.cuh"  // WgmmaRS
 #include "cuda/gemm/mx_gemm.cuh"  // decode_e4m3_scaled, multiplier_of_code, store_out
+#include "cuda/hopper/fp8_layout.h"   // the FP8 chunk's offsets
+#include "cuda/hopper/fp8_operand.h"  // the E4M3 operand decode
 #include "cuda/hopper/gemm_config.h"
 #include "cuda/hopper/layout_word.h"  // e2m1_operand_bits: the hopper E2M1 bit positions
 #include "cuda/hopper/sm90_ptx.cuh"
@@ -59,12 +61,18 @@ struct KernelParams {
   const uint8_t* w;     // hopper layout chunks
   const float* bias;    // [N] or null (MoE: per expert, see below)
   void* y;              // [M, N], row stride ldy elements
-  int m, n, k64;        // (MoE: m = rows of the padded dispatch, n and K per expert)
+  int m, n, ksteps;     // layout K steps: k64 (16-bit), k128 (FP8) (MoE: m = rows of the
+                        // padded dispatch, n and K per expert)
   int n64;              // 64-row blocks of the layout (per expert)
   int64_t ldy;
   int n_blocks, items, splits;
   bool out_f32;
   bool tma_store;       // dense, 16-bit output: the epilogue through shared memory + y_map
+  // The FP8 instances only: output = acc x row_mul[row] x (act_row_scale[token], or act_scale
+  // when it is null) + bias. row_mul: [n_pad] 2^(base - 127) of each row's fold (fp8_fold.h).
+  const float* row_mul;
+  const float* act_row_scale;
+  float act_scale;
   // The grouped (MoE) instances only: token tile mt is dispatch block mt (block = NT rows of the
   // padded pair list, moe/dispatch.h) of expert block_expert[mt] (-1: past the end, skipped),
   // whose weights start at w + expert * expert_bytes.
@@ -80,15 +88,17 @@ struct KernelParams {
   float alpha, limit;
 };
 
-template <typename T, bool kFp4, int NT, int C, int KH = 1>
+template <typename T, bool kFp4, int NT, int C, int KH = 1, bool kFp8 = false>
 struct KernelShape {
   static_assert(has_consumers(NT, C), "2 consumer warpgroups, 3 up to 64 tokens, 4 at 16");
   static_assert(has_k_halves(NT, C, KH), "K halves: 16 tokens, 4 consumers");
+  static_assert(!kFp8 || (kFp4 && has_fp8_tile(NT, C, KH)), "FP8: MXFP4 weights, its tiles");
   static constexpr int kRowBlocks = row_blocks(C, KH);  // consumers with rows of their own
-  static constexpr int kStages = stages(NT, kFp4, C, KH);  // ring stages
-  static constexpr int kStageSteps = stage_steps(NT, C);  // k64 steps per stage
+  static constexpr int kStages = stages(NT, kFp4, C, KH, kFp8);  // ring stages
+  static constexpr int kStageSteps = stage_steps(NT, C, kFp8);  // k64 / k128 steps per stage
+  static constexpr int kStepK = step_k(kFp8);                   // K elements per step
   static constexpr int kActBytes = act_stage_bytes(NT);
-  static constexpr int kChunk = chunk_bytes(kFp4);
+  static constexpr int kChunk = chunk_bytes(kFp4, kFp8);
   static constexpr int kChunkW = kChunk - 128;
   static constexpr int kLaneBytes = kFp4 ? 16 : 32;
   static constexpr int kAcc = NT / 2;                 // accumulators per consumer thread
@@ -102,7 +112,7 @@ struct KernelShape {
   static constexpr int kRedRounds = reduce_rounds(NT);      // split K: reduction rounds
   static constexpr int kRedFloats = reduce_round_floats(NT);  // accumulators per round
   static_assert(kRedRounds * kRedFloats == kAcc && kRedFloats % 4 == 0, "whole float4 rounds");
-  static constexpr int kSmem = smem_bytes(NT, kFp4, C, KH);
+  static constexpr int kSmem = smem_bytes(NT, kFp4, C, KH, kFp8);
   static constexpr int kConsumers = C;
   static constexpr int kThreads = threads(C);
   static constexpr int kItemRows = item_rows(C, KH);
@@ -202,13 +212,20 @@ __device__ __forceinline__ void moe_epilogue(const KernelParams& p, int e, int m
 
 // kMoE: the grouped instance (KernelParams' MoE fields); otherwise the dense GEMM. KH: K halves
 // inside the CTA (gemm_config.h, has_k_halves; dense only).
-template <typename T, bool kFp4, int NT, int C, bool kMoE, int KH = 1>
+// kFp8: the FP8 path (gemm_config.h, has_fp8_tile): E4M3 activation codes, MXFP4 weights in
+// the FP8 layout (fp8_layout.h) decoded to E4M3 operands by fp8_operand.h, wgmma.m64nNk32.e4m3,
+// each ring stage (k128) summed by the tensor core into a stage accumulator and added into the
+// FP32 accumulators (the promotion measured in docs/cuda.md), the row and token scales in the
+// epilogue. T is then the 16-bit output type (or BF16 for F32 outputs).
+template <typename T, bool kFp4, int NT, int C, bool kMoE, int KH = 1, bool kFp8 = false>
 __global__ void __launch_bounds__(threads(C), 1)
     hopper_gemm_kernel(const __grid_constant__ CUtensorMap x_map,
                        const __grid_constant__ CUtensorMap y_map, const KernelParams p) {
 #if MXQ_HAS_WGMMA
-  using S = KernelShape<T, kFp4, NT, C, KH>;
+  using S = KernelShape<T, kFp4, NT, C, KH, kFp8>;
   static_assert(KH == 1 || !kMoE, "K halves: dense only");
+  static_assert(!kFp8 || !kMoE, "FP8: dense only (for now)");
+  static_assert(!kFp8 || S::kChunk == fp8::Fp8Layout::kChunkBytes, "the FP8 chunk");
   constexpr int R = S::kRowBlocks;
   constexpr bool kTmaEpilogue = !kMoE;  // (the grouped GEMMs' epilogues are their own)
   extern __shared__ uint8_t smem_raw[];
@@ -228,6 +245,8 @@ __global__ void __launch_bounds__(threads(C), 1)
   uint64_t* empty = full + S::kStages;
   uint64_t* red_full = empty + S::kStages;
   uint64_t* red_empty = red_full + 1;
+  // FP8: the 15 shift tables (fp8_operand.h), after the barriers.
+  uint32_t* tables = reinterpret_cast<uint32_t*>(reinterpret_cast<uint8_t*>(full) + kBarrierBytes);
 
   const int splits = p.splits;
   const uint32_t rank = splits > 1 ? sm90::cluster_rank() : 0u;
@@ -240,6 +259,13 @@ __global__ void __launch_bounds__(threads(C), 1)
     sm90::mbar_init(red_empty, 128 * R);
     sm90::fence_mbar_init();
   }
+  if constexpr (kFp8) {
+    if (threadIdx.x < fp8::kShifts) {
+      const fp8::ShiftTable tab = fp8::shift_table(fp8::kMinShift + int(threadIdx.x));
+      tables[2 * threadIdx.x] = tab.lo;
+      tables[2 * threadIdx.x + 1] = tab.hi;
+    }
+  }
   // Every barrier of the cluster is initialised before any copy or remote arrive uses it.
   if (splits > 1)
     sm90::cluster_sync();
@@ -247,7 +273,7 @@ __global__ void __launch_bounds__(threads(C), 1)
     __syncthreads();
 
   const int cluster = int(blockIdx.x) / splits, clusters = int(gridDim.x) / splits;
-  const int kt_begin = int(rank) * p.k64 / splits, kt_end = (int(rank) + 1) * p.k64 / splits;
+  const int kt_begin = int(rank) * p.ksteps / splits, kt_end = (int(rank) + 1) * p.ksteps / splits;
   // Warp-uniform by construction (lane 0's value), which ptxas can see: a branch on it (the K
   // halves' second half) is then not a divergent path, around which ptxas would serialise the
   // wgmma (C7520).
@@ -263,7 +289,7 @@ __global__ void __launch_bounds__(threads(C), 1)
       uint32_t phase = 0;
       for (int item = cluster; item < p.items; item += clusters) {
         const int nb = item % p.n_blocks, mt = item / p.n_blocks;
-        const uint8_t* wblk = p.w + size_t(nb) * R * size_t(p.k64) * S::kChunk;
+        const uint8_t* wblk = p.w + size_t(nb) * R * size_t(p.ksteps) * S::kChunk;
         if constexpr (kMoE) {
           const int e = p.block_expert[mt];
           if (e < 0) continue;  // past the dispatch's last block (the consumers skip it too)
@@ -288,7 +314,7 @@ __global__ void __launch_bounds__(threads(C), 1)
 #pragma unroll
             for (int bx = 0; bx < S::kBoxes; ++bx)
               sm90::tma_load_2d(act + (slot * SPS + j) * S::kActBytes + bx * S::kBox * 128, &x_map,
-                                (kt + j) * 64, mt * NT + bx * S::kBox, &full[slot]);
+                                (kt + j) * S::kStepK, mt * NT + bx * S::kBox, &full[slot]);
           }
 #pragma unroll
           for (int c = 0; c < R; ++c) {
@@ -297,7 +323,7 @@ __global__ void __launch_bounds__(threads(C), 1)
             // results are never stored (rows >= N).
             const int b64 = min(nb * R + c, p.n64 - 1) - nb * R;
             sm90::bulk_load(wts + (slot * R + c) * SPS * S::kChunk,
-                            wblk + (size_t(b64) * p.k64 + kt) * S::kChunk, uint32_t(n * S::kChunk),
+                            wblk + (size_t(b64) * p.ksteps + kt) * S::kChunk, uint32_t(n * S::kChunk),
                             &full[slot], policy);
           }
           if (++slot == S::kStages) {
@@ -332,8 +358,29 @@ __global__ void __launch_bounds__(threads(C), 1)
   // stage `s`: one 16-byte LDS (+ 16 for E4M3) and one 4-byte scale LDS per lane, the four scale codes
   // biased at once (bias_scale_codes: exact for every code the backend sends here) and each
   // multiplier one byte permute + shift, the E8M0 scale folded into the 16-bit weights.
+  const uint32_t tables_addr = sm90::smem_addr(tables);
   auto decode = [&](int s, int j, uint32_t(&a)[4][4]) {
     const uint32_t chunk = wts_addr + uint32_t(((s * R + c) * SPS + j) * S::kChunk);
+    if constexpr (kFp8) {
+      // One k128 step: per k32 step k the operand words of rows g (half 0) and g + 8 (half 1),
+      // two 16-byte LDS (fp8_layout.h: [k][half] per lane), the 8 table indices (one 8-byte
+      // LDS, [half][k]: the 4 lanes of a group read the same address) and per (k, half) the
+      // row's shift table (8 bytes of the 120-byte table block: conflict-free). Registers of
+      // k32 step k (fp8_operand.h): a[k] = {lo(row g), lo(row g + 8), hi(row g), hi(row g + 8)}.
+      const uint32_t lane_w = chunk + uint32_t(fp8::word_offset(warp, lane, 0, 0));
+      const uint4 w01 = sm90::lds_v4(lane_w), w23 = sm90::lds_v4(lane_w + 16);
+      const uint2 idx = sm90::lds_v2(chunk + uint32_t(fp8::index_offset(warp, g, 0, 0)));
+      const uint32_t words[4][2] = {{w01.x, w01.y}, {w01.z, w01.w}, {w23.x, w23.y}, {w23.z, w23.w}};
+#pragma unroll
+      for (int k = 0; k < 4; ++k)
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          const uint32_t d = ((h == 0 ? idx.x : idx.y) >> (8 * k)) & 0xFFu;
+          const uint2 tab = sm90::lds_v2(tables_addr + d * 8u);
+          fp8::decode_word(words[k][h], fp8::ShiftTable{tab.x, tab.y}, a[k][h], a[k][2 + h]);
+        }
+      return;
+    }
     const uint32_t sw = gemm::bias_scale_codes<T, kFp4>(
         sm90::lds_u32(chunk + uint32_t(S::kChunkW + warp * 32 + g * 4)));
     const uint32_t lane_w = chunk + uint32_t((warp * 32 + lane) * S::kLaneBytes);
@@ -363,6 +410,11 @@ __global__ void __launch_bounds__(threads(C), 1)
     float acc[S::kAcc];
 #pragma unroll
     for (int i = 0; i < S::kAcc; ++i) acc[i] = 0.0f;
+    // FP8: the stage accumulator (each stage's 4 chained wgmmas, scale_d = 0 on the first),
+    // added into acc once the stage's group has retired.
+    float part[kFp8 ? S::kAcc : 1];
+#pragma unroll
+    for (int i = 0; i < (kFp8 ? S::kAcc : 1); ++i) part[i] = 0.0f;
     // Software pipeline inside the warpgroup: step i's wgmma group is issued, then step i + 1
     // is decoded into the other register buffer while the group runs, then the group retires
     // (wait_group 0) and its slot goes back to the producer. The decode never writes registers
@@ -421,16 +473,23 @@ __global__ void __launch_bounds__(threads(C), 1)
         // made the one-step-stage tiles (128 / 256 tokens and the tails) ~10% slower at large M.
         if (j > 0 && j >= n) break;
         const uint64_t xj = xs + uint64_t(j * (S::kActBytes >> 4));
+        if constexpr (kFp8) {
+          // k32 step s: 32 bytes into the 128-byte rows, as the 16-bit k16 step.
 #pragma unroll
-        for (int s = 0; s < 4; ++s) {
-          // acc[0, kMain / 2) are the main tile's tokens, the rest the tail's (rows kMain.. of
-          // the activation tile: kMain x 128 bytes on, whole 1024-byte swizzle atoms).
-          WgmmaRS<T, S::kMain>::mma(*reinterpret_cast<float(*)[S::kMain / 2]>(&acc[0]),
-                                    a[4 * j + s], xj + uint64_t(2 * s), 1);
-          if constexpr (S::kTail != 0)
-            WgmmaRS<T, S::kTail>::mma(
-                *reinterpret_cast<float(*)[S::kTail / 2]>(&acc[S::kMain / 2]), a[4 * j + s],
-                xj + uint64_t(2 * s + (S::kMain * 128 >> 4)), 1);
+          for (int s = 0; s < 4; ++s)
+            WgmmaRS<Fp8E4M3, S::kMain>::mma(part, a[4 * j + s], xj + uint64_t(2 * s), s == 0 ? 0 : 1);
+        } else {
+#pragma unroll
+          for (int s = 0; s < 4; ++s) {
+            // acc[0, kMain / 2) are the main tile's tokens, the rest the tail's (rows kMain.. of
+            // the activation tile: kMain x 128 bytes on, whole 1024-byte swizzle atoms).
+            WgmmaRS<T, S::kMain>::mma(*reinterpret_cast<float(*)[S::kMain / 2]>(&acc[0]),
+                                      a[4 * j + s], xj + uint64_t(2 * s), 1);
+            if constexpr (S::kTail != 0)
+              WgmmaRS<T, S::kTail>::mma(
+                  *reinterpret_cast<float(*)[S::kTail / 2]>(&acc[S::kMain / 2]), a[4 * j + s],
+                  xj + uint64_t(2 * s + (S::kMain * 128 >> 4)), 1);
+          }
         }
       }
       ptx::wgmma_commit();
@@ -442,6 +501,10 @@ __global__ void __launch_bounds__(threads(C), 1)
         advance_past(u + KH);
       }
       ptx::wgmma_wait<0>();
+      if constexpr (kFp8) {
+#pragma unroll
+        for (int i = 0; i < S::kAcc; ++i) acc[i] += part[i];
+      }
       // Every lane's reads of the slot (its LDS of step `done`) are ordered before lane 0's
       // release of it: without this, compute-sanitizer racecheck reports the producer's next
       // bulk copy into the slot against the other lanes' LDS at every wrap of the ring.
@@ -545,6 +608,23 @@ __global__ void __launch_bounds__(threads(C), 1)
 
     // Epilogue: lane (g, t) of warp `warp` holds rows row0 and row0 + 8, tokens 8i + 2t + h.
     const int row0 = nb * S::kItemRows + c * 64 + warp * 16 + g;
+    if constexpr (kFp8) {
+      // acc x 2^(base - 127) of the row x the token's activation scale: the power of two is
+      // exact, so this is the reference's one product s x acc (scale_rows, fake_quant.h).
+      const bool in = row0 < p.n;  // N % 16 == 0: row0 + 8 < N too
+      const float r0 = in ? p.row_mul[row0] : 0.0f, r1 = in ? p.row_mul[row0 + 8] : 0.0f;
+#pragma unroll
+      for (int i = 0; i < NT / 8; ++i)
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          const int tok = mt * NT + 8 * i + 2 * t + h;
+          const float st = p.act_row_scale == nullptr ? p.act_scale
+                           : tok < p.m                ? __ldg(p.act_row_scale + tok)
+                                                      : 0.0f;
+          acc[4 * i + h] *= r0 * st;
+          acc[4 * i + 2 + h] *= r1 * st;
+        }
+    }
     if constexpr (!kMoE) {
       if (p.bias != nullptr) {  // added only when present: -0 sums stay -0 without a bias
         const bool in = row0 < p.n;  // N % 16 == 0: row0 + 8 < N too

@@ -10,22 +10,22 @@
 
 namespace mxq::cuda::hopper {
 
-template <typename T, bool kFp4, int NT, int C, bool kMoE, int KH = 1>
+template <typename T, bool kFp4, int NT, int C, bool kMoE, int KH = 1, bool kFp8 = false>
 Status set_smem_attribute() {
-  using S = KernelShape<T, kFp4, NT, C, KH>;
-  MXQ_CUDA_TRY(cudaFuncSetAttribute(hopper_gemm_kernel<T, kFp4, NT, C, kMoE, KH>,
+  using S = KernelShape<T, kFp4, NT, C, KH, kFp8>;
+  MXQ_CUDA_TRY(cudaFuncSetAttribute(hopper_gemm_kernel<T, kFp4, NT, C, kMoE, KH, kFp8>,
                                     cudaFuncAttributeMaxDynamicSharedMemorySize, S::kSmem));
-  MXQ_CUDA_TRY(cudaFuncSetAttribute(hopper_gemm_kernel<T, kFp4, NT, C, kMoE, KH>,
+  MXQ_CUDA_TRY(cudaFuncSetAttribute(hopper_gemm_kernel<T, kFp4, NT, C, kMoE, KH, kFp8>,
                                     cudaFuncAttributeNonPortableClusterSizeAllowed, 0));
   return Status::Ok();
 }
 
-template <typename T, bool kFp4, int NT, int C, int KH = 1>
+template <typename T, bool kFp4, int NT, int C, int KH = 1, bool kFp8 = false>
 cudaLaunchConfig_t launch_config(int ctas, int splits, cudaStream_t stream, cudaLaunchAttribute* attr) {
   cudaLaunchConfig_t c = {};
   c.gridDim = dim3(unsigned(ctas), 1, 1);
   c.blockDim = dim3(unsigned(threads(C)), 1, 1);
-  c.dynamicSmemBytes = size_t(KernelShape<T, kFp4, NT, C, KH>::kSmem);
+  c.dynamicSmemBytes = size_t(KernelShape<T, kFp4, NT, C, KH, kFp8>::kSmem);
   c.stream = stream;
   attr[0].id = cudaLaunchAttributeClusterDimension;
   attr[0].val.clusterDim.x = unsigned(splits);
@@ -39,26 +39,27 @@ cudaLaunchConfig_t launch_config(int ctas, int splits, cudaStream_t stream, cuda
 // How many clusters of `splits` CTAs can be resident at once on the current device (the
 // grouped instances have the same shared memory and threads: the dense one answers, or the
 // grouped one for the tail tiles, which are grouped only).
-template <typename T, bool kFp4, int NT, int C, int KH = 1>
+template <typename T, bool kFp4, int NT, int C, int KH = 1, bool kFp8 = false>
 StatusOr<int> max_active_clusters(int splits) {
   constexpr bool kMoE = is_tail_tile(NT);
-  MXQ_RETURN_IF_ERROR((set_smem_attribute<T, kFp4, NT, C, kMoE, KH>()));
+  MXQ_RETURN_IF_ERROR((set_smem_attribute<T, kFp4, NT, C, kMoE, KH, kFp8>()));
   cudaLaunchAttribute attr[1];
-  cudaLaunchConfig_t c = launch_config<T, kFp4, NT, C, KH>(splits, splits, nullptr, attr);
+  cudaLaunchConfig_t c = launch_config<T, kFp4, NT, C, KH, kFp8>(splits, splits, nullptr, attr);
   int n = 0;
-  MXQ_CUDA_TRY(
-      cudaOccupancyMaxActiveClusters(&n, hopper_gemm_kernel<T, kFp4, NT, C, kMoE, KH>, &c));
+  MXQ_CUDA_TRY(cudaOccupancyMaxActiveClusters(
+      &n, hopper_gemm_kernel<T, kFp4, NT, C, kMoE, KH, kFp8>, &c));
   return n;
 }
 
-template <typename T, bool kFp4, int NT, int C, bool kMoE, int KH = 1>
+template <typename T, bool kFp4, int NT, int C, bool kMoE, int KH = 1, bool kFp8 = false>
 Status launch(const CUtensorMap& x_map, const CUtensorMap& y_map, const KernelParams& p,
               const HopperGemmConfig& cfg, cudaStream_t stream) {
-  MXQ_RETURN_IF_ERROR((set_smem_attribute<T, kFp4, NT, C, kMoE, KH>()));
+  MXQ_RETURN_IF_ERROR((set_smem_attribute<T, kFp4, NT, C, kMoE, KH, kFp8>()));
   cudaLaunchAttribute attr[1];
-  cudaLaunchConfig_t c = launch_config<T, kFp4, NT, C, KH>(cfg.ctas(), cfg.splits, stream, attr);
-  MXQ_CUDA_TRY(
-      cudaLaunchKernelEx(&c, hopper_gemm_kernel<T, kFp4, NT, C, kMoE, KH>, x_map, y_map, p));
+  cudaLaunchConfig_t c =
+      launch_config<T, kFp4, NT, C, KH, kFp8>(cfg.ctas(), cfg.splits, stream, attr);
+  MXQ_CUDA_TRY(cudaLaunchKernelEx(&c, hopper_gemm_kernel<T, kFp4, NT, C, kMoE, KH, kFp8>, x_map,
+                                  y_map, p));
   return Status::Ok();
 }
 
@@ -103,5 +104,22 @@ Status launch(const CUtensorMap& x_map, const CUtensorMap& y_map, const KernelPa
   MXQ_HOPPER_MOE_INSTANCE(T, FP4, 80, 2) \
   MXQ_HOPPER_MOE_INSTANCE(T, FP4, 144, 2) \
   MXQ_HOPPER_MOE_INSTANCE(T, FP4, 288, 2)
+
+// The FP8 instances of one 16-bit output type (instances/fp8_*.cu; MXFP4 weights): the dense
+// tiles of has_fp8_tile, 16 .. 128 tokens with 2 consumers, 16 .. 64 with 3, 16 with 4: 8 kernels.
+#define MXQ_HOPPER_FP8_INSTANCE(T, NT, C)                                                     \
+  template Status launch<T, true, NT, C, false, 1, true>(                                      \
+      const CUtensorMap&, const CUtensorMap&, const KernelParams&, const HopperGemmConfig&,    \
+      cudaStream_t);                                                                           \
+  template StatusOr<int> max_active_clusters<T, true, NT, C, 1, true>(int);
+#define MXQ_HOPPER_FP8_INSTANCES(T)  \
+  MXQ_HOPPER_FP8_INSTANCE(T, 16, 2)  \
+  MXQ_HOPPER_FP8_INSTANCE(T, 32, 2)  \
+  MXQ_HOPPER_FP8_INSTANCE(T, 64, 2)  \
+  MXQ_HOPPER_FP8_INSTANCE(T, 128, 2) \
+  MXQ_HOPPER_FP8_INSTANCE(T, 16, 3)  \
+  MXQ_HOPPER_FP8_INSTANCE(T, 32, 3)  \
+  MXQ_HOPPER_FP8_INSTANCE(T, 64, 3)  \
+  MXQ_HOPPER_FP8_INSTANCE(T, 16, 4)
 
 }  // namespace mxq::cuda::hopper

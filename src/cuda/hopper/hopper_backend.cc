@@ -9,6 +9,15 @@
 // on stderr once per process, and the result is the same either way (exact products, FP32
 // accumulation).
 //
+// The FP8 activation keys (fp8-static-tensor, fp8-dynamic-token; issue 17): MXFP4 weights whose
+// every row folds into E4M3 operands (contract/fp8_fold.h) run on the FP8 tensor cores
+// (hopper_fp8_gemm: E4M3 activation codes from fp8_act_quant_codes, the row and token scales in
+// the epilogue), summed in the tensor core per k128 stage and in FP32 across stages (docs/cuda.md:
+// the FP8 MMA does not add in FP32; the tolerance is tests/cases' FP8-MMA one). Weights with a
+// row that does not fold, and MXFP8 weights, run the exact 16-bit kernel on the E4M3 values
+// (fp8_operand: exact in BF16 / F16) into FP32, then the scale and bias (scale_rows), as
+// cuda-mma does; prepare says which (stderr, once per layer shape) and `explain` counts the rows.
+//
 // Memory: as cuda-mma (cuda_backend.cc): canonical weights in host or device memory at
 // prepare; run_linear takes device pointers and is asynchronous on the given stream (no
 // allocation, no synchronisation: graph-capturable); host pointers are staged (slow, tests
@@ -16,6 +25,8 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cmath>
+#include <cstdlib>
 #include <cstdio>
 #include <mutex>
 #include <string>
@@ -27,7 +38,10 @@
 #include "cuda/common/device_memory.h"
 #include "cuda/common/staged_run.h"
 #include "cuda/gemm/mx_gemm.h"
+#include "contract/fp8_fold.h"
+#include "cuda/hopper/fp8_repack.h"
 #include "cuda/hopper/gemm.h"
+#include "cuda/quant/fake_quant.h"
 #include "cuda/mma_claims.h"
 #include "cuda/moe/moe_layer.h"
 #include "cuda/quant/act_operand.h"
@@ -42,10 +56,36 @@ struct PreparedHopperLinear final : PreparedWeights {
   hopper::HopperLayout layout;
   DeviceBuffer w, bias;  // bias: FP32 [N] or empty
   std::unique_ptr<PreparedWeights> mma;  // set when the scales need cuda-mma's FP32 path
+  // FP8 keys: `fp8` when the layer runs on the FP8 tensor cores (w holds the FP8 layout,
+  // row_mul [n_pad] the rows' 2^(base - 127)); else the 16-bit path on E4M3 values.
+  bool fp8 = false;
+  DeviceBuffer row_mul;
+  float input_scale = 1.0f;  // fp8-static-tensor
   size_t bytes() const override {
-    return mma ? mma->bytes() : w.bytes() + bias.bytes();
+    return mma ? mma->bytes() : w.bytes() + bias.bytes() + row_mul.bytes();
   }
 };
+
+// The rows' fold (contract/fp8_fold.h) of MXFP4 weights in host or device memory: row_bases
+// gets each row's base or kRowDoesNotFold.
+StatusOr<contract::Fp8FoldStats> fold_rows(const MXWeightView& w, std::vector<int32_t>& row_bases) {
+  const size_t pbytes = size_t(w.batch * w.n) * size_t(packed_bytes(w.elem, w.k));
+  const size_t sbytes = size_t(w.batch * w.n) * size_t(w.k / 32);
+  std::vector<uint8_t> hp, hs;
+  MXWeightView hv = w;
+  if (is_device_pointer(w.packed)) {
+    hp.resize(pbytes);
+    MXQ_CUDA_TRY(cudaMemcpy(hp.data(), w.packed, pbytes, cudaMemcpyDeviceToHost));
+    hv.packed = hp.data();
+  }
+  if (is_device_pointer(w.scales)) {
+    hs.resize(sbytes);
+    MXQ_CUDA_TRY(cudaMemcpy(hs.data(), w.scales, sbytes, cudaMemcpyDeviceToHost));
+    hv.scales = hs.data();
+  }
+  row_bases.assign(size_t(w.batch * w.n), 0);
+  return contract::fp8_fold_stats(hv, row_bases.data());
+}
 
 class CudaHopperBackend final : public Backend {
  public:
@@ -101,13 +141,19 @@ class CudaHopperBackend final : public Backend {
   // 16-bit operand before the GEMM (quant/act_operand.h: exact, the reference's values). The
   // FP8 keys need their scale after an FP32 GEMM, which this kernel does not have yet: they
   // are not declared, so the oracle refuses cuda-hopper for them with the reason.
-  bool declares_act_key(ActKey a) const override { return gemm16_runs_act_key(a); }
+  // The FP8 keys: see the top of this file (FP8 tensor cores where the rows fold, else the
+  // 16-bit kernel into FP32 and scale_rows); their MoE layer refuses them (moe_layer.h).
+  bool declares_act_key(ActKey a) const override {
+    return gemm16_runs_act_key(a) || act_key_is_fp8(a);
+  }
 
   Verdict can_implement(const Problem& p) const override {
     if (p.op == Op::kMoE) return moe_layer_can_implement(p);
     if (p.op != Op::kLinear)
       return Verdict::no(std::string("cuda-hopper runs linear and MoE layers, not ") + op_name(p.op));
-    if (Verdict v = mma_types_verdict(p, /*mx_act=*/true); !v) return v;
+    Problem types = p;  // FP8 keys: BF16 input quantized by the layer, scales in the epilogue
+    if (act_key_is_fp8(p.act)) types.act = ActKey::kBF16;
+    if (Verdict v = mma_types_verdict(types, /*mx_act=*/true); !v) return v;
     if (p.n % 16 != 0 || p.k % 32 != 0)
       return Verdict::no("N = " + std::to_string(p.n) + ", K = " + std::to_string(p.k) +
                          ": cuda-hopper needs N a multiple of 16 and K a multiple of 32");
@@ -122,6 +168,19 @@ class CudaHopperBackend final : public Backend {
     if (!can_implement(p)) return {};
     if (p.op == Op::kMoE) return moe_launch_plan(p, MoEKernels::kHopper);
     if (p.op != Op::kLinear) return {};
+    if (act_key_is_fp8(p.act) && p.weight == ElemType::kE2M1 && fp8_tensor_cores_requested()) {
+      hopper::HopperFp8GemmArgs f;
+      f.out = p.out;
+      f.m = p.m;
+      f.n = p.n;
+      f.k = p.k;
+      f.ldx = (p.k + 15) / 16 * 16;
+      f.ldy = p.n;
+      auto c = hopper::choose_hopper_fp8_config(f);
+      return c.ok() ? c.value().to_string() + " (where every row folds into E4M3; else the "
+                                              "16-bit kernel on E4M3 values into FP32)"
+                    : "(no launch: " + c.status().to_string() + ")";
+    }
     hopper::HopperGemmArgs a;
     a.elem = p.weight;
     a.act = act_input_dtype(p.act);
@@ -141,8 +200,18 @@ class CudaHopperBackend final : public Backend {
   StatusOr<std::unique_ptr<PreparedWeights>> do_prepare_linear(
       const Problem& p, const LinearWeights& lw) const override {
     MXQ_DEBUG_ASSERT(check_frag_layout(lw.w).ok(), "can_implement and check_linear_weights passed");
+    if (act_key_is_fp8(p.act) && p.weight == ElemType::kE2M1 && fp8_tensor_cores_requested()) {
+      std::vector<int32_t> bases;
+      auto st = fold_rows(lw.w, bases);
+      if (!st.ok()) return st.status();
+      if (st.value().folded == st.value().rows) return prepare_fp8(p, lw, bases);
+      warn_once("cuda-hopper: " + p.to_string() + ": " + st.value().summary() +
+                ": the layer runs the exact 16-bit kernel on the E4M3 activation values (the "
+                "FP8 tensor cores take it when every row folds)");
+    }
     auto out = std::make_unique<PreparedHopperLinear>();
     MXQ_CUDA_TRY(cudaGetDevice(&out->device));
+    if (p.act == ActKey::kFP8StaticTensor) out->input_scale = lw.input_scale;
     const FragSource src = FragSource::plain(lw.w);
     out->layout = hopper::hopper_layout(src);
 
@@ -191,6 +260,7 @@ class CudaHopperBackend final : public Backend {
     const auto* w = static_cast<const PreparedHopperLinear*>(&pw);
     // cuda-mma's own entry (its prepared weights, the same problem) for the FP32 scale path.
     if (w->mma) return mma_->run_linear(p, *w->mma, x, y, stream);
+    if (w->fp8) return run_fp8(p, *w, x, y, static_cast<cudaStream_t>(stream));
     MXQ_DEBUG_ASSERT(w->layout.n == p.n && w->layout.k == p.k && w->layout.elem == p.weight,
                      "the entry checked that pw was prepared for this layer");
     const DType act = act_input_dtype(p.act);
@@ -212,10 +282,27 @@ class CudaHopperBackend final : public Backend {
     auto* s = static_cast<cudaStream_t>(stream);
     // The activation key's operand: x itself for bf16 / fp16, an MX key's exact fake-quantized
     // copy (stream-ordered, freed on the stream) otherwise; contiguous, so ldx = K holds.
-    StreamBuffer xq(s);
+    // FP8 keys on this (16-bit) path: the E4M3 values (exact in 16 bits), the GEMM into FP32,
+    // the scale and bias in scale_rows (as cuda-mma).
+    StreamBuffer xq(s), xs(s), acc(s);
     auto gemm = [&]() -> Status {
-      MXQ_RETURN_IF_ERROR(act_operand(p.act, p.act_rule, a.x, act, p.m, p.k, xq, &a.x, s));
-      return hopper::hopper_gemm(a, s);
+      if (!act_key_is_fp8(p.act)) {
+        MXQ_RETURN_IF_ERROR(act_operand(p.act, p.act_rule, a.x, act, p.m, p.k, xq, &a.x, s));
+        return hopper::hopper_gemm(a, s);
+      }
+      const float* row_scale = nullptr;
+      MXQ_RETURN_IF_ERROR(fp8_operand(p.act, a.x, act, p.m, p.k, w->input_scale, xq, xs, &a.x,
+                                      &row_scale, s));
+      hopper::HopperGemmArgs f = a;
+      f.out = DType::kF32;
+      f.bias = nullptr;
+      f.ldy = p.n;
+      MXQ_RETURN_IF_ERROR(acc.allocate(size_t(p.m * p.n) * sizeof(float),
+                                       "the FP32 accumulator of the FP8 keys' 16-bit path"));
+      f.y = acc.get();
+      MXQ_RETURN_IF_ERROR(hopper::hopper_gemm(f, s));
+      return scale_rows(static_cast<const float*>(acc.get()), p.m, p.n, row_scale,
+                        w->input_scale, a.bias, p.out, a.y, a.ldy, s);
     };
     // Device pointers as they are; host memory staged (synchronous).
     return run_device_or_staged(x.data, size_t(p.m * p.k) * size_t(dtype_bytes(act)), y.data,
@@ -236,6 +323,92 @@ class CudaHopperBackend final : public Backend {
   }
 
  private:
+  // MXQ_HOPPER_FP8_PATH=16bit (read at prepare) keeps the FP8 keys on the 16-bit kernel even
+  // where the rows fold: the A/B of the two paths in one process (bench/cuda_gemm_bench.py).
+  static bool fp8_tensor_cores_requested() {
+    const char* v = std::getenv("MXQ_HOPPER_FP8_PATH");
+    return v == nullptr || std::string(v) != "16bit";
+  }
+
+  // FP8 keys, every row folding: the FP8 layout (GPU repack, fp8_repack.h) and the rows'
+  // 2^(base - 127) (padding rows 1: their results are never stored).
+  StatusOr<std::unique_ptr<PreparedWeights>> prepare_fp8(const Problem& p, const LinearWeights& lw,
+                                                         const std::vector<int32_t>& bases) const {
+    namespace fp8 = hopper::fp8;
+    auto out = std::make_unique<PreparedHopperLinear>();
+    MXQ_CUDA_TRY(cudaGetDevice(&out->device));
+    out->fp8 = true;
+    out->layout = hopper::hopper_layout(FragSource::plain(lw.w));
+    if (p.act == ActKey::kFP8StaticTensor) out->input_scale = lw.input_scale;
+    const fp8::Fp8Layout l{1, lw.w.n, lw.w.k};
+    const size_t pbytes = size_t(lw.w.n) * size_t(packed_bytes(lw.w.elem, lw.w.k));
+    const size_t sbytes = size_t(lw.w.n) * size_t(lw.w.k / 32);
+    DeviceBuffer tmp_p, tmp_s, dbases, dpadded, bad;
+    MXWeightView dv = lw.w;
+    MXQ_RETURN_IF_ERROR(to_device(lw.w.packed, pbytes, tmp_p, reinterpret_cast<const void**>(&dv.packed)));
+    MXQ_RETURN_IF_ERROR(to_device(lw.w.scales, sbytes, tmp_s, reinterpret_cast<const void**>(&dv.scales)));
+    MXQ_RETURN_IF_ERROR(out->w.allocate(l.bytes(), "the cuda-hopper FP8 weight chunks"));
+    MXQ_RETURN_IF_ERROR(dbases.allocate(bases.size() * sizeof(int32_t), "the FP8 row bases"));
+    MXQ_RETURN_IF_ERROR(dpadded.allocate(size_t(l.n_pad()) * sizeof(int32_t), "the FP8 padded row bases"));
+    MXQ_RETURN_IF_ERROR(bad.allocate(sizeof(unsigned long long), "the FP8 repack's fold check"));
+    const unsigned long long none = fp8::kNoBadBlock;
+    MXQ_CUDA_TRY(cudaMemcpy(dbases.get(), bases.data(), bases.size() * sizeof(int32_t), cudaMemcpyHostToDevice));
+    MXQ_CUDA_TRY(cudaMemcpy(bad.get(), &none, sizeof none, cudaMemcpyHostToDevice));
+    MXQ_RETURN_IF_ERROR(fp8::repack_fp8(dv, dbases.get<int32_t>(), out->w.get<uint8_t>(),
+                                        dpadded.get<int32_t>(), bad.get<unsigned long long>(), nullptr));
+    unsigned long long first_bad = 0;
+    MXQ_CUDA_TRY(cudaMemcpy(&first_bad, bad.get(), sizeof first_bad, cudaMemcpyDeviceToHost));
+    MXQ_RETURN_IF_ERROR(fp8::fold_error(lw.w, first_bad));  // (fold_rows said every row folds)
+    std::vector<float> mul(size_t(l.n_pad()), 1.0f);
+    for (size_t r = 0; r < bases.size(); ++r) mul[r] = std::ldexp(1.0f, bases[r] - 127);
+    MXQ_RETURN_IF_ERROR(out->row_mul.allocate(mul.size() * sizeof(float), "the FP8 row multipliers"));
+    MXQ_CUDA_TRY(cudaMemcpy(out->row_mul.get(), mul.data(), mul.size() * sizeof(float), cudaMemcpyHostToDevice));
+    if (lw.bias.data != nullptr)
+      MXQ_RETURN_IF_ERROR(upload_as_f32(lw.bias.data, lw.bias.dtype, p.n, out->bias, "the bias"));
+    MXQ_CUDA_TRY(cudaDeviceSynchronize());
+    return std::unique_ptr<PreparedWeights>(std::move(out));
+  }
+
+  // The FP8 tensor-core run: x quantized to E4M3 codes (rows of ldc bytes, 16-aligned for TMA)
+  // with its per-token or static scale, then hopper_fp8_gemm.
+  Status run_fp8(const Problem& p, const PreparedHopperLinear& w, const DenseView& x,
+                 const DenseMutView& y, cudaStream_t s) const {
+    const DType act = act_input_dtype(p.act);
+    const bool dynamic = p.act == ActKey::kFP8DynamicToken;
+    const int64_t ldc = (p.k + 15) / 16 * 16;
+    hopper::HopperFp8GemmArgs f;
+    f.out = p.out;
+    f.w = w.w.get<uint8_t>();
+    f.row_mul = w.row_mul.get<float>();
+    f.bias = w.bias.bytes() ? w.bias.get<float>() : nullptr;
+    f.act_scale = w.input_scale;
+    f.m = p.m;
+    f.n = p.n;
+    f.k = p.k;
+    f.ldx = ldc;
+    f.ldy = p.n;
+    StreamBuffer codes(s), scales(s);
+    const void* xd = nullptr;
+    void* yd = nullptr;
+    auto gemm = [&]() -> Status {
+      MXQ_RETURN_IF_ERROR(codes.allocate(size_t(p.m * ldc), "the E4M3 activation codes"));
+      float* rs = nullptr;
+      if (dynamic) {
+        MXQ_RETURN_IF_ERROR(scales.allocate(size_t(p.m) * sizeof(float), "the per-token scales"));
+        rs = static_cast<float*>(scales.get());
+      }
+      MXQ_RETURN_IF_ERROR(fp8_act_quant_codes(xd, act, p.m, p.k, dynamic, w.input_scale,
+                                              static_cast<uint8_t*>(codes.get()), ldc, rs, s));
+      f.x = static_cast<const uint8_t*>(codes.get());
+      f.act_row_scale = rs;
+      f.y = yd;
+      return hopper::hopper_fp8_gemm(f, s);
+    };
+    return run_device_or_staged(x.data, size_t(p.m * p.k) * size_t(dtype_bytes(act)), y.data,
+                                size_t(p.m * p.n) * size_t(dtype_bytes(p.out)), &xd, &yd, s,
+                                gemm);
+  }
+
   static void warn_once(const std::string& msg) {
     static std::mutex mu;
     static std::vector<std::string> seen;

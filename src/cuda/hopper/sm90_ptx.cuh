@@ -94,6 +94,13 @@ __device__ __forceinline__ uint4 lds_v4(uint32_t addr) {
 #endif
   return v;
 }
+__device__ __forceinline__ uint2 lds_v2(uint32_t addr) {
+  uint2 v = {0, 0};
+#if MXQ_HAS_WGMMA
+  asm volatile("ld.shared.v2.u32 {%0, %1}, [%2];\n" : "=r"(v.x), "=r"(v.y) : "r"(addr));
+#endif
+  return v;
+}
 __device__ __forceinline__ uint32_t lds_u32(uint32_t addr) {
   uint32_t v = 0;
 #if MXQ_HAS_WGMMA

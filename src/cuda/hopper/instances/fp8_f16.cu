@@ -1,0 +1,6 @@
+// cuda-hopper FP8 GEMM instances: E4M3 activation codes x MXFP4 weights (FP8 layout), F16 output.
+#include "cuda/hopper/gemm_launch.cuh"
+
+namespace mxq::cuda::hopper {
+MXQ_HOPPER_FP8_INSTANCES(__half)
+}  // namespace mxq::cuda::hopper
