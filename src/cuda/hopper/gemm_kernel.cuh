@@ -285,6 +285,22 @@ __global__ void __launch_bounds__(threads(C), 1)
     if (threadIdx.x == 0) {
       sm90::prefetch_tensor_map(&x_map);
       const uint64_t policy = sm90::l2_evict_first();
+      if constexpr (kFp8) {
+        // Launched with programmatic stream serialization (gemm_launch.cuh) right behind the
+        // activation quantize kernel (fp8_act_quant_codes triggers its dependents at its start):
+        // while that runs, the first item's first ring-full of weight chunks goes into L2, then
+        // the codes and scales are waited for.
+        if (cluster < p.items) {
+          const int nb = cluster % p.n_blocks;
+          const int n = min(S::kStages, kt_end - kt_begin);
+          for (int c = 0; c < R && n > 0; ++c) {
+            const int b64 = min(nb * R + c, p.n64 - 1);
+            sm90::bulk_prefetch_l2(p.w + (size_t(b64) * p.ksteps + kt_begin) * S::kChunk,
+                                   uint32_t(n * S::kChunk));
+          }
+        }
+        sm90::griddep_wait();
+      }
       int slot = 0;
       uint32_t phase = 0;
       for (int item = cluster; item < p.items; item += clusters) {
@@ -338,6 +354,7 @@ __global__ void __launch_bounds__(threads(C), 1)
 
   // ---- consumers -------------------------------------------------------------------------
   sm90::regs_alloc<consumer_regs(C)>();
+  if constexpr (kFp8) sm90::griddep_wait();  // the token scales of the epilogue (see above)
   const int c = (wg - 1) % R;            // row block: rows 64c..64c+63 of the item
   const int half = (wg - 1) / R;         // K halves: which stages of the ring (else 0)
   const int ct = int(threadIdx.x) - 128;  // consumer thread 0..128 C - 1
@@ -477,7 +494,8 @@ __global__ void __launch_bounds__(threads(C), 1)
           // k32 step s: 32 bytes into the 128-byte rows, as the 16-bit k16 step.
 #pragma unroll
           for (int s = 0; s < 4; ++s)
-            WgmmaRS<Fp8E4M3, S::kMain>::mma(part, a[4 * j + s], xj + uint64_t(2 * s), s == 0 ? 0 : 1);
+            WgmmaRS<Fp8E4M3, S::kMain>::mma(part, a[4 * j + s], xj + uint64_t(2 * s),
+                                            j == 0 && s == 0 ? 0 : 1);
         } else {
 #pragma unroll
           for (int s = 0; s < 4; ++s) {

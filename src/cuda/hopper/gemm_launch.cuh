@@ -5,6 +5,8 @@
 
 #include <cuda_runtime.h>
 
+#include <cstdlib>
+
 #include "cuda/common/cuda_check.h"
 #include "cuda/hopper/gemm_kernel.cuh"
 
@@ -21,6 +23,7 @@ Status set_smem_attribute() {
 }
 
 template <typename T, bool kFp4, int NT, int C, int KH = 1, bool kFp8 = false>
+// attr: room for 2 attributes (the FP8 instances use both).
 cudaLaunchConfig_t launch_config(int ctas, int splits, cudaStream_t stream, cudaLaunchAttribute* attr) {
   cudaLaunchConfig_t c = {};
   c.gridDim = dim3(unsigned(ctas), 1, 1);
@@ -33,6 +36,15 @@ cudaLaunchConfig_t launch_config(int ctas, int splits, cudaStream_t stream, cuda
   attr[0].val.clusterDim.z = 1;
   c.attrs = attr;
   c.numAttrs = 1;
+  if constexpr (kFp8) {
+    // Programmatic dependent launch behind the activation quantize kernel (gemm_kernel.cuh);
+    // MXQ_HOPPER_PDL=0 launches without it (A/B runs; the kernel's wait is then immediate).
+    const char* pdl = std::getenv("MXQ_HOPPER_PDL");
+    if (pdl != nullptr && pdl[0] == '0') return c;
+    attr[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[1].val.programmaticStreamSerializationAllowed = 1;
+    c.numAttrs = 2;
+  }
   return c;
 }
 
@@ -43,7 +55,7 @@ template <typename T, bool kFp4, int NT, int C, int KH = 1, bool kFp8 = false>
 StatusOr<int> max_active_clusters(int splits) {
   constexpr bool kMoE = is_tail_tile(NT);
   MXQ_RETURN_IF_ERROR((set_smem_attribute<T, kFp4, NT, C, kMoE, KH, kFp8>()));
-  cudaLaunchAttribute attr[1];
+  cudaLaunchAttribute attr[2];
   cudaLaunchConfig_t c = launch_config<T, kFp4, NT, C, KH, kFp8>(splits, splits, nullptr, attr);
   int n = 0;
   MXQ_CUDA_TRY(cudaOccupancyMaxActiveClusters(
@@ -55,7 +67,7 @@ template <typename T, bool kFp4, int NT, int C, bool kMoE, int KH = 1, bool kFp8
 Status launch(const CUtensorMap& x_map, const CUtensorMap& y_map, const KernelParams& p,
               const HopperGemmConfig& cfg, cudaStream_t stream) {
   MXQ_RETURN_IF_ERROR((set_smem_attribute<T, kFp4, NT, C, kMoE, KH, kFp8>()));
-  cudaLaunchAttribute attr[1];
+  cudaLaunchAttribute attr[2];
   cudaLaunchConfig_t c =
       launch_config<T, kFp4, NT, C, KH, kFp8>(cfg.ctas(), cfg.splits, stream, attr);
   MXQ_CUDA_TRY(cudaLaunchKernelEx(&c, hopper_gemm_kernel<T, kFp4, NT, C, kMoE, KH, kFp8>, x_map,

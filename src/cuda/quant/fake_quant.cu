@@ -109,6 +109,11 @@ template <DType D, bool kCodes>
 __global__ void __launch_bounds__(kRowThreads)
     fp8_rows_kernel(const void* __restrict__ in, int64_t k, bool per_row, float static_s,
                     void* __restrict__ out, int64_t ld, float* __restrict__ row_scale) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  // The FP8 GEMM launched behind this kernel (programmatic dependent launch, hopper/
+  // gemm_launch.cuh) may start now: it prefetches its weights and waits for this grid.
+  if constexpr (kCodes) asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+#endif
   const int64_t row = blockIdx.x;
   const void* x = static_cast<const uint16_t*>(in) + row * k;
   uint16_t* o = static_cast<uint16_t*>(out) + row * k;
