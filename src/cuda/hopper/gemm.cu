@@ -452,7 +452,11 @@ std::string HopperGemmConfig::to_string() const {
                          : "wgmma m64n" + std::to_string(tokens) + " (weights as A, ") +
          std::to_string(tokens) + " tokens per item), " + std::to_string(stages) +
          "-stage TMA ring of " + std::to_string(stage_steps) + (fp8 ? " k128 step" : " k64 step") +
-         (stage_steps > 1 ? "s, " : ", ") + (fp8 ? "FP32 promotion per stage, " : "") +
+         (stage_steps > 1 ? "s, " : ", ") + (!fp8 ? ""
+                 : fp8_promote_stages == 1
+                     ? "FP32 promotion per stage, "
+                     : "FP32 promotion every " + std::to_string(fp8_promote_stages) +
+                           " stages (MXQ_HOPPER_FP8_PROMOTE), ") +
          std::to_string(m_tiles) + " x " + std::to_string(n_blocks) + " items of " +
          std::to_string(item_rows(consumers, k_halves)) + " rows (" + std::to_string(consumers) +
          " consumer warpgroups" + (k_halves == 2 ? ", K in 2 halves inside the CTA" : "") +
@@ -584,6 +588,15 @@ Status hopper_gemm(const HopperGemmArgs& a, cudaStream_t stream, HopperGemmConfi
 // The FP8 instance type: the 16-bit output's, BF16 for F32 outputs.
 static DType fp8_instance_type(DType out) { return out == DType::kF16 ? DType::kF16 : DType::kBF16; }
 
+// MXQ_HOPPER_FP8_PROMOTE=1|2|4 (read per call): k128 stages per FP32 promotion (A/B runs; other
+// values are ignored).
+static int fp8_promote_requested() {
+  const char* v = std::getenv("MXQ_HOPPER_FP8_PROMOTE");
+  if (v == nullptr) return 1;
+  const int n = std::atoi(v);
+  return n == 2 || n == 4 ? n : 1;
+}
+
 StatusOr<HopperGemmConfig> choose_hopper_fp8_config(const HopperFp8GemmArgs& a) {
   HopperGemmConfig c;
   c.fp8 = true;
@@ -602,6 +615,7 @@ StatusOr<HopperGemmConfig> choose_hopper_fp8_config(const HopperFp8GemmArgs& a) 
   c.m_tiles = int((a.m + c.tokens - 1) / c.tokens);
   MXQ_RETURN_IF_ERROR(finish_config(ElemType::kE2M1, t, a.n, best, c));
   c.tma_store = a.out != DType::kF32 && tma_epilogue_requested();
+  c.fp8_promote_stages = fp8_promote_requested();
   return c;
 }
 
@@ -654,6 +668,7 @@ Status hopper_fp8_gemm(const HopperFp8GemmArgs& a, cudaStream_t stream, HopperGe
   p.row_mul = a.row_mul;
   p.act_row_scale = a.act_row_scale;
   p.act_scale = a.act_scale;
+  p.promote_stages = c.fp8_promote_stages;
   MXQ_RETURN_IF_ERROR(fp8_instance_type(a.out) == DType::kBF16
                           ? launch_fp8_tokens<__nv_bfloat16>(map.value(), ymap, p, c, stream)
                           : launch_fp8_tokens<__half>(map.value(), ymap, p, c, stream));

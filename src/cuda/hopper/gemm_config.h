@@ -154,6 +154,10 @@ constexpr int smem_bytes(int tokens, bool fp4, int c, int kh = 1, bool fp8 = fal
 struct HopperGemmConfig {
   int tokens = 16;     // wgmma N: token rows per item (16, 32, 64, 128, 256)
   bool fp8 = false;    // FP8 wgmma on E4M3 activation codes (steps are k128, see above)
+  // FP8: k128 stages chained in the tensor core before each promotion into the FP32
+  // accumulators (1 = every stage, the default and the measured precision of docs/cuda.md;
+  // 2 or 4 by MXQ_HOPPER_FP8_PROMOTE for A/B runs: fewer FADDs, less precision).
+  int fp8_promote_stages = 1;
   int stages = 0;      // shared-memory ring depth (stages of stage_steps k64 / k128 steps)
   int stage_steps = 1;
   int splits = 1;      // CTAs per cluster, each a K range of the same item

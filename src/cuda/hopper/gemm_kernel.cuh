@@ -73,6 +73,9 @@ struct KernelParams {
   const float* row_mul;
   const float* act_row_scale;
   float act_scale;
+  // k128 stages chained in the tensor core's accumulator before each FP32 promotion (1 or 2;
+  // HopperGemmConfig::fp8_promote_stages).
+  int promote_stages;
   // The grouped (MoE) instances only: token tile mt is dispatch block mt (block = NT rows of the
   // padded pair list, moe/dispatch.h) of expert block_expert[mt] (-1: past the end, skipped),
   // whose weights start at w + expert * expert_bytes.
@@ -478,6 +481,13 @@ __global__ void __launch_bounds__(threads(C), 1)
     }
     auto step = [&](int u, uint32_t(&a)[4 * SPS][4], uint32_t(&next)[4 * SPS][4], bool more) {
       const int n = min(SPS, steps - u * SPS);
+      // FP8: unit u opens a promotion group (its first wgmma zeroes `part`) every
+      // promote_stages units, and closes one (acc += part) at the group's last unit or the
+      // item's last (KH = 1 on this path, so u counts this rank's units).
+      // promote_stages is 1, 2 or 4 (the host checks), so the group position is a mask.
+      const int group_mask = kFp8 ? p.promote_stages - 1 : 0;
+      [[maybe_unused]] const bool open = (u & group_mask) == 0;
+      [[maybe_unused]] const bool close = (u & group_mask) == group_mask || u + 1 == units;
       // The descriptor's address field is (address >> 4) in 14 bits, which holds every shared
       // address, so offsets add to it directly (k16 step s: 32 bytes = 2).
       const uint64_t xs = act_desc + uint64_t(cur * SPS * (S::kActBytes >> 4));
@@ -495,7 +505,7 @@ __global__ void __launch_bounds__(threads(C), 1)
 #pragma unroll
           for (int s = 0; s < 4; ++s)
             WgmmaRS<Fp8E4M3, S::kMain>::mma(part, a[4 * j + s], xj + uint64_t(2 * s),
-                                            j == 0 && s == 0 ? 0 : 1);
+                                            open && j == 0 && s == 0 ? 0 : 1);
         } else {
 #pragma unroll
           for (int s = 0; s < 4; ++s) {
@@ -520,8 +530,10 @@ __global__ void __launch_bounds__(threads(C), 1)
       }
       ptx::wgmma_wait<0>();
       if constexpr (kFp8) {
+        if (close) {
 #pragma unroll
-        for (int i = 0; i < S::kAcc; ++i) acc[i] += part[i];
+          for (int i = 0; i < S::kAcc; ++i) acc[i] += part[i];
+        }
       }
       // Every lane's reads of the slot (its LDS of step `done`) are ordered before lane 0's
       // release of it: without this, compute-sanitizer racecheck reports the producer's next
