@@ -529,6 +529,21 @@ StatusOr<HopperGemmConfig> choose_hopper_grouped_config(const HopperGroupedShape
   return c;
 }
 
+// The dense GEMMs' shape and stride limits (16-bit and FP8 entry points), `what` naming the entry.
+static Status check_dense_shape(const char* what, int64_t m, int64_t n, int64_t k, int64_t ldx,
+                                int64_t ldy) {
+  if (m < 1 || n < 16 || k < 32 || n % 16 != 0 || k % 32 != 0)
+    return invalid_argument(std::string(what) + ": need M >= 1, N a multiple of 16, K a multiple "
+                            "of 32; got M=" + std::to_string(m) + " N=" + std::to_string(n) +
+                            " K=" + std::to_string(k));
+  if (m > 0x7FFFFFFF || n > 0x7FFFFFFF || k > 0x7FFFFFFF)
+    return invalid_argument(std::string(what) + ": M, N or K too large for one launch");
+  if (ldx < k || ldy < n)
+    return invalid_argument(std::string(what) + ": row strides ldx=" + std::to_string(ldx) +
+                            " / ldy=" + std::to_string(ldy) + " smaller than K / N");
+  return Status::Ok();
+}
+
 Status hopper_gemm(const HopperGemmArgs& a, cudaStream_t stream, HopperGemmConfig* ran) {
   if (a.elem != ElemType::kE2M1 && a.elem != ElemType::kE4M3)
     return unimplemented(std::string("cuda-hopper GEMM: weights must be E2M1 or E4M3, got ") +
@@ -539,15 +554,7 @@ Status hopper_gemm(const HopperGemmArgs& a, cudaStream_t stream, HopperGemmConfi
   if (a.out != a.act && a.out != DType::kF32)
     return unimplemented(std::string("cuda-hopper GEMM: output must be ") + dtype_name(a.act) +
                          " (the activation dtype) or F32, got " + dtype_name(a.out));
-  if (a.m < 1 || a.n < 16 || a.k < 32 || a.n % 16 != 0 || a.k % 32 != 0)
-    return invalid_argument("cuda-hopper GEMM: need M >= 1, N a multiple of 16, K a multiple of "
-                            "32; got M=" + std::to_string(a.m) + " N=" + std::to_string(a.n) +
-                            " K=" + std::to_string(a.k));
-  if (a.m > 0x7FFFFFFF || a.n > 0x7FFFFFFF || a.k > 0x7FFFFFFF)
-    return invalid_argument("cuda-hopper GEMM: M, N or K too large for one launch");
-  if (a.ldx < a.k || a.ldy < a.n)
-    return invalid_argument("cuda-hopper GEMM: row strides ldx=" + std::to_string(a.ldx) +
-                            " / ldy=" + std::to_string(a.ldy) + " smaller than K / N");
+  MXQ_RETURN_IF_ERROR(check_dense_shape("cuda-hopper GEMM", a.m, a.n, a.k, a.ldx, a.ldy));
   if (reinterpret_cast<uintptr_t>(a.x) % 16 != 0 || a.ldx % 8 != 0)
     return invalid_argument("cuda-hopper GEMM: activation rows must be 16-byte aligned for TMA (x "
                             "pointer and row stride a multiple of 8 elements)");
@@ -623,15 +630,7 @@ Status hopper_fp8_gemm(const HopperFp8GemmArgs& a, cudaStream_t stream, HopperGe
   if (a.out != DType::kBF16 && a.out != DType::kF16 && a.out != DType::kF32)
     return unimplemented(std::string("cuda-hopper FP8 GEMM: output must be BF16, F16 or F32, got ") +
                          dtype_name(a.out));
-  if (a.m < 1 || a.n < 16 || a.k < 32 || a.n % 16 != 0 || a.k % 32 != 0)
-    return invalid_argument("cuda-hopper FP8 GEMM: need M >= 1, N a multiple of 16, K a multiple "
-                            "of 32; got M=" + std::to_string(a.m) + " N=" + std::to_string(a.n) +
-                            " K=" + std::to_string(a.k));
-  if (a.m > 0x7FFFFFFF || a.n > 0x7FFFFFFF || a.k > 0x7FFFFFFF)
-    return invalid_argument("cuda-hopper FP8 GEMM: M, N or K too large for one launch");
-  if (a.ldx < a.k || a.ldy < a.n)
-    return invalid_argument("cuda-hopper FP8 GEMM: row strides ldx=" + std::to_string(a.ldx) +
-                            " / ldy=" + std::to_string(a.ldy) + " smaller than K / N");
+  MXQ_RETURN_IF_ERROR(check_dense_shape("cuda-hopper FP8 GEMM", a.m, a.n, a.k, a.ldx, a.ldy));
   if (reinterpret_cast<uintptr_t>(a.x) % 16 != 0 || a.ldx % 16 != 0)
     return invalid_argument("cuda-hopper FP8 GEMM: activation code rows must be 16-byte aligned "
                             "for TMA (x pointer and row stride a multiple of 16 bytes)");
