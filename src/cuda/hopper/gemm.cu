@@ -23,10 +23,11 @@
 namespace mxq::cuda::hopper {
 
 // Instances (instances/*.cu).
-template <typename T, bool kFp4, int NT, int C, bool kMoE, int KH = 1, bool kFp8 = false>
+template <typename T, bool kFp4, int NT, int C, bool kMoE, int KH = 1, bool kFp8 = false,
+          int TW = 0>
 Status launch(const CUtensorMap&, const CUtensorMap&, const KernelParams&, const HopperGemmConfig&,
               cudaStream_t);
-template <typename T, bool kFp4, int NT, int C, int KH = 1, bool kFp8 = false>
+template <typename T, bool kFp4, int NT, int C, int KH = 1, bool kFp8 = false, int TW = 0>
 StatusOr<int> max_active_clusters(int splits);
 
 namespace {
@@ -81,7 +82,9 @@ StatusOr<int> active_clusters(int nt, int c, int splits, int kh) {
 
 // The FP8 instances (gemm_launch.cuh, MXQ_HOPPER_FP8_INSTANCES).
 template <typename T>
-StatusOr<int> active_clusters_fp8(int nt, int c, int splits) {
+StatusOr<int> active_clusters_fp8(int nt, int c, int splits, int tw) {
+  if (tw == 1) return max_active_clusters<T, true, 128, 2, 1, true, 1>(splits);
+  if (tw == 2) return max_active_clusters<T, true, 128, 2, 1, true, 2>(splits);
   if (c == 4) return max_active_clusters<T, true, 16, 4, 1, true>(splits);
   if (c == 3) switch (nt) {
       case 16: return max_active_clusters<T, true, 16, 3, 1, true>(splits);
@@ -100,10 +103,10 @@ StatusOr<int> active_clusters_fp8(int nt, int c, int splits) {
 // absent pairs of a minimal build are never named, so their instance files need not exist.
 // (FP8: the output type's instances exist where T x E2M1 does.)
 template <typename T, bool kFp4, bool kFp8 = false>
-StatusOr<int> active_clusters_of(int nt, int c, int splits, int kh) {
+StatusOr<int> active_clusters_of(int nt, int c, int splits, int kh, int tw = 0) {
   if constexpr (instance_types_compiled(std::is_same_v<T, __nv_bfloat16>, kFp4)) {
     if constexpr (kFp8)
-      return active_clusters_fp8<T>(nt, c, splits);
+      return active_clusters_fp8<T>(nt, c, splits, tw);
     else
       return active_clusters<T, kFp4>(nt, c, splits, kh);
   } else {
@@ -113,23 +116,26 @@ StatusOr<int> active_clusters_of(int nt, int c, int splits, int kh) {
 
 // Resident clusters per (device, instance, split): asked once of the runtime, then cached
 // (graph capture and the launch path stay free of occupancy queries).
-// FP8 (`fp8`): `act` is the instance's 16-bit type (the output's), elem E2M1.
+// FP8 (`fp8`): `act` is the instance's 16-bit type (the output's), elem E2M1; tw its transform
+// warpgroups.
 StatusOr<int> resident_clusters(ElemType elem, DType act, int nt, int c, int splits, int kh = 1,
-                                bool fp8 = false) {
+                                bool fp8 = false, int tw = 0) {
   static std::mutex mu;
-  // [device][type][E2M1, E4M3, FP8][tile][consumers 2, 3, 4, 4 + K halves][split]
-  static int cache[16][2][3][kTokenTileCount][4][8] = {};
+  // [device][type][E2M1, E4M3, FP8, FP8 1 / 2 transform WGs][tile][consumers 2, 3, 4, 4 + K
+  // halves][split]
+  static int cache[16][2][5][kTokenTileCount][4][8] = {};
   int dev = 0;
   MXQ_CUDA_TRY(cudaGetDevice(&dev));
-  const int ti = act == DType::kBF16 ? 0 : 1, fi = fp8 ? 2 : elem == ElemType::kE2M1 ? 0 : 1;
+  const int ti = act == DType::kBF16 ? 0 : 1;
+  const int fi = fp8 ? 2 + tw : elem == ElemType::kE2M1 ? 0 : 1;
   const int ni = std::max(0, tile_index(nt));
   const int si = std::clamp(splits, 1, 8) - 1;
   std::lock_guard<std::mutex> lock(mu);
   int& slot = cache[dev % 16][ti][fi][ni][kh == 2 ? 3 : c - 2][si];
   if (slot == 0) {
     StatusOr<int> n =
-        fi == 2 ? (ti == 0 ? active_clusters_of<__nv_bfloat16, true, true>(nt, c, splits, kh)
-                           : active_clusters_of<__half, true, true>(nt, c, splits, kh))
+        fi >= 2 ? (ti == 0 ? active_clusters_of<__nv_bfloat16, true, true>(nt, c, splits, kh, tw)
+                           : active_clusters_of<__half, true, true>(nt, c, splits, kh, tw))
         : ti == 0 ? (fi == 0 ? active_clusters_of<__nv_bfloat16, true>(nt, c, splits, kh)
                              : active_clusters_of<__nv_bfloat16, false>(nt, c, splits, kh))
                   : (fi == 0 ? active_clusters_of<__half, true>(nt, c, splits, kh)
@@ -166,12 +172,18 @@ StatusOr<int> resident_clusters(ElemType elem, DType act, int nt, int c, int spl
 // FP8 (one k128 step = two k64 steps of K): FIRST GUESS, not fitted yet: the 16-bit cost of
 // two k64 steps, x 0.85 up to 32 tokens (the decode: 9 instructions per 8 codes against 11 +
 // the scale's HMUL2, plus the table loads) and x 0.6 from 64 (half the MMA time).
-double step_cycles(int nt, int c, bool grouped, int kh = 1, bool fp8 = false);
-double fp8_step_cycles(int nt, int c) {
+// With transform warpgroups (128 tokens; FIRST GUESS before its A/B): the MMAs of a k128 stage
+// (2 x m64n128k128 e4m3: 512 cycles at the dense FP8 rate) plus 15%, the decode off the
+// consumers' path; 1 transform warpgroup a little slower (one warp per scheduler decodes both
+// row blocks).
+double step_cycles(int nt, int c, bool grouped, int kh = 1, bool fp8 = false, int tw = 0);
+double fp8_step_cycles(int nt, int c, int tw) {
+  if (tw == 1) return 620;
+  if (tw == 2) return 600;
   return 2.0 * step_cycles(nt, c, false) * (nt <= 32 ? 0.85 : 0.6);
 }
-double step_cycles(int nt, int c, bool grouped, int kh, bool fp8) {
-  if (fp8) return fp8_step_cycles(nt, c);
+double step_cycles(int nt, int c, bool grouped, int kh, bool fp8, int tw) {
+  if (fp8) return fp8_step_cycles(nt, c, tw);
   if (kh == 2) return 420;
   if (c == 4) return 670;
   if (c == 3) return nt == 16 ? 550 : nt == 32 ? 610 : 720;
@@ -214,10 +226,10 @@ constexpr double kPairCycles = 400;
 // Estimated cycles of the launch: rounds of items over the resident clusters, times the k64
 // steps of one rank's K range, times the tile's step cost, plus the reductions.
 double estimate_cycles(int items, int resident, int64_t ksteps, int nt, int c, int splits,
-                       bool grouped, int kh = 1, bool fp8 = false) {
+                       bool grouped, int kh = 1, bool fp8 = false, int tw = 0) {
   const int rounds = (items + resident - 1) / resident;
   const int64_t steps = (ksteps + splits - 1) / splits;
-  return kLaunchCycles + rounds * (double(steps) * step_cycles(nt, c, grouped, kh, fp8) +
+  return kLaunchCycles + rounds * (double(steps) * step_cycles(nt, c, grouped, kh, fp8, tw) +
                                    (splits - 1) * split_cycles(nt) + (kh == 2 ? kPairCycles : 0));
 }
 
@@ -227,6 +239,7 @@ double estimate_cycles(int items, int resident, int64_t ksteps, int nt, int c, i
 // field.
 struct Forced {
   int tokens = 0, consumers = 0, splits = 0, halves = 0;
+  int transform = -1;  // FP8: MXQ_HOPPER_FP8_TRANSFORM=0|1|2 (-1: the model's choice)
 };
 Forced forced_config() {
   Forced f;
@@ -240,6 +253,13 @@ Forced forced_config() {
     if (h == 1 || h == 2) f.halves = h;
   }
   return f;
+}
+// MXQ_HOPPER_FP8_TRANSFORM=0|1|2 (read per call): the FP8 path's transform warpgroups (0: the
+// register-A consumers), for A/B runs and the tests; other values are ignored.
+int forced_fp8_transform() {
+  const char* v = std::getenv("MXQ_HOPPER_FP8_TRANSFORM");
+  if (v == nullptr || v[0] < '0' || v[0] > '2' || v[1] != 0) return -1;
+  return v[0] - '0';
 }
 
 // ---- the activation tensor map -------------------------------------------------------------
@@ -373,6 +393,8 @@ template <typename T>
 Status launch_fp8_tokens(const CUtensorMap& map, const CUtensorMap& ymap, const KernelParams& p,
                          const HopperGemmConfig& c, cudaStream_t s) {
   if constexpr (instance_types_compiled(std::is_same_v<T, __nv_bfloat16>, true)) {
+    if (c.fp8_transform == 1) return launch<T, true, 128, 2, false, 1, true, 1>(map, ymap, p, c, s);
+    if (c.fp8_transform == 2) return launch<T, true, 128, 2, false, 1, true, 2>(map, ymap, p, c, s);
     if (c.consumers == 4) return launch<T, true, 16, 4, false, 1, true>(map, ymap, p, c, s);
     if (c.consumers == 3) switch (c.tokens) {
         case 16: return launch<T, true, 16, 3, false, 1, true>(map, ymap, p, c, s);
@@ -398,30 +420,34 @@ Status rank_splits(ElemType elem, DType act, int64_t n, int64_t k64, int nt, int
                    bool grouped, const Forced& f, double& best, HopperGemmConfig& c,
                    bool fp8 = false) {
   for (int cons : {2, 3, 4})
-    for (int kh : {1, 2}) {
+    for (int kh : {1, 2})
+      for (int tw : {0, 1, 2}) {
       if (!has_consumers(nt, cons) || (f.consumers != 0 && f.consumers != cons)) continue;
       if (fp8 && !has_fp8_tile(nt, cons, kh)) continue;
+      if (tw > 0 && (!fp8 || !has_fp8_transform(nt, cons, kh, tw))) continue;
+      if (f.transform >= 0 && fp8 && f.transform != tw) continue;
       if (!has_k_halves(nt, cons, kh) || (f.halves != 0 && f.halves != kh)) continue;
       if (grouped && cons == 4) continue;  // dense-only instances (gemm_launch.cuh)
       const int64_t items = m_tiles * ((n + item_rows(cons, kh) - 1) / item_rows(cons, kh));
       // Any split up to the reduction buffer's (clusters of 3, 5, 6, 7 CTAs fill the SMs where
       // powers of two leave a third of them idle: 43 items of 192 rows x 3 = 129 CTAs).
-      for (int s = 1; s <= max_splits(nt, cons) && s <= k64; ++s) {
+      for (int s = 1; s <= max_splits(nt, cons, tw) && s <= k64; ++s) {
         if (f.splits != 0 && f.splits != s) continue;
         // 3 consumers split at most 2 ways unless forced: measured at 073f86c, split 8 ran 3x
         // slower per step than the model (8192 x 28672 M = 1: 73.4 us against 62.0 with 2
         // consumers, split 2; not understood yet, see gemm-hopper.md) and split 4 never won.
         if (cons == 3 && s > 2 && f.splits == 0) continue;
-        auto r = resident_clusters(elem, act, nt, cons, s, kh, fp8);
+        auto r = resident_clusters(elem, act, nt, cons, s, kh, fp8, tw);
         if (!r.ok()) return r.status();
         const double e = estimate_cycles(int(std::min<int64_t>(items, 1 << 30)), r.value(), k64,
-                                         nt, cons, s, grouped, kh, fp8);
+                                         nt, cons, s, grouped, kh, fp8, tw);
         if (best == 0.0 || e < best * 0.98) {  // a bigger tile, split or CTA must win by 2%
           best = e;
           c.tokens = nt;
           c.consumers = cons;
           c.k_halves = kh;
           c.splits = s;
+          c.fp8_transform = tw;
         }
       }
     }
@@ -435,10 +461,12 @@ Status finish_config(ElemType elem, DType act, int64_t n, double best, HopperGem
   const int rows = item_rows(c.consumers, c.k_halves);
   c.n_blocks = int((n + rows - 1) / rows);
   c.estimate_us = best / 1.75e3;  // at ~1.75 GHz under load
-  c.stages = stages(c.tokens, elem == ElemType::kE2M1, c.consumers, c.k_halves, c.fp8);
+  c.stages = stages(c.tokens, elem == ElemType::kE2M1, c.consumers, c.k_halves, c.fp8,
+                    c.fp8_transform);
   c.stage_steps = stage_steps(c.tokens, c.consumers, c.fp8);
   c.items = c.m_tiles * c.n_blocks;
-  auto r = resident_clusters(elem, act, c.tokens, c.consumers, c.splits, c.k_halves, c.fp8);
+  auto r = resident_clusters(elem, act, c.tokens, c.consumers, c.splits, c.k_halves, c.fp8,
+                             c.fp8_transform);
   if (!r.ok()) return r.status();
   c.clusters = std::min(c.items, r.value());
   return Status::Ok();
@@ -448,7 +476,12 @@ Status finish_config(ElemType elem, DType act, int64_t n, double best, HopperGem
 
 std::string HopperGemmConfig::to_string() const {
   return std::string(fp8 ? "FP8 wgmma m64n" + std::to_string(tokens) +
-                               "k32 e4m3 (MXFP4 folded into E4M3 weights as A, "
+                               "k32 e4m3 (MXFP4 folded into E4M3 weights as A" +
+                               (fp8_transform > 0
+                                    ? std::string(" in shared memory, decoded by ") +
+                                          std::to_string(fp8_transform) + " transform warpgroup" +
+                                          (fp8_transform > 1 ? "s" : "") + ", "
+                                    : std::string(" in registers, "))
                          : "wgmma m64n" + std::to_string(tokens) + " (weights as A, ") +
          std::to_string(tokens) + " tokens per item), " + std::to_string(stages) +
          "-stage TMA ring of " + std::to_string(stage_steps) + (fp8 ? " k128 step" : " k64 step") +
@@ -612,7 +645,9 @@ StatusOr<HopperGemmConfig> choose_hopper_fp8_config(const HopperFp8GemmArgs& a) 
   double best = 0.0;
   Forced f = forced_config();
   f.halves = 0;
-  c.forced = f.tokens != 0 || f.consumers != 0 || f.splits != 0;
+  f.transform = forced_fp8_transform();
+  if (f.transform > 0 && f.tokens == 0) f.tokens = 128;  // the transform warpgroups' tile
+  c.forced = f.tokens != 0 || f.consumers != 0 || f.splits != 0 || f.transform >= 0;
   for (int nt : kFp8DenseTiles) {
     if (f.tokens != 0 ? nt != f.tokens : nt > 16 && (a.m + nt / 2 - 1) / (nt / 2) == 1)
       continue;  // forced elsewhere, or half the tile would be padding

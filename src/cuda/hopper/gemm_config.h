@@ -55,12 +55,19 @@ constexpr int tile_index(int tokens) {
 }
 // TMA boxes hold at most 256 rows: 288-token tiles load as 3 boxes of 96 rows.
 constexpr int box_rows(int tokens) { return tokens <= 256 ? tokens : tokens / 3; }
-constexpr int threads(int c) { return 128 * (1 + c); }
+// tw: the FP8 path's transform warpgroups (has_fp8_transform below), after the producer.
+constexpr int threads(int c, int tw = 0) { return 128 * (1 + tw + c); }
 constexpr int item_rows(int c, int kh = 1) { return 64 * row_blocks(c, kh); }
 // setmaxnreg: the consumers take what the producer (40 registers) gives back of the launch's
 // 65536 / threads (rounded down to 8): 2: 232; 3: 128 + 88 x 128 / 384 -> 152; 4: 96 + 56 x
 // 128 / 512 -> 104.
-constexpr int consumer_regs(int c) { return c == 4 ? 104 : c == 3 ? 152 : 232; }
+// With transform warpgroups (FP8, 2 consumers): 1: the launch's 128, the transform keeps 96,
+// the consumers take 128 + (88 x 128 + 32 x 128) / 256 -> 184; 2: the launch's 96 (640
+// threads), the transforms keep 56, the consumers 96 + (56 x 128 + 40 x 256) / 256 -> 160.
+constexpr int consumer_regs(int c, int tw = 0) {
+  return tw == 1 ? 184 : tw == 2 ? 160 : c == 4 ? 104 : c == 3 ? 152 : 232;
+}
+constexpr int transform_regs(int tw) { return tw == 1 ? 96 : 56; }
 // Dynamic shared memory per CTA (227 KB on sm_90).
 constexpr int kSmemLimit = 232448;
 constexpr int kMaxStages = 24;
@@ -80,6 +87,21 @@ constexpr bool has_fp8_tile(int tokens, int c, int kh) {
          has_consumers(tokens, c);
 }
 constexpr int kFp8DenseTiles[] = {16, 32, 64, 128};
+// FP8 with transform warpgroups (docs/cuda.md, "The FP8 path", plan 1): at 128 tokens the
+// register-A consumers are decode-bound (ncu: 1074 cycles per k128 stage against 512 for its
+// MMAs, 2 warps per scheduler cannot hide the LDS -> PRMT chains, and the FP32 promotion sits
+// between one stage's wgmma and the next). Here tw = 1 or 2 warpgroups (one thread per lane
+// of the register-A decode, the same chunk and tables) decode each stage's two row blocks into
+// E4M3 tiles in shared memory (64 rows x 128 bytes, K-major, 128-byte swizzle: the layout of
+// the activation tiles) and the 2 consumers only issue shared-memory wgmma
+// (wgmma_ss.cuh) and promote: the decode runs beside the MMAs instead of between them, and
+// two consumers that do not wait for each other keep the tensor core busy while one promotes.
+constexpr bool has_fp8_transform(int tokens, int c, int kh, int tw) {
+  return tw == 0 || (kh == 1 && tokens == 128 && c == 2 && (tw == 1 || tw == 2));
+}
+// The decoded tiles of one stage: 8 KB per row block (a ring stage holds them beside its
+// chunks, so the ring's barriers order their reuse too).
+constexpr int a_tile_bytes(int c, int tw) { return tw > 0 ? c * 64 * 128 : 0; }
 constexpr int kFp8ChunkBytes = 4352;  // fp8::Fp8Layout::kChunkBytes (static_assert in the kernel)
 constexpr int kFp8TableBytes = 128;   // the 15 shift tables (8 bytes each) in shared memory
 constexpr int chunk_bytes(bool fp4, bool fp8 = false) {  // hopper/layout.h, fp8_layout.h
@@ -100,9 +122,10 @@ constexpr int act_stage_bytes(int tokens) { return tokens * 128; }  // tokens x 
 constexpr int stage_steps(int tokens, int, bool fp8 = false) {
   return fp8 ? 1 : tokens <= 64 ? 2 : 1;
 }
-constexpr int stage_bytes(int tokens, bool fp4, int c, int kh = 1, bool fp8 = false) {
+constexpr int stage_bytes(int tokens, bool fp4, int c, int kh = 1, bool fp8 = false,
+                          int tw = 0) {
   return stage_steps(tokens, c, fp8) *
-         (act_stage_bytes(tokens) + row_blocks(c, kh) * chunk_bytes(fp4, fp8));
+         (act_stage_bytes(tokens) + row_blocks(c, kh) * chunk_bytes(fp4, fp8) + a_tile_bytes(c, tw));
 }
 // Split K across the CTAs of a cluster (reduced through distributed shared memory) for token
 // tiles up to 256: the reduction buffer holds (splits - 1) x 128 C threads x the floats of one
@@ -113,13 +136,20 @@ constexpr int stage_bytes(int tokens, bool fp4, int c, int kh = 1, bool fp8 = fa
 // (8192^2 M = 256: 57.0 us against cuBLAS BF16's 45.8, gemm-hopper.md). Its 128 accumulators
 // per thread go through a 32 KB buffer in 4 rounds of 32, so the ring keeps 5 (E2M1) / 4 (E4M3)
 // stages of 36-40 KB instead of 6 / 5 (a 128 KB buffer would leave 2).
-constexpr int max_splits(int tokens, int c) {  // (4 consumers: either kh)
-  return c == 4 ? 4 : tokens <= 16 ? 8 : tokens <= 32 ? 4 : tokens <= 128 || tokens == 256 ? 2 : 1;
+// (FP8 with transform warpgroups: no split; its tile is for the GEMMs with many items, and the
+// ring keeps 4 stages instead of 3.)
+constexpr int max_splits(int tokens, int c, int tw = 0) {  // (4 consumers: either kh)
+  return tw > 0  ? 1
+         : c == 4 ? 4
+                  : tokens <= 16 ? 8 : tokens <= 32 ? 4 : tokens <= 128 || tokens == 256 ? 2 : 1;
 }
 constexpr int reduce_rounds(int tokens) { return tokens == 256 ? 4 : 1; }
 constexpr int reduce_round_floats(int tokens) { return tokens / 2 / reduce_rounds(tokens); }
-constexpr int reduce_bytes(int tokens, int c, int kh = 1) {
-  return (max_splits(tokens, c) - 1) * 128 * row_blocks(c, kh) * reduce_round_floats(tokens) * 4;
+constexpr int epilogue_bytes(int tokens, int c);
+constexpr int reduce_bytes(int tokens, int c, int kh = 1, int tw = 0) {
+  return tw > 0 ? epilogue_bytes(tokens, c)  // (no split: only the epilogue's tiles)
+                : (max_splits(tokens, c) - 1) * 128 * row_blocks(c, kh) *
+                      reduce_round_floats(tokens) * 4;
 }
 // K halves: the second half's partial sums, one float per accumulator and thread of its
 // row_blocks warpgroups (16 tokens: 8 KB).
@@ -137,17 +167,19 @@ constexpr int pair_bytes(int tokens, int c, int kh) {
 // stages. Tail tiles (grouped only) have neither.
 constexpr int epilogue_rows(int tokens) { return tokens < 64 ? tokens : 64; }
 constexpr int epilogue_bytes(int tokens, int c) { return 2 * c * epilogue_rows(tokens) * 128; }
-constexpr int kBarrierBytes = 512;  // 2 x kMaxStages + 2 mbarriers, rounded up
+// 2 x kMaxStages + 2 mbarriers, rounded up (FP8 with transform warpgroups: 3 per stage + 2,
+// its few stages checked in the kernel)
+constexpr int kBarrierBytes = 512;
 constexpr int table_bytes(bool fp8) { return fp8 ? kFp8TableBytes : 0; }
-constexpr int stages(int tokens, bool fp4, int c, int kh = 1, bool fp8 = false) {
+constexpr int stages(int tokens, bool fp4, int c, int kh = 1, bool fp8 = false, int tw = 0) {
   const int s = (kSmemLimit - 1024 - kBarrierBytes - table_bytes(fp8) -
-                 reduce_bytes(tokens, c, kh) - pair_bytes(tokens, c, kh)) /
-                stage_bytes(tokens, fp4, c, kh, fp8);
+                 reduce_bytes(tokens, c, kh, tw) - pair_bytes(tokens, c, kh)) /
+                stage_bytes(tokens, fp4, c, kh, fp8, tw);
   return s < kMaxStages ? s : kMaxStages;
 }
-constexpr int smem_bytes(int tokens, bool fp4, int c, int kh = 1, bool fp8 = false) {
-  return 1024 + stages(tokens, fp4, c, kh, fp8) * stage_bytes(tokens, fp4, c, kh, fp8) +
-         kBarrierBytes + table_bytes(fp8) + reduce_bytes(tokens, c, kh) +
+constexpr int smem_bytes(int tokens, bool fp4, int c, int kh = 1, bool fp8 = false, int tw = 0) {
+  return 1024 + stages(tokens, fp4, c, kh, fp8, tw) * stage_bytes(tokens, fp4, c, kh, fp8, tw) +
+         kBarrierBytes + table_bytes(fp8) + reduce_bytes(tokens, c, kh, tw) +
          pair_bytes(tokens, c, kh);
 }
 
@@ -158,6 +190,9 @@ struct HopperGemmConfig {
   // accumulators (1 = every stage, the default and the measured precision of docs/cuda.md;
   // 2 or 4 by MXQ_HOPPER_FP8_PROMOTE for A/B runs: fewer FADDs, less precision).
   int fp8_promote_stages = 1;
+  // FP8: transform warpgroups decoding the weights into shared memory for shared-memory wgmma
+  // (has_fp8_transform; 0: the consumers decode into registers).
+  int fp8_transform = 0;
   int stages = 0;      // shared-memory ring depth (stages of stage_steps k64 / k128 steps)
   int stage_steps = 1;
   int splits = 1;      // CTAs per cluster, each a K range of the same item

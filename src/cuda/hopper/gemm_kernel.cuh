@@ -47,6 +47,7 @@
 #include <type_traits>
 
 #include "cuda/common/wgmma_rs.cuh"  // WgmmaRS
+#include "cuda/common/wgmma_ss.cuh"  // WgmmaSS (FP8 with transform warpgroups)
 #include "cuda/gemm/mx_gemm.cuh"  // decode_e4m3_scaled, multiplier_of_code, store_out
 #include "cuda/hopper/fp8_layout.h"   // the FP8 chunk's offsets
 #include "cuda/hopper/fp8_operand.h"  // the E4M3 operand decode
@@ -91,13 +92,17 @@ struct KernelParams {
   float alpha, limit;
 };
 
-template <typename T, bool kFp4, int NT, int C, int KH = 1, bool kFp8 = false>
+template <typename T, bool kFp4, int NT, int C, int KH = 1, bool kFp8 = false, int TW = 0>
 struct KernelShape {
   static_assert(has_consumers(NT, C), "2 consumer warpgroups, 3 up to 64 tokens, 4 at 16");
   static_assert(has_k_halves(NT, C, KH), "K halves: 16 tokens, 4 consumers");
   static_assert(!kFp8 || (kFp4 && has_fp8_tile(NT, C, KH)), "FP8: MXFP4 weights, its tiles");
+  static_assert(TW == 0 || (kFp8 && has_fp8_transform(NT, C, KH, TW)),
+                "transform warpgroups: the FP8 128-token tile");
   static constexpr int kRowBlocks = row_blocks(C, KH);  // consumers with rows of their own
-  static constexpr int kStages = stages(NT, kFp4, C, KH, kFp8);  // ring stages
+  static constexpr int kTransform = TW;                 // transform warpgroups (FP8)
+  static constexpr int kATile = 64 * 128;               // one row block's decoded tile (TW > 0)
+  static constexpr int kStages = stages(NT, kFp4, C, KH, kFp8, TW);  // ring stages
   static constexpr int kStageSteps = stage_steps(NT, C, kFp8);  // k64 / k128 steps per stage
   static constexpr int kStepK = step_k(kFp8);                   // K elements per step
   static constexpr int kActBytes = act_stage_bytes(NT);
@@ -105,7 +110,7 @@ struct KernelShape {
   static constexpr int kChunkW = kChunk - 128;
   static constexpr int kLaneBytes = kFp4 ? 16 : 32;
   static constexpr int kAcc = NT / 2;                 // accumulators per consumer thread
-  static constexpr int kRedBytes = reduce_bytes(NT, C, KH);  // reduction / epilogue tiles
+  static constexpr int kRedBytes = reduce_bytes(NT, C, KH, TW);  // reduction / epilogue tiles
   static constexpr int kPairBytes = pair_bytes(NT, C, KH);   // K halves: the hand-off
   static_assert(kPairBytes % 1024 == 0, "the next region stays 1024-aligned");
   static constexpr int kEpiRows = epilogue_rows(NT);       // tokens per epilogue TMA box
@@ -115,9 +120,10 @@ struct KernelShape {
   static constexpr int kRedRounds = reduce_rounds(NT);      // split K: reduction rounds
   static constexpr int kRedFloats = reduce_round_floats(NT);  // accumulators per round
   static_assert(kRedRounds * kRedFloats == kAcc && kRedFloats % 4 == 0, "whole float4 rounds");
-  static constexpr int kSmem = smem_bytes(NT, kFp4, C, KH, kFp8);
+  static constexpr int kSmem = smem_bytes(NT, kFp4, C, KH, kFp8, TW);
   static constexpr int kConsumers = C;
-  static constexpr int kThreads = threads(C);
+  static constexpr int kThreads = threads(C, TW);
+  static_assert(TW == 0 || (3 * kStages + 2) * 8 <= kBarrierBytes, "full, empty, a_full barriers");
   static constexpr int kItemRows = item_rows(C, KH);
   static constexpr int kMain = main_tokens(NT), kTail = tail_tokens(NT);  // wgmma N of each
   static constexpr int kBox = box_rows(NT), kBoxes = NT / kBox;  // TMA boxes per stage
@@ -139,6 +145,29 @@ __device__ __forceinline__ void decode_e2m1_word(uint32_t q, uint32_t m0, uint32
   a[1] = ptx::mul2<T>(e2m1_operand_bits<kTarget, 1>(q), m1);
   a[2] = ptx::mul2<T>(e2m1_operand_bits<kTarget, 2>(q), m0);
   a[3] = ptx::mul2<T>(e2m1_operand_bits<kTarget, 3>(q), m1);
+}
+
+// One FP8 chunk (64 rows x k128, fp8_layout.h) into the four k32 steps' A fragments: per k32
+// step k the operand words of rows g (half 0) and g + 8 (half 1), two 16-byte LDS ([k][half]
+// per lane), the 8 table indices (one 8-byte LDS, [half][k]: the 4 lanes of a group read the
+// same address) and per (k, half) the row's shift table (8 bytes of the 120-byte table block:
+// conflict-free). Registers of k32 step k (fp8_operand.h): a[k] = {lo(row g), lo(row g + 8),
+// hi(row g), hi(row g + 8)}, lo = k bytes 4t..4t+3 of the step, hi = 16 + 4t..16 + 4t + 3.
+__device__ __forceinline__ void decode_fp8_chunk(uint32_t chunk, uint32_t tables_addr, int warp,
+                                                 int lane, uint32_t (&a)[4][4]) {
+  const int g = lane >> 2;
+  const uint32_t lane_w = chunk + uint32_t(fp8::word_offset(warp, lane, 0, 0));
+  const uint4 w01 = sm90::lds_v4(lane_w), w23 = sm90::lds_v4(lane_w + 16);
+  const uint2 idx = sm90::lds_v2(chunk + uint32_t(fp8::index_offset(warp, g, 0, 0)));
+  const uint32_t words[4][2] = {{w01.x, w01.y}, {w01.z, w01.w}, {w23.x, w23.y}, {w23.z, w23.w}};
+#pragma unroll
+  for (int k = 0; k < 4; ++k)
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const uint32_t d = ((h == 0 ? idx.x : idx.y) >> (8 * k)) & 0xFFu;
+      const uint2 tab = sm90::lds_v2(tables_addr + d * 8u);
+      fp8::decode_word(words[k][h], fp8::ShiftTable{tab.x, tab.y}, a[k][h], a[k][2 + h]);
+    }
 }
 
 // Two outputs as one 32-bit register of T (lo in the low half), rounded to nearest even as
@@ -220,12 +249,17 @@ __device__ __forceinline__ void moe_epilogue(const KernelParams& p, int e, int m
 // each ring stage (k128) summed by the tensor core into a stage accumulator and added into the
 // FP32 accumulators (the promotion measured in docs/cuda.md), the row and token scales in the
 // epilogue. T is then the 16-bit output type (or BF16 for F32 outputs).
-template <typename T, bool kFp4, int NT, int C, bool kMoE, int KH = 1, bool kFp8 = false>
-__global__ void __launch_bounds__(threads(C), 1)
+// TW: transform warpgroups (FP8, has_fp8_transform): warpgroups 1..TW decode each stage's
+// weight chunks into E4M3 tiles in shared memory (a_full[stage] announces them) and the
+// consumers (warpgroups TW + 1..) issue shared-memory wgmma on them; TW = 0: the consumers
+// decode into registers (register-A wgmma).
+template <typename T, bool kFp4, int NT, int C, bool kMoE, int KH = 1, bool kFp8 = false,
+          int TW = 0>
+__global__ void __launch_bounds__(threads(C, TW), 1)
     hopper_gemm_kernel(const __grid_constant__ CUtensorMap x_map,
                        const __grid_constant__ CUtensorMap y_map, const KernelParams p) {
 #if MXQ_HAS_WGMMA
-  using S = KernelShape<T, kFp4, NT, C, KH, kFp8>;
+  using S = KernelShape<T, kFp4, NT, C, KH, kFp8, TW>;
   static_assert(KH == 1 || !kMoE, "K halves: dense only");
   static_assert(!kFp8 || !kMoE, "FP8: dense only (for now)");
   static_assert(!kFp8 || S::kChunk == fp8::Fp8Layout::kChunkBytes, "the FP8 chunk");
@@ -243,11 +277,14 @@ __global__ void __launch_bounds__(threads(C), 1)
   uint8_t* act = smem;
   float* red = reinterpret_cast<float*>(act + S::kStages * SPS * S::kActBytes);
   float* pair = reinterpret_cast<float*>(reinterpret_cast<uint8_t*>(red) + S::kRedBytes);
-  uint8_t* wts = reinterpret_cast<uint8_t*>(pair) + S::kPairBytes;
+  // TW > 0: the decoded weight tiles, [stage][row block] x 8 KB (1024-aligned: the swizzle).
+  uint8_t* atiles = reinterpret_cast<uint8_t*>(pair) + S::kPairBytes;
+  uint8_t* wts = atiles + (TW > 0 ? S::kStages * R * S::kATile : 0);
   uint64_t* full = reinterpret_cast<uint64_t*>(wts + S::kStages * R * SPS * S::kChunk);
   uint64_t* empty = full + S::kStages;
   uint64_t* red_full = empty + S::kStages;
   uint64_t* red_empty = red_full + 1;
+  uint64_t* a_full = red_empty + 1;  // TW > 0: a stage's decoded tiles written (kStages)
   // FP8: the 15 shift tables (fp8_operand.h), after the barriers.
   uint32_t* tables = reinterpret_cast<uint32_t*>(reinterpret_cast<uint8_t*>(full) + kBarrierBytes);
 
@@ -260,6 +297,8 @@ __global__ void __launch_bounds__(threads(C), 1)
     }
     sm90::mbar_init(red_full, 1);  // rank 0's arrive.expect_tx of a round's bytes
     sm90::mbar_init(red_empty, 128 * R);
+    if constexpr (TW > 0)
+      for (int s = 0; s < S::kStages; ++s) sm90::mbar_init(&a_full[s], 128 * TW);
     sm90::fence_mbar_init();
   }
   if constexpr (kFp8) {
@@ -355,12 +394,59 @@ __global__ void __launch_bounds__(threads(C), 1)
     return;  // (barrier.cluster waits only for threads that have not exited)
   }
 
+  if constexpr (TW > 0) {
+    if (wg <= TW) {
+      // ---- transform warpgroups (FP8, TW > 0) --------------------------------------------
+      // Walk the ring as the consumers do (dense, splits 1, one k128 step per stage); per
+      // stage, once its copies landed, warpgroup w decodes row blocks w, w + TW, .. with the
+      // register-A decode (the same chunk and tables) and stores each fragment register where
+      // the wgmma descriptor's K-major 128-byte-swizzled tile has its 4 bytes: row 16 warp + g
+      // (+ 8), 16-byte chunk (2k + hi) ^ g of the row, bytes 4t..: STS.32, the 32 lanes of a
+      // store on 32 distinct banks. Then the writes are made visible to the tensor core's
+      // (async proxy) reads and a_full[stage] is arrived on by every thread. The stage's reuse
+      // is ordered by the ring itself: the producer refills it only after both consumers
+      // released it (`empty`), after their wgmma read the tiles.
+      sm90::regs_dealloc<transform_regs(TW)>();
+      const int warp = (int(threadIdx.x) >> 5) & 3, lane = int(threadIdx.x) & 31;
+      const int g = lane >> 2, t = lane & 3;
+      const uint32_t wts_addr = sm90::smem_addr(wts), tables_addr = sm90::smem_addr(tables);
+      const uint32_t lane_tile = sm90::smem_addr(atiles) + uint32_t((16 * warp + g) * 128 + 4 * t);
+      int slot = 0;
+      uint32_t phase = 0;
+      for (int item = cluster; item < p.items; item += clusters) {
+        for (int kt = kt_begin; kt < kt_end; ++kt) {
+          sm90::mbar_wait(&full[slot], phase);
+#pragma unroll
+          for (int b = wg - 1; b < R; b += TW) {
+            uint32_t a[4][4];
+            decode_fp8_chunk(wts_addr + uint32_t((slot * R + b) * S::kChunk), tables_addr, warp,
+                             lane, a);
+            const uint32_t tile = lane_tile + uint32_t((slot * R + b) * S::kATile);
+#pragma unroll
+            for (int k = 0; k < 4; ++k)
+#pragma unroll
+              for (int r = 0; r < 4; ++r)  // r: {lo g, lo g + 8, hi g, hi g + 8}
+                sm90::sts_u32(tile + uint32_t((r & 1) * 8 * 128 + (((2 * k + (r >> 1)) ^ g) << 4)),
+                              a[k][r]);
+          }
+          ptx::fence_proxy_async();
+          sm90::mbar_arrive(&a_full[slot]);
+          if (++slot == S::kStages) {
+            slot = 0;
+            phase ^= 1u;
+          }
+        }
+      }
+      return;
+    }
+  }
+
   // ---- consumers -------------------------------------------------------------------------
-  sm90::regs_alloc<consumer_regs(C)>();
+  sm90::regs_alloc<consumer_regs(C, TW)>();
   if constexpr (kFp8) sm90::griddep_wait();  // the token scales of the epilogue (see above)
-  const int c = (wg - 1) % R;            // row block: rows 64c..64c+63 of the item
-  const int half = (wg - 1) / R;         // K halves: which stages of the ring (else 0)
-  const int ct = int(threadIdx.x) - 128;  // consumer thread 0..128 C - 1
+  const int c = (wg - 1 - TW) % R;            // row block: rows 64c..64c+63 of the item
+  const int half = (wg - 1 - TW) / R;         // K halves: which stages of the ring (else 0)
+  const int ct = int(threadIdx.x) - 128 * (1 + TW);  // consumer thread 0..128 C - 1
   const int warp = (int(threadIdx.x) >> 5) & 3, lane = int(threadIdx.x) & 31;
   const int g = lane >> 2, t = lane & 3;
   const int steps = kt_end - kt_begin;
@@ -382,23 +468,7 @@ __global__ void __launch_bounds__(threads(C), 1)
   auto decode = [&](int s, int j, uint32_t(&a)[4][4]) {
     const uint32_t chunk = wts_addr + uint32_t(((s * R + c) * SPS + j) * S::kChunk);
     if constexpr (kFp8) {
-      // One k128 step: per k32 step k the operand words of rows g (half 0) and g + 8 (half 1),
-      // two 16-byte LDS (fp8_layout.h: [k][half] per lane), the 8 table indices (one 8-byte
-      // LDS, [half][k]: the 4 lanes of a group read the same address) and per (k, half) the
-      // row's shift table (8 bytes of the 120-byte table block: conflict-free). Registers of
-      // k32 step k (fp8_operand.h): a[k] = {lo(row g), lo(row g + 8), hi(row g), hi(row g + 8)}.
-      const uint32_t lane_w = chunk + uint32_t(fp8::word_offset(warp, lane, 0, 0));
-      const uint4 w01 = sm90::lds_v4(lane_w), w23 = sm90::lds_v4(lane_w + 16);
-      const uint2 idx = sm90::lds_v2(chunk + uint32_t(fp8::index_offset(warp, g, 0, 0)));
-      const uint32_t words[4][2] = {{w01.x, w01.y}, {w01.z, w01.w}, {w23.x, w23.y}, {w23.z, w23.w}};
-#pragma unroll
-      for (int k = 0; k < 4; ++k)
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          const uint32_t d = ((h == 0 ? idx.x : idx.y) >> (8 * k)) & 0xFFu;
-          const uint2 tab = sm90::lds_v2(tables_addr + d * 8u);
-          fp8::decode_word(words[k][h], fp8::ShiftTable{tab.x, tab.y}, a[k][h], a[k][2 + h]);
-        }
+      decode_fp8_chunk(chunk, tables_addr, warp, lane, a);  // one k128 step
       return;
     }
     const uint32_t sw = gemm::bias_scale_codes<T, kFp4>(
@@ -435,122 +505,157 @@ __global__ void __launch_bounds__(threads(C), 1)
     float part[kFp8 ? S::kAcc : 1];
 #pragma unroll
     for (int i = 0; i < (kFp8 ? S::kAcc : 1); ++i) part[i] = 0.0f;
-    // Software pipeline inside the warpgroup: step i's wgmma group is issued, then step i + 1
-    // is decoded into the other register buffer while the group runs, then the group retires
-    // (wait_group 0) and its slot goes back to the producer. The decode never writes registers
-    // of a group in flight (ptxas would serialise every wgmma: C7513), and the two buffers are
-    // distinct arrays by a 2x unroll, never a run-time index.
-    // The unit of the pipeline is a ring stage: its SPS k64 steps are decoded together (more
-    // independent work between two waits: the decode is latency-bound at 2 warps per
-    // scheduler) and issued as one wgmma group. An item's last stage may hold fewer steps
-    // (n); the rest of its fragments are decoded from stale shared memory and never used.
-    uint32_t a0[4 * SPS][4], a1[4 * SPS][4];
-    const int units = (steps + SPS - 1) / SPS;
-    // K halves: the item's units go alternately to the two halves by the ring's running unit
-    // count (its parity before the item: unit_parity), so each half takes every other stage
-    // of the ring whatever the items' lengths; this half's units are u0, u0 + 2, ... (`own` of
-    // them; none when the item has one unit and it is the other half's). KH = 1: all of them.
-    int u0 = 0;
-    if constexpr (KH == 2) {
-      u0 = int((uint32_t(half) ^ unit_parity) & 1u);
-      unit_parity ^= uint32_t(units) & 1u;
-    }
-    const int own = units > u0 ? (units - u0 + KH - 1) / KH : 0;
-    auto fetch = [&](uint32_t(&a)[4 * SPS][4]) {
-      sm90::mbar_wait(&full[slot], phase);
+    if constexpr (TW > 0) {
+      // FP8 with transform warpgroups: per stage wait for its copies and its decoded tiles,
+      // 4 chained shared-memory wgmma (A: this row block's tile, B: the activations; k32 step s
+      // is 32 bytes into both tiles' 128-byte rows), retire them, promote, release the stage.
+      // No decode here: the two consumers do not wait for each other, so one's promotion runs
+      // while the other's MMAs keep the tensor core busy (one k128 stage per unit, splits 1).
+      const uint64_t a_desc = sm90::desc_kmajor_sw128(atiles);  // stage 0, row block 0
+      const int group_mask = p.promote_stages - 1;  // 1, 2 or 4 (the host checks)
+      for (int u = 0; u < steps; ++u) {
+        const bool open = (u & group_mask) == 0;
+        const bool close = (u & group_mask) == group_mask || u + 1 == steps;
+        sm90::mbar_wait(&full[slot], phase);
+        sm90::mbar_wait(&a_full[slot], phase);
+        const uint64_t xs = act_desc + uint64_t(slot * (S::kActBytes >> 4));
+        const uint64_t as = a_desc + uint64_t(((slot * R + c) * S::kATile) >> 4);
+        ptx::wgmma_fence();
 #pragma unroll
-      for (int j = 0; j < SPS; ++j)
-        decode(slot, j, *reinterpret_cast<uint32_t(*)[4][4]>(&a[4 * j]));
-    };
-    auto advance = [&] {
-      if (++slot == S::kStages) {
-        slot = 0;
-        phase ^= 1u;
-      }
-    };
-    // Past unit u's stage, and past the other half's stage after it (K halves).
-    auto advance_past = [&](int u) {
-      advance();
-      if (KH == 2 && u + 1 < units) advance();
-    };
-    if (KH == 2 && u0 == 1) advance();  // the other half's first unit
-    int cur = slot;  // ring stage of the unit whose fragments are decoded
-    if (own > 0) {
-      fetch(a0);
-      advance_past(u0);
-    }
-    auto step = [&](int u, uint32_t(&a)[4 * SPS][4], uint32_t(&next)[4 * SPS][4], bool more) {
-      const int n = min(SPS, steps - u * SPS);
-      // FP8: unit u opens a promotion group (its first wgmma zeroes `part`) every
-      // promote_stages units, and closes one (acc += part) at the group's last unit or the
-      // item's last (KH = 1 on this path, so u counts this rank's units).
-      // promote_stages is 1, 2 or 4 (the host checks), so the group position is a mask.
-      const int group_mask = kFp8 ? p.promote_stages - 1 : 0;
-      [[maybe_unused]] const bool open = (u & group_mask) == 0;
-      [[maybe_unused]] const bool close = (u & group_mask) == group_mask || u + 1 == units;
-      // The descriptor's address field is (address >> 4) in 14 bits, which holds every shared
-      // address, so offsets add to it directly (k16 step s: 32 bytes = 2).
-      const uint64_t xs = act_desc + uint64_t(cur * SPS * (S::kActBytes >> 4));
-      ptx::wgmma_fence();
-#pragma unroll
-      for (int j = 0; j < SPS; ++j) {
-        // n >= 1 (u < units), so step 0 is always issued: no guard for it. A guard ptxas cannot
-        // resolve puts a branch and a dummy HGMMA 64x8x16 into every group (SASS of 59436fe's
-        // n256 loop: 10 HGMMA and 8 WARPGROUP.ARRIVE for 2 steps where 8 and 4 suffice), which
-        // made the one-step-stage tiles (128 / 256 tokens and the tails) ~10% slower at large M.
-        if (j > 0 && j >= n) break;
-        const uint64_t xj = xs + uint64_t(j * (S::kActBytes >> 4));
-        if constexpr (kFp8) {
-          // k32 step s: 32 bytes into the 128-byte rows, as the 16-bit k16 step.
-#pragma unroll
-          for (int s = 0; s < 4; ++s)
-            WgmmaRS<Fp8E4M3, S::kMain>::mma(part, a[4 * j + s], xj + uint64_t(2 * s),
-                                            open && j == 0 && s == 0 ? 0 : 1);
-        } else {
-#pragma unroll
-          for (int s = 0; s < 4; ++s) {
-            // acc[0, kMain / 2) are the main tile's tokens, the rest the tail's (rows kMain.. of
-            // the activation tile: kMain x 128 bytes on, whole 1024-byte swizzle atoms).
-            WgmmaRS<T, S::kMain>::mma(*reinterpret_cast<float(*)[S::kMain / 2]>(&acc[0]),
-                                      a[4 * j + s], xj + uint64_t(2 * s), 1);
-            if constexpr (S::kTail != 0)
-              WgmmaRS<T, S::kTail>::mma(
-                  *reinterpret_cast<float(*)[S::kTail / 2]>(&acc[S::kMain / 2]), a[4 * j + s],
-                  xj + uint64_t(2 * s + (S::kMain * 128 >> 4)), 1);
-          }
-        }
-      }
-      ptx::wgmma_commit();
-      const int done = cur;
-      if (more) {
-        fetch(next);
-        sm90::pin_registers(next);  // decoded before the wait below, not after
-        cur = slot;
-        advance_past(u + KH);
-      }
-      ptx::wgmma_wait<0>();
-      if constexpr (kFp8) {
+        for (int s = 0; s < 4; ++s)
+          WgmmaSS<Fp8E4M3, S::kMain>::mma(part, as + uint64_t(2 * s), xs + uint64_t(2 * s),
+                                          open && s == 0 ? 0 : 1);
+        ptx::wgmma_commit();
+        ptx::wgmma_wait<0>();
         if (close) {
 #pragma unroll
           for (int i = 0; i < S::kAcc; ++i) acc[i] += part[i];
         }
+        __syncwarp();
+        if (lane == 0) sm90::mbar_arrive(&empty[slot]);
+        if (++slot == S::kStages) {
+          slot = 0;
+          phase ^= 1u;
+        }
       }
-      // Every lane's reads of the slot (its LDS of step `done`) are ordered before lane 0's
-      // release of it: without this, compute-sanitizer racecheck reports the producer's next
-      // bulk copy into the slot against the other lanes' LDS at every wrap of the ring.
-      __syncwarp();
-      if (lane == 0) sm90::mbar_arrive(&empty[done]);
-    };
-    // `live` is true but opaque: with a constant condition ptxas hoists the first step's
-    // wait_group above its decode (SASS, 2026-12-03); a branch around the decode keeps the
-    // wait after it, as in the second step.
-    const bool live = p.m > 0;
-    int i = 0;  // this half's i-th unit: u0 + KH i
-    for (; i + 2 <= own; i += 2) {
-      step(u0 + KH * i, a0, a1, live);
-      step(u0 + KH * (i + 1), a1, a0, i + 2 < own);
+    } else {
+      // Software pipeline inside the warpgroup: step i's wgmma group is issued, then step i + 1
+      // is decoded into the other register buffer while the group runs, then the group retires
+      // (wait_group 0) and its slot goes back to the producer. The decode never writes registers
+      // of a group in flight (ptxas would serialise every wgmma: C7513), and the two buffers are
+      // distinct arrays by a 2x unroll, never a run-time index.
+      // The unit of the pipeline is a ring stage: its SPS k64 steps are decoded together (more
+      // independent work between two waits: the decode is latency-bound at 2 warps per
+      // scheduler) and issued as one wgmma group. An item's last stage may hold fewer steps
+      // (n); the rest of its fragments are decoded from stale shared memory and never used.
+      uint32_t a0[4 * SPS][4], a1[4 * SPS][4];
+      const int units = (steps + SPS - 1) / SPS;
+      // K halves: the item's units go alternately to the two halves by the ring's running unit
+      // count (its parity before the item: unit_parity), so each half takes every other stage
+      // of the ring whatever the items' lengths; this half's units are u0, u0 + 2, ... (`own` of
+      // them; none when the item has one unit and it is the other half's). KH = 1: all of them.
+      int u0 = 0;
+      if constexpr (KH == 2) {
+        u0 = int((uint32_t(half) ^ unit_parity) & 1u);
+        unit_parity ^= uint32_t(units) & 1u;
+      }
+      const int own = units > u0 ? (units - u0 + KH - 1) / KH : 0;
+      auto fetch = [&](uint32_t(&a)[4 * SPS][4]) {
+        sm90::mbar_wait(&full[slot], phase);
+#pragma unroll
+        for (int j = 0; j < SPS; ++j)
+          decode(slot, j, *reinterpret_cast<uint32_t(*)[4][4]>(&a[4 * j]));
+      };
+      auto advance = [&] {
+        if (++slot == S::kStages) {
+          slot = 0;
+          phase ^= 1u;
+        }
+      };
+      // Past unit u's stage, and past the other half's stage after it (K halves).
+      auto advance_past = [&](int u) {
+        advance();
+        if (KH == 2 && u + 1 < units) advance();
+      };
+      if (KH == 2 && u0 == 1) advance();  // the other half's first unit
+      int cur = slot;  // ring stage of the unit whose fragments are decoded
+      if (own > 0) {
+        fetch(a0);
+        advance_past(u0);
+      }
+      auto step = [&](int u, uint32_t(&a)[4 * SPS][4], uint32_t(&next)[4 * SPS][4], bool more) {
+        const int n = min(SPS, steps - u * SPS);
+        // FP8: unit u opens a promotion group (its first wgmma zeroes `part`) every
+        // promote_stages units, and closes one (acc += part) at the group's last unit or the
+        // item's last (KH = 1 on this path, so u counts this rank's units).
+        // promote_stages is 1, 2 or 4 (the host checks), so the group position is a mask.
+        const int group_mask = kFp8 ? p.promote_stages - 1 : 0;
+        [[maybe_unused]] const bool open = (u & group_mask) == 0;
+        [[maybe_unused]] const bool close = (u & group_mask) == group_mask || u + 1 == units;
+        // The descriptor's address field is (address >> 4) in 14 bits, which holds every shared
+        // address, so offsets add to it directly (k16 step s: 32 bytes = 2).
+        const uint64_t xs = act_desc + uint64_t(cur * SPS * (S::kActBytes >> 4));
+        ptx::wgmma_fence();
+#pragma unroll
+        for (int j = 0; j < SPS; ++j) {
+          // n >= 1 (u < units), so step 0 is always issued: no guard for it. A guard ptxas cannot
+          // resolve puts a branch and a dummy HGMMA 64x8x16 into every group (SASS of 59436fe's
+          // n256 loop: 10 HGMMA and 8 WARPGROUP.ARRIVE for 2 steps where 8 and 4 suffice), which
+          // made the one-step-stage tiles (128 / 256 tokens and the tails) ~10% slower at large M.
+          if (j > 0 && j >= n) break;
+          const uint64_t xj = xs + uint64_t(j * (S::kActBytes >> 4));
+          if constexpr (kFp8) {
+            // k32 step s: 32 bytes into the 128-byte rows, as the 16-bit k16 step.
+#pragma unroll
+            for (int s = 0; s < 4; ++s)
+              WgmmaRS<Fp8E4M3, S::kMain>::mma(part, a[4 * j + s], xj + uint64_t(2 * s),
+                                              open && j == 0 && s == 0 ? 0 : 1);
+          } else {
+#pragma unroll
+            for (int s = 0; s < 4; ++s) {
+              // acc[0, kMain / 2) are the main tile's tokens, the rest the tail's (rows kMain.. of
+              // the activation tile: kMain x 128 bytes on, whole 1024-byte swizzle atoms).
+              WgmmaRS<T, S::kMain>::mma(*reinterpret_cast<float(*)[S::kMain / 2]>(&acc[0]),
+                                        a[4 * j + s], xj + uint64_t(2 * s), 1);
+              if constexpr (S::kTail != 0)
+                WgmmaRS<T, S::kTail>::mma(
+                    *reinterpret_cast<float(*)[S::kTail / 2]>(&acc[S::kMain / 2]), a[4 * j + s],
+                    xj + uint64_t(2 * s + (S::kMain * 128 >> 4)), 1);
+            }
+          }
+        }
+        ptx::wgmma_commit();
+        const int done = cur;
+        if (more) {
+          fetch(next);
+          sm90::pin_registers(next);  // decoded before the wait below, not after
+          cur = slot;
+          advance_past(u + KH);
+        }
+        ptx::wgmma_wait<0>();
+        if constexpr (kFp8) {
+          if (close) {
+#pragma unroll
+            for (int i = 0; i < S::kAcc; ++i) acc[i] += part[i];
+          }
+        }
+        // Every lane's reads of the slot (its LDS of step `done`) are ordered before lane 0's
+        // release of it: without this, compute-sanitizer racecheck reports the producer's next
+        // bulk copy into the slot against the other lanes' LDS at every wrap of the ring.
+        __syncwarp();
+        if (lane == 0) sm90::mbar_arrive(&empty[done]);
+      };
+      // `live` is true but opaque: with a constant condition ptxas hoists the first step's
+      // wait_group above its decode (SASS, 2026-12-03); a branch around the decode keeps the
+      // wait after it, as in the second step.
+      const bool live = p.m > 0;
+      int i = 0;  // this half's i-th unit: u0 + KH i
+      for (; i + 2 <= own; i += 2) {
+        step(u0 + KH * i, a0, a1, live);
+        step(u0 + KH * (i + 1), a1, a0, i + 2 < own);
+      }
+      if (i < own) step(u0 + KH * i, a0, a1, false);
     }
-    if (i < own) step(u0 + KH * i, a0, a1, false);
 
     if constexpr (KH == 2) {
       // The second half's partial sums to the first through shared memory, [row block][float4

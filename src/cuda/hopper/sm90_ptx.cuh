@@ -108,6 +108,13 @@ __device__ __forceinline__ uint32_t lds_u32(uint32_t addr) {
 #endif
   return v;
 }
+// Explicit STS (the FP8 transform warpgroups' decoded tiles; volatile: before the proxy fence
+// and the barrier arrive that publish them).
+__device__ __forceinline__ void sts_u32(uint32_t addr, uint32_t v) {
+#if MXQ_HAS_WGMMA
+  asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(addr), "r"(v) : "memory");
+#endif
+}
 
 // Pins values in registers at this point of the instruction stream: the computation of `r`
 // cannot sink below (or rise above) the neighbouring volatile asm, e.g. a wgmma wait_group, so
