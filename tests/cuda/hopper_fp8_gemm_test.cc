@@ -235,6 +235,38 @@ TEST(HopperFp8Gemm, EveryTileAgainstTheDoubleSum) {
   EXPECT_EQ(ran.size(), 12u) << "every forced config must have run as forced";
 }
 
+// The 128-token tile with 1 and 2 transform warpgroups (weights decoded into shared memory,
+// shared-memory wgmma; MXQ_HOPPER_FP8_TRANSFORM forces them): partial token tiles, rows past N,
+// K = 2880, both scale kinds, bias, F32 and BF16 (TMA-store epilogue) outputs, against the
+// double sum; and the register-A tile forced by 0.
+TEST(HopperFp8Gemm, TransformWarpgroupsAgainstTheDoubleSum) {
+  SKIP_WITHOUT_HOPPER();
+  Fp8Layer l;
+  prepare_layer(l, 2064, 2880, 7, 112, 124);
+  double worst = 0;
+  for (int tw : {0, 1, 2}) {
+    const std::string v = std::to_string(tw);
+    ASSERT_EQ(setenv("MXQ_HOPPER_FP8_TRANSFORM", v.c_str(), 1), 0);
+    for (int64_t m : {1, 37, 130, 300}) {
+      Fp8Act a;
+      quantize_act(a, m, l.k, m != 37, uint32_t(m + 17));
+      for (DType out : {DType::kF32, DType::kBF16}) {
+        hopper::HopperGemmConfig c;
+        const double w = run_and_check(l, a, out, m != 1, nullptr, &c);
+        if (out == DType::kF32) worst = std::max(worst, w);
+        EXPECT_EQ(c.fp8_transform, tw) << c.to_string();
+        if (tw > 0) {
+          EXPECT_EQ(c.tokens, 128) << c.to_string();
+        }
+        EXPECT_TRUE(c.forced) << c.to_string();
+      }
+    }
+  }
+  unsetenv("MXQ_HOPPER_FP8_TRANSFORM");
+  std::printf("FP8 MMA, transform warpgroups: largest |y - ref| / (s sum|x w|) = 2^%.1f\n",
+              std::log2(std::max(worst, 1e-300)));
+}
+
 // The model's own choice across M (decode to prefill), 16-bit outputs (the TMA-store epilogue),
 // a K that is a multiple of 128 with a padded activation stride.
 TEST(HopperFp8Gemm, ModelChoiceAndOutputTypes) {

@@ -233,8 +233,9 @@ double estimate_cycles(int items, int resident, int64_t ksteps, int nt, int c, i
                                    (splits - 1) * split_cycles(nt) + (kh == 2 ? kPairCycles : 0));
 }
 
-// MXQ_HOPPER_CONFIG=tokens:consumers:splits[:halves] (0 = the model's choice for that field;
-// halves 1 or 2: K halves inside the CTA) fixes the launch for A/B runs and for tests that
+// MXQ_HOPPER_CONFIG=tokens:consumers:splits[:halves[:transform]] (0 = the model's choice for
+// that field; halves 1 or 2: K halves inside the CTA; transform 0, 1 or 2: the FP8 path's
+// transform warpgroups, also MXQ_HOPPER_FP8_TRANSFORM) fixes the launch for A/B runs and for tests that
 // must reach a given instance; the config says "forced". Invalid values are ignored field by
 // field.
 struct Forced {
@@ -245,12 +246,13 @@ Forced forced_config() {
   Forced f;
   const char* v = std::getenv("MXQ_HOPPER_CONFIG");
   if (v == nullptr || *v == 0) return f;
-  int t = 0, c = 0, s = 0, h = 0;
-  if (std::sscanf(v, "%d:%d:%d:%d", &t, &c, &s, &h) >= 1) {
+  int t = 0, c = 0, s = 0, h = 0, w = -1;
+  if (std::sscanf(v, "%d:%d:%d:%d:%d", &t, &c, &s, &h, &w) >= 1) {
     if (tile_index(t) >= 0) f.tokens = t;
     if (c >= 2 && c <= 4) f.consumers = c;
     if (s >= 1 && s <= 8) f.splits = s;
     if (h == 1 || h == 2) f.halves = h;
+    if (w >= 0 && w <= 2) f.transform = w;  // FP8 only: transform warpgroups
   }
   return f;
 }
@@ -426,6 +428,9 @@ Status rank_splits(ElemType elem, DType act, int64_t n, int64_t k64, int nt, int
       if (fp8 && !has_fp8_tile(nt, cons, kh)) continue;
       if (tw > 0 && (!fp8 || !has_fp8_transform(nt, cons, kh, tw))) continue;
       if (f.transform >= 0 && fp8 && f.transform != tw) continue;
+      // Until the transform warpgroups are measured on the device (fp8_step_cycles is a guess)
+      // the model offers them only when forced.
+      if (tw > 0 && f.transform < 0) continue;
       if (!has_k_halves(nt, cons, kh) || (f.halves != 0 && f.halves != kh)) continue;
       if (grouped && cons == 4) continue;  // dense-only instances (gemm_launch.cuh)
       const int64_t items = m_tiles * ((n + item_rows(cons, kh) - 1) / item_rows(cons, kh));
@@ -645,7 +650,7 @@ StatusOr<HopperGemmConfig> choose_hopper_fp8_config(const HopperFp8GemmArgs& a) 
   double best = 0.0;
   Forced f = forced_config();
   f.halves = 0;
-  f.transform = forced_fp8_transform();
+  if (forced_fp8_transform() >= 0) f.transform = forced_fp8_transform();
   if (f.transform > 0 && f.tokens == 0) f.tokens = 128;  // the transform warpgroups' tile
   c.forced = f.tokens != 0 || f.consumers != 0 || f.splits != 0 || f.transform >= 0;
   for (int nt : kFp8DenseTiles) {
