@@ -2,13 +2,15 @@
 """The provenance of every benchmark result JSON under bench/results/<device>/ (issue 18,
 deliverable 4), checked.
 
-A result (a JSON file, or each entry of its "runs" list where it has one) records the fields of
-REQUIRED, which bench/provenance.py fills for new GPU runs. A result written before that lacks
-some of them; it passes only with a "provenance_recovered" object that accounts for each lacking
-field, either under "fields" ({"value": ..., "source": "where the value came from"}) or under
-"missing" ("why it cannot be recovered"). A superseded result moves to bench/results/archive/
-<device>/ instead; every file there must be named in a row of bench/results/archive/README.md,
-and the current files that row names as superseding it must exist.
+A result (a JSON file, or each entry of its "runs" list where it has one) records the provenance
+fields of its kind: PY_GPU for the Python GPU benchmarks (bench/provenance.py), CUDA_QUANT for
+mxq_bench_cuda_quant, GBENCH for the Google Benchmark CPU benchmarks (bench/provenance.h). A
+result written before those lacks some of them; it passes only with a "provenance_recovered"
+object that accounts for each lacking field, either under "fields" ({"value": ..., "source":
+"where the value came from"}) or under "missing" ("why it cannot be recovered"). A superseded
+result moves to bench/results/archive/<device>/ instead; every file there must be named in a row
+of bench/results/archive/README.md, and the current files that row names as superseding it must
+exist.
 
     scripts/check_results.py [--root DIR]   one line per result with the fields it lacks and how
                                             each is covered; exit 1 naming every uncovered one
@@ -26,17 +28,55 @@ import subprocess
 import sys
 import tempfile
 
-# field -> what it is (the names bench/provenance.py writes).
-REQUIRED = {
-    "commit": "the git commit of the tree that ran",
-    "shim_sha256": "sha256 of the binary that ran",
-    "device": "the device",
-    "driver": "the NVIDIA driver version",
-    "torch": "the torch version",
-    "peers": "the peers' versions",
-    "copy_bandwidth_Bps": "the device copy bandwidth measured in the run",
-    "bf16_peak_flops": "the BF16 peak measured in the run",
+# The provenance fields of each kind of result, as its benchmark writes them: field -> (where in
+# the result, what it is). The Python GPU benchmarks (bench/provenance.py) record the full set; the
+# C++ benchmarks record commit and binary hash themselves (bench/provenance.h), mxq_bench_cuda_quant
+# with its device, driver and copy rate (no torch, peers or BF16 peak in that process), Google
+# Benchmark's (CPU) in its context next to the host description it writes.
+PY_GPU = {
+    "commit": ("commit", "the git commit of the tree that ran"),
+    "shim_sha256": ("shim_sha256", "sha256 of the binary that ran"),
+    "device": ("device", "the device"),
+    "driver": ("driver", "the NVIDIA driver version"),
+    "torch": ("torch", "the torch version"),
+    "peers": ("peers", "the peers' versions"),
+    "copy_bandwidth_Bps": ("copy_bandwidth_Bps", "the device copy bandwidth measured in the run"),
+    "bf16_peak_flops": ("bf16_peak_flops", "the BF16 peak measured in the run"),
 }
+CUDA_QUANT = {
+    "commit": ("commit", "the git commit of the tree that ran"),
+    "binary_sha256": ("binary_sha256", "sha256 of mxq_bench_cuda_quant"),
+    "device": ("device", "the device"),
+    "driver": ("driver", "the CUDA driver API version"),
+    "runtime": ("runtime", "the CUDA runtime version"),
+    "copy_gbps": ("copy_gbps", "the device copy rate measured in the run"),
+}
+GBENCH = {
+    "mxq_commit": ("context.mxq_commit", "the git commit of the tree that ran"),
+    "mxq_binary_sha256": ("context.mxq_binary_sha256", "sha256 of the benchmark binary"),
+    "host_name": ("context.host_name", "the machine (Google Benchmark's context)"),
+    "num_cpus": ("context.num_cpus", "its CPU count (Google Benchmark's context)"),
+}
+REQUIRED = PY_GPU  # the self-test's kind
+
+
+def kind(unit):
+    """(name, fields) of a result's kind."""
+    if isinstance(unit.get("context"), dict) and isinstance(unit.get("benchmarks"), list):
+        return "google-benchmark", GBENCH
+    if "results" in unit and "copy_gbps" in unit:
+        return "mxq_bench_cuda_quant", CUDA_QUANT
+    return "python-gpu", PY_GPU
+
+
+def present(unit, path):
+    for part in path.split("."):
+        if not isinstance(unit, dict) or part not in unit:
+            return False
+        unit = unit[part]
+    return True
+
+
 RECOVERED = "provenance_recovered"
 COMMIT = re.compile(r"[0-9a-f]{7,40}(\+dirty)?")
 SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -76,7 +116,7 @@ def units(data):
     return [("", data)]
 
 
-def check_recovered(rec, lacking, git, where):
+def check_recovered(rec, lacking, fields_of_kind, git, where):
     """Problems of a provenance_recovered object for the lacking fields."""
     if not isinstance(rec, dict):
         return [f"{where}: {RECOVERED} is not an object"]
@@ -88,8 +128,9 @@ def check_recovered(rec, lacking, git, where):
     if not isinstance(fields, dict) or not isinstance(missing, dict):
         return problems + [f"{where}: {RECOVERED}.fields / .missing must be objects"]
     for key in sorted(set(fields) | set(missing)):
-        if key not in REQUIRED:
-            problems.append(f"{where}: {RECOVERED} names '{key}', not a provenance field")
+        if key not in fields_of_kind:
+            problems.append(f"{where}: {RECOVERED} names '{key}', not a provenance field of "
+                            "this kind of result")
     for key, f in fields.items():
         if key in missing:
             problems.append(f"{where}: '{key}' both recovered and missing")
@@ -98,20 +139,20 @@ def check_recovered(rec, lacking, git, where):
             problems.append(f"{where}: recovered '{key}' needs a value and a source string")
             continue
         v = f["value"]
-        if key == "commit":
+        if key in ("commit", "mxq_commit"):
             if not (isinstance(v, str) and COMMIT.fullmatch(v)):
                 problems.append(f"{where}: recovered commit {v!r} is not a git hash")
             elif git.has_commit(v.split("+")[0]) is False:
                 problems.append(f"{where}: recovered commit {v!r} is not in this repository")
-        if key == "shim_sha256" and not (isinstance(v, str) and SHA256.fullmatch(v)):
-            problems.append(f"{where}: recovered shim_sha256 {v!r} is not a sha256")
+        if key.endswith("sha256") and not (isinstance(v, str) and SHA256.fullmatch(v)):
+            problems.append(f"{where}: recovered {key} {v!r} is not a sha256")
     for key, why in missing.items():
         if not (isinstance(why, str) and why.strip()):
             problems.append(f"{where}: missing '{key}' needs the reason it cannot be recovered")
     for key in lacking:
         if key not in fields and key not in missing:
-            problems.append(f"{where}: lacks '{key}' ({REQUIRED[key]}) and {RECOVERED} neither "
-                            "recovers it nor lists it as missing")
+            problems.append(f"{where}: lacks '{key}' ({fields_of_kind[key][1]}) and {RECOVERED} "
+                            "neither recovers it nor lists it as missing")
     return problems
 
 
@@ -165,10 +206,11 @@ def check(root, out=sys.stdout):
                     if not isinstance(unit, dict):
                         problems.append(f"{where}: not a JSON object")
                         continue
-                    lacking = [k for k in REQUIRED if k not in unit]
+                    kname, fields = kind(unit)
+                    lacking = [k for k, (path, _) in fields.items() if not present(unit, path)]
                     if not lacking:
                         counts["complete"] += 1
-                        print(f"ok        {where}", file=out)
+                        print(f"ok        {where} ({kname})", file=out)
                         continue
                     if RECOVERED not in unit:
                         problems.append(f"{where}: lacks {', '.join(lacking)}: no {RECOVERED} "
@@ -177,15 +219,15 @@ def check(root, out=sys.stdout):
                                         "README.md)")
                         print(f"FAIL      {where}: lacks {', '.join(lacking)}", file=out)
                         continue
-                    p = check_recovered(unit[RECOVERED], lacking, git, where)
+                    p = check_recovered(unit[RECOVERED], lacking, fields, git, where)
                     problems += p
                     rec = unit[RECOVERED] if isinstance(unit[RECOVERED], dict) else {}
                     got = [k for k in lacking if k in rec.get("fields", {})]
                     gone = [k for k in lacking if k in rec.get("missing", {})]
                     counts["recovered"] += 1
-                    print(f"{'FAIL' if p else 'recovered'} {where}: lacks {', '.join(lacking)}"
-                          f"; recovered {', '.join(got) or '-'}; missing {', '.join(gone) or '-'}",
-                          file=out)
+                    print(f"{'FAIL' if p else 'recovered'} {where} ({kname}): lacks "
+                          f"{', '.join(lacking)}; recovered {', '.join(got) or '-'}; missing "
+                          f"{', '.join(gone) or '-'}", file=out)
     names, p = archived_names(results)
     problems += p
     adir = os.path.join(results, "archive")
@@ -217,6 +259,21 @@ def self_test():
         ("recovered", {"h1/new.json": {"cases": [], RECOVERED: good_rec}}, []),
         ("archived", {"h1/new.json": full, "archive/h1/old.json": {}, "archive/h1/old.md": "",
                       "archive/README.md": row}, []),
+        ("google benchmark", {"cpu/g.json": {"benchmarks": [], "context": {
+            "mxq_commit": "0123abc", "mxq_binary_sha256": "a" * 64, "host_name": "vm",
+            "num_cpus": 2}}}, []),
+        ("google benchmark lacks", {"cpu/g.json": {"benchmarks": [], "context": {
+            "host_name": "vm", "num_cpus": 2}}},
+         ["cpu/g.json: lacks mxq_commit, mxq_binary_sha256"]),
+        ("google benchmark, GPU field", {"cpu/g.json": {"benchmarks": [], "context": {
+            "host_name": "vm", "num_cpus": 2}, RECOVERED: dict(good_rec, fields={}, missing={
+                "mxq_commit": "x", "mxq_binary_sha256": "x", "torch": "x"})}}, ["names 'torch'"]),
+        ("cuda quant", {"h1/q.json": {"results": [], "copy_gbps": 1.0, "commit": "0123abc",
+                                      "binary_sha256": "a" * 64, "device": "d", "driver": 1,
+                                      "runtime": 1}}, []),
+        ("cuda quant lacks", {"h1/q.json": {"results": [], "copy_gbps": 1.0, "device": "d",
+                                            "driver": 1, "runtime": 1}},
+         ["h1/q.json: lacks commit, binary_sha256"]),
         ("nested folder", {"h1/ab/x.json": {"device": "d"}}, ["h1/ab/x.json: lacks commit"]),
         ("no block", {"h1/new.json": {"device": "d"}}, ["lacks commit, shim_sha256", "no "
                                                          + RECOVERED]),
