@@ -22,14 +22,23 @@ def ratio(case, key):
     return ("", "") if v is None else (f"{v:.1f}", f"{v / case['us']:.2f}x")
 
 
+def field(run, key):
+    """A provenance field as the run wrote it, else as recovered later (issue 18: the result's
+    `provenance_recovered` block, marked so), else None."""
+    if run.get(key) is not None:
+        return run[key]
+    rec = run.get("provenance_recovered", {}).get("fields", {}).get(key, {})
+    return f"{rec['value']} (recovered)" if "value" in rec else None
+
+
 def tables(paths):
     runs = [json.load(open(p)) for p in paths]
     head = runs[0]
     print(f"Device {head['device']} ({head['sms']} SMs), copy bandwidth "
           f"{head['copy_bandwidth_Bps'] / 1e12:.2f} TB/s, torch {head['torch']}, "
           f"{head['humming']}, {head.get('marlin', 'Marlin not run')}, L2 flush by "
-          f"{head.get('flush', 'write')}; commit {head.get('commit')}, shim sha256 "
-          f"{head.get('shim_sha256')}" +
+          f"{head.get('flush', 'write')}; commit {field(head, 'commit')}, shim sha256 "
+          f"{field(head, 'shim_sha256')}" +
           (f"; driver {head['driver']}" if "driver" in head else "") +
           (f"; BF16 peak {head['bf16_peak_flops'] / 1e12:.0f} TFLOP/s measured in the run"
            if head.get("bf16_peak_flops") else "") + ".")
