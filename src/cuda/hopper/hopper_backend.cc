@@ -138,9 +138,7 @@ class CudaHopperBackend final : public Backend {
   }
 
   // bf16 / fp16 as they are and the MX keys (mxfp4/6/8-dynamic) quantized on the GPU into the
-  // 16-bit operand before the GEMM (quant/act_operand.h: exact, the reference's values). The
-  // FP8 keys need their scale after an FP32 GEMM, which this kernel does not have yet: they
-  // are not declared, so the oracle refuses cuda-hopper for them with the reason.
+  // 16-bit operand before the GEMM (quant/act_operand.h: exact, the reference's values).
   // The FP8 keys: see the top of this file (FP8 tensor cores where the rows fold, else the
   // 16-bit kernel into FP32 and scale_rows); their MoE layer refuses them (moe_layer.h).
   bool declares_act_key(ActKey a) const override {
