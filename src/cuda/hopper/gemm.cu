@@ -19,6 +19,7 @@
 #include "cuda/hopper/fp8_layout.h"
 #include "cuda/hopper/gemm_kernel.cuh"
 #include "cuda/hopper/layout_word.h"
+#include "cuda/hopper/tma_maps.h"
 
 namespace mxq::cuda::hopper {
 
@@ -262,75 +263,6 @@ int forced_fp8_transform() {
   const char* v = std::getenv("MXQ_HOPPER_FP8_TRANSFORM");
   if (v == nullptr || v[0] < '0' || v[0] > '2' || v[1] != 0) return -1;
   return v[0] - '0';
-}
-
-// ---- the activation tensor map -------------------------------------------------------------
-StatusOr<PFN_cuTensorMapEncodeTiled_v12000> encode_fn() {
-  static PFN_cuTensorMapEncodeTiled_v12000 fn = nullptr;
-  static std::once_flag once;
-  static cudaError_t err = cudaSuccess;
-  std::call_once(once, [] {
-    cudaDriverEntryPointQueryResult q = cudaDriverEntryPointSymbolNotFound;
-    void* p = nullptr;
-    err = cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &p, 12000, cudaEnableDefault, &q);
-    if (err == cudaSuccess && q == cudaDriverEntryPointSuccess)
-      fn = reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(p);
-  });
-  if (fn == nullptr)
-    return Status(StatusCode::kInternal, std::string("cuda-hopper: the driver has no cuTensorMapEncodeTiled (") +
-                    cudaGetErrorString(err) + ")");
-  return fn;
-}
-
-// The activations [rows, k] (row stride ldx elements) in boxes of box_rows(nt) x 64 K with the
-// 128-byte swizzle; rows past `rows` and K past `k` read zeros.
-// fp8: E4M3 codes (bytes; row stride ldx bytes) in boxes of box_rows(nt) x 128 K: the same
-// 128-byte rows.
-StatusOr<CUtensorMap> activation_map(const void* x, DType act, int64_t rows, int64_t k, int64_t ldx,
-                                     int nt, bool fp8 = false) {
-  auto fn = encode_fn();
-  if (!fn.ok()) return fn.status();
-  CUtensorMap map;
-  const cuuint64_t dims[2] = {cuuint64_t(k), cuuint64_t(rows)};
-  const cuuint64_t strides[1] = {cuuint64_t(ldx) * (fp8 ? 1 : 2)};
-  const cuuint32_t box[2] = {cuuint32_t(step_k(fp8)), cuuint32_t(box_rows(nt))};  // (288: 3 boxes)
-  const cuuint32_t elem_strides[2] = {1, 1};
-  const CUtensorMapDataType type = fp8                   ? CU_TENSOR_MAP_DATA_TYPE_UINT8
-                                   : act == DType::kBF16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16
-                                                         : CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
-  const CUresult r = fn.value()(
-      &map, type,
-      2, const_cast<void*>(x), dims, strides, box, elem_strides, CU_TENSOR_MAP_INTERLEAVE_NONE,
-      CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
-      CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
-  if (r != CUDA_SUCCESS)
-    return Status(StatusCode::kInternal, "cuda-hopper: cuTensorMapEncodeTiled failed (CUresult " + std::to_string(int(r)) +
-                    ") for x [" + std::to_string(rows) + ", " + std::to_string(k) + "], ldx " +
-                    std::to_string(ldx));
-  return map;
-}
-
-// The dense output [rows, n] (row stride ldy elements, 16-bit) in boxes of
-// epilogue_rows(nt) tokens x 64 columns with the 128-byte swizzle, as the epilogue's
-// shared-memory tiles are written (gemm_kernel.cuh); rows past `rows`, columns past `n` are not
-// stored.
-StatusOr<CUtensorMap> output_map(void* y, DType out, int64_t rows, int64_t n, int64_t ldy, int nt) {
-  auto fn = encode_fn();
-  if (!fn.ok()) return fn.status();
-  CUtensorMap map;
-  const cuuint64_t dims[2] = {cuuint64_t(n), cuuint64_t(rows)};
-  const cuuint64_t strides[1] = {cuuint64_t(ldy) * 2};
-  const cuuint32_t box[2] = {64, cuuint32_t(epilogue_rows(nt))};
-  const cuuint32_t elem_strides[2] = {1, 1};
-  const CUresult r = fn.value()(
-      &map, out == DType::kBF16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16,
-      2, y, dims, strides, box, elem_strides, CU_TENSOR_MAP_INTERLEAVE_NONE,
-      CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_NONE, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
-  if (r != CUDA_SUCCESS)
-    return Status(StatusCode::kInternal, "cuda-hopper: cuTensorMapEncodeTiled failed (CUresult " +
-                    std::to_string(int(r)) + ") for y [" + std::to_string(rows) + ", " +
-                    std::to_string(n) + "], ldy " + std::to_string(ldy));
-  return map;
 }
 
 // The dense 16-bit epilogue goes through shared memory + TMA stores by default (measured on
