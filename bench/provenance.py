@@ -9,6 +9,10 @@ bench/cuda_moe_bench.py:
 - two rates measured in the same process with the benchmark's own timer: the device-to-device
   copy bandwidth and the cuBLAS BF16 peak (never a datasheet number).
 
+For the CPU tools' results (bench/quantize_pipeline.py, scripts/wheel_record.py),
+host_environment(build_dir) gives the machine (CPU model and flags, count, memory, kernel, load)
+and the compiler and build type of a CMake build.
+
 Nothing here needs torch to import: on a machine without torch or a GPU every such field is a
 string "unavailable: <why>" (the measurements None with their *_source saying why), so the
 module can be checked on CPU (tests/scripts/provenance_test.py). `python3 bench/provenance.py
@@ -176,6 +180,100 @@ def environment(shim_path=None, vllm_peers="", peer_notes=None):
     env["python"] = platform.python_version()
     env["host"] = platform.node()
     env["peers"] = {**(peer_notes or {}), "vllm_peers": vllm_peers_info(vllm_peers)}
+    return env
+
+
+# --------------------------------------------------------------------------- CPU host / build
+
+def _first_line(cmd):
+    """The first output line of cmd, else "unavailable: <why>"."""
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        lines = (out.stdout or out.stderr).strip().splitlines()
+        if out.returncode == 0 and lines:
+            return lines[0].strip()
+        return f"unavailable: {' '.join(cmd)} exit {out.returncode}"
+    except Exception as ex:  # noqa: BLE001
+        return f"unavailable: {_why(ex)}"
+
+
+def cpu_model():
+    """/proc/cpuinfo's "model name" (what lscpu prints), else "unknown: <why>"."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+        return "unknown: no model name in /proc/cpuinfo"
+    except OSError as ex:
+        return f"unknown: {_why(ex)}"
+
+
+SIMD_FLAGS = ("avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_bf16", "amx_tile")
+
+
+def cpu_id():
+    """"family F model M stepping S; flags ..." (the SIMD flags of SIMD_FLAGS it has) from
+    /proc/cpuinfo's first processor, else "unknown: <why>"."""
+    try:
+        info = {}
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if not line.strip():
+                    break
+                k, _, v = line.partition(":")
+                info[k.strip()] = v.strip()
+        flags = set(info.get("flags", "").split())
+        return (f"family {info.get('cpu family', '?')} model {info.get('model', '?')} stepping "
+                f"{info.get('stepping', '?')}; flags {' '.join(x for x in SIMD_FLAGS if x in flags)}")
+    except OSError as ex:
+        return f"unknown: {_why(ex)}"
+
+
+def cmake_cache(build_dir):
+    """{name: value} of build_dir/CMakeCache.txt ({} when there is none)."""
+    vals = {}
+    try:
+        with open(os.path.join(build_dir, "CMakeCache.txt")) as f:
+            for line in f:
+                m = re.match(r"([A-Za-z0-9_]+):[A-Z]+=(.*)$", line.rstrip("\n"))
+                if m:
+                    vals[m.group(1)] = m.group(2)
+    except OSError:
+        pass
+    return vals
+
+
+def host_environment(build_dir=None):
+    """What a CPU result records about the machine and, with build_dir (a CMake build), the
+    compiler and build type it was built with: cpu_model, cpu_id, num_cpus, memory_bytes, host, kernel,
+    python, loadavg, and compiler / build_type / cxx_flags (the compiler's --version line)."""
+    env = {"cpu_model": cpu_model(), "cpu_id": cpu_id(), "num_cpus": os.cpu_count(),
+           "host": platform.node(),
+           "kernel": platform.release(), "python": platform.python_version()}
+    try:
+        with open("/proc/meminfo") as f:
+            kb = int(re.search(r"MemTotal:\s+(\d+) kB", f.read()).group(1))
+        env["memory_bytes"] = kb * 1024
+    except (OSError, AttributeError) as ex:
+        env["memory_bytes"] = f"unknown: {_why(ex)}"
+    try:
+        with open("/proc/loadavg") as f:
+            env["loadavg"] = f.read().split()[:3]
+    except OSError as ex:
+        env["loadavg"] = f"unknown: {_why(ex)}"
+    if build_dir is not None:
+        cache = cmake_cache(build_dir)
+        cxx = cache.get("CMAKE_CXX_COMPILER")
+        if cxx:
+            env["compiler"] = f"{cxx}: {_first_line([cxx, '--version'])}"
+        else:
+            env["compiler"] = f"unknown: no CMAKE_CXX_COMPILER in {build_dir}/CMakeCache.txt"
+        bt = cache.get("CMAKE_BUILD_TYPE", "")
+        env["build_type"] = bt or f"unknown: no CMAKE_BUILD_TYPE in {build_dir}/CMakeCache.txt"
+        if bt:
+            env["cxx_flags"] = (cache.get("CMAKE_CXX_FLAGS", "") + " " +
+                                cache.get(f"CMAKE_CXX_FLAGS_{bt.upper()}", "")).strip()
     return env
 
 

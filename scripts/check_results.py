@@ -4,7 +4,8 @@ deliverable 4), checked.
 
 A result (a JSON file, or each entry of its "runs" list where it has one) records the provenance
 fields of its kind: PY_GPU for the Python GPU benchmarks (bench/provenance.py), CUDA_QUANT for
-mxq_bench_cuda_quant, GBENCH for the Google Benchmark CPU benchmarks (bench/provenance.h). A
+mxq_bench_cuda_quant, GBENCH for the Google Benchmark CPU benchmarks (bench/provenance.h),
+QUANTIZE_PIPELINE and WHEEL_BUILD for the CPU tools' results that name their "kind". A
 result written before those lacks some of them; it passes only with a "provenance_recovered"
 object that accounts for each lacking field, either under "fields" ({"value": ..., "source":
 "where the value came from"}) or under "missing" ("why it cannot be recovered"). A superseded
@@ -57,11 +58,35 @@ GBENCH = {
     "host_name": ("context.host_name", "the machine (Google Benchmark's context)"),
     "num_cpus": ("context.num_cpus", "its CPU count (Google Benchmark's context)"),
 }
+# The CPU tools' results name their kind ("kind": ...): bench/quantize_pipeline.py (`mxq
+# quantize` of a BF16 file under /usr/bin/time) and scripts/wheel_record.py (a wheel built from
+# scratch); both take the machine and build from bench/provenance.py's host_environment.
+QUANTIZE_PIPELINE = {
+    "commit": ("commit", "the commit of the mxq binary that ran"),
+    "binary_sha256": ("binary_sha256", "sha256 of the mxq binary"),
+    "cpu_model": ("cpu_model", "the CPU model"),
+    "num_cpus": ("num_cpus", "its CPU count"),
+    "compiler": ("compiler", "the compiler of the binary's build"),
+    "date": ("date", "when it ran"),
+    "command": ("command", "the command that wrote the result"),
+}
+WHEEL_BUILD = {
+    "commit": ("commit", "the commit the wheel was built from"),
+    "wheel_sha256": ("wheel_sha256", "sha256 of the wheel"),
+    "cpu_model": ("cpu_model", "the CPU model"),
+    "num_cpus": ("num_cpus", "its CPU count"),
+    "tools": ("tools", "the build tools' versions (compiler, CMake, scikit-build-core, ...)"),
+    "date": ("date", "when it was built"),
+    "command": ("command", "the command that wrote the result"),
+}
+NAMED_KINDS = {"mxq-quantize-pipeline": QUANTIZE_PIPELINE, "mxq-wheel-build": WHEEL_BUILD}
 REQUIRED = PY_GPU  # the self-test's kind
 
 
 def kind(unit):
     """(name, fields) of a result's kind."""
+    if unit.get("kind") in NAMED_KINDS:
+        return unit["kind"], NAMED_KINDS[unit["kind"]]
     if isinstance(unit.get("context"), dict) and isinstance(unit.get("benchmarks"), list):
         return "google-benchmark", GBENCH
     if "results" in unit and "copy_gbps" in unit:
@@ -274,6 +299,15 @@ def self_test():
         ("cuda quant lacks", {"h1/q.json": {"results": [], "copy_gbps": 1.0, "device": "d",
                                             "driver": 1, "runtime": 1}},
          ["h1/q.json: lacks commit, binary_sha256"]),
+        ("quantize pipeline", {"cpu/q.json": {"kind": "mxq-quantize-pipeline", **{
+            k: "x" for k in QUANTIZE_PIPELINE}}}, []),
+        ("quantize pipeline lacks", {"cpu/q.json": {"kind": "mxq-quantize-pipeline", **{
+            k: "x" for k in QUANTIZE_PIPELINE if k not in ("binary_sha256", "compiler")}}},
+         ["cpu/q.json: lacks binary_sha256, compiler"]),
+        ("wheel build", {"cpu/w.json": {"kind": "mxq-wheel-build", **{
+            k: "x" for k in WHEEL_BUILD}}}, []),
+        ("wheel build lacks", {"cpu/w.json": {"kind": "mxq-wheel-build", **{
+            k: "x" for k in WHEEL_BUILD if k != "tools"}}}, ["cpu/w.json: lacks tools"]),
         ("nested folder", {"h1/ab/x.json": {"device": "d"}}, ["h1/ab/x.json: lacks commit"]),
         ("no block", {"h1/new.json": {"device": "d"}}, ["lacks commit, shim_sha256", "no "
                                                          + RECOVERED]),
