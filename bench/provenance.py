@@ -247,7 +247,8 @@ def cmake_cache(build_dir):
 def host_environment(build_dir=None):
     """What a CPU result records about the machine and, with build_dir (a CMake build), the
     compiler and build type it was built with: cpu_model, cpu_id, num_cpus, memory_bytes, host, kernel,
-    python, loadavg, and compiler / build_type / cxx_flags (the compiler's --version line)."""
+    python, loadavg, and compiler (its --version line) / build_type / cxx_flags / mxq_options (the MXQ_*
+    cache entries)."""
     env = {"cpu_model": cpu_model(), "cpu_id": cpu_id(), "num_cpus": os.cpu_count(),
            "host": platform.node(),
            "kernel": platform.release(), "python": platform.python_version()}
@@ -274,6 +275,7 @@ def host_environment(build_dir=None):
         if bt:
             env["cxx_flags"] = (cache.get("CMAKE_CXX_FLAGS", "") + " " +
                                 cache.get(f"CMAKE_CXX_FLAGS_{bt.upper()}", "")).strip()
+        env["mxq_options"] = {k: v for k, v in sorted(cache.items()) if k.startswith("MXQ_")}
     return env
 
 
