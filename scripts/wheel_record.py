@@ -85,6 +85,7 @@ def main():
     a = ap.parse_args()
     started = datetime.datetime.now(datetime.timezone.utc)
     commit = provenance.commit()
+    load_before = provenance.host_environment()["loadavg"]  # "loadavg" at the end is the build's
     tmp = tempfile.mkdtemp(prefix="mxq-wheel-record-")
     try:
         venv, build, dist = (os.path.join(tmp, d) for d in ("venv", "build", "dist"))
@@ -174,6 +175,7 @@ def main():
             "members": members,
             "cuda_part": cuda_part,
             "jobs": a.jobs,
+            "loadavg_before": load_before,
             "tools_install_s": tools_install_s,
             "build_s": build_s,
             "ninja_sum_s": all_s,
