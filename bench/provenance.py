@@ -248,7 +248,7 @@ def host_environment(build_dir=None):
     """What a CPU result records about the machine and, with build_dir (a CMake build), the
     compiler and build type it was built with: cpu_model, cpu_id, num_cpus, memory_bytes, host, kernel,
     python, loadavg, and compiler (its --version line) / build_type / cxx_flags / mxq_options (the MXQ_*
-    cache entries)."""
+    cache entries) / cuda_architectures (with the CUDA part)."""
     env = {"cpu_model": cpu_model(), "cpu_id": cpu_id(), "num_cpus": os.cpu_count(),
            "host": platform.node(),
            "kernel": platform.release(), "python": platform.python_version()}
@@ -276,6 +276,8 @@ def host_environment(build_dir=None):
             env["cxx_flags"] = (cache.get("CMAKE_CXX_FLAGS", "") + " " +
                                 cache.get(f"CMAKE_CXX_FLAGS_{bt.upper()}", "")).strip()
         env["mxq_options"] = {k: v for k, v in sorted(cache.items()) if k.startswith("MXQ_")}
+        if cache.get("CMAKE_CUDA_ARCHITECTURES"):
+            env["cuda_architectures"] = cache["CMAKE_CUDA_ARCHITECTURES"]
     return env
 
 
