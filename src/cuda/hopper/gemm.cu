@@ -173,15 +173,15 @@ StatusOr<int> resident_clusters(ElemType elem, DType act, int nt, int c, int spl
 // FP8 (one k128 step = two k64 steps of K): FIRST GUESS, not fitted yet: the 16-bit cost of
 // two k64 steps, x 0.85 up to 32 tokens (the decode: 9 instructions per 8 codes against 11 +
 // the scale's HMUL2, plus the table loads) and x 0.6 from 64 (half the MMA time).
-// With transform warpgroups (128 tokens; FIRST GUESS before its A/B): the MMAs of a k128 stage
-// (2 x m64n128k128 e4m3: 512 cycles at the dense FP8 rate) plus 15%, the decode off the
-// consumers' path; 1 transform warpgroup a little slower (one warp per scheduler decodes both
-// row blocks).
+// With transform warpgroups (128 tokens): never offered unless forced (rank_splits). The
+// first guess (the stage's 512 MMA cycles + 15%) was wrong: measured on the H100 (2026-12-07,
+// gemm-fp8-transform-ab-2026-12-07.md) they run 1.1-1.24x slower than the register-A tile,
+// ~1290 cycles a stage, bound by shared-memory traffic; the values below are kept only so a
+// forced launch prints an estimate.
 double step_cycles(int nt, int c, bool grouped, int kh = 1, bool fp8 = false, int tw = 0);
 double fp8_step_cycles(int nt, int c, int tw) {
-  if (tw == 1) return 620;
-  if (tw == 2) return 600;
-  return 2.0 * step_cycles(nt, c, false) * (nt <= 32 ? 0.85 : 0.6);
+  const double register_a = 2.0 * step_cycles(nt, c, false) * (nt <= 32 ? 0.85 : 0.6);
+  return register_a * (tw == 1 ? 1.19 : tw == 2 ? 1.15 : 1.0);  // (measured ratios, above)
 }
 double step_cycles(int nt, int c, bool grouped, int kh, bool fp8, int tw) {
   if (fp8) return fp8_step_cycles(nt, c, tw);
