@@ -1,7 +1,6 @@
 // The cuda-hopper GEMM's host side: the weight repack kernel, the launch decision and the
 // checked entry point (gemm.h).
 #include <cuda.h>
-#include <cudaTypedefs.h>  // PFN_cuTensorMapEncodeTiled
 
 #include <algorithm>
 #include <cmath>
