@@ -216,7 +216,7 @@ class MoE(_Layer):
         ``correction_bias [E]`` float32 and ``expert_map [E]`` int32 (global -> local expert,
         -1 when not local) when the layer was prepared with them."""
         shape = shape_of(x)
-        if len(shape) != 2 or shape[1] != self.hidden:
+        if len(shape) != 2:  # the view folds leading dimensions; H is the entry's check
             raise ValueError(f"x has shape {list(shape)}; expected [M, H={self.hidden}]")
         xc, x_dtype = as_core(x, "x")
         if isinstance(router_logits, np.ndarray):

@@ -54,7 +54,8 @@ void bind_layers(nb::module_& m) {
         if (p.op != Op::kLinear) fail("Linear needs a linear problem, got " + p.to_string());
         self->problem = p;
         self->w.w = weight_view(packed, scales, p.weight, 1, "weight");
-        if (p.bias != bias.has_value()) fail(p.bias ? "the problem has a bias but none was given" : "a bias was given but the problem has none");
+        // A bias given iff the problem has one: checked by the entry (Backend::prepare_linear,
+        // contract::check_linear_weights), as for MoE.
         self->w.bias = dense_host(bias, "bias", 1, p.n);
         self->w.input_scale = input_scale;
         for (auto o : keep) self->keep.push_back(nb::borrow(o));

@@ -1,6 +1,7 @@
 // Names and printing of the problem vocabulary (problem.h).
 #include <string>
 
+#include "contract/weight_checks.h"
 #include "mxq/problem.h"
 
 namespace mxq {
@@ -114,22 +115,35 @@ Status Problem::validate() const {
   if (m < 1 || n < 1 || k < 1)
     return invalid_argument(to_string() + ": M, N and K must be positive");
   if (op == Op::kMoE) {
-    const MoEParams& q = moe;
-    if (q.experts < 1 || q.topk < 1 || q.topk > q.experts)
-      return invalid_argument(to_string() + ": need 1 <= topk <= experts");
-    if (q.layout == io::GateUpLayout::kNone)
+    if (moe.layout == io::GateUpLayout::kNone)
       return invalid_argument(to_string() + ": MoE needs a gate/up layout (chunked, "
                                             "interleaved or separate)");
-    if (q.routing == Routing::kSigmoidGroupedTopK) {
-      if (q.n_group < 1 || q.experts % q.n_group != 0 || q.topk_group < 1 ||
-          q.topk_group > q.n_group)
-        return invalid_argument(to_string() + ": grouped top-k needs n_group dividing experts "
-                                              "and 1 <= topk_group <= n_group");
-      if (q.topk > q.topk_group * (q.experts / q.n_group))
-        return invalid_argument(to_string() + ": topk exceeds the experts in topk_group groups");
-    }
+    if (const std::string why = contract::moe_routing_error(moe); !why.empty())
+      return invalid_argument(to_string() + ": " + why);
   }
   return Status::Ok();
 }
+
+namespace contract {
+
+std::string moe_routing_error(const MoEParams& q) {
+  if (q.experts < 1 || q.topk < 1 || q.topk > q.experts)
+    return "need 1 <= topk <= experts, got topk " + std::to_string(q.topk) + ", experts " +
+           std::to_string(q.experts);
+  if (q.routing == Routing::kSigmoidGroupedTopK) {
+    if (q.n_group < 1 || q.experts % q.n_group != 0 || q.topk_group < 1 ||
+        q.topk_group > q.n_group)
+      return "grouped top-k needs n_group dividing experts and 1 <= topk_group <= n_group, got "
+             "n_group " + std::to_string(q.n_group) + ", topk_group " +
+             std::to_string(q.topk_group) + ", experts " + std::to_string(q.experts);
+    if (q.topk > q.topk_group * (q.experts / q.n_group))
+      return "topk exceeds the experts in topk_group groups, got topk " + std::to_string(q.topk) +
+             ", topk_group " + std::to_string(q.topk_group) + " of " + std::to_string(q.n_group) +
+             " groups of " + std::to_string(q.experts / q.n_group) + " experts";
+  }
+  return "";
+}
+
+}  // namespace contract
 
 }  // namespace mxq

@@ -105,6 +105,9 @@ Status check_linear_weights(const Problem& p, const LinearWeights& w) {
   MXQ_RETURN_IF_ERROR(check_problem(p, Op::kLinear));
   MXQ_RETURN_IF_ERROR(check_mx("linear weight", w.w, p, 1, p.n, round_up_32(p.k)));
   if (p.bias) {
+    if (w.bias.data == nullptr)
+      return invalid_argument("linear bias: missing: the problem has a bias (" + p.to_string() +
+                              "), pass " + shape_str(1, p.n));
     MXQ_RETURN_IF_ERROR(check_bias("linear bias", w.bias, 1, p.n));
   } else if (w.bias.data != nullptr) {
     return invalid_argument("linear bias: given, but the problem has no bias (" + p.to_string() +

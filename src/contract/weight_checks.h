@@ -54,6 +54,13 @@ Status check_linear_call(const Problem& p, const DenseView& x, const DenseMutVie
 Status check_moe_call(const Problem& p, const DenseView& x, const MoERouting& r,
                       const DenseMutView& y);
 
+// The structural rules of an MoE problem's routing parameters (Problem::validate's, which every
+// public entry runs): 1 <= topk <= experts and, for sigmoid-grouped-topk, n_group dividing
+// experts, 1 <= topk_group <= n_group and topk within the kept groups' experts. "" when they
+// hold, else the rule that fails with the values. The one definition of these rules: the GPU
+// routing launcher (cuda::moe_route, called directly by tests) reports the same text.
+std::string moe_routing_error(const MoEParams& q);
+
 // a and b describe the same layer: every field equal except M (the tokens of one call).
 bool same_layer(const Problem& a, const Problem& b);
 

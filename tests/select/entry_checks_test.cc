@@ -204,6 +204,190 @@ TEST(EntryChecks, MalformedMoECallIsOneErrorFromTheEntry) {
   }
 }
 
+// Each bad argument of a linear call, one at a time: one error from the entry, the whole message
+// (naming the backend, the tensor, the expected and the given value), before any backend code.
+TEST(EntryChecks, EachBadLinearArgumentIsOneErrorFromTheEntry) {
+  const int64_t m = 2, n = 32, k = 64;
+  const Problem p = Problem::linear(ElemType::kE2M1, ActKey::kBF16, m, n, k);
+  Problem pb = p;
+  pb.bias = true;
+  const Weights w(1, n, k);
+  std::vector<float> bias(size_t(n), 0.0f);
+  std::vector<uint16_t> x(size_t(m * k), 0x3F80), y(size_t(m * n));
+  const Counting counting;
+  for (const Backend* b : runners(p, counting)) {
+    SCOPED_TRACE(std::string(b->name()));
+    const std::string name(b->name());
+    counting.calls = 0;
+    const auto prep = [&](const Problem& q, const LinearWeights& lw) {
+      return b->prepare_linear(q, lw).status();
+    };
+    // The problem itself: Problem::validate, the op.
+    Problem zero = p;
+    zero.n = 0;
+    expect_one_error(prep(zero, {w.view, {}, 1.0f}), StatusCode::kInvalidArgument,
+                     name + ": " + zero.to_string() + ": M, N and K must be positive");
+    const Problem moe = Problem::moe_problem(ElemType::kE2M1, ActKey::kBF16, m, n, k, 4, 2);
+    expect_one_error(prep(moe, {w.view, {}, 1.0f}), StatusCode::kInvalidArgument,
+                     name + " prepare_linear: expected a linear problem, got " + moe.to_string());
+    // The weight view: format, presence.
+    MXWeightView e4m3 = w.view;
+    e4m3.elem = ElemType::kE4M3;
+    expect_one_error(prep(p, {e4m3, {}, 1.0f}), StatusCode::kInvalidArgument,
+                     name + ": linear weight: expected mxfp4 elements, got mxfp8");
+    MXWeightView null = w.view;
+    null.scales = nullptr;
+    expect_one_error(prep(p, {null, {}, 1.0f}), StatusCode::kInvalidArgument,
+                     name + ": linear weight: missing (null packed or scales pointer)");
+    // The bias: given iff the problem has one, [1, N].
+    expect_one_error(prep(p, {w.view, {bias.data(), DType::kF32, 1, n}, 1.0f}),
+                     StatusCode::kInvalidArgument,
+                     name + ": linear bias: given, but the problem has no bias (" + p.to_string() +
+                         ")");
+    expect_one_error(prep(pb, {w.view, {}, 1.0f}), StatusCode::kInvalidArgument,
+                     name + ": linear bias: missing: the problem has a bias (" + pb.to_string() +
+                         "), pass [1, 32]");
+    expect_one_error(prep(pb, {w.view, {bias.data(), DType::kF32, 1, n - 1}, 1.0f}),
+                     StatusCode::kInvalidArgument,
+                     name + ": linear bias: expected shape [1, 32], got [1, 31]");
+    EXPECT_EQ(counting.calls, 0) << "a malformed prepare reached the backend";
+
+    auto prepared = b->prepare_linear(p, {w.view, {}, 1.0f});
+    ASSERT_TRUE(prepared.ok()) << prepared.status().to_string();
+    counting.calls = 0;
+    expect_one_error(b->run_linear(p, *prepared.value(), {nullptr, DType::kBF16, m, k},
+                                   {y.data(), DType::kBF16, m, n}),
+                     StatusCode::kInvalidArgument, name + ": linear x: missing (null data)");
+    expect_one_error(b->run_linear(p, *prepared.value(), {x.data(), DType::kBF16, m, k},
+                                   {y.data(), DType::kBF16, m + 1, n}),
+                     StatusCode::kInvalidArgument,
+                     name + ": linear y: expected shape [2, 32], got [3, 32]");
+    EXPECT_EQ(counting.calls, 0) << "a malformed run reached the backend";
+  }
+  // fp8-static-tensor needs a positive finite input scale (every backend declaring the key).
+  const Problem f8 = Problem::linear(ElemType::kE2M1, ActKey::kFP8StaticTensor, m, n, k);
+  for (const Backend* b : runners(f8, counting)) {
+    SCOPED_TRACE(std::string(b->name()));
+    counting.calls = 0;
+    expect_one_error(b->prepare_linear(f8, {w.view, {}, 0.0f}).status(),
+                     StatusCode::kInvalidArgument,
+                     std::string(b->name()) + ": linear input_scale: fp8-static-tensor needs a "
+                                              "positive finite scale, got 0.000000");
+    EXPECT_EQ(counting.calls, 0) << "a malformed prepare reached the backend";
+  }
+}
+
+// Each bad argument of an MoE call: the routing parameters (Problem::validate, whose rules are
+// contract::moe_routing_error, shared with the CPU and GPU routing functions below the entry),
+// the weights, the routing views.
+TEST(EntryChecks, EachBadMoEArgumentIsOneErrorFromTheEntry) {
+  const int64_t m = 2, h = 64, inter = 32, e = 4;
+  const Problem p = Problem::moe_problem(ElemType::kE2M1, ActKey::kBF16, m, h, inter, e, 2);
+  Problem grouped = p;
+  grouped.moe.routing = Routing::kSigmoidGroupedTopK;
+  grouped.moe.n_group = 2;
+  grouped.moe.topk_group = 1;
+  grouped.moe.correction_bias = true;
+  Problem mapped = p;
+  mapped.moe.expert_map = true;
+  const Weights w13(e, 2 * inter, h), w2(e, h, inter), w1(e, inter, h);
+  MoEWeights mw;
+  mw.w13 = w13.view;
+  mw.w2 = w2.view;
+  std::vector<uint16_t> x(size_t(m * h), 0x3F80), y(size_t(m * h));
+  std::vector<float> logits(size_t(m * e), 0.5f), cb(size_t(e), 0.0f), b2(size_t(e * h), 0.0f);
+  std::vector<uint16_t> cb16(size_t(e), 0);
+  const std::vector<int32_t> map = {0, 1, 2, 3};
+  const MoERouting r{{logits.data(), DType::kF32, m, e}, {}, nullptr};
+  const Counting counting;
+  for (const Backend* b : runners(grouped, counting)) {
+    SCOPED_TRACE(std::string(b->name()));
+    const std::string name(b->name());
+    counting.calls = 0;
+    const auto prep = [&](const Problem& q, const MoEWeights& w) {
+      return b->prepare_moe(q, w).status();
+    };
+    // The routing parameters, once, with their values.
+    Problem many = p;
+    many.moe.topk = 5;
+    expect_one_error(prep(many, mw), StatusCode::kInvalidArgument,
+                     name + ": " + many.to_string() +
+                         ": need 1 <= topk <= experts, got topk 5, experts 4");
+    Problem groups = grouped;
+    groups.moe.n_group = 3;
+    expect_one_error(prep(groups, mw), StatusCode::kInvalidArgument,
+                     name + ": " + groups.to_string() +
+                         ": grouped top-k needs n_group dividing experts and 1 <= topk_group <= "
+                         "n_group, got n_group 3, topk_group 1, experts 4");
+    Problem narrow = grouped;
+    narrow.moe.topk = 3;
+    expect_one_error(prep(narrow, mw), StatusCode::kInvalidArgument,
+                     name + ": " + narrow.to_string() +
+                         ": topk exceeds the experts in topk_group groups, got topk 3, "
+                         "topk_group 1 of 2 groups of 2 experts");
+    // The weights: expert count, layout, bias.
+    MoEWeights fewer = mw;
+    fewer.w2.batch = e - 1;
+    expect_one_error(prep(p, fewer), StatusCode::kInvalidArgument,
+                     name + ": moe w2: expected 4 experts (no expert map), got 3");
+    MoEWeights both = mw;
+    both.w1 = w1.view;
+    expect_one_error(prep(p, both), StatusCode::kInvalidArgument,
+                     name + ": moe w1/w3: given, but the chunked layout takes the fused w13 (and "
+                            "bias13)");
+    MoEWeights biased = mw;
+    biased.bias2 = {b2.data(), DType::kF32, e, h};
+    expect_one_error(prep(p, biased), StatusCode::kInvalidArgument,
+                     name + ": moe bias: given, but the problem has no bias (" + p.to_string() +
+                         ")");
+    Problem pb = p;
+    pb.bias = true;
+    expect_one_error(prep(pb, mw), StatusCode::kInvalidArgument,
+                     name + ": moe bias: the problem has a bias, but no bias view was given");
+    EXPECT_EQ(counting.calls, 0) << "a malformed prepare reached the backend";
+
+    // The routing views of a call.
+    auto pg = b->prepare_moe(grouped, mw);
+    ASSERT_TRUE(pg.ok()) << pg.status().to_string();
+    auto pm = b->prepare_moe(mapped, mw);
+    ASSERT_TRUE(pm.ok()) << pm.status().to_string();
+    counting.calls = 0;
+    const auto run = [&](const Problem& q, const PreparedWeights& w, const MoERouting& rr) {
+      return b->run_moe(q, w, {x.data(), DType::kBF16, m, h}, rr, {y.data(), DType::kBF16, m, h});
+    };
+    expect_one_error(run(grouped, *pg.value(), r), StatusCode::kInvalidArgument,
+                     name + ": moe correction_bias: the problem has correction_bias=true "
+                            "(sigmoid-grouped-topk), but none was given: pass f32 [1, 4]");
+    MoERouting with_cb = r;
+    with_cb.correction_bias = {cb16.data(), DType::kBF16, 1, e};
+    expect_one_error(run(grouped, *pg.value(), with_cb), StatusCode::kInvalidArgument,
+                     name + ": moe correction_bias: expected f32 [1, 4], got bf16 [1, 4]");
+    expect_one_error(run(mapped, *pm.value(), r), StatusCode::kInvalidArgument,
+                     name + ": moe expert_map: the problem has expert_map=true, but none was "
+                            "given: pass int32 [4]");
+    MoERouting no_logits = r;
+    no_logits.router_logits.data = nullptr;
+    no_logits.correction_bias = {cb.data(), DType::kF32, 1, e};
+    expect_one_error(run(grouped, *pg.value(), no_logits), StatusCode::kInvalidArgument,
+                     name + ": moe router_logits: missing (null data)");
+    MoERouting i8_logits = r;
+    i8_logits.router_logits.dtype = DType(7);
+    i8_logits.correction_bias = {cb.data(), DType::kF32, 1, e};
+    const Status s = run(grouped, *pg.value(), i8_logits);
+    EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s.to_string();
+    EXPECT_EQ(s.message().rfind(name + ": moe router_logits: expected dtype f32, bf16 or f16, got ",
+                                0), 0u) << s.message();
+    EXPECT_EQ(counting.calls, 0) << "a malformed run reached the backend";
+    // Well-formed, both run.
+    MoERouting good = r;
+    good.correction_bias = {cb.data(), DType::kF32, 1, e};
+    EXPECT_TRUE(run(grouped, *pg.value(), good).ok());
+    MoERouting good_map = r;
+    good_map.expert_map = map.data();
+    EXPECT_TRUE(run(mapped, *pm.value(), good_map).ok());
+  }
+}
+
 // Prepared weights of one backend given to another, or of a linear layer to run_moe.
 TEST(EntryChecks, PreparedWeightsBelongToTheirBackendAndOp) {
   const Backend* ref = find_backend("cpu-reference");

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <string>
 
+#include "contract/weight_checks.h"
 #include "cpu/common/act_quant.h"
 
 namespace mxq::cpu {
@@ -99,15 +100,12 @@ void route_token(const MoEParams& p, const double* logits, const double* correct
 
 Status route(const MoEParams& p, const DenseView& logits, const DenseView& correction_bias,
              TopK& out) {
+  // Behind the backends these never fail (the entry, Backend::run_moe, checked the same:
+  // Problem::validate, contract::check_moe_call); route is also called directly (its tests
+  // assert these errors). The routing rules are the contract's one definition.
   const std::string where = std::string("routing ") + routing_name(p.routing) + ": ";
-  if (p.experts < 1 || p.topk < 1 || p.topk > p.experts)
-    return invalid_argument(where + "need 1 <= topk <= experts, got topk " +
-                            std::to_string(p.topk) + ", experts " + std::to_string(p.experts));
-  if (p.routing == Routing::kSigmoidGroupedTopK &&
-      (p.n_group < 1 || p.experts % p.n_group != 0 || p.topk_group < 1 ||
-       p.topk_group > p.n_group || p.topk > p.topk_group * (p.experts / p.n_group)))
-    return invalid_argument(where + "bad groups: n_group " + std::to_string(p.n_group) +
-                            ", topk_group " + std::to_string(p.topk_group));
+  if (const std::string why = contract::moe_routing_error(p); !why.empty())
+    return invalid_argument(where + why);
   if (logits.data == nullptr || logits.cols != p.experts || logits.rows < 0)
     return invalid_argument(where + "router logits must be [M, " + std::to_string(p.experts) +
                             "], got [" + std::to_string(logits.rows) + ", " +

@@ -41,8 +41,10 @@ void route_token(const MoEParams& p, const double* logits, const double* correct
                  int32_t* ids, float* weights);
 
 // Every token: logits [M, E] in F32/BF16/F16; correction_bias [1, E] (any dtype) or data ==
-// nullptr. Checks the shapes against p (E = p.experts, k = p.topk) and that a correction bias is
-// given exactly when p.correction_bias (sigmoid-grouped-topk only).
+// nullptr. Checks the routing rules (contract::moe_routing_error, Problem::validate's), the
+// shapes against p (E = p.experts, k = p.topk) and that a correction bias is given exactly when
+// p.correction_bias (sigmoid-grouped-topk only): for direct callers; behind the backend entry
+// (Backend::run_moe), which checked the same, it never fails.
 Status route(const MoEParams& p, const DenseView& logits, const DenseView& correction_bias,
              TopK& out);
 

@@ -188,6 +188,12 @@ def test_malformed_moe_call_is_one_error_from_the_entry():
     with one_error(ValueError, "invalid argument: cpu: moe y: expected shape [3, 64], "
                                "got [2, 64]"):
         layer(x, logits, out=np.empty((2, 64), BF16))
+    # H is the entry's check (the Python op checks only that x is 2-D, which the view folds).
+    with one_error(ValueError, "invalid argument: cpu: moe x: expected shape [3, 64], "
+                               "got [3, 63]"):
+        layer(np.zeros((3, 63), BF16), logits)
+    with one_error(ValueError, "x has shape [3, 1, 64]; expected [M, H=64]"):
+        layer(np.zeros((3, 1, 64), BF16), logits)
     # The down projection with I = 40 (20 bytes per row): not whole 32-blocks.
     e, h, i = 4, 64, 40
     w13p = np.zeros((e, 2 * i, h // 2), np.uint8)
