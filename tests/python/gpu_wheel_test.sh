@@ -165,30 +165,37 @@ cli=${cli:-missing}
 # --- the tests, from the installed wheel --------------------------------------------------------
 "$vpy" -c "import pytest" 2>/dev/null || die "pytest is not importable from the host's packages (nothing is downloaded)"
 cat >"$tmp/run_pytest.py" <<'PY'
-"""pytest in this process after mxq is imported from the venv, which the tests then share."""
+"""pytest in this process after mxq is imported from the venv, which the tests then share.
+The body runs only as __main__: processes the tests spawn (torch.multiprocessing, the parallel
+module tests) import this file again as __mp_main__, and must not run the suite again."""
 import os, sys
-venv, junit, args = sys.argv[1], sys.argv[2], sys.argv[3:]
-root = os.path.realpath(venv) + os.sep
-import mxq  # noqa: E402
+root = ""
 def check(when):
     bad = {n: getattr(m, "__file__", None) for n, m in list(sys.modules.items())
            if (n == "mxq" or n.startswith("mxq.")) and getattr(m, "__file__", None)
            and not os.path.realpath(m.__file__).startswith(root)}
     if bad:
         sys.exit(f"mxq modules from outside the venv {when}: {bad}")
-check("before pytest")
-print("mxq", mxq.__version__, "from", mxq.__file__, flush=True)
-import pytest  # noqa: E402
-rc = pytest.main(["-v", "-rs", "-p", "no:cacheprovider", f"--junitxml={junit}", *args])
-check("after pytest")
-if rc == pytest.ExitCode.NO_TESTS_COLLECTED:  # a module skipped as a whole (no torch) is fine
-    import xml.etree.ElementTree as ET
-    ts = list(ET.parse(junit).getroot().iter("testsuite"))
-    n, k = (sum(int(t.get(a, 0)) for t in ts) for a in ("tests", "skipped"))
-    if n and n == k:
-        print(f"(no test collected, {k} skipped as a whole: not a failure)")
-        rc = 0
-sys.exit(int(rc))
+def main():
+    global root
+    venv, junit, args = sys.argv[1], sys.argv[2], sys.argv[3:]
+    root = os.path.realpath(venv) + os.sep
+    import mxq
+    check("before pytest")
+    print("mxq", mxq.__version__, "from", mxq.__file__, flush=True)
+    import pytest
+    rc = pytest.main(["-v", "-rs", "-p", "no:cacheprovider", f"--junitxml={junit}", *args])
+    check("after pytest")
+    if rc == pytest.ExitCode.NO_TESTS_COLLECTED:  # a module skipped as a whole (no torch) is fine
+        import xml.etree.ElementTree as ET
+        ts = list(ET.parse(junit).getroot().iter("testsuite"))
+        n, k = (sum(int(t.get(a, 0)) for t in ts) for a in ("tests", "skipped"))
+        if n and n == k:
+            print(f"(no test collected, {k} skipped as a whole: not a failure)")
+            rc = 0
+    sys.exit(int(rc))
+if __name__ == "__main__":
+    main()
 PY
 if [ $# -gt 0 ]; then
   steps=(custom)
