@@ -24,7 +24,8 @@ way: cuBLAS BF16 (torch.matmul), cuBLASLt FP8 rowwise (torch._scaled_mm) and hum
 torch reference on the dequantized weights (relative Frobenius error must be < 1e-2); humming's
 output is checked against the same reference and its error recorded (humming_rel_err).
 
-The JSON records the run's provenance (bench/provenance.py): commit, shim sha256, device,
+The JSON records the run's provenance (bench/provenance.py): commit, the shim's build commit
+(`binary_commit`), shim sha256, device,
 driver, CUDA runtime, torch / triton versions, the peers' versions (`peers`), and the copy
 bandwidth and cuBLAS BF16 peak (`bf16_peak_flops`, `bf16_peak_source`) measured in this process.
 
@@ -262,7 +263,8 @@ def main():
     print(f"# {props.name}: copy bandwidth {bw / 1e12:.2f} TB/s; BF16 peak "
           f"{rates['bf16_peak_flops'] / 1e12:.0f} TFLOP/s; driver {result['driver']}; "
           f"humming-kernels {humming_note}; "
-          f"marlin {marlin_note}; L2 flush by {args.flush}; commit {result['commit']}; "
+          f"marlin {marlin_note}; L2 flush by {args.flush}; commit {result['commit']} (shim built "
+          f"from {result.get('binary_commit')}); "
           f"shim sha256 {result['shim_sha256'][:16]}", flush=True)
 
     shapes = SHAPES if not args.shapes else [tuple(map(int, s.split("x")))

@@ -12,6 +12,7 @@
 #include "cuda/hopper/gemm.h"
 #endif
 #include "mxq/select.h"
+#include "mxq/version.h"
 
 namespace {
 
@@ -43,6 +44,12 @@ constexpr float kBenchInputScale = 5.0f / 448.0f;
 }  // namespace
 
 extern "C" {
+
+// The git commit this shim was built from: mxq::build_commit() of its build (cmake/git_commit.cmake
+// at build time: `git rev-parse --short=7 HEAD`, "-dirty" when tracked files differed; "" when
+// built outside a git checkout), the string `mxq --version` prints. bench/provenance.py records
+// it as binary_commit next to the tree's commit, which may be a different working copy.
+const char* mxq_shim_build_commit() { return mxq::build_commit(); }
 
 // elem: 0 = E2M1 (MXFP4), 1 = E4M3 (MXFP8); act: 0 = BF16, 1 = FP16 (output dtype = act), 2 =
 // fp8-dynamic-token, 3 = fp8-static-tensor (input scale kBenchInputScale; BF16 x and output).

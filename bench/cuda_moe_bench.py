@@ -52,7 +52,8 @@ Weights are random, generated on the GPU: E2M1 / E4M3 code bytes uniform (E4M3 N
 0x7F / 0xFF replaced by 0x7E / 0xFE), E8M0 scales uniform in 118..123 (2^-9..2^-4) for MXFP4 and
 112..117 for MXFP8 (E4M3 elements reach 448 = 2^8.8, E2M1 only 6: the shift keeps the weight
 magnitudes alike). Results are written to --out after every case, with the run's provenance
-(bench/provenance.py): the commit measured (MXQ_COMMIT first, then git), the shim's sha256,
+(bench/provenance.py): the commit measured (MXQ_COMMIT first, then git), the commit the shim
+was built from (`binary_commit`, as the shim says it), the shim's sha256,
 device, driver, CUDA runtime, torch / triton versions, the peers' versions (`peers`) and the copy
 bandwidth and BF16 peak measured in this process.
 """
@@ -499,7 +500,8 @@ def main():
     print(f"# {props.name}: copy bandwidth {bw / 1e12:.2f} TB/s; BF16 peak "
           f"{peak / 1e12:.0f} TFLOP/s ({peak_source}); humming-kernels {humming_note}; "
           f"vLLM MoE {vllm_note}; "
-          f"BF16 baseline {baseline} ({probe}); commit {result['commit']}; "
+          f"BF16 baseline {baseline} ({probe}); commit {result['commit']} (shim built from "
+          f"{result.get('binary_commit')}); "
           f"shim sha256 {result['shim_sha256'][:16]}", flush=True)
 
     def run_humming(case, s, x, logits, h13, h2, ref, us, m):

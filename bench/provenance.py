@@ -2,8 +2,9 @@
 bench/cuda_moe_bench.py:
 
 - the commit (MXQ_COMMIT when set, since a tree copied to the GPU host may carry stale git
-  metadata; else git, with "+dirty" for uncommitted changes to tracked files) and the sha256 of
-  the binary that ran (the shim);
+  metadata; else git, with "+dirty" for uncommitted changes to tracked files), the commit the
+  binary that ran was built from as the binary itself says it (binary_commit: the shim's
+  mxq_shim_build_commit, "-dirty" marked) and that binary's sha256 (the shim);
 - the environment: device, driver, CUDA runtime, torch / triton / Python versions, the peers'
   versions (humming-kernels, the vLLM peers' PROVENANCE.json);
 - two rates measured in the same process with the benchmark's own timer: the device-to-device
@@ -56,6 +57,28 @@ def sha256(path):
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def binary_commit(shim_path):
+    """The git commit the shim at shim_path was built from, as the binary says it
+    (mxq_shim_build_commit: mxq::build_commit() of its CMake build, `git rev-parse --short=7`
+    plus "-dirty", the string `mxq --version` prints). `commit` says which tree the run saw; this
+    says which source the binary that ran was built from (they differ when the binary is stale or
+    the tree was copied). "unknown: ..." for a shim built outside a git checkout,
+    "unavailable: ..." when the shim cannot be loaded or predates the function."""
+    import ctypes
+    try:
+        lib = ctypes.CDLL(os.path.abspath(shim_path))
+    except OSError as ex:
+        return f"unavailable: {_why(ex)}"
+    try:
+        fn = lib.mxq_shim_build_commit
+    except AttributeError:
+        return "unavailable: the shim has no mxq_shim_build_commit (built before it existed)"
+    fn.restype = ctypes.c_char_p
+    fn.argtypes = []
+    got = (fn() or b"").decode("utf-8", "replace")
+    return got or "unknown: the shim was built outside a git checkout"
 
 
 def provenance(shim_path):
@@ -163,6 +186,7 @@ def environment(shim_path=None, vllm_peers="", peer_notes=None):
     torch, twhy = _torch()
     env = {"commit": commit()}
     if shim_path is not None:
+        env["binary_commit"] = binary_commit(shim_path)
         try:
             env["shim_sha256"] = sha256(shim_path)
         except OSError as ex:

@@ -11,7 +11,8 @@ object that accounts for each lacking field, either under "fields" ({"value": ..
 "where the value came from"}) or under "missing" ("why it cannot be recovered"). A superseded
 result moves to bench/results/archive/<device>/ instead; every file there must be named in a row
 of bench/results/archive/README.md, and the current files that row names as superseding it must
-exist.
+exist. OPTIONAL fields (binary_commit of the Python GPU benchmarks, written since the shim
+reports its build commit) are not required of older results, but checked where present.
 
     scripts/check_results.py [--root DIR]   one line per result with the fields it lacks and how
                                             each is covered; exit 1 naming every uncovered one
@@ -81,6 +82,23 @@ WHEEL_BUILD = {
 }
 NAMED_KINDS = {"mxq-quantize-pipeline": QUANTIZE_PIPELINE, "mxq-wheel-build": WHEEL_BUILD}
 REQUIRED = PY_GPU  # the self-test's kind
+# Fields newer runs of a kind write and older results lack: not required, checked when present.
+# binary_commit: the commit the shim that ran was built from, as the shim says it
+# (bench/provenance.py binary_commit: a short hash with "-dirty", or why it is not known).
+OPTIONAL = {"python-gpu": {"binary_commit": "the commit the shim was built from"}}
+BINARY_COMMIT = re.compile(r"[0-9a-f]{7,40}([+-]dirty)?")
+
+
+def check_optional(unit, kname, where):
+    """Problems with the optional fields of a result of kind kname that it has."""
+    problems = []
+    if "binary_commit" in OPTIONAL.get(kname, {}) and "binary_commit" in unit:
+        v = unit["binary_commit"]
+        if not isinstance(v, str) or not (BINARY_COMMIT.fullmatch(v) or
+                                          v.startswith(("unknown: ", "unavailable: "))):
+            problems.append(f"{where}: binary_commit {v!r} is neither a git hash (\"-dirty\" "
+                            "allowed) nor \"unknown: ...\" / \"unavailable: ...\" with the reason")
+    return problems
 
 
 def kind(unit):
@@ -232,8 +250,10 @@ def check(root, out=sys.stdout):
                         problems.append(f"{where}: not a JSON object")
                         continue
                     kname, fields = kind(unit)
+                    opt = check_optional(unit, kname, where)
+                    problems += opt
                     lacking = [k for k, (path, _) in fields.items() if not present(unit, path)]
-                    if not lacking:
+                    if not lacking and not opt:
                         counts["complete"] += 1
                         print(f"ok        {where} ({kname})", file=out)
                         continue
@@ -281,6 +301,11 @@ def self_test():
     cases = [  # (name, {path: content}, substrings every one of which a problem must contain)
         ("complete", {"h1/new.json": full}, []),
         ("runs complete", {"h1/new.json": {"runs": [full, full]}}, []),
+        ("binary commit", {"h1/new.json": dict(full, binary_commit="0123abc-dirty")}, []),
+        ("binary commit unknown", {"h1/new.json": dict(
+            full, binary_commit="unknown: the shim was built outside a git checkout")}, []),
+        ("bad binary commit", {"h1/new.json": dict(full, binary_commit="")},
+         ["h1/new.json: binary_commit '' is neither a git hash"]),
         ("recovered", {"h1/new.json": {"cases": [], RECOVERED: good_rec}}, []),
         ("archived", {"h1/new.json": full, "archive/h1/old.json": {}, "archive/h1/old.md": "",
                       "archive/README.md": row}, []),

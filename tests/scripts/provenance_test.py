@@ -104,6 +104,9 @@ try:
         text_field(env, key)
     check(env.get("shim_sha256") ==
           "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad", "shim_sha256")
+    # binary_commit asks the shim itself (mxq_shim_build_commit); this "shim" is no library.
+    bc = str(env.get("binary_commit", ""))
+    check(bc.startswith("unavailable: "), f"binary_commit of a file that is no library: {bc!r}")
     c = env.get("commit", "")
     check(re.fullmatch(r"[0-9a-f]{40}(\+dirty)?", c) is not None or c == "unknown",
           f"commit {c!r}: not a git hash")
