@@ -19,6 +19,7 @@
 #include "mxq/layers.h"
 #include "mxq/model.h"
 #include "mxq/problem.h"
+#include "mxq/quantize.h"
 #include "mxq/safetensors.h"
 
 namespace mxq {
@@ -65,6 +66,17 @@ const Fixture kFixtures[] = {
      io::GateUpLayout::kInterleaved},
     {"modelopt-mxfp8-llama", "modelopt", "MXFP8", "mxfp8", "mxfp8-dynamic", 7, 0},
     {"modelopt-mxfp4-llama", "modelopt", "mxfp4", "mxfp4", "mxfp4-dynamic", 7, 0},
+    {"modelopt-mxfp4-qwen3moe", "modelopt", "mxfp4", "mxfp4", "mxfp4-dynamic", 16, 4,
+     io::GateUpLayout::kSeparate},
+    // compressed-tensors 0.20 alone (its preset schemes, no llm-compressor).
+    {"ct020-mxfp4-llama", "compressed-tensors", "mxfp4-pack-quantized", "mxfp4", "mxfp4-dynamic",
+     7, 0},
+    {"ct020-mxfp8a16-llama", "compressed-tensors", "mxfp8-quantized", "none", "bf16", 7, 0},
+    {"ct020-mxfp6a16-llama", "compressed-tensors", "mxfp6-pack-quantized", "none", "bf16", 7, 0},
+    {"ct020-mxfp6a8-llama", "compressed-tensors", "mxfp6-pack-quantized", "mxfp8",
+     "mxfp8-dynamic", 7, 0},
+    {"ct020-mxfp4-qwen3moe", "compressed-tensors", "mxfp4-pack-quantized", "mxfp4",
+     "mxfp4-dynamic", 16, 4, io::GateUpLayout::kSeparate},
 };
 
 class ProducerFixture : public ::testing::TestWithParam<Fixture> {};
@@ -156,6 +168,73 @@ INSTANTIATE_TEST_SUITE_P(Producers, ProducerFixture, ::testing::ValuesIn(kFixtur
                              if (c == '-') c = '_';
                            return n;
                          });
+
+// Fixtures that also hold original.safetensors, the BF16 weights the producer quantized
+// (compressed-tensors 0.20 alone): mxq quantizing them with the scale rule it reads for the
+// checkpoint (ModelInfo::scale_rule; RNE, saturating) must write the producer's exact bytes,
+// elements and E8M0 scales. compressed-tensors 0.20 rounds the group amax at a 1-bit mantissa
+// for FP4 / FP8 (even_fp4_mantissa) but at E2M3's 3-bit mantissa for MXFP6 (even).
+class ProducerBytes : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(ProducerBytes, OriginalQuantizedWithTheReadScaleRuleIsTheProducersBytes) {
+  const std::string dir = kDir + GetParam();
+  auto ck = io::Checkpoint::open(dir);
+  ASSERT_TRUE(ck.ok()) << ck.status().to_string();
+  auto info = io::read_model(ck.value());
+  ASSERT_TRUE(info.ok()) << info.status().to_string();
+  ASSERT_TRUE(info.value().scale_rule.has_value()) << "the reader names no scale rule";
+  auto orig = io::SafetensorsFile::open(dir + "/original.safetensors");
+  ASSERT_TRUE(orig.ok()) << orig.status().to_string();
+  ASSERT_EQ(orig.value()->tensors().size(), info.value().weights.size());
+  for (const io::MXWeight& w : info.value().weights) {
+    const io::TensorInfo* t = orig.value()->find(w.module + ".weight");
+    ASSERT_NE(t, nullptr) << w.module;
+    ASSERT_EQ(t->dtype, io::StDType::kBF16) << w.module;
+    ASSERT_EQ(t->shape, w.shape) << w.module;
+    QuantOptions q;
+    q.elem = w.elem;
+    q.scale_rule = *info.value().scale_rule;
+    q.threads = 1;
+    const int64_t rows = w.batch() * w.n();
+    std::vector<uint8_t> packed(w.packed.size()), scales(w.scales.size());
+    ASSERT_TRUE(quantize(orig.value()->data(*t).data(), DType::kBF16, rows, w.k(), q,
+                         packed.data(), scales.data())
+                    .ok());
+    size_t bad_scales = 0, bad_bytes = 0;
+    for (size_t i = 0; i < scales.size(); ++i) bad_scales += scales[i] != w.scales[i];
+    for (size_t i = 0; i < packed.size(); ++i) bad_bytes += packed[i] != w.packed[i];
+    EXPECT_EQ(bad_scales, 0u) << w.module << ": of " << scales.size() << " scales under "
+                              << scale_rule_name(q.scale_rule);
+    EXPECT_EQ(bad_bytes, 0u) << w.module << ": of " << packed.size() << " element bytes under "
+                             << scale_rule_name(q.scale_rule);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Producers, ProducerBytes,
+                         ::testing::Values("ct020-mxfp4-llama", "ct020-mxfp8a16-llama",
+                                           "ct020-mxfp6a16-llama", "ct020-mxfp6a8-llama",
+                                           "ct020-mxfp4-qwen3moe"),
+                         [](const auto& p) {
+                           std::string n = p.param;
+                           for (char& c : n)
+                             if (c == '-') c = '_';
+                           return n;
+                         });
+
+// compressed-tensors 0.20's MXFP4XFP8 preset: MXFP4 weights, FP8 activations with a dynamic
+// scale per 128-group. mxq has no such activation key; it refuses the checkpoint naming the
+// scheme rather than reading it as FP8 per-token (which it did before).
+TEST(ProducerFixtureCompressedTensors, Fp8Group128ActivationsAreRefused) {
+  auto ck = io::Checkpoint::open(kDir + "ct020-mxfp4xfp8-llama");
+  ASSERT_TRUE(ck.ok()) << ck.status().to_string();
+  auto info = io::read_model(ck.value());
+  ASSERT_FALSE(info.ok()) << "read with activations " << io::act_scheme_name(info.value().act);
+  EXPECT_EQ(info.status().code(), StatusCode::kUnimplemented);
+  EXPECT_NE(info.status().message().find("8-bit activations with a dynamic scale per group of "
+                                         "128 are not supported"),
+            std::string::npos)
+      << info.status().message();
+}
 
 // ModelOpt 0.47's W4A8_MXFP4_FP8 export (calibrated on CPU, see the fixtures README) writes no
 // input_scale for the static FP8 activations; mxq refuses it, naming the tensor (reference.safetensors

@@ -52,12 +52,28 @@ StatusOr<ActScheme> parse_act(const json& a, const std::string& where) {
   const int bits = io::field_or(a, "num_bits", 0);
   const std::string strategy = io::field_or(a, "strategy", "");
   const bool dynamic = a.contains("dynamic") && a["dynamic"].is_boolean() && a["dynamic"].get<bool>();
-  if (strategy == "group" && io::field_or(a, "group_size", 0) == 32 && bits == 4) return ActScheme::kMxfp4;
-  if (strategy == "group" && io::field_or(a, "group_size", 0) == 32 && bits == 8) return ActScheme::kMxfp8;
+  const int group = io::field_or(a, "group_size", 0);
+  if (strategy == "group" && group == 32 && bits == 4) return ActScheme::kMxfp4;
+  if (strategy == "group" && group == 32 && bits == 8) return ActScheme::kMxfp8;
   if (bits == 8 && strategy == "tensor" && !dynamic) return ActScheme::kFp8Static;
-  if (bits == 8 && (strategy == "token" || dynamic)) return ActScheme::kFp8Dynamic;
+  if (bits == 8 && strategy == "token") return ActScheme::kFp8Dynamic;
+  // Anything else is refused, never read as the nearest known scheme: e.g. compressed-tensors
+  // 0.20's MXFP4XFP8 preset quantizes activations to FP8 with a dynamic scale per 128-group
+  // (strategy "group", group_size 128), which is neither MXFP8 nor FP8 per token.
+  const std::string known = "mxq runs MX activations (strategy \"group\", group_size 32, 4 or 8 "
+                            "bits), FP8 per-tensor static and FP8 per-token dynamic";
+  if (strategy == "group")
+    return Status(StatusCode::kUnimplemented,
+                  where + ": " + std::to_string(bits) + "-bit activations with a " +
+                      (dynamic ? "dynamic" : "static") + " scale per group of " +
+                      std::to_string(group) + " are not supported (" + known + "): " + a.dump());
+  if (bits == 8 && strategy == "tensor")  // dynamic per-tensor FP8: not per token
+    return Status(StatusCode::kUnimplemented,
+                  where + ": FP8 activations with a dynamic per-tensor scale are not supported (" +
+                      known + "): " + a.dump());
   return Status(StatusCode::kUnimplemented,
-                where + " describes an activation scheme mxq does not know: " + a.dump());
+                where + " describes an activation scheme mxq does not know (" + known + "): " +
+                    a.dump());
 }
 
 }  // namespace
@@ -145,7 +161,12 @@ StatusOr<ModelInfo> read_compressed_tensors(const Checkpoint& ckpt, const json& 
   if (!act.ok()) return act.status();
   info.act = act.value();
   info.scheme = format;
-  info.scale_rule = ScaleRule::kEvenFp4Mantissa;  // llm-compressor's rule
+  // llm-compressor's rule (compressed-tensors generate_mx_scales: the group amax rounded at a
+  // 1-bit mantissa) for FP4 and FP8; compressed-tensors 0.20's MXFP6 (E2M3, the only MXFP6 it
+  // writes) rounds at E2M3's own 3-bit mantissa, which is mxq's `even`. A file mxq wrote says
+  // which rule it used (the "mxq" object below).
+  info.scale_rule = elem.value() == ElemType::kE2M3 ? ScaleRule::kEven
+                                                    : ScaleRule::kEvenFp4Mantissa;
   // Dynamic MX activations: compressed-tensors computes their scales at run time with the same
   // function as the weights' (calculate_qparams -> the MX scale generator: the exponent of the
   // group amax rounded at a 1-bit mantissa), whoever wrote the weights: even_fp4_mantissa.
