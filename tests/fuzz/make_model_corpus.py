@@ -17,7 +17,8 @@ OUT = os.path.join(HERE, "corpus", "model")
 FIX = os.path.join(HERE, "..", "fixtures", "producers")
 FIXTURES = ["llmc-mxfp4a16-qwen3moe", "llmc-mxfp4-gptoss", "quark-mxfp4-gptoss",
             "quark-mxfp4-qwen3moe", "quark-mxfp4-fp8-llama", "modelopt-w4a8-mxfp4-fp8-llama",
-            "quark-mxfp6e2m3-llama", "llmc-mxfp8-llama"]
+            "quark-mxfp6e2m3-llama", "llmc-mxfp8-llama", "ct020-mxfp4xfp8-llama",
+            "ct020-mxfp6a8-llama", "modelopt-mxfp4-qwen3moe"]
 
 
 def seed(config, tensors):
