@@ -20,6 +20,7 @@
 #include "cuda/mma_claims.h"
 #include "cuda/moe/dispatch.h"
 #include "cuda/moe/grouped_gemm.h"
+#include "cuda/moe/kernels.h"
 #include "cuda/moe/routing.h"
 #include "cuda/quant/act_operand.h"
 #include "mxq/numerics.h"
@@ -188,10 +189,16 @@ Verdict moe_layer_can_implement(const Problem& p) {
   if (p.n % 32 != 0 || p.k % 32 != 0)
     return Verdict::no("hidden " + std::to_string(p.n) + ", intermediate " + std::to_string(p.k) +
                        ": cuda-mma MoE needs both multiples of 32");
-  if (q.experts > 512 || q.topk > 32 || (q.routing == Routing::kSigmoidGroupedTopK && q.n_group > 32))
+  // The GPU routing kernel's limits (moe/kernels.h, the one definition; moe_route checks them
+  // again for its direct callers).
+  using moe_detail::kMaxRouteExperts, moe_detail::kMaxRouteTopK, moe_detail::kMaxRouteGroups;
+  if (q.experts > kMaxRouteExperts || q.topk > kMaxRouteTopK ||
+      (q.routing == Routing::kSigmoidGroupedTopK && q.n_group > kMaxRouteGroups))
     return Verdict::no("experts " + std::to_string(q.experts) + ", topk " +
                        std::to_string(q.topk) + ", groups " + std::to_string(q.n_group) +
-                       ": the GPU routing supports experts <= 512, topk <= 32, groups <= 32");
+                       ": the GPU routing supports experts <= " + std::to_string(kMaxRouteExperts) +
+                       ", topk <= " + std::to_string(kMaxRouteTopK) + ", groups <= " +
+                       std::to_string(kMaxRouteGroups));
   if (p.m * q.topk >= (int64_t(1) << 30) || p.n > (1 << 20) || p.k > (1 << 20))
     return Verdict::no("shape too large for one launch");
   return Verdict::yes();

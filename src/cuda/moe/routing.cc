@@ -1,9 +1,10 @@
-// Host entry point of the GPU MoE routing: argument checks (the CPU routing's, plus the kernel's
-// limits), then one launch.
+// Host entry point of the GPU MoE routing: argument checks (Problem::validate's routing rules,
+// contract::moe_routing_error, plus the kernel's limits and pointers), then one launch.
 #include "cuda/moe/routing.h"
 
 #include <string>
 
+#include "contract/weight_checks.h"
 #include "cuda/moe/kernels.h"
 
 namespace mxq::cuda {
@@ -13,19 +14,16 @@ Status moe_route(const MoEParams& p, const void* logits, DType dtype, int64_t to
                  cudaStream_t stream) {
   using namespace moe_detail;
   const std::string where = std::string("cuda::moe_route ") + routing_name(p.routing) + ": ";
-  if (p.experts < 1 || p.topk < 1 || p.topk > p.experts)
-    return invalid_argument(where + "need 1 <= topk <= experts, got topk " +
-                            std::to_string(p.topk) + ", experts " + std::to_string(p.experts));
+  // The routing rules of Problem::validate (one definition; this launcher is called directly by
+  // tests and benchmarks, not only behind the backend entry), then the kernel's own limits.
+  if (const std::string why = contract::moe_routing_error(p); !why.empty())
+    return invalid_argument(where + why);
   if (p.experts > kMaxRouteExperts || p.topk > kMaxRouteTopK)
     return invalid_argument(where + "the GPU routing supports experts <= " +
                             std::to_string(kMaxRouteExperts) + " and topk <= " +
                             std::to_string(kMaxRouteTopK) + ", got experts " +
                             std::to_string(p.experts) + ", topk " + std::to_string(p.topk));
   const bool grouped = p.routing == Routing::kSigmoidGroupedTopK;
-  if (grouped && (p.n_group < 1 || p.experts % p.n_group != 0 || p.topk_group < 1 ||
-                  p.topk_group > p.n_group || p.topk > p.topk_group * (p.experts / p.n_group)))
-    return invalid_argument(where + "bad groups: n_group " + std::to_string(p.n_group) +
-                            ", topk_group " + std::to_string(p.topk_group));
   if (grouped && p.n_group > kMaxRouteGroups)
     return invalid_argument(where + "the GPU routing supports n_group <= " +
                             std::to_string(kMaxRouteGroups) + ", got " +
