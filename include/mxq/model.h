@@ -67,6 +67,10 @@ struct ModelInfo {
   std::string scheme;  // producer's scheme name, e.g. "mxfp4-pack-quantized", "w_mxfp4_a_fp8"
   ActScheme act = ActScheme::kNone;
   std::optional<ScaleRule> scale_rule;  // the producer's scale rule when the format implies one
+  // How the producer's writer rounds elements (with scale_rule: what re-quantizing an original
+  // needs to give the file's bytes). RNE unless the reader knows otherwise: ModelOpt's MXFP4
+  // export rounds ties toward zero.
+  Rounding rounding = Rounding::kRne;
   // MX activation schemes: the block scale rule the checkpoint's config names for the
   // activations (Quark input_tensors.scale_calculation_mode); unset: not recorded (floor).
   std::optional<ScaleRule> act_scale_rule;

@@ -64,6 +64,7 @@ StatusOr<VerifyReport> verify_model(const std::string& path, const std::string& 
           QuantOptions q;
           q.elem = w.elem;
           q.scale_rule = *rep.info.scale_rule;
+          q.rounding = rep.info.rounding;
           q.threads = threads;
           std::vector<uint8_t> p(w.packed.size()), s(w.scales.size());
           const int64_t rows = w.batch() * w.n();
@@ -73,7 +74,8 @@ StatusOr<VerifyReport> verify_model(const std::string& path, const std::string& 
                         std::equal(s.begin(), s.end(), w.scales.begin());
           if (!l.bit_exact)
             rep.problems.push_back(w.module + ": re-quantizing the original with scale rule " +
-                                   scale_rule_name(q.scale_rule) + " does not reproduce the bits");
+                                   scale_rule_name(q.scale_rule) + " and rounding " +
+                                   rounding_name(q.rounding) + " does not reproduce the bits");
         }
       } else {
         rep.problems.push_back(w.module + ": no original tensor with shape matching the weight");

@@ -68,6 +68,9 @@ const Fixture kFixtures[] = {
     {"modelopt-mxfp4-llama", "modelopt", "mxfp4", "mxfp4", "mxfp4-dynamic", 7, 0},
     {"modelopt-mxfp4-qwen3moe", "modelopt", "mxfp4", "mxfp4", "mxfp4-dynamic", 16, 4,
      io::GateUpLayout::kSeparate},
+    // W4A8_MXFP4_FP8_CFG with "algorithm": "max" (the stock config calibrates nothing).
+    {"modelopt-w4a8max-mxfp4-fp8-llama", "modelopt", "W4A8_MXFP4_FP8", "fp8-static",
+     "fp8-static-tensor", 7, 0},
     // compressed-tensors 0.20 alone (its preset schemes, no llm-compressor).
     {"ct020-mxfp4-llama", "compressed-tensors", "mxfp4-pack-quantized", "mxfp4", "mxfp4-dynamic",
      7, 0},
@@ -170,10 +173,13 @@ INSTANTIATE_TEST_SUITE_P(Producers, ProducerFixture, ::testing::ValuesIn(kFixtur
                          });
 
 // Fixtures that also hold original.safetensors, the BF16 weights the producer quantized
-// (compressed-tensors 0.20 alone): mxq quantizing them with the scale rule it reads for the
-// checkpoint (ModelInfo::scale_rule; RNE, saturating) must write the producer's exact bytes,
-// elements and E8M0 scales. compressed-tensors 0.20 rounds the group amax at a 1-bit mantissa
-// for FP4 / FP8 (even_fp4_mantissa) but at E2M3's 3-bit mantissa for MXFP6 (even).
+// (compressed-tensors 0.20 alone; one ModelOpt export, whose MXFP4 scales are rceil): mxq
+// quantizing them with the scale rule and element rounding it reads for the checkpoint
+// (ModelInfo::scale_rule and ::rounding, saturating) must write the producer's exact bytes,
+// elements and E8M0 scales. compressed-tensors 0.20 rounds the group amax at a 1-bit
+// mantissa for FP4 / FP8 (even_fp4_mantissa) but at E2M3's 3-bit mantissa for MXFP6 (even);
+// ModelOpt's MXFP4 export rounds element ties toward zero (under RNE 14-35 of 3072 bytes per
+// MLP weight differ).
 class ProducerBytes : public ::testing::TestWithParam<const char*> {};
 
 TEST_P(ProducerBytes, OriginalQuantizedWithTheReadScaleRuleIsTheProducersBytes) {
@@ -194,6 +200,7 @@ TEST_P(ProducerBytes, OriginalQuantizedWithTheReadScaleRuleIsTheProducersBytes) 
     QuantOptions q;
     q.elem = w.elem;
     q.scale_rule = *info.value().scale_rule;
+    q.rounding = info.value().rounding;
     q.threads = 1;
     const int64_t rows = w.batch() * w.n();
     std::vector<uint8_t> packed(w.packed.size()), scales(w.scales.size());
@@ -206,14 +213,16 @@ TEST_P(ProducerBytes, OriginalQuantizedWithTheReadScaleRuleIsTheProducersBytes) 
     EXPECT_EQ(bad_scales, 0u) << w.module << ": of " << scales.size() << " scales under "
                               << scale_rule_name(q.scale_rule);
     EXPECT_EQ(bad_bytes, 0u) << w.module << ": of " << packed.size() << " element bytes under "
-                             << scale_rule_name(q.scale_rule);
+                             << scale_rule_name(q.scale_rule) << ", "
+                             << rounding_name(q.rounding);
   }
 }
 
 INSTANTIATE_TEST_SUITE_P(Producers, ProducerBytes,
                          ::testing::Values("ct020-mxfp4-llama", "ct020-mxfp8a16-llama",
                                            "ct020-mxfp6a16-llama", "ct020-mxfp6a8-llama",
-                                           "ct020-mxfp4-qwen3moe"),
+                                           "ct020-mxfp4-qwen3moe",
+                                           "modelopt-w4a8max-mxfp4-fp8-llama"),
                          [](const auto& p) {
                            std::string n = p.param;
                            for (char& c : n)
@@ -236,9 +245,10 @@ TEST(ProducerFixtureCompressedTensors, Fp8Group128ActivationsAreRefused) {
       << info.status().message();
 }
 
-// ModelOpt 0.47's W4A8_MXFP4_FP8 export (calibrated on CPU, see the fixtures README) writes no
-// input_scale for the static FP8 activations; mxq refuses it, naming the tensor (reference.safetensors
-// is kept for when a GPU-calibrated export shows what ModelOpt means there).
+// ModelOpt 0.47's stock W4A8_MXFP4_FP8_CFG has "algorithm": None: mtq.quantize calibrates
+// nothing, the FP8 input quantizers have no amax (they compute one per tensor at run time) and
+// export_hf_checkpoint writes no input_scale. mxq refuses that export, naming the tensor (with
+// "algorithm": "max" the export has them: modelopt-w4a8max-mxfp4-fp8-llama above).
 TEST(ProducerFixtureModelOpt, W4A8WithoutInputScaleIsRefusedByName) {
   auto ck = io::Checkpoint::open(kDir + "modelopt-w4a8-mxfp4-fp8-llama");
   ASSERT_TRUE(ck.ok()) << ck.status().to_string();

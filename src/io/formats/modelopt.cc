@@ -87,6 +87,10 @@ StatusOr<ModelInfo> read_modelopt(const Checkpoint& ckpt, const json& config,
   info.scheme = algo_name;
   info.act = algo->act;
   info.scale_rule = ScaleRule::kRceil;
+  // ModelOpt 0.47's export packs E2M1 with MXFP4QTensor.quantize, whose cast_fp4 counts the
+  // midpoints strictly below |x|: a tie goes to the smaller magnitude (checked on its bytes,
+  // tests/fixtures/producers/modelopt-w4a8max-mxfp4-fp8-llama). MXFP8 is a torch FP8 cast (RNE).
+  if (algo->elem == ElemType::kE2M1) info.rounding = Rounding::kTowardZeroTies;
   auto ex = string_list(*q, "exclude_modules", where);
   if (!ex.ok()) return ex.status();
   auto ig = string_list(*q, "ignore", where);
