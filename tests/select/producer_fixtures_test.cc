@@ -7,7 +7,8 @@
 //     value must be a BF16 value, i.e. low 16 bits zero, and its high 16 bits must equal the
 //     reference's bits), with no reference weight left unmatched,
 //   - see one MoE layer per MoE block (the per-expert 2-D tensors assembled) with the right
-//     expert count, top-k, gate/up layout and the checkpoint's activation key.
+//     expert count, top-k, gate/up layout and the checkpoint's activation key,
+//   - where original.safetensors is there, re-quantize it to the producer's exact bytes.
 #include <gtest/gtest.h>
 
 #include <cstdint>
