@@ -174,7 +174,7 @@ INSTANTIATE_TEST_SUITE_P(Producers, ProducerFixture, ::testing::ValuesIn(kFixtur
                          });
 
 // Fixtures that also hold original.safetensors, the BF16 weights the producer quantized
-// (compressed-tensors 0.20 alone; one ModelOpt export, whose MXFP4 scales are rceil): mxq
+// (compressed-tensors 0.20 alone; ModelOpt's dense exports, whose scales are rceil): mxq
 // quantizing them with the scale rule and element rounding it reads for the checkpoint
 // (ModelInfo::scale_rule and ::rounding, saturating) must write the producer's exact bytes,
 // elements and E8M0 scales. compressed-tensors 0.20 rounds the group amax at a 1-bit
@@ -223,7 +223,8 @@ INSTANTIATE_TEST_SUITE_P(Producers, ProducerBytes,
                          ::testing::Values("ct020-mxfp4-llama", "ct020-mxfp8a16-llama",
                                            "ct020-mxfp6a16-llama", "ct020-mxfp6a8-llama",
                                            "ct020-mxfp4-qwen3moe",
-                                           "modelopt-w4a8max-mxfp4-fp8-llama"),
+                                           "modelopt-w4a8max-mxfp4-fp8-llama",
+                                           "modelopt-mxfp4-llama", "modelopt-mxfp8-llama"),
                          [](const auto& p) {
                            std::string n = p.param;
                            for (char& c : n)
