@@ -87,11 +87,9 @@ class Backend {
   // strict mode) because it is slow.
   virtual bool is_reference() const { return false; }
 
-  // The memory run_* takes x, y and the routing arrays in. Default: CUDA device memory for the
-  // backends named cuda-*, host memory for every other one.
-  virtual MemoryKind memory_kind() const {
-    return name().substr(0, 4) == "cuda" ? MemoryKind::kCUDA : MemoryKind::kCPU;
-  }
+  // The memory run_* takes x, y and the routing arrays in (kCPU or kCUDA, never kAny): each
+  // backend declares it; nothing is inferred from the name.
+  virtual MemoryKind memory_kind() const = 0;
 
   virtual Verdict supports(const Device& d) const = 0;
   virtual Verdict can_implement(const Problem& p) const = 0;

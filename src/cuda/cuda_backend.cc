@@ -50,6 +50,7 @@ class CudaMmaBackend final : public Backend {
  public:
   std::string_view name() const override { return "cuda-mma"; }
   int priority() const override { return 100; }
+  MemoryKind memory_kind() const override { return MemoryKind::kCUDA; }
 
   Verdict supports(const Device& d) const override {
     if (!d.cuda_built) return Verdict::no("mxq was built without its CUDA part");

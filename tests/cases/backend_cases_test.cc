@@ -209,9 +209,20 @@ TEST(Coverage, EverySupportingBackendRunsSharedCases) {
 }
 
 // The check itself can fail: a backend that supports the device and refuses every case.
+// Every registered backend declares the memory its run_* take (Backend::memory_kind is pure
+// virtual): device memory for the CUDA backends, host memory for the others.
+TEST(Coverage, EveryBackendDeclaresItsMemory) {
+  ASSERT_FALSE(backends().empty());
+  for (const Backend* b : backends()) {
+    const bool cuda = b->name() == "cuda-mma" || b->name() == "cuda-hopper";
+    EXPECT_EQ(b->memory_kind(), cuda ? MemoryKind::kCUDA : MemoryKind::kCPU) << b->name();
+  }
+}
+
 class RefusesEverything final : public Backend {
  public:
   std::string_view name() const override { return "refuses-everything"; }
+  MemoryKind memory_kind() const override { return MemoryKind::kCPU; }
   int priority() const override { return 1; }
   Verdict supports(const Device&) const override { return Verdict::yes(); }
   Verdict can_implement(const Problem&) const override { return Verdict::no("refuses all"); }
@@ -220,6 +231,7 @@ class RefusesEverything final : public Backend {
 class Unsupported final : public Backend {
  public:
   std::string_view name() const override { return "unsupported"; }
+  MemoryKind memory_kind() const override { return MemoryKind::kCPU; }
   int priority() const override { return 1; }
   Verdict supports(const Device&) const override { return Verdict::no("needs a device"); }
   Verdict can_implement(const Problem&) const override { return Verdict::yes(); }

@@ -31,6 +31,7 @@ class Counting final : public Backend {
  public:
   mutable int calls = 0;
   std::string_view name() const override { return "counting"; }
+  MemoryKind memory_kind() const override { return MemoryKind::kCPU; }
   int priority() const override { return 0; }
   Verdict supports(const Device&) const override { return Verdict::yes(); }
   bool declares_act_key(ActKey) const override { return true; }

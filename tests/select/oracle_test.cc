@@ -29,9 +29,9 @@ class FakeBackend : public Backend {
     return declared_16bit_only ? Backend::declares_act_key(a) : true;
   }
   bool declared_16bit_only = false;
-  // The memory the fake takes; unset: Backend's default (cuda-* device memory, others host).
+  // The memory the fake takes (host unless set).
   std::optional<MemoryKind> mem;
-  MemoryKind memory_kind() const override { return mem ? *mem : Backend::memory_kind(); }
+  MemoryKind memory_kind() const override { return mem ? *mem : MemoryKind::kCPU; }
 
  private:
   std::string name_;
@@ -258,10 +258,13 @@ struct MemoryFixture : Fixture {
   }
 };
 
-TEST_F(MemoryFixture, DefaultMemoryKindFollowsTheName) {
-  FakeBackend c("cuda-fake", 1, false, any_device, anything), h("fake-host", 1, false, any_device, anything);
-  EXPECT_EQ(c.memory_kind(), MemoryKind::kCUDA);
-  EXPECT_EQ(h.memory_kind(), MemoryKind::kCPU);
+// A backend's name decides nothing about its memory (a fake named cuda-* that declares host
+// memory takes host memory); the built-in backends' declarations: backend_cases_test.cc.
+TEST_F(MemoryFixture, MemoryKindIsDeclaredNotInferredFromTheName) {
+  FakeBackend c("cuda-fake", 1, false, any_device, anything);
+  c.mem = MemoryKind::kCPU;
+  EXPECT_EQ(c.memory_kind(), MemoryKind::kCPU);
+  EXPECT_EQ(detail::select_from({&c}, kBf16, with_gpu, on(MemoryKind::kCPU)).value().backend, &c);
   EXPECT_STREQ(memory_kind_name(MemoryKind::kCUDA), "cuda");
   EXPECT_STREQ(memory_kind_name(MemoryKind::kCPU), "cpu");
 }

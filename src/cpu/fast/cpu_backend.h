@@ -49,6 +49,7 @@ class CpuBackend final : public Backend {
 
   std::string_view name() const override { return "cpu"; }
   int priority() const override { return 10; }
+  MemoryKind memory_kind() const override { return MemoryKind::kCPU; }
 
   Verdict supports(const Device& d) const override;
   Verdict can_implement(const Problem& p) const override;

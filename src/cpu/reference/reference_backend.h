@@ -44,6 +44,7 @@ class ReferenceBackend final : public Backend {
  public:
   std::string_view name() const override { return "cpu-reference"; }
   int priority() const override { return 0; }
+  MemoryKind memory_kind() const override { return MemoryKind::kCPU; }
   bool is_reference() const override { return true; }
 
   Verdict supports(const Device& d) const override;

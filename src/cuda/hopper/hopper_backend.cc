@@ -94,6 +94,7 @@ class CudaHopperBackend final : public Backend {
   // Above cuda-mma (100): the Hopper kernels are the faster family on sm_90
   // (bench/results/h200/gemm-hopper.md).
   int priority() const override { return 110; }
+  MemoryKind memory_kind() const override { return MemoryKind::kCUDA; }
   // Below cuda-mma (100) for decode: measured on the H200 (2026-12-03, 0b8663a,
   // bench/results/h200/gemm-hopper.md) cuda-mma is faster up to M = 8 on every measured shape
   // (MXFP4 8192^2 M = 1 / 8: 18.5 / 20.6 us vs 23.4 / 23.4; 28672 x 8192 M = 4: 53.0 vs 67.8;
