@@ -88,15 +88,8 @@ class CudaMmaBackend final : public Backend {
     if (p.op == Op::kMoE) return moe_layer_can_implement(p);
     if (p.op != Op::kLinear)
       return Verdict::no(std::string("cuda-mma runs linear and MoE layers, not ") + op_name(p.op));
-    Problem types = p;  // FP8 keys: BF16 operand, scale in the epilogue (run_fp8_linear)
-    if (act_key_is_fp8(p.act)) types.act = ActKey::kBF16;
-    if (Verdict v = mma_types_verdict(types, /*mx_act=*/true); !v) return v;
-    if (p.n % 16 != 0 || p.k % 32 != 0)
-      return Verdict::no("N = " + std::to_string(p.n) + ", K = " + std::to_string(p.k) +
-                         ": cuda-mma needs N a multiple of 16 and K a multiple of 32");
-    if (p.m > 65535LL * 64 || p.n > (1LL << 30) || p.k > (1LL << 30))
-      return Verdict::no("shape too large for one launch");
-    return Verdict::yes();
+    // FP8 keys: BF16 operand, scale in the epilogue (run_fp8_linear); M: 65535 grid rows of 64.
+    return linear_layer_verdict(p, "cuda-mma", 65535LL * 64);
   }
 
  protected:

@@ -4,9 +4,11 @@
 // activation dtype or F32. Host code (C++20).
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 #include "cuda/common/instance_set.h"
+#include "cuda/quant/act_operand.h"  // act_key_is_fp8
 #include "mxq/problem.h"
 
 namespace mxq::cuda {
@@ -30,6 +32,22 @@ inline Verdict mma_types_verdict(const Problem& p, bool mx_act = false) {
   if (!instance_types_compiled(a == DType::kBF16, p.weight == ElemType::kE2M1))
     return Verdict::no(std::string(dtype_name(a)) + " x " + mx_format_name(p.weight) + ": " +
                        kMinimalInstancesNote);
+  return Verdict::yes();
+}
+
+// The linear-layer claims both CUDA backends share (cuda-mma and cuda-hopper run the same
+// weight formats, keys and outputs): `backend` names the refusing backend in its reasons,
+// `max_m` is its launch's token limit. FP8 keys are judged as BF16 (their activations reach the
+// kernels as BF16 or E4M3 values, their scales applied in the epilogue).
+inline Verdict linear_layer_verdict(const Problem& p, const char* backend, int64_t max_m) {
+  Problem types = p;
+  if (act_key_is_fp8(p.act)) types.act = ActKey::kBF16;
+  if (Verdict v = mma_types_verdict(types, /*mx_act=*/true); !v) return v;
+  if (p.n % 16 != 0 || p.k % 32 != 0)
+    return Verdict::no("N = " + std::to_string(p.n) + ", K = " + std::to_string(p.k) + ": " +
+                       backend + " needs N a multiple of 16 and K a multiple of 32");
+  if (p.m > max_m || p.n > (int64_t(1) << 30) || p.k > (int64_t(1) << 30))
+    return Verdict::no("shape too large for one launch");
   return Verdict::yes();
 }
 

@@ -150,15 +150,8 @@ class CudaHopperBackend final : public Backend {
     if (p.op == Op::kMoE) return moe_layer_can_implement(p);
     if (p.op != Op::kLinear)
       return Verdict::no(std::string("cuda-hopper runs linear and MoE layers, not ") + op_name(p.op));
-    Problem types = p;  // FP8 keys: BF16 input quantized by the layer, scales in the epilogue
-    if (act_key_is_fp8(p.act)) types.act = ActKey::kBF16;
-    if (Verdict v = mma_types_verdict(types, /*mx_act=*/true); !v) return v;
-    if (p.n % 16 != 0 || p.k % 32 != 0)
-      return Verdict::no("N = " + std::to_string(p.n) + ", K = " + std::to_string(p.k) +
-                         ": cuda-hopper needs N a multiple of 16 and K a multiple of 32");
-    if (p.m > 0x7FFFFFFF || p.n > (1LL << 30) || p.k > (1LL << 30))
-      return Verdict::no("shape too large for one launch");
-    return Verdict::yes();
+    // FP8 keys: BF16 input quantized by the layer, scales in the epilogue; M: int32 tokens.
+    return linear_layer_verdict(p, "cuda-hopper", 0x7FFFFFFF);
   }
 
   // The config choose_hopper_config makes for this problem on the current GPU (the launch the
