@@ -5,8 +5,8 @@
 //
 // One CTA per SM, W consumer warpgroups, each looping `iters` times over a group of 4 chained
 // wgmmas on one accumulator (commit, wait 0), optionally followed by the promotion the FP8
-// kernel does (acc += part: kAcc FADDs per thread) and/or a 16-instruction dependent ALU chain
-// per register (a stand-in for decode work between groups, off by default). Operands: the
+// kernel does (acc += part: kAcc FADDs per thread); no decode work (that is what the kernel
+// adds, bench/results/h100/wgmma-rate-2026-12-07.md). Operands: the
 // B tile (and, for SS, the A tile) are zeros in shared memory in the 128-byte-swizzled K-major
 // layout; the A registers are zeros. Timed with clock64 per warpgroup (max over the CTA) and
 // with events over the grid.
