@@ -4,13 +4,16 @@
 // step: 4 wgmma.m64nNk32 steps), each one contiguous run for one bulk copy:
 //
 //   chunk (b, nb, ks) at byte ((b * n64 + nb) * k128 + ks) * kChunkBytes:
-//     [warp 0..3][lane 0..31][k32 step 0..3][row half 0..1]  uint32 operand words   4096 B
+//     [warp 0..3][k32 step pair 0..1][lane 0..31][step 2p..2p+1][row half 0..1]
+//                                                            uint32 operand words   4096 B
 //     [warp 0..3][group 0..7][row half 0..1][k32 step 0..3]  shift-table indices     256 B
 //
 // Warp w feeds rows 16 w .. 16 w + 15 of the block; lane (g, t) holds, per k32 step, the operand
 // words of rows 16 w + g (half 0: A registers 0 and 2) and 16 w + g + 8 (half 1: registers 1
-// and 3), so a lane reads its step's 8 words with two 16-byte loads (a warp's 1 KB contiguous:
-// conflict-free) and its 8 table indices d - kMinShift with one 8-byte load (the 4 lanes of a
+// and 3), so a lane reads its stage's 8 words with two 16-byte loads, one per step pair, each
+// 512 contiguous bytes per warp (conflict-free: 4 wavefronts; the earlier [warp][lane][step][half]
+// order put a lane's 32 bytes together, so each 16-byte load strode 32 bytes across the lanes and
+// took 8 wavefronts, ncu 2026-12-07) and its 8 table indices d - kMinShift with one 8-byte load (the 4 lanes of a
 // group read the same address). The row's base goes to the epilogue as 2^(base - 127).
 //
 // Rows are padded to a multiple of 128 (as the 16-bit layout, layout.h) and K to a multiple of
@@ -43,8 +46,13 @@ struct Fp8Layout {
 
 // Byte offsets inside a chunk.
 constexpr int word_offset(int warp, int lane, int step, int half) {
-  return (((warp * 32 + lane) * 4 + step) * 2 + half) * 4;
+  return ((warp * 2 + step / 2) * 32 + lane) * 16 + ((step % 2) * 2 + half) * 4;
 }
+// The decode's two loads per lane (gemm_device.cuh, decode_fp8_chunk): steps 0-1 and 2-3 each
+// 16 contiguous bytes in the order [step][half], lanes 16 bytes apart.
+static_assert(word_offset(0, 0, 1, 1) == 12 && word_offset(0, 1, 0, 0) == 16 &&
+              word_offset(0, 0, 2, 0) == 512 && word_offset(3, 31, 3, 1) == 4096 - 4,
+              "the operand words' order");
 constexpr int index_offset(int warp, int group, int half, int step) {
   return Fp8Layout::kWordBytes + ((warp * 8 + group) * 2 + half) * 4 + step;
 }

@@ -77,8 +77,8 @@ __device__ __forceinline__ void decode_e2m1_word(uint32_t q, uint32_t m0, uint32
 __device__ __forceinline__ void decode_fp8_chunk(uint32_t chunk, uint32_t tables_addr, int warp,
                                                  int lane, uint32_t (&a)[4][4]) {
   const int g = lane >> 2;
-  const uint32_t lane_w = chunk + uint32_t(fp8::word_offset(warp, lane, 0, 0));
-  const uint4 w01 = sm90::lds_v4(lane_w), w23 = sm90::lds_v4(lane_w + 16);
+  const uint4 w01 = sm90::lds_v4(chunk + uint32_t(fp8::word_offset(warp, lane, 0, 0)));
+  const uint4 w23 = sm90::lds_v4(chunk + uint32_t(fp8::word_offset(warp, lane, 2, 0)));
   const uint2 idx = sm90::lds_v2(chunk + uint32_t(fp8::index_offset(warp, g, 0, 0)));
   const uint32_t words[4][2] = {{w01.x, w01.y}, {w01.z, w01.w}, {w23.x, w23.y}, {w23.z, w23.w}};
 #pragma unroll
