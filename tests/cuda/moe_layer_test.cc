@@ -15,9 +15,11 @@
 #include <random>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "cpu/reference/reference_backend.h"
+#include "cuda/common/pdl.h"
 #include "cuda/gemm/frag_layout.h"
 #include "cuda/gemm/repack.h"
 #include "cuda/moe/moe_layer.h"
@@ -488,6 +490,76 @@ TEST_P(CudaMoE, DeterministicAndGraphCapturable) {
   CUDA_OK(cudaGraphExecDestroy(exec));
   CUDA_OK(cudaGraphDestroy(graph));
   CUDA_OK(cudaStreamDestroy(s));
+}
+
+// The chain's kernels (route, dispatch, gather, grouped GEMMs, combine) launched with
+// programmatic dependent launch (common/pdl.h) give the bytes of fully serialised launches:
+// for the one-block dispatch (M = 1, 16) and the multi-kernel one (M = 700), and for two
+// layers chained on one stream with no host sync in between, the second reading the first's
+// output as its x (a kernel that read its input or wrote its output before its predecessor
+// finished would change the second layer's result), eagerly and replayed from a graph.
+TEST_P(CudaMoE, ProgrammaticLaunchGivesTheBytesOfSerialisedLaunches) {
+  SKIP_WITHOUT_GPU();
+  cudaDeviceProp prop{};
+  CUDA_OK(cudaGetDeviceProperties(&prop, 0));
+  cuda::pdl::set_enabled(true);
+  EXPECT_EQ(cuda::pdl::enabled_on_current_device(), prop.major >= 9);
+  for (const int64_t m : {int64_t(1), int64_t(16), int64_t(700)}) {
+    MoECase c;
+    c.p = moe(ElemType::kE2M1, ActKey::kBF16, m, 256, 128, 16, 4);
+    c.p.bias = true;
+    build(c);
+    ASSERT_FALSE(HasFatalFailure());
+    ASSERT_EQ(c.p.out, DType::kBF16) << "the second layer reads the first's output as its x";
+    const Backend* b = find_backend(g_backend);
+    auto prep = b->prepare_moe(c.p, c.mw);
+    ASSERT_TRUE(prep.ok()) << prep.status().to_string();
+    const Problem& p = c.p;
+    const size_t yb = size_t(p.m * p.n * dtype_bytes(p.out));
+    // Two chained layers on `s`, outputs poisoned first; `graph`: captured, then replayed.
+    // (no ASSERT in a lambda that returns a value)
+    auto cu = [](cudaError_t e) { EXPECT_EQ(e, cudaSuccess) << cudaGetErrorString(e); };
+    auto chained = [&](bool pdl, bool graph) {
+      cuda::pdl::set_enabled(pdl);
+      Dev<uint16_t> dx(c.x);
+      Dev<float> dl(c.logits);
+      Dev<uint8_t> y1(yb), y2(yb);
+      cu(cudaMemset(y1.p, 0xFF, yb));
+      cu(cudaMemset(y2.p, 0xFF, yb));
+      MoERouting rt = c.rt;
+      rt.router_logits.data = dl.p;
+      cudaStream_t s;
+      cu(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+      cudaGraph_t g = nullptr;
+      if (graph) cu(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal));
+      const Status s1 = b->run_moe(p, *prep.value(), {dx.p, DType::kBF16, p.m, p.n}, rt,
+                                   {y1.p, p.out, p.m, p.n}, s);
+      const Status s2 = b->run_moe(p, *prep.value(), {y1.p, DType::kBF16, p.m, p.n}, rt,
+                                   {y2.p, p.out, p.m, p.n}, s);
+      if (graph) {
+        cu(cudaStreamEndCapture(s, &g));
+        cudaGraphExec_t exec;
+        cu(cudaGraphInstantiate(&exec, g, 0));
+        cu(cudaGraphLaunch(exec, s));
+        cu(cudaStreamSynchronize(s));
+        cu(cudaGraphExecDestroy(exec));
+        cu(cudaGraphDestroy(g));
+      }
+      cu(cudaStreamSynchronize(s));
+      cu(cudaStreamDestroy(s));
+      EXPECT_TRUE(s1.ok() && s2.ok()) << s1.to_string() << " / " << s2.to_string();
+      return std::make_pair(y1.get(), y2.get());
+    };
+    const auto serial = chained(false, false);
+    const auto eager = chained(true, false);
+    const auto replay = chained(true, true);
+    cuda::pdl::set_enabled(true);
+    expect_close(c, serial.first);
+    EXPECT_EQ(eager.first, serial.first) << c.what;
+    EXPECT_EQ(eager.second, serial.second) << c.what << ": the chained layer";
+    EXPECT_EQ(replay.first, serial.first) << c.what << " (graph)";
+    EXPECT_EQ(replay.second, serial.second) << c.what << ": the chained layer (graph)";
+  }
 }
 
 TEST_P(CudaMoE, BadInputsNameTheProblem) {

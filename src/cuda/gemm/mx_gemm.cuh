@@ -37,6 +37,7 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "cuda/common/pdl.h"
 #include "cuda/common/ptx.cuh"
 #include "cuda/gemm/frag_word.h"
 #include "cuda/gemm/mx_gemm.h"
@@ -213,6 +214,10 @@ __global__ void __launch_bounds__(WARPS * 32, IO::kMinBlocks)
   using Tile = TileRegs<kFp4, MW>;
   constexpr int kVec = Tile::kVec;
   __shared__ float red[kSplitRows ? 1 : WARPS][kSplitRows ? 1 : NT * 4 * 32];
+  // Launched with programmatic stream serialization (common/pdl.h): everything below reads
+  // the activations, the MoE block table or writes outputs, so it waits first.
+  pdl::launch_dependents();
+  pdl::wait();
 
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int g = lane >> 2, t = lane & 3;

@@ -112,8 +112,9 @@ void launch_kernel(const KernelLaunch& l, const IO& io, cudaStream_t stream) {
       // E2M1 keeps 2 tiles in flight, except on the FP32-scale path, whose per-block scaling
       // needs the registers (the MoE gate/up epilogue spills there otherwise).
       constexpr int kP = kFp4 && kFast ? 2 : 1;
-      gemm::mx_gemm_kernel<T, kFp4, NT, kRowWarps, kP, kFast, true, kRowTiles, 0, IO>
-          <<<grid, kRowWarps * 32, 0, stream>>>(l.w, l.w_scales, int(l.n), int(l.k), k64, io);
+      pdl::launch(gemm::mx_gemm_kernel<T, kFp4, NT, kRowWarps, kP, kFast, true, kRowTiles, 0, IO>,
+                  grid, dim3(kRowWarps * 32), 0, stream, l.w, l.w_scales, int(l.n), int(l.k), k64,
+                  io);
       return;
     }
   }
@@ -121,13 +122,13 @@ void launch_kernel(const KernelLaunch& l, const IO& io, cudaStream_t stream) {
   if constexpr (NT == 1 && IO::kWideVariant) {
     if (l.wide) {  // many row tiles: 8 warps x 4 tiles in flight (see wide_layer)
       constexpr int kP = kFp4 ? 4 : 2;
-      gemm::mx_gemm_kernel<T, kFp4, NT, 8, kP, kFast, false, 1, x_ahead_for(NT, kP), IO>
-          <<<grid, 8 * 32, 0, stream>>>(l.w, l.w_scales, int(l.n), int(l.k), k64, io);
+      pdl::launch(gemm::mx_gemm_kernel<T, kFp4, NT, 8, kP, kFast, false, 1, x_ahead_for(NT, kP), IO>,
+                  grid, dim3(8 * 32), 0, stream, l.w, l.w_scales, int(l.n), int(l.k), k64, io);
       return;
     }
   }
-  gemm::mx_gemm_kernel<T, kFp4, NT, W, P, kFast, false, 1, x_ahead_for(NT, P), IO>
-      <<<grid, W * 32, 0, stream>>>(l.w, l.w_scales, int(l.n), int(l.k), k64, io);
+  pdl::launch(gemm::mx_gemm_kernel<T, kFp4, NT, W, P, kFast, false, 1, x_ahead_for(NT, P), IO>,
+              grid, dim3(W * 32), 0, stream, l.w, l.w_scales, int(l.n), int(l.k), k64, io);
 }
 
 template <typename T, bool kFp4, int NT, bool kFast>

@@ -47,6 +47,8 @@ __global__ void __launch_bounds__(kWgThreads, MINB)
   constexpr int kLbo = wg_lbo<NB>(), kStage = wg_stage_bytes<NB>();
   constexpr int kPieces = NB / 32;  // 16-byte activation pieces per thread and k64 step
   extern __shared__ __align__(128) uint8_t smem[];
+  pdl::launch_dependents();  // (common/pdl.h: as mx_gemm_kernel)
+  pdl::wait();
   using Tile = TileRegs<kFp4, 1>;
   constexpr int kVec = Tile::kVec;
   const int lane = int(threadIdx.x & 31), warp = int(threadIdx.x >> 5);
@@ -208,8 +210,8 @@ void launch_wgmma(const uint8_t* w, const uint8_t* s, int64_t n, int64_t k, unsi
   // E4M3 with 128 tokens fits two blocks per SM with one weight tile in flight per warp.
   constexpr int kP = !kFp4 && NB == 128 && kTwo ? 1 : 2;
   constexpr int kXD = kTwo ? 1 : 2, kMinBlocks = kTwo ? 2 : 1;
-  mx_gemm_wgmma_kernel<T, kFp4, NB, kP, kXD, kMinBlocks, IO>
-      <<<grid, kWgThreads, wg_smem_bytes<NB>(), stream>>>(w, s, int(n), int(k), k64, io);
+  pdl::launch(mx_gemm_wgmma_kernel<T, kFp4, NB, kP, kXD, kMinBlocks, IO>, grid, dim3(kWgThreads),
+              size_t(wg_smem_bytes<NB>()), stream, w, s, int(n), int(k), k64, io);
 }
 
 }  // namespace mxq::cuda::gemm

@@ -46,6 +46,7 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "cuda/common/pdl.h"
 #include "cuda/common/wgmma_rs.cuh"  // WgmmaRS
 #include "cuda/common/wgmma_ss.cuh"  // WgmmaSS (FP8 with transform warpgroups)
 #include "cuda/gemm/mx_gemm.cuh"  // decode_e4m3_scaled, multiplier_of_code, store_out
@@ -181,17 +182,22 @@ __global__ void __launch_bounds__(threads(C, TW), 1)
   // wgmma (C7520).
   const int wg = __shfl_sync(0xFFFFFFFFu, int(threadIdx.x) / 128, 0);
 
+  // Launched with programmatic stream serialization (gemm_launch.cuh, common/pdl.h): the
+  // kernel after this one may be scheduled as soon as every CTA got here; it waits for this
+  // grid's completion before it touches its results.
+  pdl::launch_dependents();
   if (wg == 0) {
     // ---- producer ----------------------------------------------------------------------
     sm90::regs_dealloc<40>();
     if (threadIdx.x == 0) {
       sm90::prefetch_tensor_map(&x_map);
       const uint64_t policy = sm90::l2_evict_first();
-      if constexpr (kFp8) {
-        // Launched with programmatic stream serialization (gemm_launch.cuh) right behind the
-        // activation quantize kernel (fp8_act_quant_codes triggers its dependents at its start):
-        // while that runs, the first item's first ring-full of weight chunks goes into L2, then
-        // the codes and scales are waited for.
+      if constexpr (!kMoE) {
+        // While the kernel before (the FP8 activation quantize, which triggers its dependents
+        // at its start; or the caller's) still runs, the first item's first ring-full of weight
+        // chunks goes into L2 (weights: written by no kernel of the stream), then the
+        // activations are waited for. The grouped GEMMs wait first: which experts an item
+        // reads is the dispatch's result.
         if (cluster < p.items) {
           const int nb = cluster % p.n_blocks;
           const int n = min(S::kStages, kt_end - kt_begin);
@@ -201,8 +207,8 @@ __global__ void __launch_bounds__(threads(C, TW), 1)
                                    uint32_t(n * S::kChunk));
           }
         }
-        sm90::griddep_wait();
       }
+      pdl::wait();
       int slot = 0;
       uint32_t phase = 0;
       for (int item = cluster; item < p.items; item += clusters) {
@@ -303,7 +309,7 @@ __global__ void __launch_bounds__(threads(C, TW), 1)
 
   // ---- consumers -------------------------------------------------------------------------
   sm90::regs_alloc<consumer_regs(C, TW)>();
-  if constexpr (kFp8) sm90::griddep_wait();  // the token scales of the epilogue (see above)
+  pdl::wait();  // the FP8 token scales, the MoE pair lists of the epilogue; the outputs' WAR
   const int c = (wg - 1 - TW) % R;            // row block: rows 64c..64c+63 of the item
   const int half = (wg - 1 - TW) / R;         // K halves: which stages of the ring (else 0)
   const int ct = int(threadIdx.x) - 128 * (1 + TW);  // consumer thread 0..128 C - 1

@@ -5,9 +5,8 @@
 
 #include <cuda_runtime.h>
 
-#include <cstdlib>
-
 #include "cuda/common/cuda_check.h"
+#include "cuda/common/pdl.h"
 #include "cuda/hopper/gemm_kernel.cuh"
 
 namespace mxq::cuda::hopper {
@@ -24,7 +23,7 @@ Status set_smem_attribute() {
 }
 
 template <typename T, bool kFp4, int NT, int C, int KH = 1, bool kFp8 = false, int TW = 0>
-// attr: room for 2 attributes (the FP8 instances use both).
+// attr: room for 2 attributes (the cluster shape and programmatic serialization).
 cudaLaunchConfig_t launch_config(int ctas, int splits, cudaStream_t stream, cudaLaunchAttribute* attr) {
   cudaLaunchConfig_t c = {};
   c.gridDim = dim3(unsigned(ctas), 1, 1);
@@ -37,15 +36,11 @@ cudaLaunchConfig_t launch_config(int ctas, int splits, cudaStream_t stream, cuda
   attr[0].val.clusterDim.z = 1;
   c.attrs = attr;
   c.numAttrs = 1;
-  if constexpr (kFp8) {
-    // Programmatic dependent launch behind the activation quantize kernel (gemm_kernel.cuh);
-    // MXQ_HOPPER_PDL=0 launches without it (A/B runs; the kernel's wait is then immediate).
-    const char* pdl = std::getenv("MXQ_HOPPER_PDL");
-    if (pdl != nullptr && pdl[0] == '0') return c;
-    attr[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr[1].val.programmaticStreamSerializationAllowed = 1;
-    c.numAttrs = 2;
-  }
+  // Programmatic dependent launch (common/pdl.h) behind whatever kernel comes before: the FP8
+  // activation quantize, the MoE chain's gather or gate/up GEMM, the caller's last kernel; the
+  // kernel's producer prefetches its first weights and waits (gemm_kernel.cuh). MXQ_PDL=0
+  // launches without it (the waits are then immediate).
+  pdl::add_attribute(c, attr);
   return c;
 }
 

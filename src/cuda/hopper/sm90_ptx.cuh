@@ -155,14 +155,6 @@ __device__ __forceinline__ void bulk_prefetch_l2(const void* src, uint32_t bytes
   asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(src), "r"(bytes) : "memory");
 #endif
 }
-// Programmatic dependent launch (PTX griddepcontrol): wait until the prerequisite grid (the
-// kernel before this one in the stream, when this one was launched with programmatic stream
-// serialization) has completed and its writes are visible; immediate without one.
-__device__ __forceinline__ void griddep_wait() {
-#if MXQ_HAS_WGMMA
-  asm volatile("griddepcontrol.wait;\n" ::: "memory");
-#endif
-}
 // One box of a 2-D tensor map at element coordinates (c0 inner, c1 outer); out-of-bounds
 // elements are written as zeros and count towards the transaction bytes.
 __device__ __forceinline__ void tma_load_2d(void* dst, const CUtensorMap* map, int c0, int c1,

@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <string>
 
+#include "cuda/common/pdl.h"
+
 namespace mxq::cuda {
 namespace {
 
@@ -43,6 +45,8 @@ __device__ __forceinline__ int local_of(const Args& a, int64_t p) {
 template <bool kPlace>
 __global__ void __launch_bounds__(32 * kWarps) tile_kernel(const Args a) {
   extern __shared__ int smem[];
+  pdl::launch_dependents();
+  pdl::wait();  // the routing's ids (count), the scan's prefixes (place)
   const int lane = int(threadIdx.x & 31u), warp = int(threadIdx.x >> 5);
   const int64_t tile = int64_t(blockIdx.x) * kWarps + warp;
   if (tile >= a.tiles) return;  // uniform per warp; no block-level barrier below
@@ -69,6 +73,8 @@ __global__ void __launch_bounds__(32 * kWarps) tile_kernel(const Args a) {
 // padded exclusive scan over experts (warp 0, 32 experts at a time).
 __global__ void __launch_bounds__(1024) scan_kernel(const Args a) {
   __shared__ int padded[kMaxLocalExperts];
+  pdl::launch_dependents();
+  pdl::wait();
   for (int e = int(threadIdx.x); e < a.local; e += int(blockDim.x)) {
     int run = 0;
     for (int64_t t = 0; t < a.tiles; ++t) {
@@ -115,6 +121,8 @@ __device__ __forceinline__ int expert_of_block(const Args& a, int64_t b, int tot
 }
 
 __global__ void block_expert_kernel(const Args a) {
+  pdl::launch_dependents();
+  pdl::wait();
   const int64_t blocks = a.capacity / a.block;
   const int total = a.offsets[a.local];
   for (int64_t b = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; b < blocks;
@@ -127,6 +135,8 @@ __global__ void block_expert_kernel(const Args a) {
 // in one launch, with the same results (warp 0 walks the pairs in the same order).
 __global__ void __launch_bounds__(256) small_kernel(const Args a) {
   extern __shared__ int cnt[];  // [local]: counts, then each expert's next free position
+  pdl::launch_dependents();
+  pdl::wait();  // the routing's ids; and the previous call's readers of `sorted` are done
   for (int64_t i = threadIdx.x; i < a.capacity; i += blockDim.x) a.sorted[i] = -1;
   for (int e = int(threadIdx.x); e < a.local; e += int(blockDim.x)) cnt[e] = 0;
   __syncthreads();
@@ -249,8 +259,7 @@ Status moe_dispatch(const MoEDispatchShape& s, const int32_t* topk_ids,
   const unsigned tile_blocks = unsigned((tiles + kWarps - 1) / kWarps);
   cudaError_t e = cudaSuccess;
   if (tiles == 1) {  // one launch (small_kernel)
-    small_kernel<<<1, 256, size_t(a.local) * sizeof(int), stream>>>(a);
-    e = cudaGetLastError();
+    e = pdl::launch(small_kernel, dim3(1), dim3(256), size_t(a.local) * sizeof(int), stream, a);
     if (e != cudaSuccess)
       return Status(StatusCode::kInternal, fn + "launch failed: " + cudaGetErrorName(e) + " (" +
                                                cudaGetErrorString(e) + ")");
@@ -259,22 +268,18 @@ Status moe_dispatch(const MoEDispatchShape& s, const int32_t* topk_ids,
   if (capacity > 0)
     e = cudaMemsetAsync(sorted_token_pairs, 0xff, size_t(capacity) * sizeof(int32_t), stream);
   if (e == cudaSuccess && tiles > 0) {
-    tile_kernel<false><<<tile_blocks, 32 * kWarps, smem, stream>>>(a);
-    e = cudaGetLastError();
+    e = pdl::launch(tile_kernel<false>, dim3(tile_blocks), dim3(32 * kWarps), smem, stream, a);
   }
   if (e == cudaSuccess) {
-    scan_kernel<<<1, 1024, 0, stream>>>(a);
-    e = cudaGetLastError();
+    e = pdl::launch(scan_kernel, dim3(1), dim3(1024), 0, stream, a);
   }
   if (e == cudaSuccess && tiles > 0) {
-    tile_kernel<true><<<tile_blocks, 32 * kWarps, smem, stream>>>(a);
-    e = cudaGetLastError();
+    e = pdl::launch(tile_kernel<true>, dim3(tile_blocks), dim3(32 * kWarps), smem, stream, a);
   }
   if (e == cudaSuccess && capacity > 0) {
     const int64_t blocks = capacity / s.block;
     const unsigned grid = unsigned(std::min<int64_t>((blocks + 255) / 256, 1024));
-    block_expert_kernel<<<grid, 256, 0, stream>>>(a);
-    e = cudaGetLastError();
+    e = pdl::launch(block_expert_kernel, dim3(grid), dim3(256), 0, stream, a);
   }
   if (e != cudaSuccess)
     return Status(StatusCode::kInternal, fn + "launch failed: " + cudaGetErrorName(e) + " (" +
@@ -290,6 +295,8 @@ __global__ void __launch_bounds__(128) gather_rows_kernel(const V* __restrict__ 
                                                          int64_t h_v, const int32_t* __restrict__ sorted,
                                                          int64_t topk, bool zero_padding,
                                                          V* __restrict__ out) {
+  pdl::launch_dependents();
+  pdl::wait();  // the dispatch's pairs; x from the kernel before the chain
   const int64_t r = blockIdx.x;
   const int p = sorted[r];
   V* dst = out + r * h_v;
@@ -317,13 +324,14 @@ Status moe_gather_rows(const void* x, int64_t ldx, int64_t h, int elem_bytes,
   if (capacity == 0) return Status::Ok();
   const bool v16 = (h * 2) % 16 == 0 && (ldx * 2) % 16 == 0 &&
                    reinterpret_cast<uintptr_t>(x) % 16 == 0 && reinterpret_cast<uintptr_t>(out) % 16 == 0;
-  if (v16)
-    gather_rows_kernel<uint4><<<unsigned(capacity), 128, 0, stream>>>(
-        static_cast<const uint4*>(x), ldx / 8, h / 8, sorted_token_pairs, topk, zero_padding, static_cast<uint4*>(out));
-  else
-    gather_rows_kernel<uint16_t><<<unsigned(capacity), 128, 0, stream>>>(
-        static_cast<const uint16_t*>(x), ldx, h, sorted_token_pairs, topk, zero_padding, static_cast<uint16_t*>(out));
-  const cudaError_t e = cudaGetLastError();
+  const dim3 grid{unsigned(capacity)}, block{128};
+  const cudaError_t e =
+      v16 ? pdl::launch(gather_rows_kernel<uint4>, grid, block, 0, stream,
+                        static_cast<const uint4*>(x), ldx / 8, h / 8, sorted_token_pairs, topk,
+                        zero_padding, static_cast<uint4*>(out))
+          : pdl::launch(gather_rows_kernel<uint16_t>, grid, block, 0, stream,
+                        static_cast<const uint16_t*>(x), ldx, h, sorted_token_pairs, topk,
+                        zero_padding, static_cast<uint16_t*>(out));
   if (e != cudaSuccess)
     return Status(StatusCode::kInternal, std::string("moe_gather_rows: launch failed: ") +
                                              cudaGetErrorName(e) + " (" + cudaGetErrorString(e) + ")");

@@ -5,6 +5,7 @@
 
 #include "cuda/common/cuda_check.h"
 #include "cuda/common/instance_set.h"
+#include "cuda/common/pdl.h"
 #include "cuda/moe/grouped_gemm_io.cuh"
 
 namespace mxq::cuda {
@@ -61,6 +62,8 @@ template <typename Out>
 __global__ void combine_kernel(const float* __restrict__ o, const int32_t* __restrict__ ids,
                                const int32_t* __restrict__ map, int experts, int local,
                                int64_t tokens, int topk, int hidden, void* y) {
+  pdl::launch_dependents();
+  pdl::wait();  // the down GEMM's per-pair outputs (the last kernel of the MoE chain)
   const int64_t i = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) * 4;
   if (i >= tokens * hidden) return;
   const int64_t t = i / hidden;
@@ -158,13 +161,16 @@ Status moe_combine(const float* o, const int32_t* topk_ids, const int32_t* exper
   const int e = int(experts), l = int(local_experts), k = int(topk), h = int(hidden);
   switch (out) {
     case DType::kF32:
-      combine_kernel<float><<<grid, 256, 0, stream>>>(o, topk_ids, expert_map, e, l, tokens, k, h, y);
+      MXQ_CUDA_TRY(pdl::launch(combine_kernel<float>, dim3(grid), dim3(256), 0, stream, o, topk_ids,
+                                expert_map, e, l, tokens, k, h, y));
       break;
     case DType::kBF16:
-      combine_kernel<__nv_bfloat16><<<grid, 256, 0, stream>>>(o, topk_ids, expert_map, e, l, tokens, k, h, y);
+      MXQ_CUDA_TRY(pdl::launch(combine_kernel<__nv_bfloat16>, dim3(grid), dim3(256), 0, stream, o, topk_ids,
+                                expert_map, e, l, tokens, k, h, y));
       break;
     case DType::kF16:
-      combine_kernel<__half><<<grid, 256, 0, stream>>>(o, topk_ids, expert_map, e, l, tokens, k, h, y);
+      MXQ_CUDA_TRY(pdl::launch(combine_kernel<__half>, dim3(grid), dim3(256), 0, stream, o, topk_ids,
+                                expert_map, e, l, tokens, k, h, y));
       break;
     default:
       return unimplemented(std::string("cuda-mma MoE combine: output ") + dtype_name(out));

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "cuda/common/pdl.h"
 #include "cuda/moe/kernels.h"
 
 namespace mxq::cuda::moe_detail {
@@ -80,6 +81,10 @@ __device__ __forceinline__ S slot_value(const S (&v)[VPT], int slot) {
 template <int VPT, bool kGrouped>
 __global__ void __launch_bounds__(32 * kWarpsPerBlock) route_kernel(const RouteArgs a) {
   using S = std::conditional_t<kGrouped, double, float>;
+  // The first kernel of the MoE chain (common/pdl.h): the dispatch may launch now; the router
+  // logits come from the kernel before.
+  pdl::launch_dependents();
+  pdl::wait();
   const int lane = int(threadIdx.x & 31u);
   const int64_t t = int64_t(blockIdx.x) * kWarpsPerBlock + int64_t(threadIdx.x >> 5);
   if (t >= a.tokens) return;  // uniform per warp
@@ -189,15 +194,15 @@ __global__ void __launch_bounds__(32 * kWarpsPerBlock) route_kernel(const RouteA
 template <bool kGrouped>
 void launch_vpt(int vpt, dim3 grid, dim3 block, const RouteArgs& a, cudaStream_t stream) {
   if (vpt <= 1)
-    route_kernel<1, kGrouped><<<grid, block, 0, stream>>>(a);
+    pdl::launch(route_kernel<1, kGrouped>, grid, block, 0, stream, a);
   else if (vpt <= 2)
-    route_kernel<2, kGrouped><<<grid, block, 0, stream>>>(a);
+    pdl::launch(route_kernel<2, kGrouped>, grid, block, 0, stream, a);
   else if (vpt <= 4)
-    route_kernel<4, kGrouped><<<grid, block, 0, stream>>>(a);
+    pdl::launch(route_kernel<4, kGrouped>, grid, block, 0, stream, a);
   else if (vpt <= 8)
-    route_kernel<8, kGrouped><<<grid, block, 0, stream>>>(a);
+    pdl::launch(route_kernel<8, kGrouped>, grid, block, 0, stream, a);
   else
-    route_kernel<16, kGrouped><<<grid, block, 0, stream>>>(a);
+    pdl::launch(route_kernel<16, kGrouped>, grid, block, 0, stream, a);
 }
 
 }  // namespace

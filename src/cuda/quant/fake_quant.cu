@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <string>
 
+#include "cuda/common/pdl.h"
 #include "cuda/quant/block_io.cuh"
 #include "cuda/quant/fake_quant.h"
 
@@ -112,7 +113,7 @@ __global__ void __launch_bounds__(kRowThreads)
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   // The FP8 GEMM launched behind this kernel (programmatic dependent launch, hopper/
   // gemm_launch.cuh) may start now: it prefetches its weights and waits for this grid.
-  if constexpr (kCodes) asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+  if constexpr (kCodes) pdl::launch_dependents();
 #endif
   const int64_t row = blockIdx.x;
   const void* x = static_cast<const uint16_t*>(in) + row * k;
