@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdio>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -25,6 +26,29 @@ inline bool have_gpu(std::string* why) {
     return false;
   }
   return true;
+}
+
+// Runs `work(stream)` on a new non-blocking stream and waits for it; with `graph`, captures it
+// instead and replays the graph once. CUDA errors are EXPECT failures (no ASSERT: callers are
+// lambdas that return values).
+inline void run_on_stream(bool graph, const std::function<void(cudaStream_t)>& work) {
+  auto cu = [](cudaError_t e) { EXPECT_EQ(e, cudaSuccess) << cudaGetErrorString(e); };
+  cudaStream_t s;
+  cu(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  if (graph) cu(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal));
+  work(s);
+  if (graph) {
+    cudaGraph_t g = nullptr;
+    cu(cudaStreamEndCapture(s, &g));
+    cudaGraphExec_t exec;
+    cu(cudaGraphInstantiate(&exec, g, 0));
+    cu(cudaGraphLaunch(exec, s));
+    cu(cudaStreamSynchronize(s));
+    cu(cudaGraphExecDestroy(exec));
+    cu(cudaGraphDestroy(g));
+  }
+  cu(cudaStreamSynchronize(s));
+  cu(cudaStreamDestroy(s));
 }
 
 // A device array of `count` T, optionally filled from a host vector; freed on scope exit.

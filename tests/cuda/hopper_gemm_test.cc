@@ -486,28 +486,15 @@ TEST(HopperGemm, ProgrammaticLaunchGivesTheBytesOfSerialisedLaunches) {
         Dev<uint16_t> dx(c.x);
         Dev<uint8_t> y[3] = {Dev<uint8_t>(ybytes), Dev<uint8_t>(ybytes), Dev<uint8_t>(ybytes)};
         for (auto& d : y) cu(cudaMemset(d.p, 0xFF, ybytes));
-        cudaStream_t s;
-        cu(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
-        cudaGraph_t g = nullptr;
-        if (graph) cu(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal));
-        const void* in = dx.p;
-        for (auto& d : y) {
-          const Status st = b->run_linear(c.p, *prep.value(), {in, DType::kBF16, m, 1024},
-                                          {d.p, DType::kBF16, m, 1024}, s);
-          EXPECT_TRUE(st.ok()) << what << ": " << st.to_string();
-          in = d.p;
-        }
-        if (graph) {
-          cu(cudaStreamEndCapture(s, &g));
-          cudaGraphExec_t exec;
-          cu(cudaGraphInstantiate(&exec, g, 0));
-          cu(cudaGraphLaunch(exec, s));
-          cu(cudaStreamSynchronize(s));
-          cu(cudaGraphExecDestroy(exec));
-          cu(cudaGraphDestroy(g));
-        }
-        cu(cudaStreamSynchronize(s));
-        cu(cudaStreamDestroy(s));
+        testing::run_on_stream(graph, [&](cudaStream_t s) {
+          const void* in = dx.p;
+          for (auto& d : y) {
+            const Status st = b->run_linear(c.p, *prep.value(), {in, DType::kBF16, m, 1024},
+                                            {d.p, DType::kBF16, m, 1024}, s);
+            EXPECT_TRUE(st.ok()) << what << ": " << st.to_string();
+            in = d.p;
+          }
+        });
         std::vector<std::vector<uint8_t>> out;
         for (auto& d : y) out.push_back(d.get());
         return out;

@@ -528,25 +528,13 @@ TEST_P(CudaMoE, ProgrammaticLaunchGivesTheBytesOfSerialisedLaunches) {
       cu(cudaMemset(y2.p, 0xFF, yb));
       MoERouting rt = c.rt;
       rt.router_logits.data = dl.p;
-      cudaStream_t s;
-      cu(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
-      cudaGraph_t g = nullptr;
-      if (graph) cu(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal));
-      const Status s1 = b->run_moe(p, *prep.value(), {dx.p, DType::kBF16, p.m, p.n}, rt,
-                                   {y1.p, p.out, p.m, p.n}, s);
-      const Status s2 = b->run_moe(p, *prep.value(), {y1.p, DType::kBF16, p.m, p.n}, rt,
-                                   {y2.p, p.out, p.m, p.n}, s);
-      if (graph) {
-        cu(cudaStreamEndCapture(s, &g));
-        cudaGraphExec_t exec;
-        cu(cudaGraphInstantiate(&exec, g, 0));
-        cu(cudaGraphLaunch(exec, s));
-        cu(cudaStreamSynchronize(s));
-        cu(cudaGraphExecDestroy(exec));
-        cu(cudaGraphDestroy(g));
-      }
-      cu(cudaStreamSynchronize(s));
-      cu(cudaStreamDestroy(s));
+      Status s1, s2;
+      testing::run_on_stream(graph, [&](cudaStream_t s) {
+        s1 = b->run_moe(p, *prep.value(), {dx.p, DType::kBF16, p.m, p.n}, rt,
+                        {y1.p, p.out, p.m, p.n}, s);
+        s2 = b->run_moe(p, *prep.value(), {y1.p, DType::kBF16, p.m, p.n}, rt,
+                        {y2.p, p.out, p.m, p.n}, s);
+      });
       EXPECT_TRUE(s1.ok() && s2.ok()) << s1.to_string() << " / " << s2.to_string();
       return std::make_pair(y1.get(), y2.get());
     };
