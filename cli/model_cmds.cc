@@ -192,8 +192,9 @@ void add_model_commands(CLI::App& app) {
       o.quant.rounding = get(parse_rounding(rounding));
       o.quant.threads = threads;
       o.act = get(io::parse_act_scheme(act));
-      if (o.act == io::ActScheme::kFp8Dynamic)
-        throw Error(invalid_argument("--activations fp8-dynamic is not a compressed-tensors MX preset"));
+      if (o.act == io::ActScheme::kFp8Dynamic || o.act == io::ActScheme::kFp8DynamicTensor)
+        throw Error(invalid_argument(std::string("--activations ") + io::act_scheme_name(o.act) +
+                                     " is not a compressed-tensors MX preset"));
       o.ignore = ignore;
       o.default_ignores = !no_default_ignores;
       o.progress = ::isatty(2) != 0;

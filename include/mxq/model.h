@@ -27,9 +27,11 @@ enum class ActScheme : uint8_t {
   kFp8Dynamic,  // FP8 E4M3 per-token dynamic
   kMxfp6E2M3,   // dynamic MXFP6 E2M3 per 32-block (Quark input_tensors fp6_e2m3)
   kMxfp6E3M2,   // dynamic MXFP6 E3M2 per 32-block (Quark input_tensors fp6_e3m2)
+  kFp8DynamicTensor,  // FP8 E4M3 with one dynamic per-tensor scale (compressed-tensors strategy
+                      // "tensor", dynamic true)
 };
 const char* act_scheme_name(ActScheme a);  // "none", "mxfp4", "mxfp8", "fp8-static", "fp8-dynamic",
-                                           // "mxfp6-e2m3", "mxfp6-e3m2"
+                                           // "mxfp6-e2m3", "mxfp6-e3m2", "fp8-dynamic-tensor"
 StatusOr<ActScheme> parse_act_scheme(std::string_view s);
 
 // Order of gate and up projections inside a fused MoE w13 tensor.

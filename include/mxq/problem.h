@@ -25,14 +25,17 @@ enum class ActKey : uint8_t {
   kMXFP4Dynamic,     // x quantized to MXFP4 per 32-block (floor rule, RNE)
   kMXFP6E2M3Dynamic, // x quantized to MXFP6 E2M3 per 32-block (floor rule, RNE)
   kMXFP6E3M2Dynamic, // x quantized to MXFP6 E3M2 per 32-block (floor rule, RNE)
+  kFP8DynamicTensor, // x quantized to FP8 E4M3 with ONE dynamic scale amax / 448 over the whole
+                     // tensor of the call (all rows and columns; compressed-tensors strategy
+                     // "tensor", dynamic true)
 };
 inline constexpr ActKey kAllActKeys[] = {
     ActKey::kBF16,         ActKey::kFP16,         ActKey::kFP8StaticTensor,
     ActKey::kFP8DynamicToken, ActKey::kMXFP8Dynamic, ActKey::kMXFP4Dynamic,
-    ActKey::kMXFP6E2M3Dynamic, ActKey::kMXFP6E3M2Dynamic};
+    ActKey::kMXFP6E2M3Dynamic, ActKey::kMXFP6E3M2Dynamic, ActKey::kFP8DynamicTensor};
 const char* act_key_name(ActKey a);  // "bf16", "fp16", "fp8-static-tensor", "fp8-dynamic-token",
                                      // "mxfp8-dynamic", "mxfp4-dynamic", "mxfp6-e2m3-dynamic",
-                                     // "mxfp6-e3m2-dynamic"
+                                     // "mxfp6-e3m2-dynamic", "fp8-dynamic-tensor"
 StatusOr<ActKey> parse_act_key(std::string_view s);
 // The MX keys (quantized per 32-block along K): true and the element type in *elem.
 constexpr bool act_key_mx_elem(ActKey a, ElemType* elem = nullptr) {

@@ -22,7 +22,9 @@
 // error naming the rule. K (row parallel) and the intermediate size (MoE tensor parallel) must
 // split into whole 32-element blocks per rank (MX activation keys quantize per block, so the
 // blocks stay intact); fp8-dynamic-token takes each token's amax over the whole K (the
-// intermediate for MoE), so row-parallel / MoE tensor-parallel shards of it are refused.
+// intermediate for MoE), so row-parallel / MoE tensor-parallel shards of it are refused;
+// fp8-dynamic-tensor takes one amax over the whole x (and the whole intermediate of every pair),
+// so row-parallel and both MoE splits of it are refused (column parallel keeps x whole).
 #pragma once
 
 #include <cstdint>

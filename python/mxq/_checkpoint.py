@@ -48,7 +48,8 @@ class Model:
 
     @property
     def activations(self) -> str:
-        """Recorded activation scheme: none, mxfp4, mxfp8, fp8-static, fp8-dynamic."""
+        """Recorded activation scheme: none, mxfp4, mxfp8, fp8-static, fp8-dynamic (per token),
+        fp8-dynamic-tensor, mxfp6-e2m3, mxfp6-e3m2."""
         return self._m.activations
 
     @property

@@ -25,6 +25,7 @@ const char* act_key_name(ActKey a) {
     case ActKey::kMXFP4Dynamic: return "mxfp4-dynamic";
     case ActKey::kMXFP6E2M3Dynamic: return "mxfp6-e2m3-dynamic";
     case ActKey::kMXFP6E3M2Dynamic: return "mxfp6-e3m2-dynamic";
+    case ActKey::kFP8DynamicTensor: return "fp8-dynamic-tensor";
   }
   return "?";
 }

@@ -78,10 +78,11 @@ class CudaMmaBackend final : public Backend {
   }
 
   // bf16 / fp16 as they are, the MX keys quantized on the GPU into the 16-bit operand
-  // (quant/act_operand.h, exact); the FP8 keys as E4M3 values with the scale applied after an
-  // FP32 GEMM (linear layers; the MoE layer refuses them in can_implement).
+  // (quant/act_operand.h, exact); the FP8 keys (fp8-dynamic-tensor included: its amax over the
+  // whole x reduced on the device) as E4M3 values with the scale applied after an FP32 GEMM
+  // (linear layers; the MoE layer refuses them in can_implement).
   bool declares_act_key(ActKey a) const override {
-    return gemm16_runs_act_key(a) || act_key_is_fp8(a);
+    return gemm16_runs_act_key(a) || act_key_is_fp8_mma(a);
   }
 
   Verdict can_implement(const Problem& p) const override {
@@ -89,7 +90,7 @@ class CudaMmaBackend final : public Backend {
     if (p.op != Op::kLinear)
       return Verdict::no(std::string("cuda-mma runs linear and MoE layers, not ") + op_name(p.op));
     // FP8 keys: BF16 operand, scale in the epilogue (run_fp8_linear); M: 65535 grid rows of 64.
-    return linear_layer_verdict(p, "cuda-mma", 65535LL * 64);
+    return linear_layer_verdict(p, "cuda-mma", 65535LL * 64, /*fp8_tensor=*/true);
   }
 
  protected:
@@ -170,7 +171,7 @@ class CudaMmaBackend final : public Backend {
     // FP8 keys as E4M3 values, the GEMM into FP32 and the scale and bias in scale_rows).
     StreamBuffer xq(s), xs(s), acc(s);
     auto gemm = [&]() -> Status {
-      if (!act_key_is_fp8(p.act)) {
+      if (!act_key_is_fp8_mma(p.act)) {
         MXQ_RETURN_IF_ERROR(act_operand(p.act, p.act_rule, a.x, act, p.m, p.k, xq, &a.x, s));
         return mx_gemm(a, s);
       }

@@ -18,6 +18,7 @@ const char* act_scheme_name(ActScheme a) {
     case ActScheme::kFp8Dynamic: return "fp8-dynamic";
     case ActScheme::kMxfp6E2M3: return "mxfp6-e2m3";
     case ActScheme::kMxfp6E3M2: return "mxfp6-e3m2";
+    case ActScheme::kFp8DynamicTensor: return "fp8-dynamic-tensor";
   }
   return "?";
 }
@@ -25,11 +26,11 @@ const char* act_scheme_name(ActScheme a) {
 StatusOr<ActScheme> parse_act_scheme(std::string_view s) {
   for (ActScheme a : {ActScheme::kNone, ActScheme::kMxfp4, ActScheme::kMxfp8,
                       ActScheme::kFp8Static, ActScheme::kFp8Dynamic, ActScheme::kMxfp6E2M3,
-                      ActScheme::kMxfp6E3M2})
+                      ActScheme::kMxfp6E3M2, ActScheme::kFp8DynamicTensor})
     if (s == act_scheme_name(a)) return a;
   return invalid_argument("unknown activation scheme '" + std::string(s) +
                           "' (expected one of: none, mxfp4, mxfp8, fp8-static, fp8-dynamic, "
-                          "mxfp6-e2m3, mxfp6-e3m2)");
+                          "mxfp6-e2m3, mxfp6-e3m2, fp8-dynamic-tensor)");
 }
 
 const char* gate_up_layout_name(GateUpLayout g) {

@@ -166,6 +166,10 @@ StatusOr<LinearShard> shard_linear(const Problem& p, const LinearWeights& w, Lin
     return out;
   }
   // Row parallel: K in whole 32-blocks per rank.
+  if (p.act == ActKey::kFP8DynamicTensor && s.ranks > 1)
+    return invalid_argument("shard linear (row parallel): fp8-dynamic-tensor scales x by its "
+                            "amax over all rows and the whole K; a K slice per rank would change "
+                            "that scale (" + layer + "): use column parallel or another key");
   if (p.act == ActKey::kFP8DynamicToken)
     return invalid_argument("shard linear (row parallel): fp8-dynamic-token scales each token by "
                             "its amax over the whole K; a K slice per rank would change that "
@@ -217,6 +221,11 @@ StatusOr<MoEShard> shard_moe(const Problem& p, const MoEWeights& w, MoEParallel 
   out.e0 = 0, out.e1 = experts, out.i0 = 0, out.i1 = inter;
   const std::string layer = p.to_string();
   if (how == MoEParallel::kExpert) {
+    if (p.act == ActKey::kFP8DynamicTensor && s.ranks > 1)
+      return invalid_argument("shard moe (expert parallel): fp8-dynamic-tensor scales the "
+                              "intermediate by its amax over every (token, expert) pair of the "
+                              "layer; a rank's experts would see only their own pairs' amax (" +
+                              layer + "): use another key");
     if (s.ranks > experts)
       return invalid_argument("shard moe (expert parallel): " + std::to_string(s.ranks) +
                               " ranks for " + std::to_string(experts) +
@@ -238,6 +247,10 @@ StatusOr<MoEShard> shard_moe(const Problem& p, const MoEWeights& w, MoEParallel 
     return out;
   }
   // Tensor parallel inside the experts: intermediate columns [i0, i1).
+  if (p.act == ActKey::kFP8DynamicTensor && s.ranks > 1)
+    return invalid_argument("shard moe (tensor parallel): fp8-dynamic-tensor scales the "
+                            "intermediate by its amax over all pairs and all I columns; a slice "
+                            "per rank would change that scale (" + layer + "): use another key");
   if (p.act == ActKey::kFP8DynamicToken)
     return invalid_argument("shard moe (tensor parallel): fp8-dynamic-token scales each token's "
                             "intermediate by its amax over all I columns; a slice per rank would "

@@ -48,6 +48,7 @@ constexpr Tolerance tolerance_for(ActKey a) {
     case ActKey::kFP16: return k16bit;
     case ActKey::kFP8StaticTensor:
     case ActKey::kFP8DynamicToken:
+    case ActKey::kFP8DynamicTensor:
     case ActKey::kMXFP8Dynamic:
     case ActKey::kMXFP6E2M3Dynamic: return kFine;
     case ActKey::kMXFP4Dynamic:

@@ -246,7 +246,7 @@ TEST(HostAllocationFaults, CpuReferenceMoE) {
 
 TEST(HostAllocationFaults, CpuMoE) {
   for (const auto& b : {make_cpu_backend(), threaded_cpu()}) {
-    for (ActKey a : {ActKey::kBF16, ActKey::kMXFP8Dynamic}) {
+    for (ActKey a : {ActKey::kBF16, ActKey::kMXFP8Dynamic, ActKey::kFP8DynamicTensor}) {
       SCOPED_TRACE(act_key_name(a));
       MoECase c(a, 3, 64, 32, 4, 2);
       fault_every_allocation(*b, c.layer(*b));

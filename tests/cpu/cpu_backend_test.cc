@@ -153,7 +153,11 @@ TEST_P(LinearVsReference, ThreadsScalarAndBatchAreBitwiseInvariant) {
     o.isa = isa;
     EXPECT_TRUE(bitwise_equal(base, run_linear(CpuBackend(o), c))) << cpu::fast::isa_name(isa);
   }
-  // Each row alone (M = 1) gives the bits it gets inside the batch of 19.
+  // Each row alone (M = 1) gives the bits it gets inside the batch of 19; under
+  // fp8-dynamic-tensor, whose one scale is the whole batch's amax, rows alone differ (by
+  // definition, docs/numerics.md "FP8 activation keys").
+  const bool per_tensor = cpu::act_key_is_per_tensor_dynamic(a);
+  int differ = 0;
   for (int64_t m : {0, 8, 16, 18}) {
     LinearCase one = c;
     one.p.m = 1;
@@ -161,8 +165,15 @@ TEST_P(LinearVsReference, ThreadsScalarAndBatchAreBitwiseInvariant) {
     one.x = Dense(c.x.dtype, 1, c.p.k);
     std::memcpy(one.x.bytes.data(), c.x.bytes.data() + size_t(m) * rb, rb);
     const Dense y1 = run_linear(CpuBackend(), one);
-    EXPECT_EQ(0, std::memcmp(y1.bytes.data(), base.bytes.data() + m * c.p.n * 4, size_t(c.p.n) * 4))
-        << "row " << m;
+    const bool same =
+        std::memcmp(y1.bytes.data(), base.bytes.data() + m * c.p.n * 4, size_t(c.p.n) * 4) == 0;
+    differ += same ? 0 : 1;
+    if (!per_tensor) {
+      EXPECT_TRUE(same) << "row " << m;
+    }
+  }
+  if (per_tensor) {
+    EXPECT_GT(differ, 0) << "every row alone gave its in-batch bits";
   }
 }
 

@@ -31,6 +31,7 @@ double moe_key_tol(ActKey a) {
     case ActKey::kFP16: return 2e-3;
     case ActKey::kFP8StaticTensor:
     case ActKey::kFP8DynamicToken:
+    case ActKey::kFP8DynamicTensor:
     case ActKey::kMXFP8Dynamic:
     case ActKey::kMXFP6E2M3Dynamic: return 2e-2;
     case ActKey::kMXFP6E3M2Dynamic: return 4e-2;
@@ -198,6 +199,33 @@ TEST(MoEVsReferenceShapes, PaddedAndTiny) {
                  88 + uint32_t(t));
     expect_moe_matches_reference(c, run_moe(b, c));
   }
+}
+
+// fp8-dynamic-tensor (not reached by the rotation above): every layout, with and without a
+// local-expert map, M = 1 and M = 17, against cpu-reference; and the whole-call scale really
+// is used (the per-token key gives another result for a batch whose tokens differ in scale).
+TEST(MoEVsReferenceShapes, Fp8DynamicTensor) {
+  const CpuBackend b;
+  int i = 0;
+  for (GateUpLayout layout : {GateUpLayout::kChunked, GateUpLayout::kInterleaved, GateUpLayout::kSeparate})
+    for (int64_t m : {int64_t(1), int64_t(17)}) {
+      const bool map = (i++ % 2) == 1;
+      MoECase c = make_moe(ElemType::kE2M1, ActKey::kFP8DynamicTensor, m, 96, 64, 8, 3, layout,
+                           MoEActivation::kSiluAndMul, Routing::kSoftmaxTopK, true, map,
+                           DType::kF32, uint32_t(7000 + 40 * i));
+      SCOPED_TRACE(c.p.to_string());
+      ASSERT_TRUE(b.can_implement(c.p).ok) << b.can_implement(c.p).reason;
+      const Dense y = run_moe(b, c);
+      expect_moe_matches_reference(c, y);
+      if (m > 1) {
+        MoECase t = c;
+        t.p.act = ActKey::kFP8DynamicToken;
+        const Dense yt = run_moe(b, t);
+        bool differ = false;
+        for (int64_t j = 0; j < m * c.p.n; ++j) differ = differ || yt.at(size_t(j)) != y.at(size_t(j));
+        EXPECT_TRUE(differ) << "the per-tensor key gave the per-token key's output";
+      }
+    }
 }
 
 TEST(MoEDeterminism, ThreadCountAndIsaDoNotChangeBits) {

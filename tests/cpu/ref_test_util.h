@@ -47,11 +47,13 @@ inline float e4m3_nearest(float q) {
   return best;
 }
 
-// The activation quantization of one FP32 row, from the definitions (finite inputs).
+// The activation quantization of one FP32 row, from the definitions (finite inputs). For
+// fp8-dynamic-tensor, x is the whole tensor (the amax spans all of it).
 inline std::vector<float> expected_act(ActKey key, std::vector<float> x, float input_scale) {
-  if (key == ActKey::kFP8StaticTensor || key == ActKey::kFP8DynamicToken) {
+  if (key == ActKey::kFP8StaticTensor || key == ActKey::kFP8DynamicToken ||
+      key == ActKey::kFP8DynamicTensor) {
     float s = input_scale;
-    if (key == ActKey::kFP8DynamicToken) {
+    if (key != ActKey::kFP8StaticTensor) {
       float amax = 0;
       for (float v : x) amax = std::max(amax, std::fabs(v));
       s = amax == 0 ? 1.0f : amax / 448.0f;
@@ -65,6 +67,21 @@ inline std::vector<float> expected_act(ActKey key, std::vector<float> x, float i
     x = dequantize(q.value()).value();
   }
   return x;
+}
+
+// A whole tensor [rows, k] (row-major): the per-row keys row by row, fp8-dynamic-tensor with
+// one amax over every value.
+inline std::vector<float> expected_act_tensor(ActKey key, const std::vector<float>& x,
+                                              int64_t rows, float input_scale) {
+  if (key == ActKey::kFP8DynamicTensor || rows == 0) return expected_act(key, x, input_scale);
+  const int64_t k = int64_t(x.size()) / rows;
+  std::vector<float> out;
+  for (int64_t r = 0; r < rows; ++r) {
+    const std::vector<float> q = expected_act(
+        key, std::vector<float>(x.begin() + r * k, x.begin() + (r + 1) * k), input_scale);
+    out.insert(out.end(), q.begin(), q.end());
+  }
+  return out;
 }
 
 // Random MX weights [batch, n, k]: normal values with a per-row magnitude, quantized by the core

@@ -70,9 +70,18 @@ std::vector<double> naive_moe(const Problem& p, const std::vector<float>& x, con
                               float s13 = 1.0f, float s2 = 1.0f, int* clamps = nullptr) {
   const int64_t h = p.n, inter = p.k, k = p.moe.topk;
   std::vector<double> y(size_t(p.m * h), 0.0);
+  // x quantized as a tensor (per row, or one scale for fp8-dynamic-tensor); every pair's
+  // intermediate row first, then quantized the same way over all pairs, then the down GEMM.
+  const std::vector<float> xq_all = reftest::expected_act_tensor(p.act, x, p.m, s13);
+  struct NaivePair {
+    int64_t t;
+    int le;
+    float wt;
+  };
+  std::vector<NaivePair> all_pairs;
+  std::vector<float> a_all;  // [pairs, I]
   for (int64_t t = 0; t < p.m; ++t) {
-    const std::vector<float> xq = reftest::expected_act(
-        p.act, std::vector<float>(x.begin() + t * h, x.begin() + (t + 1) * h), s13);
+    const std::vector<float> xq(xq_all.begin() + t * h, xq_all.begin() + (t + 1) * h);
     std::vector<std::pair<int, float>> pairs;  // (local expert, weight), ascending expert
     for (int64_t j = 0; j < k; ++j) {
       const int e = r.ids[size_t(t * k + j)];
@@ -92,13 +101,20 @@ std::vector<double> naive_moe(const Problem& p, const std::vector<float>& x, con
         if (clamps && (g > lim || std::fabs(u) > lim)) ++*clamps;
         a[size_t(i)] = reftest::convert_out(act_fn(p.moe, g, u), act_input_dtype(p.act));
       }
-      const std::vector<float> aq = reftest::expected_act(p.act, a, s2);
-      for (int64_t c = 0; c < h; ++c) {
-        double o = 0;
-        for (int64_t i = 0; i < inter; ++i) o += double(aq[size_t(i)]) * double(w.down(le, c, i));
-        o += w.down_bias(le, c);
-        y[size_t(t * h + c)] += double(wt) * o;
-      }
+      all_pairs.push_back({t, le, wt});
+      a_all.insert(a_all.end(), a.begin(), a.end());
+    }
+  }
+  const std::vector<float> aq_all =
+      reftest::expected_act_tensor(p.act, a_all, int64_t(all_pairs.size()), s2);
+  for (size_t pi = 0; pi < all_pairs.size(); ++pi) {
+    const auto [t, le, wt] = all_pairs[pi];
+    const float* aq = aq_all.data() + pi * size_t(inter);
+    for (int64_t c = 0; c < h; ++c) {
+      double o = 0;
+      for (int64_t i = 0; i < inter; ++i) o += double(aq[size_t(i)]) * double(w.down(le, c, i));
+      o += w.down_bias(le, c);
+      y[size_t(t * h + c)] += double(wt) * o;
     }
   }
   return y;
@@ -401,6 +417,47 @@ TEST(ReferenceMoE, EveryActKeyWithStaticScales) {
                   chunked(w13, w2, inter, nullptr, nullptr), {}, 0.01f, 0.003f);
     SCOPED_TRACE(act_key_name(key));
     expect_matches(run_moe(p, mw, x, r), want, DType::kF32);
+  }
+}
+
+// fp8-dynamic-tensor in an MoE layer: one scale over the whole x for gate/up and one over the
+// whole intermediate of the call (every pair) for down, so a token's output depends on the
+// other tokens of the call; fp8-dynamic-token's does not.
+TEST(ReferenceMoE, Fp8DynamicTensorScaleSpansTheCall) {
+  const int64_t m = 4, h = 64, inter = 64, e = 3, k = 2;
+  const TestMX w13 = reftest::make_mx(ElemType::kE4M3, e, 2 * inter, h, 131);
+  const TestMX w2 = reftest::make_mx(ElemType::kE4M3, e, h, inter, 132);
+  const std::vector<float> logits = reftest::random_floats(size_t(m * e), 133);
+  std::vector<float> xv = reftest::random_floats(size_t(m * h), 134);
+  for (int64_t c = 0; c < h; ++c) xv[size_t(3 * h + c)] *= 30.0f;  // token 3 holds the amax
+  for (ActKey key : {ActKey::kFP8DynamicToken, ActKey::kFP8DynamicTensor}) {
+    SCOPED_TRACE(act_key_name(key));
+    Problem p = Problem::moe_problem(ElemType::kE4M3, key, m, h, inter, e, k);
+    p.out = DType::kF32;
+    MoEWeights mw;
+    mw.w13 = w13.view();
+    mw.w2 = w2.view();
+    const Dense x(DType::kBF16, m, h, xv);
+    MoERouting r;
+    r.router_logits = {logits.data(), DType::kF32, m, e};
+    const std::vector<float> batch = run_moe(p, mw, x, r);
+    const std::vector<double> want =
+        naive_moe(p, x.values(), naive_route(logits, m, int(e), int(k)),
+                  chunked(w13, w2, inter, nullptr, nullptr), {});
+    expect_matches(batch, want, DType::kF32);
+    // Token 0 alone.
+    Problem p1 = p;
+    p1.m = 1;
+    const Dense x1(DType::kBF16, 1, h, std::vector<float>(xv.begin(), xv.begin() + h));
+    MoERouting r1;
+    r1.router_logits = {logits.data(), DType::kF32, 1, e};
+    const std::vector<float> alone = run_moe(p1, mw, x1, r1);
+    const std::vector<float> row0(batch.begin(), batch.begin() + h);
+    if (key == ActKey::kFP8DynamicToken) {
+      EXPECT_EQ(alone, row0);
+    } else {
+      EXPECT_NE(alone, row0);
+    }
   }
 }
 

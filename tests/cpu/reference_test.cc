@@ -90,6 +90,110 @@ TEST(ActQuant, Fp8DynamicPerRowScale) {
   EXPECT_TRUE(std::isnan(bad[0]) && std::isnan(bad[1]));
 }
 
+// fp8-dynamic-tensor: one scale s = amax / 448 over every row and column of the tensor.
+TEST(ActQuant, Fp8DynamicTensorHandValues) {
+  // amax 448 (row 1) -> s = 1 for both rows. Row 0: 1 exact; -3.3 -> -3.25 (step 1/4 in
+  // [2, 4)); 17 -> 16 (step 2, a tie to the even mantissa); 400 -> 384 (step 32, a tie).
+  // Row 1: 448 is the amax itself -> 448; 0; 0.3 -> 0.3125 (step 1/32 in [1/4, 1/2));
+  // -0.01 -> -5 * 2^-9 (subnormal step 2^-9: 0.01 / 2^-9 = 5.12).
+  const std::vector<float> x = {1.0f, -3.3f, 17.0f, 400.0f, 448.0f, 0.0f, 0.3f, -0.01f};
+  const std::vector<float> out = quantize_f32(ActKey::kFP8DynamicTensor, x, 2);
+  EXPECT_EQ(out, (std::vector<float>{1.0f, -3.25f, 16.0f, 384.0f, 448.0f, 0.0f, 0.3125f,
+                                     -5.0f * std::ldexp(1.0f, -9)}));
+  // The token key scales row 0 by its own amax 400: 400 stays 400 there (448 * 400/448, within
+  // an FP32 rounding), so the two keys differ exactly where the row amax is not the tensor's.
+  const std::vector<float> tok = quantize_f32(ActKey::kFP8DynamicToken, x, 2);
+  EXPECT_NEAR(tok[3], 400.0f, 1e-3f);
+  EXPECT_NE(tok[3], out[3]);
+  EXPECT_EQ(std::vector<float>(tok.begin() + 4, tok.end()),
+            std::vector<float>(out.begin() + 4, out.end()));  // row 1 holds the tensor amax
+}
+
+TEST(ActQuant, Fp8DynamicTensorScaleAndZeros) {
+  // amax 1000 in row 2 sets s = 1000 / 448 (FP32) for every row, the all-zero row 1 included.
+  const std::vector<float> x = {1.0f, -2.0f, 0.3f, 4.0f,  0, 0, 0, 0,  1000, 3.7f, -55, 0.01f};
+  const std::vector<float> out = quantize_f32(ActKey::kFP8DynamicTensor, x, 3);
+  const float s = 1000.0f / 448.0f;
+  for (size_t i = 0; i < x.size(); ++i) EXPECT_EQ(out[i], e4m3_nearest(x[i] / s) * s) << i;
+  EXPECT_EQ(out[8], 448.0f * s);  // the value at amax: code 448 times s
+  EXPECT_NEAR(out[8], 1000.0f, 1e-3f);
+  for (int c = 4; c < 8; ++c) EXPECT_EQ(out[size_t(c)], 0.0f);
+  // 0.01 / s = 0.00448 -> 2 * 2^-9 (subnormal), not the token key's finer row-0-style scale.
+  EXPECT_EQ(out[11], 2.0f * std::ldexp(1.0f, -9) * s);
+  // An all-zero tensor: s = 1, every value 0 (not NaN from 0 / 0).
+  const std::vector<float> z = quantize_f32(ActKey::kFP8DynamicTensor, std::vector<float>(8, 0.0f), 2);
+  EXPECT_EQ(z, std::vector<float>(8, 0.0f));
+  const std::vector<float> nz = quantize_f32(ActKey::kFP8DynamicTensor, {-0.0f, 0.0f}, 1);
+  EXPECT_EQ(nz[0], 0.0f);
+  EXPECT_FALSE(std::isnan(nz[0]) || std::isnan(nz[1]));
+}
+
+TEST(ActQuant, Fp8DynamicTensorSaturatesAtTheAmax) {
+  // amax / (amax / 448) can round above 448 in FP32; the code saturates to 448 (never NaN,
+  // never the next binade). Find such an amax among BF16-representable values and check it.
+  int found = 0;
+  for (int i = 0; i < 4096 && found < 3; ++i) {
+    const float a = num::bf16_to_f32(uint16_t(0x3F80 + i));  // [1, 2^32) in BF16 steps
+    const float s = a / 448.0f;
+    if (!(a / s > 448.0f)) continue;
+    ++found;
+    const std::vector<float> out = quantize_f32(ActKey::kFP8DynamicTensor, {a, -a, a / 2}, 1);
+    EXPECT_EQ(out[0], 448.0f * s) << a;
+    EXPECT_EQ(out[1], -448.0f * s) << a;
+    EXPECT_EQ(out[2], e4m3_nearest((a / 2) / s) * s) << a;
+  }
+  EXPECT_GT(found, 0) << "no amax with amax / (amax / 448) > 448 found: the test is vacuous";
+}
+
+TEST(ActQuant, Fp8DynamicTensorNonFiniteMakesTheWholeTensorNaN) {
+  const float inf = std::numeric_limits<float>::infinity();
+  for (const float bad : {inf, -inf, std::nanf("")}) {
+    const std::vector<float> out = quantize_f32(ActKey::kFP8DynamicTensor, {1.0f, 2.0f, 3.0f, bad}, 2);
+    for (float v : out) EXPECT_TRUE(std::isnan(v)) << bad;
+    // The token key keeps the finite row 0.
+    const std::vector<float> tok = quantize_f32(ActKey::kFP8DynamicToken, {1.0f, 2.0f, 3.0f, bad}, 2);
+    EXPECT_FALSE(std::isnan(tok[0]));
+  }
+}
+
+TEST(ActQuant, Fp8DynamicTensorIsNotPerRow) {
+  // act_quantize_row refuses the key (a row alone does not know the tensor's amax) ...
+  std::vector<float> r = {1.0f, 2.0f};
+  const Status s = cpu::act_quantize_row(ActKey::kFP8DynamicTensor, r.data(), 2, 1.0f, r.data());
+  EXPECT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("fp8-dynamic-tensor"), std::string::npos) << s.message();
+  // ... act_quantize_rows takes a strided tensor, leaves the columns past k alone, and gives
+  // act_quantize's values (BF16 input, random magnitudes per row).
+  const int64_t rows = 5, k = 40, ld = 48;
+  std::vector<float> xv = reftest::random_floats(size_t(rows * k), 77, 3.0f);
+  for (int64_t c = 0; c < k; ++c) xv[size_t(3 * k + c)] *= 50.0f;  // row 3 holds the amax
+  const std::vector<uint16_t> xb = to_bf16(xv);
+  std::vector<float> want;
+  ASSERT_TRUE(cpu::act_quantize(ActKey::kFP8DynamicTensor, {xb.data(), DType::kBF16, rows, k}, 1.0f, want).ok());
+  std::vector<float> strided(size_t(rows * ld), -7.0f);
+  float amax = 0.0f;
+  for (int64_t i = 0; i < rows; ++i)
+    for (int64_t c = 0; c < k; ++c) {
+      const float v = num::bf16_to_f32(xb[size_t(i * k + c)]);
+      strided[size_t(i * ld + c)] = v;
+      amax = std::max(amax, std::fabs(v));
+    }
+  ASSERT_TRUE(cpu::act_quantize_rows(ActKey::kFP8DynamicTensor, strided.data(), rows, k, ld, 1.0f).ok());
+  const float sc = amax / 448.0f;
+  for (int64_t i = 0; i < rows; ++i) {
+    for (int64_t c = 0; c < k; ++c) {
+      const float v = num::bf16_to_f32(xb[size_t(i * k + c)]);
+      EXPECT_EQ(strided[size_t(i * ld + c)], want[size_t(i * k + c)]) << i << "," << c;
+      EXPECT_EQ(want[size_t(i * k + c)], e4m3_nearest(v / sc) * sc) << i << "," << c;
+    }
+    for (int64_t c = k; c < ld; ++c) EXPECT_EQ(strided[size_t(i * ld + c)], -7.0f);
+  }
+  // The rows without the amax are quantized more coarsely than per token would.
+  std::vector<float> tok;
+  ASSERT_TRUE(cpu::act_quantize(ActKey::kFP8DynamicToken, {xb.data(), DType::kBF16, rows, k}, 1.0f, tok).ok());
+  EXPECT_NE(std::vector<float>(tok.begin(), tok.begin() + k), std::vector<float>(want.begin(), want.begin() + k));
+}
+
 TEST(ActQuant, Mxfp4KnownBlocks) {
   // Block 0: amax 6 -> floor scale 2^(2-2) = 1; E2M1 grid 0 .5 1 1.5 2 3 4 6, ties to even:
   // .25 -> 0, .75 -> 1, 1.25 -> 1, 2.5 -> 2, 3.5 -> 4, 5 -> 4, 6 -> 6, -6 -> -6.
@@ -558,16 +662,15 @@ TEST(ReferenceLinear, EveryActKey) {
     p.out = DType::kF32;
     LinearWeights lw{w.view(), bias.view(), 0.05f};
     const std::vector<float> got = run_linear(p, lw, x);
-    // The activations the matmul must see, re-derived from the definitions row by row.
-    std::vector<float> xq;
+    // The activations the matmul must see, re-derived from the definitions row by row (for
+    // fp8-dynamic-tensor over the whole x).
     const std::vector<float> xs = x.values();
-    for (int64_t r = 0; r < m; ++r) {
-      const std::vector<float> row(xs.begin() + r * k, xs.begin() + (r + 1) * k);
-      const std::vector<float> q = reftest::expected_act(key, row, 0.05f);
-      xq.insert(xq.end(), q.begin(), q.end());
-    }
+    const std::vector<float> xq = reftest::expected_act_tensor(key, xs, m, 0.05f);
     if (key != ActKey::kBF16 && key != ActKey::kFP16) {
       EXPECT_NE(xq, xs) << act_key_name(key);
+    }
+    if (key == ActKey::kFP8DynamicTensor) {  // one scale, not the token key's per-row ones
+      EXPECT_NE(xq, reftest::expected_act_tensor(ActKey::kFP8DynamicToken, xs, m, 0.05f));
     }
     const std::vector<double> want = naive_linear(xq, w, &bias, m, n, k);
     for (size_t i = 0; i < got.size(); ++i)

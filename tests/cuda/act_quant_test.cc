@@ -95,18 +95,21 @@ TEST(CudaActKeys, CudaMmaDeclaresEveryKeyAndItsMoERefusesFp8) {
     EXPECT_TRUE(v.ok) << act_key_name(a) << ": " << v.reason;
     const Problem m = Problem::moe_problem(compiled_weight_for(a), a, 4, 64, 96, 8, 2);
     const Verdict mv = b->check_problem(m);
-    const bool fp8 = a == ActKey::kFP8StaticTensor || a == ActKey::kFP8DynamicToken;
+    const bool fp8 = a == ActKey::kFP8StaticTensor || a == ActKey::kFP8DynamicToken ||
+                     a == ActKey::kFP8DynamicTensor;
     EXPECT_EQ(mv.ok, !fp8) << act_key_name(a) << " moe: " << mv.reason;
     if (fp8) {
       EXPECT_NE(mv.reason.find("fused gate/up epilogue"), std::string::npos) << mv.reason;
+      EXPECT_NE(mv.reason.find(act_key_name(a)), std::string::npos) << mv.reason;
     }
   }
 }
 
-// cuda-hopper declares every key (the MX keys through act_operand, the FP8 keys on its FP8
-// tensor cores or its 16-bit kernel, hopper_backend.cc); its MoE layer refuses the FP8 keys with
-// the reason, and on an H200 (described, so this runs on machines without one) the oracle picks
-// it for a large-M linear layer under every key.
+// cuda-hopper declares every key but fp8-dynamic-tensor (the MX keys through act_operand, the
+// FP8 keys on its FP8 tensor cores or its 16-bit kernel, hopper_backend.cc); its MoE layer
+// refuses the FP8 keys with the reason, and on an H200 (described, so this runs on machines
+// without one) the oracle picks it for a large-M linear layer under every key it declares, and
+// cuda-mma, saying why cuda-hopper was not, under fp8-dynamic-tensor.
 TEST(CudaActKeys, CudaHopperDeclaresEveryKeyAndItsMoERefusesFp8) {
   const Backend* h = find_backend("cuda-hopper");
   if (h == nullptr) {
@@ -119,8 +122,20 @@ TEST(CudaActKeys, CudaHopperDeclaresEveryKeyAndItsMoERefusesFp8) {
   h200.cuda_status.clear();
   h200.gpus = {{0, "NVIDIA H200 (described)", 9, 0, size_t(141) << 30, 132}};
   for (ActKey a : kAllActKeys) {
-    EXPECT_TRUE(h->declares_act_key(a)) << act_key_name(a);
     const Problem p = Problem::linear(compiled_weight_for(a), a, 512, 4096, 4096);
+    if (a == ActKey::kFP8DynamicTensor) {
+      EXPECT_FALSE(h->declares_act_key(a));
+      const Verdict v = h->check_problem(p);
+      EXPECT_FALSE(v.ok);
+      EXPECT_NE(v.reason.find("activation key fp8-dynamic-tensor is not declared by cuda-hopper"),
+                std::string::npos) << v.reason;
+      const std::string e = explain(p, h200);
+      EXPECT_NE(e.find("choice   cuda-mma (automatic)"), std::string::npos) << e;
+      EXPECT_NE(e.find("rejected: activation key fp8-dynamic-tensor is not declared by cuda-hopper"),
+                std::string::npos) << e;
+      continue;
+    }
+    EXPECT_TRUE(h->declares_act_key(a)) << act_key_name(a);
     const Verdict v = h->check_problem(p);
     EXPECT_TRUE(v.ok) << act_key_name(a) << ": " << v.reason;
     const Problem m = Problem::moe_problem(compiled_weight_for(a), a, 4, 64, 96, 8, 2);
@@ -248,6 +263,86 @@ TEST(CudaActKeys, Fp8OperandTimesScaleEqualsCpuDefinition) {
     }
 }
 
+// fp8-dynamic-tensor's operand (fp8_operand: the device amax over the whole x, then the same
+// quantize as the static key with that scale): every row scale entry is the tensor's one scale
+// amax / 448 (bit for bit the host's), and decode(code) * s equals the CPU definition bit for
+// bit; a NaN or Inf anywhere makes every value NaN; an all-zero tensor gives s = 1 and zeros.
+// Shapes span one partial-amax CTA to many (the amax anywhere in the tensor, also in the last
+// partial's tail), BF16 and F16, eager and captured in a CUDA graph (same bits).
+TEST(CudaActKeys, Fp8TensorOperandTimesScaleEqualsCpuDefinition) {
+  SKIP_WITHOUT_GPU();
+  for (DType d : {DType::kBF16, DType::kF16})
+    for (bool graph : {false, true})
+      for (auto [rows, k] : {std::pair<int64_t, int64_t>{1, 32}, {9, 2880}, {130, 512}, {1500, 1024}})
+        for (int variant = 0; variant < 3; ++variant) {  // 0: finite, 1: a NaN / Inf, 2: zeros
+          std::mt19937 g(uint32_t(rows * 31 + k + variant));
+          std::normal_distribution<float> nd;
+          std::vector<uint16_t> x(size_t(rows * k));
+          for (auto& v : x) v = to16(nd(g) * std::ldexp(1.0f, int(g() % 8) - 4), d);
+          const size_t big = size_t(g() % uint32_t(x.size() - 1));  // the amax, anywhere but last
+          x[big] = to16(-300.0f, d);
+          x.back() = to16(250.0f, d);  // the tail of the last partial
+          if (variant == 1) x[size_t(g() % uint32_t(x.size()))] = (g() & 1) ? (d == DType::kBF16 ? 0x7FC0 : 0x7E00)
+                                                                            : (d == DType::kBF16 ? 0xFF80 : 0xFC00);
+          if (variant == 2) std::fill(x.begin(), x.end(), uint16_t(0x8000));  // -0 everywhere
+          std::vector<float> want;
+          ASSERT_TRUE(cpu::act_quantize(ActKey::kFP8DynamicTensor, {x.data(), d, rows, k}, 1.0f, want).ok());
+          float amax = 0.0f;
+          bool finite = true;
+          for (uint16_t v16 : x) {
+            const float v = d == DType::kBF16 ? num::bf16_to_f32(v16) : num::f16_to_f32(v16);
+            finite = finite && std::isfinite(v);
+            amax = std::fmax(amax, std::fabs(v));
+          }
+          const float s_want = !finite || amax == 0.0f ? 1.0f : amax / 448.0f;
+          Dev<uint16_t> dx(x), dq(x.size());
+          Dev<float> drs(static_cast<size_t>(rows));
+          bool ran = false;
+          testing::run_on_stream(graph, [&](cudaStream_t s) {
+            cuda::StreamBuffer tmp(s), scales(s);
+            const void* op = nullptr;
+            const float* row_scale = nullptr;
+            const Status st = cuda::fp8_operand(ActKey::kFP8DynamicTensor, dx.p, d, rows, k, 1.0f,
+                                                tmp, scales, &op, &row_scale, s);
+            EXPECT_TRUE(st.ok()) << st.to_string();
+            EXPECT_NE(row_scale, nullptr);
+            if (!st.ok() || row_scale == nullptr) return;
+            EXPECT_EQ(cudaMemcpyAsync(dq.p, op, x.size() * 2, cudaMemcpyDeviceToDevice, s), cudaSuccess);
+            EXPECT_EQ(cudaMemcpyAsync(drs.p, row_scale, size_t(rows) * sizeof(float),
+                                      cudaMemcpyDeviceToDevice, s), cudaSuccess);
+            ran = true;
+          });
+          ASSERT_TRUE(ran);
+          const std::vector<float> rs = drs.get();
+          const std::vector<uint16_t> q = dq.get();
+          const std::string what = std::string(dtype_name(d)) + (graph ? " graph" : " eager") +
+                                   " [" + std::to_string(rows) + ", " + std::to_string(k) +
+                                   "] variant " + std::to_string(variant);
+          for (int64_t r = 0; r < rows; ++r)
+            ASSERT_EQ(num::f32_bits(rs[size_t(r)]), num::f32_bits(s_want)) << what << " row " << r;
+          for (size_t i = 0; i < x.size(); ++i) {
+            const float dec = d == DType::kBF16 ? num::bf16_to_f32(q[i]) : num::f16_to_f32(q[i]);
+            const float got = dec * rs[i / size_t(k)];
+            if (std::isnan(want[i])) {
+              ASSERT_TRUE(std::isnan(got)) << what << " at " << i;
+            } else {
+              ASSERT_EQ(num::f32_bits(got), num::f32_bits(want[i])) << what << " at " << i << ": " << got << " vs " << want[i];
+            }
+          }
+          if (variant == 0) {  // the amax element is the code 448 (times s: within an FP32 ulp)
+            const float dec = d == DType::kBF16 ? num::bf16_to_f32(q[big]) : num::f16_to_f32(q[big]);
+            EXPECT_EQ(dec, -448.0f) << what;
+          }
+        }
+  // The per-tensor key has no row-by-row form: fp8_act_quant's API is the static / per-row one,
+  // and act_operand refuses every FP8 key.
+  cuda::StreamBuffer tmp(nullptr);
+  const void* op = nullptr;
+  const Status f = cuda::act_operand(ActKey::kFP8DynamicTensor, ScaleRule::kFloor, nullptr, DType::kBF16, 1, 32, tmp, &op, nullptr);
+  EXPECT_FALSE(f.ok());
+  EXPECT_NE(f.message().find("fp8-dynamic-tensor"), std::string::npos) << f.message();
+}
+
 // The FP8 tensor-core operand (fp8_act_quant_codes): the E4M3 codes themselves, in rows of
 // ld bytes, whose decode is fp8_act_quant's 16-bit value bit for bit (so the codes are the
 // reference's, by the test above) with the same row scales; columns past k untouched; NaN rows
@@ -313,7 +408,7 @@ TEST(CudaActKeys, Fp8LinearMatchesReferenceToFp32Precision) {
     GTEST_SKIP() << v.reason;
   }
   for (ElemType w : bf16_compiled_weights())
-    for (ActKey key : {ActKey::kFP8StaticTensor, ActKey::kFP8DynamicToken})
+    for (ActKey key : {ActKey::kFP8StaticTensor, ActKey::kFP8DynamicToken, ActKey::kFP8DynamicTensor})
       for (DType out : {DType::kF32, DType::kBF16})
         for (auto [m, n, k] : {std::tuple<int64_t, int64_t, int64_t>{1, 64, 128}, {33, 256, 2880}}) {
           const testing::Weights wt = testing::random_weights(w, 1, n, k, uint32_t(n * 3 + k), 115, 130);

@@ -14,6 +14,67 @@
 namespace mxq::io {
 namespace {
 
+// ---- compressed-tensors input_activations -----------------------------------------------------
+
+json ct_config(const json& input_activations) {
+  return {{"quantization_config",
+           {{"quant_method", "compressed-tensors"},
+            {"format", "mxfp4-pack-quantized"},
+            {"quantization_status", "compressed"},
+            {"config_groups",
+             {{"group_0",
+               {{"targets", {"Linear"}},
+                {"weights",
+                 {{"num_bits", 4}, {"type", "float"}, {"symmetric", true}, {"strategy", "group"},
+                  {"group_size", 32}, {"dynamic", false}}},
+                {"input_activations", input_activations},
+                {"format", "mxfp4-pack-quantized"}}}}},
+            {"ignore", {"lm_head"}}}}};
+}
+
+json fp8_act(const char* strategy, bool dynamic) {
+  return {{"num_bits", 8}, {"type", "float"}, {"symmetric", true}, {"strategy", strategy},
+          {"dynamic", dynamic}, {"observer", nullptr}};
+}
+
+// llm-compressor's FP8 activations with a dynamic per-tensor scale (strategy "tensor", dynamic
+// true) read as fp8-dynamic-tensor (they were refused before); "token" stays per token,
+// "tensor" without dynamic static; FP8 per group of 128 (the MXFP4XFP8 preset) is refused.
+TEST_F(FormatsTest, CompressedTensorsFp8ActivationStrategies) {
+  const MXMatrix q = make_mx(ElemType::kE2M1, 16, 64, 90, ScaleRule::kEvenFp4Mantissa);
+  add_mx("l.weight_packed", StDType::kU8, {16, 32}, "l.weight_scale", StDType::kU8, {16, 2}, q);
+  struct Want {
+    json act;
+    ActScheme scheme;
+  };
+  for (const Want& w : {Want{fp8_act("tensor", true), ActScheme::kFp8DynamicTensor},
+                        Want{fp8_act("token", true), ActScheme::kFp8Dynamic},
+                        Want{fp8_act("tensor", false), ActScheme::kFp8Static}}) {
+    SCOPED_TRACE(w.act.dump());
+    write_json("config.json", ct_config(w.act));
+    auto r = read();
+    ASSERT_TRUE(r.ok()) << r.status().to_string();
+    EXPECT_EQ(r.value().format, "compressed-tensors");
+    EXPECT_EQ(r.value().act, w.scheme);
+    EXPECT_FALSE(r.value().act_scale_rule.has_value());  // FP8 keys have no block scale rule
+    ASSERT_EQ(r.value().weights.size(), 1u);
+    expect_weight(r.value().weights[0], "l", ElemType::kE2M1, {16, 64}, q);
+  }
+  EXPECT_STREQ(act_scheme_name(ActScheme::kFp8DynamicTensor), "fp8-dynamic-tensor");
+  EXPECT_EQ(parse_act_scheme("fp8-dynamic-tensor").value(), ActScheme::kFp8DynamicTensor);
+  json g128 = fp8_act("group", true);
+  g128["group_size"] = 128;
+  write_json("config.json", ct_config(g128));
+  auto bad = read();
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().code(), StatusCode::kUnimplemented);
+  EXPECT_NE(bad.status().message().find("8-bit activations with a dynamic scale per group of 128 "
+                                        "are not supported"),
+            std::string::npos) << bad.status().message();
+  EXPECT_NE(bad.status().message().find("FP8 per-tensor dynamic"), std::string::npos)
+      << bad.status().message();
+}
+
 // ---- gpt-oss -------------------------------------------------------------------------------
 
 json gpt_oss_config() {

@@ -123,6 +123,32 @@ TEST_F(PipelineTest, ConfigRecordsSchemeIgnoresAndInterleavedExperts) {
             "model-00001-of-00002.safetensors");
 }
 
+// The compressed-tensors writer and reader agree on every FP8 activation scheme: per-tensor
+// dynamic is written as strategy "tensor", dynamic true and read back as fp8-dynamic-tensor.
+TEST_F(PipelineTest, Fp8ActivationSchemesRoundTripThroughTheConfig) {
+  struct Want {
+    ActScheme act;
+    const char* strategy;
+    bool dynamic;
+  };
+  for (const Want& w : {Want{ActScheme::kFp8DynamicTensor, "tensor", true},
+                        Want{ActScheme::kFp8Dynamic, "token", true},
+                        Want{ActScheme::kFp8Static, "tensor", false}}) {
+    SCOPED_TRACE(act_scheme_name(w.act));
+    QuantizeModelOptions o;
+    o.act = w.act;
+    o.overwrite = true;
+    ASSERT_TRUE(quantize_model(p("bf16"), p("q"), o).ok());
+    const json cfg = config("q");
+    const json& a = cfg["quantization_config"]["config_groups"]["group_0"]["input_activations"];
+    EXPECT_EQ(a["num_bits"], 8);
+    EXPECT_EQ(a["strategy"], w.strategy);
+    EXPECT_EQ(a["dynamic"], w.dynamic);
+    const ModelInfo info = read_model(Checkpoint::open(p("q")).value()).value();
+    EXPECT_EQ(info.act, w.act);
+  }
+}
+
 TEST_F(PipelineTest, UserIgnorePatternsAndNoDefaults) {
   QuantizeModelOptions o;
   o.ignore = {"re:.*self_attn.*", "model.layers.0.mlp.down_proj"};

@@ -212,6 +212,14 @@ TEST(ShardLinear, BadSplitsAreErrorsNamingTheRule) {
   EXPECT_NE(fp8.status().message().find("fp8-dynamic-token"), std::string::npos);
   EXPECT_TRUE(shard_linear(f.p, f.lw(), LinearParallel::kColumn, {0, 2}).ok())
       << "column parallel keeps each token's whole K";
+  // fp8-dynamic-tensor: one amax over the whole x; a K slice would change it, N slices not.
+  const LinearCase ft = linear_case(ElemType::kE2M1, 1, 48, 128, ActKey::kFP8DynamicTensor);
+  auto fpt = shard_linear(ft.p, ft.lw(), LinearParallel::kRow, {0, 2});
+  ASSERT_FALSE(fpt.ok());
+  EXPECT_NE(fpt.status().message().find("fp8-dynamic-tensor"), std::string::npos)
+      << fpt.status().to_string();
+  EXPECT_TRUE(shard_linear(ft.p, ft.lw(), LinearParallel::kColumn, {0, 2}).ok())
+      << "column parallel keeps the whole x";
   // weights that do not match the problem: the contract's own error
   LinearWeights bad = c.lw();
   bad.w.n = 32;
@@ -385,6 +393,17 @@ TEST(ShardMoE, BadSplitsAreErrorsNamingTheRule) {
   ASSERT_FALSE(fp8.ok());
   EXPECT_NE(fp8.status().message().find("fp8-dynamic-token"), std::string::npos);
   EXPECT_TRUE(shard_moe(f.p, f.mw(), MoEParallel::kExpert, {0, 2}).ok());
+  // fp8-dynamic-tensor: the intermediate's one amax spans every pair and all of I, so neither
+  // split keeps it (one rank is the whole layer).
+  const MoECase ft = moe_case(ElemType::kE2M1, io::GateUpLayout::kChunked, 3, 64,
+                              ActKey::kFP8DynamicTensor);
+  for (MoEParallel how : {MoEParallel::kTensor, MoEParallel::kExpert}) {
+    auto t = shard_moe(ft.p, ft.mw(), how, {0, 2});
+    ASSERT_FALSE(t.ok());
+    EXPECT_NE(t.status().message().find("fp8-dynamic-tensor"), std::string::npos)
+        << t.status().to_string();
+    EXPECT_TRUE(shard_moe(ft.p, ft.mw(), how, {0, 1}).ok());
+  }
 }
 
 }  // namespace

@@ -10,7 +10,7 @@ namespace {
 
 constexpr float kE4M3Max = 448.0f;
 
-// E4M3 round trip of x / s, times s (fp8-static-tensor and fp8-dynamic-token).
+// E4M3 round trip of x / s, times s (the three FP8 keys).
 float fp8_round_trip(float x, float s) {
   const float q = x / s;
   if (std::isnan(q)) return q;
@@ -22,6 +22,24 @@ float fp8_round_trip(float x, float s) {
                             Saturation::kSaturate);
   }
   return num::decode_elem(ElemType::kE4M3, code) * s;
+}
+
+// The dynamic FP8 keys over x [rows, k] (row stride ld; out may alias x): fp8-dynamic-token
+// calls it per row, fp8-dynamic-tensor once over the whole tensor. s = amax / 448 (one FP32
+// division; 1 for all zeros); a NaN or Inf anywhere makes every value NaN.
+void fp8_dynamic(const float* x, int64_t rows, int64_t k, int64_t ld, float* out) {
+  float amax = 0.0f;
+  bool finite = true;
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t i = 0; i < k; ++i) {
+      const float v = x[r * ld + i];
+      finite = finite && std::isfinite(v);
+      amax = std::fmax(amax, std::fabs(v));
+    }
+  const float s = amax == 0.0f ? 1.0f : amax / kE4M3Max;
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t i = 0; i < k; ++i)
+      out[r * ld + i] = finite ? fp8_round_trip(x[r * ld + i], s) : std::nanf("");
 }
 
 }  // namespace
@@ -45,21 +63,13 @@ Status act_quantize_row(ActKey key, const float* x, int64_t k, float input_scale
       for (int64_t i = 0; i < k; ++i) out[i] = fp8_round_trip(x[i], input_scale);
       return Status::Ok();
 
-    case ActKey::kFP8DynamicToken: {
-      float amax = 0.0f;
-      bool finite = true;
-      for (int64_t i = 0; i < k; ++i) {
-        finite = finite && std::isfinite(x[i]);
-        amax = std::fmax(amax, std::fabs(x[i]));
-      }
-      if (!finite) {
-        for (int64_t i = 0; i < k; ++i) out[i] = std::nanf("");
-        return Status::Ok();
-      }
-      const float s = amax == 0.0f ? 1.0f : amax / kE4M3Max;
-      for (int64_t i = 0; i < k; ++i) out[i] = fp8_round_trip(x[i], s);
+    case ActKey::kFP8DynamicToken:
+      fp8_dynamic(x, 1, k, k, out);
       return Status::Ok();
-    }
+
+    case ActKey::kFP8DynamicTensor:
+      return invalid_argument("fp8-dynamic-tensor: one scale spans the whole tensor; quantize "
+                              "it with act_quantize_rows / act_quantize, not row by row");
 
     case ActKey::kMXFP8Dynamic:
     case ActKey::kMXFP4Dynamic:
@@ -85,17 +95,27 @@ Status act_quantize_row(ActKey key, const float* x, int64_t k, float input_scale
   return invalid_argument("unknown activation key");
 }
 
+Status act_quantize_rows(ActKey key, float* x, int64_t rows, int64_t k, int64_t ld,
+                         float input_scale, ScaleRule rule) {
+  if (rows < 0 || k < 0 || ld < k || (x == nullptr && rows * k > 0))
+    return invalid_argument("act_quantize_rows: bad tensor [" + std::to_string(rows) + ", " +
+                            std::to_string(k) + "], ld " + std::to_string(ld));
+  if (act_key_is_per_tensor_dynamic(key)) {
+    fp8_dynamic(x, rows, k, ld, x);
+    return Status::Ok();
+  }
+  for (int64_t r = 0; r < rows; ++r)
+    MXQ_RETURN_IF_ERROR(act_quantize_row(key, x + r * ld, k, input_scale, x + r * ld, rule));
+  return Status::Ok();
+}
+
 Status act_quantize(ActKey key, const DenseView& x, float input_scale, std::vector<float>& out,
                     ScaleRule rule) {
   if (x.rows < 0 || x.cols < 0 || (x.data == nullptr && x.rows * x.cols > 0))
     return invalid_argument("act_quantize: bad input view");
   out.resize(size_t(x.rows * x.cols));
-  for (int64_t r = 0; r < x.rows; ++r) {
-    float* row = out.data() + r * x.cols;
-    load_row(x, r, row);
-    MXQ_RETURN_IF_ERROR(act_quantize_row(key, row, x.cols, input_scale, row, rule));
-  }
-  return Status::Ok();
+  for (int64_t r = 0; r < x.rows; ++r) load_row(x, r, out.data() + r * x.cols);
+  return act_quantize_rows(key, out.data(), x.rows, x.cols, x.cols, input_scale, rule);
 }
 
 }  // namespace mxq::cpu

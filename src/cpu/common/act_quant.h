@@ -11,6 +11,12 @@
 //                       value = decode(code) * input_scale     (one FP32 product, RN)
 //   fp8-dynamic-token   as fp8-static-tensor with a per-row s = amax_row / 448 (FP32 division;
 //                       s = 1 when the row is all zeros).
+//   fp8-dynamic-tensor  as fp8-dynamic-token with ONE s = amax / 448 over every row and column
+//                       of the call's tensor (x [M, K] of a linear layer; in an MoE layer x
+//                       [M, H] for the gate/up GEMMs and the whole intermediate [pairs, I] of
+//                       the call, all local (token, expert) pairs together, for the down
+//                       GEMMs); s = 1 when the tensor is all zeros. Only the amax domain
+//                       differs from the token key (the same function computes both).
 //   mxfp8-dynamic       the row is quantized as MXFP8 E4M3 / MXFP4 E2M1 / MXFP6 E2M3 / MXFP6
 //   mxfp4-dynamic       E3M2 per 32-block with the floor scale rule, RNE, saturation (exactly
 //   mxfp6-e2m3-dynamic  mxq::quantize with default QuantOptions), then dequantized (exact in
@@ -25,8 +31,8 @@
 //                       too) but can leave F16's range in its top binade.
 //
 // Non-finite inputs: fp8-static maps NaN to NaN and +-Inf to +-448 * input_scale (saturation);
-// fp8-dynamic makes the whole row NaN when the row holds a NaN or Inf (s would be Inf or NaN,
-// the analogue of the MX formats' NaN scale); the MX keys follow numerics.h (a block holding a
+// fp8-dynamic-token makes the whole row NaN when the row holds a NaN or Inf (s would be Inf or
+// NaN, the analogue of the MX formats' NaN scale), fp8-dynamic-tensor likewise the whole tensor; the MX keys follow numerics.h (a block holding a
 // NaN or Inf gets the NaN scale, so every value in that block is NaN).
 //
 // The final product decode(code) * s is rounded to FP32. It is exact when s is a power of two
@@ -83,12 +89,23 @@ void load_row(const DenseView& v, int64_t r, float* out);
 // True for the keys that quantize per 32-block along K (the row length must be a multiple of 32).
 constexpr bool act_key_is_mx(ActKey a) { return act_key_mx_elem(a); }
 
+// True for the key whose scale spans the whole tensor of the call (fp8-dynamic-tensor): its
+// rows cannot be quantized one at a time (act_quantize_row refuses it; use act_quantize_rows).
+constexpr bool act_key_is_per_tensor_dynamic(ActKey a) { return a == ActKey::kFP8DynamicTensor; }
+
 // Quantizes one row of k FP32 values (already widened from the input dtype) under `key` and
 // writes the dequantized values to out[0, k) (out may alias x). `input_scale` is used by
 // kFP8StaticTensor only and must be positive and finite there.
 // `rule`: the MX keys' block scale rule (Problem::act_rule; floor by default).
+// kFP8DynamicTensor is an invalid-argument error here (its scale needs the whole tensor).
 Status act_quantize_row(ActKey key, const float* x, int64_t k, float input_scale, float* out,
                         ScaleRule rule = ScaleRule::kFloor);
+
+// In place on a whole FP32 tensor [rows, k] with row stride ld >= k (columns k..ld-1 are
+// neither read nor written): every key; the per-row keys row by row (act_quantize_row), the
+// per-tensor key with one scale over all rows * k values.
+Status act_quantize_rows(ActKey key, float* x, int64_t rows, int64_t k, int64_t ld,
+                         float input_scale, ScaleRule rule = ScaleRule::kFloor);
 
 // The whole view: x [rows, cols] in any DType (normally act_input_dtype(key)) -> out
 // [rows * cols] row-major FP32.

@@ -8,14 +8,16 @@
 // MoE     route (cpu/common/routing.h); the (token, slot) pairs of each local expert in token
 //         order; per expert: h = xq[tokens] . W13^T + b13 (FP32), gate/up split by layout,
 //         activation in FP32 (silu: g * sigmoid(g) * u; swigluoai as in problem.h), rounded to
-//         act_input_dtype(p.act), act-quantized per row (input_scale2 for fp8-static); o = aq .
+//         act_input_dtype(p.act), act-quantized per row (input_scale2 for fp8-static;
+//         fp8-dynamic-tensor: one scale over every pair's row of the call); o = aq .
 //         W2^T + b2; y[t] = sum over t's pairs in ascending local-expert order of w * o, FP32,
 //         rounded once to p.out. Each expert's weights are streamed once per call for all its
 //         tokens (every kernel call covers all of an expert's rows of x).
 // Determinism: every output element is computed by one thread with an order that depends on
 // neither the thread count nor the split; results are bitwise identical for any `threads`
 // (tests check it), and a token's result does not depend on the other tokens in the batch
-// (except through which experts are active, which changes nothing in its own sums).
+// (except through which experts are active, which changes nothing in its own sums), save under
+// fp8-dynamic-tensor, whose one scale is the whole call's amax by definition.
 //
 // Prepared weights are the caller's canonical views (bytes() == 0), except when K is not a
 // multiple of 32 and the padding columns of an FP8 weight hold Inf/NaN codes: that weight is

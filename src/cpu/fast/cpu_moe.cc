@@ -156,7 +156,8 @@ Status run_moe_impl(const CpuBackendOptions& o, const Problem& p, const MoEWeigh
   for (int64_t a = 0; a < n_active; ++a)
     std::fill(expert_of_pair.begin() + offset[size_t(a)], expert_of_pair.begin() + offset[size_t(a + 1)],
               a);
-  std::vector<uint8_t> failed(size_t(n_pairs), 0);
+  std::vector<uint8_t> failed(size_t(n_pairs) + 1, 0);
+  const bool per_tensor = act_key_is_per_tensor_dynamic(p.act);
   mxq::detail::parallel_for(n_pairs, o.threads, std::max<int64_t>(1, 8192 / inter),
                        [&](int64_t p0, int64_t p1) {
     std::vector<float> gb(static_cast<size_t>(inter)), ub(static_cast<size_t>(inter));
@@ -189,9 +190,15 @@ Status run_moe_impl(const CpuBackendOptions& o, const Problem& p, const MoEWeigh
         const float u = (il ? hr[2 * i + 1] : hr[inter + i]) + ub[size_t(i)];
         ar[i] = round_to_dtype(activation(q, g, u), inter_dtype);
       }
-      failed[size_t(pi)] = act_quantize_row(p.act, ar, inter, w.input_scale2, ar, p.act_rule).ok() ? 0 : 1;
+      if (!per_tensor)
+        failed[size_t(pi)] = act_quantize_row(p.act, ar, inter, w.input_scale2, ar, p.act_rule).ok() ? 0 : 1;
     }
   });
+  // fp8-dynamic-tensor: one scale over the whole intermediate of the call (every pair's row),
+  // as cpu-reference defines it; the padded columns [inter, iq) stay zero.
+  if (per_tensor && !act_quantize_rows(p.act, abuf.data(), n_pairs, inter, iq, w.input_scale2,
+                                       p.act_rule).ok())
+    failed[0] = 1;
   if (std::find(failed.begin(), failed.end(), 1) != failed.end())
     return invalid_argument("cpu: moe: activation quantization of the intermediate failed (" +
                             p.to_string() + ")");

@@ -3,7 +3,8 @@
 //
 // Linear  y[m][n] = sum_k xq[m][k] * W[n][k] + bias[n]
 //   xq      the activation row after act_quantize_row(p.act, ...) (cpu/common/act_quant.h),
-//           input_scale = LinearWeights::input_scale;
+//           input_scale = LinearWeights::input_scale; fp8-dynamic-tensor: x [M, K] quantized
+//           as one tensor (act_quantize), one scale for every row;
 //   W       the MX weight dequantized exactly in float64: element * 2^(scale - 127), NaN for a
 //           0xFF scale (no FP32 overflow to Inf, unlike an FP32 dequantize of huge E5M2 blocks);
 //   sum     float64, k ascending; bias (F32/BF16/F16, widened exactly) added last;
@@ -26,7 +27,9 @@
 //                 -limit, limit); a = g * sigmoid(alpha * g) * (u + 1). Float64.
 //   Intermediate  a is rounded to act_input_dtype(p.act) (BF16, FP16 for kFP16) as engines
 //                 store it, then aq = act_quantize_row(p.act, a, input_scale2): fp8 static uses
-//                 MoEWeights::input_scale2, dynamic keys quantize each intermediate row.
+//                 MoEWeights::input_scale2, dynamic keys quantize each intermediate row;
+//                 fp8-dynamic-tensor takes one scale over the whole intermediate of the call
+//                 (every local pair's row: act_quantize_rows), as it does over x for gate/up.
 //   Down          o = aq . W2[local]^T + bias2[local] (float64).
 //   Combine       y[t] = sum over t's pairs of double(w) * o (the bias is weighted too, as in
 //                 gpt-oss), summed in ascending local-expert order, converted to p.out as above.

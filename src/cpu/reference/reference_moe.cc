@@ -95,12 +95,20 @@ Status ref::moe_checked(const Problem& p, const MoEWeights& w, const DenseView& 
   std::vector<double> wrow, wrow2;
   std::vector<uint8_t> codes;
 
+  // Gate/up and activation of every local expert: a [np, I] per expert, rounded to the
+  // activation dtype; then act-quantized: per row, or for fp8-dynamic-tensor with one scale over
+  // the whole intermediate of the call (every local expert's rows together).
+  std::vector<float> aall;  // [pairs, I], the experts' rows in ascending local-expert order
+  std::vector<int64_t> first(size_t(e_local) + 1, 0);
+  for (int64_t le = 0; le < e_local; ++le)
+    first[size_t(le) + 1] = first[size_t(le)] + int64_t(pairs[size_t(le)].size());
+  aall.resize(size_t(first[size_t(e_local)] * inter));
   for (int64_t le = 0; le < e_local; ++le) {
     const std::vector<Pair>& ps = pairs[size_t(le)];
     const int64_t np = int64_t(ps.size());
     if (np == 0) continue;
 
-    // Gate/up and activation: a [np, I], rounded to the activation dtype, then act-quantized.
+    // Gate/up and activation: a [np, I], rounded to the activation dtype.
     std::vector<double> gate(size_t(np * inter)), up(size_t(np * inter));
     for (int64_t i = 0; i < inter; ++i) {
       const RowSource gs = gate_row(w, q.layout, i), us = up_row(w, q.layout, inter, i);
@@ -114,22 +122,29 @@ Status ref::moe_checked(const Problem& p, const MoEWeights& w, const DenseView& 
         up[size_t(pi * inter + i)] = ref::dot(xt, wrow2.data(), h) + ub;
       }
     }
-    std::vector<float> aq(size_t(np * inter));
     for (int64_t pi = 0; pi < np; ++pi) {
-      float* a = aq.data() + pi * inter;
+      float* a = aall.data() + (first[size_t(le)] + pi) * inter;
       for (int64_t i = 0; i < inter; ++i) {
         const size_t k = size_t(pi * inter + i);
         a[i] = round_to_dtype(float(activation(q, gate[k], up[k])), inter_dtype);
       }
-      MXQ_RETURN_IF_ERROR(act_quantize_row(p.act, a, inter, w.input_scale2, a, p.act_rule));
     }
+  }
+  MXQ_RETURN_IF_ERROR(act_quantize_rows(p.act, aall.data(), first[size_t(e_local)], inter, inter,
+                                        w.input_scale2, p.act_rule));
+
+  for (int64_t le = 0; le < e_local; ++le) {
+    const std::vector<Pair>& ps = pairs[size_t(le)];
+    const int64_t np = int64_t(ps.size());
+    if (np == 0) continue;
+    const float* aq = aall.data() + first[size_t(le)] * inter;
 
     // Down and weighted combine.
     for (int64_t c = 0; c < h; ++c) {
       ref::decode_row(w.w2, le, c, wrow, codes);
       const double b = ref::bias_at(w.bias2, le * h + c);
       for (int64_t pi = 0; pi < np; ++pi) {
-        const double o = ref::dot(aq.data() + pi * inter, wrow.data(), inter) + b;
+        const double o = ref::dot(aq + pi * inter, wrow.data(), inter) + b;
         acc[size_t(ps[size_t(pi)].token * h + c)] += double(ps[size_t(pi)].weight) * o;
       }
     }

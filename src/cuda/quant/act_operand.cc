@@ -43,11 +43,23 @@ Status act_operand(ActKey key, ScaleRule rule, const void* x, DType dtype, int64
 Status fp8_operand(ActKey key, const void* x, DType dtype, int64_t rows, int64_t k,
                    float input_scale, StreamBuffer& tmp, StreamBuffer& scales,
                    const void** operand, const float** row_scale, cudaStream_t stream) {
-  if (!act_key_is_fp8(key))
+  if (!act_key_is_fp8_mma(key))
     return invalid_argument(std::string("fp8_operand: ") + act_key_name(key) + " is not an FP8 key");
   const bool per_row = key == ActKey::kFP8DynamicToken;
   MXQ_RETURN_IF_ERROR(tmp.allocate(size_t(rows) * size_t(k) * size_t(dtype_bytes(dtype)), "the E4M3 activations"));
   float* rs = nullptr;
+  if (key == ActKey::kFP8DynamicTensor) {
+    // [rows] floats (the tensor scale per row, for scale_rows), then the partial maxima.
+    const int parts = fp8_tensor_parts(rows, k);
+    MXQ_RETURN_IF_ERROR(scales.allocate(size_t(rows) * sizeof(float) + size_t(parts) * sizeof(uint32_t),
+                                        "the per-tensor activation scale"));
+    rs = static_cast<float*>(scales.get());
+    MXQ_RETURN_IF_ERROR(fp8_tensor_act_quant(x, dtype, rows, k, reinterpret_cast<uint32_t*>(rs + rows),
+                                             tmp.get(), rs, stream));
+    *operand = tmp.get();
+    *row_scale = rs;
+    return Status::Ok();
+  }
   if (per_row) {
     MXQ_RETURN_IF_ERROR(scales.allocate(size_t(rows) * sizeof(float), "the per-token activation scales"));
     rs = static_cast<float*>(scales.get());

@@ -7,9 +7,11 @@
 //   mxfp8-dynamic,      16-bit type by mx_fake_quant (fake_quant.h): exact, so the GEMM sees
 //   mxfp6-*-dynamic     the reference's values.
 //   fp8-static-tensor,  not as a plain operand: decode(code) * s needs up to 28 significant
-//   fp8-dynamic-token   bits. fp8_operand gives decode(code) (exact in 16 bits) and keeps s
-//                       apart, for a GEMM into FP32 followed by scale_rows (fake_quant.h):
+//   fp8-dynamic-token,  bits. fp8_operand gives decode(code) (exact in 16 bits) and keeps s
+//   fp8-dynamic-tensor  apart, for a GEMM into FP32 followed by scale_rows (fake_quant.h):
 //                       cuda-mma's linear layers do that; its MoE layer refuses these keys.
+//                       fp8-dynamic-tensor (one device-side amax over the whole x) is run by
+//                       cuda-mma only (act_key_is_fp8_mma); cuda-hopper declares act_key_is_fp8.
 //
 // A backend wires it with two lines (the cuda-mma linear and MoE paths do exactly this):
 //   bool declares_act_key(ActKey a) const override { return cuda::gemm16_runs_act_key(a); }
@@ -62,10 +64,17 @@ Status act_operand(ActKey key, ScaleRule rule, const void* x, DType dtype, int64
                    StreamBuffer& tmp, const void** operand, cudaStream_t stream);
 
 // The FP8 keys: x [rows, k] as E4M3 decode values in `tmp` (*operand) and the scale apart:
-// *row_scale = per-row scales in `scales` (fp8-dynamic-token) or null with the static
-// input_scale to apply (fp8-static-tensor). Other keys are an invalid-argument error.
+// *row_scale = per-row scales in `scales` (fp8-dynamic-token; fp8-dynamic-tensor: the one
+// tensor scale in every entry, from fp8_tensor_act_quant, with its partial maxima after them in
+// the same buffer) or null with the static input_scale to apply (fp8-static-tensor). Other keys
+// are an invalid-argument error.
+// act_key_is_fp8: the keys both CUDA backends run this way (static, per token);
+// act_key_is_fp8_mma: those and fp8-dynamic-tensor, the keys cuda-mma runs.
 constexpr bool act_key_is_fp8(ActKey a) {
   return a == ActKey::kFP8StaticTensor || a == ActKey::kFP8DynamicToken;
+}
+constexpr bool act_key_is_fp8_mma(ActKey a) {
+  return act_key_is_fp8(a) || a == ActKey::kFP8DynamicTensor;
 }
 Status fp8_operand(ActKey key, const void* x, DType dtype, int64_t rows, int64_t k,
                    float input_scale, StreamBuffer& tmp, StreamBuffer& scales,

@@ -106,10 +106,14 @@ constexpr int kRowThreads = 256;
 
 // kCodes: write the E4M3 codes themselves (row stride ld bytes: the FP8 tensor-core operand)
 // instead of their values in the 16-bit type (row stride k: the 16-bit GEMMs' operand).
+// tensor_parts (fp8-dynamic-tensor): `parts` partial maxima of |x| as FP32 bit patterns
+// (tensor_amax_kernel); every CTA reduces them to the tensor's one scale and writes it to its
+// row_scale entry. Null for the static and per-row modes.
 template <DType D, bool kCodes>
 __global__ void __launch_bounds__(kRowThreads)
     fp8_rows_kernel(const void* __restrict__ in, int64_t k, bool per_row, float static_s,
-                    void* __restrict__ out, int64_t ld, float* __restrict__ row_scale) {
+                    void* __restrict__ out, int64_t ld, float* __restrict__ row_scale,
+                    const uint32_t* __restrict__ tensor_parts = nullptr, int parts = 0) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   // The FP8 GEMM launched behind this kernel (programmatic dependent launch, hopper/
   // gemm_launch.cuh) may start now: it prefetches its weights and waits for this grid.
@@ -122,7 +126,35 @@ __global__ void __launch_bounds__(kRowThreads)
   (void)o;
   (void)oc;
   float s = static_s;
-  if (per_row) {
+  if (tensor_parts != nullptr) {
+    // One scale for the whole tensor: the integer max of the partial |x| bit patterns (order
+    // independent, so every CTA gets the same bits). Non-negative FP32 values order like their
+    // bit patterns; Inf is 0x7F800000 and every NaN (sign cleared) above it, so a maximum at or
+    // above 0x7F800000 means the tensor holds a NaN or Inf: all NaN, as the reference does.
+    __shared__ uint32_t tred[kRowThreads];
+    uint32_t m = 0;
+    for (int i = threadIdx.x; i < parts; i += kRowThreads) m = max(m, tensor_parts[i]);
+    tred[threadIdx.x] = m;
+    __syncthreads();
+    for (int h = kRowThreads / 2; h > 0; h >>= 1) {
+      if (int(threadIdx.x) < h) tred[threadIdx.x] = max(tred[threadIdx.x], tred[threadIdx.x + h]);
+      __syncthreads();
+    }
+    if (tred[0] >= 0x7F800000u) {
+      const uint16_t nan = to16<D>(num::kF32QuietNaN);
+      for (int64_t i = threadIdx.x; i < k; i += kRowThreads) {
+        if constexpr (kCodes)
+          oc[i] = 0x7F;  // E4M3's NaN code
+        else
+          o[i] = nan;
+      }
+      if (threadIdx.x == 0) row_scale[row] = 1.0f;
+      return;
+    }
+    const float amax = __uint_as_float(tred[0]);
+    s = amax == 0.0f ? 1.0f : __fdiv_rn(amax, 448.0f);
+    if (threadIdx.x == 0) row_scale[row] = s;
+  } else if (per_row) {
     // amax and finiteness of the row: max is order independent, so any reduction order gives
     // the same bits (fmaxf ignores NaN like std::fmax; the finite flag catches NaN and Inf).
     __shared__ float red[kRowThreads];
@@ -173,6 +205,26 @@ __global__ void __launch_bounds__(kRowThreads)
       o[i] = to16<D>(v);
     }
   }
+}
+
+// fp8-dynamic-tensor, first pass: parts[b] = the max over CTA b's grid-stride share of the
+// tensor of the bit pattern of |x| (sign bit cleared; NaN and Inf above every finite value).
+// An integer max: the result does not depend on the split or the order.
+template <DType D>
+__global__ void __launch_bounds__(kRowThreads)
+    tensor_amax_kernel(const void* __restrict__ in, int64_t n, uint32_t* __restrict__ parts) {
+  uint32_t m = 0;
+  for (int64_t i = int64_t(blockIdx.x) * kRowThreads + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * kRowThreads)
+    m = max(m, __float_as_uint(num::load_dense(in, D, i)) & 0x7FFFFFFFu);
+  __shared__ uint32_t red[kRowThreads];
+  red[threadIdx.x] = m;
+  __syncthreads();
+  for (int h = kRowThreads / 2; h > 0; h >>= 1) {
+    if (int(threadIdx.x) < h) red[threadIdx.x] = max(red[threadIdx.x], red[threadIdx.x + h]);
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) parts[blockIdx.x] = red[0];
 }
 
 template <DType O>
@@ -267,6 +319,38 @@ Status fp8_act_quant(const void* x, DType dtype, int64_t rows, int64_t k, bool p
     fq::fp8_rows_kernel<DType::kF16, false><<<unsigned(rows), fq::kRowThreads, 0, stream>>>(
         x, k, per_row, input_scale, out, k, row_scale);
   return launch_error(cudaGetLastError(), "fp8_act_quant");
+}
+
+int fp8_tensor_parts(int64_t rows, int64_t k) {
+  const int64_t n = rows * k;
+  const int64_t per_cta = int64_t(fq::kRowThreads) * 16;  // 16 elements per thread at least
+  return int(std::max<int64_t>(1, std::min<int64_t>(kFp8TensorMaxParts, (n + per_cta - 1) / per_cta)));
+}
+
+Status fp8_tensor_act_quant(const void* x, DType dtype, int64_t rows, int64_t k, uint32_t* parts,
+                            void* out, float* row_scale, cudaStream_t stream) {
+  if (dtype != DType::kBF16 && dtype != DType::kF16)
+    return invalid_argument(std::string("fp8_tensor_act_quant: activations must be BF16 or F16, got ") +
+                            dtype_name(dtype));
+  if (rows < 0 || k < 0 || rows > 0x7FFFFFFF)
+    return invalid_argument("fp8_tensor_act_quant: bad shape [" + std::to_string(rows) + ", " +
+                            std::to_string(k) + "]");
+  if (rows * k == 0) return Status::Ok();
+  if (x == nullptr || out == nullptr || row_scale == nullptr || parts == nullptr)
+    return invalid_argument("fp8_tensor_act_quant: null pointer");
+  const int n_parts = fp8_tensor_parts(rows, k);
+  if (dtype == DType::kBF16) {
+    fq::tensor_amax_kernel<DType::kBF16><<<unsigned(n_parts), fq::kRowThreads, 0, stream>>>(x, rows * k, parts);
+    MXQ_RETURN_IF_ERROR(launch_error(cudaGetLastError(), "fp8_tensor_act_quant (amax)"));
+    fq::fp8_rows_kernel<DType::kBF16, false><<<unsigned(rows), fq::kRowThreads, 0, stream>>>(
+        x, k, false, 1.0f, out, k, row_scale, parts, n_parts);
+  } else {
+    fq::tensor_amax_kernel<DType::kF16><<<unsigned(n_parts), fq::kRowThreads, 0, stream>>>(x, rows * k, parts);
+    MXQ_RETURN_IF_ERROR(launch_error(cudaGetLastError(), "fp8_tensor_act_quant (amax)"));
+    fq::fp8_rows_kernel<DType::kF16, false><<<unsigned(rows), fq::kRowThreads, 0, stream>>>(
+        x, k, false, 1.0f, out, k, row_scale, parts, n_parts);
+  }
+  return launch_error(cudaGetLastError(), "fp8_tensor_act_quant");
 }
 
 Status fp8_act_quant_codes(const void* x, DType dtype, int64_t rows, int64_t k, bool per_row,

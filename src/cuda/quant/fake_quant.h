@@ -44,6 +44,18 @@ Status mx_fake_quant(ElemType elem, const void* x, DType dtype, int64_t rows, in
 Status fp8_act_quant(const void* x, DType dtype, int64_t rows, int64_t k, bool per_row,
                      float input_scale, void* out, float* row_scale, cudaStream_t stream);
 
+// fp8-dynamic-tensor: as fp8_act_quant per row, with ONE scale s = amax / 448 over all rows * k
+// values of x (FP32 division; 1 for an all-zero tensor; a NaN or Inf anywhere makes every output
+// NaN with s = 1), the reference's definition. Two launches, no host synchronisation, no
+// allocation (graph-capturable): a grid of fp8_tensor_parts(rows, k) CTAs writes partial maxima
+// of |x| (as FP32 bit patterns: an integer max, so deterministic whatever the split) to `parts`
+// (device, that many uint32), then one CTA per row reduces them to s and quantizes its row.
+// row_scale [rows] (device) gets s in every entry, for scale_rows.
+inline constexpr int kFp8TensorMaxParts = 1024;
+int fp8_tensor_parts(int64_t rows, int64_t k);  // in [1, kFp8TensorMaxParts]
+Status fp8_tensor_act_quant(const void* x, DType dtype, int64_t rows, int64_t k, uint32_t* parts,
+                            void* out, float* row_scale, cudaStream_t stream);
+
 // The same quantization with the E4M3 codes themselves as the output, for the FP8 tensor
 // cores (issue 17): codes [rows, ld] bytes (ld >= k; columns k..ld-1 are not written), a NaN
 // quotient (or a NaN/Inf row under per_row) the NaN code 0x7F, row_scale as above. Bit for bit

@@ -37,9 +37,10 @@ json act_config(ActScheme a) {
               {"dynamic", true}, {"scale_dtype", "torch.uint8"}};
     case ActScheme::kFp8Static:
     case ActScheme::kFp8Dynamic:
+    case ActScheme::kFp8DynamicTensor:
       return {{"num_bits", 8}, {"type", "float"}, {"symmetric", true},
-              {"strategy", a == ActScheme::kFp8Static ? "tensor" : "token"},
-              {"dynamic", a == ActScheme::kFp8Dynamic}};
+              {"strategy", a == ActScheme::kFp8Dynamic ? "token" : "tensor"},
+              {"dynamic", a != ActScheme::kFp8Static}};
     case ActScheme::kMxfp6E2M3:
     case ActScheme::kMxfp6E3M2: break;  // refused by quantize_model (no compressed-tensors form)
   }
@@ -56,21 +57,21 @@ StatusOr<ActScheme> parse_act(const json& a, const std::string& where) {
   if (strategy == "group" && group == 32 && bits == 4) return ActScheme::kMxfp4;
   if (strategy == "group" && group == 32 && bits == 8) return ActScheme::kMxfp8;
   if (bits == 8 && strategy == "tensor" && !dynamic) return ActScheme::kFp8Static;
+  // FP8 with a dynamic per-tensor scale (llm-compressor's FP8 recipes with dynamic per-tensor
+  // input activations; vLLM computes amax over the whole input at run time): fp8-dynamic-tensor.
+  if (bits == 8 && strategy == "tensor" && dynamic) return ActScheme::kFp8DynamicTensor;
   if (bits == 8 && strategy == "token") return ActScheme::kFp8Dynamic;
   // Anything else is refused, never read as the nearest known scheme: e.g. compressed-tensors
   // 0.20's MXFP4XFP8 preset quantizes activations to FP8 with a dynamic scale per 128-group
-  // (strategy "group", group_size 128), which is neither MXFP8 nor FP8 per token.
+  // (strategy "group", group_size 128), which is neither MXFP8 nor FP8 per token or tensor.
   const std::string known = "mxq runs MX activations (strategy \"group\", group_size 32, 4 or 8 "
-                            "bits), FP8 per-tensor static and FP8 per-token dynamic";
+                            "bits), FP8 per-tensor static, FP8 per-tensor dynamic and FP8 "
+                            "per-token dynamic";
   if (strategy == "group")
     return Status(StatusCode::kUnimplemented,
                   where + ": " + std::to_string(bits) + "-bit activations with a " +
                       (dynamic ? "dynamic" : "static") + " scale per group of " +
                       std::to_string(group) + " are not supported (" + known + "): " + a.dump());
-  if (bits == 8 && strategy == "tensor")  // dynamic per-tensor FP8: not per token
-    return Status(StatusCode::kUnimplemented,
-                  where + ": FP8 activations with a dynamic per-tensor scale are not supported (" +
-                      known + "): " + a.dump());
   return Status(StatusCode::kUnimplemented,
                 where + " describes an activation scheme mxq does not know (" + known + "): " +
                     a.dump());
