@@ -121,5 +121,61 @@ TEST(Fp8Layout, RowsThatDoNotFoldAreRefusedByName) {
   EXPECT_NE(bad.status().to_string().find("K 48"), std::string::npos) << bad.status().to_string();
 }
 
+// The pre-decoded tiles (fp8_layout.h, "The pre-decoded tiles"; the GPU pre-pass is tested
+// against predecode_fp8_cpu on the GPU): read at tile_byte_offset and times the row's
+// 2^(base - 127), every byte is the reference's dequantized weight (zero past N and K), for the
+// whole layer and for a range of row blocks (which must equal the whole layer's tiles there).
+void check_tiles(const Weights& w, int64_t nb_begin, int64_t blocks) {
+  std::vector<int32_t> row_bases(size_t(w.n));
+  ASSERT_TRUE(contract::fp8_fold_stats(w.view(), row_bases.data()).ok());
+  std::vector<uint8_t> chunks, tiles, all;
+  std::vector<int32_t> bases;
+  auto l = fp8::repack_fp8_cpu(w.view(), row_bases.data(), chunks, bases);
+  ASSERT_TRUE(l.ok()) << l.status().to_string();
+  const fp8::Fp8Layout& L = l.value();
+  ASSERT_TRUE(fp8::predecode_fp8_cpu(L, chunks.data(), nb_begin, blocks, tiles).ok());
+  ASSERT_EQ(tiles.size(), size_t(blocks * L.k128() * fp8::kTileBytes));
+  int64_t nonzero = 0;
+  for (int64_t nb = 0; nb < blocks; ++nb)
+    for (int64_t ks = 0; ks < L.k128(); ++ks) {
+      const uint8_t* tile = tiles.data() + (nb * L.k128() + ks) * fp8::kTileBytes;
+      for (int r = 0; r < 64; ++r)
+        for (int k = 0; k < 128; ++k) {
+          const int64_t row = (nb_begin + nb) * 64 + r, col = ks * 128 + k;
+          const float got = num::decode_elem(ElemType::kE4M3, tile[fp8::tile_byte_offset(r, k)]) *
+                            std::ldexp(1.0f, bases[size_t(row)] - 127);
+          const float want = (row < w.n && col < w.k) ? w.value(row, col) : 0.0f;
+          ASSERT_EQ(got, want) << "row " << row << " k " << col;
+          ASSERT_EQ(std::signbit(got), std::signbit(want)) << "row " << row << " k " << col;
+          nonzero += want != 0.0f;
+        }
+    }
+  EXPECT_GT(nonzero, 0);
+  ASSERT_TRUE(fp8::predecode_fp8_cpu(L, chunks.data(), 0, L.n64(), all).ok());
+  EXPECT_EQ(0, std::memcmp(tiles.data(), all.data() + nb_begin * L.k128() * fp8::kTileBytes,
+                           tiles.size()));
+}
+
+TEST(Fp8Layout, TilesDecodeToTheReferenceWeights) {
+  // The swizzle: 16-byte chunk j of row r at (j ^ (r % 8)) * 16, a permutation of each row.
+  EXPECT_EQ(fp8::tile_byte_offset(0, 17), 17);
+  EXPECT_EQ(fp8::tile_byte_offset(1, 0), 128 + 16);
+  EXPECT_EQ(fp8::tile_byte_offset(9, 16), 9 * 128 + 0);
+  EXPECT_EQ(fp8::tile_byte_offset(63, 127), 63 * 128 + (7 ^ 7) * 16 + 15);
+  check_tiles(random_weights(1, 128, 256, 14, 11), 0, 2);
+  check_tiles(random_weights(1, 80, 96, 6, 12), 0, 2);      // rows and K padded
+  check_tiles(random_weights(1, 400, 2880, 10, 13), 2, 6);  // K = 2880, a range of blocks
+  Weights w = random_weights(1, 128, 128, 4, 14);
+  std::vector<int32_t> rb(128);
+  ASSERT_TRUE(contract::fp8_fold_stats(w.view(), rb.data()).ok());
+  std::vector<uint8_t> chunks, tiles;
+  std::vector<int32_t> bases;
+  auto l = fp8::repack_fp8_cpu(w.view(), rb.data(), chunks, bases);
+  ASSERT_TRUE(l.ok());
+  const Status bad = fp8::predecode_fp8_cpu(l.value(), chunks.data(), 1, 2, tiles);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.to_string().find("[1, 3)"), std::string::npos) << bad.to_string();
+}
+
 }  // namespace
 }  // namespace mxq

@@ -22,6 +22,7 @@
 #include "contract/fp8_fold.h"
 #include "cpu/reference/reference_backend.h"
 #include "cuda/common/instance_set.h"
+#include "cuda/hopper/fp8_predecode.h"
 #include "cuda/hopper/fp8_repack.h"
 #include "cuda/hopper/gemm.h"
 #include "cuda/quant/fake_quant.h"
@@ -144,8 +145,10 @@ void quantize_act(Fp8Act& a, int64_t m, int64_t k, bool dynamic, uint32_t seed) 
 
 // Runs the kernel (the config forced by MXQ_HOPPER_CONFIG when `forced` is set) and checks every
 // output; returns the largest |y - ref| / (s x sum|x w|) seen (F32 outputs) for the report.
+// `y_out` (optional) receives the output bytes.
 double run_and_check(const Fp8Layer& l, const Fp8Act& a, DType out, bool bias, const char* forced,
-                     hopper::HopperGemmConfig* ran_out = nullptr) {
+                     hopper::HopperGemmConfig* ran_out = nullptr,
+                     std::vector<uint8_t>* y_out = nullptr) {
   if (forced != nullptr) {
     EXPECT_EQ(setenv("MXQ_HOPPER_CONFIG", forced, 1), 0);
   }
@@ -167,14 +170,25 @@ double run_and_check(const Fp8Layer& l, const Fp8Act& a, DType out, bool bias, c
   f.k = k;
   f.ldx = a.ldc;
   f.ldy = n;
+  // The pre-decoded path's workspace, where the chosen launch has one (0 bytes otherwise).
+  auto ws = hopper::hopper_fp8_workspace_bytes(f);
+  EXPECT_TRUE(ws.ok()) << ws.status().to_string();
+  std::optional<Dev<uint8_t>> tiles;
+  if (ws.ok() && ws.value() > 0) {
+    tiles.emplace(ws.value());
+    f.workspace = tiles->p;
+    f.workspace_bytes = ws.value();
+  }
   hopper::HopperGemmConfig ran;
   const Status s = hopper::hopper_fp8_gemm(f, nullptr, &ran);
   if (forced != nullptr) unsetenv("MXQ_HOPPER_CONFIG");
+  if (y_out != nullptr) *y_out = {};
   EXPECT_TRUE(s.ok()) << s.to_string();
   if (!s.ok()) return 1.0;
   EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
   if (ran_out != nullptr) *ran_out = ran;
   const std::vector<uint8_t> y = dy.get();
+  if (y_out != nullptr) *y_out = y;
   const std::string what = std::string(dtype_name(out)) + " M=" + std::to_string(m) + " N=" +
                            std::to_string(n) + " K=" + std::to_string(k) +
                            (a.dynamic ? " per-token" : " per-tensor") + (bias ? " bias" : "") +
@@ -265,6 +279,101 @@ TEST(HopperFp8Gemm, TransformWarpgroupsAgainstTheDoubleSum) {
   unsetenv("MXQ_HOPPER_FP8_TRANSFORM");
   std::printf("FP8 MMA, transform warpgroups: largest |y - ref| / (s sum|x w|) = 2^%.1f\n",
               std::log2(std::max(worst, 1e-300)));
+}
+
+// The GPU pre-pass (fp8_predecode.h) equals its CPU definition byte for byte, for the whole
+// layer and for a range of row blocks (rows past N, K = 2880).
+TEST(HopperFp8Gemm, PredecodeGpuEqualsCpuDefinition) {
+  SKIP_WITHOUT_HOPPER();
+  Fp8Layer l;
+  prepare_layer(l, 400, 2880, 21, 110, 124);
+  const fp8::Fp8Layout lay{1, l.n, l.k};
+  const std::vector<uint8_t> chunks = l.chunks->get();
+  for (auto [begin, blocks] : {std::pair<int64_t, int64_t>{0, lay.n64()}, {2, 4}}) {
+    std::vector<uint8_t> want;
+    MXQ_OK(fp8::predecode_fp8_cpu(lay, chunks.data(), begin, blocks, want));
+    Dev<uint8_t> tiles(want.size());
+    CUDA_OK(cudaMemset(tiles.p, 0x5A, want.size()));
+    MXQ_OK(fp8::predecode_fp8(lay, l.chunks->p, begin, blocks, tiles.p, nullptr));
+    CUDA_OK(cudaDeviceSynchronize());
+    EXPECT_EQ(tiles.get(), want) << "blocks [" << begin << ", " << begin + blocks << ")";
+  }
+  Dev<uint8_t> tiles(fp8::tiles_bytes(1, lay.k128()));
+  const Status bad = fp8::predecode_fp8(lay, l.chunks->p, lay.n64() - 1, 2, tiles.p, nullptr);
+  EXPECT_FALSE(bad.ok());
+  EXPECT_NE(bad.message().find("row blocks"), std::string::npos) << bad.to_string();
+}
+
+// The pre-decoded path (MXQ_HOPPER_FP8_PREDECODE=1: a pre-pass per chunk of rows, then
+// shared-memory wgmma on the tiles) against the double sum: partial token tiles, rows past N,
+// K = 2880, both scale kinds, bias, F32 and BF16 outputs; one chunk, several chunks
+// (MXQ_HOPPER_FP8_WORKSPACE_MB=1) and raster groups smaller than a chunk
+// (MXQ_HOPPER_FP8_RASTER_BLOCKS=3). F32 outputs equal the register-A 128-token kernel's bit for
+// bit: the same E4M3 operands, the same MMAs and promotion order.
+TEST(HopperFp8Gemm, PredecodedTilesAgainstTheDoubleSum) {
+  SKIP_WITHOUT_HOPPER();
+  Fp8Layer l;
+  prepare_layer(l, 2064, 2880, 7, 112, 124);
+  double worst = 0;
+  struct Setting {
+    const char* workspace_mb;
+    const char* raster;
+    int chunks_at_least;
+  };
+  for (const Setting& st : {Setting{nullptr, nullptr, 1}, Setting{"1", nullptr, 2},
+                            Setting{nullptr, "3", 1}}) {
+    for (int64_t m : {1, 37, 130, 300}) {
+      Fp8Act a;
+      quantize_act(a, m, l.k, m != 37, uint32_t(m + 29));
+      std::vector<uint8_t> register_a;
+      ASSERT_EQ(setenv("MXQ_HOPPER_FP8_PREDECODE", "0", 1), 0);
+      run_and_check(l, a, DType::kF32, m != 1, "128:2:1", nullptr, &register_a);
+      ASSERT_EQ(setenv("MXQ_HOPPER_FP8_PREDECODE", "1", 1), 0);
+      if (st.workspace_mb != nullptr) setenv("MXQ_HOPPER_FP8_WORKSPACE_MB", st.workspace_mb, 1);
+      if (st.raster != nullptr) setenv("MXQ_HOPPER_FP8_RASTER_BLOCKS", st.raster, 1);
+      for (DType out : {DType::kF32, DType::kBF16}) {
+        hopper::HopperGemmConfig c;
+        std::vector<uint8_t> y;
+        const double w = run_and_check(l, a, out, m != 1, nullptr, &c, &y);
+        EXPECT_TRUE(c.fp8_tiles && c.forced && c.tokens == 128) << c.to_string();
+        EXPECT_GE(c.fp8_chunks, st.chunks_at_least) << c.to_string();
+        if (st.raster != nullptr) {
+          EXPECT_EQ(c.raster_group, 3) << c.to_string();
+        }
+        if (out == DType::kF32) {
+          worst = std::max(worst, w);
+          EXPECT_TRUE(y == register_a) << "M = " << m << ": the pre-decoded tiles' output differs "
+                                       << "from the register-A kernel's [" << c.to_string() << "]";
+        }
+      }
+      unsetenv("MXQ_HOPPER_FP8_WORKSPACE_MB");
+      unsetenv("MXQ_HOPPER_FP8_RASTER_BLOCKS");
+    }
+  }
+  unsetenv("MXQ_HOPPER_FP8_PREDECODE");
+  std::printf("FP8 MMA, pre-decoded tiles: largest |y - ref| / (s sum|x w|) = 2^%.1f\n",
+              std::log2(std::max(worst, 1e-300)));
+  // Without the workspace the launch is refused, naming the size it needs.
+  ASSERT_EQ(setenv("MXQ_HOPPER_FP8_PREDECODE", "1", 1), 0);
+  Fp8Act a;
+  quantize_act(a, 130, l.k, true, 3);
+  Dev<uint8_t> dy(size_t(130 * l.n * 4));
+  hopper::HopperFp8GemmArgs f;
+  f.out = DType::kF32;
+  f.w = l.chunks->p;
+  f.row_mul = l.row_mul->p;
+  f.x = a.codes->p;
+  f.act_row_scale = a.scales->p;
+  f.y = dy.p;
+  f.m = 130;
+  f.n = l.n;
+  f.k = l.k;
+  f.ldx = a.ldc;
+  f.ldy = l.n;
+  const Status s = hopper::hopper_fp8_gemm(f, nullptr);
+  unsetenv("MXQ_HOPPER_FP8_PREDECODE");
+  EXPECT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("needs a workspace of"), std::string::npos) << s.to_string();
 }
 
 // The model's own choice across M (decode to prefill), 16-bit outputs (the TMA-store epilogue),

@@ -70,4 +70,42 @@ StatusOr<Fp8Layout> repack_fp8_cpu(const MXWeightView& w, const int32_t* row_bas
   return l;
 }
 
+Status predecode_fp8_cpu(const Fp8Layout& l, const uint8_t* chunks, int64_t nb_begin,
+                         int64_t blocks, std::vector<uint8_t>& out) {
+  if (l.batch != 1 || chunks == nullptr)
+    return Status(StatusCode::kInvalidArgument,
+                  "FP8 tiles: one matrix (batch 1) and its chunks, got batch " +
+                      std::to_string(l.batch));
+  if (nb_begin < 0 || blocks < 1 || nb_begin + blocks > l.n64())
+    return Status(StatusCode::kInvalidArgument,
+                  "FP8 tiles: row blocks [" + std::to_string(nb_begin) + ", " +
+                      std::to_string(nb_begin + blocks) + ") outside the layout's " +
+                      std::to_string(l.n64()));
+  out.assign(size_t(blocks * l.k128() * kTileBytes), 0);
+  for (int64_t nb = 0; nb < blocks; ++nb)
+    for (int64_t ks = 0; ks < l.k128(); ++ks) {
+      const uint8_t* chunk =
+          chunks + size_t(((nb_begin + nb) * l.k128() + ks) * Fp8Layout::kChunkBytes);
+      uint8_t* tile = out.data() + size_t((nb * l.k128() + ks) * kTileBytes);
+      // As the consumer decodes (gemm_device.cuh, decode_fp8_chunk): per lane (g, t) of warp w,
+      // k32 step and row half the operand word through its row's shift table.
+      for (int w = 0; w < 4; ++w)
+        for (int lane = 0; lane < 32; ++lane)
+          for (int step = 0; step < 4; ++step)
+            for (int half = 0; half < 2; ++half) {
+              const int g = lane / 4, t = lane % 4, row = 16 * w + g + 8 * half;
+              uint32_t word = 0;
+              std::memcpy(&word, chunk + word_offset(w, lane, step, half), 4);
+              const int d = int(chunk[index_offset(w, g, half, step)]) + kMinShift;
+              uint32_t lo = 0, hi = 0;
+              decode_word(word, shift_table(d), lo, hi);
+              for (int j = 0; j < 4; ++j) {
+                tile[tile_byte_offset(row, 32 * step + 4 * t + j)] = uint8_t(lo >> (8 * j));
+                tile[tile_byte_offset(row, 32 * step + 16 + 4 * t + j)] = uint8_t(hi >> (8 * j));
+              }
+            }
+    }
+  return Status::Ok();
+}
+
 }  // namespace mxq::cuda::hopper::fp8

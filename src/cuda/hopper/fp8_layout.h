@@ -64,4 +64,26 @@ constexpr int index_offset(int warp, int group, int half, int step) {
 StatusOr<Fp8Layout> repack_fp8_cpu(const MXWeightView& w, const int32_t* row_bases,
                                    std::vector<uint8_t>& out, std::vector<int32_t>& bases);
 
+// ---- The pre-decoded tiles (the FP8 path at large M: fp8_predecode.h, gemm_config.h
+// has_fp8_tiles) -----------------------------------------------------------------------------
+// The chunks of `blocks` consecutive 64-row blocks decoded into E4M3 operand bytes (each element
+// times 2^(s - base) of its row, exactly the register decode's bytes), one tile per (block,
+// k128 step) in the order of the chunks, kTileBytes each:
+//
+//   tile (nb, ks) at byte (nb * k128 + ks) * kTileBytes; inside, the byte of row r (0..63) and
+//   k (0..127) at r * 128 + ((k / 16) ^ (r % 8)) * 16 + k % 16
+//
+// i.e. 128-byte rows of K with the 16-byte chunks XOR-swizzled by the row inside each 8-row
+// (1024-byte) atom: a K-major wgmma shared-memory operand with the 128-byte swizzle, as the
+// activation tiles are, so the GEMM copies a tile into shared memory and uses it as it is.
+inline constexpr int kTileBytes = 64 * 128;
+constexpr int tile_byte_offset(int row, int k) {
+  return row * 128 + (((k / 16) ^ (row % 8)) * 16) + k % 16;
+}
+// The CPU definition (what the GPU pre-pass is tested against): blocks [nb_begin, nb_begin +
+// blocks) of the layout `l` (batch 1), whose chunks are `chunks` (l.bytes() bytes), into `out`
+// (blocks * l.k128() * kTileBytes bytes).
+Status predecode_fp8_cpu(const Fp8Layout& l, const uint8_t* chunks, int64_t nb_begin,
+                         int64_t blocks, std::vector<uint8_t>& out);
+
 }  // namespace mxq::cuda::hopper::fp8

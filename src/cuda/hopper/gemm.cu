@@ -16,6 +16,7 @@
 #include "cuda/gemm/repack_stats.cuh"
 #include "cuda/hopper/gemm.h"
 #include "cuda/hopper/fp8_layout.h"
+#include "cuda/hopper/fp8_predecode.h"
 #include "cuda/hopper/gemm_kernel.cuh"
 #include "cuda/hopper/layout_word.h"
 #include "cuda/hopper/tma_maps.h"
@@ -24,10 +25,11 @@ namespace mxq::cuda::hopper {
 
 // Instances (instances/*.cu).
 template <typename T, bool kFp4, int NT, int C, bool kMoE, int KH = 1, bool kFp8 = false,
-          int TW = 0>
+          int TW = 0, bool kTiles = false>
 Status launch(const CUtensorMap&, const CUtensorMap&, const KernelParams&, const HopperGemmConfig&,
               cudaStream_t);
-template <typename T, bool kFp4, int NT, int C, int KH = 1, bool kFp8 = false, int TW = 0>
+template <typename T, bool kFp4, int NT, int C, int KH = 1, bool kFp8 = false, int TW = 0,
+          bool kTiles = false>
 StatusOr<int> max_active_clusters(int splits);
 
 namespace {
@@ -82,7 +84,8 @@ StatusOr<int> active_clusters(int nt, int c, int splits, int kh) {
 
 // The FP8 instances (gemm_launch.cuh, MXQ_HOPPER_FP8_INSTANCES).
 template <typename T>
-StatusOr<int> active_clusters_fp8(int nt, int c, int splits, int tw) {
+StatusOr<int> active_clusters_fp8(int nt, int c, int splits, int tw, bool tiles) {
+  if (tiles) return max_active_clusters<T, true, 128, 2, 1, true, 0, true>(splits);
   if (tw == 1) return max_active_clusters<T, true, 128, 2, 1, true, 1>(splits);
   if (tw == 2) return max_active_clusters<T, true, 128, 2, 1, true, 2>(splits);
   if (c == 4) return max_active_clusters<T, true, 16, 4, 1, true>(splits);
@@ -103,10 +106,11 @@ StatusOr<int> active_clusters_fp8(int nt, int c, int splits, int tw) {
 // absent pairs of a minimal build are never named, so their instance files need not exist.
 // (FP8: the output type's instances exist where T x E2M1 does.)
 template <typename T, bool kFp4, bool kFp8 = false>
-StatusOr<int> active_clusters_of(int nt, int c, int splits, int kh, int tw = 0) {
+StatusOr<int> active_clusters_of(int nt, int c, int splits, int kh, int tw = 0,
+                                 bool tiles = false) {
   if constexpr (instance_types_compiled(std::is_same_v<T, __nv_bfloat16>, kFp4)) {
     if constexpr (kFp8)
-      return active_clusters_fp8<T>(nt, c, splits, tw);
+      return active_clusters_fp8<T>(nt, c, splits, tw, tiles);
     else
       return active_clusters<T, kFp4>(nt, c, splits, kh);
   } else {
@@ -117,25 +121,26 @@ StatusOr<int> active_clusters_of(int nt, int c, int splits, int kh, int tw = 0) 
 // Resident clusters per (device, instance, split): asked once of the runtime, then cached
 // (graph capture and the launch path stay free of occupancy queries).
 // FP8 (`fp8`): `act` is the instance's 16-bit type (the output's), elem E2M1; tw its transform
-// warpgroups.
+// warpgroups, tiles its pre-decoded weights.
 StatusOr<int> resident_clusters(ElemType elem, DType act, int nt, int c, int splits, int kh = 1,
-                                bool fp8 = false, int tw = 0) {
+                                bool fp8 = false, int tw = 0, bool tiles = false) {
   static std::mutex mu;
-  // [device][type][E2M1, E4M3, FP8, FP8 1 / 2 transform WGs][tile][consumers 2, 3, 4, 4 + K
-  // halves][split]
-  static int cache[16][2][5][kTokenTileCount][4][8] = {};
+  // [device][type][E2M1, E4M3, FP8, FP8 1 / 2 transform WGs, FP8 tiles][tile][consumers 2, 3, 4,
+  // 4 + K halves][split]
+  static int cache[16][2][6][kTokenTileCount][4][8] = {};
   int dev = 0;
   MXQ_CUDA_TRY(cudaGetDevice(&dev));
   const int ti = act == DType::kBF16 ? 0 : 1;
-  const int fi = fp8 ? 2 + tw : elem == ElemType::kE2M1 ? 0 : 1;
+  const int fi = fp8 ? (tiles ? 5 : 2 + tw) : elem == ElemType::kE2M1 ? 0 : 1;
   const int ni = std::max(0, tile_index(nt));
   const int si = std::clamp(splits, 1, 8) - 1;
   std::lock_guard<std::mutex> lock(mu);
   int& slot = cache[dev % 16][ti][fi][ni][kh == 2 ? 3 : c - 2][si];
   if (slot == 0) {
     StatusOr<int> n =
-        fi >= 2 ? (ti == 0 ? active_clusters_of<__nv_bfloat16, true, true>(nt, c, splits, kh, tw)
-                           : active_clusters_of<__half, true, true>(nt, c, splits, kh, tw))
+        fi >= 2 ? (ti == 0 ? active_clusters_of<__nv_bfloat16, true, true>(nt, c, splits, kh, tw,
+                                                                            tiles)
+                           : active_clusters_of<__half, true, true>(nt, c, splits, kh, tw, tiles))
         : ti == 0 ? (fi == 0 ? active_clusters_of<__nv_bfloat16, true>(nt, c, splits, kh)
                              : active_clusters_of<__nv_bfloat16, false>(nt, c, splits, kh))
                   : (fi == 0 ? active_clusters_of<__half, true>(nt, c, splits, kh)
@@ -177,13 +182,20 @@ StatusOr<int> resident_clusters(ElemType elem, DType act, int nt, int c, int spl
 // gemm-fp8-transform-ab-2026-12-07.md) they run 1.1-1.24x slower than the register-A tile,
 // ~1290 cycles a stage, bound by shared-memory traffic; the values below are kept only so a
 // forced launch prints an estimate.
-double step_cycles(int nt, int c, bool grouped, int kh = 1, bool fp8 = false, int tw = 0);
-double fp8_step_cycles(int nt, int c, int tw) {
+// Pre-decoded tiles (128 tokens, 2 consumers): PREDICTED, not measured yet: bound by shared-
+// memory traffic per k128 stage, the TMA writes (16 KB of activations + 16 KB of tiles) and the
+// wgmma reads (2 consumers x 4 x (2 KB of A + 4 KB of B)), 80 KB at ~128 B per cycle: ~625
+// cycles, against 512 for the MMAs; 650 with the ring's overhead. The pre-pass comes on top
+// (predecode_cycles).
+double step_cycles(int nt, int c, bool grouped, int kh = 1, bool fp8 = false, int tw = 0,
+                   bool tiles = false);
+double fp8_step_cycles(int nt, int c, int tw, bool tiles) {
+  if (tiles) return 650;
   const double register_a = 2.0 * step_cycles(nt, c, false) * (nt <= 32 ? 0.85 : 0.6);
   return register_a * (tw == 1 ? 1.19 : tw == 2 ? 1.15 : 1.0);  // (measured ratios, above)
 }
-double step_cycles(int nt, int c, bool grouped, int kh, bool fp8, int tw) {
-  if (fp8) return fp8_step_cycles(nt, c, tw);
+double step_cycles(int nt, int c, bool grouped, int kh, bool fp8, int tw, bool tiles) {
+  if (fp8) return fp8_step_cycles(nt, c, tw, tiles);
   if (kh == 2) return 420;
   if (c == 4) return 670;
   if (c == 3) return nt == 16 ? 550 : nt == 32 ? 610 : 720;
@@ -226,33 +238,90 @@ constexpr double kPairCycles = 400;
 // Estimated cycles of the launch: rounds of items over the resident clusters, times the k64
 // steps of one rank's K range, times the tile's step cost, plus the reductions.
 double estimate_cycles(int items, int resident, int64_t ksteps, int nt, int c, int splits,
-                       bool grouped, int kh = 1, bool fp8 = false, int tw = 0) {
+                       bool grouped, int kh = 1, bool fp8 = false, int tw = 0,
+                       bool tiles = false) {
   const int rounds = (items + resident - 1) / resident;
   const int64_t steps = (ksteps + splits - 1) / splits;
-  return kLaunchCycles + rounds * (double(steps) * step_cycles(nt, c, grouped, kh, fp8, tw) +
-                                   (splits - 1) * split_cycles(nt) + (kh == 2 ? kPairCycles : 0));
+  return kLaunchCycles +
+         rounds * (double(steps) * step_cycles(nt, c, grouped, kh, fp8, tw, tiles) +
+                   (splits - 1) * split_cycles(nt) + (kh == 2 ? kPairCycles : 0));
 }
 
-// MXQ_HOPPER_CONFIG=tokens:consumers:splits[:halves[:transform]] (0 = the model's choice for
-// that field; halves 1 or 2: K halves inside the CTA; transform 0, 1 or 2: the FP8 path's
-// transform warpgroups, also MXQ_HOPPER_FP8_TRANSFORM) fixes the launch for A/B runs and for tests that
+// The FP8 pre-pass (fp8_predecode.h) over n64 row blocks of k128 steps: it reads each 4352-byte
+// chunk and writes its 8 KB tile, at ~3 TB/s (PREDICTED, the H100's copy rate; the H200's is
+// higher), plus a launch per workspace chunk of rows.
+double predecode_cycles(int64_t n64, int64_t k128, int chunks) {
+  const double bytes = double(n64) * double(k128) * double(kFp8ChunkBytes + kFp8TileBytes);
+  return bytes / 3.0e12 * 1.75e9 + chunks * kLaunchCycles;
+}
+
+// The pre-pass's workspace (HopperFp8GemmArgs::workspace): at most this many bytes of tiles (or
+// one item's, if larger), the
+// layer's rows cut into chunks of whole 128-row items that fit (MXQ_HOPPER_FP8_WORKSPACE_MB, read
+// per call, overrides the default 64 MiB: the tests use 1 to reach several chunks). A raster
+// group of row blocks (item_coords) is sized to stay in L2 beside the activations it meets:
+// 16 MiB of tiles.
+int64_t fp8_workspace_limit() {
+  const char* v = std::getenv("MXQ_HOPPER_FP8_WORKSPACE_MB");
+  const int64_t mb = v != nullptr && std::atoll(v) > 0 ? std::atoll(v) : 64;
+  return mb << 20;
+}
+constexpr int64_t kRasterGroupBytes = int64_t(16) << 20;
+
+// How the pre-decoded path cuts a layer of n rows and k128 steps: chunks of `rows` (a multiple
+// of the 128-row item) whose tiles fit the workspace limit, and raster groups of row blocks.
+struct Fp8Chunking {
+  int64_t rows = 0;
+  int chunks = 0;
+  int raster_group = 0;  // 128-row blocks per group
+};
+Fp8Chunking fp8_chunking(int64_t n, int64_t k128) {
+  const int64_t item_bytes = 2 * k128 * kFp8TileBytes;  // one 128-row item's tiles
+  const int64_t items = (n + 127) / 128;
+  const int64_t fit = std::max<int64_t>(1, fp8_workspace_limit() / item_bytes);
+  Fp8Chunking c;
+  // Chunks about equal (the last no larger, never empty): items per chunk, then the count.
+  const int64_t per = (items + (items + fit - 1) / fit - 1) / ((items + fit - 1) / fit);
+  c.chunks = int((items + per - 1) / per);
+  c.rows = per * 128;
+  c.raster_group = int(std::max<int64_t>(1, kRasterGroupBytes / item_bytes));
+  // MXQ_HOPPER_FP8_RASTER_BLOCKS (read per call): the group size, for tests and A/B runs.
+  const char* v = std::getenv("MXQ_HOPPER_FP8_RASTER_BLOCKS");
+  if (v != nullptr && std::atoi(v) > 0) c.raster_group = std::atoi(v);
+  return c;
+}
+
+// MXQ_HOPPER_FP8_PREDECODE=0|1 (read per call): force the pre-decoded tiles off or on (1 also
+// forces the 128-token tile); unset: the model's choice (-1).
+int forced_fp8_tiles() {
+  const char* v = std::getenv("MXQ_HOPPER_FP8_PREDECODE");
+  if (v == nullptr || (v[0] != '0' && v[0] != '1') || v[1] != 0) return -1;
+  return v[0] - '0';
+}
+
+// MXQ_HOPPER_CONFIG=tokens:consumers:splits[:halves[:transform[:tiles]]] (0 = the model's
+// choice for the first four; halves 1 or 2: K halves inside the CTA; transform 0, 1 or 2: the FP8
+// path's transform warpgroups, also MXQ_HOPPER_FP8_TRANSFORM; tiles 0 or 1: its pre-decoded
+// tiles, also MXQ_HOPPER_FP8_PREDECODE) fixes the launch for A/B runs and for tests that
 // must reach a given instance; the config says "forced". Invalid values are ignored field by
 // field.
 struct Forced {
   int tokens = 0, consumers = 0, splits = 0, halves = 0;
   int transform = -1;  // FP8: MXQ_HOPPER_FP8_TRANSFORM=0|1|2 (-1: the model's choice)
+  int tiles = -1;      // FP8: MXQ_HOPPER_FP8_PREDECODE=0|1 (-1: the model's choice)
 };
 Forced forced_config() {
   Forced f;
   const char* v = std::getenv("MXQ_HOPPER_CONFIG");
   if (v == nullptr || *v == 0) return f;
-  int t = 0, c = 0, s = 0, h = 0, w = -1;
-  if (std::sscanf(v, "%d:%d:%d:%d:%d", &t, &c, &s, &h, &w) >= 1) {
+  int t = 0, c = 0, s = 0, h = 0, w = -1, d = -1;
+  if (std::sscanf(v, "%d:%d:%d:%d:%d:%d", &t, &c, &s, &h, &w, &d) >= 1) {
     if (tile_index(t) >= 0) f.tokens = t;
     if (c >= 2 && c <= 4) f.consumers = c;
     if (s >= 1 && s <= 8) f.splits = s;
     if (h == 1 || h == 2) f.halves = h;
     if (w >= 0 && w <= 2) f.transform = w;  // FP8 only: transform warpgroups
+    if (d == 0 || d == 1) f.tiles = d;      // FP8 only: pre-decoded tiles
   }
   return f;
 }
@@ -326,6 +395,7 @@ template <typename T>
 Status launch_fp8_tokens(const CUtensorMap& map, const CUtensorMap& ymap, const KernelParams& p,
                          const HopperGemmConfig& c, cudaStream_t s) {
   if constexpr (instance_types_compiled(std::is_same_v<T, __nv_bfloat16>, true)) {
+    if (c.fp8_tiles) return launch<T, true, 128, 2, false, 1, true, 0, true>(map, ymap, p, c, s);
     if (c.fp8_transform == 1) return launch<T, true, 128, 2, false, 1, true, 1>(map, ymap, p, c, s);
     if (c.fp8_transform == 2) return launch<T, true, 128, 2, false, 1, true, 2>(map, ymap, p, c, s);
     if (c.consumers == 4) return launch<T, true, 16, 4, false, 1, true>(map, ymap, p, c, s);
@@ -354,8 +424,14 @@ Status rank_splits(ElemType elem, DType act, int64_t n, int64_t k64, int nt, int
                    bool fp8 = false) {
   for (int cons : {2, 3, 4})
     for (int kh : {1, 2})
-      for (int tw : {0, 1, 2}) {
+      for (int tw : {0, 1, 2})
+      for (bool tiles : {false, true}) {
       if (!has_consumers(nt, cons) || (f.consumers != 0 && f.consumers != cons)) continue;
+      if (tiles && (!fp8 || tw > 0 || !has_fp8_tiles(nt, cons, kh))) continue;
+      if (fp8 && f.tiles >= 0 && f.tiles != int(tiles)) continue;
+      // Until the pre-decoded tiles are measured on the device (their step cost is predicted)
+      // the model offers them only when forced.
+      if (tiles && f.tiles < 0) continue;
       if (fp8 && !has_fp8_tile(nt, cons, kh)) continue;
       if (tw > 0 && (!fp8 || !has_fp8_transform(nt, cons, kh, tw))) continue;
       if (f.transform >= 0 && fp8 && f.transform != tw) continue;
@@ -367,16 +443,28 @@ Status rank_splits(ElemType elem, DType act, int64_t n, int64_t k64, int nt, int
       const int64_t items = m_tiles * ((n + item_rows(cons, kh) - 1) / item_rows(cons, kh));
       // Any split up to the reduction buffer's (clusters of 3, 5, 6, 7 CTAs fill the SMs where
       // powers of two leave a third of them idle: 43 items of 192 rows x 3 = 129 CTAs).
-      for (int s = 1; s <= max_splits(nt, cons, tw) && s <= k64; ++s) {
+      for (int s = 1; s <= max_splits(nt, cons, tw, tiles) && s <= k64; ++s) {
         if (f.splits != 0 && f.splits != s) continue;
         // 3 consumers split at most 2 ways unless forced: measured at 073f86c, split 8 ran 3x
         // slower per step than the model (8192 x 28672 M = 1: 73.4 us against 62.0 with 2
         // consumers, split 2; not understood yet, see gemm-hopper.md) and split 4 never won.
         if (cons == 3 && s > 2 && f.splits == 0) continue;
-        auto r = resident_clusters(elem, act, nt, cons, s, kh, fp8, tw);
+        auto r = resident_clusters(elem, act, nt, cons, s, kh, fp8, tw, tiles);
         if (!r.ok()) return r.status();
-        const double e = estimate_cycles(int(std::min<int64_t>(items, 1 << 30)), r.value(), k64,
-                                         nt, cons, s, grouped, kh, fp8, tw);
+        double e = 0;
+        if (tiles) {
+          // One pre-pass + GEMM per workspace chunk of rows (fp8_chunking), each its own waves.
+          const Fp8Chunking ch = fp8_chunking(n, k64);
+          for (int i = 0; i < ch.chunks; ++i) {
+            const int64_t rows = std::min<int64_t>(ch.rows, n - i * ch.rows);
+            e += estimate_cycles(int(std::min<int64_t>(m_tiles * ((rows + 127) / 128), 1 << 30)),
+                                 r.value(), k64, nt, cons, s, grouped, kh, fp8, tw, tiles);
+          }
+          e += predecode_cycles((n + 127) / 128 * 2, k64, ch.chunks);
+        } else {
+          e = estimate_cycles(int(std::min<int64_t>(items, 1 << 30)), r.value(), k64, nt, cons,
+                              s, grouped, kh, fp8, tw);
+        }
         if (best == 0.0 || e < best * 0.98) {  // a bigger tile, split or CTA must win by 2%
           best = e;
           c.tokens = nt;
@@ -384,6 +472,7 @@ Status rank_splits(ElemType elem, DType act, int64_t n, int64_t k64, int nt, int
           c.k_halves = kh;
           c.splits = s;
           c.fp8_transform = tw;
+          c.fp8_tiles = tiles;
         }
       }
     }
@@ -398,11 +487,11 @@ Status finish_config(ElemType elem, DType act, int64_t n, double best, HopperGem
   c.n_blocks = int((n + rows - 1) / rows);
   c.estimate_us = best / 1.75e3;  // at ~1.75 GHz under load
   c.stages = stages(c.tokens, elem == ElemType::kE2M1, c.consumers, c.k_halves, c.fp8,
-                    c.fp8_transform);
+                    c.fp8_transform, c.fp8_tiles);
   c.stage_steps = stage_steps(c.tokens, c.consumers, c.fp8);
   c.items = c.m_tiles * c.n_blocks;
   auto r = resident_clusters(elem, act, c.tokens, c.consumers, c.splits, c.k_halves, c.fp8,
-                             c.fp8_transform);
+                             c.fp8_transform, c.fp8_tiles);
   if (!r.ok()) return r.status();
   c.clusters = std::min(c.items, r.value());
   return Status::Ok();
@@ -413,7 +502,14 @@ Status finish_config(ElemType elem, DType act, int64_t n, double best, HopperGem
 std::string HopperGemmConfig::to_string() const {
   return std::string(fp8 ? "FP8 wgmma m64n" + std::to_string(tokens) +
                                "k32 e4m3 (MXFP4 folded into E4M3 weights as A" +
-                               (fp8_transform > 0
+                               (fp8_tiles
+                                    ? " in shared memory, pre-decoded into E4M3 tiles by a "
+                                      "pre-pass per chunk of " + std::to_string(fp8_chunk_rows) +
+                                          " rows (" + std::to_string(fp8_chunks) +
+                                          (fp8_chunks > 1 ? " chunks" : " chunk") +
+                                          ", raster groups of " + std::to_string(raster_group) +
+                                          " row blocks), "
+                                : fp8_transform > 0
                                     ? std::string(" in shared memory, decoded by ") +
                                           std::to_string(fp8_transform) + " transform warpgroup" +
                                           (fp8_transform > 1 ? "s" : "") + ", "
@@ -582,8 +678,12 @@ StatusOr<HopperGemmConfig> choose_hopper_fp8_config(const HopperFp8GemmArgs& a) 
   Forced f = forced_config();
   f.halves = 0;
   if (forced_fp8_transform() >= 0) f.transform = forced_fp8_transform();
-  if (f.transform > 0 && f.tokens == 0) f.tokens = 128;  // the transform warpgroups' tile
-  c.forced = f.tokens != 0 || f.consumers != 0 || f.splits != 0 || f.transform >= 0;
+  if (forced_fp8_tiles() >= 0) f.tiles = forced_fp8_tiles();
+  if (f.tiles == 1 && f.transform < 0) f.transform = 0;  // (no transform warpgroups with tiles)
+  // the transform warpgroups' and the pre-decoded tiles' token tile
+  if ((f.transform > 0 || f.tiles == 1) && f.tokens == 0) f.tokens = 128;
+  c.forced = f.tokens != 0 || f.consumers != 0 || f.splits != 0 || f.transform >= 0 ||
+             f.tiles >= 0;
   for (int nt : kFp8DenseTiles) {
     if (f.tokens != 0 ? nt != f.tokens : nt > 16 && (a.m + nt / 2 - 1) / (nt / 2) == 1)
       continue;  // forced elsewhere, or half the tile would be padding
@@ -594,7 +694,21 @@ StatusOr<HopperGemmConfig> choose_hopper_fp8_config(const HopperFp8GemmArgs& a) 
   MXQ_RETURN_IF_ERROR(finish_config(ElemType::kE2M1, t, a.n, best, c));
   c.tma_store = a.out != DType::kF32 && tma_epilogue_requested();
   c.fp8_promote_stages = fp8_promote_requested();
+  if (c.fp8_tiles) {
+    const Fp8Chunking ch = fp8_chunking(a.n, k128);
+    c.fp8_chunk_rows = int(ch.rows);
+    c.fp8_chunks = ch.chunks;
+    c.raster_group = ch.raster_group;
+  }
   return c;
+}
+
+StatusOr<size_t> hopper_fp8_workspace_bytes(const HopperFp8GemmArgs& a) {
+  auto c = choose_hopper_fp8_config(a);
+  if (!c.ok()) return c.status();
+  if (!c.value().fp8_tiles) return size_t(0);
+  return fp8::tiles_bytes(std::min<int64_t>(c.value().fp8_chunk_rows, (a.n + 127) / 128 * 128) / 64,
+                          (a.k + 127) / 128);
 }
 
 Status hopper_fp8_gemm(const HopperFp8GemmArgs& a, cudaStream_t stream, HopperGemmConfig* ran) {
@@ -611,16 +725,25 @@ Status hopper_fp8_gemm(const HopperFp8GemmArgs& a, cudaStream_t stream, HopperGe
   auto cfg = choose_hopper_fp8_config(a);
   if (!cfg.ok()) return cfg.status();
   HopperGemmConfig c = cfg.value();
+  const fp8::Fp8Layout l{1, a.n, a.k};
+  if (c.fp8_tiles) {
+    const size_t need = fp8::tiles_bytes(std::min<int64_t>(c.fp8_chunk_rows, l.n_pad()) / 64,
+                                         l.k128());
+    if (a.workspace == nullptr || a.workspace_bytes < need)
+      return invalid_argument("cuda-hopper FP8 GEMM: the launch chosen (" + c.to_string() +
+                              ") needs a workspace of " + std::to_string(need) + " bytes, got " +
+                              std::to_string(a.workspace_bytes) +
+                              " (hopper_fp8_workspace_bytes tells the size)");
+  }
   auto map = activation_map(a.x, DType::kBF16, a.m, a.k, a.ldx, c.tokens, /*fp8=*/true);
   if (!map.ok()) return map.status();
   c.tma_store = c.tma_store && reinterpret_cast<uintptr_t>(a.y) % 16 == 0 && a.ldy % 8 == 0;
   CUtensorMap ymap = {};
-  if (c.tma_store) {
+  if (c.tma_store && !c.fp8_tiles) {
     auto m = output_map(a.y, a.out, a.m, a.n, a.ldy, c.tokens);
     if (!m.ok()) return m.status();
     ymap = m.value();
   }
-  const fp8::Fp8Layout l{1, a.n, a.k};
   KernelParams p = {};
   p.w = a.w;
   p.bias = a.bias;
@@ -639,9 +762,48 @@ Status hopper_fp8_gemm(const HopperFp8GemmArgs& a, cudaStream_t stream, HopperGe
   p.act_row_scale = a.act_row_scale;
   p.act_scale = a.act_scale;
   p.promote_stages = c.fp8_promote_stages;
-  MXQ_RETURN_IF_ERROR(fp8_instance_type(a.out) == DType::kBF16
-                          ? launch_fp8_tokens<__nv_bfloat16>(map.value(), ymap, p, c, stream)
-                          : launch_fp8_tokens<__half>(map.value(), ymap, p, c, stream));
+  auto launch_gemm = [&](const CUtensorMap& ym, const KernelParams& kp,
+                         const HopperGemmConfig& kc) {
+    return fp8_instance_type(a.out) == DType::kBF16
+               ? launch_fp8_tokens<__nv_bfloat16>(map.value(), ym, kp, kc, stream)
+               : launch_fp8_tokens<__half>(map.value(), ym, kp, kc, stream);
+  };
+  if (!c.fp8_tiles) {
+    MXQ_RETURN_IF_ERROR(launch_gemm(ymap, p, c));
+  } else {
+    // Per chunk of rows [n0, n0 + rows): the pre-pass decodes its blocks into the workspace,
+    // then the GEMM runs on them as a layer of its own (its rows, row multipliers, bias and
+    // output columns offset by n0; items in raster groups). Both launches use programmatic
+    // dependent launch: the pre-pass of the next chunk decodes while this GEMM runs and stores
+    // the tiles only once it has completed (fp8_predecode.h).
+    const size_t out_bytes = size_t(dtype_bytes(a.out));
+    for (int64_t n0 = 0; n0 < a.n; n0 += c.fp8_chunk_rows) {
+      const int64_t rows = std::min<int64_t>(c.fp8_chunk_rows, a.n - n0);
+      const int64_t blocks = (rows + 127) / 128 * 2;
+      MXQ_RETURN_IF_ERROR(fp8::predecode_fp8(l, a.w, n0 / 64, blocks, a.workspace, stream));
+      HopperGemmConfig cc = c;
+      cc.n_blocks = int(blocks / 2);
+      cc.items = cc.m_tiles * cc.n_blocks;
+      cc.clusters = std::min(cc.items, c.clusters);
+      KernelParams q = p;
+      q.w = a.workspace;
+      q.n = int(rows);
+      q.n64 = int(blocks);
+      q.n_blocks = cc.n_blocks;
+      q.items = cc.items;
+      q.raster_group = c.raster_group;
+      q.row_mul = a.row_mul + n0;
+      q.bias = a.bias != nullptr ? a.bias + n0 : nullptr;
+      q.y = static_cast<uint8_t*>(a.y) + size_t(n0) * out_bytes;
+      CUtensorMap ym = {};
+      if (c.tma_store) {
+        auto m = output_map(q.y, a.out, a.m, rows, a.ldy, c.tokens);
+        if (!m.ok()) return m.status();
+        ym = m.value();
+      }
+      MXQ_RETURN_IF_ERROR(launch_gemm(ym, q, cc));
+    }
+  }
   if (ran != nullptr) *ran = c;
   return Status::Ok();
 }

@@ -57,9 +57,19 @@ struct HopperFp8GemmArgs {
   float act_scale = 1.0f;               //   the per-tensor scale
   void* y = nullptr;                    // [M, N], row stride ldy elements
   int64_t m = 0, n = 0, k = 0, ldx = 0, ldy = 0;
+  // The pre-decoded path's tiles (HopperGemmConfig::fp8_tiles; device memory, 16-byte
+  // aligned): at least hopper_fp8_workspace_bytes(*this) bytes, which the caller allocates
+  // (stream-ordered, so the call stays graph-capturable); unused (may be null) otherwise.
+  uint8_t* workspace = nullptr;
+  size_t workspace_bytes = 0;
 };
 StatusOr<HopperGemmConfig> choose_hopper_fp8_config(const HopperFp8GemmArgs& a);
-// Checks, chooses and launches on `stream`: asynchronous, allocates nothing, graph-capturable.
+// The workspace the chosen launch needs: 0 unless it runs on pre-decoded tiles, else one
+// chunk of rows' tiles (at most MXQ_HOPPER_FP8_WORKSPACE_MB, default 64 MiB).
+StatusOr<size_t> hopper_fp8_workspace_bytes(const HopperFp8GemmArgs& a);
+// Checks, chooses and launches on `stream`: asynchronous, allocates nothing (the workspace is
+// the caller's), graph-capturable. An invalid-argument error if the chosen launch needs a
+// larger workspace than given.
 Status hopper_fp8_gemm(const HopperFp8GemmArgs& a, cudaStream_t stream,
                        HopperGemmConfig* ran = nullptr);
 

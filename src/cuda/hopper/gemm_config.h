@@ -102,10 +102,24 @@ constexpr bool has_fp8_transform(int tokens, int c, int kh, int tw) {
 // The decoded tiles of one stage: 8 KB per row block (a ring stage holds them beside its
 // chunks, so the ring's barriers order their reuse too).
 constexpr int a_tile_bytes(int c, int tw) { return tw > 0 ? c * 64 * 128 : 0; }
+// FP8 with pre-decoded weights (`tiles`; docs/cuda.md, "The FP8 path", plan 1b): for large M
+// (MMA-bound, where the decode in the GEMM is what bounds the register-A kernel) a pre-pass
+// (fp8_predecode.h) decodes the FP8 chunks once into E4M3 tiles in global memory, each 64 rows
+// x k128 already in the K-major 128-byte-swizzled order of a wgmma shared-memory operand, and
+// the GEMM's producer bulk-copies them into the ring in place of the chunks: the consumers only
+// issue shared-memory wgmma and promote (the transform warpgroups' consumer loop), no decode
+// and no transform warpgroups. 128 tokens, 2 consumers (acc + stage accumulator: 128
+// registers), no split (the tile is for GEMMs with many items).
+constexpr bool has_fp8_tiles(int tokens, int c, int kh) {
+  return kh == 1 && tokens == 128 && c == 2;
+}
+constexpr int kFp8TileBytes = 64 * 128;  // fp8_predecode.h kTileBytes (static_assert there)
 constexpr int kFp8ChunkBytes = 4352;  // fp8::Fp8Layout::kChunkBytes (static_assert in the kernel)
 constexpr int kFp8TableBytes = 128;   // the 15 shift tables (8 bytes each) in shared memory
-constexpr int chunk_bytes(bool fp4, bool fp8 = false) {  // hopper/layout.h, fp8_layout.h
-  return fp8 ? kFp8ChunkBytes : (fp4 ? 2048 : 4096) + 128;
+// What the producer copies per 64-row block and layout step (hopper/layout.h, fp8_layout.h,
+// fp8_predecode.h).
+constexpr int chunk_bytes(bool fp4, bool fp8 = false, bool tiles = false) {
+  return tiles ? kFp8TileBytes : fp8 ? kFp8ChunkBytes : (fp4 ? 2048 : 4096) + 128;
 }
 // K elements per layout step: k64 for 16-bit activations, k128 for E4M3 (same bytes per row).
 constexpr int step_k(bool fp8) { return fp8 ? 128 : 64; }
@@ -123,9 +137,10 @@ constexpr int stage_steps(int tokens, int, bool fp8 = false) {
   return fp8 ? 1 : tokens <= 64 ? 2 : 1;
 }
 constexpr int stage_bytes(int tokens, bool fp4, int c, int kh = 1, bool fp8 = false,
-                          int tw = 0) {
-  return stage_steps(tokens, c, fp8) *
-         (act_stage_bytes(tokens) + row_blocks(c, kh) * chunk_bytes(fp4, fp8) + a_tile_bytes(c, tw));
+                          int tw = 0, bool tiles = false) {
+  return stage_steps(tokens, c, fp8) * (act_stage_bytes(tokens) +
+                                        row_blocks(c, kh) * chunk_bytes(fp4, fp8, tiles) +
+                                        a_tile_bytes(c, tw));
 }
 // Split K across the CTAs of a cluster (reduced through distributed shared memory) for token
 // tiles up to 256: the reduction buffer holds (splits - 1) x 128 C threads x the floats of one
@@ -136,18 +151,18 @@ constexpr int stage_bytes(int tokens, bool fp4, int c, int kh = 1, bool fp8 = fa
 // (8192^2 M = 256: 57.0 us against cuBLAS BF16's 45.8, gemm-hopper.md). Its 128 accumulators
 // per thread go through a 32 KB buffer in 4 rounds of 32, so the ring keeps 5 (E2M1) / 4 (E4M3)
 // stages of 36-40 KB instead of 6 / 5 (a 128 KB buffer would leave 2).
-// (FP8 with transform warpgroups: no split; its tile is for the GEMMs with many items, and the
-// ring keeps 4 stages instead of 3.)
-constexpr int max_splits(int tokens, int c, int tw = 0) {  // (4 consumers: either kh)
-  return tw > 0  ? 1
+// (FP8 with transform warpgroups or pre-decoded tiles: no split; their tile is for the GEMMs
+// with many items, and the ring keeps its stages.)
+constexpr int max_splits(int tokens, int c, int tw = 0, bool tiles = false) {  // (4: either kh)
+  return tw > 0 || tiles ? 1
          : c == 4 ? 4
                   : tokens <= 16 ? 8 : tokens <= 32 ? 4 : tokens <= 128 || tokens == 256 ? 2 : 1;
 }
 constexpr int reduce_rounds(int tokens) { return tokens == 256 ? 4 : 1; }
 constexpr int reduce_round_floats(int tokens) { return tokens / 2 / reduce_rounds(tokens); }
 constexpr int epilogue_bytes(int tokens, int c);
-constexpr int reduce_bytes(int tokens, int c, int kh = 1, int tw = 0) {
-  return tw > 0 ? epilogue_bytes(tokens, c)  // (no split: only the epilogue's tiles)
+constexpr int reduce_bytes(int tokens, int c, int kh = 1, int tw = 0, bool tiles = false) {
+  return tw > 0 || tiles ? epilogue_bytes(tokens, c)  // (no split: only the epilogue's tiles)
                 : (max_splits(tokens, c) - 1) * 128 * row_blocks(c, kh) *
                       reduce_round_floats(tokens) * 4;
 }
@@ -171,15 +186,19 @@ constexpr int epilogue_bytes(int tokens, int c) { return 2 * c * epilogue_rows(t
 // its few stages checked in the kernel)
 constexpr int kBarrierBytes = 512;
 constexpr int table_bytes(bool fp8) { return fp8 ? kFp8TableBytes : 0; }
-constexpr int stages(int tokens, bool fp4, int c, int kh = 1, bool fp8 = false, int tw = 0) {
+constexpr int stages(int tokens, bool fp4, int c, int kh = 1, bool fp8 = false, int tw = 0,
+                     bool tiles = false) {
   const int s = (kSmemLimit - 1024 - kBarrierBytes - table_bytes(fp8) -
-                 reduce_bytes(tokens, c, kh, tw) - pair_bytes(tokens, c, kh)) /
-                stage_bytes(tokens, fp4, c, kh, fp8, tw);
+                 reduce_bytes(tokens, c, kh, tw, tiles) - pair_bytes(tokens, c, kh)) /
+                stage_bytes(tokens, fp4, c, kh, fp8, tw, tiles);
   return s < kMaxStages ? s : kMaxStages;
 }
-constexpr int smem_bytes(int tokens, bool fp4, int c, int kh = 1, bool fp8 = false, int tw = 0) {
-  return 1024 + stages(tokens, fp4, c, kh, fp8, tw) * stage_bytes(tokens, fp4, c, kh, fp8, tw) +
-         kBarrierBytes + table_bytes(fp8) + reduce_bytes(tokens, c, kh, tw) +
+constexpr int smem_bytes(int tokens, bool fp4, int c, int kh = 1, bool fp8 = false, int tw = 0,
+                         bool tiles = false) {
+  return 1024 +
+         stages(tokens, fp4, c, kh, fp8, tw, tiles) *
+             stage_bytes(tokens, fp4, c, kh, fp8, tw, tiles) +
+         kBarrierBytes + table_bytes(fp8) + reduce_bytes(tokens, c, kh, tw, tiles) +
          pair_bytes(tokens, c, kh);
 }
 
@@ -193,6 +212,14 @@ struct HopperGemmConfig {
   // FP8: transform warpgroups decoding the weights into shared memory for shared-memory wgmma
   // (has_fp8_transform; 0: the consumers decode into registers).
   int fp8_transform = 0;
+  // FP8: the weights pre-decoded into E4M3 tiles (has_fp8_tiles; fp8_predecode.h) in a
+  // workspace of fp8_chunk_rows rows x K bytes, one pre-pass + GEMM launch per chunk of rows;
+  // items in groups of raster_group 128-row blocks (token tiles inner), so that a group's tiles
+  // stay in L2 while every token tile reads them.
+  bool fp8_tiles = false;
+  int fp8_chunk_rows = 0;
+  int fp8_chunks = 0;
+  int raster_group = 0;  // 0: token tiles outer over every row block (the other paths)
   int stages = 0;      // shared-memory ring depth (stages of stage_steps k64 / k128 steps)
   int stage_steps = 1;
   int splits = 1;      // CTAs per cluster, each a K range of the same item

@@ -40,6 +40,8 @@ struct KernelParams {
   // k128 stages chained in the tensor core's accumulator before each FP32 promotion (1 or 2;
   // HopperGemmConfig::fp8_promote_stages).
   int promote_stages;
+  // Row blocks per raster group (HopperGemmConfig::raster_group; item_coords): 0 = none.
+  int raster_group;
   // The grouped (MoE) instances only: token tile mt is dispatch block mt (block = NT rows of the
   // padded pair list, moe/dispatch.h) of expert block_expert[mt] (-1: past the end, skipped),
   // whose weights start at w + expert * expert_bytes.
@@ -54,6 +56,26 @@ struct KernelParams {
   bool gate_up, swiglu;
   float alpha, limit;
 };
+
+// Item -> (128-row block nb, token tile mt) of the persistent schedule, the same for the
+// producer and the consumers. raster_group 0 (or >= n_blocks): token tiles outer, item =
+// mt x n_blocks + nb, so the CTAs running together share the activation tile. Else the row
+// blocks go in groups of raster_group, token tiles outer inside a group: the CTAs running
+// together span a few token tiles x the group's blocks, whose weights (a group's worth, sized to
+// stay in L2) are read by every token tile before the next group starts; the activations are
+// read once per group.
+struct ItemCoords {
+  int nb, mt;
+};
+__device__ __forceinline__ ItemCoords item_coords(const KernelParams& p, int item) {
+  const int gw = p.raster_group;
+  if (gw <= 0 || gw >= p.n_blocks) return {item % p.n_blocks, item / p.n_blocks};
+  const int per_group = gw * (p.items / p.n_blocks);
+  const int group = item / per_group, first = group * gw;
+  const int width = min(gw, p.n_blocks - first);
+  const int local = item - group * per_group;
+  return {first + local % width, local / width};
+}
 
 // The four A registers of one word of 8 E2M1 codes in the hopper bit positions
 // (layout_word.h): 11 shift / mask / merge instructions for BF16 (14 for FP16) + 4 HMUL2 by

@@ -60,25 +60,28 @@
 
 namespace mxq::cuda::hopper {
 
-template <typename T, bool kFp4, int NT, int C, int KH = 1, bool kFp8 = false, int TW = 0>
+template <typename T, bool kFp4, int NT, int C, int KH = 1, bool kFp8 = false, int TW = 0,
+          bool kTiles = false>
 struct KernelShape {
   static_assert(has_consumers(NT, C), "2 consumer warpgroups, 3 up to 64 tokens, 4 at 16");
   static_assert(has_k_halves(NT, C, KH), "K halves: 16 tokens, 4 consumers");
   static_assert(!kFp8 || (kFp4 && has_fp8_tile(NT, C, KH)), "FP8: MXFP4 weights, its tiles");
   static_assert(TW == 0 || (kFp8 && has_fp8_transform(NT, C, KH, TW)),
                 "transform warpgroups: the FP8 128-token tile");
+  static_assert(!kTiles || (kFp8 && TW == 0 && has_fp8_tiles(NT, C, KH)),
+                "pre-decoded tiles: the FP8 128-token tile, no transform warpgroups");
   static constexpr int kRowBlocks = row_blocks(C, KH);  // consumers with rows of their own
   static constexpr int kTransform = TW;                 // transform warpgroups (FP8)
   static constexpr int kATile = 64 * 128;               // one row block's decoded tile (TW > 0)
-  static constexpr int kStages = stages(NT, kFp4, C, KH, kFp8, TW);  // ring stages
+  static constexpr int kStages = stages(NT, kFp4, C, KH, kFp8, TW, kTiles);  // ring stages
   static constexpr int kStageSteps = stage_steps(NT, C, kFp8);  // k64 / k128 steps per stage
   static constexpr int kStepK = step_k(kFp8);                   // K elements per step
   static constexpr int kActBytes = act_stage_bytes(NT);
-  static constexpr int kChunk = chunk_bytes(kFp4, kFp8);
+  static constexpr int kChunk = chunk_bytes(kFp4, kFp8, kTiles);  // per row block and step
   static constexpr int kChunkW = kChunk - 128;
   static constexpr int kLaneBytes = kFp4 ? 16 : 32;
   static constexpr int kAcc = NT / 2;                 // accumulators per consumer thread
-  static constexpr int kRedBytes = reduce_bytes(NT, C, KH, TW);  // reduction / epilogue tiles
+  static constexpr int kRedBytes = reduce_bytes(NT, C, KH, TW, kTiles);  // reduction / epilogue
   static constexpr int kPairBytes = pair_bytes(NT, C, KH);   // K halves: the hand-off
   static_assert(kPairBytes % 1024 == 0, "the next region stays 1024-aligned");
   static constexpr int kEpiRows = epilogue_rows(NT);       // tokens per epilogue TMA box
@@ -88,7 +91,7 @@ struct KernelShape {
   static constexpr int kRedRounds = reduce_rounds(NT);      // split K: reduction rounds
   static constexpr int kRedFloats = reduce_round_floats(NT);  // accumulators per round
   static_assert(kRedRounds * kRedFloats == kAcc && kRedFloats % 4 == 0, "whole float4 rounds");
-  static constexpr int kSmem = smem_bytes(NT, kFp4, C, KH, kFp8, TW);
+  static constexpr int kSmem = smem_bytes(NT, kFp4, C, KH, kFp8, TW, kTiles);
   static constexpr int kConsumers = C;
   static constexpr int kThreads = threads(C, TW);
   static_assert(TW == 0 || (3 * kStages + 2) * 8 <= kBarrierBytes, "full, empty, a_full barriers");
@@ -114,16 +117,24 @@ struct KernelShape {
 // weight chunks into E4M3 tiles in shared memory (a_full[stage] announces them) and the
 // consumers (warpgroups TW + 1..) issue shared-memory wgmma on them; TW = 0: the consumers
 // decode into registers (register-A wgmma).
+// kTiles: FP8 with the weights pre-decoded into E4M3 tiles (gemm_config.h, has_fp8_tiles;
+// fp8_predecode.h): the producer copies the tiles where the chunks would go and the consumers
+// run the shared-memory wgmma loop of the transform variant on them (no a_full: the tiles are
+// complete once the copy lands).
 template <typename T, bool kFp4, int NT, int C, bool kMoE, int KH = 1, bool kFp8 = false,
-          int TW = 0>
+          int TW = 0, bool kTiles = false>
 __global__ void __launch_bounds__(threads(C, TW), 1)
     hopper_gemm_kernel(const __grid_constant__ CUtensorMap x_map,
                        const __grid_constant__ CUtensorMap y_map, const KernelParams p) {
 #if MXQ_HAS_WGMMA
-  using S = KernelShape<T, kFp4, NT, C, KH, kFp8, TW>;
+  using S = KernelShape<T, kFp4, NT, C, KH, kFp8, TW, kTiles>;
   static_assert(KH == 1 || !kMoE, "K halves: dense only");
   static_assert(!kFp8 || !kMoE, "FP8: dense only (for now)");
-  static_assert(!kFp8 || S::kChunk == fp8::Fp8Layout::kChunkBytes, "the FP8 chunk");
+  static_assert(!kFp8 || kTiles || S::kChunk == fp8::Fp8Layout::kChunkBytes, "the FP8 chunk");
+  // The pre-decoded tiles are wgmma operands in place: every one starts on a 1024-byte
+  // swizzle atom (the weight region follows 1024-aligned regions; tiles are 8 KB).
+  static_assert(!kTiles || (S::kStages * S::kStageSteps * S::kActBytes) % 1024 == 0,
+                "the weight region stays 1024-aligned");
   constexpr int R = S::kRowBlocks;
   constexpr bool kTmaEpilogue = !kMoE;  // (the grouped GEMMs' epilogues are their own)
   extern __shared__ uint8_t smem_raw[];
@@ -191,8 +202,11 @@ __global__ void __launch_bounds__(threads(C, TW), 1)
     sm90::regs_dealloc<40>();
     if (threadIdx.x == 0) {
       sm90::prefetch_tensor_map(&x_map);
-      const uint64_t policy = sm90::l2_evict_first();
-      if constexpr (!kMoE) {
+      // The weight chunks are evicted first (read by the few token tiles that run together);
+      // the pre-decoded tiles are read by every token tile of their raster group
+      // (raster_group, item_coords), so they take the normal policy.
+      const uint64_t policy = kTiles ? sm90::l2_evict_normal() : sm90::l2_evict_first();
+      if constexpr (!kMoE && !kTiles) {
         // While the kernel before (the FP8 activation quantize, which triggers its dependents
         // at its start; or the caller's) still runs, the first item's first ring-full of weight
         // chunks goes into L2 (weights: written by no kernel of the stream), then the
@@ -208,11 +222,13 @@ __global__ void __launch_bounds__(threads(C, TW), 1)
           }
         }
       }
+      // (Pre-decoded tiles: the kernel before, the pre-pass, writes them: nothing is read
+      // before this wait.)
       pdl::wait();
       int slot = 0;
       uint32_t phase = 0;
       for (int item = cluster; item < p.items; item += clusters) {
-        const int nb = item % p.n_blocks, mt = item / p.n_blocks;
+        const auto [nb, mt] = item_coords(p, item);
         const uint8_t* wblk = p.w + size_t(nb) * R * size_t(p.ksteps) * S::kChunk;
         if constexpr (kMoE) {
           const int e = p.block_expert[mt];
@@ -357,7 +373,7 @@ __global__ void __launch_bounds__(threads(C, TW), 1)
   };
 
   for (int item = cluster; item < p.items; item += clusters) {
-    const int nb = item % p.n_blocks, mt = item / p.n_blocks;
+    const auto [nb, mt] = item_coords(p, item);
     int expert = 0;
     if constexpr (kMoE) {
       expert = p.block_expert[mt];
@@ -371,19 +387,22 @@ __global__ void __launch_bounds__(threads(C, TW), 1)
     float part[kFp8 ? S::kAcc : 1];
 #pragma unroll
     for (int i = 0; i < (kFp8 ? S::kAcc : 1); ++i) part[i] = 0.0f;
-    if constexpr (TW > 0) {
-      // FP8 with transform warpgroups: per stage wait for its copies and its decoded tiles,
+    if constexpr (TW > 0 || kTiles) {
+      // FP8 with transform warpgroups (or pre-decoded tiles, which are complete once their
+      // copy lands: no a_full): per stage wait for its copies and its decoded tiles,
       // 4 chained shared-memory wgmma (A: this row block's tile, B: the activations; k32 step s
       // is 32 bytes into both tiles' 128-byte rows), retire them, promote, release the stage.
       // No decode here: the two consumers do not wait for each other, so one's promotion runs
       // while the other's MMAs keep the tensor core busy (one k128 stage per unit, splits 1).
-      const uint64_t a_desc = sm90::desc_kmajor_sw128(atiles);  // stage 0, row block 0
+      // stage 0, row block 0 (pre-decoded tiles: where the chunks go, one 8 KB tile per row
+      // block and stage, the same offsets)
+      const uint64_t a_desc = sm90::desc_kmajor_sw128(kTiles ? wts : atiles);
       const int group_mask = p.promote_stages - 1;  // 1, 2 or 4 (the host checks)
       for (int u = 0; u < steps; ++u) {
         const bool open = (u & group_mask) == 0;
         const bool close = (u & group_mask) == group_mask || u + 1 == steps;
         sm90::mbar_wait(&full[slot], phase);
-        sm90::mbar_wait(&a_full[slot], phase);
+        if constexpr (TW > 0) sm90::mbar_wait(&a_full[slot], phase);
         const uint64_t xs = act_desc + uint64_t(slot * (S::kActBytes >> 4));
         const uint64_t as = a_desc + uint64_t(((slot * R + c) * S::kATile) >> 4);
         ptx::wgmma_fence();

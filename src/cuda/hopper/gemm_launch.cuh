@@ -12,23 +12,23 @@
 namespace mxq::cuda::hopper {
 
 template <typename T, bool kFp4, int NT, int C, bool kMoE, int KH = 1, bool kFp8 = false,
-          int TW = 0>
+          int TW = 0, bool kTiles = false>
 Status set_smem_attribute() {
-  using S = KernelShape<T, kFp4, NT, C, KH, kFp8, TW>;
-  MXQ_CUDA_TRY(cudaFuncSetAttribute(hopper_gemm_kernel<T, kFp4, NT, C, kMoE, KH, kFp8, TW>,
-                                    cudaFuncAttributeMaxDynamicSharedMemorySize, S::kSmem));
-  MXQ_CUDA_TRY(cudaFuncSetAttribute(hopper_gemm_kernel<T, kFp4, NT, C, kMoE, KH, kFp8, TW>,
-                                    cudaFuncAttributeNonPortableClusterSizeAllowed, 0));
+  using S = KernelShape<T, kFp4, NT, C, KH, kFp8, TW, kTiles>;
+  const auto kernel = hopper_gemm_kernel<T, kFp4, NT, C, kMoE, KH, kFp8, TW, kTiles>;
+  MXQ_CUDA_TRY(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, S::kSmem));
+  MXQ_CUDA_TRY(cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 0));
   return Status::Ok();
 }
 
-template <typename T, bool kFp4, int NT, int C, int KH = 1, bool kFp8 = false, int TW = 0>
+template <typename T, bool kFp4, int NT, int C, int KH = 1, bool kFp8 = false, int TW = 0,
+          bool kTiles = false>
 // attr: room for 2 attributes (the cluster shape and programmatic serialization).
 cudaLaunchConfig_t launch_config(int ctas, int splits, cudaStream_t stream, cudaLaunchAttribute* attr) {
   cudaLaunchConfig_t c = {};
   c.gridDim = dim3(unsigned(ctas), 1, 1);
   c.blockDim = dim3(unsigned(threads(C, TW)), 1, 1);
-  c.dynamicSmemBytes = size_t(KernelShape<T, kFp4, NT, C, KH, kFp8, TW>::kSmem);
+  c.dynamicSmemBytes = size_t(KernelShape<T, kFp4, NT, C, KH, kFp8, TW, kTiles>::kSmem);
   c.stream = stream;
   attr[0].id = cudaLaunchAttributeClusterDimension;
   attr[0].val.clusterDim.x = unsigned(splits);
@@ -47,29 +47,30 @@ cudaLaunchConfig_t launch_config(int ctas, int splits, cudaStream_t stream, cuda
 // How many clusters of `splits` CTAs can be resident at once on the current device (the
 // grouped instances have the same shared memory and threads: the dense one answers, or the
 // grouped one for the tail tiles, which are grouped only).
-template <typename T, bool kFp4, int NT, int C, int KH = 1, bool kFp8 = false, int TW = 0>
+template <typename T, bool kFp4, int NT, int C, int KH = 1, bool kFp8 = false, int TW = 0,
+          bool kTiles = false>
 StatusOr<int> max_active_clusters(int splits) {
   constexpr bool kMoE = is_tail_tile(NT);
-  MXQ_RETURN_IF_ERROR((set_smem_attribute<T, kFp4, NT, C, kMoE, KH, kFp8, TW>()));
+  MXQ_RETURN_IF_ERROR((set_smem_attribute<T, kFp4, NT, C, kMoE, KH, kFp8, TW, kTiles>()));
   cudaLaunchAttribute attr[2];
   cudaLaunchConfig_t c =
-      launch_config<T, kFp4, NT, C, KH, kFp8, TW>(splits, splits, nullptr, attr);
+      launch_config<T, kFp4, NT, C, KH, kFp8, TW, kTiles>(splits, splits, nullptr, attr);
   int n = 0;
   MXQ_CUDA_TRY(cudaOccupancyMaxActiveClusters(
-      &n, hopper_gemm_kernel<T, kFp4, NT, C, kMoE, KH, kFp8, TW>, &c));
+      &n, hopper_gemm_kernel<T, kFp4, NT, C, kMoE, KH, kFp8, TW, kTiles>, &c));
   return n;
 }
 
 template <typename T, bool kFp4, int NT, int C, bool kMoE, int KH = 1, bool kFp8 = false,
-          int TW = 0>
+          int TW = 0, bool kTiles = false>
 Status launch(const CUtensorMap& x_map, const CUtensorMap& y_map, const KernelParams& p,
               const HopperGemmConfig& cfg, cudaStream_t stream) {
-  MXQ_RETURN_IF_ERROR((set_smem_attribute<T, kFp4, NT, C, kMoE, KH, kFp8, TW>()));
+  MXQ_RETURN_IF_ERROR((set_smem_attribute<T, kFp4, NT, C, kMoE, KH, kFp8, TW, kTiles>()));
   cudaLaunchAttribute attr[2];
   cudaLaunchConfig_t c =
-      launch_config<T, kFp4, NT, C, KH, kFp8, TW>(cfg.ctas(), cfg.splits, stream, attr);
-  MXQ_CUDA_TRY(cudaLaunchKernelEx(&c, hopper_gemm_kernel<T, kFp4, NT, C, kMoE, KH, kFp8, TW>,
-                                  x_map, y_map, p));
+      launch_config<T, kFp4, NT, C, KH, kFp8, TW, kTiles>(cfg.ctas(), cfg.splits, stream, attr);
+  MXQ_CUDA_TRY(cudaLaunchKernelEx(
+      &c, hopper_gemm_kernel<T, kFp4, NT, C, kMoE, KH, kFp8, TW, kTiles>, x_map, y_map, p));
   return Status::Ok();
 }
 
@@ -117,7 +118,8 @@ Status launch(const CUtensorMap& x_map, const CUtensorMap& y_map, const KernelPa
 
 // The FP8 instances of one 16-bit output type (instances/fp8_*.cu; MXFP4 weights): the dense
 // tiles of has_fp8_tile, 16 .. 128 tokens with 2 consumers, 16 .. 64 with 3, 16 with 4, and
-// the 128-token tile with 1 and 2 transform warpgroups (has_fp8_transform): 10 kernels.
+// the 128-token tile with 1 and 2 transform warpgroups (has_fp8_transform), and the 128-token
+// tile on pre-decoded weight tiles (has_fp8_tiles): 11 kernels.
 #define MXQ_HOPPER_FP8_INSTANCE(T, NT, C)                                                     \
   template Status launch<T, true, NT, C, false, 1, true>(                                      \
       const CUtensorMap&, const CUtensorMap&, const KernelParams&, const HopperGemmConfig&,    \
@@ -128,6 +130,11 @@ Status launch(const CUtensorMap& x_map, const CUtensorMap& y_map, const KernelPa
       const CUtensorMap&, const CUtensorMap&, const KernelParams&, const HopperGemmConfig&,    \
       cudaStream_t);                                                                           \
   template StatusOr<int> max_active_clusters<T, true, 128, 2, 1, true, TW>(int);
+#define MXQ_HOPPER_FP8_TILES_INSTANCE(T)                                                      \
+  template Status launch<T, true, 128, 2, false, 1, true, 0, true>(                            \
+      const CUtensorMap&, const CUtensorMap&, const KernelParams&, const HopperGemmConfig&,    \
+      cudaStream_t);                                                                           \
+  template StatusOr<int> max_active_clusters<T, true, 128, 2, 1, true, 0, true>(int);
 #define MXQ_HOPPER_FP8_INSTANCES(T)  \
   MXQ_HOPPER_FP8_INSTANCE(T, 16, 2)  \
   MXQ_HOPPER_FP8_INSTANCE(T, 32, 2)  \
@@ -138,6 +145,7 @@ Status launch(const CUtensorMap& x_map, const CUtensorMap& y_map, const KernelPa
   MXQ_HOPPER_FP8_INSTANCE(T, 64, 3)  \
   MXQ_HOPPER_FP8_INSTANCE(T, 16, 4)  \
   MXQ_HOPPER_FP8_TRANSFORM_INSTANCE(T, 1) \
-  MXQ_HOPPER_FP8_TRANSFORM_INSTANCE(T, 2)
+  MXQ_HOPPER_FP8_TRANSFORM_INSTANCE(T, 2) \
+  MXQ_HOPPER_FP8_TILES_INSTANCE(T)
 
 }  // namespace mxq::cuda::hopper

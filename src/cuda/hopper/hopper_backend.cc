@@ -103,18 +103,16 @@ class CudaHopperBackend final : public Backend {
   // 28.1, 28672 x 8192: 68.0 vs 92.4) and from M = 64 everywhere (1.4-3.9x cuda-mma).
   static constexpr int64_t kMmaDecodeMaxM = 8;
   static constexpr int64_t kMmaSmallLayerMaxM = 16, kSmallLayerMaxElems = int64_t(4096) * 4096;
-  // MoE: by the average pairs per expert, avg = M * topk / experts. Measured on the H200
-  // (bench/results/h200/moe-hopper.md, 437ecfc, MXFP4, CUDA graphs): cuda-mma is faster at
-  // M = 1 (avg 0.03-0.06: gpt-oss-120b 48.4 vs 49.7 us, Qwen3-30B-A3B 36.3 vs 39.5,
-  // DeepSeek-V3 132.0 vs 153.6: the hopper decode runs 3 more launches, gather included);
-  // cuda-hopper from M = 16 (avg 0.5-1: 1.00-1.18x) and at every larger M measured (1.07-1.56x)
-  // except Qwen3-30B-A3B M = 2048 (0.92x: 256-token tiles half empty, the open item).
-  static constexpr double kMoEMmaMaxAvgPairs = 0.25;
+  // MoE: cuda-hopper at every M. Before programmatic dependent launch cuda-mma was faster at
+  // M = 1 (H200, bench/results/h200/moe-hopper.md, 437ecfc: gpt-oss-120b 48.4 vs 49.7 us,
+  // Qwen3-30B-A3B 36.3 vs 39.5, DeepSeek-V3 132.0 vs 153.6: the hopper chain has 3 more
+  // launches, gather included); with it (e7744ef; H100, CUDA graphs, MXFP4,
+  // bench/results/h100/fp8-small-m-moe-kernels-2026-12-07) cuda-hopper is no slower at M = 1
+  // (43.6 vs 48.9, 35.0 vs 35.2, 132.9 vs 134.1) and faster at M = 4 and 16 (1.09-1.40x), as it
+  // was from M = 16 on the H200 (1.00-1.56x; except Qwen3-30B-A3B M = 2048, 0.92x there: 256-token
+  // tiles half empty, the open item). Not re-measured on an H200 since.
   int rank(const Problem& p) const override {
-    if (p.op == Op::kMoE) {
-      const double avg = double(p.m) * double(p.moe.topk) / double(std::max<int64_t>(1, p.moe.experts));
-      return avg <= kMoEMmaMaxAvgPairs ? 90 : priority();
-    }
+    if (p.op == Op::kMoE) return priority();
     if (p.op != Op::kLinear) return priority();
     const bool small = p.n * p.k <= kSmallLayerMaxElems;
     return p.m <= kMmaDecodeMaxM || (small && p.m <= kMmaSmallLayerMaxM) ? 90 : priority();
@@ -379,11 +377,19 @@ class CudaHopperBackend final : public Backend {
     f.k = p.k;
     f.ldx = ldc;
     f.ldy = p.n;
-    StreamBuffer codes(s), scales(s);
+    StreamBuffer codes(s), scales(s), tiles(s);
     const void* xd = nullptr;
     void* yd = nullptr;
     auto gemm = [&]() -> Status {
       MXQ_RETURN_IF_ERROR(codes.allocate(size_t(p.m * ldc), "the E4M3 activation codes"));
+      // Large M: the weights pre-decoded into E4M3 tiles, a chunk of rows at a time (gemm.h).
+      auto ws = hopper::hopper_fp8_workspace_bytes(f);
+      if (!ws.ok()) return ws.status();
+      if (ws.value() > 0) {
+        MXQ_RETURN_IF_ERROR(tiles.allocate(ws.value(), "the FP8 path's pre-decoded weight tiles"));
+        f.workspace = static_cast<uint8_t*>(tiles.get());
+        f.workspace_bytes = ws.value();
+      }
       float* rs = nullptr;
       if (dynamic) {
         MXQ_RETURN_IF_ERROR(scales.allocate(size_t(p.m) * sizeof(float), "the per-token scales"));

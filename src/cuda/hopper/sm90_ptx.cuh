@@ -136,6 +136,14 @@ __device__ __forceinline__ uint64_t l2_evict_first() {
 #endif
   return pol;
 }
+// ... for data read many times from L2 (the FP8 path's pre-decoded weight tiles).
+__device__ __forceinline__ uint64_t l2_evict_normal() {
+  uint64_t pol = 0;
+#if MXQ_HAS_WGMMA
+  asm volatile("createpolicy.fractional.L2::evict_normal.b64 %0, 1.0;\n" : "=l"(pol));
+#endif
+  return pol;
+}
 // `bytes` (a multiple of 16, both addresses 16-byte aligned) from global to this CTA's shared
 // memory, completing `bytes` transactions on `bar`.
 __device__ __forceinline__ void bulk_load(void* dst, const void* src, uint32_t bytes,
