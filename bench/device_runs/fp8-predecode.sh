@@ -2,7 +2,7 @@
 # Device run (2026-12-07): the FP8 path's pre-decoded tiles (issue 17) -- tests, memcheck, and the
 # A/B against the register-A kernel with cuBLAS BF16 / cuBLASLt FP8 rowwise in the same process.
 # Needs build/carry/p.tar.xz: p/{mxq_cuda_hopper_tests, mxq_cuda_fp8_operand_tests,
-# libmxq_bench_cuda_shim.so} of the commit under test; run(carry=["build/carry"]).
+# mxq_cuda_act_tests, libmxq_bench_cuda_shim.so} of the commit under test; run(carry=["build/carry"]).
 # PARTS picks what runs (default all): tests memcheck ab.
 PARTS=${PARTS:-"tests memcheck ab"}
 has() { [[ " $PARTS " == *" $1 "* ]]; }
@@ -15,11 +15,14 @@ nvidia-smi -L > $L/device.txt; sha256sum $P/* > $L/sha256.txt
 PY=/opt/torch/.venv/bin/python3
 if has tests; then
   timeout 60 $P/mxq_cuda_fp8_operand_tests > $L/fp8-operand.txt 2>&1; echo "operand rc $?"
+  timeout 60 $P/mxq_cuda_act_tests > $L/act.txt 2>&1; echo "act tests rc $?"
   timeout 200 $P/mxq_cuda_hopper_tests --gtest_filter='HopperFp8*' > $L/hopper-fp8.txt 2>&1; echo "fp8 tests rc $?"
 fi
 if has memcheck; then
   timeout 150 compute-sanitizer --tool memcheck $P/mxq_cuda_hopper_tests \
     --gtest_filter='HopperFp8Gemm.Predecode*' > $L/memcheck-predecode.txt 2>&1; echo "memcheck rc $?"
+  timeout 100 compute-sanitizer --tool memcheck $P/mxq_cuda_act_tests \
+    --gtest_filter='CudaActKeys.Fp8*' > $L/memcheck-act-fp8.txt 2>&1; echo "memcheck act rc $?"
 fi
 if has ab; then
   K=cuda-hopper+fp8-dynamic-token
@@ -27,4 +30,13 @@ if has ab; then
     --backends "$K@128:2:1:1:0:1,$K@128:2:1:1:0:0,cuda-hopper" \
     --shapes 8192x8192,28672x8192,5760x2880 --ms 512,2048,8192 --formats mxfp4 --no-humming \
     --reps 10 > $L/ab.txt 2>&1; echo "ab rc $?"
+  # the quantize kernel at decode (W4A8 against W4A16, M = 1 / 16): this shim against
+  # p/old_shim.so (the shim before the vectorised quantize, a0467340...), runs alternating
+  for run in old-1 new-1 old-2 new-2; do
+    S=$P/libmxq_bench_cuda_shim.so; [[ $run == old* ]] && S=$P/old_shim.so
+    timeout 60 $PY bench/cuda_gemm_bench.py --shim $S --out $R/small-m-$run.json \
+      --backends "$K,cuda-hopper" --shapes 8192x8192,28672x8192,5760x2880 --ms 1,16 \
+      --formats mxfp4 --no-humming --no-peers --reps 20 > $L/small-m-$run.txt 2>&1
+    echo "small-m $run rc $?"
+  done
 fi

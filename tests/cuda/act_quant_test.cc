@@ -212,8 +212,11 @@ TEST(CudaActKeys, FakeQuantRejectsBadArguments) {
 // give the CPU reference's decode(code) * s bit for bit (the same FP32 product).
 TEST(CudaActKeys, Fp8OperandTimesScaleEqualsCpuDefinition) {
   SKIP_WITHOUT_GPU();
+  // (K % 8 == 0 takes the kernel's 8-elements-per-step path, 100 the one-element path; 8192 and
+  // 16392 run several steps per thread with a partial last one.)
   for (ActKey key : {ActKey::kFP8StaticTensor, ActKey::kFP8DynamicToken})
-    for (auto [rows, k] : {std::pair<int64_t, int64_t>{1, 32}, {9, 2880}, {130, 512}}) {
+    for (auto [rows, k] : {std::pair<int64_t, int64_t>{1, 32}, {9, 2880}, {130, 512}, {1, 8192},
+                           {3, 16392}, {5, 100}}) {
       std::vector<uint16_t> x = nasty_rows(DType::kBF16, rows, k, uint32_t(rows + k), false);
       // Scale the rows to magnitudes an FP8 static scale is calibrated for, with outliers.
       std::mt19937 g(static_cast<uint32_t>(k));
@@ -351,7 +354,8 @@ TEST(CudaActKeys, Fp8CodesAreTheOperandsCodes) {
   SKIP_WITHOUT_GPU();
   for (DType d : {DType::kBF16, DType::kF16})
     for (bool per_row : {false, true})
-      for (auto [rows, k] : {std::pair<int64_t, int64_t>{1, 32}, {9, 2880}, {130, 500}}) {
+      for (auto [rows, k] : {std::pair<int64_t, int64_t>{1, 32}, {9, 2880}, {130, 500},
+                             {2, 8200}}) {
         std::vector<uint16_t> x = nasty_rows(d, rows, k, uint32_t(rows * 7 + k), false);
         if (rows > 1) x[size_t(k + 3)] = d == DType::kBF16 ? 0x7FC0 : 0x7E00;  // NaN in row 1
         const int64_t ld = (k + 15) / 16 * 16 + 16;

@@ -102,107 +102,170 @@ cudaError_t launch(const void* x, DType dtype, uint32_t units, bool vec, ScaleRu
 
 // ---- FP8 keys -----------------------------------------------------------------------------
 
-constexpr int kRowThreads = 256;
+constexpr int kRowThreads = 256;  // tensor_amax_kernel's CTA
+// fp8_rows_kernel's CTA: one per row. 512 threads so that one row of a decode-size call (M = 1:
+// one CTA on one SM) has 16 warps to hide its loads and its per-element division + encode.
+constexpr int kFp8RowThreads = 512;
+
+// 8 consecutive elements from element i of a 16-byte aligned row (one 16-byte load), widened
+// exactly. Plain loads: fp8_act_quant may write its values over the input.
+template <DType D>
+__device__ __forceinline__ void load8(const void* row, int64_t i, float (&v)[8]) {
+  const uint4 q = *reinterpret_cast<const uint4*>(static_cast<const uint16_t*>(row) + i);
+  const uint32_t w[4] = {q.x, q.y, q.z, q.w};
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    v[2 * j] = num::load_dense(&w[j], D, 0);  // little-endian: the low half first
+    v[2 * j + 1] = num::load_dense(&w[j], D, 1);
+  }
+}
+
+// The block's max of `am` and OR of `bad` (order independent: any reduction order gives the same
+// bits; fmaxf ignores NaN like std::fmax, the flag catches NaN and Inf): warp shuffles, then the
+// warps' results through shared memory, read by every thread.
+__device__ __forceinline__ void block_amax(float& am, int& bad) {
+  __shared__ float red[kFp8RowThreads / 32];
+  __shared__ int red_bad[kFp8RowThreads / 32];
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    am = fmaxf(am, __shfl_xor_sync(0xFFFFFFFFu, am, o));
+    bad |= __shfl_xor_sync(0xFFFFFFFFu, bad, o);
+  }
+  if ((threadIdx.x & 31) == 0) {
+    red[threadIdx.x >> 5] = am;
+    red_bad[threadIdx.x >> 5] = bad;
+  }
+  __syncthreads();
+  am = red[0];
+  bad = red_bad[0];
+#pragma unroll
+  for (int w = 1; w < kFp8RowThreads / 32; ++w) {
+    am = fmaxf(am, red[w]);
+    bad |= red_bad[w];
+  }
+}
 
 // kCodes: write the E4M3 codes themselves (row stride ld bytes: the FP8 tensor-core operand)
 // instead of their values in the 16-bit type (row stride k: the 16-bit GEMMs' operand).
 // tensor_parts (fp8-dynamic-tensor): `parts` partial maxima of |x| as FP32 bit patterns
 // (tensor_amax_kernel); every CTA reduces them to the tensor's one scale and writes it to its
 // row_scale entry. Null for the static and per-row modes.
+// vec: x and the output 16-byte aligned per row (k % 8 == 0; codes: ld % 8 == 0): each thread
+// takes 8 consecutive elements per step (16-byte loads, 8-byte code / 16-byte value stores);
+// otherwise one element per step. The per-element arithmetic is the same either way.
 template <DType D, bool kCodes>
-__global__ void __launch_bounds__(kRowThreads)
+__global__ void __launch_bounds__(kFp8RowThreads)
     fp8_rows_kernel(const void* __restrict__ in, int64_t k, bool per_row, float static_s,
                     void* __restrict__ out, int64_t ld, float* __restrict__ row_scale,
-                    const uint32_t* __restrict__ tensor_parts = nullptr, int parts = 0) {
+                    const uint32_t* __restrict__ tensor_parts = nullptr, int parts = 0,
+                    bool vec = false) {
+  constexpr int T = kFp8RowThreads;
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   // The FP8 GEMM launched behind this kernel (programmatic dependent launch, hopper/
   // gemm_launch.cuh) may start now: it prefetches its weights and waits for this grid.
   if constexpr (kCodes) pdl::launch_dependents();
 #endif
   const int64_t row = blockIdx.x;
+  const int tid = int(threadIdx.x);
   const void* x = static_cast<const uint16_t*>(in) + row * k;
   uint16_t* o = static_cast<uint16_t*>(out) + row * k;
   uint8_t* oc = static_cast<uint8_t*>(out) + row * ld;
   (void)o;
   (void)oc;
+  auto all_nan = [&] {  // a NaN or Inf in the row (tensor): every output NaN, as the reference
+    const uint16_t nan = to16<D>(num::kF32QuietNaN);
+    for (int64_t i = tid; i < k; i += T) {
+      if constexpr (kCodes)
+        oc[i] = 0x7F;  // E4M3's NaN code
+      else
+        o[i] = nan;
+    }
+    if (tid == 0) row_scale[row] = 1.0f;
+  };
   float s = static_s;
   if (tensor_parts != nullptr) {
     // One scale for the whole tensor: the integer max of the partial |x| bit patterns (order
     // independent, so every CTA gets the same bits). Non-negative FP32 values order like their
     // bit patterns; Inf is 0x7F800000 and every NaN (sign cleared) above it, so a maximum at or
     // above 0x7F800000 means the tensor holds a NaN or Inf: all NaN, as the reference does.
-    __shared__ uint32_t tred[kRowThreads];
     uint32_t m = 0;
-    for (int i = threadIdx.x; i < parts; i += kRowThreads) m = max(m, tensor_parts[i]);
-    tred[threadIdx.x] = m;
-    __syncthreads();
-    for (int h = kRowThreads / 2; h > 0; h >>= 1) {
-      if (int(threadIdx.x) < h) tred[threadIdx.x] = max(tred[threadIdx.x], tred[threadIdx.x + h]);
-      __syncthreads();
-    }
-    if (tred[0] >= 0x7F800000u) {
-      const uint16_t nan = to16<D>(num::kF32QuietNaN);
-      for (int64_t i = threadIdx.x; i < k; i += kRowThreads) {
-        if constexpr (kCodes)
-          oc[i] = 0x7F;  // E4M3's NaN code
-        else
-          o[i] = nan;
-      }
-      if (threadIdx.x == 0) row_scale[row] = 1.0f;
-      return;
-    }
-    const float amax = __uint_as_float(tred[0]);
-    s = amax == 0.0f ? 1.0f : __fdiv_rn(amax, 448.0f);
-    if (threadIdx.x == 0) row_scale[row] = s;
+    for (int i = tid; i < parts; i += T) m = max(m, tensor_parts[i]);
+    float am = __uint_as_float(m);  // (non-negative patterns: fmaxf orders them as max does,
+    int bad = m >= 0x7F800000u;     //  NaN patterns are flagged and never compared)
+    if (bad) am = 0.0f;
+    block_amax(am, bad);
+    if (bad) return all_nan();
+    s = am == 0.0f ? 1.0f : __fdiv_rn(am, 448.0f);
+    if (tid == 0) row_scale[row] = s;
   } else if (per_row) {
-    // amax and finiteness of the row: max is order independent, so any reduction order gives
-    // the same bits (fmaxf ignores NaN like std::fmax; the finite flag catches NaN and Inf).
-    __shared__ float red[kRowThreads];
-    __shared__ int bad[kRowThreads];
+    // amax and finiteness of the row.
     float am = 0.0f;
-    int nonfinite = 0;
-    for (int64_t i = threadIdx.x; i < k; i += kRowThreads) {
-      const float v = num::load_dense(x, D, i);
-      nonfinite |= isfinite(v) ? 0 : 1;
-      am = fmaxf(am, fabsf(v));
-    }
-    red[threadIdx.x] = am;
-    bad[threadIdx.x] = nonfinite;
-    __syncthreads();
-    for (int h = kRowThreads / 2; h > 0; h >>= 1) {
-      if (int(threadIdx.x) < h) {
-        red[threadIdx.x] = fmaxf(red[threadIdx.x], red[threadIdx.x + h]);
-        bad[threadIdx.x] |= bad[threadIdx.x + h];
+    int bad = 0;
+    if (vec) {
+#pragma unroll 4
+      for (int64_t i = 8 * int64_t(tid); i < k; i += 8 * T) {
+        float v[8];
+        load8<D>(x, i, v);
+#pragma unroll
+        for (int j = 0; j < 8; ++j) {
+          bad |= isfinite(v[j]) ? 0 : 1;
+          am = fmaxf(am, fabsf(v[j]));
+        }
       }
-      __syncthreads();
-    }
-    if (bad[0] != 0) {
-      const uint16_t nan = to16<D>(num::kF32QuietNaN);
-      for (int64_t i = threadIdx.x; i < k; i += kRowThreads) {
-        if constexpr (kCodes)
-          oc[i] = 0x7F;  // E4M3's NaN code
-        else
-          o[i] = nan;
+    } else {
+      for (int64_t i = tid; i < k; i += T) {
+        const float v = num::load_dense(x, D, i);
+        bad |= isfinite(v) ? 0 : 1;
+        am = fmaxf(am, fabsf(v));
       }
-      if (threadIdx.x == 0) row_scale[row] = 1.0f;
-      return;
     }
-    s = red[0] == 0.0f ? 1.0f : __fdiv_rn(red[0], 448.0f);
-    if (threadIdx.x == 0) row_scale[row] = s;
+    block_amax(am, bad);
+    if (bad) return all_nan();
+    s = am == 0.0f ? 1.0f : __fdiv_rn(am, 448.0f);
+    if (tid == 0) row_scale[row] = s;
   }
   constexpr uint8_t kMax = uint8_t(elem_info(ElemType::kE4M3).max_mag);
-  for (int64_t i = threadIdx.x; i < k; i += kRowThreads) {
-    const float q = __fdiv_rn(num::load_dense(x, D, i), s);
-    const uint8_t code = isnan(q)   ? uint8_t(0x7F)
-                         : isinf(q) ? uint8_t(kMax | (q < 0.0f ? 0x80u : 0u))
-                                    : num::encode_elem(ElemType::kE4M3, __float_as_uint(q), 0,
-                                                       Rounding::kRne, Saturation::kSaturate);
+  auto code_of = [&](float xv, float& q) {
+    q = __fdiv_rn(xv, s);
+    return isnan(q)   ? uint8_t(0x7F)
+           : isinf(q) ? uint8_t(kMax | (q < 0.0f ? 0x80u : 0u))
+                      : num::encode_elem(ElemType::kE4M3, __float_as_uint(q), 0, Rounding::kRne,
+                                         Saturation::kSaturate);
+  };
+  auto value_of = [&](uint8_t code, float q) {
+    const uint32_t v = isnan(q) ? num::kF32QuietNaN
+                                : __float_as_uint(num::decode_elem(ElemType::kE4M3, code));
+    return to16<D>(v);
+  };
+  if (vec) {
+#pragma unroll 2
+    for (int64_t i = 8 * int64_t(tid); i < k; i += 8 * T) {
+      float v[8];
+      load8<D>(x, i, v);
+      uint32_t packed[4] = {0, 0, 0, 0};
+#pragma unroll
+      for (int j = 0; j < 8; ++j) {
+        float q;
+        const uint8_t code = code_of(v[j], q);
+        if constexpr (kCodes)
+          packed[j / 4] |= uint32_t(code) << (8 * (j % 4));
+        else
+          packed[j / 2] |= uint32_t(value_of(code, q)) << (16 * (j % 2));
+      }
+      if constexpr (kCodes)
+        *reinterpret_cast<uint2*>(oc + i) = make_uint2(packed[0], packed[1]);
+      else
+        *reinterpret_cast<uint4*>(o + i) = make_uint4(packed[0], packed[1], packed[2], packed[3]);
+    }
+    return;
+  }
+  for (int64_t i = tid; i < k; i += T) {
+    float q;
+    const uint8_t code = code_of(num::load_dense(x, D, i), q);
     if constexpr (kCodes) {
       oc[i] = code;
     } else {
-      const uint32_t v = isnan(q) ? num::kF32QuietNaN
-                                  : __float_as_uint(num::decode_elem(ElemType::kE4M3, code));
-      o[i] = to16<D>(v);
+      o[i] = value_of(code, q);
     }
   }
 }
@@ -244,6 +307,16 @@ __global__ void __launch_bounds__(kThreads)
       static_cast<uint16_t*>(y)[r * ldy + c] = to16<O>(__float_as_uint(v));
     }
   }
+}
+
+// Whether fp8_rows_kernel may take 8 elements per step: every row of x (16-bit, k elements) and
+// of the output starts aligned. out_align 8: E4M3 codes, rows of ld bytes, 8-byte stores; 16:
+// 16-bit values, rows of ld elements, 16-byte stores.
+bool rows_vectorized(const void* x, const void* out, int64_t k, int64_t ld, int out_align) {
+  const int64_t out_row_bytes = out_align == 8 ? ld : 2 * ld;
+  return k % 8 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0 &&
+         reinterpret_cast<uintptr_t>(out) % uintptr_t(out_align) == 0 &&
+         out_row_bytes % out_align == 0;
 }
 }  // namespace
 }  // namespace fq
@@ -312,12 +385,13 @@ Status fp8_act_quant(const void* x, DType dtype, int64_t rows, int64_t k, bool p
   if (rows * k == 0) return Status::Ok();
   if (x == nullptr || out == nullptr || (per_row && row_scale == nullptr))
     return invalid_argument("fp8_act_quant: null pointer");
+  const bool vec = fq::rows_vectorized(x, out, k, k, 16);
   if (dtype == DType::kBF16)
-    fq::fp8_rows_kernel<DType::kBF16, false><<<unsigned(rows), fq::kRowThreads, 0, stream>>>(
-        x, k, per_row, input_scale, out, k, row_scale);
+    fq::fp8_rows_kernel<DType::kBF16, false><<<unsigned(rows), fq::kFp8RowThreads, 0, stream>>>(
+        x, k, per_row, input_scale, out, k, row_scale, nullptr, 0, vec);
   else
-    fq::fp8_rows_kernel<DType::kF16, false><<<unsigned(rows), fq::kRowThreads, 0, stream>>>(
-        x, k, per_row, input_scale, out, k, row_scale);
+    fq::fp8_rows_kernel<DType::kF16, false><<<unsigned(rows), fq::kFp8RowThreads, 0, stream>>>(
+        x, k, per_row, input_scale, out, k, row_scale, nullptr, 0, vec);
   return launch_error(cudaGetLastError(), "fp8_act_quant");
 }
 
@@ -339,16 +413,17 @@ Status fp8_tensor_act_quant(const void* x, DType dtype, int64_t rows, int64_t k,
   if (x == nullptr || out == nullptr || row_scale == nullptr || parts == nullptr)
     return invalid_argument("fp8_tensor_act_quant: null pointer");
   const int n_parts = fp8_tensor_parts(rows, k);
+  const bool vec = fq::rows_vectorized(x, out, k, k, 16);
   if (dtype == DType::kBF16) {
     fq::tensor_amax_kernel<DType::kBF16><<<unsigned(n_parts), fq::kRowThreads, 0, stream>>>(x, rows * k, parts);
     MXQ_RETURN_IF_ERROR(launch_error(cudaGetLastError(), "fp8_tensor_act_quant (amax)"));
-    fq::fp8_rows_kernel<DType::kBF16, false><<<unsigned(rows), fq::kRowThreads, 0, stream>>>(
-        x, k, false, 1.0f, out, k, row_scale, parts, n_parts);
+    fq::fp8_rows_kernel<DType::kBF16, false><<<unsigned(rows), fq::kFp8RowThreads, 0, stream>>>(
+        x, k, false, 1.0f, out, k, row_scale, parts, n_parts, vec);
   } else {
     fq::tensor_amax_kernel<DType::kF16><<<unsigned(n_parts), fq::kRowThreads, 0, stream>>>(x, rows * k, parts);
     MXQ_RETURN_IF_ERROR(launch_error(cudaGetLastError(), "fp8_tensor_act_quant (amax)"));
-    fq::fp8_rows_kernel<DType::kF16, false><<<unsigned(rows), fq::kRowThreads, 0, stream>>>(
-        x, k, false, 1.0f, out, k, row_scale, parts, n_parts);
+    fq::fp8_rows_kernel<DType::kF16, false><<<unsigned(rows), fq::kFp8RowThreads, 0, stream>>>(
+        x, k, false, 1.0f, out, k, row_scale, parts, n_parts, vec);
   }
   return launch_error(cudaGetLastError(), "fp8_tensor_act_quant");
 }
@@ -368,12 +443,13 @@ Status fp8_act_quant_codes(const void* x, DType dtype, int64_t rows, int64_t k, 
   if (rows * k == 0) return Status::Ok();
   if (x == nullptr || codes == nullptr || (per_row && row_scale == nullptr))
     return invalid_argument("fp8_act_quant_codes: null pointer");
+  const bool vec = fq::rows_vectorized(x, codes, k, ld, 8);
   if (dtype == DType::kBF16)
-    fq::fp8_rows_kernel<DType::kBF16, true><<<unsigned(rows), fq::kRowThreads, 0, stream>>>(
-        x, k, per_row, input_scale, codes, ld, row_scale);
+    fq::fp8_rows_kernel<DType::kBF16, true><<<unsigned(rows), fq::kFp8RowThreads, 0, stream>>>(
+        x, k, per_row, input_scale, codes, ld, row_scale, nullptr, 0, vec);
   else
-    fq::fp8_rows_kernel<DType::kF16, true><<<unsigned(rows), fq::kRowThreads, 0, stream>>>(
-        x, k, per_row, input_scale, codes, ld, row_scale);
+    fq::fp8_rows_kernel<DType::kF16, true><<<unsigned(rows), fq::kFp8RowThreads, 0, stream>>>(
+        x, k, per_row, input_scale, codes, ld, row_scale, nullptr, 0, vec);
   return launch_error(cudaGetLastError(), "fp8_act_quant_codes");
 }
 
