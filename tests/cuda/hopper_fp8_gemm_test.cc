@@ -143,6 +143,27 @@ void quantize_act(Fp8Act& a, int64_t m, int64_t k, bool dynamic, uint32_t seed) 
   a.hscales = dynamic ? a.scales->get() : std::vector<float>(size_t(m), a.static_scale);
 }
 
+// The GEMM's arguments for layer l and activations a into y (the row / tensor scale of a, its
+// rows of a.ldc bytes, y rows of N).
+hopper::HopperFp8GemmArgs fp8_args(const Fp8Layer& l, const Fp8Act& a, DType out, bool bias,
+                                   void* y) {
+  hopper::HopperFp8GemmArgs f;
+  f.out = out;
+  f.w = l.chunks->p;
+  f.row_mul = l.row_mul->p;
+  f.bias = bias ? l.dbias->p : nullptr;
+  f.x = a.codes->p;
+  f.act_row_scale = a.dynamic ? a.scales->p : nullptr;
+  f.act_scale = a.static_scale;
+  f.y = y;
+  f.m = a.m;
+  f.n = l.n;
+  f.k = l.k;
+  f.ldx = a.ldc;
+  f.ldy = l.n;
+  return f;
+}
+
 // Runs the kernel (the config forced by MXQ_HOPPER_CONFIG when `forced` is set) and checks every
 // output; returns the largest |y - ref| / (s x sum|x w|) seen (F32 outputs) for the report.
 // `y_out` (optional) receives the output bytes.
@@ -156,20 +177,7 @@ double run_and_check(const Fp8Layer& l, const Fp8Act& a, DType out, bool bias, c
   const size_t ybytes = size_t(m * n * dtype_bytes(out));
   Dev<uint8_t> dy(ybytes);
   EXPECT_EQ(cudaMemset(dy.p, 0xFF, ybytes), cudaSuccess);
-  hopper::HopperFp8GemmArgs f;
-  f.out = out;
-  f.w = l.chunks->p;
-  f.row_mul = l.row_mul->p;
-  f.bias = bias ? l.dbias->p : nullptr;
-  f.x = a.codes->p;
-  f.act_row_scale = a.dynamic ? a.scales->p : nullptr;
-  f.act_scale = a.static_scale;
-  f.y = dy.p;
-  f.m = m;
-  f.n = n;
-  f.k = k;
-  f.ldx = a.ldc;
-  f.ldy = n;
+  hopper::HopperFp8GemmArgs f = fp8_args(l, a, out, bias, dy.p);
   // The pre-decoded path's workspace, where the chosen launch has one (0 bytes otherwise).
   auto ws = hopper::hopper_fp8_workspace_bytes(f);
   EXPECT_TRUE(ws.ok()) << ws.status().to_string();
@@ -358,18 +366,7 @@ TEST(HopperFp8Gemm, PredecodedTilesAgainstTheDoubleSum) {
   Fp8Act a;
   quantize_act(a, 130, l.k, true, 3);
   Dev<uint8_t> dy(size_t(130 * l.n * 4));
-  hopper::HopperFp8GemmArgs f;
-  f.out = DType::kF32;
-  f.w = l.chunks->p;
-  f.row_mul = l.row_mul->p;
-  f.x = a.codes->p;
-  f.act_row_scale = a.scales->p;
-  f.y = dy.p;
-  f.m = 130;
-  f.n = l.n;
-  f.k = l.k;
-  f.ldx = a.ldc;
-  f.ldy = l.n;
+  const hopper::HopperFp8GemmArgs f = fp8_args(l, a, DType::kF32, false, dy.p);
   const Status s = hopper::hopper_fp8_gemm(f, nullptr);
   unsetenv("MXQ_HOPPER_FP8_PREDECODE");
   EXPECT_FALSE(s.ok());
@@ -411,19 +408,7 @@ TEST(HopperFp8Gemm, BitwiseDeterministicAndGraphCapturable) {
     quantize_act(a, m, l.k, true, 9);
     const size_t ybytes = size_t(m * l.n * 4);
     Dev<uint8_t> dy(ybytes);
-    hopper::HopperFp8GemmArgs f;
-    f.out = DType::kF32;
-    f.w = l.chunks->p;
-    f.row_mul = l.row_mul->p;
-    f.bias = l.dbias->p;
-    f.x = a.codes->p;
-    f.act_row_scale = a.scales->p;
-    f.y = dy.p;
-    f.m = m;
-    f.n = l.n;
-    f.k = l.k;
-    f.ldx = a.ldc;
-    f.ldy = l.n;
+    const hopper::HopperFp8GemmArgs f = fp8_args(l, a, DType::kF32, true, dy.p);
     MXQ_OK(hopper::hopper_fp8_gemm(f, nullptr));
     CUDA_OK(cudaDeviceSynchronize());
     const std::vector<uint8_t> first = dy.get();
