@@ -53,14 +53,9 @@ class CudaMmaBackend final : public Backend {
   MemoryKind memory_kind() const override { return MemoryKind::kCUDA; }
 
   Verdict supports(const Device& d) const override {
-    if (!d.cuda_built) return Verdict::no("mxq was built without its CUDA part");
-    if (d.gpus.empty()) return Verdict::no(d.cuda_status.empty() ? "no CUDA device" : d.cuda_status);
-    int dev = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess) dev = 0;
-    const CudaDeviceInfo* g = nullptr;
-    for (const auto& info : d.gpus)
-      if (info.index == dev) g = &info;
-    if (g == nullptr) g = &d.gpus.front();
+    std::string why_not;
+    const CudaDeviceInfo* g = current_gpu(d, why_not);
+    if (g == nullptr) return Verdict::no(why_not);
     const int cc = 10 * g->cc_major + g->cc_minor;
     if (cc < 80)
       return Verdict::no("GPU " + g->name + " is sm_" + std::to_string(cc) +

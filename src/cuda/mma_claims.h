@@ -4,14 +4,36 @@
 // activation dtype or F32. Host code (C++20).
 #pragma once
 
+#include <cuda_runtime.h>
+
 #include <cstdint>
 #include <string>
 
 #include "cuda/common/instance_set.h"
+#include "mxq/device.h"
 #include "cuda/quant/act_operand.h"  // act_key_is_fp8
 #include "mxq/problem.h"
 
 namespace mxq::cuda {
+
+// The GPU of `d` that a CUDA backend's `supports` judges: the current device's entry (the one
+// its kernels would run on), else the first listed. Null, with `why_not` set, when the build has
+// no CUDA part or `d` lists no GPU (the runtime's reason when it gave one).
+inline const CudaDeviceInfo* current_gpu(const Device& d, std::string& why_not) {
+  if (!d.cuda_built) {
+    why_not = "mxq was built without its CUDA part";
+    return nullptr;
+  }
+  if (d.gpus.empty()) {
+    why_not = d.cuda_status.empty() ? "no CUDA device" : d.cuda_status;
+    return nullptr;
+  }
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess) dev = 0;
+  for (const auto& info : d.gpus)
+    if (info.index == dev) return &info;
+  return &d.gpus.front();
+}
 
 // `mx_act`: the caller runs the MX activation keys through act_operand (quant/act_operand.h),
 // so they are accepted too (their activations arrive in BF16); without it only the 16-bit keys.

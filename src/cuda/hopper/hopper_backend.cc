@@ -119,14 +119,9 @@ class CudaHopperBackend final : public Backend {
   }
 
   Verdict supports(const Device& d) const override {
-    if (!d.cuda_built) return Verdict::no("mxq was built without its CUDA part");
-    if (d.gpus.empty()) return Verdict::no(d.cuda_status.empty() ? "no CUDA device" : d.cuda_status);
-    int dev = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess) dev = 0;
-    const CudaDeviceInfo* g = nullptr;
-    for (const auto& info : d.gpus)
-      if (info.index == dev) g = &info;
-    if (g == nullptr) g = &d.gpus.front();
+    std::string why_not;
+    const CudaDeviceInfo* g = current_gpu(d, why_not);
+    if (g == nullptr) return Verdict::no(why_not);
     if (g->cc_major != 9 || g->cc_minor != 0)
       return Verdict::no("GPU " + g->name + " is sm_" + std::to_string(10 * g->cc_major + g->cc_minor) +
                          "; cuda-hopper needs sm_90 (wgmma, TMA)");
