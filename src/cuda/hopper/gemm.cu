@@ -1,5 +1,6 @@
-// The cuda-hopper GEMM's host side: the weight repack kernel, the launch decision and the
-// checked entry point (gemm.h).
+// The cuda-hopper GEMM's host side: the weight repack kernel, the launch decision (the schedule
+// of gemm_schedule.h) and the dense and FP8 entry points (gemm.h); the grouped entry point is
+// gemm_grouped.cc.
 #include <cuda.h>
 
 #include <algorithm>
@@ -18,6 +19,7 @@
 #include "cuda/hopper/fp8_layout.h"
 #include "cuda/hopper/fp8_predecode.h"
 #include "cuda/hopper/gemm_kernel.cuh"
+#include "cuda/hopper/gemm_schedule.h"
 #include "cuda/hopper/layout_word.h"
 #include "cuda/hopper/tma_maps.h"
 
@@ -32,7 +34,7 @@ template <typename T, bool kFp4, int NT, int C, int KH = 1, bool kFp8 = false, i
           bool kTiles = false>
 StatusOr<int> max_active_clusters(int splits);
 
-namespace {
+namespace detail {
 
 // ---- repack ------------------------------------------------------------------------------
 // One thread per (chunk, stripe, lane): the lane's words from the same functions as the CPU
@@ -187,8 +189,6 @@ StatusOr<int> resident_clusters(ElemType elem, DType act, int nt, int c, int spl
 // wgmma reads (2 consumers x 4 x (2 KB of A + 4 KB of B)), 80 KB at ~128 B per cycle: ~625
 // cycles, against 512 for the MMAs; 650 with the ring's overhead. The pre-pass comes on top
 // (predecode_cycles).
-double step_cycles(int nt, int c, bool grouped, int kh = 1, bool fp8 = false, int tw = 0,
-                   bool tiles = false);
 double fp8_step_cycles(int nt, int c, int tw, bool tiles) {
   if (tiles) return 650;
   const double register_a = 2.0 * step_cycles(nt, c, false) * (nt <= 32 ? 0.85 : 0.6);
@@ -305,11 +305,6 @@ int forced_fp8_tiles() {
 // tiles, also MXQ_HOPPER_FP8_PREDECODE) fixes the launch for A/B runs and for tests that
 // must reach a given instance; the config says "forced". Invalid values are ignored field by
 // field.
-struct Forced {
-  int tokens = 0, consumers = 0, splits = 0, halves = 0;
-  int transform = -1;  // FP8: MXQ_HOPPER_FP8_TRANSFORM=0|1|2 (-1: the model's choice)
-  int tiles = -1;      // FP8: MXQ_HOPPER_FP8_PREDECODE=0|1 (-1: the model's choice)
-};
 Forced forced_config() {
   Forced f;
   const char* v = std::getenv("MXQ_HOPPER_CONFIG");
@@ -421,7 +416,7 @@ Status launch_fp8_tokens(const CUtensorMap& map, const CUtensorMap& ymap, const 
 // splits first: ties keep them). `f` restricts the candidates (MXQ_HOPPER_CONFIG).
 Status rank_splits(ElemType elem, DType act, int64_t n, int64_t k64, int nt, int64_t m_tiles,
                    bool grouped, const Forced& f, double& best, HopperGemmConfig& c,
-                   bool fp8 = false) {
+                   bool fp8) {
   for (int cons : {2, 3, 4})
     for (int kh : {1, 2})
       for (int tw : {0, 1, 2})
@@ -497,7 +492,13 @@ Status finish_config(ElemType elem, DType act, int64_t n, double best, HopperGem
   return Status::Ok();
 }
 
-}  // namespace
+// The grouped GEMMs' launch (gemm_grouped.cc).
+template Status launch_types<true>(ElemType, DType, const CUtensorMap&, const CUtensorMap&,
+                                   const KernelParams&, const HopperGemmConfig&, cudaStream_t);
+
+}  // namespace detail
+
+using namespace detail;  // (the schedule above: gemm_schedule.h)
 
 std::string HopperGemmConfig::to_string() const {
   return std::string(fp8 ? "FP8 wgmma m64n" + std::to_string(tokens) +
@@ -567,30 +568,6 @@ StatusOr<HopperGemmConfig> choose_hopper_config(const HopperGemmArgs& a) {
   MXQ_RETURN_IF_ERROR(finish_config(a.elem, a.act, a.n, best, c));
   // (hopper_gemm turns it off for output rows that are not 16-byte aligned)
   c.tma_store = a.out != DType::kF32 && tma_epilogue_requested();
-  return c;
-}
-
-StatusOr<HopperGemmConfig> choose_hopper_grouped_config(const HopperGroupedShape& g) {
-  if (tile_index(g.block) < 0)
-    return invalid_argument("cuda-hopper grouped GEMM: the dispatch block must be 16, 32, 64, "
-                            "80, 128, 144, 256 or 288 tokens (the token tile), got " +
-                            std::to_string(g.block));
-  HopperGemmConfig c;
-  const int64_t k64 = (g.k + 63) / 64;
-  double best = 0.0;
-  Forced f = forced_config();
-  f.tokens = 0;  // the dispatch block decides the tile
-  f.halves = 0;  // K halves: dense only
-  // 4 consumers are dense-only instances; a consumer count the block does not have is ignored
-  // (else no candidate would be ranked).
-  if (f.consumers == 4 || (f.consumers != 0 && !has_consumers(g.block, f.consumers)))
-    f.consumers = 0;
-  c.forced = f.consumers != 0 || f.splits != 0;
-  // The token tile is the dispatch block; the split is ranked over the blocks expected live.
-  MXQ_RETURN_IF_ERROR(rank_splits(g.elem, g.act, g.n, k64, g.block,
-                                  std::max<int64_t>(1, g.live_blocks), true, f, best, c));
-  c.m_tiles = int(g.capacity / g.block);
-  MXQ_RETURN_IF_ERROR(finish_config(g.elem, g.act, g.n, best, c));
   return c;
 }
 
@@ -804,104 +781,6 @@ Status hopper_fp8_gemm(const HopperFp8GemmArgs& a, cudaStream_t stream, HopperGe
       MXQ_RETURN_IF_ERROR(launch_gemm(ym, q, cc));
     }
   }
-  if (ran != nullptr) *ran = c;
-  return Status::Ok();
-}
-
-int64_t expected_live_blocks(int64_t pairs, int64_t experts, int block) {
-  if (pairs <= 0 || experts <= 0) return 0;
-  const int64_t hit = std::min(pairs, experts);
-  const int64_t per = (pairs + hit - 1) / hit;
-  return hit * ((per + block - 1) / block);
-}
-
-static double expected_blocks(double avg, int nt) {
-  // Per expert hit, cnt ~ Normal(avg, sd) with sd = sqrt(avg) (uniform routing is binomial)
-  // + 0.1 avg (real routers are less even); E[ceil(cnt / nt)] = sum_j P(cnt > j nt), j >= 0,
-  // the first term 1 (the expert is hit).
-  const double sd = std::sqrt(avg) + 0.1 * avg;
-  double e = 1.0;
-  for (int j = 1; j < 64; ++j) {
-    const double p = 0.5 * std::erfc((j * nt - avg) / (sd * std::sqrt(2.0)));
-    e += p;
-    if (p < 1e-4) break;
-  }
-  return e;
-}
-
-int hopper_grouped_block(int64_t tokens, int64_t topk, int64_t experts) {
-  const int64_t pairs = tokens * topk;
-  const double avg = double(pairs) / double(std::max<int64_t>(1, std::min(pairs, experts)));
-  // MXQ_HOPPER_CONFIG's token tile, when it is one the grouped GEMM has, fixes the block.
-  const Forced f = forced_config();
-  if (f.tokens != 0) return f.tokens;
-  int best_nt = 16;
-  double best = 0.0;
-  for (int nt : kTokenTiles) {
-    const double cost = expected_blocks(avg, nt) * step_cycles(nt, 2, true);
-    if (best == 0.0 || cost < best * 0.98) {
-      best = cost;
-      best_nt = nt;
-    }
-  }
-  return best_nt;
-}
-
-Status hopper_grouped_gemm(const HopperGroupedArgs& a, cudaStream_t stream, HopperGemmConfig* ran) {
-  const HopperGroupedShape& g = a.shape;
-  if (g.elem != ElemType::kE2M1 && g.elem != ElemType::kE4M3)
-    return unimplemented(std::string("cuda-hopper grouped GEMM: weights must be E2M1 or E4M3, got ") +
-                         elem_type_name(g.elem));
-  if (g.act != DType::kBF16 && g.act != DType::kF16)
-    return unimplemented(std::string("cuda-hopper grouped GEMM: activations must be BF16 or F16, got ") +
-                         dtype_name(g.act));
-  if (g.n < 16 || g.k < 32 || g.n % 16 != 0 || g.k % 32 != 0 || (a.gate_up && g.n % 32 != 0))
-    return invalid_argument("cuda-hopper grouped GEMM: need N a multiple of 16 (gate/up: 32) and "
-                            "K a multiple of 32; got N=" + std::to_string(g.n) +
-                            " K=" + std::to_string(g.k));
-  if (g.capacity < g.block || g.capacity % g.block != 0 || g.capacity > 0x7FFFFFFF)
-    return invalid_argument("cuda-hopper grouped GEMM: capacity " + std::to_string(g.capacity) +
-                            " is not a positive multiple of the block " + std::to_string(g.block));
-  if (a.ldx < g.k || a.ldy < (a.gate_up ? g.n / 2 : g.n))
-    return invalid_argument("cuda-hopper grouped GEMM: row strides ldx=" + std::to_string(a.ldx) +
-                            " / ldy=" + std::to_string(a.ldy) + " too small");
-  if (reinterpret_cast<uintptr_t>(a.x) % 16 != 0 || a.ldx % 8 != 0)
-    return invalid_argument("cuda-hopper grouped GEMM: activation rows must be 16-byte aligned "
-                            "for TMA");
-  if (a.w == nullptr || a.x == nullptr || a.y == nullptr || a.block_expert == nullptr ||
-      a.pairs == nullptr || (!a.gate_up && a.topk_weights == nullptr))
-    return invalid_argument("cuda-hopper grouped GEMM: null weight, activation, output, "
-                            "dispatch or top-k weight pointer");
-  auto cfg = choose_hopper_grouped_config(g);
-  if (!cfg.ok()) return cfg.status();
-  const HopperGemmConfig& c = cfg.value();
-  auto map = activation_map(a.x, g.act, g.capacity, g.k, a.ldx, c.tokens);
-  if (!map.ok()) return map.status();
-  const HopperLayout one{g.elem, 1, g.n, g.k};
-  KernelParams p = {};
-  p.w = a.w;
-  p.bias = a.bias;
-  p.y = a.y;
-  p.m = int(g.capacity);
-  p.n = int(g.n);
-  p.ksteps = int((g.k + 63) / 64);
-  p.n64 = int(one.n64());
-  p.ldy = a.ldy;
-  p.n_blocks = c.n_blocks;
-  p.items = c.items;
-  p.splits = c.splits;
-  p.out_f32 = !a.gate_up;
-  p.block_expert = a.block_expert;
-  p.pairs = a.pairs;
-  p.bias_up = a.bias_up;
-  p.topk_weights = a.topk_weights;
-  p.expert_bytes = int64_t(one.bytes());
-  p.gate_up = a.gate_up;
-  p.swiglu = a.swiglu;
-  p.alpha = a.alpha;
-  p.limit = a.limit;
-  const CUtensorMap no_output_map = {};  // (the grouped epilogues store directly)
-  MXQ_RETURN_IF_ERROR(launch_types<true>(g.elem, g.act, map.value(), no_output_map, p, c, stream));
   if (ran != nullptr) *ran = c;
   return Status::Ok();
 }
