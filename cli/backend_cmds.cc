@@ -203,7 +203,7 @@ ProblemOptions add_problem_options(CLI::App* e, ProblemArgs& a) {
   o.shape.push_back(e->add_option("--op", a.op, "linear | moe"));
   o.shape.push_back(e->add_option("--weights", a.weights, "mxfp4 | mxfp8 | mxfp8-e5m2 | mxfp6-e2m3 | ..."));
   o.act = e->add_option("--act", a.act, "bf16 | fp16 | fp8-static-tensor | fp8-dynamic-token | "
-                                        "fp8-dynamic-tensor | mxfp8-dynamic | mxfp4-dynamic | "
+                                        "fp8-dynamic-tensor | fp8-dynamic-group128 | mxfp8-dynamic | mxfp4-dynamic | "
                                         "mxfp6-e2m3-dynamic | mxfp6-e3m2-dynamic (model: overrides the "
                                         "checkpoint's activation scheme)");
   o.shape.push_back(e->add_option("--out", a.out, "output dtype (default: the activations')"));

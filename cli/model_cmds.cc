@@ -176,7 +176,8 @@ void add_model_commands(CLI::App& app) {
     c->add_option("--scheme", scheme, "mxfp4 | mxfp8 | mxfp8-e5m2 | mxfp6-e2m3 | mxfp6-e3m2 | mxint8");
     c->add_option("--scale-rule", rule, "floor | rceil | round_up | even | even_fp4_mantissa");
     c->add_option("--rounding", rounding, "element rounding: rne | half_away | toward_zero_ties");
-    c->add_option("--activations", act, "recorded activation scheme: none | mxfp4 | mxfp8 | fp8-static");
+    c->add_option("--activations", act, "recorded activation scheme: none | mxfp4 | mxfp8 | fp8-static | fp8-dynamic-group128 "
+                  "(compressed-tensors' MXFP4XFP8)");
     c->add_option("--ignore", ignore, "module name or re:REGEX to leave unquantized (repeatable)");
     c->add_flag("--no-default-ignores", no_default_ignores,
                 "also quantize embeddings, lm_head, norms and routers when eligible");

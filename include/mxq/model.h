@@ -29,9 +29,12 @@ enum class ActScheme : uint8_t {
   kMxfp6E3M2,   // dynamic MXFP6 E3M2 per 32-block (Quark input_tensors fp6_e3m2)
   kFp8DynamicTensor,  // FP8 E4M3 with one dynamic per-tensor scale (compressed-tensors strategy
                       // "tensor", dynamic true)
+  kFp8DynamicGroup128,  // FP8 E4M3 with a dynamic scale per token and 128-group (compressed-
+                        // tensors strategy "group", group_size 128, dynamic: MXFP4XFP8)
 };
 const char* act_scheme_name(ActScheme a);  // "none", "mxfp4", "mxfp8", "fp8-static", "fp8-dynamic",
-                                           // "mxfp6-e2m3", "mxfp6-e3m2", "fp8-dynamic-tensor"
+                                           // "mxfp6-e2m3", "mxfp6-e3m2", "fp8-dynamic-tensor",
+                                           // "fp8-dynamic-group128"
 StatusOr<ActScheme> parse_act_scheme(std::string_view s);
 
 // Order of gate and up projections inside a fused MoE w13 tensor.

@@ -28,14 +28,20 @@ enum class ActKey : uint8_t {
   kFP8DynamicTensor, // x quantized to FP8 E4M3 with ONE dynamic scale amax / 448 over the whole
                      // tensor of the call (all rows and columns; compressed-tensors strategy
                      // "tensor", dynamic true)
+  kFP8DynamicGroup128, // x quantized to FP8 E4M3 with a dynamic scale amax / 448 per row and
+                       // group of 128 consecutive columns along K (compressed-tensors strategy
+                       // "group", group_size 128, dynamic true: its MXFP4XFP8 preset; DeepSeek's
+                       // 1 x 128 activation tiles)
 };
 inline constexpr ActKey kAllActKeys[] = {
     ActKey::kBF16,         ActKey::kFP16,         ActKey::kFP8StaticTensor,
     ActKey::kFP8DynamicToken, ActKey::kMXFP8Dynamic, ActKey::kMXFP4Dynamic,
-    ActKey::kMXFP6E2M3Dynamic, ActKey::kMXFP6E3M2Dynamic, ActKey::kFP8DynamicTensor};
+    ActKey::kMXFP6E2M3Dynamic, ActKey::kMXFP6E3M2Dynamic, ActKey::kFP8DynamicTensor,
+    ActKey::kFP8DynamicGroup128};
 const char* act_key_name(ActKey a);  // "bf16", "fp16", "fp8-static-tensor", "fp8-dynamic-token",
                                      // "mxfp8-dynamic", "mxfp4-dynamic", "mxfp6-e2m3-dynamic",
-                                     // "mxfp6-e3m2-dynamic", "fp8-dynamic-tensor"
+                                     // "mxfp6-e3m2-dynamic", "fp8-dynamic-tensor",
+                                     // "fp8-dynamic-group128"
 StatusOr<ActKey> parse_act_key(std::string_view s);
 // The MX keys (quantized per 32-block along K): true and the element type in *elem.
 constexpr bool act_key_mx_elem(ActKey a, ElemType* elem = nullptr) {
@@ -50,6 +56,8 @@ constexpr bool act_key_mx_elem(ActKey a, ElemType* elem = nullptr) {
   if (elem != nullptr) *elem = t;
   return true;
 }
+// The columns one scale of kFP8DynamicGroup128 covers (the last group of a row may be shorter).
+inline constexpr int64_t kFp8ActGroup = 128;
 // The dense dtype activations arrive in (and outputs default to) for an activation key.
 DType act_input_dtype(ActKey a);
 

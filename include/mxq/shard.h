@@ -24,7 +24,9 @@
 // blocks stay intact); fp8-dynamic-token takes each token's amax over the whole K (the
 // intermediate for MoE), so row-parallel / MoE tensor-parallel shards of it are refused;
 // fp8-dynamic-tensor takes one amax over the whole x (and the whole intermediate of every pair),
-// so row-parallel and both MoE splits of it are refused (column parallel keeps x whole).
+// so row-parallel and both MoE splits of it are refused (column parallel keeps x whole);
+// fp8-dynamic-group128 scales per 128-column group, so its row-parallel / MoE tensor-parallel
+// slices must be whole groups (K / ranks, I / ranks multiples of 128).
 #pragma once
 
 #include <cstdint>

@@ -49,7 +49,7 @@ class Model:
     @property
     def activations(self) -> str:
         """Recorded activation scheme: none, mxfp4, mxfp8, fp8-static, fp8-dynamic (per token),
-        fp8-dynamic-tensor, mxfp6-e2m3, mxfp6-e3m2."""
+        fp8-dynamic-tensor, fp8-dynamic-group128, mxfp6-e2m3, mxfp6-e3m2."""
         return self._m.activations
 
     @property

@@ -85,7 +85,7 @@ class Linear(_Layer):
         (uint8, host or device arrays; copied to the host if needed).
 
         ``act``: bf16 | fp16 | fp8-static-tensor (with ``input_scale``) | fp8-dynamic-token |
-        fp8-dynamic-tensor |
+        fp8-dynamic-tensor | fp8-dynamic-group128 |
         mxfp8-dynamic | mxfp4-dynamic | mxfp6-e2m3-dynamic | mxfp6-e3m2-dynamic (a key no
         backend on the arrays' device runs exactly is refused). ``backend`` forces one (an error if it cannot run the
         problem); ``strict`` makes a fallback to cpu-reference an error. ``device`` ('cpu' or

@@ -26,6 +26,7 @@ const char* act_key_name(ActKey a) {
     case ActKey::kMXFP6E2M3Dynamic: return "mxfp6-e2m3-dynamic";
     case ActKey::kMXFP6E3M2Dynamic: return "mxfp6-e3m2-dynamic";
     case ActKey::kFP8DynamicTensor: return "fp8-dynamic-tensor";
+    case ActKey::kFP8DynamicGroup128: return "fp8-dynamic-group128";
   }
   return "?";
 }

@@ -74,8 +74,10 @@ class CudaMmaBackend final : public Backend {
 
   // bf16 / fp16 as they are, the MX keys quantized on the GPU into the 16-bit operand
   // (quant/act_operand.h, exact); the FP8 keys (fp8-dynamic-tensor included: its amax over the
-  // whole x reduced on the device) as E4M3 values with the scale applied after an FP32 GEMM
+  // whole x reduced on the device) as E4M3 values with the scale applied after an FP32 GEMM,
+  // fp8-dynamic-group128's per-(token, 128-group) scales inside the GEMM's FP32-scale path
   // (linear layers; the MoE layer refuses them in can_implement).
+  static_assert(kActGroupColumns == kFp8ActGroup, "mx_gemm.h and problem.h agree on the group");
   bool declares_act_key(ActKey a) const override {
     return gemm16_runs_act_key(a) || act_key_is_fp8_mma(a);
   }
@@ -85,7 +87,7 @@ class CudaMmaBackend final : public Backend {
     if (p.op != Op::kLinear)
       return Verdict::no(std::string("cuda-mma runs linear and MoE layers, not ") + op_name(p.op));
     // FP8 keys: BF16 operand, scale in the epilogue (run_fp8_linear); M: 65535 grid rows of 64.
-    return linear_layer_verdict(p, "cuda-mma", 65535LL * 64, /*fp8_tensor=*/true);
+    return linear_layer_verdict(p, "cuda-mma", 65535LL * 64, /*mma_fp8_keys=*/true);
   }
 
  protected:
@@ -168,6 +170,10 @@ class CudaMmaBackend final : public Backend {
     auto gemm = [&]() -> Status {
       if (!act_key_is_fp8_mma(p.act)) {
         MXQ_RETURN_IF_ERROR(act_operand(p.act, p.act_rule, a.x, act, p.m, p.k, xq, &a.x, s));
+        return mx_gemm(a, s);
+      }
+      if (p.act == ActKey::kFP8DynamicGroup128) {  // scales per 32-block inside the GEMM
+        MXQ_RETURN_IF_ERROR(fp8_group_operand(a.x, act, p.m, p.k, xq, xs, &a.x, &a.x_group_scales, s));
         return mx_gemm(a, s);
       }
       const float* row_scale = nullptr;

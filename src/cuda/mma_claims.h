@@ -60,12 +60,13 @@ inline Verdict mma_types_verdict(const Problem& p, bool mx_act = false) {
 // The linear-layer claims both CUDA backends share (cuda-mma and cuda-hopper run the same
 // weight formats, keys and outputs): `backend` names the refusing backend in its reasons,
 // `max_m` is its launch's token limit. FP8 keys are judged as BF16 (their activations reach the
-// kernels as BF16 or E4M3 values, their scales applied in the epilogue); fp8-dynamic-tensor
-// only with `fp8_tensor` (cuda-mma, which runs it; cuda-hopper does not).
+// kernels as BF16 or E4M3 values, their scales applied in the epilogue or per 32-block);
+// fp8-dynamic-tensor and fp8-dynamic-group128 only with `mma_fp8_keys` (cuda-mma, which runs
+// them; cuda-hopper does not).
 inline Verdict linear_layer_verdict(const Problem& p, const char* backend, int64_t max_m,
-                                    bool fp8_tensor = false) {
+                                    bool mma_fp8_keys = false) {
   Problem types = p;
-  if (act_key_is_fp8(p.act) || (fp8_tensor && p.act == ActKey::kFP8DynamicTensor))
+  if (act_key_is_fp8(p.act) || (mma_fp8_keys && act_key_is_fp8_mma(p.act)))
     types.act = ActKey::kBF16;
   if (Verdict v = mma_types_verdict(types, /*mx_act=*/true); !v) return v;
   if (p.n % 16 != 0 || p.k % 32 != 0)

@@ -19,6 +19,7 @@ const char* act_scheme_name(ActScheme a) {
     case ActScheme::kMxfp6E2M3: return "mxfp6-e2m3";
     case ActScheme::kMxfp6E3M2: return "mxfp6-e3m2";
     case ActScheme::kFp8DynamicTensor: return "fp8-dynamic-tensor";
+    case ActScheme::kFp8DynamicGroup128: return "fp8-dynamic-group128";
   }
   return "?";
 }
@@ -26,11 +27,12 @@ const char* act_scheme_name(ActScheme a) {
 StatusOr<ActScheme> parse_act_scheme(std::string_view s) {
   for (ActScheme a : {ActScheme::kNone, ActScheme::kMxfp4, ActScheme::kMxfp8,
                       ActScheme::kFp8Static, ActScheme::kFp8Dynamic, ActScheme::kMxfp6E2M3,
-                      ActScheme::kMxfp6E3M2, ActScheme::kFp8DynamicTensor})
+                      ActScheme::kMxfp6E3M2, ActScheme::kFp8DynamicTensor,
+                      ActScheme::kFp8DynamicGroup128})
     if (s == act_scheme_name(a)) return a;
   return invalid_argument("unknown activation scheme '" + std::string(s) +
                           "' (expected one of: none, mxfp4, mxfp8, fp8-static, fp8-dynamic, "
-                          "mxfp6-e2m3, mxfp6-e3m2, fp8-dynamic-tensor)");
+                          "mxfp6-e2m3, mxfp6-e3m2, fp8-dynamic-tensor, fp8-dynamic-group128)");
 }
 
 const char* gate_up_layout_name(GateUpLayout g) {

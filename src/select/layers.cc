@@ -272,6 +272,7 @@ ActKey default_act(io::ActScheme a) {
     case io::ActScheme::kFp8Static: return ActKey::kFP8StaticTensor;
     case io::ActScheme::kFp8Dynamic: return ActKey::kFP8DynamicToken;
     case io::ActScheme::kFp8DynamicTensor: return ActKey::kFP8DynamicTensor;
+    case io::ActScheme::kFp8DynamicGroup128: return ActKey::kFP8DynamicGroup128;
     case io::ActScheme::kMxfp6E2M3: return ActKey::kMXFP6E2M3Dynamic;
     case io::ActScheme::kMxfp6E3M2: return ActKey::kMXFP6E3M2Dynamic;
     case io::ActScheme::kNone: break;

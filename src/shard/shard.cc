@@ -180,6 +180,11 @@ StatusOr<LinearShard> shard_linear(const Problem& p, const LinearWeights& w, Lin
                             "multiple of 32 x " + std::to_string(s.ranks) + " = " +
                             std::to_string(32 * s.ranks) + "; " + layer + ")");
   const int64_t per = p.k / s.ranks;
+  if (p.act == ActKey::kFP8DynamicGroup128 && s.ranks > 1 && per % kFp8ActGroup != 0)
+    return invalid_argument("shard linear (row parallel): fp8-dynamic-group128 scales x per "
+                            "group of 128 columns; a rank's K slice must start on a group "
+                            "boundary, but K / ranks = " + std::to_string(per) +
+                            " is not a multiple of 128 (" + layer + ")");
   out.k0 = s.rank * per;
   out.k1 = out.k0 + per;
   out.zero_copy = s.ranks == 1;
@@ -261,6 +266,11 @@ StatusOr<MoEShard> shard_moe(const Problem& p, const MoEWeights& w, MoEParallel 
                             "multiple of 32 x " + std::to_string(s.ranks) + " = " +
                             std::to_string(32 * s.ranks) + "; " + layer + ")");
   const int64_t per = inter / s.ranks;
+  if (p.act == ActKey::kFP8DynamicGroup128 && s.ranks > 1 && per % kFp8ActGroup != 0)
+    return invalid_argument("shard moe (tensor parallel): fp8-dynamic-group128 scales the "
+                            "intermediate per group of 128 columns; a rank's I slice must start "
+                            "on a group boundary, but I / ranks = " + std::to_string(per) +
+                            " is not a multiple of 128 (" + layer + ")");
   out.i0 = s.rank * per;
   out.i1 = out.i0 + per;
   out.problem.k = per;

@@ -49,6 +49,7 @@ constexpr Tolerance tolerance_for(ActKey a) {
     case ActKey::kFP8StaticTensor:
     case ActKey::kFP8DynamicToken:
     case ActKey::kFP8DynamicTensor:
+    case ActKey::kFP8DynamicGroup128:
     case ActKey::kMXFP8Dynamic:
     case ActKey::kMXFP6E2M3Dynamic: return kFine;
     case ActKey::kMXFP4Dynamic:

@@ -32,6 +32,7 @@ double moe_key_tol(ActKey a) {
     case ActKey::kFP8StaticTensor:
     case ActKey::kFP8DynamicToken:
     case ActKey::kFP8DynamicTensor:
+    case ActKey::kFP8DynamicGroup128:
     case ActKey::kMXFP8Dynamic:
     case ActKey::kMXFP6E2M3Dynamic: return 2e-2;
     case ActKey::kMXFP6E3M2Dynamic: return 4e-2;
@@ -225,6 +226,31 @@ TEST(MoEVsReferenceShapes, Fp8DynamicTensor) {
         for (int64_t j = 0; j < m * c.p.n; ++j) differ = differ || yt.at(size_t(j)) != y.at(size_t(j));
         EXPECT_TRUE(differ) << "the per-tensor key gave the per-token key's output";
       }
+    }
+}
+
+// fp8-dynamic-group128 (not reached by the rotation either): H = 320 and I = 256, so x and
+// the intermediate span several 128-groups (H's last one short), every layout, against
+// cpu-reference; and the per-group scales really are used (the token key differs).
+TEST(MoEVsReferenceShapes, Fp8DynamicGroup128) {
+  const CpuBackend b;
+  int i = 0;
+  for (GateUpLayout layout : {GateUpLayout::kChunked, GateUpLayout::kInterleaved, GateUpLayout::kSeparate})
+    for (int64_t m : {int64_t(1), int64_t(9)}) {
+      const bool map = (i++ % 2) == 1;
+      MoECase c = make_moe(ElemType::kE2M1, ActKey::kFP8DynamicGroup128, m, 320, 256, 8, 3, layout,
+                           MoEActivation::kSiluAndMul, Routing::kSoftmaxTopK, true, map,
+                           DType::kF32, uint32_t(9000 + 40 * i));
+      SCOPED_TRACE(c.p.to_string());
+      ASSERT_TRUE(b.can_implement(c.p).ok) << b.can_implement(c.p).reason;
+      const Dense y = run_moe(b, c);
+      expect_moe_matches_reference(c, y);
+      MoECase t = c;
+      t.p.act = ActKey::kFP8DynamicToken;
+      const Dense yt = run_moe(b, t);
+      bool differ = false;
+      for (int64_t j = 0; j < m * c.p.n; ++j) differ = differ || yt.at(size_t(j)) != y.at(size_t(j));
+      EXPECT_TRUE(differ) << "the per-group key gave the per-token key's output";
     }
 }
 

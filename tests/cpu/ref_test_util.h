@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <functional>
@@ -50,7 +51,15 @@ inline float e4m3_nearest(float q) {
 // The activation quantization of one FP32 row, from the definitions (finite inputs). For
 // fp8-dynamic-tensor, x is the whole tensor (the amax spans all of it).
 inline std::vector<float> expected_act(ActKey key, std::vector<float> x, float input_scale) {
-  if (key == ActKey::kFP8StaticTensor || key == ActKey::kFP8DynamicToken ||
+  if (key == ActKey::kFP8DynamicGroup128) {  // the token key's formula on each 128-column run
+    for (size_t g = 0; g < x.size(); g += 128) {
+      const size_t end = std::min(x.size(), g + 128);
+      float amax = 0;
+      for (size_t i = g; i < end; ++i) amax = std::max(amax, std::fabs(x[i]));
+      const float s = amax == 0 ? 1.0f : amax / 448.0f;
+      for (size_t i = g; i < end; ++i) x[i] = e4m3_nearest(x[i] / s) * s;
+    }
+  } else if (key == ActKey::kFP8StaticTensor || key == ActKey::kFP8DynamicToken ||
       key == ActKey::kFP8DynamicTensor) {
     float s = input_scale;
     if (key != ActKey::kFP8StaticTensor) {

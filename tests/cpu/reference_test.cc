@@ -194,6 +194,58 @@ TEST(ActQuant, Fp8DynamicTensorIsNotPerRow) {
   EXPECT_NE(std::vector<float>(tok.begin(), tok.begin() + k), std::vector<float>(want.begin(), want.begin() + k));
 }
 
+// fp8-dynamic-group128: one scale amax / 448 per row and group of 128 columns, the last group
+// of a row shorter when K % 128 != 0.
+TEST(ActQuant, Fp8DynamicGroup128ScalesEachGroupByItsOwnAmax) {
+  // One row of 300 = 128 + 128 + 44 columns: group 0 has amax 4 (column 7), group 1 amax 1000
+  // (column 200), group 2 (the short one) amax 0.5 (column 299).
+  const int64_t k = 300;
+  std::vector<float> x(static_cast<size_t>(k));
+  for (int64_t c = 0; c < k; ++c) x[size_t(c)] = 0.25f * float((c * 37) % 11) / 11.0f - 0.1f;
+  x[7] = 4.0f;
+  x[200] = -1000.0f;
+  x[299] = 0.5f;
+  const std::vector<float> out = quantize_f32(ActKey::kFP8DynamicGroup128, x, 1);
+  const float s[3] = {4.0f / 448.0f, 1000.0f / 448.0f, 0.5f / 448.0f};
+  for (int64_t c = 0; c < k; ++c) {
+    const float sc = s[c / 128];
+    EXPECT_EQ(out[size_t(c)], e4m3_nearest(x[size_t(c)] / sc) * sc) << c;
+  }
+  EXPECT_EQ(out[200], -448.0f * s[1]);  // each group's amax maps to +-448 times its own scale
+  EXPECT_EQ(out[299], 448.0f * s[2]);
+  // The token key scales the whole row by 1000 / 448: groups 0 and 2 come out coarser.
+  const std::vector<float> tok = quantize_f32(ActKey::kFP8DynamicToken, x, 1);
+  EXPECT_NE(std::vector<float>(tok.begin(), tok.begin() + 128),
+            std::vector<float>(out.begin(), out.begin() + 128));
+  EXPECT_NE(tok[299], out[299]);
+  EXPECT_EQ(std::vector<float>(tok.begin() + 128, tok.begin() + 256),  // group 1 holds the amax
+            std::vector<float>(out.begin() + 128, out.begin() + 256));
+  // K < 128: one short group, the token key's values.
+  const std::vector<float> short_row = {1.0f, -3.3f, 17.0f, 0.01f};
+  EXPECT_EQ(quantize_f32(ActKey::kFP8DynamicGroup128, short_row, 1),
+            quantize_f32(ActKey::kFP8DynamicToken, short_row, 1));
+}
+
+TEST(ActQuant, Fp8DynamicGroup128ZerosAndNonFiniteStayInTheirGroup) {
+  const float inf = std::numeric_limits<float>::infinity();
+  // Two rows of 256: row 0 group 0 all zeros, group 1 holds a NaN; row 1 group 0 holds -Inf.
+  const int64_t k = 256;
+  std::vector<float> x(size_t(2 * k), 1.5f);
+  for (int64_t c = 0; c < 128; ++c) x[size_t(c)] = (c & 1) ? -0.0f : 0.0f;
+  x[size_t(130)] = std::nanf("");
+  x[size_t(k + 5)] = -inf;
+  const std::vector<float> out = quantize_f32(ActKey::kFP8DynamicGroup128, x, 2);
+  for (int64_t c = 0; c < 128; ++c) EXPECT_EQ(out[size_t(c)], 0.0f) << c;  // s = 1, no 0 / 0
+  for (int64_t c = 128; c < 256; ++c) EXPECT_TRUE(std::isnan(out[size_t(c)])) << c;
+  for (int64_t c = 0; c < 128; ++c) EXPECT_TRUE(std::isnan(out[size_t(k + c)])) << c;
+  // Row 1's group 1: 1.5 everywhere -> s = 1.5 / 448, every value 448 * s.
+  for (int64_t c = 128; c < 256; ++c) EXPECT_EQ(out[size_t(k + c)], 448.0f * (1.5f / 448.0f)) << c;
+  // The same rows row by row (act_quantize_row) give the same values: the key is per row.
+  std::vector<float> r(x.begin() + k, x.end());
+  ASSERT_TRUE(cpu::act_quantize_row(ActKey::kFP8DynamicGroup128, r.data(), k, 1.0f, r.data()).ok());
+  for (int64_t c = 128; c < 256; ++c) EXPECT_EQ(r[size_t(c)], out[size_t(k + c)]) << c;
+}
+
 TEST(ActQuant, Mxfp4KnownBlocks) {
   // Block 0: amax 6 -> floor scale 2^(2-2) = 1; E2M1 grid 0 .5 1 1.5 2 3 4 6, ties to even:
   // .25 -> 0, .75 -> 1, 1.25 -> 1, 2.5 -> 2, 3.5 -> 4, 5 -> 4, 6 -> 6, -6 -> -6.
@@ -676,6 +728,24 @@ TEST(ReferenceLinear, EveryActKey) {
     for (size_t i = 0; i < got.size(); ++i)
       EXPECT_EQ(got[i], float(want[i])) << act_key_name(key) << " at " << i;
   }
+}
+
+TEST(ReferenceLinear, Fp8DynamicGroup128OverSeveralGroups) {
+  // K = 320: groups of 128, 128 and 64 columns, each token's groups at different magnitudes.
+  const int64_t m = 3, n = 5, k = 320;
+  const TestMX w = reftest::make_mx(ElemType::kE2M1, 1, n, k, 41);
+  std::vector<float> xv = reftest::random_floats(size_t(m * k), 42, 2.0f);
+  for (int64_t r = 0; r < m; ++r)
+    for (int64_t c = 0; c < k; ++c) xv[size_t(r * k + c)] *= std::ldexp(1.0f, int(3 * ((c / 128 + r) % 3)));
+  const Dense x(DType::kBF16, m, k, xv);
+  Problem p = Problem::linear(ElemType::kE2M1, ActKey::kFP8DynamicGroup128, m, n, k, false);
+  p.out = DType::kF32;
+  const std::vector<float> got = run_linear(p, {w.view(), {}, 1.0f}, x);
+  const std::vector<float> xs = x.values();
+  const std::vector<float> xq = reftest::expected_act_tensor(ActKey::kFP8DynamicGroup128, xs, m, 1.0f);
+  EXPECT_NE(xq, reftest::expected_act_tensor(ActKey::kFP8DynamicToken, xs, m, 1.0f));
+  const std::vector<double> want = naive_linear(xq, w, nullptr, m, n, k);
+  for (size_t i = 0; i < got.size(); ++i) EXPECT_EQ(got[i], float(want[i])) << i;
 }
 
 TEST(ReferenceLinear, UnalignedKIgnoresThePaddedColumns) {

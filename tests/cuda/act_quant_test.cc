@@ -96,7 +96,7 @@ TEST(CudaActKeys, CudaMmaDeclaresEveryKeyAndItsMoERefusesFp8) {
     const Problem m = Problem::moe_problem(compiled_weight_for(a), a, 4, 64, 96, 8, 2);
     const Verdict mv = b->check_problem(m);
     const bool fp8 = a == ActKey::kFP8StaticTensor || a == ActKey::kFP8DynamicToken ||
-                     a == ActKey::kFP8DynamicTensor;
+                     a == ActKey::kFP8DynamicTensor || a == ActKey::kFP8DynamicGroup128;
     EXPECT_EQ(mv.ok, !fp8) << act_key_name(a) << " moe: " << mv.reason;
     if (fp8) {
       EXPECT_NE(mv.reason.find("fused gate/up epilogue"), std::string::npos) << mv.reason;
@@ -105,11 +105,12 @@ TEST(CudaActKeys, CudaMmaDeclaresEveryKeyAndItsMoERefusesFp8) {
   }
 }
 
-// cuda-hopper declares every key but fp8-dynamic-tensor (the MX keys through act_operand, the
-// FP8 keys on its FP8 tensor cores or its 16-bit kernel, hopper_backend.cc); its MoE layer
-// refuses the FP8 keys with the reason, and on an H200 (described, so this runs on machines
-// without one) the oracle picks it for a large-M linear layer under every key it declares, and
-// cuda-mma, saying why cuda-hopper was not, under fp8-dynamic-tensor.
+// cuda-hopper declares every key but fp8-dynamic-tensor and fp8-dynamic-group128 (the MX keys
+// through act_operand, the FP8 keys on its FP8 tensor cores or its 16-bit kernel,
+// hopper_backend.cc); its MoE layer refuses the FP8 keys with the reason, and on an H200
+// (described, so this runs on machines without one) the oracle picks it for a large-M linear
+// layer under every key it declares, and cuda-mma, saying why cuda-hopper was not, under the
+// other two.
 TEST(CudaActKeys, CudaHopperDeclaresEveryKeyAndItsMoERefusesFp8) {
   const Backend* h = find_backend("cuda-hopper");
   if (h == nullptr) {
@@ -123,16 +124,16 @@ TEST(CudaActKeys, CudaHopperDeclaresEveryKeyAndItsMoERefusesFp8) {
   h200.gpus = {{0, "NVIDIA H200 (described)", 9, 0, size_t(141) << 30, 132}};
   for (ActKey a : kAllActKeys) {
     const Problem p = Problem::linear(compiled_weight_for(a), a, 512, 4096, 4096);
-    if (a == ActKey::kFP8DynamicTensor) {
+    if (a == ActKey::kFP8DynamicTensor || a == ActKey::kFP8DynamicGroup128) {
+      const std::string not_declared = std::string("activation key ") + act_key_name(a) +
+                                       " is not declared by cuda-hopper";
       EXPECT_FALSE(h->declares_act_key(a));
       const Verdict v = h->check_problem(p);
       EXPECT_FALSE(v.ok);
-      EXPECT_NE(v.reason.find("activation key fp8-dynamic-tensor is not declared by cuda-hopper"),
-                std::string::npos) << v.reason;
+      EXPECT_NE(v.reason.find(not_declared), std::string::npos) << v.reason;
       const std::string e = explain(p, h200);
       EXPECT_NE(e.find("choice   cuda-mma (automatic)"), std::string::npos) << e;
-      EXPECT_NE(e.find("rejected: activation key fp8-dynamic-tensor is not declared by cuda-hopper"),
-                std::string::npos) << e;
+      EXPECT_NE(e.find("rejected: " + not_declared), std::string::npos) << e;
       continue;
     }
     EXPECT_TRUE(h->declares_act_key(a)) << act_key_name(a);
@@ -346,6 +347,89 @@ TEST(CudaActKeys, Fp8TensorOperandTimesScaleEqualsCpuDefinition) {
   EXPECT_NE(f.message().find("fp8-dynamic-tensor"), std::string::npos) << f.message();
 }
 
+// fp8-dynamic-group128's operand (fp8_group_operand): the scale of every (row, 128-group) bit
+// for bit the host's amax / 448, and decode(code) * s equal to the CPU definition bit for bit;
+// a NaN or Inf makes its group (only) NaN with s = 1; an all-zero group s = 1 and zeros.
+// K from one short group to many with a short last one (2880 = 22 x 128 + 64, 100: not a
+// multiple of 32, which the quantizer allows), BF16 and F16, eager and in a CUDA graph.
+TEST(CudaActKeys, Fp8GroupOperandTimesScaleEqualsCpuDefinition) {
+  SKIP_WITHOUT_GPU();
+  for (DType d : {DType::kBF16, DType::kF16})
+    for (bool graph : {false, true})
+      for (auto [rows, k] : {std::pair<int64_t, int64_t>{1, 32}, {1, 8192}, {9, 2880}, {130, 512},
+                             {3, 100}, {700, 384}}) {
+        std::mt19937 g(uint32_t(rows * 17 + k));
+        std::normal_distribution<float> nd;
+        std::vector<uint16_t> x(size_t(rows * k));
+        for (size_t i = 0; i < x.size(); ++i)  // each 32-block its own magnitude
+          x[i] = to16(nd(g) * std::ldexp(1.0f, int((i / 32 * 7) % 12) - 6), d);
+        const int64_t groups = (k + 127) / 128;
+        if (rows > 1) {
+          x[size_t(k + 5)] = d == DType::kBF16 ? 0x7FC0 : 0x7E00;  // NaN: row 1, group 0
+          x[size_t((rows - 1) * k + k - 1)] = d == DType::kBF16 ? 0xFF80 : 0xFC00;  // -Inf, last group
+          std::fill(x.begin() + 2 * k, x.begin() + 2 * k + std::min<int64_t>(k, 128), uint16_t(0x8000));
+        }
+        std::vector<float> want;
+        ASSERT_TRUE(cpu::act_quantize(ActKey::kFP8DynamicGroup128, {x.data(), d, rows, k}, 1.0f, want).ok());
+        Dev<uint16_t> dx(x), dq(x.size());
+        Dev<float> dgs(static_cast<size_t>(rows * groups));
+        bool ran = false;
+        testing::run_on_stream(graph, [&](cudaStream_t s) {
+          cuda::StreamBuffer tmp(s), scales(s);
+          const void* op = nullptr;
+          const float* gs = nullptr;
+          const Status st = cuda::fp8_group_operand(dx.p, d, rows, k, tmp, scales, &op, &gs, s);
+          EXPECT_TRUE(st.ok()) << st.to_string();
+          if (!st.ok()) return;
+          EXPECT_EQ(cudaMemcpyAsync(dq.p, op, x.size() * 2, cudaMemcpyDeviceToDevice, s), cudaSuccess);
+          EXPECT_EQ(cudaMemcpyAsync(dgs.p, gs, size_t(rows * groups) * sizeof(float),
+                                    cudaMemcpyDeviceToDevice, s), cudaSuccess);
+          ran = true;
+        });
+        ASSERT_TRUE(ran);
+        const std::vector<uint16_t> q = dq.get();
+        const std::vector<float> gs = dgs.get();
+        const std::string what = std::string(dtype_name(d)) + (graph ? " graph" : " eager") + " [" +
+                                 std::to_string(rows) + ", " + std::to_string(k) + "]";
+        for (int64_t r = 0; r < rows; ++r)
+          for (int64_t gi = 0; gi < groups; ++gi) {
+            float amax = 0.0f;
+            bool finite = true;
+            for (int64_t c = gi * 128; c < std::min(k, gi * 128 + 128); ++c) {
+              const uint16_t v16 = x[size_t(r * k + c)];
+              const float v = d == DType::kBF16 ? num::bf16_to_f32(v16) : num::f16_to_f32(v16);
+              finite = finite && std::isfinite(v);
+              amax = std::fmax(amax, std::fabs(v));
+            }
+            const float s_want = !finite || amax == 0.0f ? 1.0f : amax / 448.0f;
+            ASSERT_EQ(num::f32_bits(gs[size_t(r * groups + gi)]), num::f32_bits(s_want))
+                << what << " row " << r << " group " << gi;
+            for (int64_t c = gi * 128; c < std::min(k, gi * 128 + 128); ++c) {
+              const size_t i = size_t(r * k + c);
+              const float dec = d == DType::kBF16 ? num::bf16_to_f32(q[i]) : num::f16_to_f32(q[i]);
+              const float got = dec * s_want;
+              if (std::isnan(want[i])) {
+                ASSERT_TRUE(std::isnan(got)) << what << " row " << r << " col " << c;
+              } else {
+                ASSERT_EQ(num::f32_bits(got), num::f32_bits(want[i]))
+                    << what << " row " << r << " col " << c << ": " << got << " vs " << want[i];
+              }
+            }
+          }
+        if (rows > 1 && k > 128) {  // the NaN stays in its group
+          ASSERT_FALSE(std::isnan(want[size_t(k + 128)])) << what;
+        }
+      }
+  // fp8_operand (the per-row API) refuses the group key, naming the function that runs it.
+  cuda::StreamBuffer tmp(nullptr), sc(nullptr);
+  const void* op = nullptr;
+  const float* rs = nullptr;
+  const Status f = cuda::fp8_operand(ActKey::kFP8DynamicGroup128, nullptr, DType::kBF16, 1, 128,
+                                     1.0f, tmp, sc, &op, &rs, nullptr);
+  EXPECT_FALSE(f.ok());
+  EXPECT_NE(f.message().find("fp8_group_operand"), std::string::npos) << f.message();
+}
+
 // The FP8 tensor-core operand (fp8_act_quant_codes): the E4M3 codes themselves, in rows of
 // ld bytes, whose decode is fp8_act_quant's 16-bit value bit for bit (so the codes are the
 // reference's, by the test above) with the same row scales; columns past k untouched; NaN rows
@@ -400,8 +484,9 @@ TEST(CudaActKeys, Fp8CodesAreTheOperandsCodes) {
 }
 
 // cuda-mma linear under the FP8 keys against cpu-reference: with F32 output to FP32 precision
-// (the scale kept apart from the codes costs at most half an FP32 ulp per element), and with
-// BF16 output at the shared cases' tolerance; and clearly different from the bf16 key.
+// (the scale kept apart from the codes costs at most half an FP32 ulp per element; the group
+// key's scales applied per 32-block inside the GEMM), and with BF16 output at the shared cases'
+// tolerance; and clearly different from the bf16 key. K = 1056 / 2880: a short last group.
 TEST(CudaActKeys, Fp8LinearMatchesReferenceToFp32Precision) {
   SKIP_WITHOUT_GPU();
   const Backend* b = find_backend("cuda-mma");
@@ -412,9 +497,11 @@ TEST(CudaActKeys, Fp8LinearMatchesReferenceToFp32Precision) {
     GTEST_SKIP() << v.reason;
   }
   for (ElemType w : bf16_compiled_weights())
-    for (ActKey key : {ActKey::kFP8StaticTensor, ActKey::kFP8DynamicToken, ActKey::kFP8DynamicTensor})
+    for (ActKey key : {ActKey::kFP8StaticTensor, ActKey::kFP8DynamicToken, ActKey::kFP8DynamicTensor,
+                       ActKey::kFP8DynamicGroup128})
       for (DType out : {DType::kF32, DType::kBF16})
-        for (auto [m, n, k] : {std::tuple<int64_t, int64_t, int64_t>{1, 64, 128}, {33, 256, 2880}}) {
+        for (auto [m, n, k] : {std::tuple<int64_t, int64_t, int64_t>{1, 64, 128}, {33, 256, 2880},
+                               {70, 128, 1056}}) {
           const testing::Weights wt = testing::random_weights(w, 1, n, k, uint32_t(n * 3 + k), 115, 130);
           std::vector<float> bias(static_cast<size_t>(n));
           for (size_t i = 0; i < bias.size(); ++i) bias[i] = 0.25f * float(int(i % 9) - 4);
@@ -424,7 +511,10 @@ TEST(CudaActKeys, Fp8LinearMatchesReferenceToFp32Precision) {
           std::vector<uint16_t> x(size_t(m * k));
           std::mt19937 g(uint32_t(m + n));
           std::normal_distribution<float> nd;
-          for (auto& v : x) v = num::f32_to_bf16(nd(g) * 2.0f);
+          for (size_t i = 0; i < x.size(); ++i)  // (group key: 128-groups at several magnitudes)
+            x[i] = num::f32_to_bf16(nd(g) * (key != ActKey::kFP8DynamicGroup128
+                                                 ? 2.0f
+                                                 : std::ldexp(2.0f, int((i % size_t(k)) / 128 % 5) * 2 - 4)));
           const size_t yb = size_t(m * n) * size_t(dtype_bytes(out));
           std::vector<uint8_t> want(yb), got(yb), got16(yb);
           auto rp = ref->prepare_linear(p, lw);

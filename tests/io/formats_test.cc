@@ -39,7 +39,9 @@ json fp8_act(const char* strategy, bool dynamic) {
 
 // llm-compressor's FP8 activations with a dynamic per-tensor scale (strategy "tensor", dynamic
 // true) read as fp8-dynamic-tensor (they were refused before); "token" stays per token,
-// "tensor" without dynamic static; FP8 per group of 128 (the MXFP4XFP8 preset) is refused.
+// "tensor" without dynamic static; FP8 per group of 128 dynamic (the MXFP4XFP8 preset) is
+// fp8-dynamic-group128. Integer, static-group, other-group and non-E8M0 group-32 schemes are
+// refused, never read as the nearest known one.
 TEST_F(FormatsTest, CompressedTensorsFp8ActivationStrategies) {
   const MXMatrix q = make_mx(ElemType::kE2M1, 16, 64, 90, ScaleRule::kEvenFp4Mantissa);
   add_mx("l.weight_packed", StDType::kU8, {16, 32}, "l.weight_scale", StDType::kU8, {16, 2}, q);
@@ -47,9 +49,12 @@ TEST_F(FormatsTest, CompressedTensorsFp8ActivationStrategies) {
     json act;
     ActScheme scheme;
   };
+  json g128 = fp8_act("group", true);
+  g128["group_size"] = 128;
   for (const Want& w : {Want{fp8_act("tensor", true), ActScheme::kFp8DynamicTensor},
                         Want{fp8_act("token", true), ActScheme::kFp8Dynamic},
-                        Want{fp8_act("tensor", false), ActScheme::kFp8Static}}) {
+                        Want{fp8_act("tensor", false), ActScheme::kFp8Static},
+                        Want{g128, ActScheme::kFp8DynamicGroup128}}) {
     SCOPED_TRACE(w.act.dump());
     write_json("config.json", ct_config(w.act));
     auto r = read();
@@ -62,17 +67,42 @@ TEST_F(FormatsTest, CompressedTensorsFp8ActivationStrategies) {
   }
   EXPECT_STREQ(act_scheme_name(ActScheme::kFp8DynamicTensor), "fp8-dynamic-tensor");
   EXPECT_EQ(parse_act_scheme("fp8-dynamic-tensor").value(), ActScheme::kFp8DynamicTensor);
-  json g128 = fp8_act("group", true);
-  g128["group_size"] = 128;
-  write_json("config.json", ct_config(g128));
-  auto bad = read();
-  ASSERT_FALSE(bad.ok());
-  EXPECT_EQ(bad.status().code(), StatusCode::kUnimplemented);
-  EXPECT_NE(bad.status().message().find("8-bit activations with a dynamic scale per group of 128 "
-                                        "are not supported"),
-            std::string::npos) << bad.status().message();
-  EXPECT_NE(bad.status().message().find("FP8 per-tensor dynamic"), std::string::npos)
-      << bad.status().message();
+  EXPECT_STREQ(act_scheme_name(ActScheme::kFp8DynamicGroup128), "fp8-dynamic-group128");
+  EXPECT_EQ(parse_act_scheme("fp8-dynamic-group128").value(), ActScheme::kFp8DynamicGroup128);
+
+  // Refused, each with the reason in the message.
+  struct Bad {
+    json act;
+    const char* says;
+  };
+  json int_token = fp8_act("token", true);
+  int_token["type"] = "int";  // INT8 per-token (W4A8-INT), not FP8
+  json no_type = fp8_act("tensor", false);
+  no_type.erase("type");  // compressed-tensors' default type is int
+  json static_g128 = g128;
+  static_g128["dynamic"] = false;
+  json g64 = g128;
+  g64["group_size"] = 64;
+  json fp8_g32 = fp8_act("group", true);  // float group 32 without E8M0 scales: FP32 scales
+  fp8_g32["group_size"] = 32;
+  json int_g32 = fp8_g32;
+  int_g32["type"] = "int";
+  int_g32["scale_dtype"] = "torch.uint8";
+  for (const Bad& b : {Bad{int_token, "describes an activation scheme mxq does not know"},
+                       Bad{no_type, "describes an activation scheme mxq does not know"},
+                       Bad{static_g128, "8-bit float activations with a static scale per group of 128"},
+                       Bad{g64, "8-bit float activations with a dynamic scale per group of 64"},
+                       Bad{fp8_g32, "8-bit float activations with a dynamic scale per group of 32"},
+                       Bad{int_g32, "8-bit integer activations with a dynamic scale per group of 32"}}) {
+    SCOPED_TRACE(b.act.dump());
+    write_json("config.json", ct_config(b.act));
+    auto bad = read();
+    ASSERT_FALSE(bad.ok());
+    EXPECT_EQ(bad.status().code(), StatusCode::kUnimplemented);
+    EXPECT_NE(bad.status().message().find(b.says), std::string::npos) << bad.status().message();
+    EXPECT_NE(bad.status().message().find("FP8 per-128-group dynamic"), std::string::npos)
+        << bad.status().message();
+  }
 }
 
 // ---- gpt-oss -------------------------------------------------------------------------------

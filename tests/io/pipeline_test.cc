@@ -133,7 +133,8 @@ TEST_F(PipelineTest, Fp8ActivationSchemesRoundTripThroughTheConfig) {
   };
   for (const Want& w : {Want{ActScheme::kFp8DynamicTensor, "tensor", true},
                         Want{ActScheme::kFp8Dynamic, "token", true},
-                        Want{ActScheme::kFp8Static, "tensor", false}}) {
+                        Want{ActScheme::kFp8Static, "tensor", false},
+                        Want{ActScheme::kFp8DynamicGroup128, "group", true}}) {
     SCOPED_TRACE(act_scheme_name(w.act));
     QuantizeModelOptions o;
     o.act = w.act;
@@ -144,6 +145,11 @@ TEST_F(PipelineTest, Fp8ActivationSchemesRoundTripThroughTheConfig) {
     EXPECT_EQ(a["num_bits"], 8);
     EXPECT_EQ(a["strategy"], w.strategy);
     EXPECT_EQ(a["dynamic"], w.dynamic);
+    EXPECT_EQ(a["type"], "float");
+    if (w.act == ActScheme::kFp8DynamicGroup128) {  // compressed-tensors' MXFP4XFP8 preset
+      EXPECT_EQ(a["group_size"], 128);
+      EXPECT_FALSE(a.contains("scale_dtype"));  // FP32 scales, not E8M0
+    }
     const ModelInfo info = read_model(Checkpoint::open(p("q")).value()).value();
     EXPECT_EQ(info.act, w.act);
   }

@@ -220,6 +220,24 @@ TEST(ShardLinear, BadSplitsAreErrorsNamingTheRule) {
       << fpt.status().to_string();
   EXPECT_TRUE(shard_linear(ft.p, ft.lw(), LinearParallel::kColumn, {0, 2}).ok())
       << "column parallel keeps the whole x";
+  // fp8-dynamic-group128: K slices of whole 128-column groups keep every scale (and the row
+  // shards then sum to the layer); a slice that cuts a group is refused.
+  const LinearCase fg = linear_case(ElemType::kE2M1, 3, 48, 384, ActKey::kFP8DynamicGroup128);
+  auto cut = shard_linear(fg.p, fg.lw(), LinearParallel::kRow, {0, 2});  // 192 per rank
+  ASSERT_FALSE(cut.ok());
+  EXPECT_NE(cut.status().message().find("fp8-dynamic-group128"), std::string::npos)
+      << cut.status().to_string();
+  EXPECT_NE(cut.status().message().find("K / ranks = 192 is not a multiple of 128"),
+            std::string::npos) << cut.status().to_string();
+  const std::vector<float> full = run_linear(fg.p, fg.lw(), fg.x, 384, 0);
+  std::vector<float> sum(full.size(), 0.0f);
+  for (int r = 0; r < 3; ++r) {  // 128 per rank: one group each
+    auto sh = shard_linear(fg.p, fg.lw(), LinearParallel::kRow, {r, 3});
+    ASSERT_TRUE(sh.ok()) << sh.status().to_string();
+    const std::vector<float> y = run_linear(sh.value().problem, sh.value().weights, fg.x, 384, sh.value().k0);
+    for (size_t i = 0; i < sum.size(); ++i) sum[i] += y[i];
+  }
+  EXPECT_LT(rel(sum, full), 1e-6) << "row parallel over whole groups";
   // weights that do not match the problem: the contract's own error
   LinearWeights bad = c.lw();
   bad.w.n = 32;
@@ -404,6 +422,15 @@ TEST(ShardMoE, BadSplitsAreErrorsNamingTheRule) {
         << t.status().to_string();
     EXPECT_TRUE(shard_moe(ft.p, ft.mw(), how, {0, 1}).ok());
   }
+  // fp8-dynamic-group128: the down GEMM's K = I slices must be whole 128-column groups (I = 64
+  // is one short group: any split cuts it); expert parallel keeps every pair's whole row.
+  const MoECase fg = moe_case(ElemType::kE2M1, io::GateUpLayout::kChunked, 3, 64,
+                              ActKey::kFP8DynamicGroup128);
+  auto cut = shard_moe(fg.p, fg.mw(), MoEParallel::kTensor, {0, 2});
+  ASSERT_FALSE(cut.ok());
+  EXPECT_NE(cut.status().message().find("I / ranks = 32 is not a multiple of 128"),
+            std::string::npos) << cut.status().to_string();
+  EXPECT_TRUE(shard_moe(fg.p, fg.mw(), MoEParallel::kExpert, {0, 2}).ok());
 }
 
 }  // namespace

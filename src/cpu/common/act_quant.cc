@@ -1,6 +1,7 @@
 // Activation quantization per ActKey; the semantics are spelled out in act_quant.h.
 #include "cpu/common/act_quant.h"
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 
@@ -25,7 +26,8 @@ float fp8_round_trip(float x, float s) {
 }
 
 // The dynamic FP8 keys over x [rows, k] (row stride ld; out may alias x): fp8-dynamic-token
-// calls it per row, fp8-dynamic-tensor once over the whole tensor. s = amax / 448 (one FP32
+// calls it per row, fp8-dynamic-group128 per row and 128-group, fp8-dynamic-tensor once over
+// the whole tensor. s = amax / 448 (one FP32
 // division; 1 for all zeros); a NaN or Inf anywhere makes every value NaN.
 void fp8_dynamic(const float* x, int64_t rows, int64_t k, int64_t ld, float* out) {
   float amax = 0.0f;
@@ -65,6 +67,11 @@ Status act_quantize_row(ActKey key, const float* x, int64_t k, float input_scale
 
     case ActKey::kFP8DynamicToken:
       fp8_dynamic(x, 1, k, k, out);
+      return Status::Ok();
+
+    case ActKey::kFP8DynamicGroup128:
+      for (int64_t g = 0; g < k; g += kFp8ActGroup)
+        fp8_dynamic(x + g, 1, std::min(kFp8ActGroup, k - g), k, out + g);
       return Status::Ok();
 
     case ActKey::kFP8DynamicTensor:

@@ -17,6 +17,11 @@
 //                       the call, all local (token, expert) pairs together, for the down
 //                       GEMMs); s = 1 when the tensor is all zeros. Only the amax domain
 //                       differs from the token key (the same function computes both).
+//   fp8-dynamic-group128 as fp8-dynamic-token with one s per row and group of 128 consecutive
+//                       columns (columns [128 g, 128 g + 128); the last group of a row is
+//                       shorter when K % 128 != 0): s = amax_group / 448, 1 for an all-zero
+//                       group. compressed-tensors' MXFP4XFP8 preset, vLLM's / DeepSeek's
+//                       per-token-group FP8 (docs/numerics.md, "FP8 activation keys").
 //   mxfp8-dynamic       the row is quantized as MXFP8 E4M3 / MXFP4 E2M1 / MXFP6 E2M3 / MXFP6
 //   mxfp4-dynamic       E3M2 per 32-block with the floor scale rule, RNE, saturation (exactly
 //   mxfp6-e2m3-dynamic  mxq::quantize with default QuantOptions), then dequantized (exact in
@@ -32,7 +37,7 @@
 //
 // Non-finite inputs: fp8-static maps NaN to NaN and +-Inf to +-448 * input_scale (saturation);
 // fp8-dynamic-token makes the whole row NaN when the row holds a NaN or Inf (s would be Inf or
-// NaN, the analogue of the MX formats' NaN scale), fp8-dynamic-tensor likewise the whole tensor; the MX keys follow numerics.h (a block holding a
+// NaN, the analogue of the MX formats' NaN scale), fp8-dynamic-tensor likewise the whole tensor, fp8-dynamic-group128 the group (as an MX block); the MX keys follow numerics.h (a block holding a
 // NaN or Inf gets the NaN scale, so every value in that block is NaN).
 //
 // The final product decode(code) * s is rounded to FP32. It is exact when s is a power of two

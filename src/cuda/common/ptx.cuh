@@ -62,6 +62,14 @@ __device__ __forceinline__ uint4 ldg_cached_16(const void* p) {
   return v;
 }
 // 8-byte load of data many warps read (activations): read-only path, cached in L1.
+// 4-byte load of read-only data many threads of a block share (cached in L1). Volatile like
+// the others: it stays where the code puts it relative to the MMAs (ptxas otherwise hoists
+// such loads from every unrolled tile and keeps them all live).
+__device__ __forceinline__ float ldg_cached_f32(const float* p) {
+  float v;
+  asm volatile("ld.global.nc.f32 %0, [%1];\n" : "=f"(v) : "l"(p));
+  return v;
+}
 __device__ __forceinline__ uint2 ldg_cached_8(const void* p) {
   uint2 v;
   asm volatile("ld.global.nc.v2.u32 {%0,%1}, [%2];\n" : "=r"(v.x), "=r"(v.y) : "l"(p));

@@ -10,6 +10,11 @@
 namespace mxq::cuda {
 
 std::string GemmConfig::to_string() const {
+  if (act_group_scales)
+    return "mma.sync: " + std::to_string(tokens_per_block) + " tokens x 16 rows per block, " +
+           std::to_string(warps) + " warps over K, " + std::to_string(prefetch) +
+           " k64 tiles in flight per warp, FP32 scales per 32-block x activation scale per "
+           "(token, 128-group)";
   if (wgmma)
     return "wgmma (sm_90a): 128 tokens x 128 rows per block, 2 warpgroups, " +
            std::to_string(prefetch) + " k64 weight tiles in flight per warp";
@@ -28,6 +33,11 @@ GemmConfig choose_gemm_config(const GemmArgs& a) {
   c.warps = warps_for(nt);
   c.prefetch = prefetch_for(a.elem == ElemType::kE2M1, nt);
   c.scale_in_weights = a.scale_in_weights;
+  if (a.x_group_scales != nullptr) {  // launch_group_scaled: split K, FP32 path, no variants
+    c.act_group_scales = true;
+    c.scale_in_weights = false;
+    return c;
+  }
   c.split_rows = split_rows(a.m, a.n);
   if (nt == 1 && wide_layer(a.n)) {
     c.warps = 8;
@@ -76,6 +86,10 @@ Status mx_gemm(const GemmArgs& a, cudaStream_t stream) {
   if (reinterpret_cast<uintptr_t>(a.x) % 8 != 0 || a.ldx % 4 != 0)
     return invalid_argument("cuda-mma GEMM: activation rows must be 8-byte aligned (x pointer "
                             "and row stride a multiple of 4 elements)");
+  if (a.x_group_scales != nullptr && reinterpret_cast<uintptr_t>(a.x_group_scales) % 4 != 0)
+    return invalid_argument("cuda-mma GEMM: x_group_scales must be 4-byte aligned FP32");
+  if (a.x_group_scales != nullptr && a.m * ((a.k + kActGroupColumns - 1) / kActGroupColumns) > 0x7FFFFFFF)
+    return invalid_argument("cuda-mma GEMM: M x K / 128 activation group scales exceed 2^31");
   if (a.w == nullptr || a.w_scales == nullptr || a.x == nullptr || a.y == nullptr)
     return invalid_argument("cuda-mma GEMM: null weight, activation or output pointer");
   const bool fp4 = a.elem == ElemType::kE2M1, bf16 = a.act == DType::kBF16;

@@ -176,6 +176,7 @@ struct DenseIO {
   static constexpr bool kWideVariant = true;  // instantiate the wide-layer launch (dispatch)
   static constexpr int kMinBlocks = 0;         // __launch_bounds__ minimum blocks (0: none)
   static constexpr bool kSmallEpilogue = true;  // the wgmma variant may run 2 blocks per SM
+  static constexpr bool kGroupScales = false;   // group_scale below (GroupScaledIO)
   const T* x;
   void* y;
   const float* bias;  // [N] or null
@@ -200,6 +201,29 @@ struct DenseIO {
   }
 };
 
+// DenseIO plus one FP32 activation scale per token and 128-column group (fp8-dynamic-group128:
+// x holds the E4M3 values, GemmArgs::x_group_scales the scales). The kernel runs its FP32-scale
+// path and multiplies each 32-block's partial by group_scale(tok0, j, kt / 2) (a k64 tile lies
+// in one group). Only the split-K launches are instantiated (no wide or split-rows variant):
+// this is the exact-numerics path of the key, not its speed path (that is the FP8 wgmma one).
+template <typename T>
+struct GroupScaledIO : DenseIO<T> {
+  static constexpr bool kWideVariant = false;
+  static constexpr bool kGroupScales = true;
+  const float* xs;  // [m, groups] FP32 (m * groups < 2^31: mx_gemm checks)
+  int groups;
+  // The offset of the block's j-th token's scales in xs, or -1 past M (such a token's
+  // activations are zeros and its outputs are not stored: it reads 0). 32-bit offsets computed
+  // once per block keep the per-tile loads to one add each.
+  __device__ __forceinline__ int group_scale_row(int tok0, int j) const {
+    const int tok = tok0 + j;
+    return tok < this->m ? tok * groups : -1;
+  }
+  __device__ __forceinline__ float group_scale(int row, int group) const {
+    return row >= 0 ? ptx::ldg_cached_f32(xs + (row + group)) : 0.0f;
+  }
+};
+
 // MW: 16-row tiles per warp (split rows only; 1 when splitting K). NT: 8-token groups.
 // P: k64 tiles of weights in flight per warp. XD: activation tiles loaded ahead (0: at use;
 // else a ring of XD + 1 tiles, so P must be a multiple of XD + 1).
@@ -211,6 +235,8 @@ __global__ void __launch_bounds__(WARPS * 32, IO::kMinBlocks)
     mx_gemm_kernel(const uint8_t* __restrict__ wq, const uint8_t* __restrict__ wsc, int n, int k,
                    int k64, const IO io) {
   static_assert(kSplitRows || MW == 1, "splitting K keeps one row tile per block");
+  static_assert(!IO::kGroupScales || (!kFast && !kSplitRows),
+                "activation group scales ride on the FP32-scale path of the split-K launch");
   using Tile = TileRegs<kFp4, MW>;
   constexpr int kVec = Tile::kVec;
   __shared__ float red[kSplitRows ? 1 : WARPS][kSplitRows ? 1 : NT * 4 * 32];
@@ -276,6 +302,15 @@ __global__ void __launch_bounds__(WARPS * 32, IO::kMinBlocks)
                                                     : make_uint2(0u, 0u);
     }
   };
+
+  // GroupScaledIO: the lane's accumulator tokens (2t, 2t + 1 of each 8-token group).
+  int xs_row[IO::kGroupScales ? NT : 1][2];
+  if constexpr (IO::kGroupScales) {
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+      for (int i = 0; i < 2; ++i) xs_row[nt][i] = io.group_scale_row(tok0, nt * 8 + 2 * t + i);
+  }
 
   float acc[MW][NT][4];
 #pragma unroll
@@ -345,6 +380,15 @@ __global__ void __launch_bounds__(WARPS * 32, IO::kMinBlocks)
       if constexpr (XD > 0)
         if (kt + XD * kStep < k64) load_x(xring[(p + XD) % kXSlots], kt + XD * kStep);
       const uint2 (&xcur)[4][NT] = xring[XD > 0 ? p % kXSlots : 0];  // (unused when XD = 0)
+      // The activation group scales of the lane's accumulator columns (tokens 2t, 2t + 1 of
+      // each 8-token group) for this tile's 128-column group (GroupScaledIO only).
+      float xsc[IO::kGroupScales ? NT : 1][2];
+      if constexpr (IO::kGroupScales) {
+#pragma unroll
+        for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+          for (int i = 0; i < 2; ++i) xsc[nt][i] = io.group_scale(xs_row[nt][i], kt >> 1);
+      }
 
 #pragma unroll
       for (int blk = 0; blk < 2; ++blk) {
@@ -409,6 +453,13 @@ __global__ void __launch_bounds__(WARPS * 32, IO::kMinBlocks)
               float d[4];
               ptx::mma_16816<T>(d, a[0], b[0][nt], zero);
               ptx::mma_16816<T>(d, a[1], b[1][nt], d);
+              if constexpr (IO::kGroupScales) {
+                // d[i] is row g (i < 2) or g + 8, token 2t + (i & 1): times the token's group
+                // scale (one FP32 rounding; the partial stays bounded like the activations'
+                // values), then the block's power-of-two weight scale (exact in the fma).
+#pragma unroll
+                for (int i = 0; i < 4; ++i) d[i] *= xsc[nt][i & 1];
+              }
               acc[mw][nt][0] = fmaf(d[0], s0, acc[mw][nt][0]);
               acc[mw][nt][1] = fmaf(d[1], s0, acc[mw][nt][1]);
               acc[mw][nt][2] = fmaf(d[2], s1, acc[mw][nt][2]);

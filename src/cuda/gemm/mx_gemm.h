@@ -13,6 +13,10 @@
 
 namespace mxq::cuda {
 
+// The columns of one fp8-dynamic-group128 activation scale (mxq::kFp8ActGroup in problem.h,
+// which this C++17 header does not include; act_operand.cc checks they agree).
+inline constexpr int64_t kActGroupColumns = 128;
+
 struct GemmArgs {
   ElemType elem = ElemType::kE2M1;  // weight elements (E2M1 or E4M3)
   DType act = DType::kBF16;         // x dtype: BF16 or F16
@@ -26,6 +30,12 @@ struct GemmArgs {
   // Every scale code of W lies in scale_in_weights_range(elem, act): the kernel folds the scale
   // into the 16-bit weights (exact there) instead of scaling each block's FP32 partial sum.
   bool scale_in_weights = false;
+  // fp8-dynamic-group128: x holds E4M3 values (exact in 16 bits) and x_group_scales [M, G]
+  // (G = ceil(K / 128), row stride G; device) the FP32 scale of each token's 128-column group.
+  // The kernel multiplies each 32-block's FP32 partial by its token's group scale and the
+  // block's weight scale (the FP32-scale path, whatever scale_in_weights says), so y is the
+  // layer of the dequantized activations up to FP32 accumulation order. Null otherwise.
+  const float* x_group_scales = nullptr;
 };
 
 // Scale codes c for which every element times 2^(c-127) is exact in the activation dtype and
@@ -45,6 +55,7 @@ struct GemmConfig {
   bool scale_in_weights = false;
   bool split_rows = false;   // warps own row tiles (large M) instead of splitting K
   bool wgmma = false;        // the Hopper wgmma variant (many tokens, mx_gemm_wgmma.cuh)
+  bool act_group_scales = false;  // per-(token, 128-group) activation scales (x_group_scales)
   std::string to_string() const;
 };
 GemmConfig choose_gemm_config(const GemmArgs& a);

@@ -2,9 +2,10 @@
 // and the launch templates, instantiated once per activation x weight type by the files in
 // instances/ so the kernel instances compile in parallel.
 //
-// Instances per architecture: tokens per block {8, 16, 32, 64} x scale path {in weights, FP32}
-// (+ the wide-layer variant at 8 tokens and the split-rows variant at 64) = 12 kernels per
-// activation x weight type, 48 in all; the output dtype is a run-time argument.
+// Instances per architecture: tokens per block {8, 16, 32, 64} x scale path {in weights, FP32,
+// FP32 with activation group scales} (+ the wide-layer variant at 8 tokens and the split-rows
+// variant at 64, both without group scales) = 16 kernels per activation x weight type, 64 in
+// all; the output dtype is a run-time argument.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -105,7 +106,7 @@ template <typename T, bool kFp4, int NT, bool kFast, class IO>
 void launch_kernel(const KernelLaunch& l, const IO& io, cudaStream_t stream) {
   constexpr int W = warps_for(NT), P = prefetch_for(kFp4, NT);
   const int k64 = int((l.k + 63) / 64);
-  if constexpr (NT == 8) {
+  if constexpr (NT == 8 && !IO::kGroupScales) {  // (group scales: split K only)
     if (l.split_rows) {
       constexpr int kRows = 16 * kRowWarps * kRowTiles;
       const dim3 grid(unsigned((l.n + kRows - 1) / kRows), l.token_blocks);
@@ -147,9 +148,26 @@ void launch(const GemmArgs& a, cudaStream_t stream) {
   launch_kernel<T, kFp4, NT, kFast>(l, dio, stream);
 }
 
+// fp8-dynamic-group128 (GemmArgs::x_group_scales): the split-K launch of the FP32-scale path
+// with the activation group scales (GroupScaledIO), at every M; no wgmma, wide or split-rows
+// variant (mx_gemm.cu's choose_gemm_config reports the same).
+template <typename T, bool kFp4, int NT>
+void launch_group_scaled(const GemmArgs& a, cudaStream_t stream) {
+  GroupScaledIO<T> io;
+  static_cast<DenseIO<T>&>(io) = DenseIO<T>{static_cast<const T*>(a.x), a.y, a.bias, int(a.m),
+                                            a.ldx, a.ldy, a.out == DType::kF32};
+  io.xs = a.x_group_scales;
+  io.groups = int((a.k + kActGroupColumns - 1) / kActGroupColumns);
+  const KernelLaunch l{a.w, a.w_scales, a.n, a.k, unsigned((a.m + 8 * NT - 1) / (8 * NT)),
+                       /*split_rows=*/false, /*wide=*/false};
+  launch_kernel<T, kFp4, NT, false>(l, io, stream);
+}
+
 template <typename T, bool kFp4, int NT>
 void dispatch_scale_path(const GemmArgs& a, cudaStream_t stream) {
-  if (a.scale_in_weights)
+  if (a.x_group_scales != nullptr)
+    launch_group_scaled<T, kFp4, NT>(a, stream);
+  else if (a.scale_in_weights)
     launch<T, kFp4, NT, true>(a, stream);
   else
     launch<T, kFp4, NT, false>(a, stream);

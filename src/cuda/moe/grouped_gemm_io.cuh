@@ -39,6 +39,7 @@ struct GateUpIO {
   // otherwise spill (sm_80, 64-token blocks, FP16 x E4M3).
   static constexpr int kMinBlocks = 1;
   static constexpr bool kSmallEpilogue = false;
+  static constexpr bool kGroupScales = false;
   PairRows rows;
   const T* x;
   int64_t ldx;
@@ -74,6 +75,7 @@ struct DownIO {
   static constexpr bool kWideVariant = false;
   static constexpr int kMinBlocks = 1;
   static constexpr bool kSmallEpilogue = false;
+  static constexpr bool kGroupScales = false;
   PairRows rows;
   const T* a;
   int64_t lda;

@@ -181,7 +181,7 @@ Status gate_up_biases(const Problem& p, const MoEWeights& w, int64_t local,
 Verdict moe_layer_can_implement(const Problem& p) {
   const MoEParams& q = p.moe;
   if (p.act == ActKey::kFP8StaticTensor || p.act == ActKey::kFP8DynamicToken ||
-      p.act == ActKey::kFP8DynamicTensor)
+      p.act == ActKey::kFP8DynamicTensor || p.act == ActKey::kFP8DynamicGroup128)
     return Verdict::no(std::string("activation key ") + act_key_name(p.act) +
                        ": cuda-mma's MoE layer would have to apply the FP8 scale inside the "
                        "fused gate/up epilogue, before the activation (not built; cuda-mma runs "

@@ -43,8 +43,10 @@ Status act_operand(ActKey key, ScaleRule rule, const void* x, DType dtype, int64
 Status fp8_operand(ActKey key, const void* x, DType dtype, int64_t rows, int64_t k,
                    float input_scale, StreamBuffer& tmp, StreamBuffer& scales,
                    const void** operand, const float** row_scale, cudaStream_t stream) {
-  if (!act_key_is_fp8_mma(key))
-    return invalid_argument(std::string("fp8_operand: ") + act_key_name(key) + " is not an FP8 key");
+  if (!act_key_is_fp8_mma(key) || key == ActKey::kFP8DynamicGroup128)
+    return invalid_argument(std::string("fp8_operand: ") + act_key_name(key) +
+                            " is not an FP8 key with one scale per row (fp8_group_operand runs "
+                            "fp8-dynamic-group128)");
   const bool per_row = key == ActKey::kFP8DynamicToken;
   MXQ_RETURN_IF_ERROR(tmp.allocate(size_t(rows) * size_t(k) * size_t(dtype_bytes(dtype)), "the E4M3 activations"));
   float* rs = nullptr;
@@ -67,6 +69,19 @@ Status fp8_operand(ActKey key, const void* x, DType dtype, int64_t rows, int64_t
   MXQ_RETURN_IF_ERROR(fp8_act_quant(x, dtype, rows, k, per_row, input_scale, tmp.get(), rs, stream));
   *operand = tmp.get();
   *row_scale = rs;
+  return Status::Ok();
+}
+
+Status fp8_group_operand(const void* x, DType dtype, int64_t rows, int64_t k, StreamBuffer& tmp,
+                         StreamBuffer& scales, const void** operand, const float** group_scales,
+                         cudaStream_t stream) {
+  MXQ_RETURN_IF_ERROR(tmp.allocate(size_t(rows) * size_t(k) * size_t(dtype_bytes(dtype)), "the E4M3 activations"));
+  MXQ_RETURN_IF_ERROR(scales.allocate(size_t(rows) * size_t(fp8_act_groups(k)) * sizeof(float),
+                                      "the per-(token, 128-group) activation scales"));
+  float* gs = static_cast<float*>(scales.get());
+  MXQ_RETURN_IF_ERROR(fp8_group_act_quant(x, dtype, rows, k, tmp.get(), gs, stream));
+  *operand = tmp.get();
+  *group_scales = gs;
   return Status::Ok();
 }
 

@@ -12,6 +12,10 @@
 //                       cuda-mma's linear layers do that; its MoE layer refuses these keys.
 //                       fp8-dynamic-tensor (one device-side amax over the whole x) is run by
 //                       cuda-mma only (act_key_is_fp8_mma); cuda-hopper declares act_key_is_fp8.
+//   fp8-dynamic-group128 decode(code) in 16 bits and one scale per (token, 128-group): the scale
+//                       varies along K, so it cannot wait for the epilogue; fp8_group_operand
+//                       gives both and cuda-mma's GEMM applies the scales per 32-block in FP32
+//                       (GemmArgs::x_group_scales). cuda-mma linear layers only.
 //
 // A backend wires it with two lines (the cuda-mma linear and MoE paths do exactly this):
 //   bool declares_act_key(ActKey a) const override { return cuda::gemm16_runs_act_key(a); }
@@ -69,16 +73,23 @@ Status act_operand(ActKey key, ScaleRule rule, const void* x, DType dtype, int64
 // the same buffer) or null with the static input_scale to apply (fp8-static-tensor). Other keys
 // are an invalid-argument error.
 // act_key_is_fp8: the keys both CUDA backends run this way (static, per token);
-// act_key_is_fp8_mma: those and fp8-dynamic-tensor, the keys cuda-mma runs.
+// act_key_is_fp8_mma: those, fp8-dynamic-tensor and fp8-dynamic-group128 (fp8_group_operand,
+// below), the keys cuda-mma runs.
 constexpr bool act_key_is_fp8(ActKey a) {
   return a == ActKey::kFP8StaticTensor || a == ActKey::kFP8DynamicToken;
 }
 constexpr bool act_key_is_fp8_mma(ActKey a) {
-  return act_key_is_fp8(a) || a == ActKey::kFP8DynamicTensor;
+  return act_key_is_fp8(a) || a == ActKey::kFP8DynamicTensor || a == ActKey::kFP8DynamicGroup128;
 }
 Status fp8_operand(ActKey key, const void* x, DType dtype, int64_t rows, int64_t k,
                    float input_scale, StreamBuffer& tmp, StreamBuffer& scales,
                    const void** operand, const float** row_scale, cudaStream_t stream);
+
+// fp8-dynamic-group128: x [rows, k] as E4M3 decode values in `tmp` (*operand) and the scales
+// [rows, ceil(k / 128)] FP32 in `scales` (*group_scales), for GemmArgs::x_group_scales.
+Status fp8_group_operand(const void* x, DType dtype, int64_t rows, int64_t k, StreamBuffer& tmp,
+                         StreamBuffer& scales, const void** operand, const float** group_scales,
+                         cudaStream_t stream);
 
 // In place: the rows of an intermediate activation [rows, k] (MoE: the gate/up output before
 // the down GEMM) under an MX key; nothing for bf16 / fp16.

@@ -145,6 +145,26 @@ __device__ __forceinline__ void block_amax(float& am, int& bad) {
   }
 }
 
+// The FP8 keys' per-element step (the reference's fp8_round_trip, act_quant.cc): q = x / s
+// (one FP32 division), code = E4M3(q) with RNE and saturation; a NaN quotient is the NaN code
+// and an infinite one saturates.
+__device__ __forceinline__ uint8_t fp8_code(float x, float s, float& q) {
+  constexpr uint8_t kMax = uint8_t(elem_info(ElemType::kE4M3).max_mag);
+  q = __fdiv_rn(x, s);
+  return isnan(q)   ? uint8_t(0x7F)
+         : isinf(q) ? uint8_t(kMax | (q < 0.0f ? 0x80u : 0u))
+                    : num::encode_elem(ElemType::kE4M3, __float_as_uint(q), 0, Rounding::kRne,
+                                       Saturation::kSaturate);
+}
+// decode(code) in the 16-bit type D (exact: E4M3 values are BF16 and F16 values); NaN for a
+// NaN quotient.
+template <DType D>
+__device__ __forceinline__ uint16_t fp8_value16(uint8_t code, float q) {
+  const uint32_t v = isnan(q) ? num::kF32QuietNaN
+                              : __float_as_uint(num::decode_elem(ElemType::kE4M3, code));
+  return to16<D>(v);
+}
+
 // kCodes: write the E4M3 codes themselves (row stride ld bytes: the FP8 tensor-core operand)
 // instead of their values in the 16-bit type (row stride k: the 16-bit GEMMs' operand).
 // tensor_parts (fp8-dynamic-tensor): `parts` partial maxima of |x| as FP32 bit patterns
@@ -224,19 +244,8 @@ __global__ void __launch_bounds__(kFp8RowThreads)
     s = am == 0.0f ? 1.0f : __fdiv_rn(am, 448.0f);
     if (tid == 0) row_scale[row] = s;
   }
-  constexpr uint8_t kMax = uint8_t(elem_info(ElemType::kE4M3).max_mag);
-  auto code_of = [&](float xv, float& q) {
-    q = __fdiv_rn(xv, s);
-    return isnan(q)   ? uint8_t(0x7F)
-           : isinf(q) ? uint8_t(kMax | (q < 0.0f ? 0x80u : 0u))
-                      : num::encode_elem(ElemType::kE4M3, __float_as_uint(q), 0, Rounding::kRne,
-                                         Saturation::kSaturate);
-  };
-  auto value_of = [&](uint8_t code, float q) {
-    const uint32_t v = isnan(q) ? num::kF32QuietNaN
-                                : __float_as_uint(num::decode_elem(ElemType::kE4M3, code));
-    return to16<D>(v);
-  };
+  auto code_of = [&](float xv, float& q) { return fp8_code(xv, s, q); };
+  auto value_of = [&](uint8_t code, float q) { return fp8_value16<D>(code, q); };
   if (vec) {
 #pragma unroll 2
     for (int64_t i = 8 * int64_t(tid); i < k; i += 8 * T) {
@@ -267,6 +276,58 @@ __global__ void __launch_bounds__(kFp8RowThreads)
     } else {
       o[i] = value_of(code, q);
     }
+  }
+}
+
+// fp8-dynamic-group128: one warp per (row, 128-column group), 4 elements a lane (coalesced
+// 2-byte loads: lane + 32 j), shuffle amax; s = amax / 448 (1 for an all-zero group) to
+// group_scale[row * groups + g]; a NaN or Inf in the group makes its 128 values NaN with s = 1,
+// as the reference does. Loads before stores within the warp, so out may equal in.
+constexpr int kFp8GroupThreads = 256;
+template <DType D>
+__global__ void __launch_bounds__(kFp8GroupThreads)
+    fp8_group_kernel(const void* in, int64_t rows, int64_t k, int groups, void* out,
+                     float* __restrict__ group_scale) {
+  const int64_t w = int64_t(blockIdx.x) * (kFp8GroupThreads / 32) + (threadIdx.x >> 5);
+  if (w >= rows * groups) return;  // warp-uniform
+  const int lane = int(threadIdx.x & 31);
+  const int64_t row = w / groups;
+  const int64_t c0 = (w - row * groups) * 128;
+  const int n = int(k - c0 < 128 ? k - c0 : 128);  // the last group may be shorter
+  const uint16_t* x = static_cast<const uint16_t*>(in) + row * k + c0;
+  uint16_t* o = static_cast<uint16_t*>(out) + row * k + c0;
+  float v[4];
+  float am = 0.0f;
+  int bad = 0;
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    const int i = lane + 32 * j;
+    v[j] = i < n ? num::load_dense(x, D, i) : 0.0f;
+    bad |= isfinite(v[j]) ? 0 : 1;
+    am = fmaxf(am, fabsf(v[j]));
+  }
+#pragma unroll
+  for (int d = 16; d > 0; d >>= 1) {
+    am = fmaxf(am, __shfl_xor_sync(0xFFFFFFFFu, am, d));
+    bad |= __shfl_xor_sync(0xFFFFFFFFu, bad, d);
+  }
+  if (bad) {
+    const uint16_t nan = to16<D>(num::kF32QuietNaN);
+#pragma unroll
+    for (int j = 0; j < 4; ++j)
+      if (lane + 32 * j < n) o[lane + 32 * j] = nan;
+    if (lane == 0) group_scale[w] = 1.0f;
+    return;
+  }
+  const float s = am == 0.0f ? 1.0f : __fdiv_rn(am, 448.0f);
+  if (lane == 0) group_scale[w] = s;
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    const int i = lane + 32 * j;
+    if (i >= n) continue;
+    float q;
+    const uint8_t code = fp8_code(v[j], s, q);
+    o[i] = fp8_value16<D>(code, q);
   }
 }
 
@@ -426,6 +487,31 @@ Status fp8_tensor_act_quant(const void* x, DType dtype, int64_t rows, int64_t k,
         x, k, false, 1.0f, out, k, row_scale, parts, n_parts, vec);
   }
   return launch_error(cudaGetLastError(), "fp8_tensor_act_quant");
+}
+
+int64_t fp8_act_groups(int64_t k) { return (k + 127) / 128; }
+
+Status fp8_group_act_quant(const void* x, DType dtype, int64_t rows, int64_t k, void* out,
+                           float* group_scale, cudaStream_t stream) {
+  if (dtype != DType::kBF16 && dtype != DType::kF16)
+    return invalid_argument(std::string("fp8_group_act_quant: activations must be BF16 or F16, got ") +
+                            dtype_name(dtype));
+  constexpr int64_t kWarps = fq::kFp8GroupThreads / 32;
+  const int64_t groups = fp8_act_groups(k);
+  if (rows < 0 || k < 0 || groups > 0x7FFFFFFF || rows * groups / kWarps >= 0x7FFFFFFF)
+    return invalid_argument("fp8_group_act_quant: bad shape [" + std::to_string(rows) + ", " +
+                            std::to_string(k) + "]");
+  if (rows * k == 0) return Status::Ok();
+  if (x == nullptr || out == nullptr || group_scale == nullptr)
+    return invalid_argument("fp8_group_act_quant: null pointer");
+  const unsigned grid = unsigned((rows * groups + kWarps - 1) / kWarps);
+  if (dtype == DType::kBF16)
+    fq::fp8_group_kernel<DType::kBF16><<<grid, fq::kFp8GroupThreads, 0, stream>>>(
+        x, rows, k, int(groups), out, group_scale);
+  else
+    fq::fp8_group_kernel<DType::kF16><<<grid, fq::kFp8GroupThreads, 0, stream>>>(
+        x, rows, k, int(groups), out, group_scale);
+  return launch_error(cudaGetLastError(), "fp8_group_act_quant");
 }
 
 Status fp8_act_quant_codes(const void* x, DType dtype, int64_t rows, int64_t k, bool per_row,

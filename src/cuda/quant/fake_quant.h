@@ -56,6 +56,16 @@ int fp8_tensor_parts(int64_t rows, int64_t k);  // in [1, kFp8TensorMaxParts]
 Status fp8_tensor_act_quant(const void* x, DType dtype, int64_t rows, int64_t k, uint32_t* parts,
                             void* out, float* row_scale, cudaStream_t stream);
 
+// fp8-dynamic-group128: as fp8_act_quant per row, with one scale per row and group of 128
+// consecutive columns (the last group of a row is k % 128 columns when that is not 0):
+// s = amax_group / 448 (FP32 division; 1 for an all-zero group) to group_scale[row * G + g]
+// (G = fp8_act_groups(k), device, rows * G floats); out gets decode(code) in the 16-bit type
+// (exact); a group holding a NaN or Inf becomes all NaN with s = 1, as in the reference.
+// One warp per group, no synchronisation or allocation (graph-capturable); out may equal x.
+int64_t fp8_act_groups(int64_t k);  // ceil(k / 128)
+Status fp8_group_act_quant(const void* x, DType dtype, int64_t rows, int64_t k, void* out,
+                           float* group_scale, cudaStream_t stream);
+
 // The same quantization with the E4M3 codes themselves as the output, for the FP8 tensor
 // cores (issue 17): codes [rows, ld] bytes (ld >= k; columns k..ld-1 are not written), a NaN
 // quotient (or a NaN/Inf row under per_row) the NaN code 0x7F, row_scale as above. Bit for bit

@@ -41,6 +41,9 @@ json act_config(ActScheme a) {
       return {{"num_bits", 8}, {"type", "float"}, {"symmetric", true},
               {"strategy", a == ActScheme::kFp8Dynamic ? "token" : "tensor"},
               {"dynamic", a != ActScheme::kFp8Static}};
+    case ActScheme::kFp8DynamicGroup128:  // as compressed-tensors 0.20's MXFP4XFP8 preset
+      return {{"num_bits", 8}, {"type", "float"}, {"symmetric", true}, {"strategy", "group"},
+              {"group_size", 128}, {"dynamic", true}};
     case ActScheme::kMxfp6E2M3:
     case ActScheme::kMxfp6E3M2: break;  // refused by quantize_model (no compressed-tensors form)
   }
@@ -52,26 +55,39 @@ StatusOr<ActScheme> parse_act(const json& a, const std::string& where) {
   if (!a.is_object()) return Status(StatusCode::kDataLoss, where + " must be null or an object");
   const int bits = io::field_or(a, "num_bits", 0);
   const std::string strategy = io::field_or(a, "strategy", "");
+  // compressed-tensors' QuantizationArgs default: type "int" (an absent type is integer).
+  const bool is_float = io::field_or(a, "type", "int") == "float";
   const bool dynamic = a.contains("dynamic") && a["dynamic"].is_boolean() && a["dynamic"].get<bool>();
   const int group = io::field_or(a, "group_size", 0);
-  if (strategy == "group" && group == 32 && bits == 4) return ActScheme::kMxfp4;
-  if (strategy == "group" && group == 32 && bits == 8) return ActScheme::kMxfp8;
-  if (bits == 8 && strategy == "tensor" && !dynamic) return ActScheme::kFp8Static;
+  // MX scales (E8M0) only where compressed-tensors generates them (should_generate_mx_scales:
+  // float, group_size 32, scale_dtype torch.uint8); a float group-32 scheme without the uint8
+  // scale dtype has FP32 scales per 32-group, which is not MX.
+  const bool mx_scales = io::field_or(a, "scale_dtype", "") == "torch.uint8";
+  if (is_float && strategy == "group" && group == 32 && mx_scales && dynamic) {
+    if (bits == 4) return ActScheme::kMxfp4;
+    if (bits == 8) return ActScheme::kMxfp8;
+  }
+  if (is_float && bits == 8 && strategy == "tensor" && !dynamic) return ActScheme::kFp8Static;
   // FP8 with a dynamic per-tensor scale (llm-compressor's FP8 recipes with dynamic per-tensor
   // input activations; vLLM computes amax over the whole input at run time): fp8-dynamic-tensor.
-  if (bits == 8 && strategy == "tensor" && dynamic) return ActScheme::kFp8DynamicTensor;
-  if (bits == 8 && strategy == "token") return ActScheme::kFp8Dynamic;
-  // Anything else is refused, never read as the nearest known scheme: e.g. compressed-tensors
-  // 0.20's MXFP4XFP8 preset quantizes activations to FP8 with a dynamic scale per 128-group
-  // (strategy "group", group_size 128), which is neither MXFP8 nor FP8 per token or tensor.
-  const std::string known = "mxq runs MX activations (strategy \"group\", group_size 32, 4 or 8 "
-                            "bits), FP8 per-tensor static, FP8 per-tensor dynamic and FP8 "
-                            "per-token dynamic";
+  if (is_float && bits == 8 && strategy == "tensor" && dynamic) return ActScheme::kFp8DynamicTensor;
+  if (is_float && bits == 8 && strategy == "token" && dynamic) return ActScheme::kFp8Dynamic;
+  // compressed-tensors 0.20's MXFP4XFP8 preset: FP8 with a dynamic FP32 scale per token and
+  // group of 128 columns (vLLM's per-token-group FP8; DeepSeek's 1 x 128 activation tiles).
+  if (is_float && bits == 8 && strategy == "group" && group == 128 && dynamic && !mx_scales)
+    return ActScheme::kFp8DynamicGroup128;
+  // Anything else is refused, never read as the nearest known scheme (integer activations,
+  // static group or token scales, other group sizes, FP8 groups with E8M0 scales).
+  const std::string known = "mxq runs MX activations (type float, strategy \"group\", group_size "
+                            "32, scale_dtype torch.uint8, 4 or 8 bits, dynamic), FP8 per-tensor "
+                            "static, FP8 per-tensor dynamic, FP8 per-token dynamic and FP8 "
+                            "per-128-group dynamic";
   if (strategy == "group")
     return Status(StatusCode::kUnimplemented,
-                  where + ": " + std::to_string(bits) + "-bit activations with a " +
-                      (dynamic ? "dynamic" : "static") + " scale per group of " +
-                      std::to_string(group) + " are not supported (" + known + "): " + a.dump());
+                  where + ": " + std::to_string(bits) + "-bit " + (is_float ? "float" : "integer") +
+                      " activations with a " + (dynamic ? "dynamic" : "static") +
+                      " scale per group of " + std::to_string(group) + " are not supported (" +
+                      known + "): " + a.dump());
   return Status(StatusCode::kUnimplemented,
                 where + " describes an activation scheme mxq does not know (" + known + "): " +
                     a.dump());

@@ -67,7 +67,8 @@ def test_linear_fp16_and_dynamic_act_keys():
     h = mxq.Linear.prepare(q.packed, q.scales, "mxfp8", act="fp16")
     x = np.random.default_rng(0).standard_normal((2, 64)).astype(np.float16)
     assert h(x).dtype == np.float16
-    for act in ("mxfp8-dynamic", "mxfp4-dynamic", "fp8-dynamic-token", "fp8-dynamic-tensor"):
+    for act in ("mxfp8-dynamic", "mxfp4-dynamic", "fp8-dynamic-token", "fp8-dynamic-tensor",
+                "fp8-dynamic-group128"):
         a = mxq.Linear.prepare(q.packed, q.scales, "mxfp8", act=act)
         r = mxq.Linear.prepare(q.packed, q.scales, "mxfp8", act=act, backend="cpu-reference")
         xb = x.astype(BF16)
