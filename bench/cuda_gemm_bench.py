@@ -9,8 +9,9 @@ Usage: python3 bench/cuda_gemm_bench.py --shim build/cuda/bench/libmxq_bench_cud
 ratios; the others are reported beside it, with the config each one launched). An entry
 name@CONFIG runs backend `name` with MXQ_HOPPER_CONFIG=CONFIG (bench/forced_config.py), so
 launch configs can be A/B'd in one process: --backends cuda-hopper,cuda-hopper@128:2:1. An
-entry name+KEY runs the layer under activation key KEY (fp8-dynamic-token, fp8-static-tensor:
-BF16 x quantized to E4M3 by the layer; checked against the reference on the same quantized x):
+entry name+KEY runs the layer under activation key KEY (fp8-dynamic-token, fp8-static-tensor,
+fp8-dynamic-group128 (cuda-mma): BF16 x quantized to E4M3 by the layer; checked against the
+reference on the same quantized x):
 --backends cuda-hopper+fp8-dynamic-token,cuda-hopper. A key suffix /16bit prepares the layer
 with MXQ_HOPPER_FP8_PATH=16bit (cuda-hopper: the FP8 keys on the exact 16-bit kernel instead of
 the FP8 tensor cores): cuda-hopper+fp8-dynamic-token/16bit.
@@ -115,7 +116,7 @@ class Shim:
 
 
 # The shim's activation codes (bench/cuda_gemm_shim.cc, act_of) and fp8-static-tensor's scale.
-ACT_CODES = {"": 0, "fp8-dynamic-token": 2, "fp8-static-tensor": 3}
+ACT_CODES = {"": 0, "fp8-dynamic-token": 2, "fp8-static-tensor": 3, "fp8-dynamic-group128": 4}
 STATIC_INPUT_SCALE = 5.0 / 448.0
 
 
@@ -134,6 +135,13 @@ def quantized_x(x, key):
     if not key:
         return x.float()
     xf = x.float()
+    if key == "fp8-dynamic-group128":  # per token and 128 columns (the last group padded)
+        m, k = xf.shape
+        g = (k + 127) // 128
+        xp = torch.nn.functional.pad(xf, (0, g * 128 - k)).view(m, g, 128)
+        s = (xp.abs().amax(dim=2, keepdim=True) / 448.0).clamp_min(1e-30)
+        q = (xp / s).clamp(-448, 448).to(torch.float8_e4m3fn).float() * s
+        return q.reshape(m, g * 128)[:, :k]
     s = (xf.abs().amax(dim=1, keepdim=True) / 448.0).clamp_min(1e-30) \
         if key == "fp8-dynamic-token" else torch.tensor(STATIC_INPUT_SCALE, device=x.device)
     return (xf / s).clamp(-448, 448).to(torch.float8_e4m3fn).float() * s

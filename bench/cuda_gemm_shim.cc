@@ -36,6 +36,7 @@ mxq::ActKey act_of(int a) {
   return a == 1   ? mxq::ActKey::kFP16
          : a == 2 ? mxq::ActKey::kFP8DynamicToken
          : a == 3 ? mxq::ActKey::kFP8StaticTensor
+         : a == 4 ? mxq::ActKey::kFP8DynamicGroup128
                   : mxq::ActKey::kBF16;
 }
 // fp8-static-tensor's input scale in the benchmark (x ~ N(0, 1): amax ~5 over a row).

@@ -3,8 +3,13 @@
 # A/B against the register-A kernel with cuBLAS BF16 / cuBLASLt FP8 rowwise in the same process.
 # Needs build/carry/p.tar.xz: p/{mxq_cuda_hopper_tests, mxq_cuda_fp8_operand_tests,
 # mxq_cuda_act_tests, libmxq_bench_cuda_shim.so} of the commit under test; run(carry=["build/carry"]).
-# PARTS picks what runs (default all): tests memcheck ab.
-PARTS=${PARTS:-"tests memcheck ab"}
+# PARTS picks what runs (default all): tests memcheck ab group.
+# group (added 2026-12-07, 1dacd41): cuda-mma under fp8-dynamic-group128 (the FP32-scale path
+# with per-(token, 128-group) scales) against fp8-dynamic-token (folded path + scale_rows) and
+# bf16, M = 1 / 16 / 512. Predicted: 1.1-1.3x the token key's time at M <= 16 (2 extra FP32 ops
+# per accumulator per 32-block on an issue-bound decode), 2-4x at M = 512 (no wgmma or
+# split-rows variant for the group key).
+PARTS=${PARTS:-"tests memcheck ab group"}
 has() { [[ " $PARTS " == *" $1 "* ]]; }
 R=$OUT/r; L=$R/logs; mkdir -p $L
 finish() { cd $OUT && tar -cJf results.tar.xz r && rm -rf r; }
@@ -23,6 +28,12 @@ if has memcheck; then
     --gtest_filter='HopperFp8Gemm.Predecode*' > $L/memcheck-predecode.txt 2>&1; echo "memcheck rc $?"
   timeout 100 compute-sanitizer --tool memcheck $P/mxq_cuda_act_tests \
     --gtest_filter='CudaActKeys.Fp8*' > $L/memcheck-act-fp8.txt 2>&1; echo "memcheck act rc $?"
+fi
+if has group; then
+  timeout 150 $PY bench/cuda_gemm_bench.py --shim $P/libmxq_bench_cuda_shim.so --out $R/group.json \
+    --backends "cuda-mma+fp8-dynamic-group128,cuda-mma+fp8-dynamic-token,cuda-mma" \
+    --shapes 8192x8192,5760x2880 --ms 1,16,512 --formats mxfp4 --no-humming --no-peers \
+    --reps 10 > $L/group.txt 2>&1; echo "group rc $?"
 fi
 if has ab; then
   K=cuda-hopper+fp8-dynamic-token
