@@ -51,7 +51,8 @@ void write_raw(const std::string& path, const void* data, size_t bytes) {
 }
 
 int run_model(const std::string& path, int64_t tokens, const std::string& backend, int iters,
-              uint32_t seed, const std::vector<std::string>& only, const std::string& dump) {
+              uint32_t seed, const std::vector<std::string>& only, const std::string& dump,
+              bool keep_going) {
   const io::Checkpoint ck = get(io::Checkpoint::open(path));
   const io::ModelInfo info = get(io::read_model(ck));
   const Backend* ref = find_backend("cpu-reference");
@@ -63,7 +64,7 @@ int run_model(const std::string& path, int64_t tokens, const std::string& backen
               "weight GB/s");
   std::mt19937 rng(seed);
   std::normal_distribution<float> nd(0.0f, 1.0f);
-  int bad = 0;
+  int bad = 0, refused = 0, ran = 0;
   const std::vector<LayerSpec> layers = get(model_layers(ck, info, tokens));
   for (const std::string& name : only)
     if (std::none_of(layers.begin(), layers.end(), [&](const LayerSpec& l) { return l.name == name; }))
@@ -72,7 +73,16 @@ int run_model(const std::string& path, int64_t tokens, const std::string& backen
     // The random stream advances only for the layers run, so a layer's x depends on --layer.
     if (!only.empty() && std::find(only.begin(), only.end(), l.name) == only.end()) continue;
     const Problem& p = l.problem;
-    const Backend* b = get(select_backend(p, this_device(), o)).backend;
+    auto sel = select_backend(p, this_device(), o);
+    if (!sel.ok() && keep_going) {  // the forced backend cannot run this layer: say why, go on
+      ++refused;
+      std::printf("%-40s %-6s %-14s refused: %s\n", l.name.c_str(), op_name(p.op), backend.c_str(),
+                  sel.status().message().c_str());
+      // (the random stream still advances: the next layers get the x they get without it)
+      for (int64_t i = 0; i < p.m * (p.op == Op::kMoE ? p.n : p.k); ++i) (void)nd(rng);
+      continue;
+    }
+    const Backend* b = get(std::move(sel)).backend;
     const int64_t in_cols = p.op == Op::kMoE ? p.n : p.k;
     const int64_t out_cols = p.n;
     std::vector<uint16_t> x(size_t(p.m * in_cols));
@@ -122,6 +132,7 @@ int run_model(const std::string& path, int64_t tokens, const std::string& backen
       write_raw(dump + "/" + l.name + ".x.bf16", x.data(), x.size() * sizeof(uint16_t));
       write_raw(dump + "/" + l.name + ".y." + dtype_name(p.out), got.data(), got.size());
     }
+    ++ran;
     if (!(rel <= 2e-2)) ++bad;
     std::printf("%-40s %-6s %-14s %11.2e %10.1f %10.2f\n", l.name.c_str(), op_name(p.op),
                 std::string(b->name()).c_str(), rel, secs * 1e6,
@@ -130,6 +141,15 @@ int run_model(const std::string& path, int64_t tokens, const std::string& backen
   if (bad > 0) {
     std::printf("%d layer(s) differ from cpu-reference by more than 2e-2 (norm-wise)\n", bad);
     return 2;
+  }
+  if (refused > 0 && ran == 0) {
+    std::printf("no layer ran: %s refused all %d (--keep-going)\n", backend.c_str(), refused);
+    return 3;
+  }
+  if (refused > 0) {
+    std::printf("ok: every layer run matches cpu-reference within 2e-2 (norm-wise relative); %d "
+                "refused by %s (--keep-going)\n", refused, backend.c_str());
+    return 0;
   }
   std::printf("ok: every layer matches cpu-reference within 2e-2 (norm-wise relative)\n");
   return 0;
@@ -144,6 +164,7 @@ void add_run_command(CLI::App& app) {
   static uint32_t seed = 1;
   static std::vector<std::string> only;
   static std::string dump;
+  static bool keep_going = false;
   auto* c = app.add_subcommand("run", "Run every MX layer of a model on the selected backend "
                                       "and compare with cpu-reference");
   c->add_option("model", model, "quantized model directory or safetensors file")->required();
@@ -155,7 +176,12 @@ void add_run_command(CLI::App& app) {
   c->add_option("--dump", dump, "write each layer's input and output to DIR/<layer>.x.bf16 and "
                                 "DIR/<layer>.y.<dtype> (raw row-major bytes)")
       ->check(CLI::ExistingDirectory);
-  c->callback([] { exit_code() = run_model(model, tokens, backend, iters, seed, only, dump); });
+  c->add_flag("--keep-going", keep_going,
+              "with --backend: list the layers that backend cannot run as 'refused: <reason>' "
+              "and run the others (default: stop at the first)");
+  c->callback([] {
+    exit_code() = run_model(model, tokens, backend, iters, seed, only, dump, keep_going);
+  });
 }
 
 }  // namespace mxq::cli
