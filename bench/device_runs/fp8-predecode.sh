@@ -2,14 +2,16 @@
 # Device run (2026-12-07): the FP8 path's pre-decoded tiles (issue 17) -- tests, memcheck, and the
 # A/B against the register-A kernel with cuBLAS BF16 / cuBLASLt FP8 rowwise in the same process.
 # Needs build/carry/p.tar.xz: p/{mxq_cuda_hopper_tests, mxq_cuda_fp8_operand_tests,
-# mxq_cuda_act_tests, libmxq_bench_cuda_shim.so} of the commit under test; run(carry=["build/carry"]).
+# mxq_cuda_act_tests, libmxq_bench_cuda_shim.so, mxq} of the commit under test; run(carry=["build/carry"]).
 # PARTS picks what runs (default all): tests memcheck ab group.
 # group (added 2026-12-07, 1dacd41): cuda-mma under fp8-dynamic-group128 (the FP32-scale path
 # with per-(token, 128-group) scales) against fp8-dynamic-token (folded path + scale_rows) and
 # bf16, M = 1 / 16 / 512. Predicted: 1.1-1.3x the token key's time at M <= 16 (2 extra FP32 ops
 # per accumulator per 32-block on an issue-bound decode), 2-4x at M = 512 (no wgmma or
 # split-rows variant for the group key).
-PARTS=${PARTS:-"tests memcheck ab group"}
+# fixtures (3092ac3): ctest cli_run_fixtures with p/mxq: every producer fixture on cpu, cuda-mma
+# and cuda-hopper against cpu-reference.
+PARTS=${PARTS:-"tests fixtures memcheck ab group"}
 has() { [[ " $PARTS " == *" $1 "* ]]; }
 R=$OUT/r; L=$R/logs; mkdir -p $L
 finish() { cd $OUT && tar -cJf results.tar.xz r && rm -rf r; }
@@ -22,6 +24,10 @@ if has tests; then
   timeout 60 $P/mxq_cuda_fp8_operand_tests > $L/fp8-operand.txt 2>&1; echo "operand rc $?"
   timeout 60 $P/mxq_cuda_act_tests > $L/act.txt 2>&1; echo "act tests rc $?"
   timeout 200 $P/mxq_cuda_hopper_tests --gtest_filter='HopperFp8*' > $L/hopper-fp8.txt 2>&1; echo "fp8 tests rc $?"
+fi
+if has fixtures; then
+  timeout 200 tests/scripts/cli_run_fixtures_test.sh $P/mxq $L/run-fixtures-detail.txt \
+    > $L/run-fixtures.txt 2>&1; echo "fixtures rc $?"
 fi
 if has memcheck; then
   timeout 150 compute-sanitizer --tool memcheck $P/mxq_cuda_hopper_tests \
