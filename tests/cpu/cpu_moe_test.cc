@@ -202,56 +202,42 @@ TEST(MoEVsReferenceShapes, PaddedAndTiny) {
   }
 }
 
-// fp8-dynamic-tensor (not reached by the rotation above): every layout, with and without a
-// local-expert map, M = 1 and M = 17, against cpu-reference; and the whole-call scale really
-// is used (the per-token key gives another result for a batch whose tokens differ in scale).
-TEST(MoEVsReferenceShapes, Fp8DynamicTensor) {
+// A key the rotation above does not reach, on every layout, with and without a local-expert
+// map, against cpu-reference; and its scales really are used: the per-token key gives another
+// result (for a batch whose tokens differ in scale, or groups within a token).
+void key_against_reference_and_token_key(ActKey key, int64_t h, int64_t inter,
+                                         std::initializer_list<int64_t> ms, uint32_t seed) {
   const CpuBackend b;
   int i = 0;
   for (GateUpLayout layout : {GateUpLayout::kChunked, GateUpLayout::kInterleaved, GateUpLayout::kSeparate})
-    for (int64_t m : {int64_t(1), int64_t(17)}) {
+    for (int64_t m : ms) {
       const bool map = (i++ % 2) == 1;
-      MoECase c = make_moe(ElemType::kE2M1, ActKey::kFP8DynamicTensor, m, 96, 64, 8, 3, layout,
+      MoECase c = make_moe(ElemType::kE2M1, key, m, h, inter, 8, 3, layout,
                            MoEActivation::kSiluAndMul, Routing::kSoftmaxTopK, true, map,
-                           DType::kF32, uint32_t(7000 + 40 * i));
+                           DType::kF32, seed + uint32_t(40 * i));
       SCOPED_TRACE(c.p.to_string());
       ASSERT_TRUE(b.can_implement(c.p).ok) << b.can_implement(c.p).reason;
       const Dense y = run_moe(b, c);
       expect_moe_matches_reference(c, y);
-      if (m > 1) {
-        MoECase t = c;
-        t.p.act = ActKey::kFP8DynamicToken;
-        const Dense yt = run_moe(b, t);
-        bool differ = false;
-        for (int64_t j = 0; j < m * c.p.n; ++j) differ = differ || yt.at(size_t(j)) != y.at(size_t(j));
-        EXPECT_TRUE(differ) << "the per-tensor key gave the per-token key's output";
-      }
-    }
-}
-
-// fp8-dynamic-group128 (not reached by the rotation either): H = 320 and I = 256, so x and
-// the intermediate span several 128-groups (H's last one short), every layout, against
-// cpu-reference; and the per-group scales really are used (the token key differs).
-TEST(MoEVsReferenceShapes, Fp8DynamicGroup128) {
-  const CpuBackend b;
-  int i = 0;
-  for (GateUpLayout layout : {GateUpLayout::kChunked, GateUpLayout::kInterleaved, GateUpLayout::kSeparate})
-    for (int64_t m : {int64_t(1), int64_t(9)}) {
-      const bool map = (i++ % 2) == 1;
-      MoECase c = make_moe(ElemType::kE2M1, ActKey::kFP8DynamicGroup128, m, 320, 256, 8, 3, layout,
-                           MoEActivation::kSiluAndMul, Routing::kSoftmaxTopK, true, map,
-                           DType::kF32, uint32_t(9000 + 40 * i));
-      SCOPED_TRACE(c.p.to_string());
-      ASSERT_TRUE(b.can_implement(c.p).ok) << b.can_implement(c.p).reason;
-      const Dense y = run_moe(b, c);
-      expect_moe_matches_reference(c, y);
+      if (m == 1 && key == ActKey::kFP8DynamicTensor) continue;  // one token: the token key's scale
       MoECase t = c;
       t.p.act = ActKey::kFP8DynamicToken;
       const Dense yt = run_moe(b, t);
       bool differ = false;
       for (int64_t j = 0; j < m * c.p.n; ++j) differ = differ || yt.at(size_t(j)) != y.at(size_t(j));
-      EXPECT_TRUE(differ) << "the per-group key gave the per-token key's output";
+      EXPECT_TRUE(differ) << act_key_name(key) << " gave the per-token key's output";
     }
+}
+
+// fp8-dynamic-tensor: the whole call's scale (M = 1 and 17).
+TEST(MoEVsReferenceShapes, Fp8DynamicTensor) {
+  key_against_reference_and_token_key(ActKey::kFP8DynamicTensor, 96, 64, {1, 17}, 7000);
+}
+
+// fp8-dynamic-group128: H = 320 and I = 256, so x and the intermediate span several 128-groups
+// (H's last one short).
+TEST(MoEVsReferenceShapes, Fp8DynamicGroup128) {
+  key_against_reference_and_token_key(ActKey::kFP8DynamicGroup128, 320, 256, {1, 9}, 9000);
 }
 
 TEST(MoEDeterminism, ThreadCountAndIsaDoNotChangeBits) {
