@@ -40,11 +40,13 @@ GemmConfig choose_gemm_config(const GemmArgs& a) {
   }
   c.split_rows = split_rows(a.m, a.n);
   if (nt == 1 && wide_layer(a.n)) {
+    c.wide = true;
     c.warps = 8;
     c.prefetch = a.elem == ElemType::kE2M1 ? 4 : 2;
   }
   if (use_wgmma(a.m, a.scale_in_weights) && wgmma_aligned(a.x, a.ldx)) {
     c.wgmma = true;
+    c.wide = false;
     c.split_rows = false;
     c.tokens_per_block = kWgTokens;
     c.warps = 8;
@@ -96,14 +98,15 @@ Status mx_gemm(const GemmArgs& a, cudaStream_t stream) {
   if (!instance_types_compiled(bf16, fp4))
     return unimplemented(std::string("cuda-mma GEMM: ") + kMinimalInstancesNote);
   // The absent pairs of a minimal build are named only in discarded branches (not linked).
+  const GemmConfig c = choose_gemm_config(a);
   if (bf16 && fp4) {
-    launch_bf16_e2m1(a, stream);
+    launch_bf16_e2m1(a, c, stream);
   } else if (bf16) {
-    if constexpr (instance_types_compiled(true, false)) launch_bf16_e4m3(a, stream);
+    if constexpr (instance_types_compiled(true, false)) launch_bf16_e4m3(a, c, stream);
   } else if (fp4) {
-    if constexpr (instance_types_compiled(false, true)) launch_f16_e2m1(a, stream);
+    if constexpr (instance_types_compiled(false, true)) launch_f16_e2m1(a, c, stream);
   } else {
-    launch_f16_e4m3(a, stream);
+    launch_f16_e4m3(a, c, stream);
   }
   MXQ_CUDA_TRY(cudaGetLastError());
   return Status::Ok();

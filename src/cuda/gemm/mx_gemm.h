@@ -54,10 +54,12 @@ struct GemmConfig {
   int prefetch = 4;          // k64 tiles of weights in flight per warp
   bool scale_in_weights = false;
   bool split_rows = false;   // warps own row tiles (large M) instead of splitting K
+  bool wide = false;         // 8-token blocks on a wide layer: 8 warps x fewer tiles each
   bool wgmma = false;        // the Hopper wgmma variant (many tokens, mx_gemm_wgmma.cuh)
   bool act_group_scales = false;  // per-(token, 128-group) activation scales (x_group_scales)
   std::string to_string() const;
 };
+// The one place the launch is decided: mx_gemm launches exactly this config.
 GemmConfig choose_gemm_config(const GemmArgs& a);
 
 // Checks the arguments and launches on `stream`. Asynchronous, allocates nothing, no host

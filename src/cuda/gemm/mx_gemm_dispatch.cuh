@@ -132,25 +132,29 @@ void launch_kernel(const KernelLaunch& l, const IO& io, cudaStream_t stream) {
               grid, dim3(W * 32), 0, stream, l.w, l.w_scales, int(l.n), int(l.k), k64, io);
 }
 
+// The dense launches below consume the GemmConfig that mx_gemm.cu's choose_gemm_config made
+// (its one place for the decisions: token tile, scale path, wgmma / split-rows / wide variant,
+// group scales), so what `explain` and the bench print is what runs. The warps and tiles in
+// flight of a variant are compile-time functions of it (warps_for, prefetch_for) that both
+// sides call.
 template <typename T, bool kFp4, int NT, bool kFast>
-void launch(const GemmArgs& a, cudaStream_t stream) {
+void launch(const GemmArgs& a, const GemmConfig& c, cudaStream_t stream) {
   const DenseIO<T> dio{static_cast<const T*>(a.x), a.y, a.bias, int(a.m), a.ldx, a.ldy,
                        a.out == DType::kF32};
   if constexpr (NT == 8 && kFast && kWgmmaVariant) {
-    if (use_wgmma(a.m, true) && wgmma_aligned(a.x, a.ldx)) {
+    if (c.wgmma) {
       launch_wgmma<T, kFp4>(a.w, a.w_scales, a.n, a.k, unsigned((a.m + kWgTokens - 1) / kWgTokens),
                             dio, stream);
       return;
     }
   }
   const KernelLaunch l{a.w, a.w_scales, a.n, a.k, unsigned((a.m + 8 * NT - 1) / (8 * NT)),
-                       split_rows(a.m, a.n), NT == 1 && wide_layer(a.n)};
+                       c.split_rows, c.wide};
   launch_kernel<T, kFp4, NT, kFast>(l, dio, stream);
 }
 
-// fp8-dynamic-group128 (GemmArgs::x_group_scales): the split-K launch of the FP32-scale path
-// with the activation group scales (GroupScaledIO), at every M; no wgmma, wide or split-rows
-// variant (mx_gemm.cu's choose_gemm_config reports the same).
+// fp8-dynamic-group128 (GemmConfig::act_group_scales): the split-K launch of the FP32-scale
+// path with the activation group scales (GroupScaledIO); no wgmma, wide or split-rows variant.
 template <typename T, bool kFp4, int NT>
 void launch_group_scaled(const GemmArgs& a, cudaStream_t stream) {
   GroupScaledIO<T> io;
@@ -164,29 +168,30 @@ void launch_group_scaled(const GemmArgs& a, cudaStream_t stream) {
 }
 
 template <typename T, bool kFp4, int NT>
-void dispatch_scale_path(const GemmArgs& a, cudaStream_t stream) {
-  if (a.x_group_scales != nullptr)
+void dispatch_scale_path(const GemmArgs& a, const GemmConfig& c, cudaStream_t stream) {
+  if (c.act_group_scales)
     launch_group_scaled<T, kFp4, NT>(a, stream);
-  else if (a.scale_in_weights)
-    launch<T, kFp4, NT, true>(a, stream);
+  else if (c.scale_in_weights)
+    launch<T, kFp4, NT, true>(a, c, stream);
   else
-    launch<T, kFp4, NT, false>(a, stream);
+    launch<T, kFp4, NT, false>(a, c, stream);
 }
 
+// c.tokens_per_block is 8 * NT of the mma.sync kernel (wgmma configs: 64, its NT = 8 entry).
 template <typename T, bool kFp4>
-void dispatch_tokens(const GemmArgs& a, cudaStream_t stream) {
-  switch (tokens_per_block(a.m)) {
-    case 8: return dispatch_scale_path<T, kFp4, 1>(a, stream);
-    case 16: return dispatch_scale_path<T, kFp4, 2>(a, stream);
-    case 32: return dispatch_scale_path<T, kFp4, 4>(a, stream);
-    default: return dispatch_scale_path<T, kFp4, 8>(a, stream);
+void dispatch_tokens(const GemmArgs& a, const GemmConfig& c, cudaStream_t stream) {
+  switch (c.wgmma ? 64 : c.tokens_per_block) {
+    case 8: return dispatch_scale_path<T, kFp4, 1>(a, c, stream);
+    case 16: return dispatch_scale_path<T, kFp4, 2>(a, c, stream);
+    case 32: return dispatch_scale_path<T, kFp4, 4>(a, c, stream);
+    default: return dispatch_scale_path<T, kFp4, 8>(a, c, stream);
   }
 }
 
 // One per activation x weight type, defined in instances/.
-void launch_bf16_e2m1(const GemmArgs& a, cudaStream_t stream);
-void launch_bf16_e4m3(const GemmArgs& a, cudaStream_t stream);
-void launch_f16_e2m1(const GemmArgs& a, cudaStream_t stream);
-void launch_f16_e4m3(const GemmArgs& a, cudaStream_t stream);
+void launch_bf16_e2m1(const GemmArgs& a, const GemmConfig& c, cudaStream_t stream);
+void launch_bf16_e4m3(const GemmArgs& a, const GemmConfig& c, cudaStream_t stream);
+void launch_f16_e2m1(const GemmArgs& a, const GemmConfig& c, cudaStream_t stream);
+void launch_f16_e4m3(const GemmArgs& a, const GemmConfig& c, cudaStream_t stream);
 
 }  // namespace mxq::cuda::gemm

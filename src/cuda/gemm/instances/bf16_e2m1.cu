@@ -3,8 +3,8 @@
 
 namespace mxq::cuda::gemm {
 
-void launch_bf16_e2m1(const GemmArgs& a, cudaStream_t stream) {
-  dispatch_tokens<__nv_bfloat16, true>(a, stream);
+void launch_bf16_e2m1(const GemmArgs& a, const GemmConfig& c, cudaStream_t stream) {
+  dispatch_tokens<__nv_bfloat16, true>(a, c, stream);
 }
 
 }  // namespace mxq::cuda::gemm

@@ -3,8 +3,8 @@
 
 namespace mxq::cuda::gemm {
 
-void launch_bf16_e4m3(const GemmArgs& a, cudaStream_t stream) {
-  dispatch_tokens<__nv_bfloat16, false>(a, stream);
+void launch_bf16_e4m3(const GemmArgs& a, const GemmConfig& c, cudaStream_t stream) {
+  dispatch_tokens<__nv_bfloat16, false>(a, c, stream);
 }
 
 }  // namespace mxq::cuda::gemm

@@ -3,8 +3,8 @@
 
 namespace mxq::cuda::gemm {
 
-void launch_f16_e4m3(const GemmArgs& a, cudaStream_t stream) {
-  dispatch_tokens<__half, false>(a, stream);
+void launch_f16_e4m3(const GemmArgs& a, const GemmConfig& c, cudaStream_t stream) {
+  dispatch_tokens<__half, false>(a, c, stream);
 }
 
 }  // namespace mxq::cuda::gemm
