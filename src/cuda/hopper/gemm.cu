@@ -615,16 +615,7 @@ Status hopper_gemm(const HopperGemmArgs& a, cudaStream_t stream, HopperGemmConfi
     if (!m.ok()) return m.status();
     ymap = m.value();
   }
-  KernelParams p = {};
-  p.w = a.w;
-  p.bias = a.bias;
-  p.y = a.y;
-  p.m = int(a.m);
-  p.n = int(a.n);
-  p.ksteps = int((a.k + 63) / 64);
-  p.n64 = int(HopperLayout{a.elem, 1, a.n, a.k}.n64());
-  p.ldy = a.ldy;
-  p.n_blocks = c.n_blocks;
+  KernelParams p = base_params(a.elem, a.w, a.bias, a.y, a.m, a.n, a.k, a.ldy, c);
   p.items = c.items;
   p.splits = c.splits;
   p.out_f32 = a.out == DType::kF32;

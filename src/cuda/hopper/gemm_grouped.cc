@@ -114,16 +114,7 @@ Status hopper_grouped_gemm(const HopperGroupedArgs& a, cudaStream_t stream, Hopp
   auto map = activation_map(a.x, g.act, g.capacity, g.k, a.ldx, c.tokens);
   if (!map.ok()) return map.status();
   const HopperLayout one{g.elem, 1, g.n, g.k};
-  KernelParams p = {};
-  p.w = a.w;
-  p.bias = a.bias;
-  p.y = a.y;
-  p.m = int(g.capacity);
-  p.n = int(g.n);
-  p.ksteps = int((g.k + 63) / 64);
-  p.n64 = int(one.n64());
-  p.ldy = a.ldy;
-  p.n_blocks = c.n_blocks;
+  KernelParams p = detail::base_params(g.elem, a.w, a.bias, a.y, g.capacity, g.n, g.k, a.ldy, c);
   p.items = c.items;
   p.splits = c.splits;
   p.out_f32 = !a.gate_up;

@@ -10,6 +10,7 @@
 
 #include "cuda/hopper/gemm_config.h"
 #include "cuda/hopper/kernel_params.h"
+#include "cuda/hopper/layout.h"
 #include "mxq/formats.h"
 #include "mxq/status.h"
 
@@ -34,6 +35,25 @@ Status rank_splits(ElemType elem, DType act, int64_t n, int64_t k64, int nt, int
                    bool grouped, const Forced& f, double& best, HopperGemmConfig& c,
                    bool fp8 = false);
 Status finish_config(ElemType elem, DType act, int64_t n, double best, HopperGemmConfig& c);
+
+// The fields every launch sets the same way (dense and grouped): weights, bias, output, the
+// problem's M (grouped: the dispatch capacity), N, k64 steps, 64-row blocks, output stride and
+// the config's row blocks per item; the rest of KernelParams zero.
+inline KernelParams base_params(ElemType elem, const uint8_t* w, const float* bias, void* y,
+                                int64_t m, int64_t n, int64_t k, int64_t ldy,
+                                const HopperGemmConfig& c) {
+  KernelParams p = {};
+  p.w = w;
+  p.bias = bias;
+  p.y = y;
+  p.m = int(m);
+  p.n = int(n);
+  p.ksteps = int((k + 63) / 64);
+  p.n64 = int(HopperLayout{elem, 1, n, k}.n64());
+  p.ldy = ldy;
+  p.n_blocks = c.n_blocks;
+  return p;
+}
 
 // The instance of (weight, activation type, c) on `s` (kMoE: the grouped instances).
 template <bool kMoE>
