@@ -11,19 +11,27 @@
 # split-rows variant for the group key).
 # fixtures (3092ac3): ctest cli_run_fixtures with p/mxq: every producer fixture on cpu, cuda-mma
 # and cuda-hopper against cpu-reference.
-PARTS=${PARTS:-"tests fixtures memcheck ab group"}
+# suite (2026-12-07, 0c8c483): the whole cuda-mma GEMM / core / MoE suites (5885376 changed how the
+# dense launch gets its config).
+PARTS=${PARTS:-"tests suite fixtures memcheck ab group"}
 has() { [[ " $PARTS " == *" $1 "* ]]; }
 R=$OUT/r; L=$R/logs; mkdir -p $L
 finish() { cd $OUT && tar -cJf results.tar.xz r && rm -rf r; }
 trap finish EXIT
 tar -xJf build/carry/p.tar.xz -C build/carry
 P=build/carry/p
-nvidia-smi -L > $L/device.txt; sha256sum $P/* > $L/sha256.txt
+nvidia-smi -L > $L/device.txt; sha256sum $P/* > $L/sha256.txt; $P/mxq --version > $L/commit.txt 2>&1 || true
 PY=/opt/torch/.venv/bin/python3
 if has tests; then
   timeout 60 $P/mxq_cuda_fp8_operand_tests > $L/fp8-operand.txt 2>&1; echo "operand rc $?"
   timeout 60 $P/mxq_cuda_act_tests > $L/act.txt 2>&1; echo "act tests rc $?"
   timeout 200 $P/mxq_cuda_hopper_tests --gtest_filter='HopperFp8*' > $L/hopper-fp8.txt 2>&1; echo "fp8 tests rc $?"
+  for f in fp8-operand act hopper-fp8; do tail -3 $L/$f.txt; done
+fi
+if has suite; then
+  for t in mxq_cuda_gemm_tests mxq_cuda_tests mxq_cuda_moe_tests; do
+    timeout 200 $P/$t > $L/$t.txt 2>&1; echo "$t rc $?"; tail -3 $L/$t.txt
+  done
 fi
 if has fixtures; then
   timeout 200 tests/scripts/cli_run_fixtures_test.sh $P/mxq $L/run-fixtures-detail.txt \
