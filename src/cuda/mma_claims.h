@@ -62,7 +62,7 @@ inline Verdict mma_types_verdict(const Problem& p, bool mx_act = false) {
 // `max_m` is its launch's token limit. FP8 keys are judged as BF16 (their activations reach the
 // kernels as BF16 or E4M3 values, their scales applied in the epilogue or per 32-block);
 // fp8-dynamic-tensor and fp8-dynamic-group128 only with `mma_fp8_keys` (cuda-mma, which runs
-// them; cuda-hopper does not).
+// them; cuda-hopper passes it for the group key, whose fallback is cuda-mma's kernels).
 inline Verdict linear_layer_verdict(const Problem& p, const char* backend, int64_t max_m,
                                     bool mma_fp8_keys = false) {
   Problem types = p;

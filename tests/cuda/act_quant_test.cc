@@ -419,6 +419,35 @@ TEST(CudaActKeys, Fp8GroupOperandTimesScaleEqualsCpuDefinition) {
         if (rows > 1 && k > 128) {  // the NaN stays in its group
           ASSERT_FALSE(std::isnan(want[size_t(k + 128)])) << what;
         }
+        // The FP8 tensor cores' form (fp8_group_act_quant_codes): the codes of the same values
+        // (0x7F where they are NaN) in rows of ld bytes, bytes past K untouched, the same scales.
+        if (!graph) {
+          const int64_t ld = (k + 15) / 16 * 16 + 16;
+          Dev<uint8_t> dc(std::vector<uint8_t>(size_t(rows * ld), 0xA5));
+          Dev<float> dcs(static_cast<size_t>(rows * groups));
+          ASSERT_TRUE(cuda::fp8_group_act_quant_codes(dx.p, d, rows, k, dc.p, ld, dcs.p, nullptr).ok());
+          CUDA_OK(cudaDeviceSynchronize());
+          const std::vector<uint8_t> codes = dc.get();
+          const std::vector<float> cs = dcs.get();
+          for (size_t i = 0; i < cs.size(); ++i)
+            ASSERT_EQ(num::f32_bits(cs[i]), num::f32_bits(gs[i])) << what << " codes' scale " << i;
+          for (int64_t r = 0; r < rows; ++r)
+            for (int64_t c = 0; c < ld; ++c) {
+              const uint8_t code = codes[size_t(r * ld + c)];
+              if (c >= k) {
+                ASSERT_EQ(code, 0xA5) << what << " row " << r << " byte " << c << " past K";
+                continue;
+              }
+              const uint16_t v16 = q[size_t(r * k + c)];
+              const float dec = d == DType::kBF16 ? num::bf16_to_f32(v16) : num::f16_to_f32(v16);
+              if (std::isnan(dec)) {
+                ASSERT_EQ(code, 0x7F) << what << " row " << r << " col " << c;
+              } else {
+                ASSERT_EQ(num::f32_bits(num::decode_elem(ElemType::kE4M3, code)), num::f32_bits(dec))
+                    << what << " row " << r << " col " << c;
+              }
+            }
+        }
       }
   // fp8_operand (the per-row API) refuses the group key, naming the function that runs it.
   cuda::StreamBuffer tmp(nullptr), sc(nullptr);

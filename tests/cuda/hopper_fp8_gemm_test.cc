@@ -109,14 +109,21 @@ void prepare_layer(Fp8Layer& l, int64_t n, int64_t k, uint32_t seed, int smin, i
 
 // Activations quantized on the GPU to E4M3 codes (fp8_act_quant_codes: the reference's codes,
 // checked bit for bit in act_quant_test.cc), rows of ldc bytes.
+// group (fp8-dynamic-group128): one scale per row and 128-column group, hscales [m, groups].
 struct Fp8Act {
   int64_t m = 0, k = 0, ldc = 0;
   bool dynamic = true;
+  bool group = false;
+  int64_t groups = 0;
   float static_scale = 1.0f;
   std::optional<Dev<uint8_t>> codes;
   std::optional<Dev<float>> scales;
   std::vector<uint8_t> hcodes;
   std::vector<float> hscales;
+  // The scale of element (r, j).
+  double scale(int64_t r, int64_t j) const {
+    return group ? double(hscales[size_t(r * groups + j / 128)]) : double(hscales[size_t(r)]);
+  }
 };
 
 void quantize_act(Fp8Act& a, int64_t m, int64_t k, bool dynamic, uint32_t seed) {
@@ -143,6 +150,35 @@ void quantize_act(Fp8Act& a, int64_t m, int64_t k, bool dynamic, uint32_t seed) 
   a.hscales = dynamic ? a.scales->get() : std::vector<float>(size_t(m), a.static_scale);
 }
 
+// fp8-dynamic-group128 activations: each (row, 128-column group) of its own magnitude (2^-4 ..
+// 2^4), so a scale applied to the wrong group or token is off by a power of two or more.
+void quantize_act_groups(Fp8Act& a, int64_t m, int64_t k, uint32_t seed) {
+  a.m = m;
+  a.k = k;
+  a.ldc = (k + 15) / 16 * 16 + (k % 128 == 0 ? 16 : 0);
+  a.dynamic = false;
+  a.group = true;
+  a.groups = cuda::fp8_act_groups(k);
+  a.static_scale = 1.0f;
+  std::mt19937 g(seed);
+  std::normal_distribution<float> nd;
+  std::vector<uint16_t> x(size_t(m * k));
+  for (int64_t r = 0; r < m; ++r)
+    for (int64_t j = 0; j < k; ++j) {
+      const float mag = std::ldexp(1.0f, int((r + 3 * (j / 128)) % 9) - 4);
+      x[size_t(r * k + j)] = num::f32_to_bf16(mag * nd(g));
+    }
+  Dev<uint16_t> dx(x);
+  a.codes.emplace(size_t(m * a.ldc));
+  a.scales.emplace(size_t(m * a.groups));
+  CUDA_OK(cudaMemset(a.codes->p, 0x7F, size_t(m * a.ldc)));  // NaN codes past K: must not be read
+  MXQ_OK(cuda::fp8_group_act_quant_codes(dx.p, DType::kBF16, m, k, a.codes->p, a.ldc,
+                                         a.scales->p, nullptr));
+  CUDA_OK(cudaDeviceSynchronize());
+  a.hcodes = a.codes->get();
+  a.hscales = a.scales->get();
+}
+
 // The GEMM's arguments for layer l and activations a into y (the row / tensor scale of a, its
 // rows of a.ldc bytes, y rows of N).
 hopper::HopperFp8GemmArgs fp8_args(const Fp8Layer& l, const Fp8Act& a, DType out, bool bias,
@@ -155,6 +191,7 @@ hopper::HopperFp8GemmArgs fp8_args(const Fp8Layer& l, const Fp8Act& a, DType out
   f.x = a.codes->p;
   f.act_row_scale = a.dynamic ? a.scales->p : nullptr;
   f.act_scale = a.static_scale;
+  f.act_group_scale = a.group ? a.scales->p : nullptr;
   f.y = y;
   f.m = a.m;
   f.n = l.n;
@@ -199,7 +236,8 @@ double run_and_check(const Fp8Layer& l, const Fp8Act& a, DType out, bool bias, c
   if (y_out != nullptr) *y_out = y;
   const std::string what = std::string(dtype_name(out)) + " M=" + std::to_string(m) + " N=" +
                            std::to_string(n) + " K=" + std::to_string(k) +
-                           (a.dynamic ? " per-token" : " per-tensor") + (bias ? " bias" : "") +
+                           (a.group ? " per-group" : a.dynamic ? " per-token" : " per-tensor") +
+                           (bias ? " bias" : "") +
                            " [" + ran.to_string() + "]";
   const double round_rel = out == DType::kBF16 ? 0x1p-8 : out == DType::kF16 ? 0x1p-11 : 0x1p-23;
   std::vector<double> xv(static_cast<size_t>(k));
@@ -208,20 +246,20 @@ double run_and_check(const Fp8Layer& l, const Fp8Act& a, DType out, bool bias, c
   for (int64_t r = 0; r < m; ++r) {
     for (int64_t j = 0; j < k; ++j)
       xv[size_t(j)] = double(num::decode_elem(ElemType::kE4M3, a.hcodes[size_t(r * a.ldc + j)]));
-    const double s_r = double(a.hscales[size_t(r)]);
+    for (int64_t j = 0; j < k; ++j) xv[size_t(j)] *= a.scale(r, j);  // s x code
     for (int64_t c = 0; c < n; ++c) {
-      double sum = 0, mag = 0;
+      double sum = 0, mag = 0;  // sum_k s x_k w_k, sum_k |s x_k w_k|
       const double* wr = l.wd.data() + c * k;
       for (int64_t j = 0; j < k; ++j) {
         const double p = xv[size_t(j)] * wr[j];
         sum += p;
         mag += std::fabs(p);
       }
-      const double ref = s_r * sum + (bias ? double(l.bias[size_t(c)]) : 0.0);
+      const double ref = sum + (bias ? double(l.bias[size_t(c)]) : 0.0);
       const double got = num::load_dense(y.data(), out, r * n + c);
       const double err = std::fabs(got - ref);
-      const double bound = kMmaRel * s_r * mag + round_rel * std::fabs(ref) + 1e-30;
-      if (out == DType::kF32 && mag > 0) worst = std::max(worst, err / (s_r * mag));
+      const double bound = kMmaRel * mag + round_rel * std::fabs(ref) + 1e-30;
+      if (out == DType::kF32 && mag > 0) worst = std::max(worst, err / mag);
       if (!(err <= bound) && bad++ < 5)
         ADD_FAILURE() << what << ": y[" << r << ", " << c << "] = " << got << ", want " << ref
                       << " (bound " << bound << ")";
@@ -255,6 +293,47 @@ TEST(HopperFp8Gemm, EveryTileAgainstTheDoubleSum) {
   std::printf("FP8 MMA: largest |y - ref| / (s sum|x w|) = 2^%.1f over every tile (K = 2880)\n",
               std::log2(std::max(worst, 1e-300)));
   EXPECT_EQ(ran.size(), 12u) << "every forced config must have run as forced";
+}
+
+// fp8-dynamic-group128 on the FP8 tensor cores: the token's scale of each 128-column group applied
+// at every k128 stage's promotion (kt_begin + u), on the register-A tiles with and without split
+// K (a rank's first stage is not group 0), the transform warpgroups and the pre-decoded tiles;
+// groups of magnitudes 2^-4 .. 2^4 (quantize_act_groups), K = 2880 (a short last group of 64).
+TEST(HopperFp8Gemm, GroupScalesAgainstTheDoubleSum) {
+  SKIP_WITHOUT_HOPPER();
+  Fp8Layer l;
+  prepare_layer(l, 2064, 2880, 11, 112, 124);
+  double worst = 0;
+  struct Path {
+    const char* forced;
+    const char* env;  // (name=value) or null
+  };
+  for (const Path& path : {Path{"16:2:1", nullptr}, Path{"64:3:1", nullptr},
+                           Path{"128:2:1", nullptr}, Path{"16:2:4", nullptr},
+                           Path{"32:3:2", nullptr}, Path{"128:2:2", nullptr},
+                           Path{nullptr, "MXQ_HOPPER_FP8_TRANSFORM=1"},
+                           Path{nullptr, "MXQ_HOPPER_FP8_PREDECODE=1"}}) {
+    std::string name, value;
+    if (path.env != nullptr) {
+      const std::string e = path.env;
+      name = e.substr(0, e.find('='));
+      value = e.substr(e.find('=') + 1);
+      ASSERT_EQ(setenv(name.c_str(), value.c_str(), 1), 0);
+    }
+    for (int64_t m : {1, 37, 130}) {
+      Fp8Act a;
+      quantize_act_groups(a, m, l.k, uint32_t(m + 41));
+      for (DType out : {DType::kF32, DType::kBF16}) {
+        hopper::HopperGemmConfig c;
+        const double w = run_and_check(l, a, out, m != 37, path.forced, &c);
+        if (out == DType::kF32) worst = std::max(worst, w);
+        EXPECT_TRUE(c.fp8_group_scales && c.fp8_promote_stages == 1) << c.to_string();
+      }
+    }
+    if (path.env != nullptr) unsetenv(name.c_str());
+  }
+  std::printf("FP8 MMA, group scales: largest |y - ref| / sum|s x w| = 2^%.1f\n",
+              std::log2(std::max(worst, 1e-300)));
 }
 
 // The 128-token tile with 1 and 2 transform warpgroups (weights decoded into shared memory,
@@ -508,7 +587,8 @@ TEST(HopperFp8Backend, KeysMatchTheReferenceOnEitherPath) {
   SKIP_WITHOUT_HOPPER();
   const Backend* b = find_backend("cuda-hopper");
   ASSERT_NE(b, nullptr);
-  for (ActKey key : {ActKey::kFP8DynamicToken, ActKey::kFP8StaticTensor})
+  for (ActKey key :
+       {ActKey::kFP8DynamicToken, ActKey::kFP8StaticTensor, ActKey::kFP8DynamicGroup128})
     for (auto [e, smin, smax, folds] :
          {std::tuple<ElemType, int, int, bool>{ElemType::kE2M1, 114, 124, true},
           {ElemType::kE2M1, 104, 124, false}, {ElemType::kE4M3, 118, 124, false}})

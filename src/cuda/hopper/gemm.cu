@@ -519,6 +519,8 @@ std::string HopperGemmConfig::to_string() const {
          std::to_string(tokens) + " tokens per item), " + std::to_string(stages) +
          "-stage TMA ring of " + std::to_string(stage_steps) + (fp8 ? " k128 step" : " k64 step") +
          (stage_steps > 1 ? "s, " : ", ") + (!fp8 ? ""
+                 : fp8_group_scales
+                     ? "FP32 promotion per stage x the token's 128-column group scale, "
                  : fp8_promote_stages == 1
                      ? "FP32 promotion per stage, "
                      : "FP32 promotion every " + std::to_string(fp8_promote_stages) +
@@ -661,7 +663,10 @@ StatusOr<HopperGemmConfig> choose_hopper_fp8_config(const HopperFp8GemmArgs& a) 
   c.m_tiles = int((a.m + c.tokens - 1) / c.tokens);
   MXQ_RETURN_IF_ERROR(finish_config(ElemType::kE2M1, t, a.n, best, c));
   c.tma_store = a.out != DType::kF32 && tma_epilogue_requested();
-  c.fp8_promote_stages = fp8_promote_requested();
+  // The group key's scale changes every k128 stage: promotion after each (an override of
+  // MXQ_HOPPER_FP8_PROMOTE would sum two groups under one scale).
+  c.fp8_group_scales = a.act_group_scale != nullptr;
+  c.fp8_promote_stages = c.fp8_group_scales ? 1 : fp8_promote_requested();
   if (c.fp8_tiles) {
     const Fp8Chunking ch = fp8_chunking(a.n, k128);
     c.fp8_chunk_rows = int(ch.rows);
@@ -690,6 +695,9 @@ Status hopper_fp8_gemm(const HopperFp8GemmArgs& a, cudaStream_t stream, HopperGe
   if (a.w == nullptr || a.row_mul == nullptr || a.x == nullptr || a.y == nullptr)
     return invalid_argument("cuda-hopper FP8 GEMM: null weight, row multiplier, activation or "
                             "output pointer");
+  if (a.act_group_scale != nullptr && (a.act_row_scale != nullptr || a.act_scale != 1.0f))
+    return invalid_argument("cuda-hopper FP8 GEMM: group scales (fp8-dynamic-group128) exclude "
+                            "per-token scales and a per-tensor scale other than 1");
   auto cfg = choose_hopper_fp8_config(a);
   if (!cfg.ok()) return cfg.status();
   HopperGemmConfig c = cfg.value();
@@ -729,6 +737,8 @@ Status hopper_fp8_gemm(const HopperFp8GemmArgs& a, cudaStream_t stream, HopperGe
   p.row_mul = a.row_mul;
   p.act_row_scale = a.act_row_scale;
   p.act_scale = a.act_scale;
+  p.act_group_scale = a.act_group_scale;
+  p.act_groups = int(l.k128());  // one group per k128 stage
   p.promote_stages = c.fp8_promote_stages;
   auto launch_gemm = [&](const CUtensorMap& ym, const KernelParams& kp,
                          const HopperGemmConfig& kc) {

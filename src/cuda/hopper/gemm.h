@@ -55,6 +55,10 @@ struct HopperFp8GemmArgs {
   const uint8_t* x = nullptr;           // E4M3 codes [M, K], row stride ldx bytes (16-aligned)
   const float* act_row_scale = nullptr; // [M] per-token scales (device), or null:
   float act_scale = 1.0f;               //   the per-tensor scale
+  // fp8-dynamic-group128: [M, ceil(K / 128)] scales per (token, 128-column group) (device;
+  // fp8_group_act_quant_codes), applied at each k128 stage's FP32 promotion; act_row_scale must
+  // then be null and act_scale 1. Null for the per-token and per-tensor keys.
+  const float* act_group_scale = nullptr;
   void* y = nullptr;                    // [M, N], row stride ldy elements
   int64_t m = 0, n = 0, k = 0, ldx = 0, ldy = 0;
   // The pre-decoded path's tiles (HopperGemmConfig::fp8_tiles; device memory, 16-byte

@@ -209,6 +209,9 @@ struct HopperGemmConfig {
   // accumulators (1 = every stage, the default and the measured precision of docs/cuda.md;
   // 2 or 4 by MXQ_HOPPER_FP8_PROMOTE for A/B runs: fewer FADDs, less precision).
   int fp8_promote_stages = 1;
+  // FP8, fp8-dynamic-group128: each promotion multiplies by the token's scale of the stage's
+  // 128-column group (promote_stages 1).
+  bool fp8_group_scales = false;
   // FP8: transform warpgroups decoding the weights into shared memory for shared-memory wgmma
   // (has_fp8_transform; 0: the consumers decode into registers).
   int fp8_transform = 0;

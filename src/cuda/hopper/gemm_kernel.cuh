@@ -387,6 +387,27 @@ __global__ void __launch_bounds__(threads(C, TW), 1)
     float part[kFp8 ? S::kAcc : 1];
 #pragma unroll
     for (int i = 0; i < (kFp8 ? S::kAcc : 1); ++i) part[i] = 0.0f;
+    // FP8: a promotion group's sum into the FP32 accumulators; under fp8-dynamic-group128 (one
+    // k128 stage per group: promote_stages 1) times the token's scale of the stage's group,
+    // kt_begin + u (lane (g, t) holds tokens 8i + 2t + h, as the epilogue below).
+    const int m_tile = mt;  // (a structured binding: not captured by the lambda)
+    [[maybe_unused]] auto promote = [&](int u) {
+      if (p.act_group_scale == nullptr) {
+#pragma unroll
+        for (int i = 0; i < S::kAcc; ++i) acc[i] += part[i];
+        return;
+      }
+      const float* gs = p.act_group_scale + (kt_begin + u);
+#pragma unroll
+      for (int i = 0; i < NT / 8; ++i)
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          const int tok = m_tile * NT + 8 * i + 2 * t + h;
+          const float sg = tok < p.m ? __ldg(gs + int64_t(tok) * p.act_groups) : 0.0f;
+          acc[4 * i + h] = fmaf(sg, part[4 * i + h], acc[4 * i + h]);
+          acc[4 * i + 2 + h] = fmaf(sg, part[4 * i + 2 + h], acc[4 * i + 2 + h]);
+        }
+    };
     if constexpr (TW > 0 || kTiles) {
       // FP8 with transform warpgroups (or pre-decoded tiles, which are complete once their
       // copy lands: no a_full): per stage wait for its copies and its decoded tiles,
@@ -412,10 +433,7 @@ __global__ void __launch_bounds__(threads(C, TW), 1)
                                           open && s == 0 ? 0 : 1);
         ptx::wgmma_commit();
         ptx::wgmma_wait<0>();
-        if (close) {
-#pragma unroll
-          for (int i = 0; i < S::kAcc; ++i) acc[i] += part[i];
-        }
+        if (close) promote(u);
         __syncwarp();
         if (lane == 0) sm90::mbar_arrive(&empty[slot]);
         if (++slot == S::kStages) {
@@ -519,10 +537,7 @@ __global__ void __launch_bounds__(threads(C, TW), 1)
         }
         ptx::wgmma_wait<0>();
         if constexpr (kFp8) {
-          if (close) {
-#pragma unroll
-            for (int i = 0; i < S::kAcc; ++i) acc[i] += part[i];
-          }
+          if (close) promote(u);
         }
         // Every lane's reads of the slot (its LDS of step `done`) are ordered before lane 0's
         // release of it: without this, compute-sanitizer racecheck reports the producer's next

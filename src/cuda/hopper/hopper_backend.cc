@@ -17,6 +17,9 @@
 // row that does not fold, and MXFP8 weights, run the exact 16-bit kernel on the E4M3 values
 // (fp8_operand: exact in BF16 / F16) into FP32, then the scale and bias (scale_rows), as
 // cuda-mma does; prepare says which (stderr, once per layer shape) and `explain` counts the rows.
+// fp8-dynamic-group128 (scales per token and 128-column group) takes the same FP8 path with the
+// group scale applied at each k128 stage's FP32 promotion (one stage = one group); its other
+// weights run on cuda-mma's kernels (FP32 group scales per 32-block), announced at prepare.
 //
 // Memory: as cuda-mma (cuda_backend.cc): canonical weights in host or device memory at
 // prepare; run_linear takes device pointers and is asynchronous on the given stream (no
@@ -135,8 +138,10 @@ class CudaHopperBackend final : public Backend {
   // 16-bit operand before the GEMM (quant/act_operand.h: exact, the reference's values).
   // The FP8 keys: see the top of this file (FP8 tensor cores where the rows fold, else the
   // 16-bit kernel into FP32 and scale_rows); their MoE layer refuses them (moe_layer.h).
+  // fp8-dynamic-group128: the FP8 tensor cores with a per-stage group scale where the rows fold
+  // (MXFP4), else cuda-mma's FP32-scale kernels (announced at prepare).
   bool declares_act_key(ActKey a) const override {
-    return gemm16_runs_act_key(a) || act_key_is_fp8(a);
+    return gemm16_runs_act_key(a) || act_key_is_fp8(a) || a == ActKey::kFP8DynamicGroup128;
   }
 
   Verdict can_implement(const Problem& p) const override {
@@ -144,6 +149,9 @@ class CudaHopperBackend final : public Backend {
     if (p.op != Op::kLinear)
       return Verdict::no(std::string("cuda-hopper runs linear and MoE layers, not ") + op_name(p.op));
     // FP8 keys: BF16 input quantized by the layer, scales in the epilogue; M: int32 tokens.
+    // The group key's fallback is cuda-mma's kernel: its claims (and token limit) apply.
+    if (p.act == ActKey::kFP8DynamicGroup128)
+      return linear_layer_verdict(p, "cuda-hopper", 65535LL * 64, /*mma_fp8_keys=*/true);
     return linear_layer_verdict(p, "cuda-hopper", 0x7FFFFFFF);
   }
 
@@ -153,8 +161,15 @@ class CudaHopperBackend final : public Backend {
     if (!can_implement(p)) return {};
     if (p.op == Op::kMoE) return moe_launch_plan(p, MoEKernels::kHopper);
     if (p.op != Op::kLinear) return {};
-    if (act_key_is_fp8(p.act) && p.weight == ElemType::kE2M1 && fp8_tensor_cores_requested()) {
+    const bool group = p.act == ActKey::kFP8DynamicGroup128;
+    if (group && p.weight != ElemType::kE2M1)
+      return "cuda-mma's kernels (fp8-dynamic-group128 on " + std::string(mx_format_name(p.weight)) +
+             " weights: FP32 group scales per 32-block)";
+    if ((act_key_is_fp8(p.act) || group) && p.weight == ElemType::kE2M1 &&
+        fp8_tensor_cores_requested()) {
       hopper::HopperFp8GemmArgs f;
+      static const float kAnyGroupScales = 1.0f;  // (only whether the key has them matters)
+      if (group) f.act_group_scale = &kAnyGroupScales;
       f.out = p.out;
       f.m = p.m;
       f.n = p.n;
@@ -162,8 +177,10 @@ class CudaHopperBackend final : public Backend {
       f.ldx = (p.k + 15) / 16 * 16;
       f.ldy = p.n;
       auto c = hopper::choose_hopper_fp8_config(f);
-      return c.ok() ? c.value().to_string() + " (where every row folds into E4M3; else the "
-                                              "16-bit kernel on E4M3 values into FP32)"
+      return c.ok() ? c.value().to_string() +
+                          (group ? " (where every row folds into E4M3; else cuda-mma's kernels)"
+                                 : " (where every row folds into E4M3; else the 16-bit kernel "
+                                   "on E4M3 values into FP32)")
                     : "(no launch: " + c.status().to_string() + ")";
     }
     hopper::HopperGemmArgs a;
@@ -185,17 +202,33 @@ class CudaHopperBackend final : public Backend {
   StatusOr<std::unique_ptr<PreparedWeights>> do_prepare_linear(
       const Problem& p, const LinearWeights& lw) const override {
     MXQ_DEBUG_ASSERT(check_frag_layout(lw.w).ok(), "can_implement and check_linear_weights passed");
-    if (act_key_is_fp8(p.act) && p.weight == ElemType::kE2M1 && fp8_tensor_cores_requested()) {
+    const bool group = p.act == ActKey::kFP8DynamicGroup128;
+    if ((act_key_is_fp8(p.act) || group) && p.weight == ElemType::kE2M1 &&
+        fp8_tensor_cores_requested()) {
       std::vector<int32_t> bases;
       auto st = fold_rows(lw.w, bases);
       if (!st.ok()) return st.status();
       if (st.value().folded == st.value().rows) return prepare_fp8(p, lw, bases);
       warn_once("cuda-hopper: " + p.to_string() + ": " + st.value().summary() +
-                ": the layer runs the exact 16-bit kernel on the E4M3 activation values (the "
-                "FP8 tensor cores take it when every row folds)");
+                (group ? ": the layer runs on cuda-mma's kernels (FP32 group scales per 32-block; "
+                         "the FP8 tensor cores take it when every row folds)"
+                       : ": the layer runs the exact 16-bit kernel on the E4M3 activation values "
+                         "(the FP8 tensor cores take it when every row folds)"));
     }
     auto out = std::make_unique<PreparedHopperLinear>();
     MXQ_CUDA_TRY(cudaGetDevice(&out->device));
+    if (group) {
+      // MXFP8 weights, rows that do not fold, or MXQ_HOPPER_FP8_PATH=16bit: the 16-bit hopper
+      // kernel has no per-32-block FP32 scale path, cuda-mma's has (the same numbers).
+      if (p.weight != ElemType::kE2M1)
+        warn_once("cuda-hopper: " + p.to_string() + ": fp8-dynamic-group128 on " +
+                  mx_format_name(p.weight) + " weights runs on cuda-mma's kernels (the FP8 "
+                  "tensor-core path takes MXFP4 weights)");
+      auto m = mma_->prepare_linear(p, lw);
+      if (!m.ok()) return m.status();
+      out->mma = std::move(m).value();
+      return std::unique_ptr<PreparedWeights>(std::move(out));
+    }
     if (p.act == ActKey::kFP8StaticTensor) out->input_scale = lw.input_scale;
     const FragSource src = FragSource::plain(lw.w);
     out->layout = hopper::hopper_layout(src);
@@ -360,6 +393,7 @@ class CudaHopperBackend final : public Backend {
                  const DenseMutView& y, cudaStream_t s) const {
     const DType act = act_input_dtype(p.act);
     const bool dynamic = p.act == ActKey::kFP8DynamicToken;
+    const bool group = p.act == ActKey::kFP8DynamicGroup128;
     const int64_t ldc = (p.k + 15) / 16 * 16;
     hopper::HopperFp8GemmArgs f;
     f.out = p.out;
@@ -384,6 +418,19 @@ class CudaHopperBackend final : public Backend {
         MXQ_RETURN_IF_ERROR(tiles.allocate(ws.value(), "the FP8 path's pre-decoded weight tiles"));
         f.workspace = static_cast<uint8_t*>(tiles.get());
         f.workspace_bytes = ws.value();
+      }
+      if (group) {  // per (token, 128-column group) scales, applied at each stage's promotion
+        MXQ_RETURN_IF_ERROR(scales.allocate(size_t(p.m * fp8_act_groups(p.k)) * sizeof(float),
+                                            "the per-token, per-128-column-group scales"));
+        auto* gs = static_cast<float*>(scales.get());
+        MXQ_RETURN_IF_ERROR(fp8_group_act_quant_codes(xd, act, p.m, p.k,
+                                                      static_cast<uint8_t*>(codes.get()), ldc,
+                                                      gs, s));
+        f.x = static_cast<const uint8_t*>(codes.get());
+        f.act_group_scale = gs;
+        f.act_scale = 1.0f;
+        f.y = yd;
+        return hopper::hopper_fp8_gemm(f, s);
       }
       float* rs = nullptr;
       if (dynamic) {

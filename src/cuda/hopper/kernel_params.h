@@ -22,6 +22,11 @@ struct KernelParams {
   const float* row_mul;
   const float* act_row_scale;
   float act_scale;
+  // fp8-dynamic-group128 (else null): [m, act_groups] per (token, 128-column group) scales,
+  // applied at each k128 stage's promotion (acc += s x part; promote_stages 1, one stage = one
+  // group), with act_row_scale null and act_scale 1 in the epilogue.
+  const float* act_group_scale;
+  int act_groups;
   // k128 stages chained in the tensor core's accumulator before each FP32 promotion (1 or 2;
   // HopperGemmConfig::fp8_promote_stages).
   int promote_stages;

@@ -283,11 +283,16 @@ __global__ void __launch_bounds__(kFp8RowThreads)
 // 2-byte loads: lane + 32 j), shuffle amax; s = amax / 448 (1 for an all-zero group) to
 // group_scale[row * groups + g]; a NaN or Inf in the group makes its 128 values NaN with s = 1,
 // as the reference does. Loads before stores within the warp, so out may equal in.
+// kCodes: the E4M3 codes themselves to out (rows of ld bytes: the FP8 tensor-core operand), the
+// NaN code 0x7F where the values would be NaN.
 constexpr int kFp8GroupThreads = 256;
-template <DType D>
+template <DType D, bool kCodes = false>
 __global__ void __launch_bounds__(kFp8GroupThreads)
     fp8_group_kernel(const void* in, int64_t rows, int64_t k, int groups, void* out,
-                     float* __restrict__ group_scale) {
+                     float* __restrict__ group_scale, int64_t ld = 0) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  if constexpr (kCodes) pdl::launch_dependents();  // as fp8_rows_kernel: the GEMM behind it
+#endif
   const int64_t w = int64_t(blockIdx.x) * (kFp8GroupThreads / 32) + (threadIdx.x >> 5);
   if (w >= rows * groups) return;  // warp-uniform
   const int lane = int(threadIdx.x & 31);
@@ -296,6 +301,9 @@ __global__ void __launch_bounds__(kFp8GroupThreads)
   const int n = int(k - c0 < 128 ? k - c0 : 128);  // the last group may be shorter
   const uint16_t* x = static_cast<const uint16_t*>(in) + row * k + c0;
   uint16_t* o = static_cast<uint16_t*>(out) + row * k + c0;
+  uint8_t* oc = static_cast<uint8_t*>(out) + row * ld + c0;
+  (void)o;
+  (void)oc;
   float v[4];
   float am = 0.0f;
   int bad = 0;
@@ -315,7 +323,13 @@ __global__ void __launch_bounds__(kFp8GroupThreads)
     const uint16_t nan = to16<D>(num::kF32QuietNaN);
 #pragma unroll
     for (int j = 0; j < 4; ++j)
-      if (lane + 32 * j < n) o[lane + 32 * j] = nan;
+      if (lane + 32 * j < n) {
+        if constexpr (kCodes)
+          oc[lane + 32 * j] = 0x7F;  // E4M3's NaN code
+        else
+          o[lane + 32 * j] = nan;
+      }
+    (void)nan;
     if (lane == 0) group_scale[w] = 1.0f;
     return;
   }
@@ -327,7 +341,10 @@ __global__ void __launch_bounds__(kFp8GroupThreads)
     if (i >= n) continue;
     float q;
     const uint8_t code = fp8_code(v[j], s, q);
-    o[i] = fp8_value16<D>(code, q);
+    if constexpr (kCodes)
+      oc[i] = code;
+    else
+      o[i] = fp8_value16<D>(code, q);
   }
 }
 
@@ -512,6 +529,30 @@ Status fp8_group_act_quant(const void* x, DType dtype, int64_t rows, int64_t k, 
     fq::fp8_group_kernel<DType::kF16><<<grid, fq::kFp8GroupThreads, 0, stream>>>(
         x, rows, k, int(groups), out, group_scale);
   return launch_error(cudaGetLastError(), "fp8_group_act_quant");
+}
+
+Status fp8_group_act_quant_codes(const void* x, DType dtype, int64_t rows, int64_t k,
+                                 uint8_t* codes, int64_t ld, float* group_scale,
+                                 cudaStream_t stream) {
+  if (dtype != DType::kBF16 && dtype != DType::kF16)
+    return invalid_argument(std::string("fp8_group_act_quant_codes: activations must be BF16 or F16, got ") +
+                            dtype_name(dtype));
+  constexpr int kWarps = fq::kFp8GroupThreads / 32;
+  const int64_t groups = fp8_act_groups(k);
+  if (rows < 0 || k < 0 || ld < k || groups > 0x7FFFFFFF || rows * groups / kWarps >= 0x7FFFFFFF)
+    return invalid_argument("fp8_group_act_quant_codes: bad shape [" + std::to_string(rows) +
+                            ", " + std::to_string(k) + "], ld " + std::to_string(ld));
+  if (rows * k == 0) return Status::Ok();
+  if (x == nullptr || codes == nullptr || group_scale == nullptr)
+    return invalid_argument("fp8_group_act_quant_codes: null pointer");
+  const unsigned grid = unsigned((rows * groups + kWarps - 1) / kWarps);
+  if (dtype == DType::kBF16)
+    fq::fp8_group_kernel<DType::kBF16, true><<<grid, fq::kFp8GroupThreads, 0, stream>>>(
+        x, rows, k, int(groups), codes, group_scale, ld);
+  else
+    fq::fp8_group_kernel<DType::kF16, true><<<grid, fq::kFp8GroupThreads, 0, stream>>>(
+        x, rows, k, int(groups), codes, group_scale, ld);
+  return launch_error(cudaGetLastError(), "fp8_group_act_quant_codes");
 }
 
 Status fp8_act_quant_codes(const void* x, DType dtype, int64_t rows, int64_t k, bool per_row,

@@ -73,6 +73,11 @@ Status fp8_group_act_quant(const void* x, DType dtype, int64_t rows, int64_t k, 
 Status fp8_act_quant_codes(const void* x, DType dtype, int64_t rows, int64_t k, bool per_row,
                            float input_scale, uint8_t* codes, int64_t ld, float* row_scale,
                            cudaStream_t stream);
+// fp8-dynamic-group128 likewise: fp8_group_act_quant's codes to codes [rows, ld] bytes (ld >= k),
+// its scales to group_scale [rows, fp8_act_groups(k)]; a NaN / Inf group all NaN codes (0x7F).
+Status fp8_group_act_quant_codes(const void* x, DType dtype, int64_t rows, int64_t k,
+                                 uint8_t* codes, int64_t ld, float* group_scale,
+                                 cudaStream_t stream);
 
 // The epilogue of a GEMM over fp8_act_quant's operand: y[r, c] = out(s_r * acc[r, c] + bias[c])
 // with acc [rows, n] FP32 (row stride n), s_r = row_scale[r] (or `scale` when row_scale is null),
