@@ -8,7 +8,9 @@
 # with per-(token, 128-group) scales) against fp8-dynamic-token (folded path + scale_rows) and
 # bf16, M = 1 / 16 / 512. Predicted: 1.1-1.3x the token key's time at M <= 16 (2 extra FP32 ops
 # per accumulator per 32-block on an issue-bound decode), 2-4x at M = 512 (no wgmma or
-# split-rows variant for the group key).
+# split-rows variant for the group key). cuda-hopper (0bf3681): the FP8 tensor cores with the
+# group scale per k128 promotion; predicted within 1.1x of its token key (32 extra loads + FMA
+# for ADD per stage per thread at 128 tokens).
 # fixtures (3092ac3): ctest cli_run_fixtures with p/mxq: every producer fixture on cpu, cuda-mma
 # and cuda-hopper against cpu-reference.
 # suite (2026-12-07, 0c8c483): the whole cuda-mma GEMM / core / MoE suites (5885376 changed how the
@@ -45,7 +47,7 @@ if has memcheck; then
 fi
 if has group; then
   timeout 150 $PY bench/cuda_gemm_bench.py --shim $P/libmxq_bench_cuda_shim.so --out $R/group.json \
-    --backends "cuda-mma+fp8-dynamic-group128,cuda-mma+fp8-dynamic-token,cuda-mma" \
+    --backends "cuda-hopper+fp8-dynamic-group128,cuda-hopper+fp8-dynamic-token,cuda-mma+fp8-dynamic-group128,cuda-mma+fp8-dynamic-token,cuda-mma,cuda-hopper" \
     --shapes 8192x8192,5760x2880 --ms 1,16,512 --formats mxfp4 --no-humming --no-peers \
     --reps 10 > $L/group.txt 2>&1; echo "group rc $?"
 fi
