@@ -105,12 +105,12 @@ TEST(CudaActKeys, CudaMmaDeclaresEveryKeyAndItsMoERefusesFp8) {
   }
 }
 
-// cuda-hopper declares every key but fp8-dynamic-tensor and fp8-dynamic-group128 (the MX keys
-// through act_operand, the FP8 keys on its FP8 tensor cores or its 16-bit kernel,
-// hopper_backend.cc); its MoE layer refuses the FP8 keys with the reason, and on an H200
-// (described, so this runs on machines without one) the oracle picks it for a large-M linear
-// layer under every key it declares, and cuda-mma, saying why cuda-hopper was not, under the
-// other two.
+// cuda-hopper declares every key but fp8-dynamic-tensor (the MX keys through act_operand, the
+// FP8 keys on its FP8 tensor cores or its 16-bit kernel, the group key on its FP8 tensor cores or
+// cuda-mma's kernels, hopper_backend.cc); its MoE layer refuses the FP8 keys with the reason,
+// and on an H200 (described, so this runs on machines without one) the oracle picks it for a
+// large-M linear layer under every key it declares, and cuda-mma, saying why cuda-hopper was
+// not, under the other.
 TEST(CudaActKeys, CudaHopperDeclaresEveryKeyAndItsMoERefusesFp8) {
   const Backend* h = find_backend("cuda-hopper");
   if (h == nullptr) {
@@ -124,7 +124,7 @@ TEST(CudaActKeys, CudaHopperDeclaresEveryKeyAndItsMoERefusesFp8) {
   h200.gpus = {{0, "NVIDIA H200 (described)", 9, 0, size_t(141) << 30, 132}};
   for (ActKey a : kAllActKeys) {
     const Problem p = Problem::linear(compiled_weight_for(a), a, 512, 4096, 4096);
-    if (a == ActKey::kFP8DynamicTensor || a == ActKey::kFP8DynamicGroup128) {
+    if (a == ActKey::kFP8DynamicTensor) {
       const std::string not_declared = std::string("activation key ") + act_key_name(a) +
                                        " is not declared by cuda-hopper";
       EXPECT_FALSE(h->declares_act_key(a));
@@ -141,7 +141,8 @@ TEST(CudaActKeys, CudaHopperDeclaresEveryKeyAndItsMoERefusesFp8) {
     EXPECT_TRUE(v.ok) << act_key_name(a) << ": " << v.reason;
     const Problem m = Problem::moe_problem(compiled_weight_for(a), a, 4, 64, 96, 8, 2);
     const Verdict mv = h->check_problem(m);
-    const bool fp8 = a == ActKey::kFP8StaticTensor || a == ActKey::kFP8DynamicToken;
+    const bool fp8 = a == ActKey::kFP8StaticTensor || a == ActKey::kFP8DynamicToken ||
+                     a == ActKey::kFP8DynamicGroup128;
     EXPECT_EQ(mv.ok, !fp8) << act_key_name(a) << " moe: " << mv.reason;
     const std::string e = explain(p, h200);
     EXPECT_NE(e.find("choice   cuda-hopper (automatic)"), std::string::npos) << e;
