@@ -334,6 +334,12 @@ static StatusOr<std::vector<LayerSpec>> model_layers_unguarded(const io::Checkpo
   const bool gpt_oss = io::field_or(config, "model_type", "") == "gpt_oss";
   int64_t topk = 2;
   topk = io::field_or(config, "num_experts_per_tok", topk);  // a non-integer is an error, not 2
+  // (checked where a MoE block uses it: a dense model's config may carry any value)
+  auto topk_error = [&](const std::string& block) {
+    return Status(StatusCode::kDataLoss, ck.root() + "/config.json: num_experts_per_tok " +
+                                             std::to_string(topk) + " for MoE block '" + block +
+                                             "': expected at least 1");
+  };
   const int64_t cfg_experts = config_experts(config);
   const ActKey act = default_act(info.act);
   std::map<std::string, const io::MXWeight*> by_module;
@@ -434,6 +440,7 @@ static StatusOr<std::vector<LayerSpec>> model_layers_unguarded(const io::Checkpo
     l.w2 = &a->parts.back().stacked;
     if (!fused) l.w3 = &a->parts[1].stacked;
     MXQ_RETURN_IF_ERROR(find_router(ck, block, l));
+    if (topk < 1) return topk_error(block);
     Problem p = Problem::moe_problem(gu.elem, act, tokens, hidden, inter, count,
                                      std::min<int64_t>(topk, count));
     p.bias = has_bias;
@@ -481,6 +488,7 @@ static StatusOr<std::vector<LayerSpec>> model_layers_unguarded(const io::Checkpo
       return invalid_argument("MoE block '" + block + "': '" + w.module + "' stacks " +
                               std::to_string(w.batch()) + " experts but config.json says " +
                               std::to_string(cfg_experts));
+    if (topk < 1) return topk_error(block);
     Problem p = Problem::moe_problem(w.elem, act, tokens, w.k(), w.n() / 2, w.batch(),
                                      std::min<int64_t>(topk, w.batch()));
     p.bias = !w.bias_name.empty();
